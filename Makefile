@@ -1,0 +1,51 @@
+# Two commands do all set-up on a fresh Debian machine:
+#   make demo   build and run the demo on the embedded Bình Sơn district
+#   make test   build and run every test
+# System packages: cmake (builds the bundled libopus), pkg-config, and ffmpeg (a real RTP receiver
+# and format encoder for the interop tests). As root they are installed with apt-get; otherwise the
+# exact command is printed.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := cmake pkg-config ffmpeg
+DEMO_ARGS ?=
+
+.PHONY: all deps build demo test fmt clippy clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "run: sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs (rustup default stable)"; exit 1; }
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+demo: build
+	$(CARGO) run -q -p radio-server --bin radio-server -- demo $(DEMO_ARGS)
+
+test: deps
+	$(CARGO) test --workspace --no-fail-fast
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets
+
+clean:
+	$(CARGO) clean
+	rm -rf demo-out

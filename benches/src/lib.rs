@@ -1,0 +1,1 @@
+//! Benchmarks live here (criterion benches and the load harness arrive with the performance work).

@@ -1,0 +1,470 @@
+//! Settings of `relay-agent`, the daemon at each commune station, and where it plays audio.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::address::check_host_port;
+use crate::error::{in_range, not_blank, ConfigError, Invalid};
+
+/// Opus frames are 20 ms throughout the system.
+const FRAME_MS: u32 = 20;
+
+/// Headroom beyond the playout delay so a burst after a stall is absorbed, not dropped.
+const JITTER_SPARE_FRAMES: u32 = 10;
+
+/// The settings `relay-agent` runs with, after merging file, environment and flags.
+///
+/// [`Default`] leaves `sinks` empty, which does not validate: an agent must be told where to
+/// play, there is no output every station has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Enrolment bundle written by `radio-server enroll`.
+    pub bundle: PathBuf,
+    /// `host:port` overriding the server address in the bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    pub state_dir: PathBuf,
+    /// Where decoded audio goes; at least one.
+    pub sinks: Vec<SinkSpec>,
+    pub playout_delay_ms: u32,
+    /// Capacity of the jitter buffer in 20 ms frames.
+    pub jitter_capacity_frames: u32,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// `tracing` filter directive.
+    pub log: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            bundle: PathBuf::from("/etc/relay-agent/bundle.toml"),
+            server: None,
+            state_dir: PathBuf::from("/var/lib/relay-agent"),
+            sinks: Vec::new(),
+            playout_delay_ms: 200,
+            jitter_capacity_frames: 500,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 10_000,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Checks every rule; errors name the field (use the merge functions for file lines).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|i| i.unlocated("relay-agent config"))
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        if self.bundle.as_os_str().is_empty() {
+            return Err(Invalid::new("bundle", "must not be empty"));
+        }
+        if let Some(server) = &self.server {
+            check_host_port(server).map_err(|m| Invalid::new("server", m))?;
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(Invalid::new("state_dir", "must not be empty"));
+        }
+        if self.sinks.is_empty() {
+            return Err(Invalid::new(
+                "sinks",
+                format!("at least one sink is required; {SINK_FORMS}"),
+            ));
+        }
+        in_range("playout_delay_ms", self.playout_delay_ms, 20, 10_000)?;
+        let needed = self.playout_delay_ms / FRAME_MS + JITTER_SPARE_FRAMES;
+        if self.jitter_capacity_frames < needed {
+            return Err(Invalid::between(
+                &["jitter_capacity_frames", "playout_delay_ms"],
+                format!(
+                    "jitter_capacity_frames ({}) must hold the playout delay plus \
+                     {JITTER_SPARE_FRAMES} spare frames: at least {needed} for \
+                     playout_delay_ms = {}",
+                    self.jitter_capacity_frames, self.playout_delay_ms
+                ),
+            ));
+        }
+        // Zero would make a flapping link reconnect in a busy loop.
+        in_range("reconnect_min_ms", self.reconnect_min_ms, 10, 3_600_000)?;
+        if self.reconnect_max_ms < self.reconnect_min_ms {
+            return Err(Invalid::between(
+                &["reconnect_max_ms", "reconnect_min_ms"],
+                format!(
+                    "reconnect_max_ms ({}) must be at least reconnect_min_ms ({})",
+                    self.reconnect_max_ms, self.reconnect_min_ms
+                ),
+            ));
+        }
+        not_blank("log", &self.log)?;
+        Ok(())
+    }
+}
+
+/// The accepted sink forms, quoted in every sink error.
+pub(crate) const SINK_FORMS: &str = "a sink is one of `rtp:HOST:PORT` (optionally \
+     `rtp:HOST:PORT,sdp=PATH`), `wav:PATH` or `pipe:COMMAND`, e.g. `rtp:127.0.0.1:5004`, \
+     `wav:/var/lib/relay-agent/out.wav`, `pipe:aplay -q -t raw -f S16_LE -r 48000 -c 1`";
+
+/// Where an agent sends decoded audio.
+///
+/// Written as a one-line string in TOML, environment and flags; see [`FromStr`] for the forms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SinkSpec {
+    /// Opus over RTP (RFC 7587) to a hardware decoder or IP speaker; with `sdp`, an SDP file
+    /// describing the stream is written for players such as ffplay.
+    Rtp {
+        dest: SocketAddr,
+        sdp: Option<PathBuf>,
+    },
+    /// A WAV file (48 kHz mono 16-bit), for recording and tests.
+    Wav { path: PathBuf },
+    /// A shell command fed raw 48 kHz mono S16_LE on stdin, e.g. `aplay`.
+    Pipe { command: String },
+}
+
+impl SinkSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkSpec::Rtp { .. } => "rtp",
+            SinkSpec::Wav { .. } => "wav",
+            SinkSpec::Pipe { .. } => "pipe",
+        }
+    }
+}
+
+/// Why a sink string was refused; every message lists the accepted forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkSpecError {
+    #[error("`{0}` has no sink kind; {SINK_FORMS}")]
+    MissingKind(String),
+    #[error("unknown sink kind `{0}`; {SINK_FORMS}")]
+    UnknownKind(String),
+    #[error("`{dest}` is not an RTP destination IP:PORT ({reason}); {SINK_FORMS}")]
+    RtpDestination { dest: String, reason: String },
+    #[error("RTP destination `{0}` has port 0; {SINK_FORMS}")]
+    RtpPortZero(SocketAddr),
+    #[error("unknown RTP option `{0}`, only `sdp=PATH` is accepted; {SINK_FORMS}")]
+    RtpOption(String),
+    /// Holds the prefix that lacks its value, e.g. `wav:`.
+    #[error("`{0}` needs a non-empty value after it; {SINK_FORMS}")]
+    Empty(&'static str),
+}
+
+/// Parses `rtp:IP:PORT[,sdp=PATH]`, `wav:PATH` or `pipe:COMMAND`.
+///
+/// Only the kind prefix is interpreted: paths and commands are taken verbatim so that any
+/// [`Display`](fmt::Display) output parses back to the same value.
+impl FromStr for SinkSpec {
+    type Err = SinkSpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((kind, rest)) = s.split_once(':') else {
+            return Err(SinkSpecError::MissingKind(s.to_owned()));
+        };
+        match kind {
+            "rtp" => {
+                // Socket addresses never contain ',', so the first ',' ends the destination.
+                let (dest, option) = match rest.split_once(',') {
+                    Some((dest, option)) => (dest, Some(option)),
+                    None => (rest, None),
+                };
+                let dest: SocketAddr = dest.parse().map_err(|e: std::net::AddrParseError| {
+                    SinkSpecError::RtpDestination {
+                        dest: dest.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                if dest.port() == 0 {
+                    return Err(SinkSpecError::RtpPortZero(dest));
+                }
+                let sdp = match option {
+                    None => None,
+                    Some(option) => {
+                        // The path is the whole remainder, so it may itself contain ','.
+                        let path = option
+                            .strip_prefix("sdp=")
+                            .ok_or_else(|| SinkSpecError::RtpOption(option.to_owned()))?;
+                        if path.is_empty() {
+                            return Err(SinkSpecError::Empty("rtp:…,sdp="));
+                        }
+                        Some(PathBuf::from(path))
+                    }
+                };
+                Ok(SinkSpec::Rtp { dest, sdp })
+            }
+            "wav" if rest.is_empty() => Err(SinkSpecError::Empty("wav:")),
+            "wav" => Ok(SinkSpec::Wav {
+                path: PathBuf::from(rest),
+            }),
+            "pipe" if rest.trim().is_empty() => Err(SinkSpecError::Empty("pipe:")),
+            "pipe" => Ok(SinkSpec::Pipe {
+                command: rest.to_owned(),
+            }),
+            other => Err(SinkSpecError::UnknownKind(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkSpec::Rtp { dest, sdp: None } => write!(f, "rtp:{dest}"),
+            SinkSpec::Rtp {
+                dest,
+                sdp: Some(sdp),
+            } => write!(f, "rtp:{dest},sdp={}", sdp.display()),
+            SinkSpec::Wav { path } => write!(f, "wav:{}", path.display()),
+            SinkSpec::Pipe { command } => write!(f, "pipe:{command}"),
+        }
+    }
+}
+
+impl Serialize for SinkSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Parsing inside the visitor, not after, lets toml attach the element's own span to
+        // the error instead of the whole array's.
+        struct SinkVisitor;
+        impl serde::de::Visitor<'_> for SinkVisitor {
+            type Value = SinkSpec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sink string such as \"rtp:127.0.0.1:5004\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SinkSpec, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(SinkVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid() -> AgentConfig {
+        AgentConfig {
+            sinks: vec![SinkSpec::Wav {
+                path: "/tmp/out.wav".into(),
+            }],
+            ..AgentConfig::default()
+        }
+    }
+
+    #[test]
+    fn parses_each_documented_form() {
+        assert_eq!(
+            "rtp:127.0.0.1:5004".parse(),
+            Ok(SinkSpec::Rtp {
+                dest: "127.0.0.1:5004".parse().expect("addr"),
+                sdp: None
+            })
+        );
+        assert_eq!(
+            "rtp:127.0.0.1:5004,sdp=/tmp/x.sdp".parse(),
+            Ok(SinkSpec::Rtp {
+                dest: "127.0.0.1:5004".parse().expect("addr"),
+                sdp: Some("/tmp/x.sdp".into())
+            })
+        );
+        assert_eq!(
+            "rtp:[ff02::1]:5004".parse::<SinkSpec>().map(|s| s.kind()),
+            Ok("rtp")
+        );
+        assert_eq!(
+            "wav:/tmp/out.wav".parse(),
+            Ok(SinkSpec::Wav {
+                path: "/tmp/out.wav".into()
+            })
+        );
+        assert_eq!(
+            "pipe:aplay -q -t raw -f S16_LE -r 48000 -c 1".parse(),
+            Ok(SinkSpec::Pipe {
+                command: "aplay -q -t raw -f S16_LE -r 48000 -c 1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_forms_and_explains_the_good_ones() {
+        let cases = [
+            ("", "no sink kind"),
+            ("/tmp/out.wav", "no sink kind"),
+            ("mp3:/tmp/x", "unknown sink kind `mp3`"),
+            ("RTP:127.0.0.1:5004", "unknown sink kind `RTP`"),
+            ("rtp:", "not an RTP destination"),
+            ("rtp:localhost:5004", "not an RTP destination"),
+            ("rtp:127.0.0.1", "not an RTP destination"),
+            ("rtp:127.0.0.1:0", "port 0"),
+            ("rtp:127.0.0.1:5004,ttl=4", "unknown RTP option `ttl=4`"),
+            ("rtp:127.0.0.1:5004,sdp=", "non-empty"),
+            ("wav:", "non-empty"),
+            ("pipe:   ", "non-empty"),
+        ];
+        for (input, expected) in cases {
+            let err = input.parse::<SinkSpec>().expect_err(input).to_string();
+            assert!(err.contains(expected), "{input}: {err}");
+            assert!(err.contains("rtp:HOST:PORT"), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        let kinds: Vec<_> = ["rtp:1.2.3.4:5", "wav:a", "pipe:cat"]
+            .iter()
+            .map(|s| s.parse::<SinkSpec>().map(|s| s.kind()))
+            .collect();
+        assert_eq!(kinds, vec![Ok("rtp"), Ok("wav"), Ok("pipe")]);
+    }
+
+    #[test]
+    fn serde_uses_the_string_form() {
+        let text = "sinks = [\"rtp:127.0.0.1:5004\", \"wav:/var/lib/relay-agent/out.wav\"]\n";
+        let cfg: AgentConfig = toml::from_str(text).expect("parses");
+        assert_eq!(cfg.sinks.len(), 2);
+        assert_eq!(cfg.sinks[1].kind(), "wav");
+        let back = toml::to_string(&cfg).expect("serialises");
+        assert!(back.contains(text.trim()), "{back}");
+        let again: AgentConfig = toml::from_str(&back).expect("round trip");
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn defaults_need_only_a_sink() {
+        assert_eq!(valid().validate(), Ok(()));
+        let err = AgentConfig::default().validate().expect_err("no sinks");
+        assert_eq!(err.key.as_deref(), Some("sinks"));
+    }
+
+    #[test]
+    fn validation_rules() {
+        let cases: Vec<(AgentConfig, &str)> = vec![
+            (
+                AgentConfig {
+                    playout_delay_ms: 19,
+                    ..valid()
+                },
+                "playout_delay_ms",
+            ),
+            (
+                AgentConfig {
+                    playout_delay_ms: 10_001,
+                    jitter_capacity_frames: 10_000,
+                    ..valid()
+                },
+                "playout_delay_ms",
+            ),
+            (
+                AgentConfig {
+                    playout_delay_ms: 1000,
+                    jitter_capacity_frames: 59,
+                    ..valid()
+                },
+                "jitter_capacity_frames",
+            ),
+            (
+                AgentConfig {
+                    reconnect_min_ms: 0,
+                    ..valid()
+                },
+                "reconnect_min_ms",
+            ),
+            (
+                AgentConfig {
+                    reconnect_min_ms: 20_000,
+                    ..valid()
+                },
+                "reconnect_max_ms",
+            ),
+            (
+                AgentConfig {
+                    server: Some("no-port".into()),
+                    ..valid()
+                },
+                "server",
+            ),
+            (
+                AgentConfig {
+                    bundle: PathBuf::new(),
+                    ..valid()
+                },
+                "bundle",
+            ),
+            (
+                AgentConfig {
+                    state_dir: PathBuf::new(),
+                    ..valid()
+                },
+                "state_dir",
+            ),
+            (
+                AgentConfig {
+                    log: " ".into(),
+                    ..valid()
+                },
+                "log",
+            ),
+        ];
+        for (cfg, key) in cases {
+            let err = cfg.validate().expect_err(key);
+            assert_eq!(err.key.as_deref(), Some(key), "{err}");
+        }
+        let edge = AgentConfig {
+            playout_delay_ms: 1000,
+            jitter_capacity_frames: 60,
+            reconnect_min_ms: 10,
+            reconnect_max_ms: 10,
+            server: Some("[::1]:4433".into()),
+            ..valid()
+        };
+        assert_eq!(edge.validate(), Ok(()));
+    }
+
+    fn path_text() -> impl Strategy<Value = String> {
+        "/?[a-zA-Z0-9_.,=-]{1,12}(/[a-zA-Z0-9_. ,=-]{1,12}){0,3}"
+    }
+
+    fn sink_spec() -> impl Strategy<Value = SinkSpec> {
+        let ip = prop_oneof![
+            any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
+            any::<[u16; 8]>().prop_map(std::net::IpAddr::from),
+        ];
+        let rtp = (ip, 1u16.., proptest::option::of(path_text())).prop_map(|(ip, port, sdp)| {
+            SinkSpec::Rtp {
+                dest: SocketAddr::new(ip, port),
+                sdp: sdp.map(PathBuf::from),
+            }
+        });
+        let wav = path_text().prop_map(|p| SinkSpec::Wav { path: p.into() });
+        let pipe = "[a-z]{1,8}( [-a-zA-Z0-9_=:,/.]{1,10}){0,5}"
+            .prop_map(|command| SinkSpec::Pipe { command });
+        prop_oneof![rtp, wav, pipe]
+    }
+
+    proptest! {
+        #[test]
+        fn display_round_trips_through_from_str(spec in sink_spec()) {
+            let text = spec.to_string();
+            prop_assert_eq!(text.parse::<SinkSpec>(), Ok(spec.clone()));
+            prop_assert!(text.starts_with(spec.kind()));
+        }
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in "\\PC{0,40}") {
+            let _ = text.parse::<SinkSpec>();
+        }
+    }
+}

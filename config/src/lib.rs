@@ -1,0 +1,37 @@
+//! Configuration of the Bình Sơn smart radio system: the district and its commune stations,
+//! the settings of `radio-server` and `relay-agent`, and how file, environment and flags
+//! combine into them.
+//!
+//! Every error is a [`ConfigError`] that reads like a compiler diagnostic,
+//! `server.toml:12:5: key `bitrate`: must be between 6000 and 510000 (got 900)`, naming the
+//! file line, environment variable or `--flag` the operator has to change.
+//!
+//! # Layout
+//!
+//! - `district.rs`: [`District`] and [`Station`], loaded from a district TOML file; the Bình Sơn
+//!   district (`data/binh-son.toml`) is embedded as the default.
+//! - `server.rs`: [`ServerConfig`], the settings of `radio-server`, and their rules.
+//! - `agent.rs`: [`AgentConfig`], the settings of `relay-agent`, and [`SinkSpec`], where an
+//!   agent plays audio.
+//! - `merge.rs`: defaults < file < environment < flags, as the pure [`merge_server`] and
+//!   [`merge_agent`], the [`load_server`]/[`load_agent`] wrappers, and the clap flag structs.
+//! - `error.rs`: [`ConfigError`] and the shared validation helpers.
+//! - `location.rs`: turning TOML byte spans and key paths into lines, columns and keys.
+//! - `address.rs`: checking `host:port` addresses that may be DNS names.
+
+mod address;
+mod agent;
+mod district;
+mod error;
+mod location;
+mod merge;
+mod server;
+
+pub use agent::{AgentConfig, SinkSpec, SinkSpecError};
+pub use district::{District, Station, StationKind};
+pub use error::ConfigError;
+pub use merge::{
+    load_agent, load_server, merge_agent, merge_server, AgentOverrides, ServerOverrides,
+    AGENT_CONFIG_ENV, AGENT_ENV_PREFIX, SERVER_CONFIG_ENV, SERVER_ENV_PREFIX,
+};
+pub use server::ServerConfig;

@@ -1,0 +1,317 @@
+//! Settings of `radio-server`, the district broadcast server.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::check_host_port;
+use crate::district::District;
+use crate::error::{in_range, not_blank, ConfigError, Invalid};
+
+/// The settings `radio-server` runs with, after merging file, environment and flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// QUIC listen address. Port 0 (an ephemeral port) is allowed for tests; the server then
+    /// has to publish the port it actually bound.
+    pub listen: SocketAddr,
+    /// `host:port` written into enrolment bundles; `None` derives it from `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<String>,
+    /// DNS name in the server certificate; agents verify it.
+    pub server_name: String,
+    pub data_dir: PathBuf,
+    /// Opus bits per second.
+    pub bitrate: u32,
+    /// District file; `None` uses the embedded Bình Sơn district.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub district_file: Option<PathBuf>,
+    pub heartbeat_interval_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_agents: u32,
+    /// Per-agent outgoing audio queue, in 20 ms frames.
+    pub send_queue_frames: u32,
+    /// `tracing` filter directive.
+    pub log: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4433),
+            public_address: None,
+            server_name: "localhost".to_owned(),
+            data_dir: PathBuf::from("/var/lib/radio-server"),
+            bitrate: 32_000,
+            district_file: None,
+            heartbeat_interval_ms: 5_000,
+            idle_timeout_ms: 15_000,
+            max_agents: 10_000,
+            // 5 s of 20 ms frames: rides out a short stall without unbounded memory per agent.
+            send_queue_frames: 250,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every rule; errors name the field (use the merge functions for file lines).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(|i| i.unlocated("radio-server config"))
+    }
+
+    /// The `host:port` agents should dial. An unspecified listen address cannot be dialled,
+    /// so it becomes loopback: right for a single-machine trial, and `public_address` exists
+    /// for everything else.
+    pub fn public_address(&self) -> String {
+        if let Some(address) = &self.public_address {
+            return address.clone();
+        }
+        let ip = match self.listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(ip, self.listen.port()).to_string()
+    }
+
+    /// The district to serve: `district_file` if set, else the embedded Bình Sơn.
+    pub fn district(&self) -> Result<District, ConfigError> {
+        match &self.district_file {
+            Some(path) => District::load(path),
+            None => Ok(District::binh_son()),
+        }
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        if let Some(address) = &self.public_address {
+            check_host_port(address).map_err(|m| Invalid::new("public_address", m))?;
+        }
+        not_blank("server_name", &self.server_name)?;
+        if self.server_name.chars().any(char::is_whitespace) {
+            return Err(Invalid::new(
+                "server_name",
+                format!(
+                    "`{}` is not a DNS name: it contains whitespace",
+                    self.server_name
+                ),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Invalid::new("data_dir", "must not be empty"));
+        }
+        // libopus refuses anything outside this range.
+        in_range("bitrate", self.bitrate, 6_000, 510_000)?;
+        if let Some(path) = &self.district_file {
+            if path.as_os_str().is_empty() {
+                return Err(Invalid::new(
+                    "district_file",
+                    "must not be empty (leave it unset for the embedded Bình Sơn district)",
+                ));
+            }
+        }
+        in_range(
+            "heartbeat_interval_ms",
+            self.heartbeat_interval_ms,
+            100,
+            600_000,
+        )?;
+        if self.idle_timeout_ms <= self.heartbeat_interval_ms {
+            return Err(Invalid::between(
+                &["idle_timeout_ms", "heartbeat_interval_ms"],
+                format!(
+                    "idle_timeout_ms ({}) must exceed heartbeat_interval_ms ({}), or every \
+                     agent would time out between heartbeats",
+                    self.idle_timeout_ms, self.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if self.max_agents == 0 {
+            return Err(Invalid::new("max_agents", "must be at least 1 (got 0)"));
+        }
+        in_range("send_queue_frames", self.send_queue_frames, 10, 3_000)?;
+        not_blank("log", &self.log)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented() {
+        let cfg = ServerConfig::default();
+        assert_eq!(cfg.validate(), Ok(()));
+        assert_eq!(cfg.listen.to_string(), "0.0.0.0:4433");
+        assert_eq!(cfg.server_name, "localhost");
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/radio-server"));
+        assert_eq!(cfg.bitrate, 32_000);
+        assert_eq!(cfg.heartbeat_interval_ms, 5_000);
+        assert_eq!(cfg.idle_timeout_ms, 15_000);
+        assert_eq!(cfg.max_agents, 10_000);
+        assert_eq!(cfg.send_queue_frames, 250);
+        assert_eq!(cfg.log, "info");
+    }
+
+    #[test]
+    fn public_address_falls_back_to_a_dialable_listen_address() {
+        let mut cfg = ServerConfig::default();
+        assert_eq!(cfg.public_address(), "127.0.0.1:4433");
+        cfg.listen = "[::]:5000".parse().expect("addr");
+        assert_eq!(cfg.public_address(), "[::1]:5000");
+        cfg.listen = "10.1.2.3:4433".parse().expect("addr");
+        assert_eq!(cfg.public_address(), "10.1.2.3:4433");
+        cfg.public_address = Some("radio.binhson.gov.vn:443".into());
+        assert_eq!(cfg.public_address(), "radio.binhson.gov.vn:443");
+    }
+
+    #[test]
+    fn district_defaults_to_binh_son() {
+        let cfg = ServerConfig::default();
+        assert_eq!(cfg.district().map(|d| d.stations.len()), Ok(22));
+        let cfg = ServerConfig {
+            district_file: Some("/nonexistent/district.toml".into()),
+            ..ServerConfig::default()
+        };
+        let err = cfg.district().expect_err("missing file");
+        assert_eq!(err.source_name, "/nonexistent/district.toml");
+    }
+
+    #[test]
+    fn validation_rules() {
+        let d = ServerConfig::default;
+        let cases: Vec<(ServerConfig, &str)> = vec![
+            (
+                ServerConfig {
+                    bitrate: 5_999,
+                    ..d()
+                },
+                "bitrate",
+            ),
+            (
+                ServerConfig {
+                    bitrate: 510_001,
+                    ..d()
+                },
+                "bitrate",
+            ),
+            (
+                ServerConfig {
+                    heartbeat_interval_ms: 99,
+                    ..d()
+                },
+                "heartbeat_interval_ms",
+            ),
+            (
+                ServerConfig {
+                    heartbeat_interval_ms: 600_001,
+                    idle_timeout_ms: 700_000,
+                    ..d()
+                },
+                "heartbeat_interval_ms",
+            ),
+            (
+                ServerConfig {
+                    idle_timeout_ms: 5_000,
+                    ..d()
+                },
+                "idle_timeout_ms",
+            ),
+            (
+                ServerConfig {
+                    max_agents: 0,
+                    ..d()
+                },
+                "max_agents",
+            ),
+            (
+                ServerConfig {
+                    send_queue_frames: 9,
+                    ..d()
+                },
+                "send_queue_frames",
+            ),
+            (
+                ServerConfig {
+                    send_queue_frames: 3_001,
+                    ..d()
+                },
+                "send_queue_frames",
+            ),
+            (
+                ServerConfig {
+                    public_address: Some("example.org".into()),
+                    ..d()
+                },
+                "public_address",
+            ),
+            (
+                ServerConfig {
+                    server_name: "".into(),
+                    ..d()
+                },
+                "server_name",
+            ),
+            (
+                ServerConfig {
+                    server_name: "a b".into(),
+                    ..d()
+                },
+                "server_name",
+            ),
+            (
+                ServerConfig {
+                    data_dir: PathBuf::new(),
+                    ..d()
+                },
+                "data_dir",
+            ),
+            (
+                ServerConfig {
+                    district_file: Some(PathBuf::new()),
+                    ..d()
+                },
+                "district_file",
+            ),
+            (
+                ServerConfig {
+                    log: "".into(),
+                    ..d()
+                },
+                "log",
+            ),
+        ];
+        for (cfg, key) in cases {
+            let err = cfg.validate().expect_err(key);
+            assert_eq!(err.key.as_deref(), Some(key), "{err}");
+            assert_eq!(err.source_name, "radio-server config");
+        }
+        let err = ServerConfig {
+            bitrate: 900,
+            ..d()
+        }
+        .validate()
+        .expect_err("900");
+        assert_eq!(
+            err.to_string(),
+            "radio-server config: key `bitrate`: must be between 6000 and 510000 (got 900)"
+        );
+    }
+
+    #[test]
+    fn serialises_to_toml_that_parses_back() {
+        let cfg = ServerConfig {
+            public_address: Some("radio.example:4433".into()),
+            district_file: Some("/etc/radio-server/district.toml".into()),
+            ..ServerConfig::default()
+        };
+        let text = toml::to_string(&cfg).expect("serialises");
+        let back: ServerConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(back, cfg);
+        let text = toml::to_string(&ServerConfig::default()).expect("serialises");
+        let back: ServerConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(back, ServerConfig::default());
+    }
+}

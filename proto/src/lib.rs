@@ -1,0 +1,77 @@
+//! Wire protocol of the smart radio broadcast system.
+//!
+//! The server streams Opus audio over QUIC to relay agents at commune radio
+//! stations. This crate defines the bytes they exchange and the control
+//! session state machine, and nothing else: it is sans-IO, in the style of
+//! quinn-proto. Callers feed it bytes and the current [`std::time::Instant`]
+//! and get back messages, events, bytes to send and deadlines, so the whole
+//! protocol can be tested deterministically without sockets or a runtime.
+//!
+//! Every message travels in a frame: a one-byte [`MessageType`], the body
+//! length as a QUIC varint, then the body. One bidirectional QUIC stream per
+//! connection carries the control session ([`Session`]); audio streams carry
+//! `ProgrammeStart`, `AudioFrame` and `ProgrammeEnd` frames read with
+//! [`FrameReader`]. `docs/PROTOCOL.md` describes the wire format for humans.
+//!
+//! # Layout
+//!
+//! - `codec.rs` — the [`Encode`]/[`Decode`] traits and the primitive field
+//!   codecs: QUIC varints, length-prefixed strings and bytes, fixed-width
+//!   integers, booleans.
+//! - `error.rs` — [`ErrorCode`] (wire close codes) and [`DecodeError`].
+//! - `message.rs` — [`Message`], [`MessageType`] and the frame encoding.
+//! - `hello.rs` — [`Hello`] and the [`Capabilities`] bit set.
+//! - `welcome.rs` — [`Welcome`].
+//! - `audio_frame.rs` — [`AudioFrame`].
+//! - `heartbeat.rs` — [`Heartbeat`].
+//! - `programme_start.rs` — [`ProgrammeStart`].
+//! - `programme_end.rs` — [`ProgrammeEnd`].
+//! - `error_message.rs` — [`ErrorMessage`], the `Error` message.
+//! - `reader.rs` — [`FrameReader`], incremental framing over a byte stream.
+//! - `session.rs` — [`Session`], the control-stream state machine, with
+//!   [`SessionConfig`], [`SessionState`] and [`Event`].
+//!
+//! Integration tests live in `tests/`: `roundtrip.rs` (property tests,
+//! including arbitrary and mutated input), `limits.rs` (size limits),
+//! `wire_values.rs` (pinned wire numbers) and `session.rs`, which runs an
+//! agent/server pair on a virtual clock using `util/mod.rs`. The cargo-fuzz
+//! target is `fuzz/fuzz_targets/proto_decode.rs` at the repository root.
+
+mod audio_frame;
+pub mod codec;
+mod error;
+mod error_message;
+mod heartbeat;
+mod hello;
+mod message;
+mod programme_end;
+mod programme_start;
+mod reader;
+mod session;
+mod welcome;
+
+pub use audio_frame::AudioFrame;
+pub use codec::{Decode, Encode};
+pub use error::{DecodeError, ErrorCode};
+pub use error_message::ErrorMessage;
+pub use heartbeat::Heartbeat;
+pub use hello::{Capabilities, Hello};
+pub use message::{Message, MessageType};
+pub use programme_end::ProgrammeEnd;
+pub use programme_start::ProgrammeStart;
+pub use reader::FrameReader;
+pub use session::{Event, Session, SessionConfig, SessionState};
+pub use welcome::Welcome;
+
+/// Bumped on any incompatible wire change; checked in `Hello` and `Welcome`.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// QUIC ALPN identifier; the version suffix lets TLS refuse a mismatched peer
+/// before any of our own bytes are exchanged.
+pub const ALPN: &[u8] = b"truyen-thanh/1";
+/// Opus' native rate; timestamps in [`AudioFrame`] count samples at this rate.
+pub const SAMPLE_RATE: u32 = 48_000;
+/// 20 ms at 48 kHz: Opus' default frame, a balance of latency and overhead.
+pub const FRAME_SAMPLES: u32 = 960;
+/// Absolute cap on any encoded message; per-type limits
+/// ([`MessageType::max_body_len`]) are far tighter.
+pub const MAX_FRAME_SIZE: usize = 64 * 1024;

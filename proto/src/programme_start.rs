@@ -1,0 +1,75 @@
+//! `ProgrammeStart`: announces a programme on an audio stream.
+
+use bytes::{Buf, BufMut};
+
+use crate::codec::{decode_string, decode_u16, decode_u64, encode_string, prefixed_len};
+use crate::{Decode, DecodeError, Encode};
+
+/// Precedes the first `AudioFrame` of a programme on its audio stream.
+///
+/// Announcing the first sequence and timestamp lets an agent that joins or
+/// reconnects mid-stream tell "new programme" apart from "lost frames".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgrammeStart {
+    pub channel: u16,
+    pub programme_id: u64,
+    /// Human-readable title, at most [`ProgrammeStart::MAX_NAME`] bytes.
+    pub name: String,
+    pub first_sequence: u64,
+    pub first_timestamp: u64,
+    /// Total frames when known in advance (a file); 0 for live input.
+    pub frame_count: u64,
+}
+
+impl ProgrammeStart {
+    pub const MAX_NAME: usize = 256;
+    /// Largest body a valid `ProgrammeStart` can have.
+    pub const MAX_BODY_LEN: usize = 2 + 8 + prefixed_len(Self::MAX_NAME) + 8 + 8 + 8;
+}
+
+impl Encode for ProgrammeStart {
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        buf.put_u16(self.channel);
+        buf.put_u64(self.programme_id);
+        encode_string(buf, &self.name);
+        buf.put_u64(self.first_sequence);
+        buf.put_u64(self.first_timestamp);
+        buf.put_u64(self.frame_count);
+    }
+
+    fn encoded_len(&self) -> usize {
+        2 + 8 + prefixed_len(self.name.len()) + 8 + 8 + 8
+    }
+}
+
+impl Decode for ProgrammeStart {
+    fn decode<B: Buf>(buf: &mut B) -> Result<Self, DecodeError> {
+        Ok(ProgrammeStart {
+            channel: decode_u16(buf)?,
+            programme_id: decode_u64(buf)?,
+            name: decode_string(buf, "name", Self::MAX_NAME)?,
+            first_sequence: decode_u64(buf)?,
+            first_timestamp: decode_u64(buf)?,
+            frame_count: decode_u64(buf)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_body_len_is_tight() {
+        let p = ProgrammeStart {
+            channel: 1,
+            programme_id: 2,
+            name: "é".repeat(ProgrammeStart::MAX_NAME / 2),
+            first_sequence: 3,
+            first_timestamp: 4,
+            frame_count: 5,
+        };
+        assert_eq!(p.name.len(), ProgrammeStart::MAX_NAME);
+        assert_eq!(p.encoded_len(), ProgrammeStart::MAX_BODY_LEN);
+    }
+}

@@ -1,0 +1,191 @@
+//! Pins every number that is part of the wire format.
+//!
+//! The `const` assertions fail the *build* of this test if a value is
+//! renumbered; the exhaustive `match`es fail it if a variant is added without
+//! being pinned here.
+
+use radio_proto::{
+    ErrorCode, MessageType, ALPN, FRAME_SAMPLES, MAX_FRAME_SIZE, PROTOCOL_VERSION, SAMPLE_RATE,
+};
+
+const ERROR_CODES: [(ErrorCode, u16); 12] = [
+    (ErrorCode::Malformed, 1),
+    (ErrorCode::UnknownMessage, 2),
+    (ErrorCode::TooLarge, 3),
+    (ErrorCode::UnsupportedVersion, 4),
+    (ErrorCode::UnknownAgent, 5),
+    (ErrorCode::IdentityMismatch, 6),
+    (ErrorCode::ProtocolViolation, 7),
+    (ErrorCode::Timeout, 8),
+    (ErrorCode::Shutdown, 9),
+    (ErrorCode::Internal, 10),
+    (ErrorCode::Revoked, 11),
+    (ErrorCode::Busy, 12),
+];
+
+const MESSAGE_TYPES: [(MessageType, u8); 7] = [
+    (MessageType::Hello, 0x01),
+    (MessageType::Welcome, 0x02),
+    (MessageType::AudioFrame, 0x10),
+    (MessageType::ProgrammeStart, 0x11),
+    (MessageType::ProgrammeEnd, 0x12),
+    (MessageType::Heartbeat, 0x20),
+    (MessageType::Error, 0x30),
+];
+
+const _: () = {
+    let mut i = 0;
+    while i < ERROR_CODES.len() {
+        assert!(
+            ERROR_CODES[i].0 as u16 == ERROR_CODES[i].1,
+            "ErrorCode renumbered"
+        );
+        i += 1;
+    }
+    let mut i = 0;
+    while i < MESSAGE_TYPES.len() {
+        assert!(
+            MESSAGE_TYPES[i].0 as u8 == MESSAGE_TYPES[i].1,
+            "MessageType renumbered"
+        );
+        i += 1;
+    }
+};
+
+/// No wildcard arm: a new code must be added here (and to the table).
+fn pinned_error_code(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::Malformed => 1,
+        ErrorCode::UnknownMessage => 2,
+        ErrorCode::TooLarge => 3,
+        ErrorCode::UnsupportedVersion => 4,
+        ErrorCode::UnknownAgent => 5,
+        ErrorCode::IdentityMismatch => 6,
+        ErrorCode::ProtocolViolation => 7,
+        ErrorCode::Timeout => 8,
+        ErrorCode::Shutdown => 9,
+        ErrorCode::Internal => 10,
+        ErrorCode::Revoked => 11,
+        ErrorCode::Busy => 12,
+    }
+}
+
+/// No wildcard arm: a new type must be added here (and to the table).
+fn pinned_message_type(t: MessageType) -> u8 {
+    match t {
+        MessageType::Hello => 0x01,
+        MessageType::Welcome => 0x02,
+        MessageType::AudioFrame => 0x10,
+        MessageType::ProgrammeStart => 0x11,
+        MessageType::ProgrammeEnd => 0x12,
+        MessageType::Heartbeat => 0x20,
+        MessageType::Error => 0x30,
+    }
+}
+
+#[test]
+fn error_codes_are_pinned() {
+    for (code, value) in ERROR_CODES {
+        assert_eq!(code.as_u16(), value, "{code:?}");
+        assert_eq!(pinned_error_code(code), value, "{code:?}");
+        assert_eq!(ErrorCode::from_u16(value), Some(code));
+        assert!(!code.description().is_empty());
+    }
+    assert_eq!(
+        ErrorCode::ALL.to_vec(),
+        ERROR_CODES.map(|(c, _)| c).to_vec()
+    );
+    assert_eq!(ErrorCode::from_u16(0), None);
+    assert_eq!(ErrorCode::from_u16(13), None);
+    assert_eq!(ErrorCode::from_u16(u16::MAX), None);
+}
+
+#[test]
+fn message_types_are_pinned() {
+    for (t, byte) in MESSAGE_TYPES {
+        assert_eq!(t.as_u8(), byte, "{t:?}");
+        assert_eq!(pinned_message_type(t), byte, "{t:?}");
+        assert_eq!(MessageType::try_from(byte), Ok(t));
+    }
+    assert_eq!(
+        MessageType::ALL.to_vec(),
+        MESSAGE_TYPES.map(|(t, _)| t).to_vec()
+    );
+    let known: Vec<u8> = MESSAGE_TYPES.iter().map(|(_, b)| *b).collect();
+    for byte in 0..=u8::MAX {
+        if !known.contains(&byte) {
+            assert_eq!(
+                MessageType::try_from(byte),
+                Err(radio_proto::DecodeError::UnknownType(byte))
+            );
+        }
+    }
+}
+
+#[test]
+fn per_type_limits_are_pinned() {
+    // Changing a field or limit changes these; the peer's limits must change too.
+    let limits = [
+        (MessageType::Hello, 138),
+        (MessageType::Welcome, 88),
+        (MessageType::AudioFrame, 1520),
+        (MessageType::ProgrammeStart, 292),
+        (MessageType::ProgrammeEnd, 26),
+        (MessageType::Heartbeat, 41),
+        (MessageType::Error, 260),
+    ];
+    for (t, max) in limits {
+        assert_eq!(t.max_body_len(), max, "{t:?}");
+    }
+}
+
+#[test]
+fn constants_are_pinned() {
+    assert_eq!(PROTOCOL_VERSION, 1);
+    assert_eq!(ALPN, b"truyen-thanh/1");
+    assert_eq!(SAMPLE_RATE, 48_000);
+    assert_eq!(FRAME_SAMPLES, 960);
+    assert_eq!(FRAME_SAMPLES * 1000 / SAMPLE_RATE, 20);
+    assert_eq!(MAX_FRAME_SIZE, 65_536);
+}
+
+#[test]
+fn decode_error_codes() {
+    use radio_proto::DecodeError;
+    assert_eq!(DecodeError::Truncated.code(), ErrorCode::Malformed);
+    assert_eq!(
+        DecodeError::UnknownType(0x7f).code(),
+        ErrorCode::UnknownMessage
+    );
+    assert_eq!(
+        DecodeError::TooLarge {
+            kind: MessageType::AudioFrame,
+            len: 2000,
+            max: 1520
+        }
+        .code(),
+        ErrorCode::TooLarge
+    );
+    assert_eq!(
+        DecodeError::Invalid {
+            field: "name",
+            reason: "x".into()
+        }
+        .code(),
+        ErrorCode::Malformed
+    );
+    assert_eq!(DecodeError::TrailingBytes(3).code(), ErrorCode::Malformed);
+    assert_eq!(
+        DecodeError::UnknownType(0x7f).to_string(),
+        "unknown message type 0x7f"
+    );
+    assert_eq!(
+        DecodeError::TooLarge {
+            kind: MessageType::AudioFrame,
+            len: 2000,
+            max: 1520
+        }
+        .to_string(),
+        "AudioFrame body of 2000 bytes exceeds limit 1520"
+    );
+}

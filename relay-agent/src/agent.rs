@@ -1,0 +1,209 @@
+//! [`Agent`]: one relay agent, built from its config and enrolment bundle, run until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use radio_config::{AgentConfig, SinkSpec};
+use tokio::sync::watch;
+
+use crate::bundle::Bundle;
+use crate::connection::{Link, LinkState};
+use crate::playout::{spawn_playout_thread, Playout, PlayoutStats, ProgrammeRecord};
+use crate::sink::{open_sink, Sink, SinkError, SinkStats, SinkTarget};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The config names no sink.
+    #[error(
+        "no sinks configured: give at least one --sink rtp:HOST:PORT, wav:PATH or pipe:COMMAND"
+    )]
+    NoSinks,
+    /// A sink could not be opened.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// TLS material in the bundle is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Local I/O failed (UDP socket, playout thread).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What an agent did, returned when it stops.
+#[derive(Debug, Clone)]
+pub struct AgentReport {
+    /// The commune this agent serves.
+    pub commune: String,
+    /// Playout counters.
+    pub stats: PlayoutStats,
+    /// Programmes seen, with proof of play.
+    pub programmes: Vec<ProgrammeRecord>,
+    /// Per-sink statistics.
+    pub sinks: Vec<(String, SinkStats)>,
+    /// Sessions established with the server.
+    pub sessions: u64,
+}
+
+/// A cheap handle to watch a running agent.
+#[derive(Debug, Clone)]
+pub struct AgentStatus {
+    playout: Arc<Mutex<Playout>>,
+    link: Arc<Mutex<LinkState>>,
+}
+
+impl AgentStatus {
+    /// Whether a session with the server is up.
+    pub fn connected(&self) -> bool {
+        self.link.lock().map(|l| l.connected).unwrap_or(false)
+    }
+
+    /// Playout counters so far.
+    pub fn stats(&self) -> PlayoutStats {
+        self.playout
+            .lock()
+            .map(|p| p.stats().clone())
+            .unwrap_or_default()
+    }
+
+    /// Programmes seen so far.
+    pub fn programmes(&self) -> Vec<ProgrammeRecord> {
+        self.playout
+            .lock()
+            .map(|p| p.programmes().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether anything is being played now.
+    pub fn on_air(&self) -> bool {
+        self.playout.lock().map(|p| p.on_air()).unwrap_or(false)
+    }
+}
+
+/// One relay agent.
+pub struct Agent {
+    config: AgentConfig,
+    bundle: Bundle,
+    sinks: Vec<Box<dyn Sink>>,
+    client_config: quinn::ClientConfig,
+    status: AgentStatus,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("commune", &self.bundle.commune)
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|s| s.describe()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Agent {
+    /// Opens the sinks and prepares TLS; fails early on anything misconfigured.
+    pub fn new(config: AgentConfig, bundle: Bundle) -> Result<Self, AgentError> {
+        if config.sinks.is_empty() {
+            return Err(AgentError::NoSinks);
+        }
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|spec| open_sink(&sink_target(spec, &config.state_dir), &bundle.station_name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client_config = crate::tls::client_config(&bundle)?;
+        let playout = Playout::new(
+            Duration::from_millis(config.playout_delay_ms.into()),
+            config.jitter_capacity_frames as usize,
+        );
+        Ok(Self {
+            config,
+            bundle,
+            sinks,
+            client_config,
+            status: AgentStatus {
+                playout: Arc::new(Mutex::new(playout)),
+                link: Arc::new(Mutex::new(LinkState::default())),
+            },
+        })
+    }
+
+    /// A handle to watch the agent while it runs.
+    pub fn status(&self) -> AgentStatus {
+        self.status.clone()
+    }
+
+    /// Runs until `shutdown` completes: connects (and reconnects) to the server and plays out.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<AgentReport, AgentError> {
+        let server = self
+            .config
+            .server
+            .clone()
+            .unwrap_or_else(|| self.bundle.server.clone());
+        let bind: SocketAddr = if server.starts_with('[') {
+            "[::]:0"
+                .parse()
+                .map_err(|e| AgentError::Io(format!("{e}")))?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|e| AgentError::Io(format!("{e}")))?
+        };
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| AgentError::Io(format!("cannot open UDP socket: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let playout_thread =
+            spawn_playout_thread(self.status.playout.clone(), self.sinks, stop.clone())
+                .map_err(|e| AgentError::Io(format!("cannot start playout thread: {e}")))?;
+        let (stop_link, stop_rx) = watch::channel(false);
+        let link = Link {
+            endpoint: endpoint.clone(),
+            client_config: self.client_config,
+            bundle: self.bundle.clone(),
+            server,
+            playout: self.status.playout.clone(),
+            state: self.status.link.clone(),
+            reconnect_min: Duration::from_millis(self.config.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(self.config.reconnect_max_ms),
+        };
+        let link_task = tokio::spawn(link.run(stop_rx));
+        shutdown.await;
+        tracing::info!(commune = %self.bundle.commune, "shutting down");
+        let _ = stop_link.send(true);
+        let _ = link_task.await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sinks = tokio::task::spawn_blocking(move || playout_thread.join())
+            .await
+            .map_err(|e| AgentError::Io(format!("playout thread: {e}")))?
+            .map_err(|_| AgentError::Io("playout thread panicked".into()))?;
+        let status = self.status;
+        Ok(AgentReport {
+            commune: self.bundle.commune,
+            stats: status.stats(),
+            programmes: status.programmes(),
+            sinks,
+            sessions: status.link.lock().map(|l| l.sessions).unwrap_or(0),
+        })
+    }
+}
+
+/// Where an RTP sink writes its SDP when the spec does not say: beside the agent's state.
+fn sink_target(spec: &SinkSpec, state_dir: &std::path::Path) -> SinkTarget {
+    match spec {
+        SinkSpec::Rtp { dest, sdp } => SinkTarget::Rtp {
+            dest: *dest,
+            sdp: sdp
+                .clone()
+                .unwrap_or_else(|| state_dir.join(format!("rtp-{}.sdp", dest.port()))),
+        },
+        SinkSpec::Wav { path } => SinkTarget::Wav { path: path.clone() },
+        SinkSpec::Pipe { command } => SinkTarget::Pipe {
+            command: command.clone(),
+        },
+    }
+}

@@ -1,0 +1,165 @@
+//! The enrolment bundle: everything an agent needs to prove who it is and to find and trust its
+//! server, in one file written by `radio-server enroll`.
+//!
+//! It holds a private key, so it is written with mode 0600 and the agent warns when it can be read
+//! by others.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors reading or writing a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The bundle file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not a valid bundle.
+    #[error("{path}: not a valid enrolment bundle: {reason}")]
+    Invalid {
+        /// The bundle file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// An agent's enrolment bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// The commune (station) id this agent speaks for; also the common name of its certificate.
+    pub commune: String,
+    /// The station's Vietnamese name, for logs and SDP session names.
+    pub station_name: String,
+    /// Where the server listens, `host:port`.
+    pub server: String,
+    /// The DNS name in the server's certificate.
+    pub server_name: String,
+    /// The district CA certificate (PEM) that signed both the server's and this agent's certificate.
+    pub ca_cert: String,
+    /// This agent's certificate (PEM).
+    pub cert: String,
+    /// This agent's private key (PEM).
+    pub key: String,
+}
+
+impl Bundle {
+    /// Reads a bundle file.
+    pub fn load(path: &Path) -> Result<Self, BundleError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| BundleError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        warn_if_readable_by_others(path);
+        Self::from_toml(&text, &shown)
+    }
+
+    /// Parses bundle text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Self, BundleError> {
+        let bundle: Bundle = toml::from_str(text).map_err(|e| BundleError::Invalid {
+            path: source.to_string(),
+            reason: e.message().to_string(),
+        })?;
+        for (field, pem, tag) in [
+            ("ca_cert", &bundle.ca_cert, "CERTIFICATE"),
+            ("cert", &bundle.cert, "CERTIFICATE"),
+            ("key", &bundle.key, "PRIVATE KEY"),
+        ] {
+            if !pem.contains(&format!("-----BEGIN {tag}-----")) {
+                return Err(BundleError::Invalid {
+                    path: source.to_string(),
+                    reason: format!("`{field}` is not a PEM {tag}"),
+                });
+            }
+        }
+        Ok(bundle)
+    }
+
+    /// Writes the bundle with owner-only permissions.
+    pub fn save(&self, path: &Path) -> Result<(), BundleError> {
+        let shown = path.display().to_string();
+        let text = toml::to_string(self).map_err(|e| BundleError::Invalid {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        write_private(path, text.as_bytes()).map_err(|source| BundleError::Io {
+            path: shown,
+            source,
+        })
+    }
+}
+
+/// Writes a file readable by its owner only, creating parent directories.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{} holds a private key but is readable by group or others; run chmod 600 on it",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Bundle {
+        Bundle {
+            commune: "binh-trung".into(),
+            station_name: "Bình Trung".into(),
+            server: "127.0.0.1:4433".into(),
+            server_name: "localhost".into(),
+            ca_cert: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+            cert: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+            key: "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_with_private_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/bundle.toml");
+        sample().save(&path).expect("save");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(Bundle::load(&path).expect("load"), sample());
+    }
+
+    #[test]
+    fn rejects_a_bundle_without_a_key() {
+        let mut b = sample();
+        b.key = "nonsense".into();
+        let text = toml::to_string(&b).expect("ser");
+        let err = Bundle::from_toml(&text, "x.toml").expect_err("must fail");
+        assert!(err.to_string().contains("`key`"), "{err}");
+    }
+}

@@ -1,0 +1,290 @@
+//! One agent's link to the server: connect with mutual TLS, run the control session, receive
+//! audio, and reconnect for ever when the link drops.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::{Connection, RecvStream, SendStream};
+use radio_proto::{
+    Capabilities, ErrorCode, Event, FrameReader, Hello, Message, Session, SessionConfig,
+    PROTOCOL_VERSION,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn, Instrument};
+
+use crate::bundle::Bundle;
+use crate::playout::Playout;
+use crate::reconnect::{Backoff, STABLE_AFTER};
+
+/// Why one connection attempt or session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The server address could not be resolved.
+    #[error("cannot resolve server address {0}")]
+    Resolve(String),
+    /// QUIC/TLS connection failed.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The connection broke.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The server refused or closed the session.
+    #[error("server closed the session: {code:?}: {reason}")]
+    Refused {
+        /// Wire error code.
+        code: ErrorCode,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The session ended on our side (timeout, protocol error).
+    #[error("session closed: {code:?}: {reason}")]
+    Closed {
+        /// Wire error code.
+        code: ErrorCode,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Live link state, for status reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// A session is established.
+    pub connected: bool,
+    /// Sessions established so far.
+    pub sessions: u64,
+}
+
+/// Everything the connection loop needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub endpoint: quinn::Endpoint,
+    pub client_config: quinn::ClientConfig,
+    pub bundle: Bundle,
+    pub server: String,
+    pub playout: Arc<Mutex<Playout>>,
+    pub state: Arc<Mutex<LinkState>>,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl Link {
+    /// Connects, serves, and reconnects until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(self.reconnect_min, self.reconnect_max);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let started = Instant::now();
+            let span = tracing::info_span!("link", commune = %self.bundle.commune);
+            let result = self.serve_once(&mut shutdown).instrument(span).await;
+            self.set_connected(false);
+            match result {
+                Ok(()) => return,
+                Err(e) => warn!(commune = %self.bundle.commune, "{e}"),
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                backoff.reset();
+            }
+            let wait = backoff.next_wait(&mut rand::thread_rng());
+            info!(commune = %self.bundle.commune, "reconnecting in {} ms", wait.as_millis());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        if let Ok(mut s) = self.state.lock() {
+            if connected && !s.connected {
+                s.sessions += 1;
+            }
+            s.connected = connected;
+        }
+    }
+
+    /// One connection. Ok(()) means a clean shutdown was requested.
+    async fn serve_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), LinkError> {
+        let addr = resolve(&self.server).await?;
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config.clone(), addr, &self.bundle.server_name)
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| LinkError::Connect("handshake timed out".into()))?
+            .map_err(|e| LinkError::Connect(e.to_string()))?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| LinkError::Lost(e.to_string()))?;
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            agent_id: self.bundle.commune.clone(),
+            software: concat!("relay-agent/", env!("CARGO_PKG_VERSION")).into(),
+            capabilities: Capabilities(
+                Capabilities::OPUS.0
+                    | Capabilities::RTP_SINK.0
+                    | Capabilities::WAV_SINK.0
+                    | Capabilities::PIPE_SINK.0,
+            ),
+        };
+        let mut session = Session::agent(hello, SessionConfig::default(), Instant::now().into());
+        flush(&mut session, &mut send).await?;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut counters = tokio::time::interval(Duration::from_secs(1));
+        let mut audio = tokio::task::JoinSet::new();
+        loop {
+            let deadline = session.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                read = recv.read(&mut buf) => match read {
+                    Ok(Some(n)) => session.handle_input(Instant::now().into(), &buf[..n]),
+                    Ok(None) => return Err(LinkError::Lost("server closed the control stream".into())),
+                    Err(e) => return Err(LinkError::Lost(e.to_string())),
+                },
+                _ = sleep_until_opt(deadline) => session.handle_timeout(Instant::now().into()),
+                uni = conn.accept_uni() => match uni {
+                    Ok(stream) => {
+                        let playout = self.playout.clone();
+                        let conn = conn.clone();
+                        audio.spawn(async move { receive_audio(stream, playout, conn).await }.in_current_span());
+                    }
+                    Err(e) => return Err(LinkError::Lost(e.to_string())),
+                },
+                _ = counters.tick() => {
+                    if let Ok(p) = self.playout.lock() {
+                        let s = p.stats();
+                        session.set_heartbeat_counters(s.frames_received, s.frames_played, s.frames_lost, p.on_air());
+                    }
+                    session.set_unix_ms(unix_ms());
+                }
+                Some(_) = audio.join_next(), if !audio.is_empty() => {}
+                _ = shutdown.changed() => {
+                    session.close(ErrorCode::Shutdown, "agent shutting down");
+                    let _ = flush(&mut session, &mut send).await;
+                    let _ = send.finish();
+                    conn.close(quinn::VarInt::from_u32(ErrorCode::Shutdown.as_u16().into()), b"agent shutting down");
+                    return Ok(());
+                }
+            }
+            while let Some(event) = session.poll_event() {
+                match event {
+                    Event::Welcomed(welcome) => {
+                        info!(server = %welcome.server_name, "link up");
+                        if let Ok(mut p) = self.playout.lock() {
+                            p.on_session(welcome.session_id);
+                        }
+                        self.set_connected(true);
+                    }
+                    Event::Closed {
+                        code,
+                        reason,
+                        by_peer,
+                    } => {
+                        let _ = flush(&mut session, &mut send).await;
+                        close_connection(&conn, code, &reason);
+                        return Err(if by_peer {
+                            LinkError::Refused { code, reason }
+                        } else {
+                            LinkError::Closed { code, reason }
+                        });
+                    }
+                    Event::Heartbeat(_) | Event::Hello(_) => {}
+                }
+            }
+            flush(&mut session, &mut send).await?;
+        }
+    }
+}
+
+/// Reads one audio stream into the playout.
+async fn receive_audio(mut stream: RecvStream, playout: Arc<Mutex<Playout>>, conn: Connection) {
+    let mut reader = FrameReader::new();
+    loop {
+        let chunk = match stream.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!("audio stream ended: {e}");
+                return;
+            }
+        };
+        reader.push(&chunk.bytes);
+        loop {
+            match reader.next_message() {
+                Ok(None) => break,
+                Ok(Some(message)) => {
+                    let Ok(mut p) = playout.lock() else { return };
+                    match message {
+                        Message::AudioFrame(frame) => p.on_frame(Instant::now().into(), frame),
+                        Message::ProgrammeStart(start) => {
+                            info!(programme = %start.name, id = start.programme_id, "programme start");
+                            p.on_programme_start(&start);
+                        }
+                        Message::ProgrammeEnd(end) => {
+                            info!(id = end.programme_id, frames = end.frames, "programme end");
+                            p.on_programme_end(&end);
+                        }
+                        other => {
+                            drop(p);
+                            warn!("unexpected {:?} on the audio stream", other.message_type());
+                            close_connection(
+                                &conn,
+                                ErrorCode::ProtocolViolation,
+                                "unexpected message on audio stream",
+                            );
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!("malformed audio stream: {e}");
+                    close_connection(&conn, e.code(), &e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn close_connection(conn: &Connection, code: ErrorCode, reason: &str) {
+    conn.close(
+        quinn::VarInt::from_u32(code.as_u16().into()),
+        reason.as_bytes(),
+    );
+}
+
+async fn flush(session: &mut Session, send: &mut SendStream) -> Result<(), LinkError> {
+    while let Some(bytes) = session.poll_transmit() {
+        send.write_all(&bytes)
+            .await
+            .map_err(|e| LinkError::Lost(e.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn resolve(server: &str) -> Result<SocketAddr, LinkError> {
+    tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| LinkError::Resolve(format!("{server}: {e}")))?
+        .next()
+        .ok_or_else(|| LinkError::Resolve(server.to_string()))
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,30 @@
+//! The relay agent: an unattended daemon at a commune radio station. It holds a QUIC connection to
+//! the district server (mutual TLS, identity from its enrolment bundle), receives Opus frames,
+//! reorders them in a jitter buffer and plays them out on a steady 20 ms clock to the station's
+//! loudspeaker clusters through its sinks: RTP to IP speaker receivers, a WAV file, or a pipe into
+//! a sound card or FM transmitter.
+//!
+//! # Layout
+//! - `agent.rs` — [`Agent`]: builds everything from the config and runs until shutdown.
+//! - `bundle.rs` — the enrolment bundle (certificates, key, server address) and private file writes.
+//! - `tls.rs` — the agent's side of mutual TLS and the QUIC transport settings.
+//! - `connection.rs` — connect, control session, audio streams, reconnect loop.
+//! - `reconnect.rs` — exponential backoff with jitter and the stability threshold.
+//! - `jitter_buffer.rs` — reorders frames by sequence number, drops late and duplicate ones.
+//! - `playout.rs` — the 20 ms playout clock: what plays in each slot, proof-of-play accounting,
+//!   Opus decoding and concealment.
+//! - `process.rs` — logging set-up and the SIGTERM/Ctrl-C shutdown signal, shared with the server.
+//! - `sink/` — the outputs: `rtp.rs` (RFC 7587) with `sdp.rs`, `wav.rs`, `pipe.rs`.
+
+pub mod agent;
+pub mod bundle;
+pub mod connection;
+pub mod jitter_buffer;
+pub mod playout;
+pub mod process;
+pub mod reconnect;
+pub mod sink;
+pub mod tls;
+
+pub use agent::{Agent, AgentError, AgentReport, AgentStatus};
+pub use bundle::Bundle;

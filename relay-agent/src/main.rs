@@ -1,0 +1,62 @@
+//! `relay-agent`: the commune station daemon. See the crate docs of `relay_agent`.
+
+use anyhow::Context;
+use clap::Parser;
+use radio_config::AgentOverrides;
+use relay_agent::process::{init_tracing, shutdown_signal};
+use relay_agent::{Agent, Bundle};
+
+/// Relay agent of the smart radio broadcast system: receives the district's programmes over QUIC
+/// and plays them to this station's loudspeaker clusters.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    overrides: AgentOverrides,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay-agent: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = radio_config::load_agent(&cli.overrides)?;
+    init_tracing(&config.log);
+    let bundle = Bundle::load(&config.bundle)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let agent = Agent::new(config, bundle)?;
+        tracing::info!("{agent:?} starting");
+        let report = agent.run(shutdown_signal()).await?;
+        for p in &report.programmes {
+            // Proof of play, until the uptime journal records it durably.
+            tracing::info!(
+                commune = %report.commune,
+                "programme {} \"{}\": played {}/{} frames{}",
+                p.programme_id,
+                p.name,
+                p.played,
+                p.frames,
+                if p.last_sequence.is_none() { " (end not announced)" } else { "" }
+            );
+        }
+        tracing::info!(
+            commune = %report.commune,
+            played = report.stats.frames_played,
+            lost = report.stats.frames_lost,
+            "stopped cleanly"
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,546 @@
+//! The playout clock: every 20 ms it decides what the loudspeakers hear in that slot and hands it
+//! to every sink.
+//!
+//! [`Playout`] is the decision logic, sans-IO and driven by `now`, so it is tested on a virtual
+//! clock. [`spawn_playout_thread`] runs it against the real clock on a dedicated thread (a busy
+//! async runtime must never make the loudspeakers stutter), decodes Opus and feeds the sinks.
+//!
+//! A run of frames is anchored on its first frame: that frame is played `delay` after it arrived,
+//! and each following slot 20 ms later. The delay absorbs network jitter; frames that miss their
+//! slot are late and dropped.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use radio_proto::{AudioFrame, ProgrammeEnd, ProgrammeStart};
+
+use crate::jitter_buffer::{Insert, JitterBuffer};
+use crate::sink::{Sink, SinkStats, Slot, FRAME_SAMPLES};
+
+/// One slot of audio.
+pub const SLOT: Duration = Duration::from_millis(20);
+
+/// Consecutive empty slots after which a stalled stream counts as gone and the next frame starts a
+/// new run with a fresh playout delay (half a second: longer than any jitter the delay absorbs).
+const MAX_UNDERRUN_SLOTS: u32 = 25;
+
+/// Programme records kept for reporting; older ones are forgotten first.
+const PROGRAMME_HISTORY: usize = 256;
+
+/// Counters of the playout, cumulative since the agent started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlayoutStats {
+    /// Audio frames received from the server (duplicates included).
+    pub frames_received: u64,
+    /// Frames played in their slot.
+    pub frames_played: u64,
+    /// Slots whose frame never arrived although later frames did (concealed).
+    pub frames_lost: u64,
+    /// Frames that arrived after their slot.
+    pub frames_late: u64,
+    /// Frames received twice.
+    pub frames_duplicate: u64,
+    /// Frames dropped because the buffer was full.
+    pub frames_overflow: u64,
+    /// Slots with nothing to play while a run was going on (stream stalled).
+    pub underrun_slots: u64,
+    /// Slots of silence because nothing was on air.
+    pub idle_slots: u64,
+}
+
+/// What one programme did at this agent: proof of play.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgrammeRecord {
+    /// Server-side id of the programme.
+    pub programme_id: u64,
+    /// Programme name, as the server announced it.
+    pub name: String,
+    /// Channel the programme was on.
+    pub channel: u16,
+    /// Sequence number of its first frame.
+    pub first_sequence: u64,
+    /// Sequence number of its last frame, once the end was announced.
+    pub last_sequence: Option<u64>,
+    /// Frames the programme has: announced at start for files, known at the end for live.
+    pub frames: u64,
+    /// Frames of it played in their slot.
+    pub played: u64,
+}
+
+impl ProgrammeRecord {
+    /// True when the end is known and every frame of the programme was played.
+    pub fn complete(&self) -> bool {
+        self.last_sequence.is_some() && self.frames > 0 && self.played == self.frames
+    }
+
+    fn contains(&self, sequence: u64) -> bool {
+        sequence >= self.first_sequence && self.last_sequence.is_none_or(|last| sequence <= last)
+    }
+}
+
+/// What to do in one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tick {
+    /// Nothing on air: play silence.
+    Idle,
+    /// Play this frame.
+    Play(AudioFrame),
+    /// The frame for this slot is missing but later ones arrived: conceal it.
+    Lost {
+        /// The missing sequence number.
+        sequence: u64,
+    },
+    /// The stream stalled: nothing buffered for this slot.
+    Underrun,
+}
+
+#[derive(Debug)]
+struct Buffered {
+    frame: AudioFrame,
+    arrived: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Playing { next: u64, misses: u32 },
+}
+
+/// The playout decision logic (sans-IO).
+#[derive(Debug)]
+pub struct Playout {
+    jitter: JitterBuffer<Buffered>,
+    delay: Duration,
+    state: State,
+    server_run: Option<u64>,
+    programmes: VecDeque<ProgrammeRecord>,
+    stats: PlayoutStats,
+}
+
+impl Playout {
+    /// A playout that plays each run `delay` after its first frame arrived, buffering at most
+    /// `capacity` frames.
+    pub fn new(delay: Duration, capacity: usize) -> Self {
+        Self {
+            jitter: JitterBuffer::new(capacity),
+            delay,
+            state: State::Idle,
+            server_run: None,
+            programmes: VecDeque::new(),
+            stats: PlayoutStats::default(),
+        }
+    }
+
+    /// A session with a server began. Sequence numbers are only comparable within one server
+    /// run, so when the server restarted whatever was buffered is dropped and playout re-anchors.
+    pub fn on_session(&mut self, server_run: u64) {
+        if self.server_run.is_some_and(|run| run != server_run) {
+            self.jitter.reset();
+            self.state = State::Idle;
+        }
+        self.server_run = Some(server_run);
+    }
+
+    /// A frame arrived from the server.
+    pub fn on_frame(&mut self, now: Instant, frame: AudioFrame) {
+        self.stats.frames_received += 1;
+        let sequence = frame.sequence;
+        match self.jitter.insert(
+            sequence,
+            Buffered {
+                frame,
+                arrived: now,
+            },
+        ) {
+            Insert::Accepted => {}
+            Insert::Duplicate => self.stats.frames_duplicate += 1,
+            Insert::Late => self.stats.frames_late += 1,
+            Insert::Overflow { .. } => self.stats.frames_overflow += 1,
+        }
+    }
+
+    /// The server announced a programme.
+    pub fn on_programme_start(&mut self, start: &ProgrammeStart) {
+        if let Some(existing) = self
+            .programmes
+            .iter_mut()
+            .find(|p| p.programme_id == start.programme_id && p.channel == start.channel)
+        {
+            // Re-announced after a reconnect: keep what was already played.
+            existing.frames = existing.frames.max(start.frame_count);
+            return;
+        }
+        if self.programmes.len() == PROGRAMME_HISTORY {
+            self.programmes.pop_front();
+        }
+        self.programmes.push_back(ProgrammeRecord {
+            programme_id: start.programme_id,
+            name: start.name.clone(),
+            channel: start.channel,
+            first_sequence: start.first_sequence,
+            last_sequence: None,
+            frames: start.frame_count,
+            played: 0,
+        });
+    }
+
+    /// The server announced the end of a programme.
+    pub fn on_programme_end(&mut self, end: &ProgrammeEnd) {
+        if let Some(p) = self
+            .programmes
+            .iter_mut()
+            .find(|p| p.programme_id == end.programme_id && p.channel == end.channel)
+        {
+            p.last_sequence = Some(end.last_sequence);
+            p.frames = end.frames;
+        }
+    }
+
+    /// Decides the slot that is due at `now`.
+    pub fn tick(&mut self, now: Instant) -> Tick {
+        if self.state == State::Idle {
+            match self.jitter.first() {
+                Some((first, buffered)) if now >= buffered.arrived + self.delay => {
+                    self.state = State::Playing {
+                        next: first,
+                        misses: 0,
+                    };
+                }
+                _ => {
+                    self.stats.idle_slots += 1;
+                    return Tick::Idle;
+                }
+            }
+        }
+        let State::Playing { next, misses } = self.state else {
+            self.stats.idle_slots += 1;
+            return Tick::Idle;
+        };
+        if let Some(buffered) = self.jitter.take(next) {
+            self.state = State::Playing {
+                next: next + 1,
+                misses: 0,
+            };
+            self.stats.frames_played += 1;
+            if let Some(p) = self.programmes.iter_mut().rev().find(|p| {
+                p.channel == buffered.frame.channel && p.contains(buffered.frame.sequence)
+            }) {
+                p.played += 1;
+            }
+            return Tick::Play(buffered.frame);
+        }
+        if self.jitter.has_at_or_after(next + 1) {
+            self.state = State::Playing {
+                next: next + 1,
+                misses: 0,
+            };
+            self.stats.frames_lost += 1;
+            return Tick::Lost { sequence: next };
+        }
+        if self.programme_ended_before(next) {
+            self.state = State::Idle;
+            self.stats.idle_slots += 1;
+            return Tick::Idle;
+        }
+        let misses = misses + 1;
+        self.stats.underrun_slots += 1;
+        self.state = if misses >= MAX_UNDERRUN_SLOTS {
+            State::Idle
+        } else {
+            State::Playing {
+                next: next + 1,
+                misses,
+            }
+        };
+        Tick::Underrun
+    }
+
+    fn programme_ended_before(&self, sequence: u64) -> bool {
+        self.programmes
+            .iter()
+            .rev()
+            .find(|p| p.first_sequence < sequence)
+            .is_some_and(|p| p.last_sequence.is_some_and(|last| last < sequence))
+    }
+
+    /// Whether a programme is being played right now.
+    pub fn on_air(&self) -> bool {
+        matches!(self.state, State::Playing { .. })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &PlayoutStats {
+        &self.stats
+    }
+
+    /// Programmes seen, oldest first.
+    pub fn programmes(&self) -> impl Iterator<Item = &ProgrammeRecord> {
+        self.programmes.iter()
+    }
+}
+
+/// Runs the playout on the real clock until `stop` is set, then finishes every sink. Returns the
+/// sinks' statistics.
+pub fn spawn_playout_thread(
+    playout: Arc<Mutex<Playout>>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<Vec<(String, SinkStats)>>> {
+    std::thread::Builder::new()
+        .name("playout".into())
+        .spawn(move || {
+            let mut voice = match Voice::new() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::error!("opus decoder unavailable, playing silence: {e}");
+                    None
+                }
+            };
+            let silence_packet = voice
+                .as_ref()
+                .map(|v| v.silence_packet.clone())
+                .unwrap_or_default();
+            let mut pcm = vec![0i16; FRAME_SAMPLES];
+            let mut deadline = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if now < deadline {
+                    std::thread::sleep(deadline - now);
+                }
+                // A stalled machine plays the missed slots back to back rather than dropping
+                // them, so outputs keep a true timeline; beyond a second it gives up and re-bases.
+                if Instant::now().saturating_duration_since(deadline) > Duration::from_secs(1) {
+                    tracing::warn!("playout clock fell more than 1 s behind; re-basing");
+                    deadline = Instant::now();
+                }
+                let tick = match playout.lock() {
+                    Ok(mut p) => p.tick(deadline),
+                    Err(_) => break,
+                };
+                deadline += SLOT;
+                let slot = match &tick {
+                    Tick::Play(frame) => {
+                        let decoded = voice
+                            .as_mut()
+                            .map(|v| v.decode(Some(&frame.payload), &mut pcm));
+                        if !matches!(decoded, Some(true)) {
+                            pcm.fill(0);
+                        }
+                        Slot {
+                            opus: Some(&frame.payload),
+                            pcm: &pcm,
+                            silent: false,
+                        }
+                    }
+                    Tick::Lost { .. } | Tick::Underrun => {
+                        let concealed = voice.as_mut().map(|v| v.decode(None, &mut pcm));
+                        if !matches!(concealed, Some(true)) {
+                            pcm.fill(0);
+                        }
+                        Slot {
+                            opus: None,
+                            pcm: &pcm,
+                            silent: false,
+                        }
+                    }
+                    Tick::Idle => {
+                        pcm.fill(0);
+                        Slot {
+                            opus: Some(&silence_packet),
+                            pcm: &pcm,
+                            silent: true,
+                        }
+                    }
+                };
+                for sink in sinks.iter_mut() {
+                    if let Err(e) = sink.play(&slot) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            sinks
+                .iter_mut()
+                .map(|sink| {
+                    if let Err(e) = sink.finish() {
+                        tracing::warn!("{e}");
+                    }
+                    (sink.describe(), sink.stats())
+                })
+                .collect()
+        })
+}
+
+/// The agent's Opus decoder, plus the silence packet sent in idle slots.
+struct Voice {
+    decoder: opus::Decoder,
+    silence_packet: Vec<u8>,
+}
+
+impl Voice {
+    fn new() -> Result<Self, opus::Error> {
+        let decoder = opus::Decoder::new(48_000, opus::Channels::Mono)?;
+        let mut encoder =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
+        let silence_packet = encoder.encode_vec(&[0i16; FRAME_SAMPLES], 1500)?;
+        Ok(Self {
+            decoder,
+            silence_packet,
+        })
+    }
+
+    /// Decodes a packet, or conceals a missing one when `packet` is None. Returns false when the
+    /// packet could not be decoded (the caller plays silence instead).
+    fn decode(&mut self, packet: Option<&[u8]>, pcm: &mut [i16]) -> bool {
+        let result = self.decoder.decode(packet.unwrap_or(&[]), pcm, false);
+        match result {
+            Ok(n) if n == pcm.len() => true,
+            Ok(n) => {
+                tracing::warn!("opus packet decoded to {n} samples, expected {}", pcm.len());
+                false
+            }
+            Err(e) => {
+                tracing::warn!("undecodable opus packet: {e}");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(sequence: u64) -> AudioFrame {
+        AudioFrame {
+            channel: 0,
+            sequence,
+            timestamp: sequence * 960,
+            payload: Bytes::from_static(&[1, 2, 3]),
+        }
+    }
+
+    fn start(id: u64, first: u64, frames: u64) -> ProgrammeStart {
+        ProgrammeStart {
+            channel: 0,
+            programme_id: id,
+            name: "Bản tin".into(),
+            first_sequence: first,
+            first_timestamp: first * 960,
+            frame_count: frames,
+        }
+    }
+
+    #[test]
+    fn waits_for_the_delay_then_plays_in_order() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::from_millis(100), 100);
+        p.on_frame(t0, frame(10));
+        p.on_frame(t0, frame(11));
+        // 4 slots before the delay has passed: idle.
+        for i in 0..5 {
+            assert_eq!(p.tick(t0 + SLOT * i), Tick::Idle, "slot {i}");
+        }
+        assert_eq!(p.tick(t0 + SLOT * 5), Tick::Play(frame(10)));
+        assert_eq!(p.tick(t0 + SLOT * 6), Tick::Play(frame(11)));
+        assert!(p.on_air());
+    }
+
+    #[test]
+    fn a_gap_is_lost_not_waited_for_and_late_frames_are_dropped() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_frame(t0, frame(0));
+        p.on_frame(t0, frame(2));
+        assert_eq!(p.tick(t0), Tick::Play(frame(0)));
+        assert_eq!(p.tick(t0 + SLOT), Tick::Lost { sequence: 1 });
+        p.on_frame(t0 + SLOT, frame(1));
+        assert_eq!(p.tick(t0 + SLOT * 2), Tick::Play(frame(2)));
+        assert_eq!(p.stats().frames_lost, 1);
+        assert_eq!(p.stats().frames_late, 1);
+    }
+
+    #[test]
+    fn programme_accounting_and_idle_after_its_end() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_programme_start(&start(7, 100, 3));
+        for s in 100..103 {
+            p.on_frame(t0, frame(s));
+        }
+        p.on_programme_end(&ProgrammeEnd {
+            channel: 0,
+            programme_id: 7,
+            last_sequence: 102,
+            frames: 3,
+        });
+        for s in 100..103 {
+            assert_eq!(p.tick(t0), Tick::Play(frame(s)));
+        }
+        assert_eq!(
+            p.tick(t0),
+            Tick::Idle,
+            "programme over: silence, not underrun"
+        );
+        let rec = p.programmes().next().cloned().expect("record");
+        assert!(rec.complete(), "{rec:?}");
+        assert_eq!(p.stats().underrun_slots, 0);
+    }
+
+    #[test]
+    fn a_stalled_stream_underruns_then_rebuffers() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::from_millis(40), 100);
+        p.on_frame(t0, frame(0));
+        let mut now = t0 + Duration::from_millis(40);
+        assert_eq!(p.tick(now), Tick::Play(frame(0)));
+        for _ in 0..MAX_UNDERRUN_SLOTS {
+            now += SLOT;
+            assert_eq!(p.tick(now), Tick::Underrun);
+        }
+        assert!(!p.on_air());
+        // The stream comes back far ahead: a new run, anchored with a fresh delay.
+        p.on_frame(now, frame(500));
+        assert_eq!(p.tick(now + SLOT), Tick::Idle);
+        assert_eq!(
+            p.tick(now + Duration::from_millis(40)),
+            Tick::Play(frame(500))
+        );
+    }
+
+    #[test]
+    fn incomplete_programme_is_not_complete() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_programme_start(&start(1, 0, 3));
+        p.on_frame(t0, frame(0));
+        p.on_frame(t0, frame(2));
+        p.on_programme_end(&ProgrammeEnd {
+            channel: 0,
+            programme_id: 1,
+            last_sequence: 2,
+            frames: 3,
+        });
+        for _ in 0..3 {
+            p.tick(t0);
+        }
+        let rec = p.programmes().next().cloned().expect("record");
+        assert_eq!(rec.played, 2);
+        assert!(!rec.complete());
+    }
+
+    #[test]
+    fn a_new_server_run_resets_the_sequence_space() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_session(1);
+        p.on_frame(t0, frame(1000));
+        assert_eq!(p.tick(t0), Tick::Play(frame(1000)));
+        p.on_session(2);
+        p.on_frame(t0, frame(0));
+        assert_eq!(p.tick(t0), Tick::Play(frame(0)));
+    }
+}

@@ -1,0 +1,558 @@
+//! RTP sink: Opus packets (RFC 7587) over UDP, with an SDP file for the receivers.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use rtp_rs::{RtpPacketBuilder, Seq};
+
+use super::sdp::{opus_sdp, MULTICAST_TTL};
+use super::{LogLimiter, Sink, SinkError, SinkStats, Slot, FRAME_SAMPLES};
+
+/// Dynamic payload type announced in the SDP; 111 is what most Opus receivers expect.
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// Sends each slot's Opus packet to one UDP destination.
+#[derive(Debug)]
+pub struct RtpSink {
+    socket: UdpSocket,
+    dest: SocketAddr,
+    sdp_path: PathBuf,
+    ssrc: u32,
+    next_seq: Seq,
+    next_timestamp: u32,
+    /// Set while nothing has been sent since the stream start or a silent slot, so the next
+    /// sound packet carries the talkspurt marker.
+    talkspurt_pending: bool,
+    finished: bool,
+    stats: SinkStats,
+    send_errors: LogLimiter,
+    packet: Vec<u8>,
+}
+
+impl RtpSink {
+    /// Binds an ephemeral UDP socket towards `dest` and writes the SDP to `sdp_path`.
+    pub fn open(dest: SocketAddr, sdp_path: &Path, session_name: &str) -> Result<Self, SinkError> {
+        let name = format!("rtp:{dest}");
+        let bind: SocketAddr = match dest.ip() {
+            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = UdpSocket::bind(bind).map_err(|e| SinkError::io(&name, e))?;
+        // Connecting makes the kernel report ICMP unreachable replies (ECONNREFUSED) on later
+        // sends, which is how an absent receiver shows up in the error counter.
+        socket.connect(dest).map_err(|e| SinkError::io(&name, e))?;
+        // A full socket buffer must cost a dropped packet, never a late playout clock.
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| SinkError::io(&name, e))?;
+        if let IpAddr::V4(ip) = dest.ip() {
+            if ip.is_multicast() {
+                socket
+                    .set_multicast_ttl_v4(MULTICAST_TTL)
+                    .map_err(|e| SinkError::io(&name, e))?;
+            }
+        }
+
+        let ssrc: u32 = rand::random();
+        let sdp = opus_sdp(dest, OPUS_PAYLOAD_TYPE, session_name, ssrc);
+        write_atomically(sdp_path, sdp.as_bytes())
+            .map_err(|e| SinkError::io(&name, format!("writing {}: {e}", sdp_path.display())))?;
+        tracing::info!(
+            "{name}: sending Opus RTP (ssrc {ssrc:08x}), SDP at {}",
+            sdp_path.display()
+        );
+
+        Ok(Self {
+            socket,
+            dest,
+            sdp_path: sdp_path.to_path_buf(),
+            ssrc,
+            // RFC 3550 §5.1: random initial sequence number and timestamp.
+            next_seq: Seq::from(rand::random::<u16>()),
+            next_timestamp: rand::random(),
+            talkspurt_pending: true,
+            finished: false,
+            stats: SinkStats::default(),
+            send_errors: LogLimiter::per_minute(),
+            packet: Vec::with_capacity(1500),
+        })
+    }
+
+    /// The synchronisation source identifier of this stream (also the SDP session id).
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// Where the SDP was written.
+    pub fn sdp_path(&self) -> &Path {
+        &self.sdp_path
+    }
+
+    fn send(&mut self, payload: &[u8], timestamp: u32, marked: bool) -> bool {
+        let builder = RtpPacketBuilder::new()
+            .payload_type(OPUS_PAYLOAD_TYPE)
+            .ssrc(self.ssrc)
+            .sequence(self.next_seq)
+            .timestamp(timestamp)
+            .marked(marked)
+            .payload(payload);
+        self.packet.resize(builder.target_length(), 0);
+        let len = match builder.build_into(&mut self.packet) {
+            Ok(len) => len,
+            Err(e) => {
+                self.stats.errors += 1;
+                self.log_send_error(format_args!("cannot build RTP packet: {e:?}"));
+                return false;
+            }
+        };
+        match self.socket.send(&self.packet[..len]) {
+            Ok(_) => {
+                self.stats.packets_sent += 1;
+                self.next_seq = self.next_seq.next();
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.stats.dropped += 1;
+                self.log_send_error(format_args!("socket buffer full, packet dropped"));
+                false
+            }
+            Err(e) => {
+                self.stats.errors += 1;
+                self.log_send_error(format_args!("send failed: {e}"));
+                false
+            }
+        }
+    }
+
+    fn log_send_error(&mut self, what: std::fmt::Arguments<'_>) {
+        if let Some(suppressed) = self.send_errors.allow() {
+            tracing::warn!(
+                "rtp:{}: {what} ({suppressed} similar since last report; errors {}, dropped {})",
+                self.dest,
+                self.stats.errors,
+                self.stats.dropped
+            );
+        }
+    }
+}
+
+impl Sink for RtpSink {
+    fn describe(&self) -> String {
+        format!("rtp:{}", self.dest)
+    }
+
+    fn play(&mut self, slot: &Slot<'_>) -> Result<(), SinkError> {
+        if self.finished {
+            return Err(SinkError::Closed {
+                sink: self.describe(),
+            });
+        }
+        self.stats.slots += 1;
+        // The timestamp counts every slot, sent or not, so receivers see lost slots as a gap
+        // to conceal rather than as time that never happened.
+        let timestamp = self.next_timestamp;
+        self.next_timestamp = timestamp.wrapping_add(FRAME_SAMPLES as u32);
+
+        match slot.opus {
+            // An empty payload is not an Opus packet (RFC 6716 §3.4 R1); the receiver treats
+            // the gap like a loss.
+            Some(payload) if !payload.is_empty() => {
+                let marked = self.talkspurt_pending && !slot.silent;
+                if self.send(payload, timestamp, marked) && !slot.silent {
+                    self.talkspurt_pending = false;
+                }
+            }
+            _ => {}
+        }
+        if slot.silent {
+            self.talkspurt_pending = true;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.finished = true;
+        Ok(())
+    }
+
+    fn stats(&self) -> SinkStats {
+        self.stats.clone()
+    }
+}
+
+/// Writes `data` to `path` so that readers never see a half-written file: a receiver may be
+/// (re)reading the SDP at any moment.
+fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir)?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "SDP path has no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtp_rs::RtpReader;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn receiver() -> (UdpSocket, SocketAddr) {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+        rx.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let addr = rx.local_addr().expect("addr");
+        (rx, addr)
+    }
+
+    #[test]
+    fn packets_follow_rfc3550_and_rfc7587() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rx, addr) = receiver();
+        let sdp_path = dir.path().join("sdp/stream.sdp");
+        let mut sink = RtpSink::open(addr, &sdp_path, "Đài xã").expect("open");
+
+        let sdp = fs::read_to_string(&sdp_path).expect("sdp written");
+        assert_eq!(sdp, opus_sdp(addr, 111, "Đài xã", sink.ssrc()));
+        // No temp file is left behind by the atomic write.
+        let entries = fs::read_dir(sdp_path.parent().expect("parent"))
+            .expect("dir")
+            .count();
+        assert_eq!(entries, 1);
+
+        let pcm = [0i16; FRAME_SAMPLES];
+        let silence: &[u8] = &[0xf8, 0xff, 0xfe];
+        let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![0xfc, i, i, i]).collect();
+        // Slot plan: 0,1 sound; 2 lost; 3 sound; 4,5,6 silent; 7 lost; 8,9 sound.
+        let mut sent_slots = Vec::new();
+        for (i, payload) in payloads.iter().enumerate() {
+            let slot = match i {
+                2 | 7 => Slot {
+                    opus: None,
+                    pcm: &pcm,
+                    silent: false,
+                },
+                4..=6 => Slot {
+                    opus: Some(silence),
+                    pcm: &pcm,
+                    silent: true,
+                },
+                _ => Slot {
+                    opus: Some(payload),
+                    pcm: &pcm,
+                    silent: false,
+                },
+            };
+            sink.play(&slot).expect("play");
+            if slot.opus.is_some() {
+                sent_slots.push(i);
+            }
+        }
+
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        for _ in 0..sent_slots.len() {
+            let n = rx.recv(&mut buf).expect("packet");
+            let r = RtpReader::new(&buf[..n]).expect("valid RTP");
+            got.push((
+                r.version(),
+                r.payload_type(),
+                u16::from(r.sequence_number()),
+                r.timestamp(),
+                r.ssrc(),
+                r.mark(),
+                r.payload().to_vec(),
+            ));
+        }
+        assert_eq!(got.len(), 8);
+        let (_, _, seq0, ts0, ssrc0, _, _) = got[0].clone();
+        assert_eq!(ssrc0, sink.ssrc());
+        for (k, (version, pt, seq, ts, ssrc, mark, payload)) in got.iter().enumerate() {
+            let slot = sent_slots[k];
+            assert_eq!(*version, 2);
+            assert_eq!(*pt, 111);
+            assert_eq!(*ssrc, ssrc0);
+            assert_eq!(*seq, seq0.wrapping_add(k as u16), "packet {k}");
+            assert_eq!(
+                ts.wrapping_sub(ts0),
+                960 * slot as u32,
+                "timestamp of slot {slot}"
+            );
+            let expected: &[u8] = if (4..=6).contains(&slot) {
+                silence
+            } else {
+                &payloads[slot]
+            };
+            assert_eq!(payload.as_slice(), expected);
+            // Talkspurt starts: the first sound packet, and the first sound after silence.
+            assert_eq!(*mark, slot == 0 || slot == 8, "marker of slot {slot}");
+        }
+        // Across the lost slot 2 the timestamp jumps by two slots while the sequence does not.
+        assert_eq!(got[2].3.wrapping_sub(got[1].3), 1920);
+        assert_eq!(got[2].2.wrapping_sub(got[1].2), 1);
+
+        let stats = sink.stats();
+        assert_eq!(
+            stats,
+            SinkStats {
+                slots: 10,
+                packets_sent: 8,
+                dropped: 0,
+                errors: 0
+            }
+        );
+        sink.finish().expect("finish");
+        assert!(matches!(
+            sink.play(&Slot {
+                opus: None,
+                pcm: &pcm,
+                silent: false
+            }),
+            Err(SinkError::Closed { .. })
+        ));
+    }
+
+    #[test]
+    fn absent_receiver_is_counted_not_fatal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A port nobody listens on: loopback answers with ICMP port unreachable.
+        let addr = {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.local_addr().expect("addr")
+        };
+        let mut sink = RtpSink::open(addr, &dir.path().join("x.sdp"), "x").expect("open");
+        let pcm = [0i16; FRAME_SAMPLES];
+        let payload = [0xfcu8, 1, 2, 3];
+        for _ in 0..20 {
+            let slot = Slot {
+                opus: Some(&payload),
+                pcm: &pcm,
+                silent: false,
+            };
+            sink.play(&slot).expect("send errors are not fatal");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let stats = sink.stats();
+        assert_eq!(stats.slots, 20);
+        assert!(stats.errors > 0, "ECONNREFUSED not counted: {stats:?}");
+        assert_eq!(stats.packets_sent + stats.errors, 20);
+    }
+
+    #[test]
+    fn ipv6_destination() {
+        let Ok(rx) = UdpSocket::bind("[::1]:0") else {
+            println!("skipping: no IPv6 loopback");
+            return;
+        };
+        rx.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let addr = rx.local_addr().expect("addr");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sdp_path = dir.path().join("v6.sdp");
+        let mut sink = RtpSink::open(addr, &sdp_path, "v6").expect("open");
+        assert!(fs::read_to_string(&sdp_path)
+            .expect("sdp")
+            .contains("c=IN IP6 ::1\r\n"));
+        let pcm = [0i16; FRAME_SAMPLES];
+        let payload = [0xfcu8, 9];
+        sink.play(&Slot {
+            opus: Some(&payload),
+            pcm: &pcm,
+            silent: false,
+        })
+        .expect("play");
+        let mut buf = [0u8; 256];
+        let n = rx.recv(&mut buf).expect("packet");
+        assert_eq!(
+            RtpReader::new(&buf[..n]).expect("rtp").payload(),
+            &payload[..]
+        );
+    }
+
+    fn free_udp_port() -> u16 {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr").port()
+    }
+
+    fn on_path(program: &str) -> bool {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+            .unwrap_or(false)
+    }
+
+    /// Correlation of `x` with the best-phase 440 Hz sine, i.e. the maximum over all lags of
+    /// the normalised correlation, computed by projecting onto sine and cosine.
+    fn sine_correlation(x: &[f64], freq: f64) -> f64 {
+        let w = 2.0 * std::f64::consts::PI * freq / 48_000.0;
+        let (mut s, mut c, mut e, mut es, mut ec, mut sc) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for (n, &v) in x.iter().enumerate() {
+            let (sn, cn) = (w * n as f64).sin_cos();
+            s += v * sn;
+            c += v * cn;
+            e += v * v;
+            es += sn * sn;
+            ec += cn * cn;
+            sc += sn * cn;
+        }
+        // Least-squares fit onto the (nearly orthogonal) sine/cosine pair.
+        let det = es * ec - sc * sc;
+        let a = (s * ec - c * sc) / det;
+        let b = (c * es - s * sc) / det;
+        let fitted = a * s + b * c;
+        if e <= 0.0 {
+            0.0
+        } else {
+            (fitted / e).max(0.0).sqrt()
+        }
+    }
+
+    #[test]
+    fn ffmpeg_decodes_the_stream_from_the_sdp() {
+        if !on_path("ffmpeg") {
+            println!("skipping ffmpeg interop: ffmpeg is not on PATH");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_udp_port();
+        let dest: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+        let sdp_path = dir.path().join("stream.sdp");
+        let out_path = dir.path().join("out.raw");
+        let mut sink = RtpSink::open(dest, &sdp_path, "Đài truyền thanh").expect("open");
+
+        let mut ffmpeg = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+            .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
+            .arg(&sdp_path)
+            .args(["-t", "3", "-ac", "1", "-ar", "48000", "-f", "s16le"])
+            .arg(&out_path)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn ffmpeg");
+
+        // Wait until ffmpeg owns the port (our own bind then fails), then a little more.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+
+        let mut encoder =
+            opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
+                .expect("encoder");
+        let sine: Vec<i16> = (0..2 * 48_000)
+            .map(|n| {
+                let t = n as f64 / 48_000.0;
+                (12_000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+            })
+            .collect();
+        let mut packet = [0u8; 1500];
+        let mut tick = Instant::now();
+        let pace = |tick: &mut Instant| {
+            *tick += Duration::from_millis(20);
+            if let Some(wait) = tick.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        };
+        for frame in sine.chunks(FRAME_SAMPLES) {
+            let n = encoder.encode(frame, &mut packet).expect("encode");
+            sink.play(&Slot {
+                opus: Some(&packet[..n]),
+                pcm: frame,
+                silent: false,
+            })
+            .expect("play");
+            pace(&mut tick);
+        }
+        // Keep the stream alive with silence until ffmpeg has its 3 s and stops.
+        let zeros = [0i16; FRAME_SAMPLES];
+        // Like the playout's, the silence packet comes from a fresh encoder: one cut from the
+        // running tone encoder carries its state and decodes to a buzz when repeated.
+        let mut fresh = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+            .expect("encoder");
+        let n = fresh.encode(&zeros, &mut packet).expect("encode");
+        let silence = packet[..n].to_vec();
+        let mut status = None;
+        for _ in 0..250 {
+            sink.play(&Slot {
+                opus: Some(&silence),
+                pcm: &zeros,
+                silent: true,
+            })
+            .expect("play");
+            pace(&mut tick);
+            if let Some(s) = ffmpeg.try_wait().expect("try_wait") {
+                status = Some(s);
+                break;
+            }
+        }
+        let status = match status {
+            Some(s) => s,
+            None => {
+                let _ = ffmpeg.kill();
+                ffmpeg.wait().expect("wait")
+            }
+        };
+        assert!(status.success(), "ffmpeg failed: {status}");
+        sink.finish().expect("finish");
+        assert_eq!(sink.stats().errors, 0);
+
+        let raw = fs::read(&out_path).expect("ffmpeg output");
+        if let Some(keep) = std::env::var_os("SINK_TEST_KEEP") {
+            let _ = fs::copy(&out_path, keep);
+        }
+        let decoded: Vec<f64> = raw
+            .chunks_exact(2)
+            .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
+            .collect();
+        // The tone is where the signal is loud; the rest is the silence that followed.
+        let loud = |v: &f64| v.abs() > 2_000.0;
+        let first = decoded.iter().position(loud).expect("no audio decoded");
+        let last = decoded.iter().rposition(loud).expect("no audio decoded");
+        let tone_secs = (last - first) as f64 / 48_000.0;
+        assert!(tone_secs >= 1.5, "only {tone_secs:.2} s of tone decoded");
+        // Skip codec onset and tail so the window holds steady tone only.
+        let margin = 4_800;
+        let window = &decoded[first + margin..last - margin];
+        let corr = sine_correlation(window, 440.0);
+        println!(
+            "ffmpeg decoded {:.2} s total, {tone_secs:.2} s tone, correlation {corr:.4}",
+            decoded.len() as f64 / 48_000.0
+        );
+        assert!(corr >= 0.9, "correlation with 440 Hz only {corr:.3}");
+    }
+
+    #[test]
+    fn correlation_measure_can_fail() {
+        // A 440 Hz tone with an arbitrary phase scores ~1; 660 Hz and noise score low.
+        let tone: Vec<f64> = (0..48_000)
+            .map(|n| (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 48_000.0 + 1.0).sin())
+            .collect();
+        assert!(sine_correlation(&tone, 440.0) > 0.99);
+        let other: Vec<f64> = (0..48_000)
+            .map(|n| (2.0 * std::f64::consts::PI * 660.0 * n as f64 / 48_000.0).sin())
+            .collect();
+        assert!(sine_correlation(&other, 440.0) < 0.1);
+    }
+}

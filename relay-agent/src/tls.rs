@@ -1,0 +1,52 @@
+//! The agent's side of mutual TLS: it trusts only the district CA from its bundle and proves its
+//! identity with the certificate the server issued to it.
+
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::bundle::Bundle;
+
+/// Errors building the TLS client configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS set-up from the enrolment bundle failed: {0}")]
+pub struct TlsError(pub String);
+
+/// Builds the QUIC client configuration for this agent.
+pub fn client_config(bundle: &Bundle) -> Result<quinn::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca = CertificateDer::from_pem_slice(bundle.ca_cert.as_bytes())
+        .map_err(|e| TlsError(format!("ca_cert: {e}")))?;
+    let cert = CertificateDer::from_pem_slice(bundle.cert.as_bytes())
+        .map_err(|e| TlsError(format!("cert: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(bundle.key.as_bytes())
+        .map_err(|e| TlsError(format!("key: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca)
+        .map_err(|e| TlsError(format!("ca_cert: {e}")))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![cert], key)
+        .map_err(|e| TlsError(format!("cert/key: {e}")))?;
+    tls.alpn_protocols = vec![radio_proto::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TlsError(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// Transport settings: keep-alives well inside the idle timeout so a quiet link stays open and a
+/// dead one is noticed within seconds.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(std::time::Duration::from_secs(5)) {
+        transport.max_idle_timeout(Some(idle));
+    }
+    transport
+}

@@ -1,0 +1,237 @@
+//! The district's own certificate authority, and enrolment of agents.
+//!
+//! The server creates the CA at first start and keeps its key in the data directory (mode 0600).
+//! Every agent gets a certificate naming its commune (the common name) with the client-auth usage;
+//! the server's own certificate has the server-auth usage only, so neither can stand in for the
+//! other. The server issues itself a fresh certificate at every start, so a changed `server_name`
+//! never leaves a stale one behind.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use relay_agent::bundle::write_private;
+use relay_agent::Bundle;
+use time::{Duration, OffsetDateTime};
+
+/// Errors of the certificate authority.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// Reading or writing CA files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Generating or parsing keys and certificates failed.
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// The commune is not a station of the district.
+    #[error(
+        "unknown commune `{0}`: it is not a station of this district (see `radio-server stations`)"
+    )]
+    UnknownCommune(String),
+}
+
+/// A certificate and its key, both PEM.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    /// Certificate, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM (PKCS#8).
+    pub key_pem: String,
+}
+
+/// The district CA.
+#[derive(Debug)]
+pub struct CertificateAuthority {
+    cert_pem: String,
+    key: KeyPair,
+    params: CertificateParams,
+    dir: PathBuf,
+}
+
+impl CertificateAuthority {
+    /// Loads the CA from `data_dir/ca/`, creating it on first use.
+    pub fn load_or_create(data_dir: &Path, district_name: &str) -> Result<Self, CaError> {
+        let dir = data_dir.join("ca");
+        let cert_path = dir.join("ca.crt");
+        let key_path = dir.join("ca.key");
+        if cert_path.exists() && key_path.exists() {
+            let cert_pem = read(&cert_path)?;
+            let key = KeyPair::from_pem(&read(&key_path)?)?;
+            let params = CertificateParams::from_ca_cert_pem(&cert_pem)?;
+            return Ok(Self {
+                cert_pem,
+                key,
+                params,
+                dir,
+            });
+        }
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("{district_name} radio CA"));
+        dn.push(DnType::OrganizationName, district_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(365 * 20);
+        let cert = params.clone().self_signed(&key)?;
+        let cert_pem = cert.pem();
+        write_private(&key_path, key.serialize_pem().as_bytes()).map_err(|source| CaError::Io {
+            path: key_path.display().to_string(),
+            source,
+        })?;
+        std::fs::write(&cert_path, &cert_pem).map_err(|source| CaError::Io {
+            path: cert_path.display().to_string(),
+            source,
+        })?;
+        tracing::info!("created the district CA in {}", dir.display());
+        Ok(Self {
+            cert_pem,
+            key,
+            params,
+            dir,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Issues the server's own certificate for `server_name` (and any IP address it is reached at).
+    pub fn issue_server_cert(&self, server_name: &str) -> Result<IssuedCert, CaError> {
+        let mut params = CertificateParams::new(vec![server_name.to_string()])?;
+        params
+            .subject_alt_names
+            .push(SanType::DnsName("localhost".try_into()?));
+        if let Ok(ip) = server_name.parse::<std::net::IpAddr>() {
+            params.subject_alt_names = vec![SanType::IpAddress(ip)];
+        }
+        params
+            .distinguished_name
+            .push(DnType::CommonName, server_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(365);
+        self.sign(params)
+    }
+
+    /// Issues an agent certificate whose common name is the commune id.
+    pub fn issue_agent_cert(&self, commune: &str) -> Result<(IssuedCert, u64), CaError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, commune);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let serial: u64 = rand::random::<u64>() >> 1;
+        params.serial_number = Some(SerialNumber::from(serial));
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        // Five years: the district reviews its network every five years.
+        params.not_after = now + Duration::days(365 * 5 + 2);
+        Ok((self.sign(params)?, serial))
+    }
+
+    fn sign(&self, params: CertificateParams) -> Result<IssuedCert, CaError> {
+        let key = KeyPair::generate()?;
+        let issuer = self.params.clone().self_signed(&self.key)?;
+        let cert = params.signed_by(&key, &issuer, &self.key)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Enrols an agent: issues its certificate and returns its bundle. The caller checks that the
+    /// commune exists. A record of the enrolment is kept under `data_dir/ca/enrolled/`.
+    pub fn enroll(
+        &self,
+        commune: &str,
+        station_name: &str,
+        server: &str,
+        server_name: &str,
+    ) -> Result<Bundle, CaError> {
+        let (issued, serial) = self.issue_agent_cert(commune)?;
+        let record_path = self.dir.join("enrolled").join(format!("{commune}.toml"));
+        let record = format!(
+            "commune = {commune:?}\nserial = \"{serial:016x}\"\nissued_at = \"{}\"\n",
+            OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        );
+        write_private(&record_path, record.as_bytes()).map_err(|source| CaError::Io {
+            path: record_path.display().to_string(),
+            source,
+        })?;
+        Ok(Bundle {
+            commune: commune.to_string(),
+            station_name: station_name.to_string(),
+            server: server.to_string(),
+            server_name: server_name.to_string(),
+            ca_cert: self.cert_pem.clone(),
+            cert: issued.cert_pem,
+            key: issued.key_pem,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, CaError> {
+    std::fs::read_to_string(path).map_err(|source| CaError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_persists_with_private_key_mode_and_reloads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = CertificateAuthority::load_or_create(dir.path(), "Huyện Bình Sơn").expect("ca");
+        let mode = std::fs::metadata(dir.path().join("ca/ca.key"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = CertificateAuthority::load_or_create(dir.path(), "x").expect("reload");
+        assert_eq!(ca.cert_pem(), again.cert_pem());
+        let bundle = again
+            .enroll("binh-trung", "Bình Trung", "127.0.0.1:4433", "localhost")
+            .expect("enroll");
+        assert_eq!(bundle.ca_cert, ca.cert_pem());
+        let der = rustls::pki_types::CertificateDer::from(pem_to_der(&bundle.cert).expect("pem"));
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("x509");
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .expect("cn");
+        assert_eq!(cn, "binh-trung");
+        assert!(dir.path().join("ca/enrolled/binh-trung.toml").exists());
+    }
+
+    fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .ok()
+            .map(|c| c.to_vec())
+    }
+}

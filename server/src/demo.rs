@@ -1,0 +1,359 @@
+//! `radio-server demo`: the whole path on one machine. It starts the server and one relay agent
+//! per Bình Sơn station on loopback, each enrolled like a real agent (certificate, bundle file,
+//! mutual TLS), plays the programme once every agent is connected, and reports per station.
+
+use std::path::{Path, PathBuf};
+
+use std::time::Duration;
+
+use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
+use relay_agent::{Agent, AgentReport, Bundle};
+use tokio::sync::watch;
+
+use crate::broadcast::Channel;
+use crate::certificate_authority::CertificateAuthority;
+use crate::pipeline::{PipelineError, ProgrammeEncoder};
+use crate::server::{self, Server};
+
+/// The bundled sample programme: a Vietnamese announcement (espeak-ng) after a chime.
+pub const SAMPLE_PROGRAMME: &[u8] = include_bytes!("../assets/ban-tin-mau.ogg");
+
+/// Playout delay of the demo agents.
+const DEMO_PLAYOUT_DELAY_MS: u32 = 200;
+
+/// Demo options (the CLI flags).
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Cut the programme after this long.
+    pub duration: Option<Duration>,
+    /// Run the first N stations.
+    pub agents: usize,
+    /// The programme; None plays the bundled sample.
+    pub programme: Option<PathBuf>,
+    /// Where agents write `<station>.wav` and `<station>.sdp`.
+    pub out: PathBuf,
+    /// Server data directory (CA, bundles); None uses a temporary one.
+    pub data_dir: Option<PathBuf>,
+    /// Opus bitrate.
+    pub bitrate: u32,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Bad options.
+    #[error("{0}")]
+    Options(String),
+    /// The programme file is unusable.
+    #[error(transparent)]
+    Programme(#[from] PipelineError),
+    /// Setting up the server failed.
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+    /// Enrolment failed.
+    #[error(transparent)]
+    Ca(#[from] crate::certificate_authority::CaError),
+    /// An agent could not start.
+    #[error("agent {commune}: {reason}")]
+    Agent {
+        /// The station.
+        commune: String,
+        /// Why.
+        reason: String,
+    },
+    /// Files could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Agents did not connect.
+    #[error("only {connected}/{expected} agents connected within {secs} s")]
+    NotConnected {
+        /// Connected agents.
+        connected: usize,
+        /// Expected agents.
+        expected: usize,
+        /// Time waited.
+        secs: u64,
+    },
+}
+
+/// One station's line in the demo table.
+#[derive(Debug, Clone)]
+pub struct DemoRow {
+    /// Station id.
+    pub commune: String,
+    /// Vietnamese name.
+    pub name: String,
+    /// Frames the server sent to it.
+    pub sent: u64,
+    /// Frames it received.
+    pub received: u64,
+    /// Frames of the programme it played.
+    pub played: u64,
+    /// Frames of the programme it did not play.
+    pub lost: u64,
+    /// Whether it played the whole programme.
+    pub complete: bool,
+}
+
+/// The demo's result.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    /// Frames in the programme.
+    pub programme_frames: u64,
+    /// One row per station.
+    pub rows: Vec<DemoRow>,
+}
+
+impl DemoOutcome {
+    /// Agents that played the whole programme.
+    pub fn played(&self) -> usize {
+        self.rows.iter().filter(|r| r.complete).count()
+    }
+
+    /// The per-station table and the closing line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5}\n",
+            "station", "name", "sent", "received", "played", "lost"
+        ));
+        for r in &self.rows {
+            out.push_str(&format!(
+                "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5}\n",
+                r.commune, r.name, r.sent, r.received, r.played, r.lost
+            ));
+        }
+        out.push_str(&format!(
+            "demo: {}/{} agents played the programme\n",
+            self.played(),
+            self.rows.len()
+        ));
+        out
+    }
+}
+
+/// Runs the demo on the embedded Bình Sơn district.
+pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
+    let district = District::binh_son();
+    let n = options.agents;
+    if n == 0 || n > district.stations.len() {
+        return Err(DemoError::Options(format!(
+            "--agents must be between 1 and {} (the stations of {})",
+            district.stations.len(),
+            district.name
+        )));
+    }
+    let temp;
+    let data_dir = match &options.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir().map_err(|source| DemoError::Io {
+                path: "temporary directory".into(),
+                source,
+            })?;
+            temp.path().to_path_buf()
+        }
+    };
+    create_dir(&options.out)?;
+    create_dir(&data_dir)?;
+    let (programme, name) = match &options.programme {
+        Some(p) => (p.clone(), display_name(p)),
+        None => {
+            let p = data_dir.join("ban-tin-mau.ogg");
+            std::fs::write(&p, SAMPLE_PROGRAMME).map_err(|source| DemoError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+            (p, "Bản tin mẫu".to_string())
+        }
+    };
+    // Refuse a bad programme before starting 22 agents.
+    let probe = programme.clone();
+    let bitrate = options.bitrate;
+    tokio::task::spawn_blocking(move || ProgrammeEncoder::open(&probe, bitrate).map(|_| ()))
+        .await
+        .map_err(|e| DemoError::Options(format!("programme check: {e}")))??;
+
+    let config = ServerConfig {
+        listen: "127.0.0.1:0"
+            .parse()
+            .map_err(|e| DemoError::Options(format!("{e}")))?,
+        data_dir: data_dir.clone(),
+        bitrate,
+        ..ServerConfig::default()
+    };
+    let ca = CertificateAuthority::load_or_create(&data_dir, &district.name)?;
+    let endpoint = server::bind(&config, &ca)?;
+    let addr = endpoint.local_addr().map_err(|source| DemoError::Io {
+        path: "server socket".into(),
+        source,
+    })?;
+    let stations: Vec<_> = district.stations.iter().take(n).cloned().collect();
+    let server = Server::new(config.clone(), district.clone());
+    let (stop_server, mut stop_server_rx) = watch::channel(false);
+    let server_task = tokio::spawn(server::run(endpoint, server.clone(), async move {
+        let _ = stop_server_rx.changed().await;
+    }));
+
+    let (stop_agents, stop_agents_rx) = watch::channel(false);
+    let mut agents = Vec::new();
+    for station in &stations {
+        let bundle_path = data_dir
+            .join("bundles")
+            .join(format!("{}.toml", station.id));
+        ca.enroll(
+            &station.id,
+            &station.name,
+            &addr.to_string(),
+            &config.server_name,
+        )?
+        .save(&bundle_path)
+        .map_err(|e| agent_error(&station.id, e))?;
+        let bundle = Bundle::load(&bundle_path).map_err(|e| agent_error(&station.id, e))?;
+        let rtp_port = free_udp_port().map_err(|source| DemoError::Io {
+            path: "UDP port".into(),
+            source,
+        })?;
+        let agent_config = AgentConfig {
+            bundle: bundle_path,
+            state_dir: data_dir.join("agents").join(&station.id),
+            sinks: vec![
+                SinkSpec::Wav {
+                    path: options.out.join(format!("{}.wav", station.id)),
+                },
+                SinkSpec::Rtp {
+                    dest: std::net::SocketAddr::from(([127, 0, 0, 1], rtp_port)),
+                    sdp: Some(options.out.join(format!("{}.sdp", station.id))),
+                },
+            ],
+            playout_delay_ms: DEMO_PLAYOUT_DELAY_MS,
+            ..AgentConfig::default()
+        };
+        let agent = Agent::new(agent_config, bundle).map_err(|e| agent_error(&station.id, e))?;
+        let status = agent.status();
+        let mut rx = stop_agents_rx.clone();
+        let task = tokio::spawn(agent.run(async move {
+            let _ = rx.changed().await;
+        }));
+        agents.push((station.clone(), status, task));
+    }
+
+    let wait = Duration::from_secs(30);
+    if tokio::time::timeout(wait, server.wait_connected(n))
+        .await
+        .is_err()
+    {
+        let connected = server.connected();
+        let _ = stop_agents.send(true);
+        let _ = stop_server.send(true);
+        return Err(DemoError::NotConnected {
+            connected,
+            expected: n,
+            secs: wait.as_secs(),
+        });
+    }
+    println!(
+        "demo: {n} agents connected to {addr}; playing {}",
+        programme.display()
+    );
+    let channel = Channel::new(0, server.fanout().clone());
+    let played = channel
+        .play_file(&programme, &name, bitrate, options.duration)
+        .await;
+    // Let every agent play out what is still in its buffer.
+    let drain_until = tokio::time::Instant::now()
+        + Duration::from_millis(u64::from(DEMO_PLAYOUT_DELAY_MS) + 2000);
+    while tokio::time::Instant::now() < drain_until {
+        if agents.iter().all(|(_, s, _)| !s.on_air()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop_agents.send(true);
+    let mut reports: Vec<(String, Option<AgentReport>)> = Vec::new();
+    for (station, _, task) in agents {
+        let report = match task.await {
+            Ok(Ok(r)) => Some(r),
+            Ok(Err(e)) => {
+                eprintln!("demo: agent {} failed: {e}", station.id);
+                None
+            }
+            Err(e) => {
+                eprintln!("demo: agent {} task failed: {e}", station.id);
+                None
+            }
+        };
+        reports.push((station.id.clone(), report));
+    }
+    let snapshots = server.agents();
+    let _ = stop_server.send(true);
+    let _ = server_task.await;
+    let summary = played?;
+
+    let rows = stations
+        .iter()
+        .zip(reports)
+        .map(|(station, (_, report))| {
+            let sent = snapshots
+                .iter()
+                .find(|s| s.commune == station.id)
+                .map(|s| s.frames_sent)
+                .unwrap_or(0);
+            let record = report.as_ref().and_then(|r| {
+                r.programmes
+                    .iter()
+                    .find(|p| p.programme_id == summary.programme_id)
+                    .cloned()
+            });
+            let played = record.as_ref().map(|p| p.played).unwrap_or(0);
+            DemoRow {
+                commune: station.id.clone(),
+                name: station.name.clone(),
+                sent,
+                received: report
+                    .as_ref()
+                    .map(|r| r.stats.frames_received)
+                    .unwrap_or(0),
+                played,
+                lost: summary.frames.saturating_sub(played),
+                complete: record.is_some_and(|p| p.complete() && p.frames == summary.frames),
+            }
+        })
+        .collect();
+    Ok(DemoOutcome {
+        programme_frames: summary.frames,
+        rows,
+    })
+}
+
+fn agent_error(commune: &str, e: impl std::fmt::Display) -> DemoError {
+    DemoError::Agent {
+        commune: commune.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn create_dir(path: &Path) -> Result<(), DemoError> {
+    std::fs::create_dir_all(path).map_err(|source| DemoError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// A UDP port free right now on 127.0.0.1, for an RTP destination nobody listens on.
+pub fn free_udp_port() -> std::io::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

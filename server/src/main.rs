@@ -1,0 +1,233 @@
+//! `radio-server`: the district server's command line. See the `radio_server` crate docs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use radio_config::ServerOverrides;
+use radio_server::broadcast::Channel;
+use radio_server::certificate_authority::CertificateAuthority;
+use radio_server::demo::{run_demo, DemoOptions};
+use radio_server::server::{self, Server};
+use relay_agent::process::{init_tracing, shutdown_signal};
+
+/// Central server of the smart radio broadcast system: encodes programmes once to Opus and
+/// streams them over QUIC to the relay agents of every commune station.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Run {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Play this programme file (once every --wait-agents agents are connected).
+        #[arg(long)]
+        programme: Option<PathBuf>,
+        /// Wait for this many agents before playing the programme.
+        #[arg(long, default_value_t = 0)]
+        wait_agents: usize,
+        /// Play the programme again and again.
+        #[arg(long)]
+        repeat: bool,
+    },
+    /// Enrol an agent: write its bundle (CA certificate, its own certificate and key, server address).
+    Enroll {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Commune (station) id, e.g. binh-trung.
+        #[arg(long)]
+        commune: String,
+        /// Where to write the bundle (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List the district's stations.
+    Stations {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+    },
+    /// Run the server and one agent per Bình Sơn station on this machine and play a programme.
+    Demo {
+        /// Play at most this many seconds of the programme.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Run the first N stations.
+        #[arg(long, default_value_t = 22)]
+        agents: usize,
+        /// Programme file (default: a bundled Vietnamese sample announcement).
+        #[arg(long)]
+        programme: Option<PathBuf>,
+        /// Output directory: <station>.wav and <station>.sdp per agent.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+        /// Opus bitrate in bits per second.
+        #[arg(long, default_value_t = 32_000)]
+        bitrate: u32,
+        /// Log filter for the demo (server and agents).
+        #[arg(long, default_value = "warn")]
+        log: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("radio-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Run {
+            overrides,
+            programme,
+            wait_agents,
+            repeat,
+        } => {
+            let config = radio_config::load_server(&overrides)?;
+            init_tracing(&config.log);
+            runtime()?.block_on(run_server(config, programme, wait_agents, repeat))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Enroll {
+            overrides,
+            commune,
+            out,
+        } => {
+            let config = radio_config::load_server(&overrides)?;
+            let district = config.district()?;
+            let Some(station) = district.station(&commune) else {
+                bail!(
+                    "unknown commune `{commune}`: not a station of {} (see `radio-server stations`)",
+                    district.name
+                );
+            };
+            let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
+            let bundle = ca.enroll(
+                &station.id,
+                &station.name,
+                &config.public_address(),
+                &config.server_name,
+            )?;
+            bundle.save(&out)?;
+            println!(
+                "enrolled {} ({}): bundle written to {} (keep it secret: it holds the agent's key)",
+                station.id,
+                station.name,
+                out.display()
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Stations { overrides } => {
+            let config = radio_config::load_server(&overrides)?;
+            let district = config.district()?;
+            println!("{} ({}), {}", district.name, district.id, district.province);
+            for s in &district.stations {
+                println!(
+                    "{:<18} {:<16} {:<9} {:>3} clusters {:>4} speakers",
+                    s.id,
+                    s.name,
+                    format!("{:?}", s.kind).to_lowercase(),
+                    s.clusters,
+                    s.speakers
+                );
+            }
+            println!(
+                "{} stations, {} clusters, {} speakers",
+                district.stations.len(),
+                district.total_clusters(),
+                district.total_speakers()
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            duration,
+            agents,
+            programme,
+            out,
+            bitrate,
+            log,
+        } => {
+            init_tracing(&log);
+            let outcome = runtime()?.block_on(run_demo(DemoOptions {
+                duration: duration.map(Duration::from_secs),
+                agents,
+                programme,
+                out,
+                data_dir: None,
+                bitrate,
+            }))?;
+            print!("{}", outcome.render());
+            Ok(if outcome.played() == outcome.rows.len() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+async fn run_server(
+    config: radio_config::ServerConfig,
+    programme: Option<PathBuf>,
+    wait_agents: usize,
+    repeat: bool,
+) -> anyhow::Result<()> {
+    let district = config.district()?;
+    let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
+    let endpoint = server::bind(&config, &ca)?;
+    let addr = endpoint.local_addr()?;
+    tracing::info!(
+        "listening on {addr} for the {} stations of {}",
+        district.stations.len(),
+        district.name
+    );
+    // Tests bind port 0 and read the port from here.
+    println!("listening on {addr}");
+    let bitrate = config.bitrate;
+    let server = Server::new(config, district);
+    if let Some(path) = programme {
+        let server: Arc<Server> = server.clone();
+        tokio::spawn(async move {
+            server.wait_connected(wait_agents).await;
+            let channel = Channel::new(0, server.fanout().clone());
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            loop {
+                match channel.play_file(&path, &name, bitrate, None).await {
+                    Ok(s) => tracing::info!(frames = s.frames, "programme {} done", s.name),
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        break;
+                    }
+                }
+                if !repeat {
+                    break;
+                }
+            }
+        });
+    }
+    server::run(endpoint, server, shutdown_signal()).await;
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! The server: accepts agents, authenticates them by certificate, runs each one's control session
+//! and feeds its audio stream from the fan-out.
+//!
+//! [`run`] takes a bound endpoint and a shutdown future (mini-redis style), so tests bind port 0
+//! and stop the server whenever they like. Shutdown notifies every connection, which closes its
+//! session with `Shutdown`, then drains.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use radio_config::{District, ServerConfig};
+use radio_proto::{ErrorCode, Event, Heartbeat, Session, SessionConfig, Welcome, PROTOCOL_VERSION};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+use tracing::{info, warn, Instrument};
+
+use crate::certificate_authority::CertificateAuthority;
+use crate::fanout::{Fanout, SendCounters};
+use crate::tls::{self, TlsError};
+
+/// What the server knows about one agent (station), kept across its reconnects.
+#[derive(Debug, Default)]
+pub struct AgentRecord {
+    /// A session is established right now.
+    pub connected: bool,
+    /// Sessions established so far.
+    pub sessions: u64,
+    /// Audio send counters.
+    pub counters: Arc<SendCounters>,
+    /// The last heartbeat it sent.
+    pub last_heartbeat: Option<Heartbeat>,
+    /// The connection currently serving it, to close it when a newer one replaces it.
+    connection: Option<quinn::Connection>,
+}
+
+/// A snapshot of one agent, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSnapshot {
+    /// Commune id.
+    pub commune: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Sessions so far.
+    pub sessions: u64,
+    /// Audio frames sent to it.
+    pub frames_sent: u64,
+    /// Audio frames dropped for it.
+    pub frames_dropped: u64,
+    /// Its last heartbeat.
+    pub last_heartbeat: Option<Heartbeat>,
+}
+
+/// Shared server state.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    district: District,
+    fanout: Arc<Fanout>,
+    agents: Mutex<BTreeMap<String, AgentRecord>>,
+    /// Identifies this server run; agents reset their sequence space when it changes.
+    run_id: u64,
+    connected_tx: watch::Sender<usize>,
+    connection_slots: Arc<Semaphore>,
+}
+
+impl Server {
+    /// Server state for `district`.
+    pub fn new(config: ServerConfig, district: District) -> Arc<Self> {
+        let (connected_tx, _) = watch::channel(0);
+        let slots = config.max_agents as usize;
+        Arc::new(Self {
+            config,
+            district,
+            fanout: Arc::new(Fanout::new()),
+            agents: Mutex::new(BTreeMap::new()),
+            run_id: rand::random(),
+            connected_tx,
+            connection_slots: Arc::new(Semaphore::new(slots)),
+        })
+    }
+
+    /// The district served.
+    pub fn district(&self) -> &District {
+        &self.district
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The fan-out of the district channel.
+    pub fn fanout(&self) -> &Arc<Fanout> {
+        &self.fanout
+    }
+
+    /// Number of agents with an established session.
+    pub fn connected(&self) -> usize {
+        *self.connected_tx.borrow()
+    }
+
+    /// Waits until at least `n` agents are connected.
+    pub async fn wait_connected(&self, n: usize) {
+        let mut rx = self.connected_tx.subscribe();
+        let _ = rx.wait_for(|c| *c >= n).await;
+    }
+
+    /// Every agent seen, by commune id.
+    pub fn agents(&self) -> Vec<AgentSnapshot> {
+        let Ok(agents) = self.agents.lock() else {
+            return Vec::new();
+        };
+        agents
+            .iter()
+            .map(|(commune, r)| AgentSnapshot {
+                commune: commune.clone(),
+                connected: r.connected,
+                sessions: r.sessions,
+                frames_sent: r.counters.frames_sent.load(Ordering::Relaxed),
+                frames_dropped: r.counters.frames_dropped.load(Ordering::Relaxed),
+                last_heartbeat: r.last_heartbeat.clone(),
+            })
+            .collect()
+    }
+
+    fn count_connected(&self, agents: &BTreeMap<String, AgentRecord>) {
+        let n = agents.values().filter(|r| r.connected).count();
+        self.connected_tx.send_replace(n);
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            heartbeat_interval: Duration::from_millis(self.config.heartbeat_interval_ms),
+            idle_timeout: Duration::from_millis(self.config.idle_timeout_ms),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// TLS set-up failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The CA could not be loaded or created.
+    #[error(transparent)]
+    Ca(#[from] crate::certificate_authority::CaError),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// QUIC transport settings shared by the server: quick keep-alives so a dead link is noticed
+/// within seconds, and no streams opened by agents beyond the control stream.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
+        transport.max_idle_timeout(Some(idle));
+    }
+    transport.max_concurrent_bidi_streams(1u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport
+}
+
+/// Binds the QUIC endpoint on `config.listen` with the CA's fresh server certificate.
+pub fn bind(
+    config: &ServerConfig,
+    ca: &CertificateAuthority,
+) -> Result<quinn::Endpoint, ServerError> {
+    let server_config = tls::server_config(ca, &config.server_name, transport_config())?;
+    quinn::Endpoint::server(server_config, config.listen).map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })
+}
+
+/// Accepts agents on `endpoint` until `shutdown` completes, then closes every session and drains.
+pub async fn run(
+    endpoint: quinn::Endpoint,
+    server: Arc<Server>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let Ok(permit) = server.connection_slots.clone().try_acquire_owned() else {
+                    warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+                    incoming.refuse();
+                    continue;
+                };
+                let server = server.clone();
+                let stop = stop_rx.clone();
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    handle_incoming(incoming, server, stop).await;
+                });
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    info!(
+        "shutting down: closing {} agent sessions",
+        server.connected()
+    );
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
+        warn!("some sessions did not close in time");
+    }
+    endpoint.close(
+        quinn::VarInt::from_u32(ErrorCode::Shutdown.as_u16().into()),
+        b"server shutting down",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
+    conn.close(
+        quinn::VarInt::from_u32(code.as_u16().into()),
+        reason.as_bytes(),
+    );
+}
+
+async fn handle_incoming(
+    incoming: quinn::Incoming,
+    server: Arc<Server>,
+    stop: watch::Receiver<bool>,
+) {
+    let remote = incoming.remote_address();
+    let conn = match tokio::time::timeout(Duration::from_secs(10), incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            warn!(%remote, "handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            warn!(%remote, "handshake timed out");
+            return;
+        }
+    };
+    let commune = match tls::peer_commune(&conn) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(%remote, "refused: {e}");
+            close(&conn, ErrorCode::UnknownAgent, &e.to_string());
+            return;
+        }
+    };
+    let span = tracing::info_span!("agent", commune = %commune, %remote);
+    async move {
+        if server.district.station(&commune).is_none() {
+            warn!("refused: not a station of {}", server.district.name);
+            close(
+                &conn,
+                ErrorCode::UnknownAgent,
+                "not a station of this district",
+            );
+            return;
+        }
+        match serve_agent(&conn, &commune, &server, stop).await {
+            Ok(()) => info!("session ended"),
+            Err(e) => warn!("session ended: {e}"),
+        }
+        if let Ok(mut agents) = server.agents.lock() {
+            if let Some(record) = agents.get_mut(&commune) {
+                if record
+                    .connection
+                    .as_ref()
+                    .is_some_and(|c| c.stable_id() == conn.stable_id())
+                {
+                    record.connected = false;
+                    record.connection = None;
+                }
+            }
+            server.count_connected(&agents);
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_agent(
+    conn: &quinn::Connection,
+    commune: &str,
+    server: &Arc<Server>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+        .await
+        .map_err(|_| {
+            close(conn, ErrorCode::Timeout, "no control stream");
+            "no control stream opened in time".to_string()
+        })?
+        .map_err(|e| e.to_string())?;
+    let mut session = Session::server(server.session_config(), Instant::now().into());
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut audio_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut subscription: Option<u64> = None;
+    let result = loop {
+        let deadline = session.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            read = recv.read(&mut buf) => match read {
+                Ok(Some(n)) => session.handle_input(Instant::now().into(), &buf[..n]),
+                Ok(None) => break Err("agent closed the control stream".to_string()),
+                Err(e) => break Err(e.to_string()),
+            },
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                session.handle_timeout(Instant::now().into());
+            }
+            _ = stop.changed() => {
+                session.close(ErrorCode::Shutdown, "server shutting down");
+            }
+        }
+        let mut closed = None;
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Hello(hello) => {
+                    if hello.agent_id != commune {
+                        warn!(claimed = %hello.agent_id, "hello claims another identity");
+                        session.reject(
+                            ErrorCode::IdentityMismatch,
+                            "agent id does not match its certificate",
+                        );
+                        continue;
+                    }
+                    session.accept(
+                        Instant::now().into(),
+                        Welcome {
+                            version: PROTOCOL_VERSION,
+                            server_name: server.config.server_name.clone(),
+                            session_id: server.run_id,
+                            heartbeat_interval_ms: server.config.heartbeat_interval_ms as u32,
+                            sample_rate: radio_proto::SAMPLE_RATE,
+                            frame_samples: radio_proto::FRAME_SAMPLES,
+                        },
+                    );
+                    let counters = register(server, commune, conn);
+                    info!(software = %hello.software, "session established");
+                    let (id, sub) = server
+                        .fanout
+                        .subscribe(server.config.send_queue_frames as usize, counters);
+                    subscription = Some(id);
+                    let conn = conn.clone();
+                    audio_task = Some(tokio::spawn(
+                        async move {
+                            let mut stream = match conn.open_uni().await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    warn!("cannot open audio stream: {e}");
+                                    return;
+                                }
+                            };
+                            loop {
+                                for (bytes, is_frame) in sub.next_batch().await {
+                                    let len = bytes.len();
+                                    if let Err(e) = stream.write_chunk(bytes).await {
+                                        tracing::debug!("audio stream closed: {e}");
+                                        return;
+                                    }
+                                    sub.sent(len, is_frame);
+                                }
+                            }
+                        }
+                        .in_current_span(),
+                    ));
+                }
+                Event::Heartbeat(hb) => {
+                    if let Ok(mut agents) = server.agents.lock() {
+                        if let Some(r) = agents.get_mut(commune) {
+                            r.last_heartbeat = Some(hb);
+                        }
+                    }
+                }
+                Event::Closed {
+                    code,
+                    reason,
+                    by_peer,
+                } => {
+                    closed = Some(if by_peer {
+                        format!("agent closed: {code:?}: {reason}")
+                    } else {
+                        format!("closed: {code:?}: {reason}")
+                    });
+                    if code == ErrorCode::Shutdown && by_peer {
+                        closed = Some(String::new());
+                    }
+                    if !by_peer {
+                        let _ = flush(&mut session, &mut send).await;
+                        close(conn, code, &reason);
+                    }
+                }
+                Event::Welcomed(_) => {}
+            }
+        }
+        if let Err(e) = flush(&mut session, &mut send).await {
+            break Err(e);
+        }
+        if let Some(why) = closed {
+            break if why.is_empty() { Ok(()) } else { Err(why) };
+        }
+    };
+    if let Some(id) = subscription {
+        server.fanout.unsubscribe(id);
+    }
+    if let Some(task) = audio_task {
+        task.abort();
+    }
+    result
+}
+
+/// Marks the agent connected, closing an older connection it may still have (a reconnect that
+/// beat the old link's timeout).
+fn register(server: &Server, commune: &str, conn: &quinn::Connection) -> Arc<SendCounters> {
+    let Ok(mut agents) = server.agents.lock() else {
+        return Arc::default();
+    };
+    let record = agents.entry(commune.to_string()).or_default();
+    if let Some(old) = record.connection.replace(conn.clone()) {
+        if old.stable_id() != conn.stable_id() {
+            close(&old, ErrorCode::Shutdown, "replaced by a newer connection");
+        }
+    }
+    record.connected = true;
+    record.sessions += 1;
+    let counters = record.counters.clone();
+    server.count_connected(&agents);
+    counters
+}
+
+async fn flush(session: &mut Session, send: &mut quinn::SendStream) -> Result<(), String> {
+    while let Some(bytes) = session.poll_transmit() {
+        send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

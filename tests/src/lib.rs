@@ -1,0 +1,364 @@
+//! The end-to-end test kit: builds and starts the real `radio-server` and `relay-agent` binaries
+//! on loopback, generates test signals, and compares what an agent played with what was sent.
+//!
+//! # Layout
+//! - `lib.rs` — process handling ([`Process`], [`binary`]), signals ([`test_signal`]), WAV I/O and
+//!   the alignment/similarity measures ([`compare`]).
+//! - `tests/*.rs` — one file per end-to-end scenario.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Path of a workspace binary (`radio-server` or `relay-agent`), built on first use.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--bins", "-p", "radio-server", "-p", "relay-agent"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug").join(name)
+}
+
+/// A child process whose output lines are collected; killed when dropped.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Process {
+    /// Starts `program` with `args`, capturing stdout and stderr line by line.
+    pub fn start(name: &str, program: &Path, args: &[&str]) -> Process {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Process {
+            name: name.to_string(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for an output line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    eprintln!("[{}] {line}", self.name);
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no line containing {needle:?} within {timeout:?}; output so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the exit; returns the exit status and all output.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{} did not stop within 10 s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Readers finish once the pipes close.
+        std::thread::sleep(Duration::from_millis(50));
+        while let Ok(line) = self.lines.try_recv() {
+            eprintln!("[{}] {line}", self.name);
+            self.seen.push(line);
+        }
+        (status, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test signal at 48 kHz: tones whose pitch and loudness change every 100 ms, so that any
+/// misalignment, gap or repeated frame lowers the similarity.
+pub fn test_signal(seconds: f32) -> Vec<f32> {
+    let n = (seconds * 48_000.0) as usize;
+    let mut state = 0x2545_f491_u32;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let mut out = Vec::with_capacity(n);
+    let (mut f1, mut f2, mut amp) = (300.0f32, 700.0f32, 0.4f32);
+    let (mut p1, mut p2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        if i % 4800 == 0 {
+            f1 = 200.0 + (next() % 600) as f32;
+            f2 = 800.0 + (next() % 1600) as f32;
+            amp = 0.2 + (next() % 50) as f32 / 100.0;
+        }
+        p1 += std::f32::consts::TAU * f1 / 48_000.0;
+        p2 += std::f32::consts::TAU * f2 / 48_000.0;
+        out.push(amp * (0.7 * p1.sin() + 0.3 * p2.sin()));
+    }
+    out
+}
+
+/// Writes mono 16-bit PCM.
+pub fn write_wav(path: &Path, samples: &[f32], rate: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for s in samples {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .expect("write sample");
+    }
+    w.finalize().expect("finalize wav");
+}
+
+/// Reads a WAV (any integer width or float) as mono f32, with its sample rate.
+pub fn read_wav(path: &Path) -> (Vec<f32>, u32) {
+    let mut r =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let spec = r.spec();
+    let channels = spec.channels as usize;
+    let interleaved: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().map_while(Result::ok).collect(),
+        hound::SampleFormat::Int => {
+            let scale = (1i64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>()
+                .map_while(Result::ok)
+                .map(|s| s as f32 / scale)
+                .collect()
+        }
+    };
+    let mono = interleaved
+        .chunks(channels.max(1))
+        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+        .collect();
+    (mono, spec.sample_rate)
+}
+
+/// Reads raw s16le mono samples.
+pub fn read_s16le(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+        .collect()
+}
+
+/// How well an output matches a reference once aligned.
+#[derive(Debug, Clone, Copy)]
+pub struct Similarity {
+    /// Where the reference starts in the output, in samples.
+    pub lag: usize,
+    /// Normalised correlation at that lag (1 = identical shape).
+    pub correlation: f64,
+    /// Signal-to-noise ratio of the output against the best-scaled reference, in dB.
+    pub snr_db: f64,
+    /// Fraction of 20 ms blocks of the reference whose own correlation is ≥ 0.5; a missing or
+    /// repeated frame shows up here even when the overall figure is high.
+    pub blocks_ok: f64,
+}
+
+fn onset(x: &[f32]) -> usize {
+    let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let threshold = peak * 0.1;
+    x.iter().position(|v| v.abs() >= threshold).unwrap_or(0)
+}
+
+fn correlation_at(reference: &[f32], output: &[f32], lag: usize) -> f64 {
+    let n = reference.len().min(output.len().saturating_sub(lag));
+    let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
+    for i in 0..n {
+        let x = reference[i] as f64;
+        let y = output[lag + i] as f64;
+        xy += x * y;
+        xx += x * x;
+        yy += y * y;
+    }
+    if xx == 0.0 || yy == 0.0 {
+        return 0.0;
+    }
+    xy / (xx.sqrt() * yy.sqrt())
+}
+
+/// Finds the reference inside the output (searching ±`search` samples around the onsets) and
+/// measures the match.
+pub fn compare(reference: &[f32], output: &[f32], search: usize) -> Similarity {
+    let guess = onset(output) as i64 - onset(reference) as i64;
+    let lo = (guess - search as i64).max(0) as usize;
+    let hi = (guess + search as i64).max(0) as usize;
+    // Coarse pass every 8 samples on a decimated window, then a fine pass around the best.
+    let window = &reference[..reference.len().min(48_000)];
+    let mut best = (lo, f64::MIN);
+    for lag in (lo..=hi).step_by(8) {
+        let c = correlation_at(window, output, lag);
+        if c > best.1 {
+            best = (lag, c);
+        }
+    }
+    let (coarse, _) = best;
+    let mut best = (coarse, f64::MIN);
+    for lag in coarse.saturating_sub(8)..=coarse + 8 {
+        let c = correlation_at(reference, output, lag);
+        if c > best.1 {
+            best = (lag, c);
+        }
+    }
+    let (lag, correlation) = best;
+    let n = reference.len().min(output.len().saturating_sub(lag));
+    let (mut xy, mut xx) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        xy += reference[i] as f64 * output[lag + i] as f64;
+        xx += (reference[i] as f64).powi(2);
+    }
+    let gain = if xx > 0.0 { xy / xx } else { 0.0 };
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    for i in 0..n {
+        let s = gain * reference[i] as f64;
+        signal += s * s;
+        noise += (output[lag + i] as f64 - s).powi(2);
+    }
+    let snr_db = if noise > 0.0 {
+        10.0 * (signal / noise).log10()
+    } else {
+        f64::INFINITY
+    };
+    let blocks: Vec<f64> = (0..n / 960)
+        .map(|b| {
+            correlation_at(
+                &reference[b * 960..(b + 1) * 960],
+                &output[lag + b * 960..],
+                0,
+            )
+        })
+        .collect();
+    let blocks_ok = if blocks.is_empty() {
+        0.0
+    } else {
+        blocks.iter().filter(|c| **c >= 0.5).count() as f64 / blocks.len() as f64
+    };
+    Similarity {
+        lag,
+        correlation,
+        snr_db,
+        blocks_ok,
+    }
+}
+
+/// A UDP port free right now on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("bind a UDP port")
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_finds_the_lag_and_sees_a_missing_block() {
+        let reference = test_signal(1.0);
+        let mut output = vec![0.0f32; 3000];
+        output.extend_from_slice(&reference);
+        output.extend(vec![0.0f32; 1000]);
+        let s = compare(&reference, &output, 2000);
+        assert_eq!(s.lag, 3000);
+        assert!(s.correlation > 0.999 && s.snr_db > 60.0, "{s:?}");
+        assert_eq!(s.blocks_ok, 1.0);
+        // Zero one 20 ms frame: the per-block check must notice.
+        for v in &mut output[3000 + 960 * 10..3000 + 960 * 11] {
+            *v = 0.0;
+        }
+        let s = compare(&reference, &output, 2000);
+        assert!(s.blocks_ok < 1.0, "{s:?}");
+    }
+}

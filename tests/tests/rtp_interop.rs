@@ -1,0 +1,124 @@
+//! An agent's RTP output is real RFC 7587 Opus: ffmpeg, started from the SDP file the agent wrote,
+//! receives and decodes it, and the audio matches the source.
+
+use std::time::Duration;
+
+use radio_tests::{
+    binary, compare, free_udp_port, have, read_s16le, test_signal, write_wav, Process,
+};
+
+#[test]
+fn ffmpeg_receives_the_agents_rtp_from_its_sdp() {
+    if !have("ffmpeg") {
+        panic!("ffmpeg is required for this test: run `make test`, which installs it");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server-data");
+    let data_s = data.to_str().expect("utf8");
+    let signal = test_signal(3.0);
+    let signal_path = dir.path().join("signal.wav");
+    write_wav(&signal_path, &signal, 48_000);
+    let server_bin = binary("radio-server");
+    let bundle = dir.path().join("bundle.toml");
+    let status = std::process::Command::new(&server_bin)
+        .args([
+            "enroll",
+            "--data-dir",
+            data_s,
+            "--commune",
+            "binh-chau",
+            "--out",
+        ])
+        .arg(&bundle)
+        .status()
+        .expect("enroll");
+    assert!(status.success());
+
+    let mut server = Process::start(
+        "server",
+        &server_bin,
+        &[
+            "run",
+            "--data-dir",
+            data_s,
+            "--listen",
+            "127.0.0.1:0",
+            "--programme",
+            signal_path.to_str().expect("utf8"),
+            "--wait-agents",
+            "1",
+        ],
+    );
+    let line = server.wait_for("listening on", Duration::from_secs(30));
+    let addr = line.rsplit(' ').next().expect("addr").trim().to_string();
+
+    let port = free_udp_port();
+    let sdp = dir.path().join("binh-chau.sdp");
+    let raw = dir.path().join("received.raw");
+    let agent_args = [
+        "--bundle".to_string(),
+        bundle.display().to_string(),
+        "--server".into(),
+        addr.clone(),
+        "--state-dir".into(),
+        dir.path().join("state").display().to_string(),
+        "--sink".into(),
+        format!("rtp:127.0.0.1:{port},sdp={}", sdp.display()),
+    ];
+    let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
+    let mut agent = Process::start("agent", &binary("relay-agent"), &agent_args);
+    // The agent writes its SDP when it opens its sinks, before it connects; ffmpeg starts from
+    // that file while the agent is still idle (sending silence), so nothing of the programme is
+    // missed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&sdp)
+        .map(|s| !s.starts_with("v=0"))
+        .unwrap_or(true)
+    {
+        assert!(std::time::Instant::now() < deadline, "agent wrote no SDP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sdp_text = std::fs::read_to_string(&sdp).expect("sdp");
+    assert!(sdp_text.contains("a=rtpmap:111 opus/48000/2"), "{sdp_text}");
+    let ffmpeg = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-protocol_whitelist",
+            "file,udp,rtp",
+        ])
+        .arg("-i")
+        .arg(&sdp)
+        .args(["-t", "8", "-ac", "1", "-ar", "48000", "-f", "s16le"])
+        .arg(&raw)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start ffmpeg");
+    agent.wait_for("link up", Duration::from_secs(30));
+    server.wait_for("off air", Duration::from_secs(60));
+    let output = ffmpeg.wait_with_output().expect("ffmpeg runs");
+    assert!(
+        output.status.success(),
+        "ffmpeg failed: {:?}",
+        output.status
+    );
+    let (status, _) = agent.terminate();
+    assert!(status.success());
+    let _ = server.terminate();
+
+    let received = read_s16le(&raw);
+    assert!(
+        received.len() > signal.len(),
+        "ffmpeg decoded only {} samples",
+        received.len()
+    );
+    let s = compare(&signal, &received, 96_000);
+    println!("rtp via ffmpeg: {s:?}");
+    assert!(
+        s.correlation >= 0.95 || s.snr_db >= 20.0,
+        "RTP audio does not match the source: {s:?}"
+    );
+    assert!(s.blocks_ok >= 0.99, "missing or repeated frames: {s:?}");
+}

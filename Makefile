@@ -38,6 +38,7 @@ demo: build
 	$(CARGO) run -q -p radio-server --bin radio-server -- demo $(DEMO_ARGS)
 
 test: deps
+	$(CARGO) build --bins -p radio-server -p relay-agent
 	$(CARGO) test --workspace --no-fail-fast
 
 fmt:

@@ -3,6 +3,8 @@
 //! mutual TLS), plays the programme once every agent is connected, and reports per station.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -96,6 +98,8 @@ pub struct DemoRow {
     pub played: u64,
     /// Frames of the programme it did not play.
     pub lost: u64,
+    /// RTP packets its RTP sink delivered to the demo's receiver.
+    pub rtp_packets: u64,
     /// Whether it played the whole programme.
     pub complete: bool,
 }
@@ -119,13 +123,13 @@ impl DemoOutcome {
     pub fn render(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5}\n",
-            "station", "name", "sent", "received", "played", "lost"
+            "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5} {:>8}\n",
+            "station", "name", "sent", "received", "played", "lost", "rtp pkts"
         ));
         for r in &self.rows {
             out.push_str(&format!(
-                "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5}\n",
-                r.commune, r.name, r.sent, r.received, r.played, r.lost
+                "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5} {:>8}\n",
+                r.commune, r.name, r.sent, r.received, r.played, r.lost, r.rtp_packets
             ));
         }
         out.push_str(&format!(
@@ -201,6 +205,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     }));
 
     let (stop_agents, stop_agents_rx) = watch::channel(false);
+    let stop_rtp = Arc::new(AtomicBool::new(false));
     let mut agents = Vec::new();
     for station in &stations {
         let bundle_path = data_dir
@@ -215,10 +220,11 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .save(&bundle_path)
         .map_err(|e| agent_error(&station.id, e))?;
         let bundle = Bundle::load(&bundle_path).map_err(|e| agent_error(&station.id, e))?;
-        let rtp_port = free_udp_port().map_err(|source| DemoError::Io {
-            path: "UDP port".into(),
+        let rtp = RtpListener::start(stop_rtp.clone()).map_err(|source| DemoError::Io {
+            path: "RTP receiver socket".into(),
             source,
         })?;
+        let rtp_port = rtp.port;
         let agent_config = AgentConfig {
             bundle: bundle_path,
             state_dir: data_dir.join("agents").join(&station.id),
@@ -240,7 +246,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         let task = tokio::spawn(agent.run(async move {
             let _ = rx.changed().await;
         }));
-        agents.push((station.clone(), status, task));
+        agents.push((station.clone(), status, task, rtp));
     }
 
     let wait = Duration::from_secs(30);
@@ -269,14 +275,14 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let drain_until = tokio::time::Instant::now()
         + Duration::from_millis(u64::from(DEMO_PLAYOUT_DELAY_MS) + 2000);
     while tokio::time::Instant::now() < drain_until {
-        if agents.iter().all(|(_, s, _)| !s.on_air()) {
+        if agents.iter().all(|(_, s, _, _)| !s.on_air()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_agents.send(true);
-    let mut reports: Vec<(String, Option<AgentReport>)> = Vec::new();
-    for (station, _, task) in agents {
+    let mut reports: Vec<(String, Option<AgentReport>, u64)> = Vec::new();
+    for (station, _, task, rtp) in agents {
         let report = match task.await {
             Ok(Ok(r)) => Some(r),
             Ok(Err(e)) => {
@@ -288,8 +294,13 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                 None
             }
         };
-        reports.push((station.id.clone(), report));
+        reports.push((
+            station.id.clone(),
+            report,
+            rtp.packets.load(Ordering::Relaxed),
+        ));
     }
+    stop_rtp.store(true, Ordering::Relaxed);
     let snapshots = server.agents();
     let _ = stop_server.send(true);
     let _ = server_task.await;
@@ -298,7 +309,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let rows = stations
         .iter()
         .zip(reports)
-        .map(|(station, (_, report))| {
+        .map(|(station, (_, report, rtp_packets))| {
             let sent = snapshots
                 .iter()
                 .find(|s| s.commune == station.id)
@@ -321,6 +332,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                     .unwrap_or(0),
                 played,
                 lost: summary.frames.saturating_sub(played),
+                rtp_packets,
                 complete: record.is_some_and(|p| p.complete() && p.frames == summary.frames),
             }
         })
@@ -351,9 +363,32 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// A UDP port free right now on 127.0.0.1, for an RTP destination nobody listens on.
-pub fn free_udp_port() -> std::io::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Stands in for an IP speaker receiver: a UDP socket on loopback that counts the RTP packets an
+/// agent sends it.
+struct RtpListener {
+    port: u16,
+    packets: Arc<AtomicU64>,
+}
+
+impl RtpListener {
+    fn start(stop: Arc<AtomicBool>) -> std::io::Result<Self> {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let port = socket.local_addr()?.port();
+        let packets = Arc::new(AtomicU64::new(0));
+        let counter = packets.clone();
+        std::thread::Builder::new()
+            .name(format!("rtp-{port}"))
+            .spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(n) = socket.recv(&mut buf) {
+                        if n >= 12 && buf[0] >> 6 == 2 {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })?;
+        Ok(Self { port, packets })
+    }
 }

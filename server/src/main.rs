@@ -197,7 +197,7 @@ async fn run_server(
     let endpoint = server::bind(&config, &ca)?;
     let addr = endpoint.local_addr()?;
     tracing::info!(
-        "listening on {addr} for the {} stations of {}",
+        "serving the {} stations of {} on {addr}",
         district.stations.len(),
         district.name
     );

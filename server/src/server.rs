@@ -321,6 +321,7 @@ async fn serve_agent(
             read = recv.read(&mut buf) => match read {
                 Ok(Some(n)) => session.handle_input(Instant::now().into(), &buf[..n]),
                 Ok(None) => break Err("agent closed the control stream".to_string()),
+                Err(e) if closed_for_shutdown(&e) => break Ok(()),
                 Err(e) => break Err(e.to_string()),
             },
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
@@ -425,6 +426,16 @@ async fn serve_agent(
         task.abort();
     }
     result
+}
+
+/// Whether the agent closed its connection because it is shutting down (a clean end, not a
+/// failure: its goodbye may race the connection close).
+fn closed_for_shutdown(e: &quinn::ReadError) -> bool {
+    matches!(
+        e,
+        quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == quinn::VarInt::from_u32(ErrorCode::Shutdown.as_u16().into())
+    )
 }
 
 /// Marks the agent connected, closing an older connection it may still have (a reconnect that

@@ -12,6 +12,7 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+use super::resampler::SUPPORTED_RATES;
 use super::{PipelineError, SourceInfo};
 
 /// Bad packets tolerated before the first good one. Random bytes often contain
@@ -183,6 +184,18 @@ impl SourceDecoder {
         };
 
         let (first_rate, first_channels) = dec.prime()?;
+        // Checked here, not only when the resampler is built, so that a header
+        // with a nonsense rate fails in `open` like any other broken file.
+        if !SUPPORTED_RATES.contains(&first_rate) {
+            return Err(PipelineError::Unsupported {
+                path: dec.path,
+                reason: format!(
+                    "sample rate {first_rate} Hz outside {}..={} Hz",
+                    SUPPORTED_RATES.start(),
+                    SUPPORTED_RATES.end()
+                ),
+            });
+        }
 
         let sample_rate = codec_params
             .sample_rate

@@ -762,6 +762,25 @@ mod tests {
     }
 
     #[test]
+    fn absurd_sample_rate_in_header_fails_in_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = fixture(dir.path(), "full.wav", 44_100, 2, &[]);
+        let bytes = std::fs::read(&full).unwrap();
+        let fmt = bytes.windows(4).position(|w| w == b"fmt ").unwrap();
+        // A flipped byte in the rate field, as found by fuzzing: 16 MHz made
+        // the FFT resampler effectively hang; 1 Hz would expand 48000-fold.
+        for rate in [16_231_492u32, 1] {
+            let mut bad = bytes.clone();
+            bad[fmt + 12..fmt + 16].copy_from_slice(&rate.to_le_bytes());
+            let path = dir.path().join(format!("rate{rate}.wav"));
+            std::fs::write(&path, bad).unwrap();
+            let err = expect_open_error(&path);
+            assert!(matches!(err, PipelineError::Unsupported { .. }), "{err:?}");
+            assert!(err.to_string().contains(&rate.to_string()), "{err}");
+        }
+    }
+
+    #[test]
     fn text_file_fails_in_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.wav");

@@ -4,6 +4,12 @@ use rubato::{FftFixedIn, Resampler as _};
 
 pub(crate) const OUTPUT_RATE: u32 = 48_000;
 
+/// Source rates accepted. A corrupt header can claim any rate: 16 MHz would
+/// make a multi-million-point FFT per chunk, 1 Hz would turn a few seconds of
+/// samples into days of output. Real audio lives well inside these bounds
+/// (telephony 8 kHz up to DXD 384 kHz, doubled for headroom).
+pub(crate) const SUPPORTED_RATES: std::ops::RangeInclusive<u32> = 4_000..=768_000;
+
 /// Minimum input frames per rubato call. Large enough that the FFT (and with
 /// it the anti-alias filter) is long and steep, small enough that the first
 /// Opus frame is ready after a few milliseconds of decoding.
@@ -66,8 +72,12 @@ impl std::fmt::Debug for Resampler {
 
 impl Resampler {
     pub(crate) fn new(input_rate: u32) -> Result<Self, String> {
-        if input_rate == 0 {
-            return Err("source sample rate is 0".into());
+        if !SUPPORTED_RATES.contains(&input_rate) {
+            return Err(format!(
+                "sample rate {input_rate} Hz outside {}..={} Hz",
+                SUPPORTED_RATES.start(),
+                SUPPORTED_RATES.end()
+            ));
         }
         let kind = if input_rate == OUTPUT_RATE {
             Kind::Passthrough
@@ -287,7 +297,12 @@ mod tests {
     }
 
     #[test]
-    fn zero_rate_is_rejected() {
-        assert!(Resampler::new(0).is_err());
+    fn absurd_rates_are_rejected() {
+        for rate in [0, 1, 3_999, 768_001, 16_231_492] {
+            assert!(Resampler::new(rate).is_err(), "{rate}");
+        }
+        for rate in [4_000, 44_101, 768_000] {
+            assert!(Resampler::new(rate).is_ok(), "{rate}");
+        }
     }
 }

@@ -1,1 +1,6 @@
-//! Benchmarks live here (criterion benches and the load harness arrive with the performance work).
+//! Benchmarks of the smart radio broadcast system. Timing goals live here, never in tests; results
+//! are written to `BENCHMARKS.md` with the command that produced them.
+//!
+//! # Layout
+//! - `benches/hot_path.rs` — criterion: wire encode/decode of an audio frame, Opus encoding of one
+//!   20 ms frame, and fan-out of one frame to 22 and 1,000 agent queues.

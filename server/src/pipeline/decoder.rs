@@ -7,7 +7,7 @@ use std::path::Path;
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{CodecParameters, Decoder, DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
-use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::formats::{FormatOptions, FormatReader, Packet};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
@@ -100,9 +100,9 @@ impl SourceDecoder {
             return Err(PipelineError::Empty { path: shown });
         }
 
-        // Symphonia 0.5 only uses content markers to choose a reader, so the
-        // hint cannot make a mislabelled file fail; it is passed for readers
-        // of later versions that do consult it.
+        // Symphonia 0.5's probe picks the reader by content markers alone and
+        // ignores this hint, which is why a mislabelled but valid file still
+        // plays and a renamed text file still fails.
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
@@ -291,11 +291,15 @@ impl SourceDecoder {
                 Step::Nothing => {}
                 Step::Skipped(reason) => {
                     self.skipped += 1;
-                    tracing::warn!(
-                        path = %self.path,
-                        skipped = self.skipped,
-                        "skipping corrupt audio packet: {reason}"
-                    );
+                    // A badly damaged file can have thousands of bad packets;
+                    // the first few say what is wrong, the rest only the count.
+                    if self.skipped <= 10 || self.skipped.is_multiple_of(1000) {
+                        tracing::warn!(
+                            path = %self.path,
+                            skipped = self.skipped,
+                            "skipping corrupt audio packet: {reason}"
+                        );
+                    }
                 }
                 Step::End => return Ok(None),
             }
@@ -344,47 +348,45 @@ impl SourceDecoder {
             }
         };
 
-        let mut retried = false;
-        loop {
-            return match self.decoder.decode(&packet) {
-                Ok(decoded) => {
-                    let spec = *decoded.spec();
-                    let frames = decoded.frames();
-                    let channels = spec.channels.count();
-                    if frames == 0 || channels == 0 {
-                        return Ok(Step::Nothing);
-                    }
-                    let needed = decoded.capacity() as u64;
-                    let buf = match &mut self.sample_buf {
-                        Some(b) if b.capacity() >= decoded.capacity() * channels => b,
-                        slot => slot.insert(SampleBuffer::new(needed, spec)),
-                    };
-                    buf.copy_interleaved_ref(decoded);
-                    Ok(Step::Chunk(MonoChunk {
-                        rate: spec.rate,
-                        channels,
-                        samples: downmix(buf.samples(), channels),
-                    }))
-                }
-                Err(SymError::ResetRequired) => {
-                    self.recreate_decoder()?;
-                    Ok(Step::Nothing)
-                }
-                // Symphonia's MP3 decoder refuses a packet whose rate or channel
-                // count differs from the first one, yet concatenated MP3s (jingle +
-                // show) do change mid-file; a fresh decoder accepts the new layout.
-                Err(SymError::DecodeError(MP3_SPEC_CHANGE)) if !retried => {
-                    retried = true;
-                    self.recreate_decoder()?;
-                    continue;
-                }
-                // Besides DecodeError, an IoError from a decoder means the packet was
-                // shorter than its own headers claimed, and Unsupported/LimitError
-                // concern only this packet: all are skipped, as one bad packet must
-                // not take a programme off air.
-                Err(e) => Ok(Step::Skipped(one_line(e))),
-            };
+        let mut result = self.decode_packet(&packet);
+        // Symphonia's MP3 decoder refuses a packet whose rate or channel count
+        // differs from the first one, yet concatenated MP3s (jingle + show) do
+        // change mid-file; a fresh decoder accepts the new layout.
+        if matches!(result, Err(SymError::DecodeError(MP3_SPEC_CHANGE))) {
+            self.recreate_decoder()?;
+            result = self.decode_packet(&packet);
         }
+        match result {
+            Ok(step) => Ok(step),
+            Err(SymError::ResetRequired) => {
+                self.recreate_decoder()?;
+                Ok(Step::Nothing)
+            }
+            // Besides DecodeError, an IoError from a decoder means the packet
+            // was shorter than its own headers claimed, and Unsupported or
+            // LimitError concern only this packet: all are skipped, as one bad
+            // packet must not take a programme off air.
+            Err(e) => Ok(Step::Skipped(one_line(e))),
+        }
+    }
+
+    fn decode_packet(&mut self, packet: &Packet) -> Result<Step, SymError> {
+        let decoded = self.decoder.decode(packet)?;
+        let spec = *decoded.spec();
+        let channels = spec.channels.count();
+        if decoded.frames() == 0 || channels == 0 {
+            return Ok(Step::Nothing);
+        }
+        let buf = match &mut self.sample_buf {
+            Some(b) if b.capacity() >= decoded.capacity() * channels => b,
+            slot => slot.insert(SampleBuffer::new(decoded.capacity() as u64, spec)),
+        };
+        buf.copy_interleaved_ref(decoded);
+        Ok(Step::Chunk(MonoChunk {
+            rate: spec.rate,
+            channels,
+            samples: downmix(buf.samples(), channels),
+        }))
     }
 
     fn recreate_decoder(&mut self) -> Result<(), PipelineError> {

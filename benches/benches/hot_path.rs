@@ -1,0 +1,81 @@
+//! The per-frame hot path: what the server does 50 times a second per channel, and what each agent
+//! does 50 times a second.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use radio_proto::{AudioFrame, FrameReader, Message};
+use radio_server::fanout::Fanout;
+
+fn frame(sequence: u64) -> Message {
+    Message::AudioFrame(AudioFrame {
+        channel: 0,
+        sequence,
+        timestamp: sequence * 960,
+        // 32 kb/s × 20 ms = 80 bytes of Opus.
+        payload: Bytes::from(vec![0x5a; 80]),
+    })
+}
+
+fn wire(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wire");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode_audio_frame", |b| {
+        let msg = frame(42);
+        b.iter(|| std::hint::black_box(msg.to_bytes()))
+    });
+    let stream: Vec<u8> = (0..1000).flat_map(|s| frame(s).to_bytes().to_vec()).collect();
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("decode_1000_frames_in_1200_byte_chunks", |b| {
+        b.iter(|| {
+            let mut reader = FrameReader::new();
+            let mut n = 0;
+            for chunk in stream.chunks(1200) {
+                reader.push(chunk);
+                while let Ok(Some(_)) = reader.next_message() {
+                    n += 1;
+                }
+            }
+            assert_eq!(n, 1000);
+        })
+    });
+    g.finish();
+}
+
+fn opus_encode(c: &mut Criterion) {
+    let pcm: Vec<f32> = (0..48_000)
+        .map(|i| (i as f32 * std::f32::consts::TAU * 440.0 / 48_000.0).sin() * 0.5)
+        .collect();
+    let mut g = c.benchmark_group("opus");
+    g.throughput(Throughput::Elements(50));
+    g.bench_function("encode_1s_voice_32kbps", |b| {
+        b.iter(|| radio_server::pipeline::encode_pcm(&pcm, 32_000).map(|f| f.len()))
+    });
+    g.finish();
+}
+
+fn fanout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout");
+    for agents in [22usize, 1000] {
+        g.throughput(Throughput::Elements(agents as u64));
+        g.bench_with_input(BenchmarkId::new("publish_one_frame", agents), &agents, |b, &n| {
+            b.iter_batched(
+                || {
+                    let f = Fanout::new();
+                    let subs: Vec<_> = (0..n).map(|_| f.subscribe(250, Arc::default())).collect();
+                    (f, subs)
+                },
+                |(f, subs)| {
+                    f.publish_frame(frame(1).to_bytes());
+                    (f, subs)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, wire, opus_encode, fanout);
+criterion_main!(benches);

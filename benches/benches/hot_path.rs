@@ -25,7 +25,9 @@ fn wire(c: &mut Criterion) {
         let msg = frame(42);
         b.iter(|| std::hint::black_box(msg.to_bytes()))
     });
-    let stream: Vec<u8> = (0..1000).flat_map(|s| frame(s).to_bytes().to_vec()).collect();
+    let stream: Vec<u8> = (0..1000)
+        .flat_map(|s| frame(s).to_bytes().to_vec())
+        .collect();
     g.throughput(Throughput::Elements(1000));
     g.bench_function("decode_1000_frames_in_1200_byte_chunks", |b| {
         b.iter(|| {
@@ -59,20 +61,25 @@ fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
     for agents in [22usize, 1000] {
         g.throughput(Throughput::Elements(agents as u64));
-        g.bench_with_input(BenchmarkId::new("publish_one_frame", agents), &agents, |b, &n| {
-            b.iter_batched(
-                || {
-                    let f = Fanout::new();
-                    let subs: Vec<_> = (0..n).map(|_| f.subscribe(250, Arc::default())).collect();
-                    (f, subs)
-                },
-                |(f, subs)| {
-                    f.publish_frame(frame(1).to_bytes());
-                    (f, subs)
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        g.bench_with_input(
+            BenchmarkId::new("publish_one_frame", agents),
+            &agents,
+            |b, &n| {
+                b.iter_batched(
+                    || {
+                        let f = Fanout::new();
+                        let subs: Vec<_> =
+                            (0..n).map(|_| f.subscribe(250, Arc::default())).collect();
+                        (f, subs)
+                    },
+                    |(f, subs)| {
+                        f.publish_frame(frame(1).to_bytes());
+                        (f, subs)
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
     }
     g.finish();
 }

@@ -147,6 +147,47 @@ impl Drop for Process {
     }
 }
 
+/// Enrols `commune` with the real `radio-server enroll`, writing its bundle to `out`.
+pub fn enroll(data_dir: &Path, commune: &str, out: &Path) {
+    let status = Command::new(binary("radio-server"))
+        .arg("enroll")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--commune", commune, "--out"])
+        .arg(out)
+        .status()
+        .expect("run radio-server enroll");
+    assert!(status.success(), "enroll {commune} failed");
+}
+
+/// Starts `radio-server run` on 127.0.0.1 port 0; it plays `programme` once `wait_agents` agents
+/// are connected. Returns the process and the address it listens on.
+pub fn start_server(data_dir: &Path, programme: &Path, wait_agents: usize) -> (Process, String) {
+    let wait = wait_agents.to_string();
+    let mut server = Process::start(
+        "server",
+        &binary("radio-server"),
+        &[
+            "run",
+            "--data-dir",
+            data_dir.to_str().expect("utf8 path"),
+            "--listen",
+            "127.0.0.1:0",
+            "--programme",
+            programme.to_str().expect("utf8 path"),
+            "--wait-agents",
+            &wait,
+        ],
+    );
+    let line = server.wait_for("listening on", Duration::from_secs(30));
+    let addr = line
+        .rsplit(' ')
+        .next()
+        .map(|a| a.trim().to_string())
+        .expect("address after `listening on`");
+    (server, addr)
+}
+
 /// A test signal at 48 kHz: tones whose pitch and loudness change every 100 ms, so that any
 /// misalignment, gap or repeated frame lowers the similarity.
 pub fn test_signal(seconds: f32) -> Vec<f32> {

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use radio_tests::{binary, compare, read_wav, test_signal, write_wav, Process};
+use radio_tests::{
+    binary, compare, enroll, read_wav, start_server, test_signal, write_wav, Process,
+};
 
 const COMMUNES: [&str; 3] = ["binh-trung", "binh-duong", "binh-thanh-nang"];
 
@@ -12,46 +14,18 @@ const COMMUNES: [&str; 3] = ["binh-trung", "binh-duong", "binh-thanh-nang"];
 fn every_agent_plays_the_file_faithfully_and_completely() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("server-data");
-    let data_s = data.to_str().expect("utf8");
     let signal = test_signal(4.0);
     let signal_path = dir.path().join("signal.wav");
     write_wav(&signal_path, &signal, 48_000);
 
-    let server_bin = binary("radio-server");
     for commune in COMMUNES {
-        let out = dir.path().join(format!("{commune}.bundle.toml"));
-        let status = std::process::Command::new(&server_bin)
-            .args([
-                "enroll",
-                "--data-dir",
-                data_s,
-                "--commune",
-                commune,
-                "--out",
-            ])
-            .arg(&out)
-            .status()
-            .expect("run enroll");
-        assert!(status.success(), "enroll {commune}");
+        enroll(
+            &data,
+            commune,
+            &dir.path().join(format!("{commune}.bundle.toml")),
+        );
     }
-
-    let mut server = Process::start(
-        "server",
-        &server_bin,
-        &[
-            "run",
-            "--data-dir",
-            data_s,
-            "--listen",
-            "127.0.0.1:0",
-            "--programme",
-            signal_path.to_str().expect("utf8"),
-            "--wait-agents",
-            "3",
-        ],
-    );
-    let line = server.wait_for("listening on", Duration::from_secs(30));
-    let addr = line.rsplit(' ').next().expect("address").trim().to_string();
+    let (mut server, addr) = start_server(&data, &signal_path, COMMUNES.len());
 
     let agent_bin = binary("relay-agent");
     let mut agents = Vec::new();

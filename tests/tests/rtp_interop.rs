@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use radio_tests::{
-    binary, compare, free_udp_port, have, read_s16le, test_signal, write_wav, Process,
+    binary, compare, enroll, free_udp_port, have, read_s16le, start_server, test_signal, write_wav,
+    Process,
 };
 
 #[test]
@@ -14,43 +15,12 @@ fn ffmpeg_receives_the_agents_rtp_from_its_sdp() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("server-data");
-    let data_s = data.to_str().expect("utf8");
     let signal = test_signal(3.0);
     let signal_path = dir.path().join("signal.wav");
     write_wav(&signal_path, &signal, 48_000);
-    let server_bin = binary("radio-server");
     let bundle = dir.path().join("bundle.toml");
-    let status = std::process::Command::new(&server_bin)
-        .args([
-            "enroll",
-            "--data-dir",
-            data_s,
-            "--commune",
-            "binh-chau",
-            "--out",
-        ])
-        .arg(&bundle)
-        .status()
-        .expect("enroll");
-    assert!(status.success());
-
-    let mut server = Process::start(
-        "server",
-        &server_bin,
-        &[
-            "run",
-            "--data-dir",
-            data_s,
-            "--listen",
-            "127.0.0.1:0",
-            "--programme",
-            signal_path.to_str().expect("utf8"),
-            "--wait-agents",
-            "1",
-        ],
-    );
-    let line = server.wait_for("listening on", Duration::from_secs(30));
-    let addr = line.rsplit(' ').next().expect("addr").trim().to_string();
+    enroll(&data, "binh-chau", &bundle);
+    let (mut server, addr) = start_server(&data, &signal_path, 1);
 
     let port = free_udp_port();
     let sdp = dir.path().join("binh-chau.sdp");

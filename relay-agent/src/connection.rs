@@ -118,10 +118,7 @@ impl Link {
             .await
             .map_err(|_| LinkError::Connect("handshake timed out".into()))?
             .map_err(|e| LinkError::Connect(e.to_string()))?;
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| LinkError::Lost(e.to_string()))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(connection_error)?;
         let hello = Hello {
             version: PROTOCOL_VERSION,
             agent_id: self.bundle.commune.clone(),
@@ -144,6 +141,7 @@ impl Link {
                 read = recv.read(&mut buf) => match read {
                     Ok(Some(n)) => session.handle_input(Instant::now().into(), &buf[..n]),
                     Ok(None) => return Err(LinkError::Lost("server closed the control stream".into())),
+                    Err(quinn::ReadError::ConnectionLost(e)) => return Err(connection_error(e)),
                     Err(e) => return Err(LinkError::Lost(e.to_string())),
                 },
                 _ = sleep_until_opt(deadline) => session.handle_timeout(Instant::now().into()),
@@ -153,7 +151,7 @@ impl Link {
                         let conn = conn.clone();
                         audio.spawn(async move { receive_audio(stream, playout, conn).await }.in_current_span());
                     }
-                    Err(e) => return Err(LinkError::Lost(e.to_string())),
+                    Err(e) => return Err(connection_error(e)),
                 },
                 _ = counters.tick() => {
                     if let Ok(p) = self.playout.lock() {
@@ -248,6 +246,21 @@ async fn receive_audio(mut stream: RecvStream, playout: Arc<Mutex<Playout>>, con
                 }
             }
         }
+    }
+}
+
+/// Turns a lost connection into what the operator needs to know: a refusal by the server names its
+/// wire error code and reason (unknown agent, revoked, shutdown), anything else is a lost link.
+fn connection_error(e: quinn::ConnectionError) -> LinkError {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => LinkError::Refused {
+            code: u16::try_from(close.error_code.into_inner())
+                .ok()
+                .and_then(ErrorCode::from_u16)
+                .unwrap_or(ErrorCode::Internal),
+            reason: String::from_utf8_lossy(&close.reason).into_owned(),
+        },
+        other => LinkError::Lost(other.to_string()),
     }
 }
 

@@ -17,6 +17,8 @@
 //! - `demo.rs` — `radio-server demo`: server plus one agent per station on loopback.
 //! - `main.rs` — the `radio-server` command line.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod broadcast;
 pub mod certificate_authority;
 pub mod demo;

@@ -405,7 +405,12 @@ async fn serve_agent(
                         closed = Some(String::new());
                     }
                     if !by_peer {
+                        // Deliver the Error message before the connection goes: closing at once
+                        // would discard it, leaving the agent only the close frame's code.
                         let _ = flush(&mut session, &mut send).await;
+                        let _ = send.finish();
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
                         close(conn, code, &reason);
                     }
                 }

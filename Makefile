@@ -32,13 +32,12 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs (rustup default stable)"; exit 1; }
 
 build: deps
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --bins -p radio-server -p relay-agent
 
 demo: build
 	$(CARGO) run -q -p radio-server --bin radio-server -- demo $(DEMO_ARGS)
 
-test: deps
-	$(CARGO) build --bins -p radio-server -p relay-agent
+test: build
 	$(CARGO) test --workspace --no-fail-fast
 
 fmt:

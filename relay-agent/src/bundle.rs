@@ -11,13 +11,21 @@ use serde::{Deserialize, Serialize};
 /// Errors reading or writing a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    /// The bundle could not be read: usually the agent was not enrolled yet.
+    #[error("cannot read the enrolment bundle {path}: {error}; enrol this station on the server with `radio-server enroll --commune ID --out FILE` and copy the file here")]
+    Read {
+        /// The bundle file.
+        path: String,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// The file could not be written.
+    #[error("{path}: {error}")]
     Io {
         /// The bundle file.
         path: String,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a valid bundle.
     #[error("{path}: not a valid enrolment bundle: {reason}")]
@@ -53,9 +61,9 @@ impl Bundle {
     /// Reads a bundle file.
     pub fn load(path: &Path) -> Result<Self, BundleError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| BundleError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| BundleError::Read {
             path: shown.clone(),
-            source,
+            error,
         })?;
         warn_if_readable_by_others(path);
         Self::from_toml(&text, &shown)
@@ -89,10 +97,7 @@ impl Bundle {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
-        write_private(path, text.as_bytes()).map_err(|source| BundleError::Io {
-            path: shown,
-            source,
-        })
+        write_private(path, text.as_bytes()).map_err(|error| BundleError::Io { path: shown, error })
     }
 }
 

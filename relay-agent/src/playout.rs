@@ -54,6 +54,9 @@ pub struct PlayoutStats {
 /// What one programme did at this agent: proof of play.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgrammeRecord {
+    /// The server run that announced it: programme ids and sequence numbers restart when the
+    /// server restarts, so they only identify a programme together with the run.
+    pub server_run: Option<u64>,
     /// Server-side id of the programme.
     pub programme_id: u64,
     /// Programme name, as the server announced it.
@@ -74,6 +77,12 @@ impl ProgrammeRecord {
     /// True when the end is known and every frame of the programme was played.
     pub fn complete(&self) -> bool {
         self.last_sequence.is_some() && self.frames > 0 && self.played == self.frames
+    }
+
+    fn is(&self, server_run: Option<u64>, channel: u16, programme_id: u64) -> bool {
+        self.server_run == server_run
+            && self.channel == channel
+            && self.programme_id == programme_id
     }
 
     fn contains(&self, sequence: u64) -> bool {
@@ -167,7 +176,7 @@ impl Playout {
         if let Some(existing) = self
             .programmes
             .iter_mut()
-            .find(|p| p.programme_id == start.programme_id && p.channel == start.channel)
+            .find(|p| p.is(self.server_run, start.channel, start.programme_id))
         {
             // Re-announced after a reconnect: keep what was already played.
             existing.frames = existing.frames.max(start.frame_count);
@@ -177,6 +186,7 @@ impl Playout {
             self.programmes.pop_front();
         }
         self.programmes.push_back(ProgrammeRecord {
+            server_run: self.server_run,
             programme_id: start.programme_id,
             name: start.name.clone(),
             channel: start.channel,
@@ -192,7 +202,7 @@ impl Playout {
         if let Some(p) = self
             .programmes
             .iter_mut()
-            .find(|p| p.programme_id == end.programme_id && p.channel == end.channel)
+            .find(|p| p.is(self.server_run, end.channel, end.programme_id))
         {
             p.last_sequence = Some(end.last_sequence);
             p.frames = end.frames;
@@ -225,8 +235,11 @@ impl Playout {
                 misses: 0,
             };
             self.stats.frames_played += 1;
+            let run = self.server_run;
             if let Some(p) = self.programmes.iter_mut().rev().find(|p| {
-                p.channel == buffered.frame.channel && p.contains(buffered.frame.sequence)
+                p.server_run == run
+                    && p.channel == buffered.frame.channel
+                    && p.contains(buffered.frame.sequence)
             }) {
                 p.played += 1;
             }
@@ -262,7 +275,7 @@ impl Playout {
         self.programmes
             .iter()
             .rev()
-            .find(|p| p.first_sequence < sequence)
+            .find(|p| p.server_run == self.server_run && p.first_sequence < sequence)
             .is_some_and(|p| p.last_sequence.is_some_and(|last| last < sequence))
     }
 
@@ -530,6 +543,34 @@ mod tests {
         let rec = p.programmes().next().cloned().expect("record");
         assert_eq!(rec.played, 2);
         assert!(!rec.complete());
+    }
+
+    #[test]
+    fn programme_ids_of_a_restarted_server_are_new_programmes() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_session(1);
+        p.on_programme_start(&start(1, 0, 2));
+        p.on_frame(t0, frame(0));
+        p.tick(t0);
+        p.on_session(2);
+        p.on_programme_start(&start(1, 0, 2));
+        for s in 0..2 {
+            p.on_frame(t0, frame(s));
+        }
+        p.on_programme_end(&ProgrammeEnd {
+            channel: 0,
+            programme_id: 1,
+            last_sequence: 1,
+            frames: 2,
+        });
+        p.tick(t0);
+        p.tick(t0);
+        let records: Vec<_> = p.programmes().cloned().collect();
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(records[0].played, 1);
+        assert!(!records[0].complete());
+        assert!(records[1].complete(), "{:?}", records[1]);
     }
 
     #[test]

@@ -20,12 +20,12 @@ use time::{Duration, OffsetDateTime};
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     /// Reading or writing CA files failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Generating or parsing keys and certificates failed.
     #[error("certificate: {0}")]
@@ -89,13 +89,13 @@ impl CertificateAuthority {
         params.not_after = now + Duration::days(365 * 20);
         let cert = params.clone().self_signed(&key)?;
         let cert_pem = cert.pem();
-        write_private(&key_path, key.serialize_pem().as_bytes()).map_err(|source| CaError::Io {
+        write_private(&key_path, key.serialize_pem().as_bytes()).map_err(|error| CaError::Io {
             path: key_path.display().to_string(),
-            source,
+            error,
         })?;
-        std::fs::write(&cert_path, &cert_pem).map_err(|source| CaError::Io {
+        std::fs::write(&cert_path, &cert_pem).map_err(|error| CaError::Io {
             path: cert_path.display().to_string(),
-            source,
+            error,
         })?;
         tracing::info!("created the district CA in {}", dir.display());
         Ok(Self {
@@ -173,9 +173,9 @@ impl CertificateAuthority {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default()
         );
-        write_private(&record_path, record.as_bytes()).map_err(|source| CaError::Io {
+        write_private(&record_path, record.as_bytes()).map_err(|error| CaError::Io {
             path: record_path.display().to_string(),
-            source,
+            error,
         })?;
         Ok(Bundle {
             commune: commune.to_string(),
@@ -190,9 +190,9 @@ impl CertificateAuthority {
 }
 
 fn read(path: &Path) -> Result<String, CaError> {
-    std::fs::read_to_string(path).map_err(|source| CaError::Io {
+    std::fs::read_to_string(path).map_err(|error| CaError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 

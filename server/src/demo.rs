@@ -64,12 +64,12 @@ pub enum DemoError {
         reason: String,
     },
     /// Files could not be written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path.
         path: String,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Agents did not connect.
     #[error("only {connected}/{expected} agents connected within {secs} s")]
@@ -156,9 +156,9 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let data_dir = match &options.data_dir {
         Some(d) => d.clone(),
         None => {
-            temp = tempfile::tempdir().map_err(|source| DemoError::Io {
+            temp = tempfile::tempdir().map_err(|error| DemoError::Io {
                 path: "temporary directory".into(),
-                source,
+                error,
             })?;
             temp.path().to_path_buf()
         }
@@ -169,9 +169,9 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         Some(p) => (p.clone(), display_name(p)),
         None => {
             let p = data_dir.join("ban-tin-mau.ogg");
-            std::fs::write(&p, SAMPLE_PROGRAMME).map_err(|source| DemoError::Io {
+            std::fs::write(&p, SAMPLE_PROGRAMME).map_err(|error| DemoError::Io {
                 path: p.display().to_string(),
-                source,
+                error,
             })?;
             (p, "Bản tin mẫu".to_string())
         }
@@ -193,9 +193,9 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     };
     let ca = CertificateAuthority::load_or_create(&data_dir, &district.name)?;
     let endpoint = server::bind(&config, &ca)?;
-    let addr = endpoint.local_addr().map_err(|source| DemoError::Io {
+    let addr = endpoint.local_addr().map_err(|error| DemoError::Io {
         path: "server socket".into(),
-        source,
+        error,
     })?;
     let stations: Vec<_> = district.stations.iter().take(n).cloned().collect();
     let server = Server::new(config.clone(), district.clone());
@@ -220,9 +220,9 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .save(&bundle_path)
         .map_err(|e| agent_error(&station.id, e))?;
         let bundle = Bundle::load(&bundle_path).map_err(|e| agent_error(&station.id, e))?;
-        let rtp = RtpListener::start(stop_rtp.clone()).map_err(|source| DemoError::Io {
+        let rtp = RtpListener::start(stop_rtp.clone()).map_err(|error| DemoError::Io {
             path: "RTP receiver socket".into(),
-            source,
+            error,
         })?;
         let rtp_port = rtp.port;
         let agent_config = AgentConfig {
@@ -351,9 +351,9 @@ fn agent_error(commune: &str, e: impl std::fmt::Display) -> DemoError {
 }
 
 fn create_dir(path: &Path) -> Result<(), DemoError> {
-    std::fs::create_dir_all(path).map_err(|source| DemoError::Io {
+    std::fs::create_dir_all(path).map_err(|error| DemoError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 

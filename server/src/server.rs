@@ -151,12 +151,12 @@ pub enum ServerError {
     #[error(transparent)]
     Ca(#[from] crate::certificate_authority::CaError),
     /// The UDP socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -179,9 +179,9 @@ pub fn bind(
     ca: &CertificateAuthority,
 ) -> Result<quinn::Endpoint, ServerError> {
     let server_config = tls::server_config(ca, &config.server_name, transport_config())?;
-    quinn::Endpoint::server(server_config, config.listen).map_err(|source| ServerError::Bind {
+    quinn::Endpoint::server(server_config, config.listen).map_err(|error| ServerError::Bind {
         addr: config.listen,
-        source,
+        error,
     })
 }
 

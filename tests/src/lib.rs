@@ -160,25 +160,29 @@ pub fn enroll(data_dir: &Path, commune: &str, out: &Path) {
     assert!(status.success(), "enroll {commune} failed");
 }
 
-/// Starts `radio-server run` on 127.0.0.1 port 0; it plays `programme` once `wait_agents` agents
-/// are connected. Returns the process and the address it listens on.
-pub fn start_server(data_dir: &Path, programme: &Path, wait_agents: usize) -> (Process, String) {
+/// Starts `radio-server run` listening on `listen` (e.g. `127.0.0.1:0`); if given, it plays
+/// `programme` once `wait_agents` agents are connected. Returns the process and the address it
+/// listens on.
+pub fn start_server(
+    data_dir: &Path,
+    listen: &str,
+    programme: Option<&Path>,
+    wait_agents: usize,
+) -> (Process, String) {
     let wait = wait_agents.to_string();
-    let mut server = Process::start(
-        "server",
-        &binary("radio-server"),
-        &[
-            "run",
-            "--data-dir",
-            data_dir.to_str().expect("utf8 path"),
-            "--listen",
-            "127.0.0.1:0",
-            "--programme",
-            programme.to_str().expect("utf8 path"),
-            "--wait-agents",
-            &wait,
-        ],
-    );
+    let mut args = vec![
+        "run",
+        "--data-dir",
+        data_dir.to_str().expect("utf8 path"),
+        "--listen",
+        listen,
+        "--wait-agents",
+        &wait,
+    ];
+    if let Some(p) = programme {
+        args.extend(["--programme", p.to_str().expect("utf8 path")]);
+    }
+    let mut server = Process::start("server", &binary("radio-server"), &args);
     let line = server.wait_for("listening on", Duration::from_secs(30));
     let addr = line
         .rsplit(' ')
@@ -186,6 +190,30 @@ pub fn start_server(data_dir: &Path, programme: &Path, wait_agents: usize) -> (P
         .map(|a| a.trim().to_string())
         .expect("address after `listening on`");
     (server, addr)
+}
+
+/// Starts `relay-agent` with `bundle`, connecting to `server`, with extra `sinks`.
+pub fn start_agent(
+    name: &str,
+    bundle: &Path,
+    server: &str,
+    state_dir: &Path,
+    sinks: &[String],
+) -> Process {
+    let mut args = vec![
+        "--bundle".to_string(),
+        bundle.display().to_string(),
+        "--server".into(),
+        server.to_string(),
+        "--state-dir".into(),
+        state_dir.display().to_string(),
+    ];
+    for sink in sinks {
+        args.push("--sink".into());
+        args.push(sink.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Process::start(name, &binary("relay-agent"), &args)
 }
 
 /// A test signal at 48 kHz: tones whose pitch and loudness change every 100 ms, so that any

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use radio_tests::{
-    binary, compare, enroll, read_wav, start_server, test_signal, write_wav, Process,
-};
+use radio_tests::{compare, enroll, read_wav, start_agent, start_server, test_signal, write_wav};
 
 const COMMUNES: [&str; 3] = ["binh-trung", "binh-duong", "binh-thanh-nang"];
 
@@ -25,27 +23,17 @@ fn every_agent_plays_the_file_faithfully_and_completely() {
             &dir.path().join(format!("{commune}.bundle.toml")),
         );
     }
-    let (mut server, addr) = start_server(&data, &signal_path, COMMUNES.len());
+    let (mut server, addr) = start_server(&data, "127.0.0.1:0", Some(&signal_path), COMMUNES.len());
 
-    let agent_bin = binary("relay-agent");
     let mut agents = Vec::new();
     for commune in COMMUNES {
-        let bundle = dir.path().join(format!("{commune}.bundle.toml"));
         let wav = dir.path().join(format!("{commune}.wav"));
-        let state = dir.path().join("state").join(commune);
-        agents.push(Process::start(
+        agents.push(start_agent(
             commune,
-            &agent_bin,
-            &[
-                "--bundle",
-                bundle.to_str().expect("utf8"),
-                "--server",
-                &addr,
-                "--state-dir",
-                state.to_str().expect("utf8"),
-                "--sink",
-                &format!("wav:{}", wav.display()),
-            ],
+            &dir.path().join(format!("{commune}.bundle.toml")),
+            &addr,
+            &dir.path().join("state").join(commune),
+            &[format!("wav:{}", wav.display())],
         ));
     }
     for agent in &mut agents {

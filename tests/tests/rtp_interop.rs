@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use radio_tests::{
-    binary, compare, enroll, free_udp_port, have, read_s16le, start_server, test_signal, write_wav,
-    Process,
+    compare, enroll, free_udp_port, have, read_s16le, start_agent, start_server, test_signal,
+    write_wav,
 };
 
 #[test]
@@ -20,23 +20,18 @@ fn ffmpeg_receives_the_agents_rtp_from_its_sdp() {
     write_wav(&signal_path, &signal, 48_000);
     let bundle = dir.path().join("bundle.toml");
     enroll(&data, "binh-chau", &bundle);
-    let (mut server, addr) = start_server(&data, &signal_path, 1);
+    let (mut server, addr) = start_server(&data, "127.0.0.1:0", Some(&signal_path), 1);
 
     let port = free_udp_port();
     let sdp = dir.path().join("binh-chau.sdp");
     let raw = dir.path().join("received.raw");
-    let agent_args = [
-        "--bundle".to_string(),
-        bundle.display().to_string(),
-        "--server".into(),
-        addr.clone(),
-        "--state-dir".into(),
-        dir.path().join("state").display().to_string(),
-        "--sink".into(),
-        format!("rtp:127.0.0.1:{port},sdp={}", sdp.display()),
-    ];
-    let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
-    let mut agent = Process::start("agent", &binary("relay-agent"), &agent_args);
+    let mut agent = start_agent(
+        "agent",
+        &bundle,
+        &addr,
+        &dir.path().join("state"),
+        &[format!("rtp:127.0.0.1:{port},sdp={}", sdp.display())],
+    );
     // The agent writes its SDP when it opens its sinks, before it connects; ffmpeg starts from
     // that file while the agent is still idle (sending silence), so nothing of the programme is
     // missed.

@@ -1,9 +1,9 @@
 //! Programme audio pipeline: decode once, downmix to mono, resample to 48 kHz and
 //! encode to 20 ms Opus packets that are fanned out unchanged to every agent.
 
-mod decoder;
-mod encoder;
-mod resampler;
+pub(crate) mod decoder;
+pub(crate) mod encoder;
+pub(crate) mod resampler;
 
 use std::path::Path;
 

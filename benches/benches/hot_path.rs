@@ -6,7 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use radio_proto::{AudioFrame, FrameReader, Message};
-use radio_server::fanout::Fanout;
+use radio_server::pipeline::EncodedFrame;
+use radio_server::playback::Playback;
+use radio_server::router::Router;
+use radio_server::station_output::StationOutput;
 
 fn frame(sequence: u64) -> Message {
     Message::AudioFrame(AudioFrame {
@@ -62,19 +65,34 @@ fn fanout(c: &mut Criterion) {
     for agents in [22usize, 1000] {
         g.throughput(Throughput::Elements(agents as u64));
         g.bench_with_input(
-            BenchmarkId::new("publish_one_frame", agents),
+            BenchmarkId::new("route_one_frame", agents),
             &agents,
             |b, &n| {
                 b.iter_batched(
                     || {
-                        let f = Fanout::new();
-                        let subs: Vec<_> =
-                            (0..n).map(|_| f.subscribe(250, Arc::default())).collect();
-                        (f, subs)
+                        let outputs: Vec<_> = (0..n)
+                            .map(|i| {
+                                let o = Arc::new(StationOutput::new(&format!("s{i}"), 250));
+                                o.attach();
+                                o
+                            })
+                            .collect();
+                        let mut router = Router::new(outputs.clone());
+                        let frames = (0..1)
+                            .map(|_| EncodedFrame {
+                                payload: Bytes::from(vec![0x5a; 80]),
+                                pcm_peak: 0.5,
+                            })
+                            .collect();
+                        let id = router.add(Playback::frames(1, "bench", frames));
+                        for i in 0..n {
+                            router.route(&format!("s{i}"), Some(id));
+                        }
+                        (router, outputs)
                     },
-                    |(f, subs)| {
-                        f.publish_frame(frame(1).to_bytes());
-                        (f, subs)
+                    |(mut router, outputs)| {
+                        router.tick();
+                        (router, outputs)
                     },
                     BatchSize::LargeInput,
                 )

@@ -48,7 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 p.name,
                 p.played,
                 p.frames,
-                if p.last_sequence.is_none() { " (end not announced)" } else { "" }
+                if p.ended() { "" } else { " (end not announced)" }
             );
         }
         tracing::info!(

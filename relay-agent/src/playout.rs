@@ -63,20 +63,40 @@ pub struct ProgrammeRecord {
     pub name: String,
     /// Channel the programme was on.
     pub channel: u16,
-    /// Sequence number of its first frame.
-    pub first_sequence: u64,
-    /// Sequence number of its last frame, once the end was announced.
-    pub last_sequence: Option<u64>,
-    /// Frames the programme has: announced at start for files, known at the end for live.
+    /// The stretches of this agent's stream that carried the programme: more than one when it
+    /// was interrupted (emergency, live) and resumed.
+    pub segments: Vec<Segment>,
+    /// Frames of the programme sent to this agent: announced at start for files, known at each
+    /// end marker (cumulative across segments).
     pub frames: u64,
     /// Frames of it played in their slot.
     pub played: u64,
 }
 
+/// One stretch of the stream carrying a programme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Sequence number of its first frame.
+    pub first: u64,
+    /// Sequence number of its last frame, once its end was announced.
+    pub last: Option<u64>,
+}
+
+impl Segment {
+    fn contains(&self, sequence: u64) -> bool {
+        sequence >= self.first && self.last.is_none_or(|last| sequence <= last)
+    }
+}
+
 impl ProgrammeRecord {
-    /// True when the end is known and every frame of the programme was played.
+    /// True when the programme's end was announced and every frame sent was played.
     pub fn complete(&self) -> bool {
-        self.last_sequence.is_some() && self.frames > 0 && self.played == self.frames
+        self.ended() && self.frames > 0 && self.played == self.frames
+    }
+
+    /// Whether the last segment's end was announced.
+    pub fn ended(&self) -> bool {
+        self.segments.last().is_some_and(|s| s.last.is_some())
     }
 
     fn is(&self, server_run: Option<u64>, channel: u16, programme_id: u64) -> bool {
@@ -86,8 +106,17 @@ impl ProgrammeRecord {
     }
 
     fn contains(&self, sequence: u64) -> bool {
-        sequence >= self.first_sequence && self.last_sequence.is_none_or(|last| sequence <= last)
+        self.segments.iter().any(|s| s.contains(sequence))
     }
+}
+
+/// Where a frame sits in its programme, for smoothing switches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Boundary {
+    /// The frame opens a segment: the decoder may still hold another programme's state.
+    pub starts: bool,
+    /// The frame closes a segment: another programme (or silence) follows.
+    pub ends: bool,
 }
 
 /// What to do in one slot.
@@ -178,8 +207,17 @@ impl Playout {
             .iter_mut()
             .find(|p| p.is(self.server_run, start.channel, start.programme_id))
         {
-            // Re-announced after a reconnect: keep what was already played.
+            // Resumed after an interruption, or re-announced after a reconnect: a new segment of
+            // the same programme, keeping what was already played.
             existing.frames = existing.frames.max(start.frame_count);
+            if let Some(open) = existing.segments.last_mut().filter(|s| s.last.is_none()) {
+                // A reconnect re-announces an open segment: it ended where the new one starts.
+                open.last = Some(start.first_sequence.saturating_sub(1));
+            }
+            existing.segments.push(Segment {
+                first: start.first_sequence,
+                last: None,
+            });
             return;
         }
         if self.programmes.len() == PROGRAMME_HISTORY {
@@ -190,8 +228,10 @@ impl Playout {
             programme_id: start.programme_id,
             name: start.name.clone(),
             channel: start.channel,
-            first_sequence: start.first_sequence,
-            last_sequence: None,
+            segments: vec![Segment {
+                first: start.first_sequence,
+                last: None,
+            }],
             frames: start.frame_count,
             played: 0,
         });
@@ -204,7 +244,9 @@ impl Playout {
             .iter_mut()
             .find(|p| p.is(self.server_run, end.channel, end.programme_id))
         {
-            p.last_sequence = Some(end.last_sequence);
+            if let Some(open) = p.segments.last_mut().filter(|s| s.last.is_none()) {
+                open.last = Some(end.last_sequence);
+            }
             p.frames = end.frames;
         }
     }
@@ -271,12 +313,31 @@ impl Playout {
         Tick::Underrun
     }
 
+    /// Whether the stream has no programme at `sequence`: the latest segment starting at or
+    /// before it has been closed before it (so silence follows, not a stall).
     fn programme_ended_before(&self, sequence: u64) -> bool {
         self.programmes
             .iter()
-            .rev()
-            .find(|p| p.server_run == self.server_run && p.first_sequence < sequence)
-            .is_some_and(|p| p.last_sequence.is_some_and(|last| last < sequence))
+            .filter(|p| p.server_run == self.server_run)
+            .flat_map(|p| p.segments.iter())
+            .filter(|s| s.first <= sequence)
+            .max_by_key(|s| s.first)
+            .is_some_and(|s| s.last.is_some_and(|last| last < sequence))
+    }
+
+    /// Whether `sequence` opens or closes a segment of the current server run.
+    pub fn boundary(&self, sequence: u64) -> Boundary {
+        let segments = self
+            .programmes
+            .iter()
+            .filter(|p| p.server_run == self.server_run)
+            .flat_map(|p| p.segments.iter());
+        let mut b = Boundary::default();
+        for s in segments {
+            b.starts |= s.first == sequence;
+            b.ends |= s.last == Some(sequence);
+        }
+        b
     }
 
     /// Whether a programme is being played right now.
@@ -329,19 +390,33 @@ pub fn spawn_playout_thread(
                     tracing::warn!("playout clock fell more than 1 s behind; re-basing");
                     deadline = Instant::now();
                 }
-                let tick = match playout.lock() {
-                    Ok(mut p) => p.tick(deadline),
+                let (tick, boundary) = match playout.lock() {
+                    Ok(mut p) => {
+                        let tick = p.tick(deadline);
+                        let boundary = match &tick {
+                            Tick::Play(frame) => p.boundary(frame.sequence),
+                            _ => Boundary::default(),
+                        };
+                        (tick, boundary)
+                    }
                     Err(_) => break,
                 };
                 deadline += SLOT;
                 let slot = match &tick {
                     Tick::Play(frame) => {
+                        if boundary.starts {
+                            // Another encoder made this stream: start the decoder afresh.
+                            if let Some(v) = voice.as_mut() {
+                                v.reset();
+                            }
+                        }
                         let decoded = voice
                             .as_mut()
                             .map(|v| v.decode(Some(&frame.payload), &mut pcm));
                         if !matches!(decoded, Some(true)) {
                             pcm.fill(0);
                         }
+                        smooth_switch(&mut pcm, boundary);
                         Slot {
                             opus: Some(&frame.payload),
                             pcm: &pcm,
@@ -386,6 +461,27 @@ pub fn spawn_playout_thread(
         })
 }
 
+/// Samples over which a switch fades (5 ms): long enough that the jump between two programmes
+/// does not click, short enough not to be heard as a fade.
+const SWITCH_FADE: usize = 240;
+
+/// Fades the first samples of a frame that opens a segment in, and the last samples of one that
+/// closes a segment out, so a switch between programmes lands on silence instead of a step.
+fn smooth_switch(pcm: &mut [i16], boundary: Boundary) {
+    let n = SWITCH_FADE.min(pcm.len());
+    if boundary.starts {
+        for (i, s) in pcm.iter_mut().take(n).enumerate() {
+            *s = (f32::from(*s) * i as f32 / n as f32) as i16;
+        }
+    }
+    if boundary.ends {
+        let len = pcm.len();
+        for (i, s) in pcm.iter_mut().skip(len - n).enumerate() {
+            *s = (f32::from(*s) * (n - 1 - i) as f32 / n as f32) as i16;
+        }
+    }
+}
+
 /// The agent's Opus decoder, plus the silence packet sent in idle slots.
 struct Voice {
     decoder: opus::Decoder,
@@ -402,6 +498,13 @@ impl Voice {
             decoder,
             silence_packet,
         })
+    }
+
+    /// Forgets the previous stream (a switch of programme).
+    fn reset(&mut self) {
+        if let Err(e) = self.decoder.reset_state() {
+            tracing::warn!("opus decoder reset failed: {e}");
+        }
     }
 
     /// Decodes a packet, or conceals a missing one when `packet` is None. Returns false when the
@@ -522,6 +625,87 @@ mod tests {
             p.tick(now + Duration::from_millis(40)),
             Tick::Play(frame(500))
         );
+    }
+
+    #[test]
+    fn an_interrupted_programme_resumes_as_a_second_segment_and_completes() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_programme_start(&start(1, 0, 0));
+        p.on_frame(t0, frame(0));
+        p.on_frame(t0, frame(1));
+        p.on_programme_end(&ProgrammeEnd {
+            channel: 0,
+            programme_id: 1,
+            last_sequence: 1,
+            frames: 2,
+        });
+        p.on_programme_start(&start(2, 2, 0));
+        p.on_frame(t0, frame(2));
+        p.on_programme_end(&ProgrammeEnd {
+            channel: 0,
+            programme_id: 2,
+            last_sequence: 2,
+            frames: 1,
+        });
+        p.on_programme_start(&start(1, 3, 0));
+        p.on_frame(t0, frame(3));
+        p.on_programme_end(&ProgrammeEnd {
+            channel: 0,
+            programme_id: 1,
+            last_sequence: 3,
+            frames: 3,
+        });
+        assert_eq!(
+            p.boundary(1),
+            Boundary {
+                starts: false,
+                ends: true
+            }
+        );
+        assert_eq!(
+            p.boundary(2),
+            Boundary {
+                starts: true,
+                ends: true
+            }
+        );
+        assert_eq!(
+            p.boundary(3),
+            Boundary {
+                starts: true,
+                ends: true
+            }
+        );
+        for s in 0..4 {
+            assert_eq!(p.tick(t0), Tick::Play(frame(s)), "no gap at the switches");
+        }
+        let records: Vec<_> = p.programmes().cloned().collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].segments.len(), 2);
+        assert!(
+            records[0].complete() && records[1].complete(),
+            "{records:?}"
+        );
+        assert_eq!(records[0].played, 3);
+    }
+
+    #[test]
+    fn a_switch_is_faded_not_stepped() {
+        let mut pcm = vec![10_000i16; 960];
+        smooth_switch(
+            &mut pcm,
+            Boundary {
+                starts: true,
+                ends: true,
+            },
+        );
+        assert_eq!(pcm[0], 0);
+        assert!(pcm[959].abs() < 100, "{}", pcm[959]);
+        assert_eq!(pcm[480], 10_000);
+        let mut pcm = vec![10_000i16; 960];
+        smooth_switch(&mut pcm, Boundary::default());
+        assert!(pcm.iter().all(|s| *s == 10_000));
     }
 
     #[test]

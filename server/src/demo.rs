@@ -12,8 +12,8 @@ use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
 use relay_agent::{Agent, AgentReport, Bundle};
 use tokio::sync::watch;
 
-use crate::broadcast::Channel;
 use crate::certificate_authority::CertificateAuthority;
+use crate::on_air::{play_file, OnAir};
 use crate::pipeline::{PipelineError, ProgrammeEncoder};
 use crate::server::{self, Server};
 
@@ -267,10 +267,18 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         "demo: {n} agents connected to {addr}; playing {}",
         programme.display()
     );
-    let channel = Channel::new(0, server.fanout().clone());
-    let played = channel
-        .play_file(&programme, &name, bitrate, options.duration)
-        .await;
+    let on_air = OnAir::spawn(server.outputs());
+    let targets = stations.iter().map(|s| s.id.clone()).collect();
+    let played = play_file(
+        &on_air,
+        targets,
+        1,
+        &name,
+        &programme,
+        bitrate,
+        options.duration,
+    )
+    .await;
     // Let every agent play out what is still in its buffer.
     let drain_until = tokio::time::Instant::now()
         + Duration::from_millis(u64::from(DEMO_PLAYOUT_DELAY_MS) + 2000);
@@ -304,7 +312,13 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let snapshots = server.agents();
     let _ = stop_server.send(true);
     let _ = server_task.await;
-    let summary = played?;
+    let summary = played.map_err(|e| match e {
+        crate::on_air::PlayError::Programme(e) => DemoError::Programme(e),
+        other => DemoError::Options(other.to_string()),
+    })?;
+    if let Some(e) = &summary.error {
+        return Err(DemoError::Options(e.clone()));
+    }
 
     let rows = stations
         .iter()

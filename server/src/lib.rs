@@ -6,10 +6,14 @@
 //! # Layout
 //! - `pipeline/` — file to Opus: `decoder.rs` (symphonia, downmix), `resampler.rs` (rubato, to
 //!   48 kHz), `encoder.rs` (libopus, 20 ms voice frames), `mod.rs` ([`pipeline::ProgrammeEncoder`]).
-//! - `broadcast.rs` — [`broadcast::Channel`]: plays a programme into the fan-out on a 20 ms clock,
-//!   numbering frames and marking programme start and end.
-//! - `fanout.rs` — one serialised frame queued for every agent; bounded queues that drop the
-//!   oldest frames of a slow agent instead of blocking the publisher.
+//! - `ingest/` — real-time audio from outside (live studio RTP or pipe, upstream relays), as PCM.
+//! - `playback.rs` — [`playback::Playback`]: one programme encoded once into 20 ms frames.
+//! - `router.rs` — [`router::Router`]: each tick, one frame of every playback to the stations
+//!   switched to it.
+//! - `on_air.rs` — [`on_air::OnAir`]: the 20 ms clock driving the router; all switching goes
+//!   through its command channel.
+//! - `station_output.rs` — one station's unbroken stream: its own sequence numbers, programme
+//!   markers at every switch, a bounded queue that drops a slow agent's oldest frames.
 //! - `server.rs` — [`server::run`]: accepts agents, checks identity, drives each control session
 //!   and audio stream; shutdown notifies then drains.
 //! - `tls.rs` — the server's side of mutual TLS; identity from the client certificate.
@@ -19,10 +23,13 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod broadcast;
 pub mod certificate_authority;
 pub mod demo;
-pub mod fanout;
+pub mod ingest;
+pub mod on_air;
 pub mod pipeline;
+pub mod playback;
+pub mod router;
 pub mod server;
+pub mod station_output;
 pub mod tls;

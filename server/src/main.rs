@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use radio_config::ServerOverrides;
-use radio_server::broadcast::Channel;
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::demo::{run_demo, DemoOptions};
+use radio_server::on_air::{play_file, OnAir};
 use radio_server::server::{self, Server};
 use relay_agent::process::{init_tracing, shutdown_signal};
 
@@ -204,19 +204,31 @@ async fn run_server(
     // Tests bind port 0 and read the port from here.
     println!("listening on {addr}");
     let bitrate = config.bitrate;
+    let stations: Vec<String> = district.stations.iter().map(|s| s.id.clone()).collect();
     let server = Server::new(config, district);
+    let on_air = OnAir::spawn(server.outputs());
     if let Some(path) = programme {
         let server: Arc<Server> = server.clone();
         tokio::spawn(async move {
             server.wait_connected(wait_agents).await;
-            let channel = Channel::new(0, server.fanout().clone());
             let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            loop {
-                match channel.play_file(&path, &name, bitrate, None).await {
-                    Ok(s) => tracing::info!(frames = s.frames, "programme {} done", s.name),
+            for programme_id in 1.. {
+                match play_file(
+                    &on_air,
+                    stations.clone(),
+                    programme_id,
+                    &name,
+                    &path,
+                    bitrate,
+                    None,
+                )
+                .await
+                {
+                    Ok(s) if s.error.is_none() => {}
+                    Ok(_) => break,
                     Err(e) => {
                         tracing::error!("{e}");
                         break;

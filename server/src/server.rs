@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::certificate_authority::CertificateAuthority;
-use crate::fanout::{Fanout, SendCounters};
+use crate::station_output::StationOutput;
 use crate::tls::{self, TlsError};
 
 /// What the server knows about one agent (station), kept across its reconnects.
@@ -29,8 +29,6 @@ pub struct AgentRecord {
     pub connected: bool,
     /// Sessions established so far.
     pub sessions: u64,
-    /// Audio send counters.
-    pub counters: Arc<SendCounters>,
     /// The last heartbeat it sent.
     pub last_heartbeat: Option<Heartbeat>,
     /// The connection currently serving it, to close it when a newer one replaces it.
@@ -59,7 +57,7 @@ pub struct AgentSnapshot {
 pub struct Server {
     config: ServerConfig,
     district: District,
-    fanout: Arc<Fanout>,
+    outputs: BTreeMap<String, Arc<StationOutput>>,
     agents: Mutex<BTreeMap<String, AgentRecord>>,
     /// Identifies this server run; agents reset their sequence space when it changes.
     run_id: u64,
@@ -72,10 +70,20 @@ impl Server {
     pub fn new(config: ServerConfig, district: District) -> Arc<Self> {
         let (connected_tx, _) = watch::channel(0);
         let slots = config.max_agents as usize;
+        let outputs = district
+            .stations
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    Arc::new(StationOutput::new(&s.id, config.send_queue_frames as usize)),
+                )
+            })
+            .collect();
         Arc::new(Self {
             config,
             district,
-            fanout: Arc::new(Fanout::new()),
+            outputs,
             agents: Mutex::new(BTreeMap::new()),
             run_id: rand::random(),
             connected_tx,
@@ -93,9 +101,9 @@ impl Server {
         &self.config
     }
 
-    /// The fan-out of the district channel.
-    pub fn fanout(&self) -> &Arc<Fanout> {
-        &self.fanout
+    /// Every station's output, for the on-air controller.
+    pub fn outputs(&self) -> impl Iterator<Item = Arc<StationOutput>> + '_ {
+        self.outputs.values().cloned()
     }
 
     /// Number of agents with an established session.
@@ -116,13 +124,20 @@ impl Server {
         };
         agents
             .iter()
-            .map(|(commune, r)| AgentSnapshot {
-                commune: commune.clone(),
-                connected: r.connected,
-                sessions: r.sessions,
-                frames_sent: r.counters.frames_sent.load(Ordering::Relaxed),
-                frames_dropped: r.counters.frames_dropped.load(Ordering::Relaxed),
-                last_heartbeat: r.last_heartbeat.clone(),
+            .map(|(commune, r)| {
+                let counters = self.outputs.get(commune).map(|o| o.counters());
+                AgentSnapshot {
+                    commune: commune.clone(),
+                    connected: r.connected,
+                    sessions: r.sessions,
+                    frames_sent: counters
+                        .map(|c| c.frames_sent.load(Ordering::Relaxed))
+                        .unwrap_or(0),
+                    frames_dropped: counters
+                        .map(|c| c.frames_dropped.load(Ordering::Relaxed))
+                        .unwrap_or(0),
+                    last_heartbeat: r.last_heartbeat.clone(),
+                }
             })
             .collect()
     }
@@ -314,7 +329,7 @@ async fn serve_agent(
     let mut session = Session::server(server.session_config(), Instant::now().into());
     let mut buf = vec![0u8; 16 * 1024];
     let mut audio_task: Option<tokio::task::JoinHandle<()>> = None;
-    let mut subscription: Option<u64> = None;
+    let mut attachment: Option<(Arc<StationOutput>, u64)> = None;
     let result = loop {
         let deadline = session.poll_timeout().map(Instant::from_std);
         tokio::select! {
@@ -354,12 +369,15 @@ async fn serve_agent(
                             frame_samples: radio_proto::FRAME_SAMPLES,
                         },
                     );
-                    let counters = register(server, commune, conn);
+                    let Some(output) = server.outputs.get(commune).cloned() else {
+                        session.reject(ErrorCode::UnknownAgent, "not a station of this district");
+                        continue;
+                    };
+                    register(server, commune, conn);
                     info!(software = %hello.software, "session established");
-                    let (id, sub) = server
-                        .fanout
-                        .subscribe(server.config.send_queue_frames as usize, counters);
-                    subscription = Some(id);
+                    let token = output.attach();
+                    attachment = Some((output.clone(), token));
+                    let sub = output;
                     let conn = conn.clone();
                     audio_task = Some(tokio::spawn(
                         async move {
@@ -424,8 +442,8 @@ async fn serve_agent(
             break if why.is_empty() { Ok(()) } else { Err(why) };
         }
     };
-    if let Some(id) = subscription {
-        server.fanout.unsubscribe(id);
+    if let Some((output, token)) = attachment {
+        output.detach(token);
     }
     if let Some(task) = audio_task {
         task.abort();
@@ -445,9 +463,9 @@ fn closed_for_shutdown(e: &quinn::ReadError) -> bool {
 
 /// Marks the agent connected, closing an older connection it may still have (a reconnect that
 /// beat the old link's timeout).
-fn register(server: &Server, commune: &str, conn: &quinn::Connection) -> Arc<SendCounters> {
+fn register(server: &Server, commune: &str, conn: &quinn::Connection) {
     let Ok(mut agents) = server.agents.lock() else {
-        return Arc::default();
+        return;
     };
     let record = agents.entry(commune.to_string()).or_default();
     if let Some(old) = record.connection.replace(conn.clone()) {
@@ -457,9 +475,7 @@ fn register(server: &Server, commune: &str, conn: &quinn::Connection) -> Arc<Sen
     }
     record.connected = true;
     record.sessions += 1;
-    let counters = record.counters.clone();
     server.count_connected(&agents);
-    counters
 }
 
 async fn flush(session: &mut Session, send: &mut quinn::SendStream) -> Result<(), String> {

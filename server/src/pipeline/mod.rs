@@ -157,6 +157,25 @@ impl ProgrammeEncoder {
 
     /// The next 20 ms packet, or `None` once the programme has ended. The final
     /// partial frame is zero-padded.
+    /// Skips up to `frames` 20 ms frames without encoding them (to resume a programme where it
+    /// was interrupted); returns how many were skipped, fewer only at the end of the file.
+    pub fn skip_frames(&mut self, frames: u64) -> Result<u64, PipelineError> {
+        let mut skipped = 0;
+        while skipped < frames {
+            if self.pcm.len() - self.pos >= FRAME_SAMPLES {
+                self.pos += FRAME_SAMPLES;
+                skipped += 1;
+                continue;
+            }
+            self.pcm.drain(..self.pos);
+            self.pos = 0;
+            if !self.source.pull(&mut self.pcm)? && self.pcm.len() < FRAME_SAMPLES {
+                break;
+            }
+        }
+        Ok(skipped)
+    }
+
     pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>, PipelineError> {
         loop {
             if self.pcm.len() - self.pos >= FRAME_SAMPLES {

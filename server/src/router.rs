@@ -1,0 +1,232 @@
+//! The router: every 20 ms tick, one frame from each playback goes to the stations switched to it.
+//!
+//! Switching a station is a routing change between two ticks, so it always lands on a frame
+//! boundary; each station's output renumbers the frames into its own unbroken stream
+//! (`station_output.rs`). The router is plain data driven by `tick()`: the clock that calls it
+//! lives in `on_air.rs`, so tests drive it without waiting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::pipeline::PipelineError;
+use crate::playback::{Next, Playback};
+use crate::station_output::StationOutput;
+
+/// Handle of a playback inside the router.
+pub type PlaybackId = u64;
+
+/// Something that happened during a tick.
+#[derive(Debug)]
+pub enum TickEvent {
+    /// A playback reached its end (or failed) and was removed; its stations went silent.
+    Ended {
+        /// The playback.
+        id: PlaybackId,
+        /// Its programme.
+        programme_id: u64,
+        /// Frames it produced.
+        frames: u64,
+        /// Why it ended early, if it did.
+        error: Option<PipelineError>,
+    },
+}
+
+/// Playbacks and which station listens to which.
+#[derive(Debug)]
+pub struct Router {
+    outputs: BTreeMap<String, Arc<StationOutput>>,
+    playbacks: BTreeMap<PlaybackId, Playback>,
+    routes: BTreeMap<String, PlaybackId>,
+    next_id: PlaybackId,
+}
+
+impl Router {
+    /// A router over the given station outputs.
+    pub fn new(outputs: impl IntoIterator<Item = Arc<StationOutput>>) -> Self {
+        Self {
+            outputs: outputs
+                .into_iter()
+                .map(|o| (o.station().to_string(), o))
+                .collect(),
+            playbacks: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Adds a playback; it produces frames from the next tick on.
+    pub fn add(&mut self, playback: Playback) -> PlaybackId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.playbacks.insert(id, playback);
+        id
+    }
+
+    /// Switches `station` to `playback` (None: silence) from the next tick on. Unknown stations or
+    /// playbacks are ignored and reported as false.
+    pub fn route(&mut self, station: &str, playback: Option<PlaybackId>) -> bool {
+        let Some(output) = self.outputs.get(station) else {
+            return false;
+        };
+        match playback {
+            Some(id) => {
+                let Some(p) = self.playbacks.get(&id) else {
+                    return false;
+                };
+                output.switch(Some((p.programme_id, &p.name)));
+                self.routes.insert(station.to_string(), id);
+            }
+            None => {
+                output.switch(None);
+                self.routes.remove(station);
+            }
+        }
+        true
+    }
+
+    /// Removes a playback now; its stations go silent.
+    pub fn remove(&mut self, id: PlaybackId) -> Option<Playback> {
+        let stations: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|(_, p)| **p == id)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in stations {
+            self.route(&s, None);
+        }
+        self.playbacks.remove(&id)
+    }
+
+    /// The playback a station listens to.
+    pub fn route_of(&self, station: &str) -> Option<PlaybackId> {
+        self.routes.get(station).copied()
+    }
+
+    /// Stations listening to a playback.
+    pub fn listeners(&self, id: PlaybackId) -> usize {
+        self.routes.values().filter(|p| **p == id).count()
+    }
+
+    /// Whether a playback is still running.
+    pub fn contains(&self, id: PlaybackId) -> bool {
+        self.playbacks.contains_key(&id)
+    }
+
+    /// One 20 ms tick: a frame from every playback to every station routed to it.
+    pub fn tick(&mut self) -> Vec<TickEvent> {
+        let mut events = Vec::new();
+        let mut ended = Vec::new();
+        let mut frames = BTreeMap::new();
+        for (id, playback) in self.playbacks.iter_mut() {
+            match playback.next() {
+                Next::Frame(payload) => {
+                    frames.insert(*id, payload);
+                }
+                Next::Underrun => {}
+                Next::Ended(error) => ended.push((*id, error)),
+            }
+        }
+        for (station, id) in &self.routes {
+            if let (Some(payload), Some(output)) = (frames.get(id), self.outputs.get(station)) {
+                output.push_frame(payload.clone());
+            }
+        }
+        for (id, error) in ended {
+            if let Some(p) = self.remove(id) {
+                events.push(TickEvent::Ended {
+                    id,
+                    programme_id: p.programme_id,
+                    frames: p.frames_produced(),
+                    error,
+                });
+            }
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::EncodedFrame;
+    use bytes::Bytes;
+    use radio_proto::{FrameReader, Message};
+
+    fn frames(tag: u8, n: usize) -> Vec<EncodedFrame> {
+        (0..n)
+            .map(|i| EncodedFrame {
+                payload: Bytes::from(vec![tag, i as u8]),
+                pcm_peak: 0.5,
+            })
+            .collect()
+    }
+
+    async fn received(out: &StationOutput) -> Vec<Message> {
+        let mut reader = FrameReader::new();
+        for (b, _) in out.next_batch().await {
+            reader.push(&b);
+        }
+        let mut v = Vec::new();
+        while let Ok(Some(m)) = reader.next_message() {
+            v.push(m);
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn an_interruption_switches_only_its_targets_at_frame_boundaries() {
+        let a = Arc::new(StationOutput::new("a", 100));
+        let b = Arc::new(StationOutput::new("b", 100));
+        a.attach();
+        b.attach();
+        let mut r = Router::new([a.clone(), b.clone()]);
+        let programme = r.add(Playback::frames(1, "programme", frames(b'P', 10)));
+        r.route("a", Some(programme));
+        r.route("b", Some(programme));
+        r.tick();
+        r.tick();
+        let emergency = r.add(Playback::frames(2, "khẩn cấp", frames(b'E', 2)));
+        r.route("a", Some(emergency));
+        r.tick();
+        r.tick();
+        let events = r.tick(); // the emergency has ended
+        assert!(matches!(events[..], [TickEvent::Ended { id, .. }] if id == emergency));
+        assert_eq!(r.route_of("a"), None, "an ended playback leaves silence");
+        r.route("a", Some(programme));
+        r.tick();
+
+        let payloads = |msgs: &[Message]| -> Vec<Vec<u8>> {
+            msgs.iter()
+                .filter_map(|m| match m {
+                    Message::AudioFrame(f) => Some(f.payload.to_vec()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let got_a = received(&a).await;
+        let got_b = received(&b).await;
+        assert_eq!(
+            payloads(&got_a),
+            vec![
+                vec![b'P', 0],
+                vec![b'P', 1],
+                vec![b'E', 0],
+                vec![b'E', 1],
+                vec![b'P', 5]
+            ]
+        );
+        assert_eq!(
+            payloads(&got_b),
+            (0..6u8).map(|i| vec![b'P', i]).collect::<Vec<_>>(),
+            "the untargeted station heard the programme throughout"
+        );
+    }
+
+    #[test]
+    fn unknown_stations_and_playbacks_are_refused() {
+        let mut r = Router::new([Arc::new(StationOutput::new("a", 10))]);
+        assert!(!r.route("nowhere", None));
+        assert!(!r.route("a", Some(99)));
+    }
+}

@@ -1,0 +1,372 @@
+//! One station's output: the continuous stream its agent receives, whatever the station is
+//! switched to.
+//!
+//! Every programme is encoded once into a playback; the router hands each frame to the outputs
+//! of the stations routed to it. Here each station gets its **own** sequence numbers, so that when
+//! the station switches programme (emergency, live, the next item) its agent sees one unbroken
+//! stream: no gap, no frame twice, and programme start/end markers exactly where the switch is.
+//! The queue is bounded; a slow agent loses its oldest audio frames (counted), never a marker, and
+//! never slows the router.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use radio_proto::{AudioFrame, Message, ProgrammeEnd, ProgrammeStart, FRAME_SAMPLES};
+use tokio::sync::Notify;
+
+/// The channel every station stream is sent on (one stream per agent for now).
+pub const STATION_CHANNEL: u16 = 0;
+
+/// Programmes whose per-station frame counts are remembered, for resumed programmes.
+const PROGRAMME_MEMORY: usize = 64;
+
+/// Send counters of one station, kept across its agent's reconnects.
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    /// Audio frames written to the agent's stream.
+    pub frames_sent: AtomicU64,
+    /// Audio frames dropped because the agent could not keep up.
+    pub frames_dropped: AtomicU64,
+    /// Bytes written.
+    pub bytes_sent: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Frame { sequence: u64, payload: Bytes },
+    Marker(Message),
+}
+
+#[derive(Debug, Clone)]
+struct Current {
+    programme_id: u64,
+    name: String,
+    first_sequence: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Entry>,
+    /// Audio frames in `queue` (markers excluded), kept so a push costs O(1).
+    queued_frames: usize,
+    next_sequence: u64,
+    attached: bool,
+    /// Counts attachments, so a replaced connection cannot detach its successor.
+    generation: u64,
+    current: Option<Current>,
+    /// Frames of each recent programme sent to this station, across interruptions.
+    sent_per_programme: VecDeque<(u64, u64)>,
+}
+
+impl State {
+    fn sent_of(&mut self, programme_id: u64) -> &mut u64 {
+        if let Some(i) = self
+            .sent_per_programme
+            .iter()
+            .position(|(id, _)| *id == programme_id)
+        {
+            return &mut self.sent_per_programme[i].1;
+        }
+        if self.sent_per_programme.len() == PROGRAMME_MEMORY {
+            self.sent_per_programme.pop_front();
+        }
+        self.sent_per_programme.push_back((programme_id, 0));
+        let last = self.sent_per_programme.len() - 1;
+        &mut self.sent_per_programme[last].1
+    }
+
+    fn start_marker(&self, c: &Current) -> Entry {
+        Entry::Marker(Message::ProgrammeStart(ProgrammeStart {
+            channel: STATION_CHANNEL,
+            programme_id: c.programme_id,
+            name: c.name.clone(),
+            first_sequence: c.first_sequence,
+            first_timestamp: c.first_sequence * u64::from(FRAME_SAMPLES),
+            frame_count: 0,
+        }))
+    }
+}
+
+/// One station's output queue.
+#[derive(Debug)]
+pub struct StationOutput {
+    station: String,
+    state: Mutex<State>,
+    notify: Notify,
+    capacity: usize,
+    counters: SendCounters,
+}
+
+impl StationOutput {
+    /// An output for `station` queueing at most `capacity` frames.
+    pub fn new(station: &str, capacity: usize) -> Self {
+        Self {
+            station: station.to_string(),
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            capacity: capacity.max(1),
+            counters: SendCounters::default(),
+        }
+    }
+
+    /// The station id.
+    pub fn station(&self) -> &str {
+        &self.station
+    }
+
+    /// Send counters.
+    pub fn counters(&self) -> &SendCounters {
+        &self.counters
+    }
+
+    /// The programme on air at this station, if any.
+    pub fn on_air(&self) -> Option<(u64, String)> {
+        let state = self.state.lock().ok()?;
+        state
+            .current
+            .as_ref()
+            .map(|c| (c.programme_id, c.name.clone()))
+    }
+
+    /// Switches the station to `programme` (None: nothing on air) at the next frame boundary. The
+    /// agent gets an end marker for what it was playing and a start marker for what follows.
+    pub fn switch(&self, programme: Option<(u64, &str)>) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if let (Some(cur), Some((id, _))) = (&state.current, programme) {
+            if cur.programme_id == id {
+                return;
+            }
+        }
+        if let Some(cur) = state.current.take() {
+            let frames = *state.sent_of(cur.programme_id);
+            let end = Message::ProgrammeEnd(ProgrammeEnd {
+                channel: STATION_CHANNEL,
+                programme_id: cur.programme_id,
+                last_sequence: state.next_sequence.saturating_sub(1),
+                frames,
+            });
+            if state.attached {
+                state.queue.push_back(Entry::Marker(end));
+            }
+        }
+        if let Some((programme_id, name)) = programme {
+            let current = Current {
+                programme_id,
+                name: name.to_string(),
+                first_sequence: state.next_sequence,
+            };
+            if state.attached {
+                let start = state.start_marker(&current);
+                state.queue.push_back(start);
+            }
+            state.current = Some(current);
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Queues one frame of the programme on air. Frames only flow while an agent is attached:
+    /// a station that is offline does not pile up stale audio.
+    pub fn push_frame(&self, payload: Bytes) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if !state.attached {
+            return;
+        }
+        let Some(programme_id) = state.current.as_ref().map(|c| c.programme_id) else {
+            return;
+        };
+        let sequence = state.next_sequence;
+        state.next_sequence += 1;
+        *state.sent_of(programme_id) += 1;
+        state.queue.push_back(Entry::Frame { sequence, payload });
+        state.queued_frames += 1;
+        if state.queued_frames > self.capacity {
+            if let Some(i) = state
+                .queue
+                .iter()
+                .position(|e| matches!(e, Entry::Frame { .. }))
+            {
+                state.queue.remove(i);
+                state.queued_frames -= 1;
+                self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// An agent connection starts draining this output. Whatever an earlier connection left
+    /// queued is stale and dropped; the programme on air is announced again. Returns the token
+    /// to detach with.
+    pub fn attach(&self) -> u64 {
+        let Ok(mut state) = self.state.lock() else {
+            return 0;
+        };
+        state.generation += 1;
+        let generation = state.generation;
+        state.queue.clear();
+        state.queued_frames = 0;
+        state.attached = true;
+        if let Some(mut current) = state.current.clone() {
+            current.first_sequence = state.next_sequence;
+            let start = state.start_marker(&current);
+            state.queue.push_back(start);
+            state.current = Some(current);
+        }
+        drop(state);
+        self.notify.notify_one();
+        generation
+    }
+
+    /// The agent connection that attached with `token` went away (a no-op when a newer
+    /// connection has attached since).
+    pub fn detach(&self, token: u64) {
+        if let Ok(mut state) = self.state.lock() {
+            if state.generation != token {
+                return;
+            }
+            state.attached = false;
+            state.queue.clear();
+            state.queued_frames = 0;
+        }
+    }
+
+    /// Waits for queued messages and returns them serialised, oldest first, with a flag telling
+    /// audio frames from markers.
+    pub async fn next_batch(&self) -> Vec<(Bytes, bool)> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let batch: Vec<Entry> = match self.state.lock() {
+                Ok(mut state) => {
+                    state.queued_frames = 0;
+                    state.queue.drain(..).collect()
+                }
+                Err(_) => Vec::new(),
+            };
+            if !batch.is_empty() {
+                return batch
+                    .into_iter()
+                    .map(|e| match e {
+                        Entry::Frame { sequence, payload } => (
+                            Message::AudioFrame(AudioFrame {
+                                channel: STATION_CHANNEL,
+                                sequence,
+                                timestamp: sequence * u64::from(FRAME_SAMPLES),
+                                payload,
+                            })
+                            .to_bytes(),
+                            true,
+                        ),
+                        Entry::Marker(m) => (m.to_bytes(), false),
+                    })
+                    .collect();
+            }
+            notified.await;
+        }
+    }
+
+    /// Records that a message of `len` bytes was written.
+    pub fn sent(&self, len: usize, is_frame: bool) {
+        if is_frame {
+            self.counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .bytes_sent
+            .fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use radio_proto::FrameReader;
+
+    async fn drain(out: &StationOutput) -> Vec<Message> {
+        let mut reader = FrameReader::new();
+        for (bytes, _) in out.next_batch().await {
+            reader.push(&bytes);
+        }
+        let mut msgs = Vec::new();
+        while let Ok(Some(m)) = reader.next_message() {
+            msgs.push(m);
+        }
+        msgs
+    }
+
+    fn seqs(msgs: &[Message]) -> Vec<u64> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                Message::AudioFrame(f) => Some(f.sequence),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_switch_is_seamless_and_marked() {
+        let out = StationOutput::new("binh-trung", 100);
+        out.attach();
+        out.switch(Some((1, "Bản tin")));
+        out.push_frame(Bytes::from_static(b"a"));
+        out.push_frame(Bytes::from_static(b"b"));
+        out.switch(Some((2, "Khẩn cấp")));
+        out.push_frame(Bytes::from_static(b"X"));
+        out.switch(Some((1, "Bản tin")));
+        out.push_frame(Bytes::from_static(b"c"));
+        let msgs = drain(&out).await;
+        assert_eq!(seqs(&msgs), vec![0, 1, 2, 3], "one unbroken sequence");
+        let ends: Vec<_> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                Message::ProgrammeEnd(e) => Some((e.programme_id, e.last_sequence, e.frames)),
+                _ => None,
+            })
+            .collect();
+        // The resumed programme counts its frames across the interruption.
+        assert_eq!(ends, vec![(1, 1, 2), (2, 2, 1)]);
+        let starts: Vec<_> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                Message::ProgrammeStart(s) => Some((s.programme_id, s.first_sequence)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, vec![(1, 0), (2, 2), (1, 3)]);
+    }
+
+    #[tokio::test]
+    async fn an_offline_station_queues_nothing_and_is_reannounced_on_attach() {
+        let out = StationOutput::new("binh-chau", 100);
+        out.switch(Some((5, "Tiếp sóng")));
+        out.push_frame(Bytes::from_static(b"lost to nobody"));
+        out.attach();
+        out.push_frame(Bytes::from_static(b"a"));
+        let msgs = drain(&out).await;
+        assert!(
+            matches!(&msgs[0], Message::ProgrammeStart(s) if s.programme_id == 5 && s.first_sequence == 0)
+        );
+        assert_eq!(seqs(&msgs), vec![0]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_agent_loses_oldest_frames_never_markers() {
+        let out = StationOutput::new("binh-hai", 2);
+        out.attach();
+        out.switch(Some((1, "x")));
+        for _ in 0..5 {
+            out.push_frame(Bytes::from_static(b"f"));
+        }
+        let msgs = drain(&out).await;
+        assert!(matches!(msgs[0], Message::ProgrammeStart(_)));
+        assert_eq!(seqs(&msgs), vec![3, 4]);
+        assert_eq!(out.counters().frames_dropped.load(Ordering::Relaxed), 3);
+    }
+}

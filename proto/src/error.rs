@@ -23,11 +23,13 @@ pub enum ErrorCode {
     Internal = 10,
     Revoked = 11,
     Busy = 12,
+    /// A newer connection of the same station replaced this one.
+    Replaced = 13,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::Malformed,
         ErrorCode::UnknownMessage,
         ErrorCode::TooLarge,
@@ -40,6 +42,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::Revoked,
         ErrorCode::Busy,
+        ErrorCode::Replaced,
     ];
 
     pub fn as_u16(self) -> u16 {
@@ -66,6 +69,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal error",
             ErrorCode::Revoked => "agent revoked",
             ErrorCode::Busy => "busy",
+            ErrorCode::Replaced => "replaced by a newer connection",
         }
     }
 }

@@ -187,6 +187,13 @@ impl Session {
                 } else {
                     self.heartbeat_interval =
                         Duration::from_millis(u64::from(welcome.heartbeat_interval_ms));
+                    // The server sets the pace: an agent whose own idle timeout were shorter
+                    // than a few of the server's heartbeats would hang up on a healthy link.
+                    self.config.idle_timeout = self
+                        .config
+                        .idle_timeout
+                        .max(self.heartbeat_interval.saturating_mul(3));
+                    self.idle_deadline = now.checked_add(self.config.idle_timeout);
                     self.establish(now);
                     self.events.push_back(Event::Welcomed(welcome));
                 }

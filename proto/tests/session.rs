@@ -453,3 +453,20 @@ fn late_timer_sends_one_heartbeat_not_a_burst() {
         Some(late + Duration::from_secs(1))
     );
 }
+
+/// A server that heartbeats slower than the agent's own idle timeout must not make the agent
+/// hang up on a healthy link (the agent adopts the server's pace).
+#[test]
+fn slow_server_heartbeats_do_not_time_the_agent_out() {
+    let server_config = SessionConfig {
+        heartbeat_interval: Duration::from_secs(20),
+        idle_timeout: Duration::from_secs(60),
+        handshake_timeout: Duration::from_secs(10),
+    };
+    let mut pair = Pair::with_configs(hello("xa-b"), SessionConfig::default(), server_config);
+    pair.handshake(welcome(20_000));
+    pair.run_until(Duration::from_secs(300));
+    assert_eq!(pair.agent.state(), SessionState::Established);
+    assert_eq!(pair.server.state(), SessionState::Established);
+    assert!(pair.heartbeats(Side::Agent).len() >= 14);
+}

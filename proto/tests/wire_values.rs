@@ -8,7 +8,7 @@ use radio_proto::{
     ErrorCode, MessageType, ALPN, FRAME_SAMPLES, MAX_FRAME_SIZE, PROTOCOL_VERSION, SAMPLE_RATE,
 };
 
-const ERROR_CODES: [(ErrorCode, u16); 12] = [
+const ERROR_CODES: [(ErrorCode, u16); 13] = [
     (ErrorCode::Malformed, 1),
     (ErrorCode::UnknownMessage, 2),
     (ErrorCode::TooLarge, 3),
@@ -21,6 +21,7 @@ const ERROR_CODES: [(ErrorCode, u16); 12] = [
     (ErrorCode::Internal, 10),
     (ErrorCode::Revoked, 11),
     (ErrorCode::Busy, 12),
+    (ErrorCode::Replaced, 13),
 ];
 
 const MESSAGE_TYPES: [(MessageType, u8); 7] = [
@@ -67,6 +68,7 @@ fn pinned_error_code(code: ErrorCode) -> u16 {
         ErrorCode::Internal => 10,
         ErrorCode::Revoked => 11,
         ErrorCode::Busy => 12,
+        ErrorCode::Replaced => 13,
     }
 }
 
@@ -96,7 +98,7 @@ fn error_codes_are_pinned() {
         ERROR_CODES.map(|(c, _)| c).to_vec()
     );
     assert_eq!(ErrorCode::from_u16(0), None);
-    assert_eq!(ErrorCode::from_u16(13), None);
+    assert_eq!(ErrorCode::from_u16(14), None);
     assert_eq!(ErrorCode::from_u16(u16::MAX), None);
 }
 

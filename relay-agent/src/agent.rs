@@ -144,16 +144,12 @@ impl Agent {
             .server
             .clone()
             .unwrap_or_else(|| self.bundle.server.clone());
-        let bind: SocketAddr = if server.starts_with('[') {
-            "[::]:0"
-                .parse()
-                .map_err(|e| AgentError::Io(format!("{e}")))?
-        } else {
-            "0.0.0.0:0"
-                .parse()
-                .map_err(|e| AgentError::Io(format!("{e}")))?
-        };
-        let endpoint = quinn::Endpoint::client(bind)
+        // A dual-stack socket reaches the server whether its name resolves to IPv4 or IPv6;
+        // hosts with IPv6 disabled fall back to IPv4 only.
+        let dual = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+        let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+        let endpoint = quinn::Endpoint::client(dual)
+            .or_else(|_| quinn::Endpoint::client(v4))
             .map_err(|e| AgentError::Io(format!("cannot open UDP socket: {e}")))?;
         let stop = Arc::new(AtomicBool::new(false));
         let playout_thread =

@@ -78,15 +78,20 @@ impl Link {
             if *shutdown.borrow() {
                 return;
             }
-            let started = Instant::now();
             let span = tracing::info_span!("link", commune = %self.bundle.commune);
-            let result = self.serve_once(&mut shutdown).instrument(span).await;
+            let mut welcomed_at = None;
+            let result = self
+                .serve_once(&mut shutdown, &mut welcomed_at)
+                .instrument(span)
+                .await;
             self.set_connected(false);
             match result {
                 Ok(()) => return,
                 Err(e) => warn!(commune = %self.bundle.commune, "{e}"),
             }
-            if started.elapsed() >= STABLE_AFTER {
+            // Only a session that was welcomed and lasted counts as stable: a server that accepts
+            // connections but never answers must not pull every agent into fast retries.
+            if welcomed_at.is_some_and(|t: Instant| t.elapsed() >= STABLE_AFTER) {
                 backoff.reset();
             }
             let wait = backoff.next_wait(&mut rand::thread_rng());
@@ -108,7 +113,11 @@ impl Link {
     }
 
     /// One connection. Ok(()) means a clean shutdown was requested.
-    async fn serve_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), LinkError> {
+    async fn serve_once(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        welcomed_at: &mut Option<Instant>,
+    ) -> Result<(), LinkError> {
         let addr = resolve(&self.server).await?;
         let connecting = self
             .endpoint
@@ -117,7 +126,7 @@ impl Link {
         let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
             .await
             .map_err(|_| LinkError::Connect("handshake timed out".into()))?
-            .map_err(|e| LinkError::Connect(e.to_string()))?;
+            .map_err(|e| LinkError::Connect(explain_connect_error(&e)))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(connection_error)?;
         let hello = Hello {
             version: PROTOCOL_VERSION,
@@ -145,7 +154,9 @@ impl Link {
                     Err(e) => return Err(LinkError::Lost(e.to_string())),
                 },
                 _ = sleep_until_opt(deadline) => session.handle_timeout(Instant::now().into()),
-                uni = conn.accept_uni() => match uni {
+                // Audio is taken only once welcomed: the playout must know the server run before
+                // the first programme marker arrives (quinn holds the stream until then).
+                uni = conn.accept_uni(), if welcomed_at.is_some() => match uni {
                     Ok(stream) => {
                         let playout = self.playout.clone();
                         let conn = conn.clone();
@@ -176,6 +187,7 @@ impl Link {
                         if let Ok(mut p) = self.playout.lock() {
                             p.on_session(welcome.session_id);
                         }
+                        *welcomed_at = Some(Instant::now());
                         self.set_connected(true);
                     }
                     Event::Closed {
@@ -247,6 +259,23 @@ async fn receive_audio(mut stream: RecvStream, playout: Arc<Mutex<Playout>>, con
             }
         }
     }
+}
+
+/// A failed handshake, with a hint for the mistakes an operator can fix.
+fn explain_connect_error(e: &quinn::ConnectionError) -> String {
+    let text = e.to_string();
+    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        "; the server's certificate is not from this bundle's CA: was this station enrolled on \
+         this server? Re-run `radio-server enroll` there and install the new bundle"
+    } else if text.contains("NotValidForName") {
+        "; the server's certificate does not carry the name in the bundle (`server_name`): \
+         check the server's `server_name` setting and re-enrol"
+    } else if text.contains("timed out") {
+        "; no answer from the server: check the address, the firewall (UDP) and the link"
+    } else {
+        ""
+    };
+    format!("{text}{hint}")
 }
 
 /// Turns a lost connection into what the operator needs to know: a refusal by the server names its

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use relay_agent::bundle::write_private;
 use relay_agent::Bundle;
@@ -30,6 +30,17 @@ pub enum CaError {
     /// Generating or parsing keys and certificates failed.
     #[error("certificate: {0}")]
     Certificate(#[from] rcgen::Error),
+    /// Only one of the CA's two files is there: creating a new CA would lock every enrolled
+    /// station out, so the operator must restore the missing file.
+    #[error("found {found} but not {missing} in {dir}: restore it from a backup; a new CA would lock out every enrolled station")]
+    Incomplete {
+        /// The file that is there.
+        found: String,
+        /// The file that is missing.
+        missing: String,
+        /// The CA directory.
+        dir: String,
+    },
     /// The commune is not a station of the district.
     #[error(
         "unknown commune `{0}`: it is not a station of this district (see `radio-server stations`)"
@@ -61,6 +72,21 @@ impl CertificateAuthority {
         let dir = data_dir.join("ca");
         let cert_path = dir.join("ca.crt");
         let key_path = dir.join("ca.key");
+        match (cert_path.exists(), key_path.exists()) {
+            (true, false) | (false, true) => {
+                let (found, missing) = if cert_path.exists() {
+                    ("ca.crt", "ca.key")
+                } else {
+                    ("ca.key", "ca.crt")
+                };
+                return Err(CaError::Incomplete {
+                    found: found.into(),
+                    missing: missing.into(),
+                    dir: dir.display().to_string(),
+                });
+            }
+            _ => {}
+        }
         if cert_path.exists() && key_path.exists() {
             let cert_pem = read(&cert_path)?;
             let key = KeyPair::from_pem(&read(&key_path)?)?;
@@ -111,15 +137,10 @@ impl CertificateAuthority {
         &self.cert_pem
     }
 
-    /// Issues the server's own certificate for `server_name` (and any IP address it is reached at).
+    /// Issues the server's own certificate for `server_name` (a DNS name, or an IP address,
+    /// which rcgen turns into an IP subject alternative name).
     pub fn issue_server_cert(&self, server_name: &str) -> Result<IssuedCert, CaError> {
         let mut params = CertificateParams::new(vec![server_name.to_string()])?;
-        params
-            .subject_alt_names
-            .push(SanType::DnsName("localhost".try_into()?));
-        if let Ok(ip) = server_name.parse::<std::net::IpAddr>() {
-            params.subject_alt_names = vec![SanType::IpAddress(ip)];
-        }
         params
             .distinguished_name
             .push(DnType::CommonName, server_name);
@@ -226,6 +247,21 @@ mod tests {
             .expect("cn");
         assert_eq!(cn, "binh-trung");
         assert!(dir.path().join("ca/enrolled/binh-trung.toml").exists());
+    }
+
+    #[test]
+    fn a_half_missing_ca_is_an_error_not_a_new_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        CertificateAuthority::load_or_create(dir.path(), "Huyện Bình Sơn").expect("ca");
+        let key = std::fs::read(dir.path().join("ca/ca.key")).expect("key");
+        std::fs::remove_file(dir.path().join("ca/ca.crt")).expect("rm");
+        let err = CertificateAuthority::load_or_create(dir.path(), "x").expect_err("must refuse");
+        assert!(err.to_string().contains("restore"), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join("ca/ca.key")).expect("key"),
+            key,
+            "key kept"
+        );
     }
 
     fn pem_to_der(pem: &str) -> Option<Vec<u8>> {

@@ -255,6 +255,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .is_err()
     {
         let connected = server.connected();
+        stop_rtp.store(true, Ordering::Relaxed);
         let _ = stop_agents.send(true);
         let _ = stop_server.send(true);
         return Err(DemoError::NotConnected {

@@ -193,6 +193,13 @@ async fn run_server(
     repeat: bool,
 ) -> anyhow::Result<()> {
     let district = config.district()?;
+    if wait_agents > district.stations.len() {
+        bail!(
+            "--wait-agents {wait_agents} can never be reached: {} has {} stations",
+            district.name,
+            district.stations.len()
+        );
+    }
     let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
     let endpoint = server::bind(&config, &ca)?;
     let addr = endpoint.local_addr()?;

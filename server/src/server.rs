@@ -175,16 +175,22 @@ pub enum ServerError {
     },
 }
 
-/// QUIC transport settings shared by the server: quick keep-alives so a dead link is noticed
-/// within seconds, and no streams opened by agents beyond the control stream.
-pub fn transport_config() -> quinn::TransportConfig {
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(1)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
-        transport.max_idle_timeout(Some(idle));
-    }
+/// How long a QUIC/TLS handshake, and then the agent's control stream, may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes in progress at once. Slots for agents are only taken once a certificate has been
+/// verified, so a flood of unauthenticated handshakes cannot lock real stations out.
+const MAX_CONCURRENT_HANDSHAKES: usize = 256;
+
+/// QUIC transport settings of the server: the agents' keep-alive and idle timeout, no streams
+/// opened by agents beyond the control stream, and a send window of about two seconds of audio
+/// so a slow link pushes back into the station's bounded queue (which drops the oldest audio)
+/// instead of piling minutes of stale audio up inside QUIC.
+pub fn transport_config(bitrate: u32) -> quinn::TransportConfig {
+    let mut transport = relay_agent::tls::transport_config();
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
+    transport.send_window(u64::from(bitrate / 8 * 2).max(16 * 1024));
     transport
 }
 
@@ -193,7 +199,8 @@ pub fn bind(
     config: &ServerConfig,
     ca: &CertificateAuthority,
 ) -> Result<quinn::Endpoint, ServerError> {
-    let server_config = tls::server_config(ca, &config.server_name, transport_config())?;
+    let server_config =
+        tls::server_config(ca, &config.server_name, transport_config(config.bitrate))?;
     quinn::Endpoint::server(server_config, config.listen).map_err(|error| ServerError::Bind {
         addr: config.listen,
         error,
@@ -208,21 +215,26 @@ pub async fn run(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let Ok(permit) = server.connection_slots.clone().try_acquire_owned() else {
-                    warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
-                    incoming.refuse();
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    // Under a flood, make unproven addresses prove they can receive first.
+                    if incoming.remote_address_validated() {
+                        warn!(remote = %incoming.remote_address(), "too many handshakes; refusing");
+                        incoming.refuse();
+                    } else {
+                        let _ = incoming.retry();
+                    }
                     continue;
                 };
                 let server = server.clone();
                 let stop = stop_rx.clone();
                 tasks.spawn(async move {
-                    let _permit = permit;
-                    handle_incoming(incoming, server, stop).await;
+                    handle_incoming(incoming, permit, server, stop).await;
                 });
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -257,11 +269,12 @@ fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
 
 async fn handle_incoming(
     incoming: quinn::Incoming,
+    handshake_permit: tokio::sync::OwnedSemaphorePermit,
     server: Arc<Server>,
     stop: watch::Receiver<bool>,
 ) {
     let remote = incoming.remote_address();
-    let conn = match tokio::time::timeout(Duration::from_secs(10), incoming).await {
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             warn!(%remote, "handshake failed: {e}");
@@ -272,6 +285,7 @@ async fn handle_incoming(
             return;
         }
     };
+    drop(handshake_permit);
     let commune = match tls::peer_commune(&conn) {
         Ok(c) => c,
         Err(e) => {
@@ -279,6 +293,15 @@ async fn handle_incoming(
             close(&conn, ErrorCode::UnknownAgent, &e.to_string());
             return;
         }
+    };
+    let Ok(_agent_slot) = server.connection_slots.clone().try_acquire_owned() else {
+        warn!(%remote, %commune, "agent limit (max_agents) reached; refusing");
+        close(
+            &conn,
+            ErrorCode::Busy,
+            "server at its agent limit; retrying later helps",
+        );
+        return;
     };
     let span = tracing::info_span!("agent", commune = %commune, %remote);
     async move {
@@ -319,7 +342,7 @@ async fn serve_agent(
     server: &Arc<Server>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
         .await
         .map_err(|_| {
             close(conn, ErrorCode::Timeout, "no control stream");
@@ -328,8 +351,9 @@ async fn serve_agent(
         .map_err(|e| e.to_string())?;
     let mut session = Session::server(server.session_config(), Instant::now().into());
     let mut buf = vec![0u8; 16 * 1024];
-    let mut audio_task: Option<tokio::task::JoinHandle<()>> = None;
-    let mut attachment: Option<(Arc<StationOutput>, u64)> = None;
+    // Dropped on every way out of this function (including cancellation at shutdown): detaches
+    // the station's output and stops the audio writer.
+    let mut audio: Option<AudioStream> = None;
     let result = loop {
         let deadline = session.poll_timeout().map(Instant::from_std);
         tokio::select! {
@@ -344,6 +368,16 @@ async fn serve_agent(
             }
             _ = stop.changed() => {
                 session.close(ErrorCode::Shutdown, "server shutting down");
+            }
+            ended = async { match audio.as_mut() { Some(a) => (&mut a.task).await, None => std::future::pending().await } } => {
+                // A session whose audio is gone would look connected while the station is
+                // silent: end it, and let the agent reconnect.
+                let why = match ended {
+                    Ok(Err(e)) => e,
+                    _ => "audio stream ended".to_string(),
+                };
+                close(conn, ErrorCode::Internal, &why);
+                break Err(format!("audio stream failed: {why}"));
             }
         }
         let mut closed = None;
@@ -375,32 +409,7 @@ async fn serve_agent(
                     };
                     register(server, commune, conn);
                     info!(software = %hello.software, "session established");
-                    let token = output.attach();
-                    attachment = Some((output.clone(), token));
-                    let sub = output;
-                    let conn = conn.clone();
-                    audio_task = Some(tokio::spawn(
-                        async move {
-                            let mut stream = match conn.open_uni().await {
-                                Ok(s) => s,
-                                Err(e) => {
-                                    warn!("cannot open audio stream: {e}");
-                                    return;
-                                }
-                            };
-                            loop {
-                                for (bytes, is_frame) in sub.next_batch().await {
-                                    let len = bytes.len();
-                                    if let Err(e) = stream.write_chunk(bytes).await {
-                                        tracing::debug!("audio stream closed: {e}");
-                                        return;
-                                    }
-                                    sub.sent(len, is_frame);
-                                }
-                            }
-                        }
-                        .in_current_span(),
-                    ));
+                    audio = Some(AudioStream::start(output, conn.clone()));
                 }
                 Event::Heartbeat(hb) => {
                     if let Ok(mut agents) = server.agents.lock() {
@@ -414,14 +423,14 @@ async fn serve_agent(
                     reason,
                     by_peer,
                 } => {
-                    closed = Some(if by_peer {
+                    // Either side shutting down is a clean end, not a failure worth a warning.
+                    closed = Some(if code == ErrorCode::Shutdown {
+                        String::new()
+                    } else if by_peer {
                         format!("agent closed: {code:?}: {reason}")
                     } else {
                         format!("closed: {code:?}: {reason}")
                     });
-                    if code == ErrorCode::Shutdown && by_peer {
-                        closed = Some(String::new());
-                    }
                     if !by_peer {
                         // Deliver the Error message before the connection goes: closing at once
                         // would discard it, leaving the agent only the close frame's code.
@@ -442,13 +451,54 @@ async fn serve_agent(
             break if why.is_empty() { Ok(()) } else { Err(why) };
         }
     };
-    if let Some((output, token)) = attachment {
-        output.detach(token);
-    }
-    if let Some(task) = audio_task {
-        task.abort();
-    }
+    drop(audio);
     result
+}
+
+/// The agent's audio stream: a task writing the station's output into a QUIC stream. Dropping it
+/// stops the task and detaches the output.
+struct AudioStream {
+    task: tokio::task::JoinHandle<Result<(), String>>,
+    output: Arc<StationOutput>,
+    token: u64,
+}
+
+impl AudioStream {
+    fn start(output: Arc<StationOutput>, conn: quinn::Connection) -> Self {
+        let token = output.attach();
+        let source = output.clone();
+        let task = tokio::spawn(
+            async move {
+                let mut stream = conn
+                    .open_uni()
+                    .await
+                    .map_err(|e| format!("cannot open audio stream: {e}"))?;
+                loop {
+                    for (bytes, is_frame) in source.next_batch().await {
+                        let len = bytes.len();
+                        stream
+                            .write_chunk(bytes)
+                            .await
+                            .map_err(|e| format!("audio stream closed: {e}"))?;
+                        source.sent(len, is_frame);
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Self {
+            task,
+            output,
+            token,
+        }
+    }
+}
+
+impl Drop for AudioStream {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.output.detach(self.token);
+    }
 }
 
 /// Whether the agent closed its connection because it is shutting down (a clean end, not a
@@ -470,7 +520,16 @@ fn register(server: &Server, commune: &str, conn: &quinn::Connection) {
     let record = agents.entry(commune.to_string()).or_default();
     if let Some(old) = record.connection.replace(conn.clone()) {
         if old.stable_id() != conn.stable_id() {
-            close(&old, ErrorCode::Shutdown, "replaced by a newer connection");
+            warn!(
+                old = %old.remote_address(),
+                new = %conn.remote_address(),
+                "a newer connection replaces this station's session (two agents with one bundle?)"
+            );
+            close(
+                &old,
+                ErrorCode::Replaced,
+                "replaced by a newer connection of this station",
+            );
         }
     }
     record.connected = true;

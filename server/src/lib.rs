@@ -12,6 +12,8 @@
 //!   switched to it.
 //! - `on_air.rs` — [`on_air::OnAir`]: the 20 ms clock driving the router; all switching goes
 //!   through its command channel.
+//! - `schedule/` — the schedule in local time (jiff), its validation, occurrences, and the
+//!   TT39 priority ladder deciding what each station airs (`docs/SCHEDULING.md`).
 //! - `station_output.rs` — one station's unbroken stream: its own sequence numbers, programme
 //!   markers at every switch, a bounded queue that drops a slow agent's oldest frames.
 //! - `server.rs` — [`server::run`]: accepts agents, checks identity, drives each control session
@@ -30,6 +32,7 @@ pub mod on_air;
 pub mod pipeline;
 pub mod playback;
 pub mod router;
+pub mod schedule;
 pub mod server;
 pub mod station_output;
 pub mod tls;

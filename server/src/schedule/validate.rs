@@ -1,0 +1,1098 @@
+//! Every check that can be made on a schedule before anything airs.
+//!
+//! Same-level overlaps are decided on the civil (wall-clock) week: daily and weekly entries are
+//! laid on a circular Monday-to-Sunday week, one-off entries on their date and also on their
+//! weekday of that week. In a zone with daylight saving time a `duration` end can, on the two
+//! transition days, reach one hour further in wall-clock time than on other days; the arbiter
+//! copes with the resulting overlap (the later-starting entry wins), so validation keeps to the
+//! wall clock the operator reasons in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use jiff::civil::{self, Weekday};
+use jiff::SignedDuration;
+use radio_config::District;
+
+use super::{
+    load_timezone, parse_member, weekday_english, Bulletin, EntryEnd, Groups, Level, Owner,
+    Recurrence, ResolvedTargets, Schedule, ScheduleEntry, ScheduleError, SourceSpec,
+};
+
+/// Same limit as station ids: ids end up in logs, URLs and file names.
+const MAX_ID_BYTES: usize = 64;
+const SECOND: i64 = 1_000_000_000;
+const DAY: i64 = 24 * 3600 * SECOND;
+const WEEK: i64 = 7 * DAY;
+
+/// Two entries of different levels that air at the same time on some stations. Allowed: the
+/// higher one interrupts the lower one, which resumes afterwards if its slot is still running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    pub higher: String,
+    pub higher_level: Level,
+    pub lower: String,
+    pub lower_level: Level,
+    /// Stations both entries target.
+    pub stations: BTreeSet<String>,
+    /// Every stretch of local time they share, earliest in the week first.
+    pub spans: Vec<LocalSpan>,
+}
+
+/// A stretch of local (wall-clock) time in the schedule's zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalSpan {
+    /// Repeats every week (daily or weekly entries).
+    Weekly {
+        start_day: Weekday,
+        start: civil::Time,
+        end_day: Weekday,
+        end: civil::Time,
+    },
+    /// On a date (a one-off entry is involved).
+    Dated {
+        start: civil::DateTime,
+        end: civil::DateTime,
+    },
+}
+
+impl fmt::Display for LocalSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hm = |t: civil::Time| {
+            if t.second() == 0 && t.subsec_nanosecond() == 0 {
+                format!("{:02}:{:02}", t.hour(), t.minute())
+            } else {
+                t.to_string()
+            }
+        };
+        match *self {
+            LocalSpan::Weekly {
+                start_day,
+                start,
+                end_day,
+                end,
+            } => {
+                let (sd, ed) = (weekday_english(start_day), weekday_english(end_day));
+                if start_day == end_day {
+                    write!(f, "{sd} {}–{} (local time)", hm(start), hm(end))
+                } else {
+                    write!(f, "{sd} {} – {ed} {} (local time)", hm(start), hm(end))
+                }
+            }
+            LocalSpan::Dated { start, end } => {
+                let sd = weekday_english(start.date().weekday());
+                if start.date() == end.date() {
+                    write!(
+                        f,
+                        "{} ({sd}) {}–{} (local time)",
+                        start.date(),
+                        hm(start.time()),
+                        hm(end.time())
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{} ({sd}) {} – {} {} (local time)",
+                        start.date(),
+                        hm(start.time()),
+                        end.date(),
+                        hm(end.time())
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Checks a schedule against the district and the file system (through `file_exists`, so tests
+/// and dry runs need no files). Returns the allowed different-level overlaps; the first problem
+/// found is the error.
+pub fn validate(
+    schedule: &Schedule,
+    district: &District,
+    file_exists: &dyn Fn(&Path) -> bool,
+) -> Result<Vec<Overlap>, ScheduleError> {
+    load_timezone(&schedule.timezone)?;
+    let mut first_use: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut resolved = Vec::with_capacity(schedule.entries.len());
+    for (index, entry) in schedule.entries.iter().enumerate() {
+        let owner = Owner::Entry {
+            index,
+            id: entry.id.clone(),
+        };
+        check_slug(&owner, "id", &entry.id)?;
+        if let Some(first) = first_use.insert(&entry.id, index) {
+            return Err(ScheduleError::DuplicateId {
+                id: entry.id.clone(),
+                first,
+                second: index,
+            });
+        }
+        check_entry(&owner, entry, file_exists)?;
+        let targets = entry
+            .targets
+            .resolve_detailed(district, &schedule.groups)
+            .map_err(|e| e.owned_by(owner.clone()))?;
+        if targets.stations.is_empty() {
+            return Err(ScheduleError::NoTargets {
+                owner,
+                field: "targets".to_owned(),
+            });
+        }
+        resolved.push(targets.stations);
+    }
+    // After the entries, so that a bad member of a group in use is reported with its entry.
+    check_groups(&schedule.groups, district)?;
+    check_overlaps(&schedule.entries, &resolved)
+}
+
+/// Checks a bulletin before it is queued and resolves its targets.
+pub fn validate_bulletin(
+    bulletin: &Bulletin,
+    district: &District,
+    groups: &Groups,
+    file_exists: &dyn Fn(&Path) -> bool,
+) -> Result<ResolvedTargets, ScheduleError> {
+    let owner = Owner::Bulletin(bulletin.id.clone());
+    check_slug(&owner, "id", &bulletin.id)?;
+    check_name(&owner, &bulletin.name)?;
+    if bulletin.level == Level::Emergency {
+        return Err(ScheduleError::EmergencyNotAllowed {
+            owner,
+            context: "queued as bulletins; use start_emergency".to_owned(),
+        });
+    }
+    if let Some(duration) = bulletin.duration {
+        if !duration.is_positive() {
+            return Err(ScheduleError::NonPositiveDuration {
+                owner,
+                field: "duration".to_owned(),
+                duration,
+            });
+        }
+    }
+    check_source(&owner, &bulletin.source, file_exists)?;
+    resolve_nonempty(&owner, &bulletin.targets, district, groups)
+}
+
+/// Resolves targets under an owner and refuses an empty result.
+pub(crate) fn resolve_nonempty(
+    owner: &Owner,
+    targets: &super::Targets,
+    district: &District,
+    groups: &Groups,
+) -> Result<ResolvedTargets, ScheduleError> {
+    let resolved = targets
+        .resolve_detailed(district, groups)
+        .map_err(|e| e.owned_by(owner.clone()))?;
+    if resolved.stations.is_empty() {
+        return Err(ScheduleError::NoTargets {
+            owner: owner.clone(),
+            field: "targets".to_owned(),
+        });
+    }
+    Ok(resolved)
+}
+
+fn check_groups(groups: &Groups, district: &District) -> Result<(), ScheduleError> {
+    for (name, members) in groups {
+        let owner = Owner::Group(name.clone());
+        check_slug(&owner, "name", name)?;
+        if members.is_empty() {
+            return Err(ScheduleError::NoTargets {
+                owner,
+                field: format!("groups.{name}"),
+            });
+        }
+        for (i, member) in members.iter().enumerate() {
+            parse_member(district, member).map_err(|problem| ScheduleError::BadGroupMember {
+                owner: owner.clone(),
+                field: format!("groups.{name}[{i}]"),
+                group: name.clone(),
+                member: member.clone(),
+                problem,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn check_entry(
+    owner: &Owner,
+    entry: &ScheduleEntry,
+    file_exists: &dyn Fn(&Path) -> bool,
+) -> Result<(), ScheduleError> {
+    check_name(owner, &entry.name)?;
+    if entry.level == Level::Emergency {
+        return Err(ScheduleError::EmergencyNotAllowed {
+            owner: owner.clone(),
+            context: "scheduled; use normal or priority".to_owned(),
+        });
+    }
+    if let Recurrence::Weekly { days } = &entry.recurrence {
+        if days.is_empty() {
+            return Err(ScheduleError::NoWeekdays {
+                owner: owner.clone(),
+            });
+        }
+    }
+    match entry.end {
+        EntryEnd::At(end) if end == entry.start => {
+            return Err(ScheduleError::EmptySlot {
+                owner: owner.clone(),
+                start: entry.start,
+            });
+        }
+        EntryEnd::At(_) => {}
+        EntryEnd::Duration(duration) => {
+            if !duration.is_positive() {
+                return Err(ScheduleError::NonPositiveDuration {
+                    owner: owner.clone(),
+                    field: "end.duration".to_owned(),
+                    duration,
+                });
+            }
+            // Longer slots would overlap their own next day and make the week check unbounded.
+            if duration > SignedDuration::from_hours(24) {
+                return Err(ScheduleError::TooLong {
+                    owner: owner.clone(),
+                    field: "end.duration".to_owned(),
+                    duration,
+                });
+            }
+        }
+    }
+    check_source(owner, &entry.source, file_exists)
+}
+
+fn check_name(owner: &Owner, name: &str) -> Result<(), ScheduleError> {
+    if name.trim().is_empty() {
+        return Err(ScheduleError::EmptyField {
+            owner: owner.clone(),
+            field: "name".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Ids are `^[a-z0-9]+(-[a-z0-9]+)*$`, as station ids are, so they are safe in logs and URLs.
+pub(crate) fn check_slug(owner: &Owner, field: &str, id: &str) -> Result<(), ScheduleError> {
+    if id.is_empty() {
+        return Err(ScheduleError::EmptyField {
+            owner: owner.clone(),
+            field: field.to_owned(),
+        });
+    }
+    let valid = id.len() <= MAX_ID_BYTES
+        && id.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ScheduleError::InvalidId {
+            owner: owner.clone(),
+            field: field.to_owned(),
+            reason: format!(
+                "`{id}` is not a valid id: use lowercase ASCII letters and digits separated by \
+                 single hyphens, at most {MAX_ID_BYTES} bytes (e.g. `tiep-song-sang`)"
+            ),
+        })
+    }
+}
+
+/// Source checks; file existence goes through `file_exists` so the pure parts run anywhere.
+pub(crate) fn check_source(
+    owner: &Owner,
+    source: &SourceSpec,
+    file_exists: &dyn Fn(&Path) -> bool,
+) -> Result<(), ScheduleError> {
+    let check_file = |field: String, path: &Path| {
+        if path.as_os_str().is_empty() {
+            Err(ScheduleError::EmptyField {
+                owner: owner.clone(),
+                field,
+            })
+        } else if !file_exists(path) {
+            Err(ScheduleError::MissingFile {
+                owner: owner.clone(),
+                field,
+                path: path.to_owned(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    match source {
+        SourceSpec::File { path } => check_file("source.path".to_owned(), path),
+        SourceSpec::Playlist { paths } => {
+            if paths.is_empty() {
+                return Err(ScheduleError::EmptyField {
+                    owner: owner.clone(),
+                    field: "source.paths".to_owned(),
+                });
+            }
+            for (i, path) in paths.iter().enumerate() {
+                check_file(format!("source.paths[{i}]"), path)?;
+            }
+            Ok(())
+        }
+        SourceSpec::Relay { url } => {
+            check_relay_url(url).map_err(|reason| ScheduleError::InvalidUrl {
+                owner: owner.clone(),
+                field: "source.url".to_owned(),
+                url: url.clone(),
+                reason,
+            })
+        }
+        SourceSpec::Upstream { server, .. } => {
+            check_host_port(server).map_err(|reason| ScheduleError::InvalidAddress {
+                owner: owner.clone(),
+                field: "source.server".to_owned(),
+                reason,
+            })
+        }
+        SourceSpec::Live => Ok(()),
+    }
+}
+
+/// A relay URL must be `http://` or `https://` with a host: other schemes (rtsp, file, ftp…)
+/// are not something the relay client can open, and a typo should fail at load, not at 05:00.
+pub fn check_relay_url(url: &str) -> Result<(), String> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains spaces or control characters".to_owned());
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected http://HOST[:PORT]/PATH or https://…".to_owned());
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("scheme `{scheme}` is not http or https"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials (`user:pass@`) are allowed: Icecast mounts often need them.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = if let Some(inner) = host_port.strip_prefix('[') {
+        let Some((v6, after)) = inner.split_once(']') else {
+            return Err("unclosed `[` in the IPv6 host".to_owned());
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{v6}` is not an IPv6 address"));
+        }
+        match after {
+            "" => (v6, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (v6, Some(port)),
+                None => return Err(format!("unexpected `{after}` after the IPv6 host")),
+            },
+        }
+    } else {
+        match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".to_owned());
+    }
+    if !host_port.starts_with('[') {
+        check_host_name(host)?;
+    }
+    if let Some(port) = port {
+        // An empty port after ':' is legal URL syntax and means the default port.
+        if !port.is_empty() && !matches!(port.parse::<u16>(), Ok(p) if p != 0) {
+            return Err(format!("`{port}` is not a port (1-65535)"));
+        }
+    }
+    Ok(())
+}
+
+/// A DNS name or IPv4 address: non-ASCII (Vietnamese) names must be given in punycode.
+fn check_host_name(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let ok = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{host}` is not a host name or address (non-ASCII names must be written in \
+             punycode, xn--…)"
+        ))
+    }
+}
+
+/// `host:port` as radio-config checks server addresses: the port is required, names are
+/// resolved later.
+pub(crate) fn check_host_port(value: &str) -> Result<(), String> {
+    let expected = "expected HOST:PORT, e.g. `radio.binhson.gov.vn:4433`, `10.0.0.5:4433` or \
+                    `[2001:db8::1]:4433`";
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!("`{value}` has no port; {expected}"));
+    };
+    if !matches!(port.parse::<u16>(), Ok(p) if p != 0) {
+        return Err(format!(
+            "`{port}` is not a port (1-65535) in `{value}`; {expected}"
+        ));
+    }
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        check_host_name(host).is_ok()
+    };
+    if !host_ok {
+        return Err(format!(
+            "`{host}` is not a host name or address in `{value}`; {expected}"
+        ));
+    }
+    Ok(())
+}
+
+fn time_nanos(t: civil::Time) -> i64 {
+    i64::from(t.hour()) * 3600 * SECOND
+        + i64::from(t.minute()) * 60 * SECOND
+        + i64::from(t.second()) * SECOND
+        + i64::from(t.subsec_nanosecond())
+}
+
+/// Wall-clock length of an entry. Call only on checked entries (end ≠ start, 0 < duration ≤ 24 h).
+pub(crate) fn civil_length(entry: &ScheduleEntry) -> i64 {
+    match entry.end {
+        EntryEnd::At(end) => {
+            let (s, e) = (time_nanos(entry.start), time_nanos(end));
+            if e > s {
+                e - s
+            } else {
+                DAY - s + e
+            }
+        }
+        EntryEnd::Duration(d) => i64::try_from(d.as_nanos()).unwrap_or(DAY).min(DAY),
+    }
+}
+
+/// An entry laid on the civil week: `[start, end)` in nanoseconds from Monday 00:00, with
+/// `start < WEEK` and `end` possibly past `WEEK` (Sunday night into Monday).
+#[derive(Clone, Copy)]
+struct WeekSpan {
+    start: i64,
+    end: i64,
+}
+
+enum Placement {
+    Periodic(Vec<WeekSpan>),
+    /// A one-off: its civil start, and the same slot laid on the week of that date.
+    Once {
+        start: civil::DateTime,
+        week: WeekSpan,
+    },
+}
+
+fn place(entry: &ScheduleEntry) -> Placement {
+    let len = civil_length(entry);
+    let at = |day: Weekday| {
+        let start = i64::from(day.to_monday_zero_offset()) * DAY + time_nanos(entry.start);
+        WeekSpan {
+            start,
+            end: start + len,
+        }
+    };
+    match &entry.recurrence {
+        Recurrence::Daily => Placement::Periodic(
+            (0..7)
+                .filter_map(|i| Weekday::from_monday_zero_offset(i).ok())
+                .map(at)
+                .collect(),
+        ),
+        Recurrence::Weekly { days } => {
+            let unique: BTreeSet<i8> = days.iter().map(|d| d.to_monday_zero_offset()).collect();
+            Placement::Periodic(
+                unique
+                    .into_iter()
+                    .filter_map(|i| Weekday::from_monday_zero_offset(i).ok())
+                    .map(at)
+                    .collect(),
+            )
+        }
+        Recurrence::Once { date } => Placement::Once {
+            start: date.to_datetime(entry.start),
+            week: at(date.weekday()),
+        },
+    }
+}
+
+/// Shared stretches of two week spans, trying the second one week earlier and later so that
+/// Sunday-night slots meet Monday-morning ones. Returned in the first span's frame.
+fn week_intersections(a: WeekSpan, b: WeekSpan) -> Vec<WeekSpan> {
+    [-WEEK, 0, WEEK]
+        .into_iter()
+        .filter_map(|shift| {
+            let start = a.start.max(b.start + shift);
+            let end = a.end.min(b.end + shift);
+            (start < end).then_some(WeekSpan { start, end })
+        })
+        .collect()
+}
+
+fn weekly_span(span: WeekSpan) -> LocalSpan {
+    let split = |n: i64| {
+        let n = n.rem_euclid(WEEK);
+        let day = Weekday::from_monday_zero_offset(i8::try_from(n / DAY).unwrap_or(0))
+            .unwrap_or(Weekday::Monday);
+        let t = civil::Time::midnight().saturating_add(SignedDuration::from_nanos(n % DAY));
+        (day, t)
+    };
+    let (start_day, start) = split(span.start);
+    let (end_day, end) = split(span.end);
+    LocalSpan::Weekly {
+        start_day,
+        start,
+        end_day,
+        end,
+    }
+}
+
+/// Converts a span of a one-off's week frame into dates, anchored at the one-off's start.
+fn dated_span(once_start: civil::DateTime, once_week: WeekSpan, span: WeekSpan) -> LocalSpan {
+    let at = |n: i64| once_start.saturating_add(SignedDuration::from_nanos(n - once_week.start));
+    LocalSpan::Dated {
+        start: at(span.start),
+        end: at(span.end),
+    }
+}
+
+fn shared_spans(a: &Placement, b: &Placement) -> Vec<LocalSpan> {
+    let mut spans = Vec::new();
+    match (a, b) {
+        (Placement::Periodic(xs), Placement::Periodic(ys)) => {
+            let mut raw: Vec<WeekSpan> = xs
+                .iter()
+                .flat_map(|x| ys.iter().flat_map(|y| week_intersections(*x, *y)))
+                .collect();
+            raw.sort_by_key(|s| (s.start.rem_euclid(WEEK), s.end));
+            spans.extend(raw.into_iter().map(weekly_span));
+        }
+        (Placement::Once { start, week }, Placement::Periodic(ys))
+        | (Placement::Periodic(ys), Placement::Once { start, week }) => {
+            let mut raw: Vec<WeekSpan> = ys
+                .iter()
+                .flat_map(|y| week_intersections(*week, *y))
+                .collect();
+            raw.sort_by_key(|s| s.start);
+            spans.extend(raw.into_iter().map(|s| dated_span(*start, *week, s)));
+        }
+        (
+            Placement::Once {
+                start: sa,
+                week: wa,
+            },
+            Placement::Once {
+                start: sb,
+                week: wb,
+            },
+        ) => {
+            let end_a = sa.saturating_add(SignedDuration::from_nanos(wa.end - wa.start));
+            let end_b = sb.saturating_add(SignedDuration::from_nanos(wb.end - wb.start));
+            let start = (*sa).max(*sb);
+            let end = end_a.min(end_b);
+            if start < end {
+                spans.push(LocalSpan::Dated { start, end });
+            }
+        }
+    }
+    spans
+}
+
+fn check_overlaps(
+    entries: &[ScheduleEntry],
+    stations: &[BTreeSet<String>],
+) -> Result<Vec<Overlap>, ScheduleError> {
+    let placed: Vec<Placement> = entries.iter().map(place).collect();
+    let mut overlaps = Vec::new();
+    for i in 0..entries.len() {
+        for j in i + 1..entries.len() {
+            let common: BTreeSet<String> =
+                stations[i].intersection(&stations[j]).cloned().collect();
+            let Some(station) = common.first().cloned() else {
+                continue;
+            };
+            let spans = shared_spans(&placed[i], &placed[j]);
+            let Some(first_span) = spans.first().copied() else {
+                continue;
+            };
+            let (a, b) = (&entries[i], &entries[j]);
+            if a.level == b.level {
+                return Err(ScheduleError::SameLevelOverlap {
+                    first: a.id.clone(),
+                    second: b.id.clone(),
+                    level: a.level,
+                    station,
+                    at: first_span,
+                });
+            }
+            let (higher, lower) = if a.level > b.level { (a, b) } else { (b, a) };
+            overlaps.push(Overlap {
+                higher: higher.id.clone(),
+                higher_level: higher.level,
+                lower: lower.id.clone(),
+                lower_level: lower.level,
+                stations: common,
+                spans,
+            });
+        }
+    }
+    Ok(overlaps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Scheduler, Targets};
+    use super::*;
+    use jiff::civil::{date, time};
+    use proptest::prelude::*;
+
+    fn entry(id: &str, recurrence: Recurrence, start: (i8, i8), end: EntryEnd) -> ScheduleEntry {
+        ScheduleEntry {
+            id: id.to_owned(),
+            name: format!("Chương trình {id}"),
+            recurrence,
+            start: time(start.0, start.1, 0, 0),
+            end,
+            source: SourceSpec::Relay {
+                url: "http://127.0.0.1:8000/a.mp3".to_owned(),
+            },
+            targets: Targets::All,
+            level: Level::Normal,
+        }
+    }
+
+    fn at(h: i8, m: i8) -> EntryEnd {
+        EntryEnd::At(time(h, m, 0, 0))
+    }
+
+    fn schedule(entries: Vec<ScheduleEntry>) -> Schedule {
+        Schedule {
+            entries,
+            ..Schedule::default()
+        }
+    }
+
+    fn check(s: &Schedule) -> Result<Vec<Overlap>, ScheduleError> {
+        validate(s, &District::binh_son(), &|_| true)
+    }
+
+    #[test]
+    fn binh_son_default_is_valid() {
+        let overlaps = check(&Schedule::binh_son_default()).expect("valid");
+        assert!(overlaps.is_empty());
+    }
+
+    #[test]
+    fn unknown_targets_name_entry_and_target() {
+        let mut e = entry("a", Recurrence::Daily, (5, 0), at(6, 0));
+        e.targets = Targets::Stations(vec!["binh-trung".into(), "binh-xyz".into()]);
+        let err = check(&schedule(vec![e.clone()])).expect_err("unknown station");
+        let text = err.to_string();
+        assert!(text.contains("entry `a`"), "{text}");
+        assert!(text.contains("targets.stations[1]"), "{text}");
+        assert!(text.contains("binh-xyz"), "{text}");
+
+        e.targets = Targets::Groups(vec!["coast".into()]);
+        let err = check(&schedule(vec![e.clone()])).expect_err("unknown group");
+        assert!(err.to_string().contains("unknown group `coast`"), "{err}");
+
+        let mut s = schedule(vec![e]);
+        s.groups
+            .insert("coast".into(), vec!["binh-trung/c77".into()]);
+        let err = check(&s).expect_err("unknown cluster");
+        let text = err.to_string();
+        assert!(text.starts_with("entry `a`"), "{text}");
+        assert!(text.contains("group `coast`"), "{text}");
+        assert!(text.contains("binh-trung/c77"), "{text}");
+
+        // A bad group that no entry uses is still reported, under its own name.
+        let mut s = schedule(vec![]);
+        s.groups.insert("trong".into(), vec!["atlantis".into()]);
+        let err = check(&s).expect_err("unused bad group");
+        assert_eq!(
+            err.to_string(),
+            "group `trong`: field `groups.trong[0]`: group `trong` member `atlantis`: no station \
+             has this id"
+        );
+    }
+
+    #[test]
+    fn missing_files_name_entry_and_path() {
+        let mut e = entry("nhac", Recurrence::Daily, (8, 0), at(9, 0));
+        e.source = SourceSpec::Playlist {
+            paths: vec!["/srv/a.mp3".into(), "/srv/missing.mp3".into()],
+        };
+        let s = schedule(vec![e]);
+        let err = validate(&s, &District::binh_son(), &|p: &Path| {
+            p != Path::new("/srv/missing.mp3")
+        })
+        .expect_err("missing file");
+        let text = err.to_string();
+        assert!(text.contains("entry `nhac`"), "{text}");
+        assert!(text.contains("source.paths[1]"), "{text}");
+        assert!(text.contains("/srv/missing.mp3"), "{text}");
+    }
+
+    #[test]
+    fn relay_urls_must_be_http_with_a_host() {
+        for ok in [
+            "http://127.0.0.1:8000/qng.mp3",
+            "https://radio.quangngai.gov.vn/live",
+            "HTTP://host",
+            "http://user:pass@icecast.example:8000/mount?x=1",
+            "http://[::1]:8000/a",
+            "http://host:/a",
+        ] {
+            assert_eq!(check_relay_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "rtsp://host/a",
+            "file:///srv/a.mp3",
+            "ftp://host/a",
+            "http:///a",
+            "http://",
+            "host/a.mp3",
+            "http://ho st/a",
+            "http://host:99999/a",
+            "http://host:0/a",
+            "http://[::1/a",
+            "http://đài.vn/a",
+            "http://-bad-.vn/",
+            "",
+        ] {
+            assert!(check_relay_url(bad).is_err(), "{bad}");
+        }
+        let mut e = entry("relay", Recurrence::Daily, (5, 0), at(6, 0));
+        e.source = SourceSpec::Relay {
+            url: "rtsp://cam/1".into(),
+        };
+        let err = check(&schedule(vec![e])).expect_err("scheme");
+        let text = err.to_string();
+        assert!(
+            text.contains("entry `relay`") && text.contains("source.url"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn upstream_needs_host_and_port() {
+        let mut e = entry("up", Recurrence::Daily, (5, 0), at(6, 0));
+        e.source = SourceSpec::Upstream {
+            server: "radio.binhson.gov.vn".into(),
+            channel: 1,
+        };
+        let err = check(&schedule(vec![e])).expect_err("no port");
+        assert!(err.to_string().contains("source.server"), "{err}");
+    }
+
+    #[test]
+    fn ids_names_durations_and_levels_are_checked() {
+        let base = entry("a", Recurrence::Daily, (5, 0), at(6, 0));
+
+        let mut e = base.clone();
+        e.id = String::new();
+        let err = check(&schedule(vec![e])).expect_err("empty id");
+        assert_eq!(err.to_string(), "entries[0]: field `id` must not be empty");
+
+        let mut e = base.clone();
+        e.id = "Bản tin".into();
+        assert!(matches!(
+            check(&schedule(vec![e])),
+            Err(ScheduleError::InvalidId { .. })
+        ));
+
+        let mut e = base.clone();
+        e.name = "  ".into();
+        let err = check(&schedule(vec![e])).expect_err("empty name");
+        assert_eq!(
+            err.to_string(),
+            "entry `a` (entries[0]): field `name` must not be empty"
+        );
+
+        let mut other = base.clone();
+        other.start = time(9, 0, 0, 0);
+        other.end = at(10, 0);
+        let err = check(&schedule(vec![base.clone(), other])).expect_err("duplicate");
+        assert_eq!(
+            err,
+            ScheduleError::DuplicateId {
+                id: "a".into(),
+                first: 0,
+                second: 1
+            }
+        );
+
+        for d in [SignedDuration::ZERO, SignedDuration::from_secs(-60)] {
+            let mut e = base.clone();
+            e.end = EntryEnd::Duration(d);
+            let err = check(&schedule(vec![e])).expect_err("non-positive");
+            assert!(err.to_string().contains("end.duration"), "{err}");
+        }
+        let mut e = base.clone();
+        e.end = EntryEnd::Duration(SignedDuration::from_hours(25));
+        assert!(matches!(
+            check(&schedule(vec![e])),
+            Err(ScheduleError::TooLong { .. })
+        ));
+        let mut e = base.clone();
+        e.end = at(5, 0);
+        assert!(matches!(
+            check(&schedule(vec![e])),
+            Err(ScheduleError::EmptySlot { .. })
+        ));
+
+        let mut e = base.clone();
+        e.level = Level::Emergency;
+        let err = check(&schedule(vec![e])).expect_err("emergency");
+        assert!(err.to_string().contains("entry `a`"), "{err}");
+        assert!(err.to_string().contains("level"), "{err}");
+
+        let mut e = base.clone();
+        e.recurrence = Recurrence::Weekly { days: vec![] };
+        assert!(matches!(
+            check(&schedule(vec![e])),
+            Err(ScheduleError::NoWeekdays { .. })
+        ));
+
+        let mut s = schedule(vec![base]);
+        s.timezone = "Mars/Olympus".into();
+        assert!(matches!(
+            check(&s),
+            Err(ScheduleError::UnknownTimezone { .. })
+        ));
+    }
+
+    #[test]
+    fn same_level_overlap_names_both_entries_station_and_time() {
+        let a = entry("sang", Recurrence::Daily, (5, 0), at(7, 0));
+        let mut b = entry(
+            "thu-hai",
+            Recurrence::Weekly {
+                days: vec![Weekday::Monday],
+            },
+            (6, 30),
+            at(8, 0),
+        );
+        b.targets = Targets::Stations(vec!["binh-trung".into()]);
+        let err = check(&schedule(vec![a, b])).expect_err("overlap");
+        assert_eq!(
+            err.to_string(),
+            "entries `sang` and `thu-hai` are both normal (thường) and overlap on station \
+             `binh-trung` at monday 06:30–07:00 (local time); move one, or make one the other \
+             level"
+        );
+    }
+
+    #[test]
+    fn overlaps_across_midnight_and_the_week_end_are_found() {
+        // Sunday 23:00 → Monday 01:00 against a Monday-only 00:30 slot.
+        let a = entry(
+            "dem-cn",
+            Recurrence::Weekly {
+                days: vec![Weekday::Sunday],
+            },
+            (23, 0),
+            at(1, 0),
+        );
+        let b = entry(
+            "sang-t2",
+            Recurrence::Weekly {
+                days: vec![Weekday::Monday],
+            },
+            (0, 30),
+            EntryEnd::Duration(SignedDuration::from_mins(15)),
+        );
+        let err = check(&schedule(vec![a.clone(), b.clone()])).expect_err("wraps the week");
+        match err {
+            ScheduleError::SameLevelOverlap { at, .. } => assert_eq!(
+                at,
+                LocalSpan::Weekly {
+                    start_day: Weekday::Monday,
+                    start: time(0, 30, 0, 0),
+                    end_day: Weekday::Monday,
+                    end: time(0, 45, 0, 0),
+                }
+            ),
+            other => panic!("unexpected {other}"),
+        }
+        // The same Monday slot on a Tuesday does not meet Sunday night.
+        let mut b2 = b;
+        b2.recurrence = Recurrence::Weekly {
+            days: vec![Weekday::Tuesday],
+        };
+        assert!(check(&schedule(vec![a, b2])).is_ok());
+
+        // A one-off on Sunday 2025-09-07 23:30 → 00:30 meets a daily 00:00–00:10.
+        let once = entry(
+            "le",
+            Recurrence::Once {
+                date: date(2025, 9, 7),
+            },
+            (23, 30),
+            at(0, 30),
+        );
+        let daily = entry("dau-ngay", Recurrence::Daily, (0, 0), at(0, 10));
+        let err = check(&schedule(vec![once, daily])).expect_err("once vs daily");
+        match err {
+            ScheduleError::SameLevelOverlap { at, .. } => assert_eq!(
+                at,
+                LocalSpan::Dated {
+                    start: date(2025, 9, 8).at(0, 0, 0, 0),
+                    end: date(2025, 9, 8).at(0, 10, 0, 0),
+                }
+            ),
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn touching_slots_do_not_overlap() {
+        let a = entry("a", Recurrence::Daily, (5, 0), at(7, 0));
+        let b = entry("b", Recurrence::Daily, (7, 0), at(8, 0));
+        let c = entry(
+            "c",
+            Recurrence::Daily,
+            (23, 0),
+            EntryEnd::Duration(SignedDuration::from_hours(6)),
+        );
+        assert_eq!(check(&schedule(vec![a, b, c])), Ok(vec![]));
+    }
+
+    #[test]
+    fn different_levels_are_reported_not_rejected() {
+        let a = entry("relay", Recurrence::Daily, (5, 0), at(7, 0));
+        let mut b = entry(
+            "canh-bao",
+            Recurrence::Once {
+                date: date(2025, 9, 2),
+            },
+            (6, 0),
+            at(6, 15),
+        );
+        b.level = Level::Priority;
+        b.targets = Targets::Stations(vec!["binh-trung".into(), "binh-duong".into()]);
+        let overlaps = check(&schedule(vec![a, b])).expect("allowed");
+        assert_eq!(overlaps.len(), 1);
+        let o = &overlaps[0];
+        assert_eq!((o.higher.as_str(), o.lower.as_str()), ("canh-bao", "relay"));
+        assert_eq!(o.stations.len(), 2);
+        assert_eq!(
+            o.spans,
+            vec![LocalSpan::Dated {
+                start: date(2025, 9, 2).at(6, 0, 0, 0),
+                end: date(2025, 9, 2).at(6, 15, 0, 0),
+            }]
+        );
+    }
+
+    #[test]
+    fn disjoint_targets_never_overlap() {
+        let mut a = entry("a", Recurrence::Daily, (5, 0), at(7, 0));
+        a.targets = Targets::Stations(vec!["binh-trung".into()]);
+        let mut b = entry("b", Recurrence::Daily, (5, 0), at(7, 0));
+        b.targets = Targets::Stations(vec!["binh-duong".into()]);
+        assert_eq!(check(&schedule(vec![a, b])), Ok(vec![]));
+    }
+
+    fn arb_entry(i: usize) -> impl Strategy<Value = ScheduleEntry> {
+        let recurrence = prop_oneof![
+            Just(Recurrence::Daily),
+            proptest::collection::btree_set(0i8..7, 1..3).prop_map(|days| Recurrence::Weekly {
+                days: days
+                    .into_iter()
+                    .filter_map(|d| Weekday::from_monday_zero_offset(d).ok())
+                    .collect()
+            }),
+            (1i8..=14).prop_map(|d| Recurrence::Once {
+                date: date(2025, 9, d)
+            }),
+        ];
+        let end = prop_oneof![
+            (0i64..48).prop_map(|q| EntryEnd::At(
+                civil::Time::midnight().saturating_add(SignedDuration::from_mins(q * 30))
+            )),
+            (1i64..=48).prop_map(|q| EntryEnd::Duration(SignedDuration::from_mins(q * 30))),
+        ];
+        let targets = prop_oneof![
+            Just(Targets::All),
+            Just(Targets::Stations(vec!["binh-trung".into()])),
+            Just(Targets::Stations(vec!["binh-duong".into()])),
+        ];
+        (recurrence, 0i64..48, end, targets, any::<bool>()).prop_map(
+            move |(recurrence, start, end, targets, priority)| {
+                let mut e = entry(&format!("e{i}"), recurrence, (0, 0), end);
+                e.start =
+                    civil::Time::midnight().saturating_add(SignedDuration::from_mins(start * 30));
+                if e.end == EntryEnd::At(e.start) {
+                    e.end = EntryEnd::Duration(SignedDuration::from_mins(30));
+                }
+                e.targets = targets;
+                e.level = if priority {
+                    Level::Priority
+                } else {
+                    Level::Normal
+                };
+                e
+            },
+        )
+    }
+
+    proptest! {
+        /// The week arithmetic agrees with brute force: real occurrences over three weeks
+        /// (in a zone without DST, where wall-clock and elapsed time agree).
+        #[test]
+        fn week_check_matches_real_occurrences(
+            a in arb_entry(0),
+            b in arb_entry(1),
+        ) {
+            let district = District::binh_son();
+            let mut s = schedule(vec![a, b]);
+            s.timezone = "Asia/Ho_Chi_Minh".into();
+            let result = validate(&s, &district, &|_| true);
+            let mut lenient = s.clone();
+            for e in &mut lenient.entries {
+                e.level = Level::Normal;
+            }
+            lenient.entries[1].level = Level::Priority;
+            let scheduler = Scheduler::new(lenient, &district).expect("levels differ");
+            let from = date(2025, 8, 25).in_tz("Asia/Ho_Chi_Minh").expect("tz").timestamp();
+            let to = date(2025, 9, 22).in_tz("Asia/Ho_Chi_Minh").expect("tz").timestamp();
+            let occ = scheduler.occurrences(from, to);
+            let mut real_overlap = false;
+            for x in occ.iter().filter(|o| o.entry_id == "e0") {
+                for y in occ.iter().filter(|o| o.entry_id == "e1") {
+                    if x.start < y.end && y.start < x.end && !x.stations.is_disjoint(&y.stations) {
+                        real_overlap = true;
+                    }
+                }
+            }
+            let same_level = s.entries[0].level == s.entries[1].level;
+            match result {
+                Err(ScheduleError::SameLevelOverlap { .. }) => {
+                    prop_assert!(same_level && real_overlap)
+                }
+                Ok(overlaps) => {
+                    prop_assert_eq!(!overlaps.is_empty(), real_overlap);
+                    prop_assert!(!same_level || !real_overlap);
+                }
+                Err(other) => prop_assert!(false, "unexpected {}", other),
+            }
+        }
+    }
+}

@@ -13,8 +13,11 @@ use relay_agent::{Agent, AgentReport, Bundle};
 use tokio::sync::watch;
 
 use crate::certificate_authority::CertificateAuthority;
-use crate::on_air::{play_file, OnAir};
+use crate::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
 use crate::pipeline::{PipelineError, ProgrammeEncoder};
+use crate::schedule::ladder::{Ladder, LadderConfig};
+use crate::schedule::scheduler::Scheduler;
+use crate::schedule::Schedule;
 use crate::server::{self, Server};
 
 /// The bundled sample programme: a Vietnamese announcement (espeak-ng) after a chime.
@@ -268,18 +271,24 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         "demo: {n} agents connected to {addr}; playing {}",
         programme.display()
     );
-    let on_air = OnAir::spawn(server.outputs());
-    let targets = stations.iter().map(|s| s.id.clone()).collect();
-    let played = play_file(
-        &on_air,
-        targets,
-        1,
-        &name,
-        &programme,
-        bitrate,
-        options.duration,
-    )
-    .await;
+    let scheduler = Scheduler::new(Schedule::default(), &district)
+        .map_err(|e| DemoError::Options(e.to_string()))?;
+    let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
+    let on_air = OnAir::spawn(
+        server.outputs(),
+        ladder,
+        OnAirConfig {
+            bitrate,
+            live: None,
+        },
+    );
+    let mut bulletin = file_bulletin("demo", &name, &programme);
+    bulletin.targets =
+        crate::schedule::Targets::Stations(stations.iter().map(|s| s.id.clone()).collect());
+    if let Some(limit) = options.duration {
+        bulletin.duration = jiff::SignedDuration::try_from(limit).ok();
+    }
+    let played = play_bulletin(&on_air, bulletin).await;
     // Let every agent play out what is still in its buffer.
     let drain_until = tokio::time::Instant::now()
         + Duration::from_millis(u64::from(DEMO_PLAYOUT_DELAY_MS) + 2000);
@@ -313,10 +322,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let snapshots = server.agents();
     let _ = stop_server.send(true);
     let _ = server_task.await;
-    let summary = played.map_err(|e| match e {
-        crate::on_air::PlayError::Programme(e) => DemoError::Programme(e),
-        other => DemoError::Options(other.to_string()),
-    })?;
+    let summary = played.map_err(|e| DemoError::Options(e.to_string()))?;
     if let Some(e) = &summary.error {
         return Err(DemoError::Options(e.clone()));
     }

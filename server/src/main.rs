@@ -9,7 +9,10 @@ use clap::{Parser, Subcommand};
 use radio_config::ServerOverrides;
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::demo::{run_demo, DemoOptions};
-use radio_server::on_air::{play_file, OnAir};
+use radio_server::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
+use radio_server::schedule::ladder::{Ladder, LadderConfig};
+use radio_server::schedule::scheduler::Scheduler;
+use radio_server::schedule::Schedule;
 use radio_server::server::{self, Server};
 use relay_agent::process::{init_tracing, shutdown_signal};
 
@@ -37,6 +40,13 @@ enum Command {
         /// Play the programme again and again.
         #[arg(long)]
         repeat: bool,
+        /// The schedule (TOML, see docs/SCHEDULING.md); default: the embedded Bình Sơn schedule
+        /// (the provincial relay 05:00–07:00 and 17:00–19:00).
+        #[arg(long, conflicts_with = "no_schedule")]
+        schedule: Option<PathBuf>,
+        /// Run without any timed schedule.
+        #[arg(long)]
+        no_schedule: bool,
     },
     /// Enrol an agent: write its bundle (CA certificate, its own certificate and key, server address).
     Enroll {
@@ -102,10 +112,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             programme,
             wait_agents,
             repeat,
+            schedule,
+            no_schedule,
         } => {
             let config = radio_config::load_server(&overrides)?;
             init_tracing(&config.log);
-            runtime()?.block_on(run_server(config, programme, wait_agents, repeat))?;
+            runtime()?.block_on(run_server(
+                config,
+                RunOptions {
+                    programme,
+                    wait_agents,
+                    repeat,
+                    schedule,
+                    no_schedule,
+                },
+            ))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Enroll {
@@ -186,12 +207,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-async fn run_server(
-    config: radio_config::ServerConfig,
+/// What `radio-server run` was asked to do besides serving.
+struct RunOptions {
     programme: Option<PathBuf>,
     wait_agents: usize,
     repeat: bool,
-) -> anyhow::Result<()> {
+    schedule: Option<PathBuf>,
+    no_schedule: bool,
+}
+
+async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> anyhow::Result<()> {
+    let RunOptions {
+        programme,
+        wait_agents,
+        repeat,
+        schedule,
+        no_schedule,
+    } = options;
     let district = config.district()?;
     if wait_agents > district.stations.len() {
         bail!(
@@ -211,9 +243,30 @@ async fn run_server(
     // Tests bind port 0 and read the port from here.
     println!("listening on {addr}");
     let bitrate = config.bitrate;
-    let stations: Vec<String> = district.stations.iter().map(|s| s.id.clone()).collect();
+    let schedule = match &schedule {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the schedule {}", path.display()))?;
+            toml::from_str::<Schedule>(&text)
+                .with_context(|| format!("{}: not a valid schedule", path.display()))?
+        }
+        None if no_schedule => Schedule::default(),
+        None => Schedule::binh_son_default(),
+    };
+    let scheduler = Scheduler::new(schedule, &district)?;
+    for overlap in scheduler.overlaps() {
+        tracing::info!("schedule: {overlap:?}");
+    }
+    let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
     let server = Server::new(config, district);
-    let on_air = OnAir::spawn(server.outputs());
+    let on_air = OnAir::spawn(
+        server.outputs(),
+        ladder,
+        OnAirConfig {
+            bitrate,
+            live: None,
+        },
+    );
     if let Some(path) = programme {
         let server: Arc<Server> = server.clone();
         tokio::spawn(async move {
@@ -222,18 +275,9 @@ async fn run_server(
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            for programme_id in 1.. {
-                match play_file(
-                    &on_air,
-                    stations.clone(),
-                    programme_id,
-                    &name,
-                    &path,
-                    bitrate,
-                    None,
-                )
-                .await
-                {
+            for n in 1.. {
+                let bulletin = file_bulletin(&format!("programme-{n}"), &name, &path);
+                match play_bulletin(&on_air, bulletin).await {
                     Ok(s) if s.error.is_none() => {}
                     Ok(_) => break,
                     Err(e) => {

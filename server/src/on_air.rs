@@ -1,38 +1,118 @@
-//! The on-air controller: owns the router and drives it with the 20 ms clock; everything that
-//! changes what a station airs goes through its command channel, so switching is serialised
-//! with the clock and always lands on a frame boundary.
+//! The on-air controller: the 20 ms clock, the router, and the priority ladder in one task.
+//!
+//! Everything that changes what a station airs — the schedule's slots, bulletins, live
+//! broadcasts, emergencies — is a command to this task, so switching is serialised with the
+//! clock and always lands on a frame boundary. The ladder (`schedule/ladder.rs`) decides; this
+//! task carries its decisions out: it opens playbacks (each item encoded once, shared by every
+//! station that airs it from the same point), routes stations to them, and tells the ladder when
+//! a recording has run out.
+//!
+//! Opening a file decodes its first packets (and, to resume, skips to the position), so it runs
+//! on a blocking thread; the station stays silent for the few milliseconds that takes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use jiff::Timestamp;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
+use crate::ingest::relay::{spawn_relay, RelayConfig, RelayHandle};
+use crate::ingest::PcmFrame;
 use crate::playback::{Playback, FRAME_PERIOD};
 use crate::router::{PlaybackId, Router, TickEvent};
+use crate::schedule::ladder::{Change, ItemRef, Ladder, StopReason};
+use crate::schedule::scheduler::Scheduler;
+use crate::schedule::{Bulletin, ScheduleError, SourceSpec, Targets};
 use crate::station_output::StationOutput;
 
-/// How a playback ended.
+/// Frames a relay may deliver ahead of the clock; its thread blocks beyond that, so the
+/// upstream is read at real-time pace.
+const RELAY_AHEAD: usize = 8;
+
+/// What happened on air, for the demo, tests, logs and (later) the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlaybackSummary {
-    /// The programme.
-    pub programme_id: u64,
-    /// Frames produced.
-    pub frames: u64,
-    /// Why it ended early, if it did (one line).
-    pub error: Option<String>,
+pub enum OnAirEvent {
+    /// A station started airing an item.
+    Started {
+        /// The station.
+        station: String,
+        /// The item.
+        item: ItemRef,
+        /// The programme id its agent sees.
+        programme_id: u64,
+    },
+    /// A station stopped airing an item.
+    Stopped {
+        /// The station.
+        station: String,
+        /// The item.
+        item: ItemRef,
+        /// Why.
+        reason: StopReason,
+    },
+    /// A playback ran out (or failed) and was removed.
+    PlaybackEnded {
+        /// The item it played.
+        item: ItemRef,
+        /// Its programme id.
+        programme_id: u64,
+        /// Frames it produced.
+        frames: u64,
+        /// Why it ended early, one line, if it did.
+        error: Option<String>,
+    },
 }
 
+/// The controller stopped (the server is shutting down).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The controller is gone.
+    #[error("the on-air controller has stopped")]
+    Stopped,
+    /// The ladder refused the command.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+}
+
+type Reply = oneshot::Sender<Result<(), ScheduleError>>;
+
 enum Command {
-    Add {
-        playback: Playback,
-        stations: Vec<String>,
-        started: oneshot::Sender<PlaybackId>,
-        ended: oneshot::Sender<PlaybackSummary>,
+    Emergency {
+        id: String,
+        name: String,
+        source: SourceSpec,
+        targets: Targets,
+        repeat: u32,
+        reply: Reply,
     },
-    Stop {
-        id: PlaybackId,
+    StopEmergency {
+        id: String,
+        reply: Reply,
+    },
+    Live {
+        id: String,
+        targets: Targets,
+        reply: Reply,
+    },
+    StopLive {
+        id: String,
+        reply: Reply,
+    },
+    Bulletin {
+        bulletin: Bulletin,
+        reply: Reply,
+    },
+    Accept {
+        station: String,
+        id: String,
+        reply: Reply,
+    },
+    Schedule {
+        scheduler: Box<Scheduler>,
+        reply: Reply,
     },
 }
 
@@ -40,174 +120,695 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct OnAir {
     tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<OnAirEvent>,
 }
 
-/// A playback put on air; await its end with [`OnAirPlayback::finished`].
+/// Settings of the controller.
 #[derive(Debug)]
-pub struct OnAirPlayback {
-    /// Its id in the router.
-    pub id: PlaybackId,
-    ended: oneshot::Receiver<PlaybackSummary>,
+pub struct OnAirConfig {
+    /// Opus bitrate of every playback.
+    pub bitrate: u32,
+    /// The live input (studio RTP or pipe), if the server has one.
+    pub live: Option<mpsc::Receiver<Box<PcmFrame>>>,
 }
-
-impl OnAirPlayback {
-    /// Waits until the playback ends.
-    pub async fn finished(self) -> Option<PlaybackSummary> {
-        self.ended.await.ok()
-    }
-}
-
-/// The controller stopped (the server is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("the on-air controller has stopped")]
-pub struct Stopped;
 
 impl OnAir {
-    /// Starts the controller over `outputs`; it runs until every handle is dropped.
-    pub fn spawn(outputs: impl IntoIterator<Item = Arc<StationOutput>>) -> Self {
+    /// Starts the controller over `outputs`, driven by `ladder`; it runs until every handle is
+    /// dropped.
+    pub fn spawn(
+        outputs: impl IntoIterator<Item = Arc<StationOutput>>,
+        ladder: Ladder,
+        config: OnAirConfig,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        let router = Router::new(outputs);
-        tokio::spawn(run(router, rx));
-        Self { tx }
+        let (events, _) = broadcast::channel(1024);
+        let controller = Controller::new(Router::new(outputs), ladder, config, events.clone());
+        tokio::spawn(controller.run(rx));
+        Self { tx, events }
     }
 
-    /// Puts `playback` on air at `stations` from the next tick.
-    pub async fn play(
+    /// Subscribes to what happens on air from now on.
+    pub fn events(&self) -> broadcast::Receiver<OnAirEvent> {
+        self.events.subscribe()
+    }
+
+    async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)??;
+        Ok(())
+    }
+
+    /// Breaks in with an emergency at `targets`, interrupting everything there. A recording is
+    /// played `repeat` times (at least once), then the emergency ends by itself; streams run until
+    /// [`OnAir::stop_emergency`].
+    pub async fn emergency(
         &self,
-        playback: Playback,
-        stations: Vec<String>,
-    ) -> Result<OnAirPlayback, Stopped> {
-        let (started, started_rx) = oneshot::channel();
-        let (ended, ended_rx) = oneshot::channel();
-        self.tx
-            .send(Command::Add {
-                playback,
-                stations,
-                started,
-                ended,
-            })
-            .await
-            .map_err(|_| Stopped)?;
-        let id = started_rx.await.map_err(|_| Stopped)?;
-        Ok(OnAirPlayback {
-            id,
-            ended: ended_rx,
+        id: &str,
+        name: &str,
+        source: SourceSpec,
+        targets: Targets,
+        repeat: u32,
+    ) -> Result<(), CommandError> {
+        self.call(|reply| Command::Emergency {
+            id: id.into(),
+            name: name.into(),
+            source,
+            targets,
+            repeat: repeat.max(1),
+            reply,
         })
+        .await
     }
 
-    /// Takes a playback off air now.
-    pub async fn stop(&self, id: PlaybackId) -> Result<(), Stopped> {
-        self.tx
-            .send(Command::Stop { id })
+    /// Ends an emergency; what it interrupted resumes.
+    pub async fn stop_emergency(&self, id: &str) -> Result<(), CommandError> {
+        self.call(|reply| Command::StopEmergency {
+            id: id.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Puts the live input on air at `targets`.
+    pub async fn live(&self, id: &str, targets: Targets) -> Result<(), CommandError> {
+        self.call(|reply| Command::Live {
+            id: id.into(),
+            targets,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes a live broadcast off air; what it interrupted resumes.
+    pub async fn stop_live(&self, id: &str) -> Result<(), CommandError> {
+        self.call(|reply| Command::StopLive {
+            id: id.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Queues a bulletin (priority ones air at once where nothing higher is on).
+    pub async fn bulletin(&self, bulletin: Bulletin) -> Result<(), CommandError> {
+        self.call(|reply| Command::Bulletin { bulletin, reply })
             .await
-            .map_err(|_| Stopped)
+    }
+
+    /// A station accepts a normal bulletin.
+    pub async fn accept(&self, station: &str, id: &str) -> Result<(), CommandError> {
+        self.call(|reply| Command::Accept {
+            station: station.into(),
+            id: id.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Replaces the schedule while running.
+    pub async fn replace_schedule(&self, scheduler: Scheduler) -> Result<(), CommandError> {
+        self.call(|reply| Command::Schedule {
+            scheduler: Box::new(scheduler),
+            reply,
+        })
+        .await
     }
 }
 
-async fn run(mut router: Router, mut rx: mpsc::Receiver<Command>) {
-    let mut clock = tokio::time::interval(FRAME_PERIOD);
-    // A stalled runtime catches up frame by frame (agents buffer), rather than skipping audio.
-    clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut waiting: BTreeMap<PlaybackId, oneshot::Sender<PlaybackSummary>> = BTreeMap::new();
-    loop {
-        tokio::select! {
-            _ = clock.tick() => {
-                for event in router.tick() {
-                    let TickEvent::Ended { id, programme_id, frames, error } = event;
-                    if let Some(e) = &error {
-                        tracing::error!("{e}");
+/// What a playback is: the same item from the same point is shared; a stream is shared by every
+/// item that airs it, whatever its position (streams only have a live point).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum PlaybackKey {
+    File { item: ItemRef, offset_ms: i64 },
+    Stream(StreamKey),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum StreamKey {
+    Relay(String),
+    Live,
+}
+
+#[derive(Debug)]
+struct Running {
+    key: PlaybackKey,
+    item: ItemRef,
+    programme_id: u64,
+    /// Keeps a relay alive while its playback runs.
+    _relay: Option<RelayHandle>,
+}
+
+struct Opened {
+    key: PlaybackKey,
+    result: Result<(Playback, Option<RelayHandle>), String>,
+}
+
+struct Controller {
+    router: Router,
+    ladder: Ladder,
+    bitrate: u32,
+    events: broadcast::Sender<OnAirEvent>,
+    /// Playbacks in the router, by id and by key.
+    running: BTreeMap<PlaybackId, Running>,
+    by_key: BTreeMap<PlaybackKey, PlaybackId>,
+    /// Playbacks being opened, with the stations waiting for them.
+    pending: BTreeMap<PlaybackKey, (ItemRef, BTreeSet<String>)>,
+    /// What each station is meant to air (per the ladder), even while its playback opens.
+    airing: BTreeMap<String, ItemRef>,
+    programme_ids: BTreeMap<ItemRef, u64>,
+    next_programme: u64,
+    names: BTreeMap<ItemRef, String>,
+    emergency_repeats: BTreeMap<String, u32>,
+    live: Option<mpsc::Receiver<Box<PcmFrame>>>,
+    opened_tx: mpsc::Sender<Opened>,
+    opened_rx: Option<mpsc::Receiver<Opened>>,
+    relay_stop: watch::Receiver<bool>,
+    _relay_stop_tx: watch::Sender<bool>,
+}
+
+impl Controller {
+    fn new(
+        router: Router,
+        ladder: Ladder,
+        config: OnAirConfig,
+        events: broadcast::Sender<OnAirEvent>,
+    ) -> Self {
+        let (opened_tx, opened_rx) = mpsc::channel(64);
+        let (relay_stop_tx, relay_stop) = watch::channel(false);
+        Self {
+            router,
+            ladder,
+            bitrate: config.bitrate,
+            events,
+            running: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            airing: BTreeMap::new(),
+            programme_ids: BTreeMap::new(),
+            next_programme: 1,
+            names: BTreeMap::new(),
+            emergency_repeats: BTreeMap::new(),
+            live: config.live,
+            opened_tx,
+            opened_rx: Some(opened_rx),
+            relay_stop,
+            _relay_stop_tx: relay_stop_tx,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut clock = tokio::time::interval(FRAME_PERIOD);
+        // A stalled runtime catches up frame by frame (agents buffer) rather than skipping audio.
+        clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let Some(mut opened) = self.opened_rx.take() else {
+            return;
+        };
+        self.advance();
+        loop {
+            tokio::select! {
+                _ = clock.tick() => {
+                    let events = self.router.tick();
+                    for event in events {
+                        self.playback_ended(event);
                     }
-                    if let Some(tx) = waiting.remove(&id) {
-                        let _ = tx.send(PlaybackSummary {
+                    let now = Timestamp::now();
+                    if self.ladder.next_wakeup(now).is_some_and(|t| t <= now) {
+                        self.advance();
+                    }
+                }
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(command) => {
+                        self.command(command);
+                        self.advance();
+                    }
+                },
+                Some(done) = opened.recv() => self.opened(done),
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = Timestamp::now();
+        let (result, reply) = match command {
+            Command::Emergency {
+                id,
+                name,
+                source,
+                targets,
+                repeat,
+                reply,
+            } => {
+                let result = self.ladder.start_emergency(now, &id, source, &targets);
+                if result.is_ok() {
+                    self.names
+                        .insert(ItemRef::Emergency { id: id.clone() }, name);
+                    self.emergency_repeats.insert(id, repeat);
+                }
+                (result, reply)
+            }
+            Command::StopEmergency { id, reply } => {
+                self.emergency_repeats.remove(&id);
+                (self.ladder.stop_emergency(now, &id), reply)
+            }
+            Command::Live { id, targets, reply } => {
+                (self.ladder.start_live(now, &id, &targets), reply)
+            }
+            Command::StopLive { id, reply } => (self.ladder.stop_live(now, &id), reply),
+            Command::Bulletin { bulletin, reply } => {
+                let item = ItemRef::Bulletin {
+                    id: bulletin.id.clone(),
+                };
+                let name = bulletin.name.clone();
+                let result = self.ladder.submit_bulletin(now, bulletin);
+                if result.is_ok() {
+                    self.names.insert(item, name);
+                }
+                (result, reply)
+            }
+            Command::Accept { station, id, reply } => {
+                (self.ladder.accept_bulletin(now, &station, &id), reply)
+            }
+            Command::Schedule { scheduler, reply } => {
+                self.ladder.replace_scheduler(*scheduler);
+                (Ok(()), reply)
+            }
+        };
+        let _ = reply.send(result);
+    }
+
+    /// Asks the ladder what changed and carries it out.
+    fn advance(&mut self) {
+        let changes = self.ladder.advance(Timestamp::now());
+        for change in changes {
+            match change {
+                Change::Stop {
+                    station,
+                    item,
+                    reason,
+                } => {
+                    self.router.route(&station, None);
+                    self.airing.remove(&station);
+                    for (_, waiting) in self.pending.values_mut() {
+                        waiting.remove(&station);
+                    }
+                    self.emit(OnAirEvent::Stopped {
+                        station,
+                        item,
+                        reason,
+                    });
+                }
+                Change::Start {
+                    station,
+                    item,
+                    offset,
+                } => self.start(station, item, offset),
+            }
+        }
+        self.drop_unheard();
+    }
+
+    fn start(&mut self, station: String, item: ItemRef, offset: jiff::SignedDuration) {
+        let Some(source) = self.ladder.on_air(&station).map(|o| o.source.clone()) else {
+            return;
+        };
+        let key = match &source {
+            SourceSpec::File { .. } | SourceSpec::Playlist { .. } => PlaybackKey::File {
+                item: item.clone(),
+                offset_ms: offset.as_millis().clamp(0, i64::MAX as i128) as i64,
+            },
+            SourceSpec::Relay { url } => PlaybackKey::Stream(StreamKey::Relay(url.clone())),
+            SourceSpec::Live => PlaybackKey::Stream(StreamKey::Live),
+            SourceSpec::Upstream { server, channel } => {
+                tracing::error!(
+                    %station,
+                    "relaying channel {channel} of upstream server {server} is not supported yet; {item:?} skipped"
+                );
+                let _ = self.ladder.item_finished(Timestamp::now(), &station, &item);
+                return;
+            }
+        };
+        self.airing.insert(station.clone(), item.clone());
+        if let Some(id) = self.by_key.get(&key).copied() {
+            self.router.route(&station, Some(id));
+            let programme_id = self.running.get(&id).map(|r| r.programme_id).unwrap_or(0);
+            self.emit(OnAirEvent::Started {
+                station,
+                item,
+                programme_id,
+            });
+            return;
+        }
+        // Silent until the playback is open (milliseconds for a file).
+        self.router.route(&station, None);
+        if let Some((_, waiting)) = self.pending.get_mut(&key) {
+            waiting.insert(station);
+            return;
+        }
+        self.pending
+            .insert(key.clone(), (item.clone(), BTreeSet::from([station])));
+        self.open(key, item, source, offset);
+    }
+
+    fn programme_id(&mut self, item: &ItemRef) -> u64 {
+        if let Some(id) = self.programme_ids.get(item) {
+            return *id;
+        }
+        let id = self.next_programme;
+        self.next_programme += 1;
+        self.programme_ids.insert(item.clone(), id);
+        id
+    }
+
+    fn name_of(&self, item: &ItemRef) -> String {
+        if let Some(name) = self.names.get(item) {
+            return name.clone();
+        }
+        match item {
+            ItemRef::Entry { entry_id, .. } => self
+                .ladder
+                .scheduler()
+                .entry(entry_id)
+                .map(|e| e.name.clone())
+                .unwrap_or_else(|| entry_id.clone()),
+            ItemRef::Bulletin { id } => id.clone(),
+            ItemRef::Live { id } => format!("Trực tiếp: {id}"),
+            ItemRef::Emergency { id } => format!("Khẩn cấp: {id}"),
+        }
+    }
+
+    fn open(
+        &mut self,
+        key: PlaybackKey,
+        item: ItemRef,
+        source: SourceSpec,
+        offset: jiff::SignedDuration,
+    ) {
+        let programme_id = self.programme_id(&item);
+        let name = self.name_of(&item);
+        let bitrate = self.bitrate;
+        let done = self.opened_tx.clone();
+        match source {
+            SourceSpec::File { path } => {
+                let offset = offset.unsigned_abs();
+                tokio::task::spawn_blocking(move || {
+                    let result = Playback::file(programme_id, &name, &path, bitrate, offset, None)
+                        .map(|p| (p, None))
+                        .map_err(|e| e.to_string());
+                    let _ = done.blocking_send(Opened { key, result });
+                });
+            }
+            SourceSpec::Playlist { paths } => {
+                let offset = offset.unsigned_abs();
+                tokio::task::spawn_blocking(move || {
+                    let result = open_playlist(programme_id, &name, &paths, bitrate, offset)
+                        .map(|p| (p, None));
+                    let _ = done.blocking_send(Opened { key, result });
+                });
+            }
+            SourceSpec::Relay { url } => {
+                let (tx, rx) = mpsc::channel(RELAY_AHEAD);
+                let result = spawn_relay(RelayConfig::new(url), tx, self.relay_stop.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|handle| {
+                        Playback::pcm(programme_id, &name, rx, bitrate)
+                            .map(|p| (p, Some(handle)))
+                            .map_err(|e| e.to_string())
+                    });
+                self.opened(Opened { key, result });
+            }
+            SourceSpec::Live => {
+                let result = match self.live.take() {
+                    Some(rx) => Playback::pcm(programme_id, &name, rx, bitrate)
+                        .map(|p| (p, None))
+                        .map_err(|e| e.to_string()),
+                    None => Err("this server has no live input configured".to_string()),
+                };
+                self.opened(Opened { key, result });
+            }
+            SourceSpec::Upstream { .. } => {}
+        }
+    }
+
+    fn opened(&mut self, opened: Opened) {
+        let Some((item, stations)) = self.pending.remove(&opened.key) else {
+            return;
+        };
+        match opened.result {
+            Ok((playback, relay)) => {
+                let programme_id = playback.programme_id;
+                let id = self.router.add(playback);
+                self.by_key.insert(opened.key.clone(), id);
+                self.running.insert(
+                    id,
+                    Running {
+                        key: opened.key,
+                        item: item.clone(),
+                        programme_id,
+                        _relay: relay,
+                    },
+                );
+                for station in stations {
+                    if self.airing.get(&station) == Some(&item) {
+                        self.router.route(&station, Some(id));
+                        self.emit(OnAirEvent::Started {
+                            station,
+                            item: item.clone(),
                             programme_id,
-                            frames,
-                            error: error.map(|e| e.to_string()),
                         });
                     }
                 }
+                self.drop_unheard();
             }
-            command = rx.recv() => match command {
-                None => return,
-                Some(Command::Add { playback, stations, started, ended }) => {
-                    let id = router.add(playback);
-                    for s in &stations {
-                        if !router.route(s, Some(id)) {
-                            tracing::warn!(station = %s, "not a station; ignored");
-                        }
-                    }
-                    waiting.insert(id, ended);
-                    let _ = started.send(id);
+            Err(reason) => {
+                tracing::error!("{reason}");
+                let programme_id = self.programme_id(&item);
+                self.emit(OnAirEvent::PlaybackEnded {
+                    item: item.clone(),
+                    programme_id,
+                    frames: 0,
+                    error: Some(reason),
+                });
+                self.finished(&item, &stations);
+                self.advance();
+            }
+        }
+    }
+
+    fn playback_ended(&mut self, event: TickEvent) {
+        let TickEvent::Ended {
+            id,
+            programme_id,
+            frames,
+            error,
+            stations,
+        } = event;
+        let Some(running) = self.running.remove(&id) else {
+            return;
+        };
+        self.by_key.remove(&running.key);
+        let error = error.map(|e| e.to_string());
+        if let Some(e) = &error {
+            tracing::error!("{e}");
+        }
+        self.emit(OnAirEvent::PlaybackEnded {
+            item: running.item.clone(),
+            programme_id,
+            frames,
+            error: error.clone(),
+        });
+        let stations: BTreeSet<String> = stations
+            .into_iter()
+            .filter(|s| self.airing.get(s) == Some(&running.item))
+            .collect();
+        if let ItemRef::Emergency { id: emergency } = &running.item {
+            // An emergency recording plays its repeats, then the emergency is over.
+            let left = self.emergency_repeats.get(emergency).copied().unwrap_or(1);
+            if left > 1 && error.is_none() {
+                self.emergency_repeats.insert(emergency.clone(), left - 1);
+                if let Some(source) = stations
+                    .iter()
+                    .next()
+                    .and_then(|s| self.ladder.on_air(s))
+                    .map(|o| o.source.clone())
+                {
+                    let key = running.key.clone();
+                    self.pending
+                        .insert(key.clone(), (running.item.clone(), stations));
+                    self.open(key, running.item, source, jiff::SignedDuration::ZERO);
+                    return;
                 }
-                Some(Command::Stop { id }) => {
-                    if let Some(p) = router.remove(id) {
-                        if let Some(tx) = waiting.remove(&id) {
-                            let _ = tx.send(PlaybackSummary {
-                                programme_id: p.programme_id,
-                                frames: p.frames_produced(),
-                                error: None,
-                            });
-                        }
+            }
+            self.emergency_repeats.remove(emergency);
+            let _ = self.ladder.stop_emergency(Timestamp::now(), emergency);
+            self.advance();
+            return;
+        }
+        self.finished(&running.item, &stations);
+        self.advance();
+    }
+
+    /// Tells the ladder that `item` ran out at `stations`.
+    fn finished(&mut self, item: &ItemRef, stations: &BTreeSet<String>) {
+        let now = Timestamp::now();
+        for station in stations {
+            self.airing.remove(station);
+            match item {
+                ItemRef::Emergency { id } => {
+                    let _ = self.ladder.stop_emergency(now, id);
+                }
+                ItemRef::Live { id } => {
+                    let _ = self.ladder.stop_live(now, id);
+                }
+                _ => {
+                    if let Err(e) = self.ladder.item_finished(now, station, item) {
+                        tracing::debug!("{e}");
                     }
                 }
-            },
+            }
+        }
+    }
+
+    /// Playbacks nobody listens to any more stop (a live input's playback is kept, so the
+    /// studio can come back).
+    fn drop_unheard(&mut self) {
+        let unheard: Vec<PlaybackId> = self
+            .running
+            .iter()
+            .filter(|(id, r)| {
+                self.router.listeners(**id) == 0 && r.key != PlaybackKey::Stream(StreamKey::Live)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unheard {
+            let frames = self.router.remove(id).map(|p| p.frames_produced());
+            if let Some(running) = self.running.remove(&id) {
+                self.by_key.remove(&running.key);
+                self.emit(OnAirEvent::PlaybackEnded {
+                    item: running.item,
+                    programme_id: running.programme_id,
+                    frames: frames.unwrap_or(0),
+                    error: None,
+                });
+            }
+        }
+    }
+
+    fn emit(&self, event: OnAirEvent) {
+        match &event {
+            OnAirEvent::Started {
+                station,
+                item,
+                programme_id,
+            } => tracing::info!(%station, ?item, programme_id, "on air"),
+            OnAirEvent::Stopped {
+                station,
+                item,
+                reason,
+            } => tracing::info!(%station, ?item, ?reason, "off air"),
+            OnAirEvent::PlaybackEnded {
+                item,
+                programme_id,
+                frames,
+                error,
+            } => tracing::info!(?item, programme_id, frames, ?error, "programme ended"),
+        }
+        let _ = self.events.send(event);
+    }
+}
+
+/// A playlist as one playback: the files one after another, starting `offset` into the whole.
+fn open_playlist(
+    programme_id: u64,
+    name: &str,
+    paths: &[PathBuf],
+    bitrate: u32,
+    offset: Duration,
+) -> Result<Playback, String> {
+    Playback::files(programme_id, name, paths, bitrate, offset).map_err(|e| e.to_string())
+}
+
+/// How a bulletin's playback ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaybackSummary {
+    /// Its programme id.
+    pub programme_id: u64,
+    /// Frames produced (the last playback, if it was interrupted and resumed).
+    pub frames: u64,
+    /// Why it ended early, one line, if it did.
+    pub error: Option<String>,
+}
+
+/// Queues `bulletin` and waits until it is done: every station that aired it has stopped it for
+/// good (ended or cancelled, not merely interrupted) and its playback is closed.
+pub async fn play_bulletin(
+    on_air: &OnAir,
+    bulletin: Bulletin,
+) -> Result<PlaybackSummary, CommandError> {
+    let item = ItemRef::Bulletin {
+        id: bulletin.id.clone(),
+    };
+    let mut events = on_air.events();
+    on_air.bulletin(bulletin).await?;
+    let mut airing = BTreeSet::new();
+    let mut stopped_for_good = false;
+    let mut summary: Option<PlaybackSummary> = None;
+    loop {
+        match events.recv().await {
+            Ok(OnAirEvent::Started {
+                station,
+                item: started,
+                ..
+            }) if started == item => {
+                airing.insert(station);
+                summary = None;
+            }
+            Ok(OnAirEvent::Stopped {
+                station,
+                item: stopped,
+                reason,
+            }) if stopped == item => {
+                airing.remove(&station);
+                stopped_for_good |= !matches!(reason, StopReason::Interrupted { .. });
+            }
+            Ok(OnAirEvent::PlaybackEnded {
+                item: ended,
+                programme_id,
+                frames,
+                error,
+            }) if ended == item => {
+                summary = Some(PlaybackSummary {
+                    programme_id,
+                    frames,
+                    error,
+                });
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return Err(CommandError::Stopped),
+        }
+        if stopped_for_good && airing.is_empty() {
+            if let Some(summary) = summary.take() {
+                return Ok(summary);
+            }
         }
     }
 }
 
-/// Convenience for callers that open a file: opening decodes, so it runs on a blocking thread.
-pub async fn open_file(
-    programme_id: u64,
-    name: &str,
-    path: &std::path::Path,
-    bitrate: u32,
-    offset: Duration,
-    limit: Option<Duration>,
-) -> Result<Playback, crate::pipeline::PipelineError> {
-    let name = name.to_string();
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        Playback::file(programme_id, &name, &path, bitrate, offset, limit)
-    })
-    .await
-    .map_err(|e| crate::pipeline::PipelineError::Encoder(format!("open task: {e}")))?
-}
-
-/// Why a programme could not be played.
-#[derive(Debug, thiserror::Error)]
-pub enum PlayError {
-    /// The file is not usable audio.
-    #[error(transparent)]
-    Programme(#[from] crate::pipeline::PipelineError),
-    /// The controller is gone.
-    #[error(transparent)]
-    Stopped(#[from] Stopped),
-}
-
-/// Plays a file once at `stations` and waits for its end, logging "on air" and "off air".
-pub async fn play_file(
-    on_air: &OnAir,
-    stations: Vec<String>,
-    programme_id: u64,
-    name: &str,
-    path: &std::path::Path,
-    bitrate: u32,
-    limit: Option<Duration>,
-) -> Result<PlaybackSummary, PlayError> {
-    let playback = open_file(programme_id, name, path, bitrate, Duration::ZERO, limit).await?;
-    let targets = stations.len();
-    let handle = on_air.play(playback, stations).await?;
-    tracing::info!(
-        programme = name,
-        id = programme_id,
-        stations = targets,
-        "on air"
-    );
-    let summary = handle.finished().await.ok_or(Stopped)?;
-    tracing::info!(
-        programme = name,
-        id = programme_id,
-        frames = summary.frames,
-        "off air"
-    );
-    Ok(summary)
+/// A priority bulletin of one file for every station: what `radio-server run --programme` and
+/// the demo put on air.
+pub fn file_bulletin(id: &str, name: &str, path: &std::path::Path) -> Bulletin {
+    Bulletin {
+        id: id.to_string(),
+        name: name.to_string(),
+        source: SourceSpec::File {
+            path: path.to_path_buf(),
+        },
+        level: crate::schedule::Level::Priority,
+        targets: Targets::All,
+        duration: None,
+        submitted: Timestamp::now(),
+    }
 }

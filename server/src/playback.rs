@@ -87,35 +87,75 @@ impl Playback {
         }
         let max_frames = limit.map(frames_in);
         let (tx, rx) = mpsc::channel(ENCODE_AHEAD);
-        std::thread::Builder::new()
-            .name(format!("encode-{programme_id}"))
-            .spawn(move || {
-                let mut produced = 0u64;
+        spawn_encoder(programme_id, move || {
+            let mut produced = 0u64;
+            loop {
+                if max_frames.is_some_and(|m| produced >= m) {
+                    break;
+                }
+                match encoder.next_frame() {
+                    Ok(Some(frame)) => {
+                        produced += 1;
+                        if tx.blocking_send(Ok(frame)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        break;
+                    }
+                }
+            }
+            report_skipped(&encoder);
+        })?;
+        Ok(Self::with_source(programme_id, name, Source::Encoded(rx)))
+    }
+
+    /// Files played one after another as one programme, starting `offset` into the whole. Every
+    /// file is opened up front, so a playlist with a bad file fails before it goes on air.
+    pub fn files(
+        programme_id: u64,
+        name: &str,
+        paths: &[std::path::PathBuf],
+        bitrate: u32,
+        offset: Duration,
+    ) -> Result<Self, PipelineError> {
+        let mut encoders = paths
+            .iter()
+            .map(|p| ProgrammeEncoder::open(p, bitrate))
+            .collect::<Result<std::collections::VecDeque<_>, _>>()?;
+        let mut skip = frames_in(offset);
+        while skip > 0 {
+            let Some(first) = encoders.front_mut() else {
+                break;
+            };
+            let skipped = first.skip_frames(skip)?;
+            skip -= skipped;
+            if skip > 0 {
+                encoders.pop_front();
+            }
+        }
+        let (tx, rx) = mpsc::channel(ENCODE_AHEAD);
+        spawn_encoder(programme_id, move || {
+            for mut encoder in encoders {
                 loop {
-                    if max_frames.is_some_and(|m| produced >= m) {
-                        break;
-                    }
-                    let next = encoder.next_frame();
-                    let stop = !matches!(next, Ok(Some(_)));
-                    let item = match next {
-                        Ok(Some(frame)) => Ok(frame),
+                    match encoder.next_frame() {
+                        Ok(Some(frame)) => {
+                            if tx.blocking_send(Ok(frame)).is_err() {
+                                return;
+                            }
+                        }
                         Ok(None) => break,
-                        Err(e) => Err(e),
-                    };
-                    produced += 1;
-                    if tx.blocking_send(item).is_err() || stop {
-                        break;
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
                     }
                 }
-                if encoder.skipped_packets() > 0 {
-                    tracing::warn!(
-                        "{}: skipped {} corrupt packets",
-                        encoder.info().codec,
-                        encoder.skipped_packets()
-                    );
-                }
-            })
-            .map_err(|e| PipelineError::Encoder(format!("cannot start encoder thread: {e}")))?;
+                report_skipped(&encoder);
+            }
+        })?;
         Ok(Self::with_source(programme_id, name, Source::Encoded(rx)))
     }
 
@@ -211,6 +251,29 @@ impl Playback {
     /// Ticks with nothing ready.
     pub fn underruns(&self) -> u64 {
         self.underruns
+    }
+}
+
+/// Runs a file encoder on its own thread: it blocks on the bounded channel, so it stays at
+/// most [`ENCODE_AHEAD`] frames ahead of the clock.
+fn spawn_encoder(
+    programme_id: u64,
+    work: impl FnOnce() + Send + 'static,
+) -> Result<(), PipelineError> {
+    std::thread::Builder::new()
+        .name(format!("encode-{programme_id}"))
+        .spawn(work)
+        .map(|_| ())
+        .map_err(|e| PipelineError::Encoder(format!("cannot start encoder thread: {e}")))
+}
+
+fn report_skipped(encoder: &ProgrammeEncoder) {
+    if encoder.skipped_packets() > 0 {
+        tracing::warn!(
+            "{}: skipped {} corrupt packets",
+            encoder.info().codec,
+            encoder.skipped_packets()
+        );
     }
 }
 

@@ -28,6 +28,8 @@ pub enum TickEvent {
         frames: u64,
         /// Why it ended early, if it did.
         error: Option<PipelineError>,
+        /// The stations that were listening to it (now silent).
+        stations: Vec<String>,
     },
 }
 
@@ -133,12 +135,19 @@ impl Router {
             }
         }
         for (id, error) in ended {
+            let stations: Vec<String> = self
+                .routes
+                .iter()
+                .filter(|(_, p)| **p == id)
+                .map(|(s, _)| s.clone())
+                .collect();
             if let Some(p) = self.remove(id) {
                 events.push(TickEvent::Ended {
                     id,
                     programme_id: p.programme_id,
                     frames: p.frames_produced(),
                     error,
+                    stations,
                 });
             }
         }
@@ -191,7 +200,9 @@ mod tests {
         r.tick();
         r.tick();
         let events = r.tick(); // the emergency has ended
-        assert!(matches!(events[..], [TickEvent::Ended { id, .. }] if id == emergency));
+        assert!(
+            matches!(&events[..], [TickEvent::Ended { id, stations, .. }] if *id == emergency && stations == &["a".to_string()])
+        );
         assert_eq!(r.route_of("a"), None, "an ended playback leaves silence");
         r.route("a", Some(programme));
         r.tick();

@@ -178,6 +178,9 @@ pub fn start_server(
         listen,
         "--wait-agents",
         &wait,
+        // Tests must not depend on the time of day (the default schedule relays the province
+        // twice a day).
+        "--no-schedule",
     ];
     if let Some(p) = programme {
         args.extend(["--programme", p.to_str().expect("utf8 path")]);

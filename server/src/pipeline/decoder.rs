@@ -8,7 +8,7 @@ use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{CodecParameters, Decoder, DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader, Packet};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
@@ -76,6 +76,13 @@ fn one_line(s: impl std::fmt::Display) -> String {
         .join(" ")
 }
 
+/// Where the bytes come from, only so that errors describe it correctly.
+#[derive(Clone, Copy)]
+enum Origin {
+    File,
+    Stream,
+}
+
 enum Step {
     Chunk(MonoChunk),
     /// The packet decoded to nothing (e.g. Vorbis header packets, gapless trim).
@@ -99,12 +106,37 @@ impl SourceDecoder {
         if meta.len() == 0 {
             return Err(PipelineError::Empty { path: shown });
         }
+        let ext = path.extension().and_then(|e| e.to_str());
+        Self::probe(Box::new(file), ext, shown, Origin::File)
+    }
 
+    /// Opens a non-seekable stream (e.g. an HTTP body) with the same checks as
+    /// [`SourceDecoder::open`]: it returns only once real audio has been
+    /// decoded from it. `name` stands in for the path in errors and logs.
+    /// Blocks on `source` until enough of it has arrived.
+    pub(crate) fn from_stream(
+        source: Box<dyn MediaSource>,
+        hint_extension: Option<&str>,
+        name: &str,
+    ) -> Result<(Self, SourceInfo), PipelineError> {
+        Self::probe(source, hint_extension, name.to_string(), Origin::Stream)
+    }
+
+    fn probe(
+        source: Box<dyn MediaSource>,
+        hint_extension: Option<&str>,
+        shown: String,
+        origin: Origin,
+    ) -> Result<(Self, SourceInfo), PipelineError> {
+        let open_err = |reason: String| PipelineError::Open {
+            path: shown.clone(),
+            reason,
+        };
         // Symphonia 0.5's probe picks the reader by content markers alone and
         // ignores this hint, which is why a mislabelled but valid file still
         // plays and a renamed text file still fails.
         let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        if let Some(ext) = hint_extension {
             hint.with_extension(ext);
         }
         // Gapless trims MP3/Vorbis encoder delay and padding, otherwise every
@@ -113,7 +145,7 @@ impl SourceDecoder {
             enable_gapless: true,
             ..Default::default()
         };
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mss = MediaSourceStream::new(source, Default::default());
         let probed = symphonia::default::get_probe()
             .format(&hint, mss, &format_opts, &MetadataOptions::default())
             .map_err(|e| match e {
@@ -128,9 +160,15 @@ impl SourceDecoder {
                 SymError::IoError(ref io) if io.kind() == ErrorKind::UnexpectedEof => {
                     PipelineError::Corrupt {
                         path: shown.clone(),
-                        reason:
-                            "file ends before a complete audio header (truncated, or not audio)"
-                                .into(),
+                        reason: match origin {
+                            Origin::File => {
+                                "file ends before a complete audio header (truncated, or not audio)"
+                            }
+                            Origin::Stream => {
+                                "stream ends before a complete audio header (cut off, or not audio)"
+                            }
+                        }
+                        .into(),
                     }
                 }
                 SymError::IoError(io) => open_err(one_line(io)),

@@ -254,6 +254,13 @@ impl Ladder {
         &self.scheduler
     }
 
+    /// Replaces the schedule while running (entries added, changed or removed). Entries that are
+    /// no longer in it stop at the next [`Ladder::advance`]; bulletins, live broadcasts and
+    /// emergencies are untouched.
+    pub fn replace_scheduler(&mut self, scheduler: Scheduler) {
+        self.scheduler = scheduler;
+    }
+
     pub fn config(&self) -> LadderConfig {
         self.config
     }

@@ -114,6 +114,25 @@ enum Command {
         scheduler: Box<Scheduler>,
         reply: Reply,
     },
+    Status {
+        reply: oneshot::Sender<Vec<StationStatus>>,
+    },
+}
+
+/// What one station airs now, for status pages and the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StationStatus {
+    /// Station id.
+    pub station: String,
+    /// The item on air (per the ladder), if any: `entry:ID`, `bulletin:ID`, `live:ID`,
+    /// `emergency:ID`.
+    pub item: Option<String>,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its level: `thường`, `ưu tiên`, `trực tiếp`, `khẩn cấp`.
+    pub level: Option<String>,
+    /// Since when (RFC 3339).
+    pub since: Option<String>,
 }
 
 /// Handle to the on-air controller.
@@ -226,6 +245,16 @@ impl OnAir {
             reply,
         })
         .await
+    }
+
+    /// What every station airs now.
+    pub async fn status(&self) -> Result<Vec<StationStatus>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Status { reply })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
     }
 
     /// Replaces the schedule while running.
@@ -396,6 +425,10 @@ impl Controller {
                 self.ladder.replace_scheduler(*scheduler);
                 (Ok(()), reply)
             }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+                return;
+            }
         };
         let _ = reply.send(result);
     }
@@ -471,6 +504,41 @@ impl Controller {
         self.pending
             .insert(key.clone(), (item.clone(), BTreeSet::from([station])));
         self.open(key, item, source, offset);
+    }
+
+    fn status(&self) -> Vec<StationStatus> {
+        let stations: Vec<String> = self.ladder_stations();
+        stations
+            .into_iter()
+            .map(|station| match self.ladder.on_air(&station) {
+                Some(on_air) => StationStatus {
+                    item: Some(item_label(&on_air.item)),
+                    name: Some(self.name_of(&on_air.item)),
+                    level: Some(
+                        match on_air.tier {
+                            crate::schedule::ladder::Tier::Normal => "thường",
+                            crate::schedule::ladder::Tier::Priority => "ưu tiên",
+                            crate::schedule::ladder::Tier::Live => "trực tiếp",
+                            crate::schedule::ladder::Tier::Emergency => "khẩn cấp",
+                        }
+                        .to_string(),
+                    ),
+                    since: Some(on_air.since.to_string()),
+                    station,
+                },
+                None => StationStatus {
+                    station,
+                    item: None,
+                    name: None,
+                    level: None,
+                    since: None,
+                },
+            })
+            .collect()
+    }
+
+    fn ladder_stations(&self) -> Vec<String> {
+        self.router.stations().map(str::to_string).collect()
     }
 
     fn programme_id(&mut self, item: &ItemRef) -> u64 {
@@ -717,6 +785,19 @@ impl Controller {
             } => tracing::info!(?item, programme_id, frames, ?error, "programme ended"),
         }
         let _ = self.events.send(event);
+    }
+}
+
+/// `kind:id` for an item, as the admin API shows it.
+pub fn item_label(item: &ItemRef) -> String {
+    match item {
+        ItemRef::Entry {
+            entry_id,
+            occurrence_start,
+        } => format!("entry:{entry_id}@{occurrence_start}"),
+        ItemRef::Bulletin { id } => format!("bulletin:{id}"),
+        ItemRef::Live { id } => format!("live:{id}"),
+        ItemRef::Emergency { id } => format!("emergency:{id}"),
     }
 }
 

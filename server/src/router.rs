@@ -100,6 +100,11 @@ impl Router {
         self.playbacks.remove(&id)
     }
 
+    /// Every station, in id order.
+    pub fn stations(&self) -> impl Iterator<Item = &str> {
+        self.outputs.keys().map(String::as_str)
+    }
+
     /// The playback a station listens to.
     pub fn route_of(&self, station: &str) -> Option<PlaybackId> {
         self.routes.get(station).copied()

@@ -7,7 +7,7 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := cmake pkg-config ffmpeg
+APT_PACKAGES := cmake pkg-config ffmpeg icecast2
 DEMO_ARGS ?=
 
 .PHONY: all deps build demo test fmt clippy clean

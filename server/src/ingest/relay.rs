@@ -540,7 +540,7 @@ impl Relay {
                 "{error}; playing fallback, retrying in {:.1} s",
                 delay.as_secs_f64()
             );
-            if let Err(flow) = self.play_fallback_until(Instant::now() + delay, true).await {
+            if let Err(flow) = self.play_fallback_until(Instant::now() + delay).await {
                 if matches!(flow, Flow::Stop) {
                     tracing::info!(url = %self.url, "relay stopped");
                 }
@@ -664,15 +664,15 @@ impl Relay {
         }
     }
 
-    /// Plays fallback frames at real-time pace until `until`.
-    async fn play_fallback_until(&mut self, until: Instant, fallback: bool) -> Result<(), Flow> {
+    /// Plays the fallback at real-time pace until `until`.
+    async fn play_fallback_until(&mut self, until: Instant) -> Result<(), Flow> {
         loop {
             let now = Instant::now();
             if now >= until {
                 return Ok(());
             }
             if now >= self.next_tick {
-                self.play_fallback_frame(fallback).await?;
+                self.play_fallback_frame(true).await?;
                 continue;
             }
             let wake = tokio::time::Instant::from_std(self.next_tick.min(until));
@@ -1223,7 +1223,6 @@ mod tests {
         fn event(&self, event: &tracing::Event<'_>) {
             let mut line = Line(event.metadata().level().to_string());
             event.record(&mut line);
-            eprintln!("{}", line.0);
             LOG.lock().unwrap().push(line.0);
         }
         fn enter(&self, _: &tracing::span::Id) {}
@@ -1479,6 +1478,13 @@ mod tests {
         true
     }
 
+    /// A port on `ip` with nothing listening. Tests run in parallel and the loopback servers bind
+    /// `127.0.0.1:0`, which could be handed a port just released here; other loopback addresses
+    /// (all of 127/8 is local on Linux), one per test, keep such ports out of that pool.
+    fn refusing_addr(ip: &str) -> SocketAddr {
+        TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap()
+    }
+
     fn bytes_per_sec(f: &Fixture) -> usize {
         (f.data.len() as f64 / f.secs) as usize
     }
@@ -1685,10 +1691,7 @@ mod tests {
         let f = mp3_fixture();
         let bps = bytes_per_sec(&f);
         // A port that refuses: bound for its number, then released.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = refusing_addr("127.0.0.2");
         let url = format!("http://{addr}/live.mp3");
         let mut relay = start(fast_config(url.clone()));
         let t = Instant::now();
@@ -1939,10 +1942,7 @@ mod tests {
         let ramp: Vec<f32> = (0..len).map(|i| -0.5 + i as f32 / len as f32).collect();
         let path = dir.path().join("fallback.wav");
         write_wav(&path, &ramp);
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = refusing_addr("127.0.0.3");
         let config = RelayConfig {
             fallback: Fallback::File(path.clone()),
             ..fast_config(format!("http://{addr}/live.mp3"))
@@ -1969,10 +1969,7 @@ mod tests {
 
     #[test]
     fn stops_promptly_even_when_the_consumer_is_stuck() {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = refusing_addr("127.0.0.4");
         let url = format!("http://{addr}/x.mp3");
         // Nobody reads: the channel fills after two frames and the relay waits on it.
         let (tx, _rx) = mpsc::channel(2);
@@ -2052,6 +2049,9 @@ mod tests {
 
     impl Icecast {
         const PASSWORD: &'static str = "relay-test-source";
+        /// Its own loopback address, so that no other test can take its port (see
+        /// [`refusing_addr`]).
+        const IP: &'static str = "127.0.0.5";
 
         /// `None` (after saying why) only if icecast2 or ffmpeg is not installed; anything else
         /// that goes wrong fails the test.
@@ -2068,11 +2068,7 @@ mod tests {
                 }
             }
             let dir = tempfile::tempdir().unwrap();
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = refusing_addr(Self::IP).port();
             let log_dir = dir.path().join("log");
             std::fs::create_dir(&log_dir).unwrap();
             // Icecast refuses to run as root unless told to drop to another user; that user must
@@ -2108,14 +2104,15 @@ mod tests {
                  <authentication><source-password>{pw}</source-password>\
                  <admin-user>admin</admin-user><admin-password>{pw}-admin</admin-password>\
                  </authentication>\n\
-                 <hostname>127.0.0.1</hostname>\n\
-                 <listen-socket><port>{port}</port><bind-address>127.0.0.1</bind-address></listen-socket>\n\
+                 <hostname>{ip}</hostname>\n\
+                 <listen-socket><port>{port}</port><bind-address>{ip}</bind-address></listen-socket>\n\
                  <fileserve>0</fileserve>\n\
                  <paths><basedir>{base}</basedir><logdir>{logs}</logdir></paths>\n\
                  <logging><errorlog>-</errorlog><accesslog>-</accesslog><loglevel>3</loglevel></logging>\n\
                  {security}\n\
                  </icecast>\n",
                 pw = Self::PASSWORD,
+                ip = Self::IP,
                 base = dir.path().display(),
                 logs = log_dir.display(),
             );
@@ -2137,7 +2134,7 @@ mod tests {
                 source: None,
             };
             let t = Instant::now();
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            while TcpStream::connect((Self::IP, port)).is_err() {
                 if let Ok(Some(status)) = ice.server.try_wait() {
                     panic!("icecast2 exited with {status}: {}", ice.output());
                 }
@@ -2156,42 +2153,31 @@ mod tests {
         }
 
         fn url(&self) -> String {
-            format!("http://127.0.0.1:{}/live.mp3", self.port)
+            format!("http://{}:{}/live.mp3", Self::IP, self.port)
         }
 
         /// ffmpeg as the live source, looping `wav` at real time. Retried briefly, because right
         /// after a source was killed Icecast may still hold the mount.
         fn start_source(&mut self, wav: &Path) {
             let target = format!(
-                "icecast://source:{}@127.0.0.1:{}/live.mp3",
+                "icecast://source:{}@{}:{}/live.mp3",
                 Self::PASSWORD,
+                Self::IP,
                 self.port
             );
+            let log_path = self.dir.path().join("ffmpeg.out");
             for _ in 0..10 {
+                let log = std::fs::File::create(&log_path).unwrap();
                 let mut child = Command::new("ffmpeg")
-                    .args([
-                        "-hide_banner",
-                        "-loglevel",
-                        "error",
-                        "-nostdin",
-                        "-re",
-                        "-stream_loop",
-                        "-1",
-                        "-i",
-                    ])
+                    .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+                    .args(["-stream_loop", "-1", "-i"])
                     .arg(wav)
-                    .args([
-                        "-c:a",
-                        "libmp3lame",
-                        "-b:a",
-                        "64k",
-                        "-content_type",
-                        "audio/mpeg",
-                        "-f",
-                        "mp3",
-                    ])
+                    .args(["-c:a", "libmp3lame", "-b:a", "64k"])
+                    .args(["-content_type", "audio/mpeg", "-f", "mp3"])
                     .arg(&target)
                     .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(log)
                     .spawn()
                     .unwrap();
                 std::thread::sleep(Duration::from_millis(500));
@@ -2201,7 +2187,8 @@ mod tests {
                 }
             }
             panic!(
-                "ffmpeg could not become the Icecast source: {}",
+                "ffmpeg could not become the Icecast source: {}\nicecast2: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default(),
                 self.output()
             );
         }

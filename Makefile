@@ -1,8 +1,9 @@
 # Two commands do all set-up on a fresh Debian machine:
 #   make demo   build and run the demo on the embedded Bình Sơn district
 #   make test   build and run every test
-# System packages: cmake (builds the bundled libopus), pkg-config, and ffmpeg (a real RTP receiver
-# and format encoder for the interop tests). As root they are installed with apt-get; otherwise the
+# System packages: cmake (builds the bundled libopus), pkg-config, ffmpeg (a real RTP sender and
+# receiver and format encoder for the interop tests) and icecast2 (a real upstream station for the
+# relay tests). As root they are installed with apt-get; otherwise the
 # exact command is printed.
 
 SHELL := /bin/bash

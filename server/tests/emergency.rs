@@ -185,7 +185,8 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
         .expect("task")
         .expect("played");
     assert_eq!(summary.error, None);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The agents play 500 ms behind the server.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = stop_agents.send(true);
     for a in agents {
         let report = a.await.expect("agent task").expect("agent ran");

@@ -10,4 +10,6 @@ pub const FRAME_SAMPLES: usize = 960;
 
 /// 20 ms of 48 kHz mono PCM, samples in -1.0..=1.0.
 pub type PcmFrame = [f32; FRAME_SAMPLES];
+pub mod live_rtp;
+pub mod pcm_pipe;
 pub mod relay;

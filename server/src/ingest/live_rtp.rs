@@ -1,0 +1,2619 @@
+//! Live studio ingest over RTP (RFC 3550): Opus (RFC 7587) or L16 (RFC 3551 §4.5.11,
+//! RFC 2586), from the district studio's encoder, as 20 ms frames of 48 kHz mono PCM.
+//!
+//! # Shape
+//! [`LiveRtpReceiver`] is a sans-IO state machine in the style of `quinn-proto`: the caller
+//! feeds it datagrams ([`LiveRtpReceiver::handle_packet`]) and the time
+//! ([`LiveRtpReceiver::handle_timeout`]), and pulls frames, events and the next deadline out
+//! of it. Nothing in it reads a clock or a socket, so every timing rule is tested with a
+//! virtual [`Instant`]. [`run_live_rtp`] is the thin tokio driver around it for a bound
+//! [`UdpSocket`]; binding is the caller's job.
+//!
+//! # What happens to a datagram
+//! 1. A source address not in [`LiveRtpConfig::allow`] is dropped before any parsing
+//!    (`rejected_source`, the address is kept, warnings are rate-limited).
+//! 2. Anything that is not RTP version 2 with a configured payload type and a well-formed
+//!    payload (an Opus packet that `opus_packet_parse` accepts, of 2.5–120 ms; L16 of whole
+//!    sample frames) is `malformed`.
+//! 3. The first valid packet while idle starts a stream ([`LiveEvent::Receiving`]) keyed by
+//!    its SSRC. A packet with another SSRC takes over only once the current SSRC has been
+//!    quiet for `jitter_delay` — a restarted encoder, in practice — because two senders
+//!    taking turns packet by packet would reset the decoder every 20 ms. Until then it is
+//!    `foreign_ssrc`. A takeover drops the held packets and the decoder state.
+//! 4. Packets are held by extended sequence number (16-bit wrap-around handled). Duplicates
+//!    (held, or already played) are `duplicate`; packets whose turn has passed are `late`.
+//!    A sequence number more than 3000 ahead or 1024 behind is `late` too, unless the next
+//!    packet continues from it: then the sender restarted its numbering and the stream is
+//!    reset, as RFC 3550 §A.1 does.
+//!
+//! # Playout
+//! The first packet opens a `jitter_delay` window (default 60 ms, the reorder allowance);
+//! after it one frame is released per 20 ms of `now`, so each packet waits about
+//! `jitter_delay` for stragglers. Packets are decoded in sequence order into a sample FIFO
+//! that is cut into 960-sample frames, so any packet duration works (ffmpeg sends 20 ms
+//! Opus, but L16 packets of ~15 ms). A packet that is missing when its audio is needed is
+//! concealed — Opus packet-loss concealment for the last packet's duration, silence for
+//! L16 — and counted `lost`; when it turns up later it is `late`. After 5 consecutive
+//! concealments (100 ms at 20 ms packets) the receiver stops inventing audio: it jumps to
+//! the next held packet, or stalls (no frames) until packets arrive, then re-buffers.
+//! Because a stream that simply ended cannot be told from a stalled one, the end of every
+//! stream adds up to 5 to `lost`.
+//!
+//! Latency is kept bounded because an encoder's clock is never exactly ours: over a
+//! two-hour ceremony 100 ppm is 0.7 s. When more than the playout delay (`jitter_delay`,
+//! plus resampler latency, below) + 100 ms of audio is waiting, silent frames (below the
+//! silence threshold) are skipped, at most one per frame slot, so the catch-up happens in
+//! speech pauses where nobody hears it. Beyond the delay + 1 s, frames are skipped
+//! regardless. Both count in `frames_skipped`.
+//! A sender that is slower than our clock shows up as an occasional concealed frame.
+//!
+//! Opus is decoded with a stereo decoder and averaged to mono: RFC 7587 always signals
+//! two channels and ffmpeg's libopus sends stereo by default; a mono packet decodes to two
+//! equal channels, so nothing is lost. L16 is big-endian, any channel count (averaged) and
+//! any rate within the pipeline resampler's range (resampled to 48 kHz). The resampler
+//! holds back its filter delay and emits whole blocks, so a stream that needs it starts
+//! later by that latency (measured once per rate when the receiver is built: ~40 ms at
+//! 44.1 kHz, ~190 ms at 8 kHz) and keeps the full `jitter_delay` for reordering. A stream
+//! that switches payload type mid-way keeps the delay it started with.
+//!
+//! # On air
+//! Events alternate strictly: [`LiveEvent::Receiving`] then [`LiveEvent::Ended`].
+//! `Ended { NoPackets }` comes `no_packet_timeout` after the last packet; the stream is
+//! then forgotten, and the next packet is a new `Receiving`. `Ended { Silence }` comes
+//! after `silence_timeout` of frames whose RMS is below `silence_threshold_dbfs` (0 dBFS =
+//! RMS of a full-scale square wave). The stream is still decoded afterwards, but its
+//! frames are withheld until one is not silent, which brings a new `Receiving`: a studio
+//! that forgot to stop its encoder does not hold the air, and one that resumes talking
+//! goes back on air by itself.
+//!
+//! # Senders that were tried (ffmpeg 5.1)
+//! - Opus: `ffmpeg -re -i speech.wav -c:a libopus -f rtp rtp://SERVER:PORT`. ffmpeg 5.1
+//!   picks dynamic payload type 97 (`a=rtpmap:97 opus/48000/2` in its SDP), which the
+//!   default `opus_payload_types` (96–127) covers; 20 ms packets, two every 40 ms.
+//! - L16 at 48 kHz: `ffmpeg -re -i speech.wav -c:a pcm_s16be -ar 48000 -ac 1 -payload_type
+//!   100 -f rtp rtp://SERVER:PORT` with `L16Format { payload_type: 100, rate: 48000,
+//!   channels: 1 }` configured. Without `-payload_type` ffmpeg uses 97 (`a=rtpmap:97
+//!   L16/48000/1`), which would collide with Opus's; configuring it as L16 wins over the
+//!   Opus default. Packets carry 730 samples (1460 bytes), sent in bursts every ~40 ms.
+//! - L16 at 44.1 kHz: `-ar 44100 -ac 2` (or `-ac 1`) makes ffmpeg use the static payload
+//!   types 10 (or 11), which need no configuration.
+//! - `?localaddr=127.0.0.2` on the URL makes ffmpeg send from that address (used by the
+//!   allowlist test).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rtp_rs::{RtpReader, Seq};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::{PcmFrame, FRAME_SAMPLES};
+use crate::pipeline::resampler::{Resampler, SUPPORTED_RATES};
+
+/// Duration of one [`PcmFrame`].
+pub const FRAME_DURATION: Duration = Duration::from_millis(20);
+
+/// The RFC 3551 static L16 payload types, always understood.
+pub const STATIC_L16: [L16Format; 2] = [
+    L16Format {
+        payload_type: 10,
+        rate: 44_100,
+        channels: 2,
+    },
+    L16Format {
+        payload_type: 11,
+        rate: 44_100,
+        channels: 1,
+    },
+];
+
+/// Longest Opus packet, 120 ms at 48 kHz (RFC 6716 §3.2.5).
+const MAX_OPUS_SAMPLES: usize = 5_760;
+/// Shortest Opus frame, 2.5 ms at 48 kHz.
+const MIN_OPUS_SAMPLES: usize = 120;
+/// Concealment runs longer than this are not worth inventing: PLC turns to buzz, and a
+/// longer run means the sender stopped or jumped, not that a packet went missing.
+const MAX_CONCEALED_RUN: u32 = 5;
+/// RFC 3550 §A.1's MAX_DROPOUT: a larger forward jump is suspect.
+const MAX_DROPOUT: u64 = 3_000;
+/// How far back "already played" is remembered, to tell duplicates from late packets.
+const HISTORY: usize = 1_024;
+/// While nothing has been played yet, a packet this much older than the first one is
+/// taken as reordered rather than late (RFC 3550 §A.1's MAX_MISORDER).
+const MAX_MISORDER: u64 = 100;
+/// Sequence numbers are extended to 64 bits from here, so that packets numbered before
+/// the stream's first never underflow.
+const EXT_BASE: u64 = 1 << 32;
+/// Waiting audio beyond `jitter_delay` above which silent frames are skipped.
+const CATCH_UP_SLACK: Duration = Duration::from_millis(100);
+/// Waiting audio beyond `jitter_delay` above which any frame is skipped.
+const MAX_EXTRA_DELAY: Duration = Duration::from_secs(1);
+/// A caller that comes back later than this (a suspended process, an overloaded runtime)
+/// gets the clock re-based instead of a burst of all the frames it missed.
+const MAX_RELEASE_LAG: Duration = Duration::from_millis(200);
+/// Repeated warnings about the same problem are logged at most this often.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// Upper bounds that keep every `Instant + Duration` in range.
+const MAX_JITTER_DELAY: Duration = Duration::from_secs(2);
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Events the runner keeps while nobody reads them; they are rare (two per broadcast).
+const MAX_PENDING_EVENTS: usize = 64;
+
+/// An L16 payload type: 16-bit big-endian PCM at `rate` Hz with `channels` interleaved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L16Format {
+    pub payload_type: u8,
+    pub rate: u32,
+    pub channels: u16,
+}
+
+/// Configuration of [`LiveRtpReceiver`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRtpConfig {
+    /// Addresses allowed to send; everyone else is dropped unread. Empty: nobody.
+    pub allow: Vec<IpAddr>,
+    /// Payload types that carry Opus. Default: 96–127 (which includes the customary 111),
+    /// minus any that `l16` configures.
+    pub opus_payload_types: Vec<u8>,
+    /// Dynamic L16 payload types, in addition to [`STATIC_L16`] (which these override).
+    pub l16: Vec<L16Format>,
+    /// Reorder window: how long the first packet is held before playout starts.
+    pub jitter_delay: Duration,
+    /// [`EndReason::NoPackets`] after this long without a packet.
+    pub no_packet_timeout: Duration,
+    /// [`EndReason::Silence`] after this long of silent frames; zero disables.
+    pub silence_timeout: Duration,
+    /// Frames with an RMS level below this are silent.
+    pub silence_threshold_dbfs: f32,
+}
+
+impl Default for LiveRtpConfig {
+    fn default() -> Self {
+        LiveRtpConfig {
+            allow: Vec::new(),
+            opus_payload_types: (96..=127).collect(),
+            l16: Vec::new(),
+            jitter_delay: Duration::from_millis(60),
+            no_packet_timeout: Duration::from_secs(5),
+            silence_timeout: Duration::from_secs(30),
+            silence_threshold_dbfs: -50.0,
+        }
+    }
+}
+
+/// A [`LiveRtpConfig`] that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LiveConfigError {
+    #[error("payload type {0} is not an RTP payload type (0..=127)")]
+    PayloadType(u8),
+    #[error("L16 payload type {0} is configured twice")]
+    DuplicateL16(u8),
+    #[error("L16 payload type {payload_type}: {reason}")]
+    L16 { payload_type: u8, reason: String },
+    #[error("jitter_delay {0:?} is longer than the {max:?} maximum", max = MAX_JITTER_DELAY)]
+    JitterDelay(Duration),
+    #[error("no_packet_timeout must be between 1 ms and {max:?}, not {0:?}", max = MAX_TIMEOUT)]
+    NoPacketTimeout(Duration),
+    #[error("silence_timeout {0:?} is longer than {max:?}", max = MAX_TIMEOUT)]
+    SilenceTimeout(Duration),
+    #[error("silence_threshold_dbfs must be a finite level at or below 0 dBFS, not {0}")]
+    SilenceThreshold(f32),
+}
+
+/// Where live audio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveSource {
+    /// RTP; the address of the stream's first packet.
+    Rtp(SocketAddr),
+    /// The local mixer's pipe ([`super::pcm_pipe`]).
+    Pipe,
+}
+
+/// Why live audio stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// No packet for `no_packet_timeout`.
+    NoPackets,
+    /// Only silence for `silence_timeout`.
+    Silence,
+    /// The pipe reached end of file.
+    EndOfInput,
+}
+
+/// What the runtime needs to know to put live audio on and off the air. `Receiving` and
+/// `Ended` strictly alternate, starting with `Receiving`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveEvent {
+    Receiving { from: LiveSource },
+    Ended { reason: EndReason },
+}
+
+/// A snapshot of [`LiveStatsHandle`]. Every datagram lands in exactly one of
+/// `rejected_source`, `malformed`, `foreign_ssrc`, `duplicate`, `late` or `accepted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Datagrams received, whatever they were.
+    pub packets: u64,
+    /// Bytes of those datagrams.
+    pub bytes: u64,
+    /// Valid packets of the current stream, held for playout.
+    pub accepted: u64,
+    /// Datagrams from addresses not in the allowlist.
+    pub rejected_source: u64,
+    /// The most recent of those addresses.
+    pub last_rejected_source: Option<SocketAddr>,
+    /// Not RTP v2, unknown payload type, or an undecodable payload.
+    pub malformed: u64,
+    /// From a second SSRC while the current one was still sending.
+    pub foreign_ssrc: u64,
+    /// Already held or already played.
+    pub duplicate: u64,
+    /// Arrived after their turn (or with a sequence number far off the stream's).
+    pub late: u64,
+    /// Missing (or, rarely, undecodable) packets that were concealed; one per 20 ms frame
+    /// at ffmpeg's packetisation.
+    pub lost: u64,
+    /// Frames handed out by [`LiveRtpReceiver::poll_frame`].
+    pub frames_out: u64,
+    /// Frames skipped to keep latency bounded (see the module docs).
+    pub frames_skipped: u64,
+    /// Frames [`run_live_rtp`] dropped because the frame channel was full.
+    pub frames_dropped: u64,
+}
+
+/// Live counters, shared between the receiver and whoever watches it.
+#[derive(Debug, Default)]
+pub struct LiveStatsHandle {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    accepted: AtomicU64,
+    rejected_source: AtomicU64,
+    last_rejected_source: Mutex<Option<SocketAddr>>,
+    malformed: AtomicU64,
+    foreign_ssrc: AtomicU64,
+    duplicate: AtomicU64,
+    late: AtomicU64,
+    lost: AtomicU64,
+    frames_out: AtomicU64,
+    frames_skipped: AtomicU64,
+    frames_dropped: AtomicU64,
+}
+
+impl LiveStatsHandle {
+    pub fn snapshot(&self) -> LiveStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LiveStats {
+            packets: get(&self.packets),
+            bytes: get(&self.bytes),
+            accepted: get(&self.accepted),
+            rejected_source: get(&self.rejected_source),
+            last_rejected_source: *self
+                .last_rejected_source
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            malformed: get(&self.malformed),
+            foreign_ssrc: get(&self.foreign_ssrc),
+            duplicate: get(&self.duplicate),
+            late: get(&self.late),
+            lost: get(&self.lost),
+            frames_out: get(&self.frames_out),
+            frames_skipped: get(&self.frames_skipped),
+            frames_dropped: get(&self.frames_dropped),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `start + d`, or `None` where that is beyond what `Instant` can hold.
+fn deadline(start: Instant, d: Duration) -> Option<Instant> {
+    start.checked_add(d)
+}
+
+/// Number of whole frames that cover `d`, rounded up.
+pub(super) fn frames_in(d: Duration) -> u64 {
+    let n = d.as_nanos().div_ceil(FRAME_DURATION.as_nanos());
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Mean-square level corresponding to `dbfs` (RMS relative to full scale).
+pub(super) fn mean_square_threshold(dbfs: f32) -> f32 {
+    10f32.powf(dbfs / 10.0)
+}
+
+pub(super) fn is_silent(frame: &[f32], mean_square_threshold: f32) -> bool {
+    let energy: f32 = frame.iter().map(|s| s * s).sum();
+    energy < mean_square_threshold * frame.len() as f32
+}
+
+pub(super) fn check_silence_config(timeout: Duration, dbfs: f32) -> Result<(), LiveConfigError> {
+    if timeout > MAX_TIMEOUT {
+        return Err(LiveConfigError::SilenceTimeout(timeout));
+    }
+    if !dbfs.is_finite() || dbfs > 0.0 {
+        return Err(LiveConfigError::SilenceThreshold(dbfs));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Air {
+    Off,
+    On,
+    /// Ended for silence; frames are withheld until one is not silent.
+    Dormant,
+}
+
+/// The on-air bookkeeping shared by the RTP and pipe ingests: emits the events and
+/// decides which frames are delivered.
+#[derive(Debug)]
+pub(super) struct AirState {
+    air: Air,
+    source: LiveSource,
+    threshold: f32,
+    /// Silent frames that end the broadcast; 0 = never.
+    limit: u64,
+    silent_run: u64,
+}
+
+impl AirState {
+    pub(super) fn new(silence_timeout: Duration, silence_threshold_dbfs: f32) -> Self {
+        AirState {
+            air: Air::Off,
+            source: LiveSource::Pipe,
+            threshold: mean_square_threshold(silence_threshold_dbfs),
+            limit: frames_in(silence_timeout),
+            silent_run: 0,
+        }
+    }
+
+    pub(super) fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// Audio started to arrive.
+    pub(super) fn start(&mut self, source: LiveSource) -> Option<LiveEvent> {
+        if self.air != Air::Off {
+            return None;
+        }
+        self.air = Air::On;
+        self.source = source;
+        self.silent_run = 0;
+        Some(LiveEvent::Receiving { from: source })
+    }
+
+    /// Looks at one frame: whether to deliver it, and whether that changes the air state.
+    pub(super) fn frame(&mut self, frame: &[f32]) -> (bool, Option<LiveEvent>) {
+        let silent = is_silent(frame, self.threshold);
+        match self.air {
+            Air::Off => (false, None),
+            Air::On if silent => {
+                self.silent_run += 1;
+                if self.limit != 0 && self.silent_run >= self.limit {
+                    self.air = Air::Dormant;
+                    let ended = LiveEvent::Ended {
+                        reason: EndReason::Silence,
+                    };
+                    // The frame that completes the timeout is still part of the broadcast.
+                    return (true, Some(ended));
+                }
+                (true, None)
+            }
+            Air::On => {
+                self.silent_run = 0;
+                (true, None)
+            }
+            Air::Dormant if silent => (false, None),
+            Air::Dormant => {
+                self.air = Air::On;
+                self.silent_run = 0;
+                (true, Some(LiveEvent::Receiving { from: self.source }))
+            }
+        }
+    }
+
+    /// Audio stopped. Only a broadcast that is on air gets an `Ended`: a dormant one has
+    /// already had its `Ended { Silence }`.
+    pub(super) fn end(&mut self, reason: EndReason) -> Option<LiveEvent> {
+        let was = std::mem::replace(&mut self.air, Air::Off);
+        (was == Air::On).then_some(LiveEvent::Ended { reason })
+    }
+}
+
+/// Logs one warning per interval, with the number of repeats that were kept quiet.
+#[derive(Debug, Default)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn check(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= WARN_INTERVAL);
+        if due {
+            self.last = Some(now);
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Opus,
+    L16 { rate: u32, channels: u16 },
+}
+
+impl Format {
+    /// Samples per channel in `payload` at the format's own rate, if it is well formed.
+    fn samples(self, payload: &[u8]) -> Result<usize, &'static str> {
+        match self {
+            Format::Opus => {
+                if payload.is_empty() {
+                    return Err("empty Opus payload");
+                }
+                // get_nb_samples only reads the TOC byte; parse checks the frame lengths
+                // against the packet, which is what makes a packet undecodable.
+                opus::packet::parse(payload).map_err(|_| "invalid Opus packet")?;
+                let n = opus::packet::get_nb_samples(payload, 48_000)
+                    .map_err(|_| "invalid Opus packet")?;
+                if (MIN_OPUS_SAMPLES..=MAX_OPUS_SAMPLES).contains(&n) {
+                    Ok(n)
+                } else {
+                    Err("Opus packet longer than 120 ms")
+                }
+            }
+            Format::L16 { channels, .. } => {
+                let frame = 2 * usize::from(channels);
+                if payload.is_empty() || !payload.len().is_multiple_of(frame) {
+                    Err("L16 payload is not a whole number of sample frames")
+                } else {
+                    Ok(payload.len() / frame)
+                }
+            }
+        }
+    }
+
+    fn rate(self) -> u32 {
+        match self {
+            Format::Opus => 48_000,
+            Format::L16 { rate, .. } => rate,
+        }
+    }
+}
+
+/// A payload type's format, and how much longer than Opus its audio takes to come out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Payload {
+    format: Format,
+    latency: Duration,
+}
+
+/// Extra playout delay of audio at `rate` through the pipeline resampler: it holds back its
+/// filter delay and emits whole blocks, so a frame needs input up to delay + one block past
+/// its end. Measured with silence rather than derived from the resampler's parameters, so
+/// that it follows whatever the resampler does.
+fn resampler_latency(rate: u32) -> Result<Duration, String> {
+    if rate == 48_000 {
+        return Ok(Duration::ZERO);
+    }
+    let mut resampler = Resampler::new(rate)?;
+    let step = (rate / 1_000).max(1) as usize;
+    let zeros = vec![0.0; step];
+    let mut out = Vec::new();
+    let mut fed = 0usize;
+    let mut first_block: Option<(usize, usize)> = None;
+    while fed < 2 * rate as usize {
+        resampler.process(&zeros, &mut out)?;
+        fed += step;
+        match first_block {
+            None if !out.is_empty() => first_block = Some((fed, out.len())),
+            Some((fed_then, out_then)) if out.len() > out_then => {
+                let delay = fed_then as f64 / f64::from(rate) - out_then as f64 / 48_000.0;
+                let block = (fed - fed_then) as f64 / f64::from(rate);
+                return Ok(Duration::from_secs_f64(delay.max(0.0) + block));
+            }
+            _ => {}
+        }
+    }
+    Err(format!("the {rate} Hz resampler produced no output"))
+}
+
+/// A packet waiting for its turn.
+#[derive(Debug)]
+struct Held {
+    format: Format,
+    /// Playout delay its format needs beyond `jitter_delay`.
+    latency: Duration,
+    payload: Vec<u8>,
+    /// Its duration in 48 kHz samples, for the latency bound.
+    samples_48k: usize,
+}
+
+/// Decoder state of one stream; replaced when the format changes.
+#[derive(Debug)]
+struct Decoder {
+    format: Format,
+    codec: Codec,
+    /// Duration of the last packet, in samples per channel at the format's rate: what a
+    /// concealment stands in for.
+    last_samples: usize,
+}
+
+#[derive(Debug)]
+enum Codec {
+    Opus(opus::Decoder),
+    L16 {
+        channels: usize,
+        resampler: Resampler,
+    },
+}
+
+impl Decoder {
+    fn new(format: Format) -> Result<Self, String> {
+        let codec = match format {
+            Format::Opus => Codec::Opus(
+                opus::Decoder::new(48_000, opus::Channels::Stereo)
+                    .map_err(|e| format!("cannot create Opus decoder: {e}"))?,
+            ),
+            Format::L16 { rate, channels } => Codec::L16 {
+                channels: usize::from(channels),
+                resampler: Resampler::new(rate)?,
+            },
+        };
+        Ok(Decoder {
+            format,
+            codec,
+            last_samples: FRAME_SAMPLES * format.rate() as usize / 48_000,
+        })
+    }
+
+    /// Decodes one packet, appending 48 kHz mono samples to `out`.
+    fn decode(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+    ) -> Result<(), String> {
+        match &mut self.codec {
+            Codec::Opus(decoder) => {
+                scratch.resize(MAX_OPUS_SAMPLES * 2, 0.0);
+                let n = decoder
+                    .decode_float(payload, scratch, false)
+                    .map_err(|e| e.to_string())?;
+                downmix_stereo(&scratch[..2 * n], out);
+                self.last_samples = n;
+            }
+            Codec::L16 {
+                channels,
+                resampler,
+            } => {
+                let width = 2 * *channels;
+                let scale = 1.0 / (32_768.0 * *channels as f32);
+                scratch.clear();
+                scratch.extend(payload.chunks_exact(width).map(|frame| {
+                    let sum: i32 = frame
+                        .chunks_exact(2)
+                        .map(|b| i32::from(i16::from_be_bytes([b[0], b[1]])))
+                        .sum();
+                    sum as f32 * scale
+                }));
+                resampler.process(scratch, out)?;
+                self.last_samples = scratch.len();
+            }
+        }
+        Ok(())
+    }
+
+    /// Stands in for one missing packet of the last packet's duration.
+    fn conceal(&mut self, out: &mut Vec<f32>, scratch: &mut Vec<f32>) -> Result<(), String> {
+        match &mut self.codec {
+            Codec::Opus(decoder) => {
+                // libopus needs the exact missing duration, a multiple of 2.5 ms, to stay in
+                // step with the next real packet.
+                let n = self.last_samples.clamp(MIN_OPUS_SAMPLES, MAX_OPUS_SAMPLES);
+                scratch.resize(2 * n, 0.0);
+                let got = decoder
+                    .decode_float(&[], &mut scratch[..2 * n], false)
+                    .map_err(|e| e.to_string())?;
+                downmix_stereo(&scratch[..2 * got.min(n)], out);
+            }
+            Codec::L16 { resampler, .. } => {
+                // Through the resampler rather than straight into `out`, so the silence lands
+                // after the resampler's buffered tail, where it belongs.
+                scratch.clear();
+                scratch.resize(self.last_samples, 0.0);
+                resampler.process(scratch, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes out whatever the resampler still holds, before this decoder is replaced.
+    fn finish(&mut self, out: &mut Vec<f32>) {
+        if let Codec::L16 { resampler, .. } = &mut self.codec {
+            if let Err(e) = resampler.finish(out) {
+                tracing::debug!("live RTP: flushing the L16 resampler failed: {e}");
+            }
+        }
+    }
+}
+
+fn downmix_stereo(interleaved: &[f32], out: &mut Vec<f32>) {
+    out.extend(
+        interleaved
+            .chunks_exact(2)
+            .map(|pair| (pair[0] + pair[1]) * 0.5),
+    );
+}
+
+/// Which sequence numbers just behind the playout point were played (as opposed to
+/// concealed), so that a repeat of a played packet is a duplicate and not late.
+#[derive(Debug)]
+struct History {
+    played: Vec<bool>,
+}
+
+impl History {
+    fn new() -> Self {
+        History {
+            played: vec![false; HISTORY],
+        }
+    }
+
+    fn slot(ext: u64) -> usize {
+        (ext % HISTORY as u64) as usize
+    }
+
+    fn set(&mut self, ext: u64, played: bool) {
+        self.played[Self::slot(ext)] = played;
+    }
+
+    fn played(&self, ext: u64) -> bool {
+        self.played[Self::slot(ext)]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Playout {
+    /// Holding packets until `until`.
+    Buffering { until: Instant },
+    /// Releasing a frame at `next_release` and every 20 ms after.
+    Playing { next_release: Instant },
+    /// Nothing left to play; the next packet starts a new buffering window.
+    Stalled,
+}
+
+/// Where an arriving packet goes.
+enum Slot {
+    Hold(u64),
+    Duplicate,
+    Late,
+    Restart,
+}
+
+/// Latency bounds, in 48 kHz samples of waiting audio.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    soft: usize,
+    hard: usize,
+    silence: f32,
+}
+
+impl Limits {
+    /// For a stream whose packets wait `delay` in steady state.
+    fn new(delay: Duration, silence: f32) -> Self {
+        let samples = |d: Duration| (d.as_micros() * 48 / 1_000) as usize;
+        Limits {
+            soft: samples(delay + CATCH_UP_SLACK),
+            hard: samples(delay + MAX_EXTRA_DELAY),
+            silence,
+        }
+    }
+}
+
+/// One sender's stream (one SSRC).
+#[derive(Debug)]
+struct Stream {
+    ssrc: u32,
+    from: SocketAddr,
+    last_heard: Instant,
+    /// `jitter_delay`, plus the resampler's latency for L16 that is not at 48 kHz.
+    delay: Duration,
+    limits: Limits,
+    playout: Playout,
+    /// Whether any packet was played: until then, older packets may still be reordered
+    /// ones rather than late ones.
+    started: bool,
+    next_seq: u64,
+    held: BTreeMap<u64, Held>,
+    held_samples: usize,
+    history: History,
+    /// RFC 3550 §A.1: the sequence number that, arriving next, confirms a restart.
+    bad_seq: Option<u16>,
+    decoder: Option<Decoder>,
+    fifo: Vec<f32>,
+    scratch: Vec<f32>,
+    concealed_run: u32,
+}
+
+impl Stream {
+    fn new(
+        ssrc: u32,
+        from: SocketAddr,
+        seq: Seq,
+        now: Instant,
+        delay: Duration,
+        silence: f32,
+    ) -> Self {
+        Stream {
+            ssrc,
+            from,
+            last_heard: now,
+            delay,
+            limits: Limits::new(delay, silence),
+            playout: Playout::Buffering {
+                until: deadline(now, delay).unwrap_or(now),
+            },
+            started: false,
+            next_seq: EXT_BASE + u64::from(u16::from(seq)),
+            held: BTreeMap::new(),
+            held_samples: 0,
+            history: History::new(),
+            bad_seq: None,
+            decoder: None,
+            fifo: Vec::with_capacity(FRAME_SAMPLES * 4),
+            scratch: Vec::with_capacity(MAX_OPUS_SAMPLES * 2),
+            concealed_run: 0,
+        }
+    }
+
+    fn classify(&mut self, seq: Seq) -> Slot {
+        let delta = seq - Seq::from(self.next_seq as u16);
+        let ext = if delta >= 0 {
+            self.next_seq + u64::from(delta.unsigned_abs())
+        } else {
+            self.next_seq - u64::from(delta.unsigned_abs())
+        };
+        let behind = self.next_seq.saturating_sub(ext);
+        let in_window = if delta >= 0 {
+            ext - self.next_seq <= MAX_DROPOUT
+        } else if !self.started {
+            behind <= MAX_MISORDER
+        } else {
+            behind <= HISTORY as u64
+        };
+        if !in_window {
+            if self.bad_seq == Some(u16::from(seq)) {
+                return Slot::Restart;
+            }
+            self.bad_seq = Some(u16::from(seq.next()));
+            return Slot::Late;
+        }
+        self.bad_seq = None;
+        if delta >= 0 {
+            if self.held.contains_key(&ext) {
+                Slot::Duplicate
+            } else {
+                Slot::Hold(ext)
+            }
+        } else if !self.started {
+            // Reordered ahead of the stream's first packet: play from here instead.
+            self.next_seq = ext;
+            if self.held.contains_key(&ext) {
+                Slot::Duplicate
+            } else {
+                Slot::Hold(ext)
+            }
+        } else if self.history.played(ext) {
+            Slot::Duplicate
+        } else {
+            Slot::Late
+        }
+    }
+
+    fn hold(&mut self, ext: u64, packet: Held, now: Instant) {
+        self.held_samples += packet.samples_48k;
+        self.held.insert(ext, packet);
+        if self.playout == Playout::Stalled {
+            self.playout = Playout::Buffering {
+                until: deadline(now, self.delay).unwrap_or(now),
+            };
+        }
+    }
+
+    /// Moves the playout point forward to `to`, over packets that will never be played.
+    fn jump_to(&mut self, to: u64) {
+        let from = self.next_seq.max(to.saturating_sub(HISTORY as u64));
+        for ext in from..to {
+            self.history.set(ext, false);
+        }
+        self.next_seq = self.next_seq.max(to);
+    }
+
+    fn start_playing(&mut self, at: Instant) {
+        // Whatever is older than the oldest held packet had its chance during the window.
+        if let Some(&first) = self.held.keys().next() {
+            self.jump_to(first);
+        }
+        self.started = true;
+        self.playout = Playout::Playing { next_release: at };
+    }
+
+    fn advance(&mut self, played: bool) {
+        self.history.set(self.next_seq, played);
+        self.next_seq += 1;
+    }
+
+    fn decode(&mut self, packet: &Held, stats: &LiveStatsHandle) {
+        if self
+            .decoder
+            .as_ref()
+            .is_none_or(|d| d.format != packet.format)
+        {
+            if let Some(old) = &mut self.decoder {
+                old.finish(&mut self.fifo);
+            }
+            self.decoder = match Decoder::new(packet.format) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!("live RTP: {e}");
+                    None
+                }
+            };
+        }
+        let Some(decoder) = &mut self.decoder else {
+            self.fifo.resize(self.fifo.len() + packet.samples_48k, 0.0);
+            return;
+        };
+        if let Err(e) = decoder.decode(&packet.payload, &mut self.fifo, &mut self.scratch) {
+            // It passed opus_packet_parse on arrival and was counted as accepted, so it
+            // counts as lost rather than malformed: every datagram is counted once.
+            bump(&stats.lost);
+            tracing::debug!("live RTP: undecodable packet concealed: {e}");
+            self.conceal();
+        }
+    }
+
+    fn conceal(&mut self) {
+        let Some(decoder) = &mut self.decoder else {
+            self.fifo.resize(self.fifo.len() + FRAME_SAMPLES, 0.0);
+            return;
+        };
+        if let Err(e) = decoder.conceal(&mut self.fifo, &mut self.scratch) {
+            tracing::debug!("live RTP: concealment failed, silence instead: {e}");
+            let n = decoder.last_samples * 48_000 / decoder.format.rate() as usize;
+            self.fifo.resize(self.fifo.len() + n.max(1), 0.0);
+        }
+    }
+
+    /// Decodes or conceals packets in sequence order until a frame is ready; `None` when
+    /// there is nothing left to play.
+    fn next_frame(&mut self, stats: &LiveStatsHandle) -> Option<Box<PcmFrame>> {
+        while self.fifo.len() < FRAME_SAMPLES {
+            if let Some(packet) = self.held.remove(&self.next_seq) {
+                self.held_samples -= packet.samples_48k;
+                self.decode(&packet, stats);
+                self.advance(true);
+                self.concealed_run = 0;
+            } else if self.concealed_run < MAX_CONCEALED_RUN {
+                self.conceal();
+                bump(&stats.lost);
+                self.advance(false);
+                self.concealed_run += 1;
+            } else if let Some(&first) = self.held.keys().next() {
+                tracing::debug!(
+                    "live RTP: skipping {} missing packets",
+                    first - self.next_seq
+                );
+                self.jump_to(first);
+                self.concealed_run = 0;
+            } else {
+                return None;
+            }
+        }
+        let mut frame = Box::new([0.0; FRAME_SAMPLES]);
+        frame.copy_from_slice(&self.fifo[..FRAME_SAMPLES]);
+        self.fifo.drain(..FRAME_SAMPLES);
+        Some(frame)
+    }
+
+    /// [`Self::next_frame`], skipping frames while too much audio is waiting.
+    fn next_frame_bounded(&mut self, stats: &LiveStatsHandle) -> Option<Box<PcmFrame>> {
+        let limits = self.limits;
+        let mut may_skip_silence = true;
+        loop {
+            let frame = self.next_frame(stats)?;
+            let waiting = self.held_samples + self.fifo.len();
+            if waiting > limits.hard {
+                bump(&stats.frames_skipped);
+                continue;
+            }
+            if may_skip_silence && waiting > limits.soft && is_silent(&*frame, limits.silence) {
+                may_skip_silence = false;
+                bump(&stats.frames_skipped);
+                continue;
+            }
+            return Some(frame);
+        }
+    }
+}
+
+/// The sans-IO live RTP receiver. See the module docs.
+pub struct LiveRtpReceiver {
+    allow: Vec<IpAddr>,
+    formats: [Option<Payload>; 128],
+    jitter_delay: Duration,
+    no_packet_timeout: Duration,
+    stream: Option<Stream>,
+    air: AirState,
+    events: VecDeque<LiveEvent>,
+    stats: Arc<LiveStatsHandle>,
+    warn_rejected: WarnLimiter,
+    warn_malformed: WarnLimiter,
+    warn_foreign: WarnLimiter,
+}
+
+impl fmt::Debug for LiveRtpReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveRtpReceiver")
+            .field("allow", &self.allow)
+            .field("jitter_delay", &self.jitter_delay)
+            .field("ssrc", &self.stream.as_ref().map(|s| s.ssrc))
+            .field("playout", &self.stream.as_ref().map(|s| s.playout))
+            .field("air", &self.air.air)
+            .field("stats", &self.stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveRtpReceiver {
+    pub fn new(config: LiveRtpConfig) -> Result<Self, LiveConfigError> {
+        if config.jitter_delay > MAX_JITTER_DELAY {
+            return Err(LiveConfigError::JitterDelay(config.jitter_delay));
+        }
+        if config.no_packet_timeout < Duration::from_millis(1)
+            || config.no_packet_timeout > MAX_TIMEOUT
+        {
+            return Err(LiveConfigError::NoPacketTimeout(config.no_packet_timeout));
+        }
+        check_silence_config(config.silence_timeout, config.silence_threshold_dbfs)?;
+
+        let mut formats = [None; 128];
+        for &pt in &config.opus_payload_types {
+            *formats
+                .get_mut(usize::from(pt))
+                .ok_or(LiveConfigError::PayloadType(pt))? = Some(Payload {
+                format: Format::Opus,
+                latency: Duration::ZERO,
+            });
+        }
+        let mut latencies: Vec<(u32, Duration)> = Vec::new();
+        let mut latency = |rate: u32| -> Result<Duration, String> {
+            if let Some(&(_, l)) = latencies.iter().find(|(r, _)| *r == rate) {
+                return Ok(l);
+            }
+            let l = resampler_latency(rate)?;
+            latencies.push((rate, l));
+            Ok(l)
+        };
+        for l16 in STATIC_L16 {
+            let bad = |reason| LiveConfigError::L16 {
+                payload_type: l16.payload_type,
+                reason,
+            };
+            formats[usize::from(l16.payload_type)] = Some(Payload {
+                format: Format::L16 {
+                    rate: l16.rate,
+                    channels: l16.channels,
+                },
+                latency: latency(l16.rate).map_err(bad)?,
+            });
+        }
+        let mut configured = [false; 128];
+        for l16 in &config.l16 {
+            let pt = l16.payload_type;
+            let seen = configured
+                .get_mut(usize::from(pt))
+                .ok_or(LiveConfigError::PayloadType(pt))?;
+            if std::mem::replace(seen, true) {
+                return Err(LiveConfigError::DuplicateL16(pt));
+            }
+            let bad = |reason: String| LiveConfigError::L16 {
+                payload_type: pt,
+                reason,
+            };
+            if l16.channels == 0 {
+                return Err(bad("zero channels".into()));
+            }
+            if !SUPPORTED_RATES.contains(&l16.rate) {
+                return Err(bad(format!(
+                    "rate {} Hz outside {}..={} Hz",
+                    l16.rate,
+                    SUPPORTED_RATES.start(),
+                    SUPPORTED_RATES.end()
+                )));
+            }
+            formats[usize::from(pt)] = Some(Payload {
+                format: Format::L16 {
+                    rate: l16.rate,
+                    channels: l16.channels,
+                },
+                latency: latency(l16.rate).map_err(bad)?,
+            });
+        }
+
+        Ok(LiveRtpReceiver {
+            allow: config.allow.iter().map(IpAddr::to_canonical).collect(),
+            formats,
+            jitter_delay: config.jitter_delay,
+            no_packet_timeout: config.no_packet_timeout,
+            stream: None,
+            events: VecDeque::new(),
+            air: AirState::new(config.silence_timeout, config.silence_threshold_dbfs),
+            stats: Arc::default(),
+            warn_rejected: WarnLimiter::default(),
+            warn_malformed: WarnLimiter::default(),
+            warn_foreign: WarnLimiter::default(),
+        })
+    }
+
+    /// The counters, shared: readable from anywhere while the receiver runs.
+    pub fn stats_handle(&self) -> Arc<LiveStatsHandle> {
+        Arc::clone(&self.stats)
+    }
+
+    pub fn stats(&self) -> LiveStats {
+        self.stats.snapshot()
+    }
+
+    /// Takes one datagram that arrived at `now` from `from`.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        bump(&self.stats.packets);
+        self.stats
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+
+        if !self.allow.contains(&from.ip().to_canonical()) {
+            bump(&self.stats.rejected_source);
+            *self
+                .stats
+                .last_rejected_source
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(from);
+            if let Some(quiet) = self.warn_rejected.check(now) {
+                tracing::warn!(
+                    "live RTP: dropped a packet from {from}, which is not allowed to send \
+                     ({quiet} more dropped since the last warning)"
+                );
+            }
+            return;
+        }
+
+        let (packet, ssrc, seq) = match self.parse(bytes) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                bump(&self.stats.malformed);
+                if let Some(quiet) = self.warn_malformed.check(now) {
+                    tracing::warn!(
+                        "live RTP: dropped a malformed packet from {from}: {reason} \
+                         ({quiet} more since the last warning)"
+                    );
+                }
+                return;
+            }
+        };
+
+        let jitter = self.jitter_delay;
+        match &mut self.stream {
+            Some(stream) if stream.ssrc == ssrc => {
+                stream.last_heard = now;
+                match stream.classify(seq) {
+                    Slot::Hold(ext) => {
+                        stream.hold(ext, packet, now);
+                        bump(&self.stats.accepted);
+                    }
+                    Slot::Duplicate => bump(&self.stats.duplicate),
+                    Slot::Late => bump(&self.stats.late),
+                    Slot::Restart => {
+                        tracing::info!("live RTP: {from} restarted its sequence numbers");
+                        self.start_stream(now, from, ssrc, seq, packet);
+                    }
+                }
+            }
+            Some(stream) if now.saturating_duration_since(stream.last_heard) < jitter => {
+                bump(&self.stats.foreign_ssrc);
+                if let Some(quiet) = self.warn_foreign.check(now) {
+                    tracing::warn!(
+                        "live RTP: {from} sends SSRC {ssrc:#010x} while {} still sends \
+                         {:#010x}; ignoring the newcomer ({quiet} more since the last warning)",
+                        stream.from,
+                        stream.ssrc
+                    );
+                }
+            }
+            Some(stream) => {
+                tracing::info!(
+                    "live RTP: SSRC {:#010x} from {} replaced by {ssrc:#010x} from {from}",
+                    stream.ssrc,
+                    stream.from
+                );
+                self.start_stream(now, from, ssrc, seq, packet);
+            }
+            None => {
+                tracing::info!("live RTP: receiving SSRC {ssrc:#010x} from {from}");
+                self.start_stream(now, from, ssrc, seq, packet);
+            }
+        }
+    }
+
+    fn parse(&self, bytes: &[u8]) -> Result<(Held, u32, Seq), String> {
+        let rtp = RtpReader::new(bytes).map_err(|e| format!("not RTP: {e:?}"))?;
+        let pt = rtp.payload_type();
+        let Payload { format, latency } = self.formats[usize::from(pt)]
+            .ok_or_else(|| format!("payload type {pt} is not configured"))?;
+        let payload = rtp.payload();
+        let samples = format.samples(payload)?;
+        let samples_48k = (samples as u64 * 48_000 / u64::from(format.rate())) as usize;
+        let packet = Held {
+            format,
+            latency,
+            payload: payload.to_vec(),
+            samples_48k,
+        };
+        Ok((packet, rtp.ssrc(), rtp.sequence_number()))
+    }
+
+    fn start_stream(&mut self, now: Instant, from: SocketAddr, ssrc: u32, seq: Seq, packet: Held) {
+        let delay = self.jitter_delay + packet.latency;
+        let mut stream = Stream::new(ssrc, from, seq, now, delay, self.air.threshold());
+        stream.hold(stream.next_seq, packet, now);
+        self.stream = Some(stream);
+        bump(&self.stats.accepted);
+        if let Some(event) = self.air.start(LiveSource::Rtp(from)) {
+            self.events.push_back(event);
+        }
+    }
+
+    /// Applies the timeouts due at `now`. [`Self::poll_frame`] does this too.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(stream) = &self.stream else {
+            return;
+        };
+        if deadline(stream.last_heard, self.no_packet_timeout).is_some_and(|d| now >= d) {
+            tracing::info!(
+                "live RTP: nothing from {} for {:?}",
+                stream.from,
+                self.no_packet_timeout
+            );
+            self.stream = None;
+            if let Some(event) = self.air.end(EndReason::NoPackets) {
+                self.events.push_back(event);
+            }
+        }
+    }
+
+    /// The next frame due at `now`, if any. Call until `None`: after a late call several
+    /// are due.
+    pub fn poll_frame(&mut self, now: Instant) -> Option<Box<PcmFrame>> {
+        self.handle_timeout(now);
+        loop {
+            let stream = self.stream.as_mut()?;
+            let slot = match stream.playout {
+                Playout::Buffering { until } if now >= until => {
+                    stream.start_playing(until);
+                    until
+                }
+                Playout::Playing { next_release } if now >= next_release => {
+                    if now.saturating_duration_since(next_release) > MAX_RELEASE_LAG {
+                        now
+                    } else {
+                        next_release
+                    }
+                }
+                _ => return None,
+            };
+            let Some(frame) = stream.next_frame_bounded(&self.stats) else {
+                stream.playout = Playout::Stalled;
+                return None;
+            };
+            stream.playout = Playout::Playing {
+                next_release: slot + FRAME_DURATION,
+            };
+            let (deliver, event) = self.air.frame(&*frame);
+            if let Some(event) = event {
+                self.events.push_back(event);
+            }
+            if deliver {
+                bump(&self.stats.frames_out);
+                return Some(frame);
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<LiveEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] / [`Self::poll_frame`] next have something to do;
+    /// `None` while idle.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let stream = self.stream.as_ref()?;
+        let silent_end = deadline(stream.last_heard, self.no_packet_timeout);
+        let playout = match stream.playout {
+            Playout::Buffering { until } => Some(until),
+            Playout::Playing { next_release } => Some(next_release),
+            Playout::Stalled => None,
+        };
+        match (silent_end, playout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Receives RTP on `socket` until `shutdown` resolves or the frame receiver is dropped,
+/// and returns the final counters. Frames go out with `try_send`: when the channel is full
+/// the frame is dropped and counted, because live audio must never wait. Events are kept
+/// (up to 64) until the event channel has room.
+///
+/// Create the receiver first to keep its [`LiveRtpReceiver::stats_handle`].
+pub async fn run_live_rtp(
+    socket: UdpSocket,
+    mut receiver: LiveRtpReceiver,
+    frames: mpsc::Sender<Box<PcmFrame>>,
+    events: mpsc::Sender<LiveEvent>,
+    shutdown: impl Future<Output = ()>,
+) -> LiveStats {
+    tokio::pin!(shutdown);
+    let stats = receiver.stats_handle();
+    let mut buf = vec![0u8; 65_536];
+    let mut pending: VecDeque<LiveEvent> = VecDeque::new();
+    let mut events_open = true;
+    loop {
+        let timer = receiver.poll_timeout();
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = events.reserve(), if events_open && !pending.is_empty() => match permit {
+                Ok(permit) => {
+                    if let Some(event) = pending.pop_front() {
+                        permit.send(event);
+                    }
+                }
+                Err(_) => {
+                    events_open = false;
+                    pending.clear();
+                }
+            },
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, from)) => receiver.handle_packet(Instant::now(), from, &buf[..n]),
+                Err(e) => {
+                    // UDP receive errors are transient (an ICMP error surfacing, a buffer
+                    // shortage); pausing keeps a persistent one from spinning the loop.
+                    tracing::warn!("live RTP: receive failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = sleep_until(timer), if timer.is_some() => {}
+        }
+        let now = Instant::now();
+        receiver.handle_timeout(now);
+        while let Some(frame) = receiver.poll_frame(now) {
+            match frames.try_send(frame) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => bump(&stats.frames_dropped),
+                Err(mpsc::error::TrySendError::Closed(_)) => return stats.snapshot(),
+            }
+        }
+        while let Some(event) = receiver.poll_event() {
+            if !events_open {
+                continue;
+            }
+            if pending.len() == MAX_PENDING_EVENTS {
+                tracing::warn!("live RTP: nobody reads live events; dropping the oldest");
+                pending.pop_front();
+            }
+            pending.push_back(event);
+        }
+    }
+    stats.snapshot()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use rtp_rs::RtpPacketBuilder;
+    use std::f64::consts::PI;
+    use std::process::Stdio;
+    use std::sync::OnceLock;
+
+    const PT_OPUS: u8 = 111;
+    const SSRC: u32 = 0x5EED_0001;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn studio() -> SocketAddr {
+        "10.20.30.40:5004".parse().unwrap()
+    }
+
+    fn config() -> LiveRtpConfig {
+        LiveRtpConfig {
+            allow: vec![studio().ip()],
+            ..LiveRtpConfig::default()
+        }
+    }
+
+    /// Three partials, so that a wrong rate or a misaligned frame shows.
+    fn multitone(secs: f64, rate: u32) -> Vec<f32> {
+        let n = (secs * f64::from(rate)) as usize;
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / f64::from(rate);
+                (0.2 * (2.0 * PI * 330.0 * t).sin()
+                    + 0.15 * (2.0 * PI * 870.0 * t).sin()
+                    + 0.1 * (2.0 * PI * 2_450.0 * t).sin()) as f32
+            })
+            .collect()
+    }
+
+    fn tone(freq: f64, amp: f64, n: usize, rate: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (amp * (2.0 * PI * freq * i as f64 / f64::from(rate)).sin()) as f32)
+            .collect()
+    }
+
+    /// Opus packets of `frame` samples each, from a stereo encoder as ffmpeg uses.
+    fn encode_opus(pcm: &[f32], frame: usize) -> Vec<Vec<u8>> {
+        let mut enc =
+            opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).unwrap();
+        pcm.chunks_exact(frame)
+            .map(|chunk| {
+                let stereo: Vec<f32> = chunk.iter().flat_map(|&s| [s, s]).collect();
+                enc.encode_vec_float(&stereo, 4_000).unwrap()
+            })
+            .collect()
+    }
+
+    /// What an independent decoder makes of `packets`; `None` is a lost packet, concealed
+    /// for the previous packet's duration.
+    fn reference_decode(packets: &[Option<&[u8]>]) -> Vec<f32> {
+        let mut dec = opus::Decoder::new(48_000, opus::Channels::Stereo).unwrap();
+        let mut buf = vec![0.0f32; MAX_OPUS_SAMPLES * 2];
+        let mut out = Vec::new();
+        let mut last = FRAME_SAMPLES;
+        for p in packets {
+            let n = match p {
+                Some(p) => dec.decode_float(p, &mut buf, false).unwrap(),
+                None => dec.decode_float(&[], &mut buf[..2 * last], false).unwrap(),
+            };
+            last = n;
+            out.extend(buf[..2 * n].chunks_exact(2).map(|p| (p[0] + p[1]) * 0.5));
+        }
+        out
+    }
+
+    fn all(packets: &[Vec<u8>]) -> Vec<Option<&[u8]>> {
+        packets.iter().map(|p| Some(p.as_slice())).collect()
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        RtpPacketBuilder::new()
+            .payload_type(pt)
+            .sequence(Seq::from(seq))
+            .timestamp(ts)
+            .ssrc(ssrc)
+            .payload(payload)
+            .build()
+            .unwrap()
+    }
+
+    #[derive(Clone)]
+    struct Arrival {
+        at: Duration,
+        from: SocketAddr,
+        bytes: Vec<u8>,
+    }
+
+    /// Packet `k` of `packets` as RTP, sent at k × 20 ms from the studio.
+    fn paced(packets: &[Vec<u8>], first_seq: u16, ssrc: u32) -> Vec<Arrival> {
+        packets
+            .iter()
+            .enumerate()
+            .map(|(k, p)| Arrival {
+                at: ms(20 * k as u64),
+                from: studio(),
+                bytes: rtp(
+                    PT_OPUS,
+                    first_seq.wrapping_add(k as u16),
+                    (k * 960) as u32,
+                    ssrc,
+                    p,
+                ),
+            })
+            .collect()
+    }
+
+    /// Drives a receiver on a virtual clock: time only ever jumps to the next arrival or
+    /// to the receiver's own `poll_timeout`, so an event recorded at time T also proves
+    /// nothing fired at any earlier poll.
+    struct Harness {
+        rx: LiveRtpReceiver,
+        t0: Instant,
+        now: Duration,
+        frames: Vec<(Duration, Box<PcmFrame>)>,
+        events: Vec<(Duration, LiveEvent)>,
+    }
+
+    impl Harness {
+        fn new(config: LiveRtpConfig) -> Self {
+            Harness {
+                rx: LiveRtpReceiver::new(config).unwrap(),
+                t0: Instant::now(),
+                now: Duration::ZERO,
+                frames: Vec::new(),
+                events: Vec::new(),
+            }
+        }
+
+        fn run(&mut self, arrivals: &[Arrival], end: Duration) {
+            let mut arrivals = arrivals.to_vec();
+            arrivals.sort_by_key(|a| a.at);
+            let mut next_arrival = arrivals
+                .iter()
+                .position(|a| a.at >= self.now)
+                .unwrap_or(arrivals.len());
+            let mut stuck = 0;
+            loop {
+                let timer = self.rx.poll_timeout().map(|t| t - self.t0);
+                let arrival = arrivals.get(next_arrival).map(|a| a.at);
+                let next = match (timer, arrival) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => match a.or(b) {
+                        Some(t) => t,
+                        None => break,
+                    },
+                };
+                if next > end {
+                    break;
+                }
+                assert!(next >= self.now, "poll_timeout {next:?} is before now");
+                stuck = if next == self.now && arrival != Some(next) {
+                    stuck + 1
+                } else {
+                    0
+                };
+                assert!(stuck < 3, "poll_timeout does not advance at {next:?}");
+                self.now = next;
+                while let Some(a) = arrivals.get(next_arrival).filter(|a| a.at <= next) {
+                    self.rx.handle_packet(self.t0 + a.at, a.from, &a.bytes);
+                    next_arrival += 1;
+                }
+                self.drain();
+            }
+            self.now = end;
+            self.drain();
+        }
+
+        fn drain(&mut self) {
+            let now = self.t0 + self.now;
+            self.rx.handle_timeout(now);
+            while let Some(f) = self.rx.poll_frame(now) {
+                self.frames.push((self.now, f));
+            }
+            while let Some(e) = self.rx.poll_event() {
+                self.events.push((self.now, e));
+            }
+        }
+
+        fn pcm(&self) -> Vec<f32> {
+            self.frames
+                .iter()
+                .flat_map(|(_, f)| f.iter().copied())
+                .collect()
+        }
+    }
+
+    fn assert_same(got: &[f32], want: &[f32]) {
+        assert!(got.len() <= want.len(), "{} > {}", got.len(), want.len());
+        if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+            panic!(
+                "sample {i} (frame {}) differs: {} vs {}",
+                i / FRAME_SAMPLES,
+                got[i],
+                want[i]
+            );
+        }
+    }
+
+    fn receiving() -> LiveEvent {
+        LiveEvent::Receiving {
+            from: LiveSource::Rtp(studio()),
+        }
+    }
+
+    #[test]
+    fn in_order_stream_plays_the_decoded_input() {
+        let packets = encode_opus(&multitone(2.0, 48_000), FRAME_SAMPLES);
+        let arrivals = paced(&packets, 1_000, SSRC);
+        let mut h = Harness::new(config());
+        // Stop while the last packet still waits, before the end-of-stream concealment.
+        h.run(&arrivals, ms(99 * 20 + 40));
+        let want = reference_decode(&all(&packets));
+        assert_eq!(h.frames.len(), 99);
+        assert_same(&h.pcm(), &want);
+        // One frame per 20 ms, the first after the 60 ms reorder window.
+        for (k, (at, _)) in h.frames.iter().enumerate() {
+            assert_eq!(*at, ms(60 + 20 * k as u64));
+        }
+        assert_eq!(h.events, vec![(Duration::ZERO, receiving())]);
+        let stats = h.rx.stats();
+        assert_eq!(
+            (stats.packets, stats.accepted, stats.lost, stats.frames_out),
+            (100, 100, 0, 99)
+        );
+        assert!(stats.bytes > 100 * 12);
+
+        // The stream then ends: the last packet plays, then at most 100 ms of concealment
+        // (it cannot yet tell an ended stream from a stalled one), then nothing.
+        h.run(&[], ms(4_000));
+        assert_same(&h.pcm()[..100 * FRAME_SAMPLES], &want);
+        let stats = h.rx.stats();
+        assert_eq!(stats.lost, u64::from(MAX_CONCEALED_RUN));
+        assert_eq!(h.frames.len() as u64, 100 + stats.lost);
+        assert_eq!(h.rx.poll_timeout(), Some(h.t0 + ms(1_980) + ms(5_000)));
+    }
+
+    #[test]
+    fn reordering_within_the_window_loses_nothing() {
+        let packets = encode_opus(&multitone(3.0, 48_000), FRAME_SAMPLES);
+        let mut arrivals = paced(&packets, 7, SSRC);
+        // The first two swapped (the stream must start from the older one), then every
+        // packet delayed by up to 40 ms at random, which reorders plenty of neighbours.
+        arrivals[0].at = ms(5);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for a in &mut arrivals[2..] {
+            a.at += ms(rng.gen_range(0..=40));
+        }
+        let mut sorted = arrivals.clone();
+        sorted.sort_by_key(|a| a.at);
+        let reordered = sorted
+            .windows(2)
+            .filter(|w| w[0].bytes[2..4] > w[1].bytes[2..4])
+            .count();
+        assert!(reordered > 10, "only {reordered} reorderings");
+
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(149 * 20));
+        let stats = h.rx.stats();
+        assert_eq!(
+            (stats.lost, stats.late, stats.duplicate),
+            (0, 0, 0),
+            "{stats:?}"
+        );
+        assert!(h.frames.len() >= 145);
+        assert_same(&h.pcm(), &reference_decode(&all(&packets)));
+    }
+
+    #[test]
+    fn a_gap_is_concealed_by_exactly_one_frame() {
+        let packets = encode_opus(&multitone(2.0, 48_000), FRAME_SAMPLES);
+        let mut arrivals = paced(&packets, 500, SSRC);
+        arrivals.remove(20);
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(99 * 20 + 40));
+        let mut with_loss = all(&packets);
+        with_loss[20] = None;
+        let want = reference_decode(&with_loss);
+        assert_same(&h.pcm(), &want);
+        assert_eq!(h.frames.len(), 99);
+        // Opus concealment, not silence.
+        let concealed = &h.frames[20].1;
+        assert!(concealed.iter().any(|s| s.abs() > 0.01));
+        let stats = h.rx.stats();
+        assert_eq!((stats.lost, stats.late, stats.accepted), (1, 0, 99));
+    }
+
+    #[test]
+    fn duplicates_and_late_packets_are_counted_and_dropped() {
+        let packets = encode_opus(&multitone(2.0, 48_000), FRAME_SAMPLES);
+        let mut arrivals = paced(&packets, 60_000, SSRC);
+        // Packet 15 twice while it is held, packet 25 again long after it was played,
+        // packet 40 100 ms late: past its turn at 60 + 40 × 20 ms.
+        let mut dup_held = arrivals[15].clone();
+        dup_held.at += ms(3);
+        let mut dup_played = arrivals[25].clone();
+        dup_played.at += ms(300);
+        arrivals[40].at += ms(100);
+        arrivals.push(dup_held);
+        arrivals.push(dup_played);
+
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(99 * 20 + 40));
+        let stats = h.rx.stats();
+        assert_eq!(
+            (stats.duplicate, stats.late, stats.lost, stats.accepted),
+            (2, 1, 1, 99),
+            "{stats:?}"
+        );
+        assert_eq!(stats.packets, 102);
+        let mut want = all(&packets);
+        want[40] = None;
+        assert_same(&h.pcm(), &reference_decode(&want));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_around_mid_stream() {
+        let packets = encode_opus(&multitone(2.0, 48_000), FRAME_SAMPLES);
+        // 65500 + 36 wraps to 0 in the middle of the stream; a late packet from before
+        // the wrap must still be told apart.
+        let mut arrivals = paced(&packets, 65_500, SSRC);
+        arrivals[35].at += ms(50); // 65535, arriving after 0 and 1: reordered, not lost
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(99 * 20 + 40));
+        let stats = h.rx.stats();
+        assert_eq!(
+            (stats.lost, stats.late, stats.accepted),
+            (0, 0, 100),
+            "{stats:?}"
+        );
+        assert_same(&h.pcm(), &reference_decode(&all(&packets)));
+        assert_eq!(h.frames.len(), 99);
+    }
+
+    #[test]
+    fn an_ssrc_change_resets_buffer_and_decoder() {
+        let a = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
+        let b = encode_opus(&tone(523.0, 0.4, 48_000, 48_000), FRAME_SAMPLES);
+        let mut arrivals = paced(&a, 100, SSRC);
+        // The encoder restarts: new SSRC and numbering, 20 ms after the old one's last.
+        arrivals.extend(paced(&b, 40_000, 0xB0B).into_iter().map(|mut p| {
+            p.at += ms(1_000);
+            p
+        }));
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(1_000 + 49 * 20 + 40));
+
+        let stats = h.rx.stats();
+        // The first two of B come while A was heard less than jitter_delay ago.
+        assert_eq!(stats.foreign_ssrc, 2);
+        assert_eq!(stats.accepted, 50 + 48);
+        let pcm = h.pcm();
+        // A until B takes over at 1040 ms (A's packet 49 was still waiting and is dropped
+        // with the buffer), then B after its own reorder window, from a fresh decoder:
+        // bit-identical to decoding B from its third packet.
+        let a_frames = h.frames.iter().filter(|(at, _)| *at < ms(1_040)).count();
+        assert_eq!(a_frames, 49);
+        assert_same(
+            &pcm[..a_frames * FRAME_SAMPLES],
+            &reference_decode(&all(&a)),
+        );
+        assert!(h.frames[a_frames].0 == ms(1_100));
+        assert_same(
+            &pcm[a_frames * FRAME_SAMPLES..],
+            &reference_decode(&all(&b[2..])),
+        );
+        assert!(pcm.len() - a_frames * FRAME_SAMPLES >= 40 * FRAME_SAMPLES);
+        // Still the same broadcast: no new Receiving.
+        assert_eq!(h.events, vec![(Duration::ZERO, receiving())]);
+    }
+
+    #[test]
+    fn non_allowlisted_sources_are_dropped_unparsed() {
+        let intruder: SocketAddr = "10.20.30.41:5004".parse().unwrap();
+        let packets = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
+        let noise = encode_opus(&tone(1_000.0, 0.5, 48_000, 48_000), FRAME_SAMPLES);
+
+        // Alone, the intruder gets nothing through, and even garbage is not "malformed":
+        // it is never parsed.
+        let mut h = Harness::new(config());
+        let mut attack: Vec<Arrival> = paced(&noise, 0, 0xBAD)
+            .into_iter()
+            .map(|a| Arrival {
+                from: intruder,
+                ..a
+            })
+            .collect();
+        attack.push(Arrival {
+            at: ms(3),
+            from: intruder,
+            bytes: vec![0xFF; 7],
+        });
+        h.run(&attack, ms(3_000));
+        let stats = h.rx.stats();
+        assert!(h.frames.is_empty() && h.events.is_empty());
+        assert_eq!(stats.rejected_source, 51);
+        assert_eq!(stats.packets, 51);
+        assert_eq!((stats.malformed, stats.accepted), (0, 0));
+        assert_eq!(stats.last_rejected_source, Some(intruder));
+        assert_eq!(h.rx.poll_timeout(), None);
+
+        // Interleaved with the studio, it changes nothing in what is played.
+        let mut h = Harness::new(config());
+        let mut mixed = paced(&packets, 0, SSRC);
+        mixed.extend(attack.iter().cloned().map(|mut a| {
+            a.at += ms(7);
+            a
+        }));
+        h.run(&mixed, ms(49 * 20 + 40));
+        assert_same(&h.pcm(), &reference_decode(&all(&packets)));
+        assert_eq!(h.frames.len(), 49);
+        assert_eq!(h.rx.stats().rejected_source, 51);
+        assert_eq!(h.rx.stats().foreign_ssrc, 0);
+        assert_eq!(h.events, vec![(Duration::ZERO, receiving())]);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_match_the_allowlist() {
+        let mut rx = LiveRtpReceiver::new(config()).unwrap();
+        let mapped: SocketAddr = "[::ffff:10.20.30.40]:5004".parse().unwrap();
+        let packet = &encode_opus(&multitone(0.02, 48_000), FRAME_SAMPLES)[0];
+        rx.handle_packet(Instant::now(), mapped, &rtp(PT_OPUS, 1, 0, SSRC, packet));
+        assert_eq!(rx.stats().accepted, 1);
+    }
+
+    fn opus_payload() -> &'static [u8] {
+        static PACKET: OnceLock<Vec<u8>> = OnceLock::new();
+        PACKET.get_or_init(|| encode_opus(&multitone(0.02, 48_000), FRAME_SAMPLES).remove(0))
+    }
+
+    fn accounted(s: &LiveStats) -> u64 {
+        s.rejected_source + s.malformed + s.foreign_ssrc + s.duplicate + s.late + s.accepted
+    }
+
+    #[test]
+    fn malformed_packets_are_counted_and_dropped() {
+        let good = rtp(PT_OPUS, 1, 0, SSRC, opus_payload());
+        let mut v1 = good.clone();
+        v1[0] = (v1[0] & 0x3F) | 0x40; // version 1
+                                       // Padding flag set, and the last byte claims more padding than the packet holds.
+        let mut padded_wrong = rtp(PT_OPUS, 1, 0, SSRC, &[0xF8, 1, 2, 3]);
+        padded_wrong[0] |= 0x20;
+        *padded_wrong.last_mut().unwrap() = 200;
+        let mut csrc_overrun = good[..16].to_vec();
+        csrc_overrun[0] |= 0x0F; // 15 CSRCs announced, none there
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", vec![]),
+            ("truncated header", good[..7].to_vec()),
+            ("version 1", v1),
+            ("bad padding", padded_wrong),
+            ("CSRC overrun", csrc_overrun),
+            ("unknown payload type", rtp(0, 2, 0, SSRC, opus_payload())),
+            (
+                "L16 type that is not configured",
+                rtp(95, 3, 0, SSRC, &[0; 4]),
+            ),
+            ("empty Opus payload", rtp(PT_OPUS, 4, 0, SSRC, &[])),
+            // Code 3 TOC announcing 63 frames of 20 ms: 1.26 s, and no frame data.
+            (
+                "bogus Opus framing",
+                rtp(PT_OPUS, 5, 0, SSRC, &[0xFB, 0xFF]),
+            ),
+            ("odd L16 length", rtp(11, 6, 0, SSRC, &[1, 2, 3])),
+            ("L16 stereo, half a frame", rtp(10, 7, 0, SSRC, &[1, 2])),
+        ];
+        let mut rx = LiveRtpReceiver::new(config()).unwrap();
+        let now = Instant::now();
+        for (i, (name, bytes)) in cases.iter().enumerate() {
+            rx.handle_packet(now, studio(), bytes);
+            assert_eq!(rx.stats().malformed, i as u64 + 1, "{name} not counted");
+        }
+        assert!(rx.poll_frame(now + ms(1_000)).is_none());
+        assert_eq!(rx.poll_event(), None);
+        let stats = rx.stats();
+        assert_eq!(stats.accepted, 0);
+        assert_eq!(accounted(&stats), stats.packets);
+        rx.handle_packet(now, studio(), &good);
+        assert_eq!(
+            rx.stats().accepted,
+            1,
+            "a good packet after bad ones still plays"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut rx = LiveRtpReceiver::new(config()).unwrap();
+            let now = Instant::now();
+            rx.handle_packet(now, studio(), &bytes);
+            let _ = rx.poll_frame(now + ms(100));
+            let _ = rx.poll_frame(now + ms(10_000));
+            let s = rx.stats();
+            prop_assert_eq!(accounted(&s), 1);
+        }
+    }
+
+    proptest! {
+
+        /// Valid-looking RTP with random header fields: the state machine must survive
+        /// any order, jump, SSRC mix and payload, and account for every packet.
+        #[test]
+        fn random_headers_never_panic(
+            packets in proptest::collection::vec(
+                (0u64..120, any::<u16>(), 0u8..3, prop_oneof![Just(PT_OPUS), Just(10u8), Just(11u8), any::<u8>()], 0usize..4),
+                1..80,
+            ),
+        ) {
+            let payloads: [&[u8]; 4] = [opus_payload(), &[0u8; 1764], &[0x12u8; 882], &[]];
+            let mut t = Duration::ZERO;
+            let arrivals: Vec<Arrival> = packets
+                .iter()
+                .map(|&(dt, seq, ssrc, pt, payload)| {
+                    t += ms(dt);
+                    Arrival {
+                        at: t,
+                        from: studio(),
+                        bytes: rtp(pt & 0x7F, seq, 0, u32::from(ssrc), payloads[payload]),
+                    }
+                })
+                .collect();
+            let mut h = Harness::new(config());
+            h.run(&arrivals, t + ms(6_000));
+            let s = h.rx.stats();
+            prop_assert_eq!(accounted(&s), s.packets);
+            prop_assert_eq!(s.packets, packets.len() as u64);
+            // Everything ends: nothing is left once the no-packet timeout has passed.
+            prop_assert_eq!(h.rx.poll_timeout(), None);
+        }
+    }
+
+    #[test]
+    fn no_packet_timeout_fires_on_time_and_not_before() {
+        let packets = encode_opus(&multitone(0.2, 48_000), FRAME_SAMPLES);
+        let mut h = Harness::new(LiveRtpConfig {
+            no_packet_timeout: ms(2_500),
+            ..config()
+        });
+        let mut arrivals = paced(&packets, 9, SSRC);
+        // After a pause, the studio comes back: a new broadcast.
+        arrivals.extend(paced(&packets, 9_000, SSRC).into_iter().map(|mut a| {
+            a.at += ms(10_000);
+            a
+        }));
+        h.run(&arrivals, ms(20_000));
+        let ended = LiveEvent::Ended {
+            reason: EndReason::NoPackets,
+        };
+        assert_eq!(
+            h.events,
+            vec![
+                (Duration::ZERO, receiving()),
+                (ms(180 + 2_500), ended),
+                (ms(10_000), receiving()),
+                (ms(10_180 + 2_500), ended),
+            ]
+        );
+        // The same with explicit polls a nanosecond either side.
+        let mut rx = LiveRtpReceiver::new(config()).unwrap();
+        let t0 = Instant::now();
+        rx.handle_packet(t0, studio(), &rtp(PT_OPUS, 1, 0, SSRC, opus_payload()));
+        assert_eq!(rx.poll_event(), Some(receiving()));
+        while rx.poll_frame(t0 + ms(200)).is_some() {}
+        assert_eq!(rx.poll_timeout(), Some(t0 + ms(5_000)));
+        rx.handle_timeout(t0 + ms(5_000) - Duration::from_nanos(1));
+        assert_eq!(rx.poll_event(), None);
+        rx.handle_timeout(t0 + ms(5_000));
+        assert_eq!(rx.poll_event(), Some(ended));
+        assert_eq!(rx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn silence_timeout_ends_the_broadcast_until_sound_returns() {
+        let silence = encode_opus(&vec![0.0; 48_000 * 32], FRAME_SAMPLES);
+        let speech = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
+        let mut arrivals = paced(&silence, 0, SSRC);
+        arrivals.extend(
+            paced(&speech, silence.len() as u16, SSRC)
+                .into_iter()
+                .map(|mut a| {
+                    a.at += ms(20 * silence.len() as u64);
+                    a
+                }),
+        );
+        // Default config: 30 s at -50 dBFS.
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(33_000));
+        let ended = LiveEvent::Ended {
+            reason: EndReason::Silence,
+        };
+        // 1500 silent frames = 30 s, the first released at 60 ms.
+        let first_frame = ms(60);
+        let at_timeout = first_frame + ms(1_499 * 20);
+        assert_eq!(
+            h.events[..2],
+            [(Duration::ZERO, receiving()), (at_timeout, ended)]
+        );
+        let before = h.frames.iter().filter(|(at, _)| *at <= at_timeout).count();
+        assert_eq!(before, 1_500);
+        // Frames of the first sound: released 32 s + 60 ms in, and with them the air again.
+        let resumed = ms(32_000 + 60);
+        assert_eq!(h.events[2..], [(resumed, receiving())]);
+        assert_eq!(h.frames[1_500].0, resumed);
+        assert!(h.frames.iter().skip(1_500).all(|(at, _)| *at >= resumed));
+        assert!(h.frames.len() >= 1_500 + 45);
+
+        // Zero disables the rule.
+        let mut h = Harness::new(LiveRtpConfig {
+            silence_timeout: Duration::ZERO,
+            ..config()
+        });
+        h.run(&arrivals[..1_600], ms(31_000));
+        assert_eq!(h.events, vec![(Duration::ZERO, receiving())]);
+        assert!(h.frames.len() >= 1_540);
+    }
+
+    /// Frequency of a sine by counting rising zero crossings over whole seconds.
+    fn measured_frequency(x: &[f32]) -> f64 {
+        let crossings = x.windows(2).filter(|w| w[0] < 0.0 && w[1] >= 0.0).count();
+        crossings as f64 * 48_000.0 / x.len() as f64
+    }
+
+    fn l16_packets(pcm_interleaved: &[i16], channels: usize, per_packet: usize) -> Vec<Vec<u8>> {
+        pcm_interleaved
+            .chunks(per_packet * channels)
+            .map(|c| c.iter().flat_map(|s| s.to_be_bytes()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn l16_at_44k1_stereo_becomes_48k_mono_at_the_right_pitch() {
+        // 1 kHz on the left, nothing on the right: pitch shows the resampling, level
+        // the downmix. Unresampled it would play at 918.75 Hz.
+        let left = tone(1_000.0, 0.8, 44_100 * 2, 44_100);
+        let interleaved: Vec<i16> = left
+            .iter()
+            .flat_map(|&s| [(s * 32_767.0) as i16, 0])
+            .collect();
+        let packets = l16_packets(&interleaved, 2, 882);
+        let arrivals: Vec<Arrival> = packets
+            .iter()
+            .enumerate()
+            .map(|(k, p)| Arrival {
+                at: ms(20 * k as u64),
+                from: studio(),
+                bytes: rtp(10, k as u16, (k * 882) as u32, SSRC, p),
+            })
+            .collect();
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(2_000));
+        let pcm = h.pcm();
+        assert!(pcm.len() >= 90 * FRAME_SAMPLES, "{} samples", pcm.len());
+        let steady = &pcm[4_800..4_800 + 48_000];
+        let f = measured_frequency(steady);
+        assert!((f - 1_000.0).abs() < 2.0, "pitch {f} Hz");
+        let peak = steady.iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!((peak - 0.4).abs() < 0.01, "peak {peak}");
+        assert_eq!(h.rx.stats().malformed, 0);
+        assert_eq!(h.rx.stats().lost, 0);
+    }
+
+    #[test]
+    fn l16_any_rate_and_channel_count_when_configured() {
+        // 16 kHz, three channels, in 10 ms packets on dynamic type 98 (which would otherwise
+        // be Opus).
+        let ch = tone(440.0, 0.6, 16_000 * 2, 16_000);
+        let interleaved: Vec<i16> = ch
+            .iter()
+            .flat_map(|&s| {
+                let v = (s * 32_767.0) as i16;
+                [v, v, v]
+            })
+            .collect();
+        let packets = l16_packets(&interleaved, 3, 160);
+        let arrivals: Vec<Arrival> = packets
+            .iter()
+            .enumerate()
+            .map(|(k, p)| Arrival {
+                at: ms(10 * k as u64),
+                from: studio(),
+                bytes: rtp(98, k as u16, (k * 160) as u32, SSRC, p),
+            })
+            .collect();
+        let mut h = Harness::new(LiveRtpConfig {
+            l16: vec![L16Format {
+                payload_type: 98,
+                rate: 16_000,
+                channels: 3,
+            }],
+            ..config()
+        });
+        h.run(&arrivals, ms(2_000));
+        let pcm = h.pcm();
+        let f = measured_frequency(&pcm[4_800..4_800 + 48_000]);
+        assert!((f - 440.0).abs() < 1.5, "pitch {f} Hz");
+        let peak = pcm[4_800..52_800].iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!((peak - 0.6).abs() < 0.01, "peak {peak}");
+        // The resampler's 64 ms blocks exceed the 60 ms window: without the extra start
+        // delay, packets would be concealed before they were due and then dropped as late.
+        let stats = h.rx.stats();
+        assert_eq!(
+            (stats.malformed, stats.lost, stats.late),
+            (0, 0, 0),
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn opus_packets_of_any_duration_are_rechunked_into_20ms_frames() {
+        for frame in [120usize, 240, 480, 1_920, 2_880] {
+            let pcm = multitone(2.0, 48_000);
+            let packets = encode_opus(&pcm, frame);
+            let arrivals: Vec<Arrival> = packets
+                .iter()
+                .enumerate()
+                .map(|(k, p)| Arrival {
+                    // Real time: packet k covers k × frame / 48 kHz onwards.
+                    at: Duration::from_micros((k * frame) as u64 * 1_000 / 48),
+                    from: studio(),
+                    bytes: rtp(PT_OPUS, k as u16, (k * frame) as u32, SSRC, p),
+                })
+                .collect();
+            let mut h = Harness::new(config());
+            h.run(&arrivals, ms(1_900));
+            let stats = h.rx.stats();
+            assert_eq!((stats.lost, stats.malformed), (0, 0), "{frame}: {stats:?}");
+            assert!(h.frames.len() >= 90, "{frame}: {} frames", h.frames.len());
+            assert_same(&h.pcm(), &reference_decode(&all(&packets)));
+
+            // One packet lost: concealed for exactly its own duration, which is what keeps
+            // libopus in step with the packets after it.
+            let gap = packets.len() / 3;
+            let mut arrivals = arrivals;
+            arrivals.remove(gap);
+            let mut h = Harness::new(config());
+            h.run(&arrivals, ms(1_900));
+            assert_eq!(h.rx.stats().lost, 1, "{frame}");
+            let mut with_loss = all(&packets);
+            with_loss[gap] = None;
+            assert_same(&h.pcm(), &reference_decode(&with_loss));
+        }
+    }
+
+    #[test]
+    fn a_long_burst_is_trimmed_to_bounded_latency() {
+        // Three seconds arrive at once (a sender that buffered while the link was down).
+        let packets = encode_opus(&multitone(3.0, 48_000), FRAME_SAMPLES);
+        let mut arrivals = paced(&packets, 0, SSRC);
+        for a in &mut arrivals {
+            a.at = Duration::ZERO;
+        }
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(4_000));
+        let stats = h.rx.stats();
+        // Everything past jitter_delay + 1 s of waiting audio goes.
+        let skipped = stats.frames_skipped;
+        assert!((90..=100).contains(&skipped), "skipped {skipped}");
+        // Every packet was either played or skipped; the rest is end-of-stream concealment.
+        let played = stats.frames_out - stats.lost;
+        assert_eq!(played + skipped, 150);
+        // And the end of the burst is heard ~1 s after it arrived, not 3 s.
+        let last_sound = h.frames[played as usize - 1].0;
+        assert!(last_sound <= ms(1_200), "{last_sound:?}");
+    }
+
+    #[test]
+    fn catch_up_skips_silent_frames_only() {
+        // ffmpeg-style start: half a second at once (0.3 s of silence then sound), then
+        // real time. The excess is taken out of the silence; no sound frame is lost.
+        let mut pcm = vec![0.0f32; 48_000 * 3 / 10];
+        pcm.extend(multitone(2.0, 48_000));
+        let packets = encode_opus(&pcm, FRAME_SAMPLES);
+        let mut arrivals = paced(&packets, 0, SSRC);
+        for a in &mut arrivals[..25] {
+            a.at = Duration::ZERO;
+        }
+        for a in &mut arrivals[25..] {
+            a.at -= ms(500);
+        }
+        let mut h = Harness::new(config());
+        h.run(&arrivals, ms(1_800));
+        let want = reference_decode(&all(&packets));
+        let want_frames: Vec<&[f32]> = want.chunks(FRAME_SAMPLES).collect();
+        let threshold = mean_square_threshold(-50.0);
+        // The output is the reference with some silent frames taken out.
+        let mut k = 0;
+        let mut skipped = Vec::new();
+        for (_, got) in &h.frames {
+            while want_frames[k] != &got[..] {
+                skipped.push(k);
+                k += 1;
+                assert!(k < want_frames.len(), "output frame not in the reference");
+            }
+            k += 1;
+        }
+        let stats = h.rx.stats();
+        assert_eq!(skipped.len() as u64, stats.frames_skipped);
+        assert!(skipped.len() >= 5, "skipped {skipped:?}");
+        for &i in &skipped {
+            assert!(
+                is_silent(want_frames[i], threshold),
+                "sound frame {i} skipped"
+            );
+        }
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let bad = |c: LiveRtpConfig| LiveRtpReceiver::new(c).unwrap_err();
+        assert_eq!(
+            bad(LiveRtpConfig {
+                opus_payload_types: vec![128],
+                ..config()
+            }),
+            LiveConfigError::PayloadType(128)
+        );
+        let l16 = |payload_type, rate, channels| L16Format {
+            payload_type,
+            rate,
+            channels,
+        };
+        assert!(matches!(
+            bad(LiveRtpConfig {
+                l16: vec![l16(100, 1, 1)],
+                ..config()
+            }),
+            LiveConfigError::L16 { .. }
+        ));
+        assert!(matches!(
+            bad(LiveRtpConfig {
+                l16: vec![l16(100, 48_000, 0)],
+                ..config()
+            }),
+            LiveConfigError::L16 { .. }
+        ));
+        assert_eq!(
+            bad(LiveRtpConfig {
+                l16: vec![l16(100, 48_000, 1), l16(100, 8_000, 1)],
+                ..config()
+            }),
+            LiveConfigError::DuplicateL16(100)
+        );
+        assert!(matches!(
+            bad(LiveRtpConfig {
+                no_packet_timeout: Duration::ZERO,
+                ..config()
+            }),
+            LiveConfigError::NoPacketTimeout(_)
+        ));
+        assert!(matches!(
+            bad(LiveRtpConfig {
+                silence_threshold_dbfs: f32::NAN,
+                ..config()
+            }),
+            LiveConfigError::SilenceThreshold(_)
+        ));
+        assert!(matches!(
+            bad(LiveRtpConfig {
+                jitter_delay: Duration::from_secs(60),
+                ..config()
+            }),
+            LiveConfigError::JitterDelay(_)
+        ));
+        // Empty allowlist is valid and lets nobody in.
+        let mut rx = LiveRtpReceiver::new(LiveRtpConfig::default()).unwrap();
+        rx.handle_packet(
+            Instant::now(),
+            studio(),
+            &rtp(PT_OPUS, 1, 0, 1, opus_payload()),
+        );
+        assert_eq!(rx.stats().rejected_source, 1);
+    }
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let t0 = Instant::now();
+        let mut w = WarnLimiter::default();
+        assert_eq!(w.check(t0), Some(0));
+        for s in 1..10 {
+            assert_eq!(w.check(t0 + Duration::from_secs(s)), None);
+        }
+        assert_eq!(w.check(t0 + WARN_INTERVAL), Some(9));
+        assert_eq!(w.check(t0 + WARN_INTERVAL), None);
+    }
+
+    #[test]
+    fn receiver_and_stats_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        fn assert_sync<T: Send + Sync>() {}
+        assert_send::<LiveRtpReceiver>();
+        assert_sync::<LiveStatsHandle>();
+    }
+
+    // --- The async runner on real sockets -------------------------------------------
+
+    struct Running {
+        stats: Arc<LiveStatsHandle>,
+        frames: mpsc::Receiver<Box<PcmFrame>>,
+        events: mpsc::Receiver<LiveEvent>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<LiveStats>,
+        port: u16,
+    }
+
+    async fn start(config: LiveRtpConfig, capacity: usize) -> Running {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let receiver = LiveRtpReceiver::new(config).unwrap();
+        let stats = receiver.stats_handle();
+        let (frame_tx, frames) = mpsc::channel(capacity);
+        let (event_tx, events) = mpsc::channel(16);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_live_rtp(socket, receiver, frame_tx, event_tx, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            stats,
+            frames,
+            events,
+            stop,
+            task,
+            port,
+        }
+    }
+
+    impl Running {
+        async fn stop(self) -> (LiveStats, Vec<f32>, Vec<LiveEvent>) {
+            let _ = self.stop.send(());
+            let stats = self.task.await.unwrap();
+            let mut frames = self.frames;
+            let mut pcm = Vec::new();
+            while let Ok(f) = frames.try_recv() {
+                pcm.extend_from_slice(&f[..]);
+            }
+            let mut events = self.events;
+            let mut ev = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                ev.push(e);
+            }
+            (stats, pcm, ev)
+        }
+    }
+
+    fn loopback_config() -> LiveRtpConfig {
+        LiveRtpConfig {
+            allow: vec!["127.0.0.1".parse().unwrap()],
+            ..LiveRtpConfig::default()
+        }
+    }
+
+    async fn send_paced(port: u16, packets: &[Vec<u8>]) -> SocketAddr {
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut tick = tokio::time::interval(ms(20));
+        for (k, p) in packets.iter().enumerate() {
+            tick.tick().await;
+            let bytes = rtp(PT_OPUS, k as u16, (k * 960) as u32, SSRC, p);
+            tx.send_to(&bytes, ("127.0.0.1", port)).await.unwrap();
+        }
+        tx.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn runner_delivers_frames_events_and_live_stats() {
+        let packets = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
+        let run = start(loopback_config(), 256).await;
+        let stats = Arc::clone(&run.stats);
+        let from = send_paced(run.port, &packets[..25]).await;
+        // Readable while running.
+        tokio::time::sleep(ms(50)).await;
+        assert_eq!(stats.snapshot().accepted, 25);
+        send_paced(run.port, &[]).await;
+        let (final_stats, pcm, events) = run.stop().await;
+        assert_eq!(
+            events,
+            vec![LiveEvent::Receiving {
+                from: LiveSource::Rtp(from)
+            }]
+        );
+        // Stopped 50 ms after the last packet: frames for 22–25 packets, plus concealment.
+        assert!(pcm.len() >= 22 * FRAME_SAMPLES, "{}", pcm.len());
+        assert_same(
+            &pcm[..22 * FRAME_SAMPLES],
+            &reference_decode(&all(&packets[..25])),
+        );
+        assert_eq!(final_stats.frames_dropped, 0);
+        assert_eq!(final_stats.packets, 25);
+    }
+
+    #[tokio::test]
+    async fn a_full_frame_channel_drops_instead_of_blocking() {
+        let packets = encode_opus(&multitone(0.6, 48_000), FRAME_SAMPLES);
+        let run = start(loopback_config(), 2).await;
+        send_paced(run.port, &packets).await;
+        tokio::time::sleep(ms(100)).await;
+        let (stats, pcm, _) = run.stop().await;
+        assert_eq!(pcm.len(), 2 * FRAME_SAMPLES);
+        assert!(stats.frames_dropped >= 25, "{stats:?}");
+        assert_eq!(stats.frames_out, stats.frames_dropped + 2);
+        assert_eq!(stats.accepted, 30);
+    }
+
+    // --- With ffmpeg as the studio encoder ------------------------------------------
+
+    fn have(tool: &str) -> bool {
+        std::process::Command::new(tool)
+            .arg(if tool == "espeak-ng" {
+                "--version"
+            } else {
+                "-version"
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Vietnamese speech from espeak-ng at 48 kHz mono, or a multi-tone signal where
+    /// espeak-ng is missing. Returns the file and its samples.
+    pub(crate) fn speech_wav(dir: &std::path::Path) -> (std::path::PathBuf, Vec<f32>) {
+        let path = dir.join("speech.wav");
+        let raw = dir.join("speech_raw.wav");
+        let spoke = have("espeak-ng")
+            && std::process::Command::new("espeak-ng")
+                .args(["-v", "vi", "-w"])
+                .arg(&raw)
+                .arg("Xin chào bà con huyện Bình Sơn. Hôm nay là lễ chào cờ đầu tháng.")
+                .status()
+                .is_ok_and(|s| s.success());
+        if spoke {
+            let ok = std::process::Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+                .arg(&raw)
+                .args(["-ar", "48000", "-ac", "1", "-c:a", "pcm_s16le"])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        } else {
+            eprintln!("espeak-ng missing: using a multi-tone signal");
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 48_000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            for s in multitone(4.0, 48_000) {
+                w.write_sample((s * 32_767.0) as i16).unwrap();
+            }
+            w.finalize().unwrap();
+        }
+        let samples = hound::WavReader::open(&path)
+            .unwrap()
+            .samples::<i16>()
+            .map(|s| f32::from(s.unwrap()) / 32_768.0)
+            .collect();
+        (path, samples)
+    }
+
+    /// Best normalised correlation of `output` against `source` over lags 0..max_lag
+    /// (the output trails the source by codec and resampler delay).
+    pub(crate) fn aligned_correlation(
+        source: &[f32],
+        output: &[f32],
+        max_lag: usize,
+    ) -> (usize, f64) {
+        let corr = |lag: usize, len: usize| {
+            let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
+            for (x, y) in source[..len].iter().zip(&output[lag..lag + len]) {
+                let (x, y) = (f64::from(*x), f64::from(*y));
+                xy += x * y;
+                xx += x * x;
+                yy += y * y;
+            }
+            if xx == 0.0 || yy == 0.0 {
+                0.0
+            } else {
+                xy / (xx * yy).sqrt()
+            }
+        };
+        // Find the lag on the first second, then score the whole overlap.
+        let probe = 48_000
+            .min(source.len())
+            .min(output.len().saturating_sub(max_lag));
+        assert!(probe > 4_800, "output too short: {} samples", output.len());
+        let lag = (0..max_lag)
+            .max_by(|&a, &b| corr(a, probe).total_cmp(&corr(b, probe)))
+            .unwrap();
+        let len = source.len().min(output.len() - lag);
+        (lag, corr(lag, len))
+    }
+
+    /// Streams `wav` in real time; returns the SDP ffmpeg wrote for the stream.
+    async fn ffmpeg_rtp(
+        wav: &std::path::Path,
+        port: u16,
+        args: &[&str],
+        url_query: &str,
+    ) -> String {
+        let sdp = wav.with_extension("sdp");
+        let status = tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+            .arg(wav)
+            .args(args)
+            .arg("-sdp_file")
+            .arg(&sdp)
+            .args(["-f", "rtp"])
+            .arg(format!("rtp://127.0.0.1:{port}{url_query}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "ffmpeg failed");
+        std::fs::read_to_string(sdp).unwrap()
+    }
+
+    struct FfmpegRun {
+        stats: LiveStats,
+        pcm: Vec<f32>,
+        events: Vec<LiveEvent>,
+        source: Vec<f32>,
+        sdp: String,
+    }
+
+    async fn ffmpeg_case(
+        config: LiveRtpConfig,
+        args: &[&str],
+        url_query: &str,
+    ) -> Option<FfmpegRun> {
+        if !have("ffmpeg") {
+            eprintln!("SKIPPED: ffmpeg is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (wav, source) = speech_wav(dir.path());
+        let run = start(config, 4_096).await;
+        let sdp = ffmpeg_rtp(&wav, run.port, args, url_query).await;
+        tokio::time::sleep(ms(300)).await;
+        let (stats, pcm, events) = run.stop().await;
+        Some(FfmpegRun {
+            stats,
+            pcm,
+            events,
+            source,
+            sdp,
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ffmpeg_opus_over_rtp() {
+        let Some(FfmpegRun {
+            stats,
+            pcm,
+            events,
+            source,
+            sdp,
+        }) = ffmpeg_case(loopback_config(), &["-c:a", "libopus"], "").await
+        else {
+            return;
+        };
+        eprintln!("ffmpeg opus: {stats:?}\n{sdp}");
+        // A dynamic type (97 with ffmpeg 5.1), covered by the default Opus range.
+        assert!(sdp.contains(" opus/48000/2"), "{sdp}");
+        let (lag, corr) = aligned_correlation(&source, &pcm, 4_800);
+        eprintln!("ffmpeg opus: lag {lag}, correlation {corr:.4}");
+        assert!(corr >= 0.9, "correlation {corr}");
+        assert_eq!(
+            stats.malformed + stats.late + stats.duplicate,
+            0,
+            "{stats:?}"
+        );
+        assert!(stats.lost <= u64::from(MAX_CONCEALED_RUN), "{stats:?}");
+        assert!(matches!(events[..], [LiveEvent::Receiving { .. }]));
+        assert!(pcm.len() >= source.len() - 2 * FRAME_SAMPLES);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ffmpeg_l16_over_rtp() {
+        let config = LiveRtpConfig {
+            l16: vec![L16Format {
+                payload_type: 100,
+                rate: 48_000,
+                channels: 1,
+            }],
+            ..loopback_config()
+        };
+        let args = [
+            "-c:a",
+            "pcm_s16be",
+            "-ar",
+            "48000",
+            "-ac",
+            "1",
+            "-payload_type",
+            "100",
+        ];
+        let Some(FfmpegRun {
+            stats,
+            pcm,
+            source,
+            sdp,
+            ..
+        }) = ffmpeg_case(config, &args, "").await
+        else {
+            return;
+        };
+        eprintln!("ffmpeg L16: {stats:?}\n{sdp}");
+        assert!(sdp.contains("a=rtpmap:100 L16/48000/1"), "{sdp}");
+        let (lag, corr) = aligned_correlation(&source, &pcm, 4_800);
+        eprintln!("ffmpeg L16: lag {lag}, correlation {corr:.4}");
+        // Lossless and unresampled: the samples themselves come back.
+        assert!(corr >= 0.999, "correlation {corr}");
+        assert_eq!(lag, 0);
+        assert_eq!(stats.malformed + stats.late, 0, "{stats:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ffmpeg_l16_44k1_stereo_uses_static_payload_type_10() {
+        let args = ["-c:a", "pcm_s16be", "-ar", "44100", "-ac", "2"];
+        let Some(FfmpegRun {
+            stats,
+            pcm,
+            source,
+            sdp,
+            ..
+        }) = ffmpeg_case(loopback_config(), &args, "").await
+        else {
+            return;
+        };
+        eprintln!("ffmpeg L16 44.1k: {stats:?}\n{sdp}");
+        // The static type: no rtpmap needed, nothing to configure.
+        assert!(
+            sdp.lines().any(|l| l.trim_end().ends_with(" RTP/AVP 10")),
+            "{sdp}"
+        );
+        let (lag, corr) = aligned_correlation(&source, &pcm, 4_800);
+        eprintln!("ffmpeg L16 44.1k: lag {lag}, correlation {corr:.4}");
+        assert!(corr >= 0.95, "correlation {corr}");
+        assert_eq!(stats.malformed + stats.late, 0, "{stats:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ffmpeg_from_a_non_allowlisted_address_is_rejected() {
+        // Allow 127.0.0.1 only; ffmpeg sends from 127.0.0.2.
+        let Some(FfmpegRun {
+            stats, pcm, events, ..
+        }) = ffmpeg_case(
+            loopback_config(),
+            &["-c:a", "libopus"],
+            "?localaddr=127.0.0.2",
+        )
+        .await
+        else {
+            return;
+        };
+        eprintln!("ffmpeg from 127.0.0.2: {stats:?}");
+        assert!(pcm.is_empty());
+        assert!(events.is_empty());
+        assert!(stats.packets > 100);
+        assert_eq!(stats.rejected_source, stats.packets);
+        assert_eq!(
+            stats.last_rejected_source.map(|a| a.ip()),
+            Some("127.0.0.2".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,653 @@
+//! Live studio ingest from a local mixer: raw interleaved s16le PCM on a pipe or stdin,
+//! as 20 ms frames of 48 kHz mono.
+//!
+//! Unlike RTP, a pipe has flow control, so frames go out with `send().await`: a slow
+//! consumer makes the reader wait, the pipe buffer fills and the mixer's write blocks. For
+//! a real-time mixer that only happens if the server is stuck; for a recording piped in
+//! faster than real time it paces the file to the consumer instead of dropping most of it.
+//!
+//! Events and silence handling are those of [`super::live_rtp`]: `Receiving { Pipe }` at
+//! the first byte, `Ended { Silence }` after `silence_timeout` of silent frames (withheld
+//! from then on until sound returns, which brings a new `Receiving`), and
+//! `Ended { EndOfInput }` at end of file or on a read error. A byte count that is not a
+//! whole number of sample frames at end of file is reported in
+//! [`PipeStats::trailing_bytes`] and dropped; the last partial frame is zero-padded.
+//! There is no no-data timeout: a pipe that stays open without data (a hung mixer) just
+//! delivers nothing until the caller's `shutdown`.
+//!
+//! Try it with `ffmpeg -i speech.wav -f s16le -ar 44100 -ac 2 -` (or
+//! `sox speech.wav -t raw -e signed -b 16 -L -r 44100 -c 2 -`) feeding the reader with
+//! `PcmFormat { rate: 44100, channels: 2 }`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+use super::live_rtp::{check_silence_config, AirState, EndReason, LiveConfigError, LiveEvent};
+use super::live_rtp::{LiveRtpConfig, LiveSource};
+use super::{PcmFrame, FRAME_SAMPLES};
+use crate::pipeline::resampler::Resampler;
+
+/// Layout of the raw PCM: signed 16-bit little-endian, `channels` interleaved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcmFormat {
+    pub rate: u32,
+    pub channels: u16,
+}
+
+impl Default for PcmFormat {
+    fn default() -> Self {
+        PcmFormat {
+            rate: 48_000,
+            channels: 1,
+        }
+    }
+}
+
+/// [`PcmFormat`] plus the silence rule, which defaults to the live RTP ingest's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipeConfig {
+    pub format: PcmFormat,
+    /// `Ended { Silence }` after this long of silent frames; zero disables.
+    pub silence_timeout: Duration,
+    /// Frames with an RMS level below this are silent.
+    pub silence_threshold_dbfs: f32,
+}
+
+impl Default for PipeConfig {
+    fn default() -> Self {
+        let rtp = LiveRtpConfig::default();
+        PipeConfig {
+            format: PcmFormat::default(),
+            silence_timeout: rtp.silence_timeout,
+            silence_threshold_dbfs: rtp.silence_threshold_dbfs,
+        }
+    }
+}
+
+/// What a pipe delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipeStats {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Frames not sent because the broadcast had ended for silence.
+    pub frames_withheld: u64,
+    /// Bytes at end of file that did not make a whole sample frame.
+    pub trailing_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipeError {
+    #[error("PCM pipe: {0}")]
+    Format(String),
+    #[error("PCM pipe: {0}")]
+    Config(#[from] LiveConfigError),
+    #[error("PCM pipe: {0}")]
+    Resample(String),
+    #[error("PCM pipe: read failed after {} bytes: {source}", stats.bytes)]
+    Read {
+        #[source]
+        source: std::io::Error,
+        stats: PipeStats,
+    },
+}
+
+/// Reads s16le PCM until end of file or `shutdown`, delivering 960-sample frames with the
+/// default silence rule. See [`run_pcm_pipe_with`].
+pub async fn run_pcm_pipe<R: AsyncRead + Unpin>(
+    reader: R,
+    format: PcmFormat,
+    frames: mpsc::Sender<Box<PcmFrame>>,
+    events: mpsc::Sender<LiveEvent>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<PipeStats, PipeError> {
+    let config = PipeConfig {
+        format,
+        ..PipeConfig::default()
+    };
+    run_pcm_pipe_with(reader, config, frames, events, shutdown).await
+}
+
+/// Reads s16le PCM until end of file, `shutdown`, or the frame receiver going away; the
+/// format is checked before anything is read.
+pub async fn run_pcm_pipe_with<R: AsyncRead + Unpin>(
+    mut reader: R,
+    config: PipeConfig,
+    frames: mpsc::Sender<Box<PcmFrame>>,
+    events: mpsc::Sender<LiveEvent>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<PipeStats, PipeError> {
+    let PcmFormat { rate, channels } = config.format;
+    if channels == 0 {
+        return Err(PipeError::Format("zero channels".into()));
+    }
+    check_silence_config(config.silence_timeout, config.silence_threshold_dbfs)?;
+    let mut resampler = Resampler::new(rate).map_err(PipeError::Format)?;
+    let mut out = Output {
+        frames,
+        events,
+        air: AirState::new(config.silence_timeout, config.silence_threshold_dbfs),
+        stats: PipeStats::default(),
+        pcm: Vec::with_capacity(FRAME_SAMPLES * 4),
+    };
+    tokio::pin!(shutdown);
+
+    let width = 2 * usize::from(channels);
+    let scale = 1.0 / (32_768.0 * f32::from(channels));
+    // A read may end inside a sample frame; its bytes stay at the front (`carry`) and the
+    // next read appends to them.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut carry = 0usize;
+    let mut mono = Vec::with_capacity(buf.len() / 2);
+    loop {
+        if carry == buf.len() {
+            // Only possible when one sample frame is wider than the buffer.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let read = tokio::select! {
+            biased;
+            () = &mut shutdown => return Ok(out.stats),
+            read = reader.read(&mut buf[carry..]) => read,
+        };
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                tracing::warn!("PCM pipe: read failed: {source}");
+                let ended = out.air.end(EndReason::EndOfInput);
+                if out.event(ended, &mut shutdown).await == Flow::Stop {
+                    return Ok(out.stats);
+                }
+                return Err(PipeError::Read {
+                    source,
+                    stats: out.stats,
+                });
+            }
+        };
+        if out.stats.bytes == 0 {
+            let started = out.air.start(LiveSource::Pipe);
+            if out.event(started, &mut shutdown).await == Flow::Stop {
+                return Ok(out.stats);
+            }
+        }
+        out.stats.bytes += n as u64;
+        let filled = carry + n;
+        let whole = filled / width * width;
+        mono.clear();
+        mono.extend(buf[..whole].chunks_exact(width).map(|frame| {
+            let sum: i32 = frame
+                .chunks_exact(2)
+                .map(|b| i32::from(i16::from_le_bytes([b[0], b[1]])))
+                .sum();
+            sum as f32 * scale
+        }));
+        buf.copy_within(whole..filled, 0);
+        carry = filled - whole;
+        resampler
+            .process(&mono, &mut out.pcm)
+            .map_err(PipeError::Resample)?;
+        if out.flush(false, &mut shutdown).await == Flow::Stop {
+            return Ok(out.stats);
+        }
+    }
+
+    out.stats.trailing_bytes = carry as u64;
+    resampler
+        .finish(&mut out.pcm)
+        .map_err(PipeError::Resample)?;
+    if out.flush(true, &mut shutdown).await == Flow::Stop {
+        return Ok(out.stats);
+    }
+    let ended = out.air.end(EndReason::EndOfInput);
+    out.event(ended, &mut shutdown).await;
+    Ok(out.stats)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// The sending half of the pipe ingest.
+struct Output {
+    frames: mpsc::Sender<Box<PcmFrame>>,
+    events: mpsc::Sender<LiveEvent>,
+    air: AirState,
+    stats: PipeStats,
+    /// 48 kHz samples not yet sent as a frame.
+    pcm: Vec<f32>,
+}
+
+impl Output {
+    /// Sends every whole frame in `pcm`; with `last`, also the zero-padded remainder.
+    async fn flush<S: Future<Output = ()>>(
+        &mut self,
+        last: bool,
+        shutdown: &mut Pin<&mut S>,
+    ) -> Flow {
+        let mut pos = 0;
+        while self.pcm.len() - pos >= FRAME_SAMPLES || (last && pos < self.pcm.len()) {
+            let end = (pos + FRAME_SAMPLES).min(self.pcm.len());
+            let mut frame = Box::new([0.0; FRAME_SAMPLES]);
+            frame[..end - pos].copy_from_slice(&self.pcm[pos..end]);
+            pos = end;
+            let (deliver, event) = self.air.frame(&*frame);
+            if self.event(event, shutdown).await == Flow::Stop {
+                return Flow::Stop;
+            }
+            if !deliver {
+                self.stats.frames_withheld += 1;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => return Flow::Stop,
+                sent = self.frames.send(frame) => {
+                    if sent.is_err() {
+                        return Flow::Stop;
+                    }
+                }
+            }
+            self.stats.frames_out += 1;
+        }
+        self.pcm.drain(..pos);
+        Flow::Go
+    }
+
+    /// Sends `event` if there is one. A closed event channel is not a reason to stop: the
+    /// audio may still be wanted.
+    async fn event<S: Future<Output = ()>>(
+        &mut self,
+        event: Option<LiveEvent>,
+        shutdown: &mut Pin<&mut S>,
+    ) -> Flow {
+        let Some(event) = event else {
+            return Flow::Go;
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.as_mut() => Flow::Stop,
+            _ = self.events.send(event) => Flow::Go,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::live_rtp::tests::{aligned_correlation, speech_wav};
+    use std::f64::consts::PI;
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+
+    struct Collected {
+        result: Result<PipeStats, PipeError>,
+        pcm: Vec<f32>,
+        frames: usize,
+        events: Vec<LiveEvent>,
+    }
+
+    /// Runs the pipe ingest over `reader` to the end, collecting everything it sends.
+    async fn collect<R: AsyncRead + Unpin + Send + 'static>(
+        reader: R,
+        config: PipeConfig,
+        capacity: usize,
+    ) -> Collected {
+        let (frame_tx, mut frame_rx) = mpsc::channel(capacity);
+        let (event_tx, mut event_rx) = mpsc::channel(16);
+        let task = tokio::spawn(run_pcm_pipe_with(
+            reader,
+            config,
+            frame_tx,
+            event_tx,
+            std::future::pending(),
+        ));
+        let mut pcm = Vec::new();
+        let mut frames = 0;
+        while let Some(f) = frame_rx.recv().await {
+            pcm.extend_from_slice(&f[..]);
+            frames += 1;
+        }
+        let result = task.await.unwrap();
+        let mut events = Vec::new();
+        while let Ok(e) = event_rx.try_recv() {
+            events.push(e);
+        }
+        Collected {
+            result,
+            pcm,
+            frames,
+            events,
+        }
+    }
+
+    fn s16le(interleaved: &[f32]) -> Vec<u8> {
+        interleaved
+            .iter()
+            .flat_map(|&s| ((s * 32_767.0).round() as i16).to_le_bytes())
+            .collect()
+    }
+
+    fn receiving() -> LiveEvent {
+        LiveEvent::Receiving {
+            from: LiveSource::Pipe,
+        }
+    }
+
+    fn ended(reason: EndReason) -> LiveEvent {
+        LiveEvent::Ended { reason }
+    }
+
+    /// Writes `bytes` into a duplex pipe in awkward pieces that split samples, then
+    /// closes it.
+    fn feed(bytes: Vec<u8>, piece: usize) -> tokio::io::DuplexStream {
+        let (mut writer, reader) = tokio::io::duplex(4_096);
+        tokio::spawn(async move {
+            for chunk in bytes.chunks(piece) {
+                writer.write_all(chunk).await.unwrap();
+            }
+            writer.shutdown().await.unwrap();
+        });
+        reader
+    }
+
+    /// Hands out `data` at most `piece` bytes per read, so that reads split samples.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        piece: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self
+                .piece
+                .min(buf.remaining())
+                .min(self.data.len() - self.pos);
+            let pos = self.pos;
+            buf.put_slice(&self.data[pos..pos + n]);
+            self.pos += n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn pcm_at_48k_mono_passes_through_exactly() {
+        let samples: Vec<f32> = (0..48_000 + 100)
+            .map(|i| ((i as f64 * 0.01).sin() * 0.5) as f32)
+            .collect();
+        let bytes = s16le(&samples);
+        let reader = Trickle {
+            data: bytes.clone(),
+            pos: 0,
+            piece: 1_001,
+        };
+        let got = collect(reader, PipeConfig::default(), 8).await;
+        let stats = got.result.unwrap();
+        assert_eq!(stats.bytes, bytes.len() as u64);
+        assert_eq!(stats.trailing_bytes, 0);
+        // 50 whole frames and a zero-padded 51st.
+        assert_eq!(got.frames, 51);
+        assert_eq!(stats.frames_out, 51);
+        for (i, s) in samples.iter().enumerate() {
+            let want = f32::from((s * 32_767.0).round() as i16) / 32_768.0;
+            assert_eq!(got.pcm[i], want, "sample {i}");
+        }
+        assert!(got.pcm[samples.len()..].iter().all(|&s| s == 0.0));
+        assert_eq!(got.events, vec![receiving(), ended(EndReason::EndOfInput)]);
+    }
+
+    #[tokio::test]
+    async fn stereo_44k1_is_downmixed_and_resampled() {
+        // 1 kHz left, silence right; one trailing odd byte.
+        let n = 44_100 * 2;
+        let mut interleaved = Vec::with_capacity(2 * n);
+        for i in 0..n {
+            interleaved.push((0.8 * (2.0 * PI * 1_000.0 * i as f64 / 44_100.0).sin()) as f32);
+            interleaved.push(0.0);
+        }
+        let mut bytes = s16le(&interleaved);
+        bytes.push(0x7F);
+        let format = PcmFormat {
+            rate: 44_100,
+            channels: 2,
+        };
+        let config = PipeConfig {
+            format,
+            ..PipeConfig::default()
+        };
+        let got = collect(feed(bytes, 777), config, 8).await;
+        let stats = got.result.unwrap();
+        assert_eq!(stats.trailing_bytes, 1);
+        assert_eq!(got.frames, 100, "2 s at 48 kHz");
+        let steady = &got.pcm[4_800..52_800];
+        let crossings = steady
+            .windows(2)
+            .filter(|w| w[0] < 0.0 && w[1] >= 0.0)
+            .count();
+        assert!((999..=1_001).contains(&crossings), "{crossings} Hz");
+        let peak = steady.iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!((peak - 0.4).abs() < 0.01, "peak {peak}");
+    }
+
+    #[tokio::test]
+    async fn silence_ends_the_broadcast_and_sound_brings_it_back() {
+        let mut samples = vec![0.0f32; 48_000 * 3 / 2];
+        samples.extend((0..24_000).map(|i| 0.5 * (i as f32 * 0.05).sin()));
+        let config = PipeConfig {
+            silence_timeout: Duration::from_secs(1),
+            ..PipeConfig::default()
+        };
+        let got = collect(feed(s16le(&samples), 4_096), config, 8).await;
+        let stats = got.result.unwrap();
+        assert_eq!(
+            got.events,
+            vec![
+                receiving(),
+                ended(EndReason::Silence),
+                receiving(),
+                ended(EndReason::EndOfInput)
+            ]
+        );
+        // 50 silent frames are the timeout, the next 25 are withheld, 25 frames of sound.
+        assert_eq!(stats.frames_withheld, 25);
+        assert_eq!((got.frames, stats.frames_out), (75, 75));
+        assert!(got.pcm[..50 * FRAME_SAMPLES].iter().all(|&s| s == 0.0));
+        assert!(got.pcm[50 * FRAME_SAMPLES..].iter().any(|&s| s.abs() > 0.4));
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_slows_the_pipe_instead_of_losing_audio() {
+        let samples = vec![0.25f32; 48_000];
+        let (frame_tx, mut frame_rx) = mpsc::channel(1);
+        let (event_tx, _events) = mpsc::channel(16);
+        let task = tokio::spawn(run_pcm_pipe(
+            feed(s16le(&samples), 65_536),
+            PcmFormat::default(),
+            frame_tx,
+            event_tx,
+            std::future::pending(),
+        ));
+        let mut n = 0;
+        while let Some(_frame) = frame_rx.recv().await {
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(n, 50);
+        assert_eq!(task.await.unwrap().unwrap().frames_out, 50);
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_a_pipe_that_never_ends() {
+        // Room for all of it: nothing reads until the ingest starts.
+        let (mut writer, reader) = tokio::io::duplex(16_384);
+        writer.write_all(&[0u8; 9_600]).await.unwrap();
+        let (frame_tx, mut frame_rx) = mpsc::channel(64);
+        let (event_tx, mut event_rx) = mpsc::channel(16);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_pcm_pipe(
+            reader,
+            PcmFormat::default(),
+            frame_tx,
+            event_tx,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        for _ in 0..5 {
+            frame_rx.recv().await.unwrap();
+        }
+        stop.send(()).unwrap();
+        let stats = task.await.unwrap().unwrap();
+        assert_eq!(stats.bytes, 9_600);
+        assert_eq!(event_rx.recv().await, Some(receiving()));
+        // Stopped, not ended: the writer is still open, so no EndOfInput.
+        assert!(event_rx.recv().await.is_none());
+        drop(writer);
+    }
+
+    struct Failing(usize);
+
+    impl AsyncRead for Failing {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(Err(std::io::Error::other("mixer unplugged")));
+            }
+            self.0 -= 1;
+            buf.put_slice(&[0x10; 1_920]);
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_error_ends_the_broadcast_and_is_reported() {
+        let got = collect(Failing(3), PipeConfig::default(), 8).await;
+        match got.result {
+            Err(PipeError::Read { source, stats }) => {
+                assert_eq!(source.to_string(), "mixer unplugged");
+                assert_eq!(stats.bytes, 3 * 1_920);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(got.frames, 3);
+        assert_eq!(got.events, vec![receiving(), ended(EndReason::EndOfInput)]);
+    }
+
+    #[tokio::test]
+    async fn bad_formats_fail_before_reading() {
+        for format in [
+            PcmFormat {
+                rate: 48_000,
+                channels: 0,
+            },
+            PcmFormat {
+                rate: 1,
+                channels: 1,
+            },
+        ] {
+            let (frames, _f) = mpsc::channel(1);
+            let (events, _e) = mpsc::channel(1);
+            let err = run_pcm_pipe(Failing(0), format, frames, events, std::future::pending())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, PipeError::Format(_)), "{err}");
+        }
+        let (frames, _f) = mpsc::channel(1);
+        let (events, _e) = mpsc::channel(1);
+        let config = PipeConfig {
+            silence_threshold_dbfs: 3.0,
+            ..PipeConfig::default()
+        };
+        let err = run_pcm_pipe_with(Failing(0), config, frames, events, std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PipeError::Config(_)), "{err}");
+    }
+
+    /// `tool args…` writing raw PCM to stdout, fed to the pipe ingest.
+    async fn from_child(tool: &str, args: &[&str], format: PcmFormat) -> Option<Collected> {
+        let child = tokio::process::Command::new(tool)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("SKIPPED: {tool} is not installed");
+            return None;
+        };
+        let stdout = child.stdout.take().unwrap();
+        let config = PipeConfig {
+            format,
+            ..PipeConfig::default()
+        };
+        let got = collect(stdout, config, 16).await;
+        assert!(child.wait().await.unwrap().success(), "{tool} failed");
+        Some(got)
+    }
+
+    #[tokio::test]
+    async fn child_process_stdout_from_ffmpeg_and_sox() {
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(status) = std::process::Command::new("ffmpeg")
+            .arg("-version")
+            .stdout(Stdio::null())
+            .status()
+        else {
+            eprintln!("SKIPPED: ffmpeg is not installed");
+            return;
+        };
+        assert!(status.success());
+        let (wav, source) = speech_wav(dir.path());
+        let wav = wav.to_str().unwrap();
+        let format = PcmFormat {
+            rate: 44_100,
+            channels: 2,
+        };
+        let ffmpeg = [
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            wav,
+            "-f",
+            "s16le",
+            "-ar",
+            "44100",
+            "-ac",
+            "2",
+            "-",
+        ];
+        let sox = [
+            wav, "-t", "raw", "-e", "signed", "-b", "16", "-L", "-r", "44100", "-c", "2", "-",
+        ];
+        for (tool, args) in [("ffmpeg", &ffmpeg[..]), ("sox", &sox[..])] {
+            let Some(got) = from_child(tool, args, format).await else {
+                continue;
+            };
+            let stats = got.result.unwrap();
+            let (lag, corr) = aligned_correlation(&source, &got.pcm, 2_000);
+            eprintln!("{tool} | pcm_pipe: {stats:?}, lag {lag}, correlation {corr:.4}");
+            assert!(corr >= 0.99, "{tool}: correlation {corr}");
+            assert!(lag <= 2, "{tool}: lag {lag}");
+            assert_eq!(got.events, vec![receiving(), ended(EndReason::EndOfInput)]);
+            assert_eq!(got.frames, source.len().div_ceil(FRAME_SAMPLES));
+        }
+    }
+}

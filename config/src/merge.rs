@@ -28,7 +28,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 11] = [
+const SERVER_FIELDS: [&str; 13] = [
     "listen",
     "public_address",
     "server_name",
@@ -40,6 +40,8 @@ const SERVER_FIELDS: [&str; 11] = [
     "max_agents",
     "send_queue_frames",
     "log",
+    "admin_listen",
+    "admin_allow_remote",
 ];
 const AGENT_FIELDS: [&str; 9] = [
     "bundle",
@@ -86,6 +88,9 @@ pub struct ServerOverrides {
     /// tracing filter, e.g. `info,radio_server=debug` [default: info].
     #[arg(long)]
     pub log: Option<String>,
+    /// Admin endpoint (HTTP) address; the operator commands call it [default: 127.0.0.1:4480].
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Command-line flags of `relay-agent` that override its configuration.
@@ -144,6 +149,12 @@ pub fn merge_server(
             "max_agents" => cfg.max_agents = env_parse(var, value, "a count")?,
             "send_queue_frames" => cfg.send_queue_frames = env_parse(var, value, "a frame count")?,
             "log" => cfg.log = value.to_owned(),
+            "admin_listen" => {
+                cfg.admin_listen = env_parse(var, value, "an IP:PORT socket address")?
+            }
+            "admin_allow_remote" => {
+                cfg.admin_allow_remote = env_parse(var, value, "true or false")?
+            }
             _ => return Err(unhandled(var)),
         }
         layers.set(field, Origin::Env(var.to_owned()));
@@ -176,6 +187,10 @@ pub fn merge_server(
     if let Some(v) = &cli.log {
         cfg.log = v.clone();
         layers.set("log", Origin::Cli("--log"));
+    }
+    if let Some(v) = cli.admin_listen {
+        cfg.admin_listen = v;
+        layers.set("admin_listen", Origin::Cli("--admin-listen"));
     }
 
     cfg.check().map_err(|invalid| layers.blame(invalid))?;
@@ -582,6 +597,8 @@ log = \"debug\"
             ("RADIO_SERVER_MAX_AGENTS", "22"),
             ("RADIO_SERVER_SEND_QUEUE_FRAMES", "50"),
             ("RADIO_SERVER_LOG", "trace"),
+            ("RADIO_SERVER_ADMIN_LISTEN", "0.0.0.0:4481"),
+            ("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "true"),
         ]);
         let cfg = merge_server(None, &e, &ServerOverrides::default()).expect("valid");
         let expected = ServerConfig {
@@ -596,6 +613,8 @@ log = \"debug\"
             max_agents: 22,
             send_queue_frames: 50,
             log: "trace".into(),
+            admin_listen: "0.0.0.0:4481".parse().expect("addr"),
+            admin_allow_remote: true,
         };
         assert_eq!(cfg, expected);
         // The field table matches the struct: every serialised key is listed.
@@ -912,6 +931,40 @@ log = \"debug\"
         assert_eq!(err.key.as_deref(), Some("RELAY_AGENT_SINKS"));
     }
 
+    #[test]
+    fn remote_admin_listen_is_blamed_where_it_was_set() {
+        let text = "log = \"info\"\nadmin_listen = \"0.0.0.0:4480\"\n";
+        let err = merge_server(
+            Some((text, "server.toml")),
+            &no_env(),
+            &ServerOverrides::default(),
+        )
+        .expect_err("not loopback");
+        assert_eq!(err.key.as_deref(), Some("admin_listen"));
+        assert_eq!(err.line, Some(2));
+
+        let allowed = format!("{text}admin_allow_remote = true\n");
+        let cfg = merge_server(
+            Some((&allowed, "server.toml")),
+            &no_env(),
+            &ServerOverrides::default(),
+        )
+        .expect("remote allowed");
+        assert!(cfg.admin_allow_remote);
+
+        let cli = ServerOverrides {
+            admin_listen: Some("192.168.1.5:4480".parse().expect("addr")),
+            ..ServerOverrides::default()
+        };
+        let err = merge_server(None, &no_env(), &cli).expect_err("not loopback");
+        assert_eq!(err.key.as_deref(), Some("--admin-listen"));
+        assert_eq!(err.source_name, "command line");
+
+        let e = env(&[("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "yes")]);
+        let err = merge_server(None, &e, &ServerOverrides::default()).expect_err("not a bool");
+        assert_eq!(err.key.as_deref(), Some("RADIO_SERVER_ADMIN_ALLOW_REMOTE"));
+    }
+
     // --- clap and the impure wrappers ---
 
     #[derive(Debug, clap::Parser)]
@@ -939,10 +992,16 @@ log = \"debug\"
             "16000",
             "--district-file",
             "/d.toml",
+            "--admin-listen",
+            "127.0.0.1:4481",
         ])
         .expect("parses");
         assert_eq!(cli.overrides.bitrate, Some(16_000));
         assert_eq!(cli.overrides.public_address.as_deref(), Some("a.example:1"));
+        assert_eq!(
+            cli.overrides.admin_listen,
+            Some("127.0.0.1:4481".parse().expect("addr"))
+        );
 
         let cli = AgentCli::try_parse_from([
             "relay-agent",

@@ -34,6 +34,11 @@ pub struct ServerConfig {
     pub send_queue_frames: u32,
     /// `tracing` filter directive.
     pub log: String,
+    /// TCP address of the admin endpoint (HTTP, bearer token). Loopback unless
+    /// `admin_allow_remote`: it can put anything on air, and it has no TLS of its own.
+    pub admin_listen: SocketAddr,
+    /// Lets `admin_listen` be a non-loopback address (behind a TLS proxy or a VPN).
+    pub admin_allow_remote: bool,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +56,8 @@ impl Default for ServerConfig {
             // 5 s of 20 ms frames: rides out a short stall without unbounded memory per agent.
             send_queue_frames: 250,
             log: "info".to_owned(),
+            admin_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480),
+            admin_allow_remote: false,
         }
     }
 }
@@ -132,6 +139,19 @@ impl ServerConfig {
         }
         in_range("send_queue_frames", self.send_queue_frames, 10, 3_000)?;
         not_blank("log", &self.log)?;
+        if !self.admin_allow_remote && !self.admin_listen.ip().is_loopback() {
+            // The token travels in clear text over plain HTTP; off loopback that needs a
+            // deliberate decision (a TLS proxy, a VPN), not a typo in an address.
+            return Err(Invalid::between(
+                &["admin_listen", "admin_allow_remote"],
+                format!(
+                    "`{}` is not a loopback address; the admin endpoint speaks plain HTTP, so \
+                     listen on 127.0.0.1 or ::1, or set admin_allow_remote = true behind a TLS \
+                     proxy or VPN",
+                    self.admin_listen
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -153,6 +173,8 @@ mod tests {
         assert_eq!(cfg.max_agents, 10_000);
         assert_eq!(cfg.send_queue_frames, 250);
         assert_eq!(cfg.log, "info");
+        assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:4480");
+        assert!(!cfg.admin_allow_remote);
     }
 
     #[test]
@@ -282,6 +304,20 @@ mod tests {
                 },
                 "log",
             ),
+            (
+                ServerConfig {
+                    admin_listen: "0.0.0.0:4480".parse().expect("addr"),
+                    ..d()
+                },
+                "admin_listen",
+            ),
+            (
+                ServerConfig {
+                    admin_listen: "10.1.2.3:4480".parse().expect("addr"),
+                    ..d()
+                },
+                "admin_listen",
+            ),
         ];
         for (cfg, key) in cases {
             let err = cfg.validate().expect_err(key);
@@ -298,6 +334,32 @@ mod tests {
             err.to_string(),
             "radio-server config: key `bitrate`: must be between 6000 and 510000 (got 900)"
         );
+    }
+
+    #[test]
+    fn admin_endpoint_stays_on_loopback_unless_allowed() {
+        let d = ServerConfig::default;
+        for addr in ["127.0.0.1:4480", "[::1]:4480", "127.0.0.2:0"] {
+            let cfg = ServerConfig {
+                admin_listen: addr.parse().expect("addr"),
+                ..d()
+            };
+            assert_eq!(cfg.validate(), Ok(()), "{addr}");
+        }
+        let remote = ServerConfig {
+            admin_listen: "[::]:4480".parse().expect("addr"),
+            ..d()
+        };
+        let err = remote
+            .validate()
+            .expect_err("unspecified v6 is not loopback");
+        assert_eq!(err.key.as_deref(), Some("admin_listen"));
+        assert!(err.message.contains("admin_allow_remote = true"), "{err}");
+        let allowed = ServerConfig {
+            admin_allow_remote: true,
+            ..remote
+        };
+        assert_eq!(allowed.validate(), Ok(()));
     }
 
     #[test]

@@ -41,7 +41,15 @@ pub struct DemoOptions {
     pub data_dir: Option<PathBuf>,
     /// Opus bitrate.
     pub bitrate: u32,
+    /// Accept live studio RTP here (from 127.0.0.1 only); it pre-empts the programme while
+    /// packets arrive.
+    pub live_rtp: Option<std::net::SocketAddr>,
+    /// Relay this HTTP/Icecast stream as the programme instead of a file.
+    pub relay: Option<String>,
 }
+
+/// How long a relayed programme plays when `--duration` is not given.
+const DEFAULT_RELAY_SECS: u64 = 30;
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +120,8 @@ pub struct DemoRow {
 pub struct DemoOutcome {
     /// Frames in the programme.
     pub programme_frames: u64,
+    /// The live input's counters, when it ran.
+    pub live: Option<crate::ingest::live_rtp::LiveStats>,
     /// One row per station.
     pub rows: Vec<DemoRow>,
 }
@@ -133,6 +143,17 @@ impl DemoOutcome {
             out.push_str(&format!(
                 "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5} {:>8}\n",
                 r.commune, r.name, r.sent, r.received, r.played, r.lost, r.rtp_packets
+            ));
+        }
+        if let Some(live) = &self.live {
+            out.push_str(&format!(
+                "live input: {} packets accepted, {} dropped from senders not allowed{}, {} malformed\n",
+                live.accepted,
+                live.rejected_source,
+                live.last_rejected_source
+                    .map(|a| format!(" (last: {a})"))
+                    .unwrap_or_default(),
+                live.malformed
             ));
         }
         out.push_str(&format!(
@@ -179,12 +200,17 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
             (p, "Bản tin mẫu".to_string())
         }
     };
-    // Refuse a bad programme before starting 22 agents.
-    let probe = programme.clone();
     let bitrate = options.bitrate;
-    tokio::task::spawn_blocking(move || ProgrammeEncoder::open(&probe, bitrate).map(|_| ()))
-        .await
-        .map_err(|e| DemoError::Options(format!("programme check: {e}")))??;
+    if let Some(url) = &options.relay {
+        crate::ingest::relay::validate_relay_url(url)
+            .map_err(|e| DemoError::Options(e.to_string()))?;
+    } else {
+        // Refuse a bad programme before starting 22 agents.
+        let probe = programme.clone();
+        tokio::task::spawn_blocking(move || ProgrammeEncoder::open(&probe, bitrate).map(|_| ()))
+            .await
+            .map_err(|e| DemoError::Options(format!("programme check: {e}")))??;
+    }
 
     let config = ServerConfig {
         listen: "127.0.0.1:0"
@@ -274,18 +300,55 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let scheduler = Scheduler::new(Schedule::default(), &district)
         .map_err(|e| DemoError::Options(e.to_string()))?;
     let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
+    let targets =
+        crate::schedule::Targets::Stations(stations.iter().map(|s| s.id.clone()).collect());
+    let (live_input, live_frames, live_events) = match options.live_rtp {
+        Some(addr) => {
+            let config = crate::ingest::live_rtp::LiveRtpConfig {
+                allow: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+                // The demo hands back to the programme promptly; a real studio link gets the
+                // default grace, so a short drop-out does not end a broadcast.
+                no_packet_timeout: Duration::from_secs(1),
+                ..Default::default()
+            };
+            let (input, frames, events) = crate::live_input::LiveInput::start(addr, config)
+                .await
+                .map_err(|e| DemoError::Options(e.to_string()))?;
+            println!(
+                "demo: live studio RTP accepted from 127.0.0.1 on {}",
+                input.addr
+            );
+            (Some(input), Some(frames), Some(events))
+        }
+        None => (None, None, None),
+    };
     let on_air = OnAir::spawn(
         server.outputs(),
         ladder,
         OnAirConfig {
             bitrate,
-            live: None,
+            live: live_frames,
         },
     );
+    if let Some(events) = live_events {
+        tokio::spawn(crate::live_input::follow_studio(
+            on_air.clone(),
+            events,
+            targets.clone(),
+        ));
+    }
     let mut bulletin = file_bulletin("demo", &name, &programme);
-    bulletin.targets =
-        crate::schedule::Targets::Stations(stations.iter().map(|s| s.id.clone()).collect());
-    if let Some(limit) = options.duration {
+    if let Some(url) = &options.relay {
+        bulletin.name = format!("Tiếp sóng {url}");
+        bulletin.source = crate::schedule::SourceSpec::Relay { url: url.clone() };
+    }
+    bulletin.targets = targets;
+    let limit = match (&options.relay, options.duration) {
+        (_, Some(limit)) => Some(limit),
+        (Some(_), None) => Some(Duration::from_secs(DEFAULT_RELAY_SECS)),
+        (None, None) => None,
+    };
+    if let Some(limit) = limit {
         bulletin.duration = jiff::SignedDuration::try_from(limit).ok();
     }
     let played = play_bulletin(&on_air, bulletin).await;
@@ -343,6 +406,9 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                     .cloned()
             });
             let played = record.as_ref().map(|p| p.played).unwrap_or(0);
+            // Played the programme: every frame sent was played, the end was announced, and
+            // what was sent reaches the programme's end (a resumed recording may differ by a
+            // frame from rounding its position).
             DemoRow {
                 commune: station.id.clone(),
                 name: station.name.clone(),
@@ -354,13 +420,18 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                 played,
                 lost: summary.frames.saturating_sub(played),
                 rtp_packets,
-                complete: record.is_some_and(|p| p.complete() && p.frames == summary.frames),
+                complete: record.is_some_and(|p| p.complete() && p.frames + 2 >= summary.frames),
             }
         })
         .collect();
+    let live = match live_input {
+        Some(input) => Some(input.stop().await),
+        None => None,
+    };
     Ok(DemoOutcome {
         programme_frames: summary.frames,
         rows,
+        live,
     })
 }
 

@@ -7,6 +7,7 @@
 //! - `pipeline/` — file to Opus: `decoder.rs` (symphonia, downmix), `resampler.rs` (rubato, to
 //!   48 kHz), `encoder.rs` (libopus, 20 ms voice frames), `mod.rs` ([`pipeline::ProgrammeEncoder`]).
 //! - `ingest/` — real-time audio from outside (live studio RTP or pipe, upstream relays), as PCM.
+//! - `live_input.rs` — the studio's live RTP input, on air by itself while it sends.
 //! - `playback.rs` — [`playback::Playback`]: one programme encoded once into 20 ms frames.
 //! - `router.rs` — [`router::Router`]: each tick, one frame of every playback to the stations
 //!   switched to it.
@@ -20,14 +21,20 @@
 //!   and audio stream; shutdown notifies then drains.
 //! - `tls.rs` — the server's side of mutual TLS; identity from the client certificate.
 //! - `certificate_authority.rs` — the district CA, server certificates and agent enrolment.
+//! - `store.rs` — [`store::Store`]: the schedule and the admin token's hash, durable (sled).
+//! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token).
+//! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it.
 //! - `demo.rs` — `radio-server demo`: server plus one agent per station on loopback.
 //! - `main.rs` — the `radio-server` command line.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
+pub mod admin_client;
 pub mod certificate_authority;
 pub mod demo;
 pub mod ingest;
+pub mod live_input;
 pub mod on_air;
 pub mod pipeline;
 pub mod playback;
@@ -35,4 +42,5 @@ pub mod router;
 pub mod schedule;
 pub mod server;
 pub mod station_output;
+pub mod store;
 pub mod tls;

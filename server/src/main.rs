@@ -1,20 +1,24 @@
 //! `radio-server`: the district server's command line. See the `radio_server` crate docs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use radio_config::ServerOverrides;
+use radio_server::admin::{self, AdminState, EmergencyRequest, LiveStart};
+use radio_server::admin_client::{render_schedule, render_status, AdminClient};
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::demo::{run_demo, DemoOptions};
 use radio_server::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
-use radio_server::schedule::Schedule;
+use radio_server::schedule::{load_timezone, Schedule, ScheduleEntry, SourceSpec, Targets};
 use radio_server::server::{self, Server};
+use radio_server::store::Store;
 use relay_agent::process::{init_tracing, shutdown_signal};
+use tokio::sync::watch;
 
 /// Central server of the smart radio broadcast system: encodes programmes once to Opus and
 /// streams them over QUIC to the relay agents of every commune station.
@@ -40,13 +44,40 @@ enum Command {
         /// Play the programme again and again.
         #[arg(long)]
         repeat: bool,
-        /// The schedule (TOML, see docs/SCHEDULING.md); default: the embedded Bình Sơn schedule
-        /// (the provincial relay 05:00–07:00 and 17:00–19:00).
+        /// The schedule (TOML, see docs/SCHEDULING.md); it replaces the stored one. Default: the
+        /// stored schedule (as last changed with `radio-server schedule`), else the embedded Bình
+        /// Sơn schedule (the provincial relay 05:00–07:00 and 17:00–19:00).
         #[arg(long, conflicts_with = "no_schedule")]
         schedule: Option<PathBuf>,
-        /// Run without any timed schedule.
+        /// Run without any timed schedule; the stored one is left as it is, until a schedule
+        /// change replaces it.
         #[arg(long)]
         no_schedule: bool,
+        /// Take live studio RTP (Opus or L16) on ADDR:PORT; it goes on air at every station by
+        /// itself while packets arrive (and `radio-server live start` can target it).
+        #[arg(long, value_name = "ADDR:PORT")]
+        live_rtp: Option<std::net::SocketAddr>,
+        /// Senders allowed to send live RTP (comma-separated addresses); others are dropped and
+        /// counted.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+        live_allow: Vec<std::net::IpAddr>,
+    },
+    /// Put the live input on air, or take it off (asks the running server).
+    Live {
+        #[command(subcommand)]
+        action: LiveCommand,
+    },
+    /// Break in at once with an emergency (khẩn cấp), or stop one (asks the running server).
+    Emergency(EmergencyArgs),
+    /// Show or change the timed schedule of the running server (stored: it survives restarts).
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleCommand,
+    },
+    /// What every station airs now (asks the running server).
+    Status {
+        #[command(flatten)]
+        overrides: ServerOverrides,
     },
     /// Enrol an agent: write its bundle (CA certificate, its own certificate and key, server address).
     Enroll {
@@ -84,7 +115,120 @@ enum Command {
         /// Log filter for the demo (server and agents).
         #[arg(long, default_value = "warn")]
         log: String,
+        /// Accept live studio RTP (Opus or L16) on ADDR:PORT from 127.0.0.1; it pre-empts the
+        /// programme while packets arrive and the programme resumes after.
+        #[arg(long, value_name = "ADDR:PORT")]
+        live_rtp: Option<std::net::SocketAddr>,
+        /// Relay this HTTP/Icecast stream (MP3, AAC, Ogg) as the programme instead of a file
+        /// (for --duration seconds, default 30).
+        #[arg(long, value_name = "URL", conflicts_with = "programme")]
+        relay: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LiveCommand {
+    /// Start a live broadcast (trực tiếp): it interrupts everything below emergencies.
+    Start {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Id of the broadcast [default: studio].
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        targets: TargetArgs,
+    },
+    /// Stop a live broadcast; what it interrupted resumes.
+    Stop {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Id of the broadcast [default: studio].
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// List the timed entries (times are local, in the schedule's zone).
+    List {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+    },
+    /// Add one timed entry from a TOML file (the fields of one [[entries]] table, see
+    /// docs/SCHEDULING.md); relative file paths in it are taken from the file's directory.
+    Add {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// The entry (TOML).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Remove a timed entry.
+    Remove {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Id of the entry.
+        id: String,
+    },
+}
+
+/// Who hears a live broadcast or an emergency.
+#[derive(Debug, clap::Args)]
+struct TargetArgs {
+    /// Station ids, comma-separated [default: all stations].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "STATION,...",
+        conflicts_with = "groups"
+    )]
+    targets: Vec<String>,
+    /// Groups of the schedule, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "GROUP,...")]
+    groups: Vec<String>,
+}
+
+impl TargetArgs {
+    fn targets(self) -> Option<Targets> {
+        if !self.targets.is_empty() {
+            Some(Targets::Stations(self.targets))
+        } else if !self.groups.is_empty() {
+            Some(Targets::Groups(self.groups))
+        } else {
+            None
+        }
+    }
+
+    fn given(&self) -> bool {
+        !self.targets.is_empty() || !self.groups.is_empty()
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct EmergencyArgs {
+    #[command(flatten)]
+    overrides: ServerOverrides,
+    /// The recording to broadcast (a file the server can read).
+    #[arg(long, required_unless_present_any = ["url", "stop"], conflicts_with_all = ["url", "stop"])]
+    file: Option<PathBuf>,
+    /// A stream to relay instead of a recording (http:// or https://).
+    #[arg(long, conflicts_with = "stop")]
+    url: Option<String>,
+    /// Name shown in the status [default: the file's name].
+    #[arg(long, conflicts_with = "stop")]
+    name: Option<String>,
+    /// Id of the emergency [default: generated from the time, and printed].
+    #[arg(long, conflicts_with = "stop")]
+    id: Option<String>,
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Play the recording this many times, then end [default: 1].
+    #[arg(long, conflicts_with = "stop")]
+    repeat: Option<u32>,
+    /// Stop the emergency with this id instead; what it interrupted resumes.
+    #[arg(long, value_name = "ID")]
+    stop: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,6 +258,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             repeat,
             schedule,
             no_schedule,
+            live_rtp,
+            live_allow,
         } => {
             let config = radio_config::load_server(&overrides)?;
             init_tracing(&config.log);
@@ -125,6 +271,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     repeat,
                     schedule,
                     no_schedule,
+                    live_rtp,
+                    live_allow,
                 },
             ))?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -187,6 +335,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             out,
             bitrate,
             log,
+            live_rtp,
+            relay,
         } => {
             init_tracing(&log);
             let outcome = runtime()?.block_on(run_demo(DemoOptions {
@@ -196,6 +346,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 out,
                 data_dir: None,
                 bitrate,
+                live_rtp,
+                relay,
             }))?;
             print!("{}", outcome.render());
             Ok(if outcome.played() == outcome.rows.len() {
@@ -204,7 +356,161 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 std::process::ExitCode::FAILURE
             })
         }
+        Command::Live { action } => {
+            match action {
+                LiveCommand::Start {
+                    overrides,
+                    id,
+                    targets,
+                } => {
+                    let shown = targets_text(&targets);
+                    let request = LiveStart {
+                        id,
+                        targets: targets.targets(),
+                    };
+                    let id = client(&overrides)?.live_start(&request)?;
+                    println!("live `{id}` on air at {shown}");
+                }
+                LiveCommand::Stop { overrides, id } => {
+                    let id = client(&overrides)?.live_stop(id.as_deref())?;
+                    println!("live `{id}` stopped");
+                }
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Emergency(args) => {
+            emergency(args)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Schedule { action } => {
+            schedule_command(action)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Status { overrides } => {
+            let client = client(&overrides)?;
+            let rows = client.status()?;
+            // `since` in the district's time, as operators read clocks.
+            let tz = client
+                .schedule()
+                .ok()
+                .and_then(|s| load_timezone(&s.timezone).ok())
+                .map_or_else(
+                    || load_timezone(radio_server::schedule::DEFAULT_TIMEZONE),
+                    Ok,
+                )?;
+            print!("{}", render_status(&rows, &tz));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The admin client for the server the overrides (and config file, environment) describe.
+fn client(overrides: &ServerOverrides) -> anyhow::Result<AdminClient> {
+    let config = radio_config::load_server(overrides)?;
+    Ok(AdminClient::from_config(&config)?)
+}
+
+fn targets_text(targets: &TargetArgs) -> String {
+    if !targets.targets.is_empty() {
+        targets.targets.join(", ")
+    } else if !targets.groups.is_empty() {
+        format!("groups {}", targets.groups.join(", "))
+    } else {
+        "all stations".to_owned()
+    }
+}
+
+fn emergency(args: EmergencyArgs) -> anyhow::Result<()> {
+    let client = client(&args.overrides)?;
+    if let Some(id) = args.stop {
+        if args.targets.given() {
+            bail!("--stop ends the emergency everywhere it airs; leave out --targets/--groups");
+        }
+        let id = client.stop_emergency(&id)?;
+        println!("emergency `{id}` stopped");
+        return Ok(());
+    }
+    // The server does not share this shell's working directory.
+    let file = args
+        .file
+        .map(|f| std::path::absolute(&f).with_context(|| format!("{}", f.display())))
+        .transpose()?;
+    let shown = targets_text(&args.targets);
+    let request = EmergencyRequest {
+        id: args.id,
+        name: args.name,
+        file,
+        url: args.url,
+        targets: args.targets.targets(),
+        repeat: args.repeat,
+    };
+    let id = client.emergency(&request)?;
+    // The id alone on stdout, for scripts; the rest for the operator.
+    println!("{id}");
+    eprintln!(
+        "emergency `{id}` on air at {shown}; stop it with: radio-server emergency --stop {id}"
+    );
+    Ok(())
+}
+
+fn schedule_command(action: ScheduleCommand) -> anyhow::Result<()> {
+    match action {
+        ScheduleCommand::List { overrides } => {
+            let schedule = client(&overrides)?.schedule()?;
+            print!("{}", render_schedule(&schedule));
+        }
+        ScheduleCommand::Add { overrides, file } => {
+            let entry = read_entry(&file)?;
+            let changed = client(&overrides)?.add_entry(&entry)?;
+            println!("entry `{}` added", changed.id);
+            for overlap in changed.overlaps {
+                println!("note: {overlap}");
+            }
+        }
+        ScheduleCommand::Remove { overrides, id } => {
+            let changed = client(&overrides)?.remove_entry(&id)?;
+            println!("entry `{}` removed", changed.id);
+        }
+    }
+    Ok(())
+}
+
+/// One schedule entry from TOML, with relative recording paths taken from the file's
+/// directory (the server runs elsewhere). Errors are one line: `FILE:LINE:COLUMN: message`.
+fn read_entry(path: &Path) -> anyhow::Result<ScheduleEntry> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the entry {}", path.display()))?;
+    let mut entry: ScheduleEntry = toml::from_str(&text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(":{line}:{column}")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{}{at}: not a valid schedule entry: {}",
+            path.display(),
+            e.message().replace('\n', " ")
+        )
+    })?;
+    let base = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    match &mut entry.source {
+        SourceSpec::File { path } => resolve(path),
+        SourceSpec::Playlist { paths } => paths.iter_mut().for_each(resolve),
+        SourceSpec::Relay { .. } | SourceSpec::Upstream { .. } | SourceSpec::Live => {}
+    }
+    Ok(entry)
 }
 
 /// What `radio-server run` was asked to do besides serving.
@@ -214,6 +520,8 @@ struct RunOptions {
     repeat: bool,
     schedule: Option<PathBuf>,
     no_schedule: bool,
+    live_rtp: Option<std::net::SocketAddr>,
+    live_allow: Vec<std::net::IpAddr>,
 }
 
 async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> anyhow::Result<()> {
@@ -223,6 +531,8 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         repeat,
         schedule,
         no_schedule,
+        live_rtp,
+        live_allow,
     } = options;
     let district = config.district()?;
     if wait_agents > district.stations.len() {
@@ -233,6 +543,54 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         );
     }
     let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
+    let store = Arc::new(Store::open(&config.data_dir)?);
+    let (schedule, from_file) = match &schedule {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the schedule {}", path.display()))?;
+            let schedule = toml::from_str::<Schedule>(&text)
+                .with_context(|| format!("{}: not a valid schedule", path.display()))?;
+            (schedule, Some(path))
+        }
+        None if no_schedule => (Schedule::default(), None),
+        None => (
+            store.schedule()?.unwrap_or_else(Schedule::binh_son_default),
+            None,
+        ),
+    };
+    let scheduler =
+        Scheduler::new(schedule.clone(), &district).with_context(|| match from_file {
+            Some(path) => format!("{}", path.display()),
+            None => format!(
+                "the stored schedule ({}); replace it with --schedule FILE",
+                config.data_dir.join("store").display()
+            ),
+        })?;
+    if let Some(path) = from_file {
+        store.save_schedule(&schedule)?;
+        tracing::info!(
+            "schedule from {} stored (it replaces the stored one)",
+            path.display()
+        );
+    }
+    for overlap in scheduler.overlaps() {
+        tracing::info!("schedule: {}", admin::describe_overlap(overlap));
+    }
+    store.admin_token()?;
+    tracing::info!(
+        "admin token in {} (the operator commands read it)",
+        store.token_path().display()
+    );
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on admin_listen {} (is another radio-server running? set \
+                 --admin-listen)",
+                config.admin_listen
+            )
+        })?;
+    let admin_addr = admin_listener.local_addr()?;
     let endpoint = server::bind(&config, &ca)?;
     let addr = endpoint.local_addr()?;
     tracing::info!(
@@ -240,33 +598,58 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         district.stations.len(),
         district.name
     );
+    println!("admin endpoint on {admin_addr}");
     // Tests bind port 0 and read the port from here.
     println!("listening on {addr}");
     let bitrate = config.bitrate;
-    let schedule = match &schedule {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the schedule {}", path.display()))?;
-            toml::from_str::<Schedule>(&text)
-                .with_context(|| format!("{}: not a valid schedule", path.display()))?
-        }
-        None if no_schedule => Schedule::default(),
-        None => Schedule::binh_son_default(),
-    };
-    let scheduler = Scheduler::new(schedule, &district)?;
-    for overlap in scheduler.overlaps() {
-        tracing::info!("schedule: {overlap:?}");
-    }
     let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
-    let server = Server::new(config, district);
+    let server = Server::new(config, district.clone());
+    let (live_input, live_frames, live_events) = match live_rtp {
+        Some(addr) => {
+            let config = radio_server::ingest::live_rtp::LiveRtpConfig {
+                allow: live_allow,
+                ..Default::default()
+            };
+            let (input, frames, events) =
+                radio_server::live_input::LiveInput::start(addr, config).await?;
+            tracing::info!("live studio RTP on {}", input.addr);
+            (Some(input), Some(frames), Some(events))
+        }
+        None => (None, None, None),
+    };
     let on_air = OnAir::spawn(
         server.outputs(),
         ladder,
         OnAirConfig {
             bitrate,
-            live: None,
+            live: live_frames,
         },
     );
+    if let Some(events) = live_events {
+        tokio::spawn(radio_server::live_input::follow_studio(
+            on_air.clone(),
+            events,
+            radio_server::schedule::Targets::All,
+        ));
+    }
+    // Kept for the life of the server: dropping it would stop the input.
+    let _live_input = live_input;
+    // One signal stops both endpoints.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin_state = AdminState::new(on_air.clone(), store, district, schedule);
+    let admin_stop = stopped(stop_rx.clone());
+    let admin_task = tokio::spawn(async move {
+        if let Err(e) = admin::serve(admin_listener, admin_state, admin_stop).await {
+            tracing::error!("admin endpoint stopped: {e}");
+        }
+    });
     if let Some(path) = programme {
         let server: Arc<Server> = server.clone();
         tokio::spawn(async move {
@@ -291,6 +674,13 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             }
         });
     }
-    server::run(endpoint, server, shutdown_signal()).await;
+    server::run(endpoint, server, stopped(stop_rx)).await;
+    // Requests in flight finish; a client that hangs on does not hold the shutdown up.
+    if tokio::time::timeout(Duration::from_secs(5), admin_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("admin endpoint: requests still open at shutdown, dropped");
+    }
     Ok(())
 }

@@ -53,13 +53,14 @@ pub enum OnAirEvent {
         /// Why.
         reason: StopReason,
     },
-    /// A playback ran out (or failed) and was removed.
+    /// A playback ran out (or failed, or lost its last listener) and was removed.
     PlaybackEnded {
         /// The item it played.
         item: ItemRef,
         /// Its programme id.
         programme_id: u64,
-        /// Frames it produced.
+        /// Where in the programme it ended, in 20 ms frames: its start offset plus what it
+        /// produced (for a recording played to its end, the recording's length).
         frames: u64,
         /// Why it ended early, one line, if it did.
         error: Option<String>,
@@ -286,6 +287,8 @@ struct Running {
     key: PlaybackKey,
     item: ItemRef,
     programme_id: u64,
+    /// Frames into the programme where this playback started (a resumed recording).
+    start_frame: u64,
     /// Keeps a relay alive while its playback runs.
     _relay: Option<RelayHandle>,
 }
@@ -630,12 +633,17 @@ impl Controller {
                 let programme_id = playback.programme_id;
                 let id = self.router.add(playback);
                 self.by_key.insert(opened.key.clone(), id);
+                let start_frame = match &opened.key {
+                    PlaybackKey::File { offset_ms, .. } => (*offset_ms / 20).max(0) as u64,
+                    PlaybackKey::Stream(_) => 0,
+                };
                 self.running.insert(
                     id,
                     Running {
                         key: opened.key,
                         item: item.clone(),
                         programme_id,
+                        start_frame,
                         _relay: relay,
                     },
                 );
@@ -685,7 +693,7 @@ impl Controller {
         self.emit(OnAirEvent::PlaybackEnded {
             item: running.item.clone(),
             programme_id,
-            frames,
+            frames: running.start_frame + frames,
             error: error.clone(),
         });
         let stations: BTreeSet<String> = stations
@@ -758,7 +766,7 @@ impl Controller {
                 self.emit(OnAirEvent::PlaybackEnded {
                     item: running.item,
                     programme_id: running.programme_id,
-                    frames: frames.unwrap_or(0),
+                    frames: running.start_frame + frames.unwrap_or(0),
                     error: None,
                 });
             }

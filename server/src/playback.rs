@@ -205,7 +205,7 @@ impl Playback {
     }
 
     /// The frame for this tick.
-    pub fn next(&mut self) -> Next {
+    pub fn next_frame(&mut self) -> Next {
         let next = match &mut self.source {
             Source::Encoded(rx) => match rx.try_recv() {
                 Ok(Ok(frame)) => Next::Frame(frame.payload),

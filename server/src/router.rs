@@ -126,7 +126,7 @@ impl Router {
         let mut ended = Vec::new();
         let mut frames = BTreeMap::new();
         for (id, playback) in self.playbacks.iter_mut() {
-            match playback.next() {
+            match playback.next_frame() {
                 Next::Frame(payload) => {
                     frames.insert(*id, payload);
                 }

@@ -190,7 +190,10 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
     let _ = stop_agents.send(true);
     for a in agents {
         let report = a.await.expect("agent task").expect("agent ran");
-        println!("{}: {:?}\n{:?}", report.commune, report.stats, report.programmes);
+        println!(
+            "{}: {:?}\n{:?}",
+            report.commune, report.stats, report.programmes
+        );
     }
     let _ = stop_server.send(());
     let _ = server_task.await;

@@ -176,6 +176,9 @@ pub fn start_server(
         data_dir.to_str().expect("utf8 path"),
         "--listen",
         listen,
+        // Several servers may run at once (tests, a real one): no fixed admin port.
+        "--admin-listen",
+        "127.0.0.1:0",
         "--wait-agents",
         &wait,
         // Tests must not depend on the time of day (the default schedule relays the province
@@ -392,6 +395,38 @@ pub fn compare(reference: &[f32], output: &[f32], search: usize) -> Similarity {
         snr_db,
         blocks_ok,
     }
+}
+
+/// 100 ms windows of a WAV: (RMS level, frequency from zero crossings). Enough to tell a tone
+/// from a chirp from silence, and where a chirp had got to.
+pub fn pitch_track(path: &Path) -> Vec<(f32, f32)> {
+    let (samples, rate) = read_wav(path);
+    let window = (rate / 10) as usize;
+    samples
+        .chunks(window)
+        .map(|w| {
+            let rms = (w.iter().map(|s| s * s).sum::<f32>() / w.len() as f32).sqrt();
+            let crossings = w
+                .windows(2)
+                .filter(|p| (p[0] < 0.0) != (p[1] < 0.0))
+                .count();
+            (rms, crossings as f32 / 2.0 / (w.len() as f32 / rate as f32))
+        })
+        .collect()
+}
+
+/// Writes a tone, or a chirp from `from` to `to` Hz, at half scale, 48 kHz mono.
+pub fn write_chirp(path: &Path, from: f32, to: f32, seconds: f32) {
+    let n = (seconds * 48_000.0) as usize;
+    let mut phase = 0.0f32;
+    let samples: Vec<f32> = (0..n)
+        .map(|i| {
+            let f = from + (to - from) * i as f32 / n as f32;
+            phase += std::f32::consts::TAU * f / 48_000.0;
+            0.5 * phase.sin()
+        })
+        .collect();
+    write_wav(path, &samples, 48_000);
 }
 
 /// A UDP port free right now on 127.0.0.1.

@@ -1,0 +1,684 @@
+//! The local admin endpoint: HTTP with JSON bodies, for the operator commands
+//! (`radio-server live|emergency|schedule|status`, see `admin_client.rs`) and later a dashboard.
+//!
+//! Every route needs `Authorization: Bearer <token>`, the token `radio-server run` writes to
+//! `data_dir/admin.token` (mode 0600): whoever can read that file is the district operator.
+//! The endpoint speaks plain HTTP and listens on loopback unless the configuration says
+//! otherwise (`admin_allow_remote`), so the token never crosses a network in clear text by
+//! accident.
+//!
+//! Routes (v1):
+//!
+//! | route | body | does |
+//! |---|---|---|
+//! | `GET /api/v1/status` | – | what every station airs ([`StationStatus`]) |
+//! | `POST /api/v1/live/start` | [`LiveStart`] | the live input on air |
+//! | `POST /api/v1/live/stop` | [`StopRequest`] | takes it off |
+//! | `POST /api/v1/emergency` | [`EmergencyRequest`] | khẩn cấp, at once |
+//! | `POST /api/v1/emergency/stop` | [`StopRequest`] | ends it |
+//! | `GET /api/v1/schedule` | – | the schedule ([`Schedule`]) |
+//! | `POST /api/v1/schedule/entries` | [`ScheduleEntry`] | adds a timed entry |
+//! | `DELETE /api/v1/schedule/entries/{id}` | – | removes one |
+//! | `POST /api/v1/bulletins` | [`BulletinRequest`] | queues a bulletin |
+//! | `POST /api/v1/bulletins/{id}/accept` | [`AcceptRequest`] | a station accepts it |
+//!
+//! Errors are `{ "error": "one line" }` with 400 (bad request, refused by the ladder), 401 (no
+//! or wrong token), 404 (unknown entry or route), 409 (id already in use), 503 (the on-air
+//! controller has stopped) or 500.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequest, Path as UrlPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use jiff::{SignedDuration, Timestamp};
+use radio_config::District;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, Mutex};
+
+use crate::on_air::{CommandError, OnAir, OnAirEvent, StationStatus};
+use crate::pipeline::ProgrammeEncoder;
+use crate::schedule::ladder::ItemRef;
+use crate::schedule::scheduler::Scheduler;
+use crate::schedule::validate::{validate, validate_bulletin, Overlap};
+use crate::schedule::{
+    load_timezone, Bulletin, Level, Schedule, ScheduleEntry, ScheduleError, SourceSpec, Targets,
+    DEFAULT_TIMEZONE,
+};
+use crate::store::Store;
+
+/// Live broadcasts without an id use this one, so `live start` / `live stop` pair up without
+/// the operator ever naming it.
+pub const DEFAULT_LIVE_ID: &str = "studio";
+
+/// Only decoding is checked before an emergency goes on air; the bitrate is irrelevant to that.
+const CHECK_BITRATE: u32 = 32_000;
+
+/// How long `live/start` waits to learn whether the live input opened. Opening it is
+/// synchronous in the controller, so the answer normally comes within milliseconds; a station
+/// that is under an emergency simply does not start it, and then nothing comes at all.
+const LIVE_OPEN_WAIT: Duration = Duration::from_millis(500);
+
+/// What the admin endpoint works on.
+#[derive(Debug)]
+pub struct AdminState {
+    on_air: OnAir,
+    store: Arc<Store>,
+    district: District,
+    /// The schedule on air. Held across a whole change (validate, save, hand to the
+    /// controller) so two changes cannot interleave and leave store and air disagreeing.
+    schedule: Arc<Mutex<Schedule>>,
+}
+
+impl AdminState {
+    /// `schedule` is the one the controller started with (stored, from a file, or the default).
+    pub fn new(on_air: OnAir, store: Arc<Store>, district: District, schedule: Schedule) -> Self {
+        AdminState {
+            on_air,
+            store,
+            district,
+            schedule: Arc::new(Mutex::new(schedule)),
+        }
+    }
+}
+
+/// `POST /api/v1/live/start`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveStart {
+    /// Default [`DEFAULT_LIVE_ID`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Default all stations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
+}
+
+/// `POST /api/v1/live/stop` (id defaults to [`DEFAULT_LIVE_ID`]) and
+/// `POST /api/v1/emergency/stop` (id required).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// `POST /api/v1/emergency`: exactly one of `file` and `url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyRequest {
+    /// Default: generated from the local time (`khan-cap-20250923-140501-3fa2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Default: the file's name, or "Khẩn cấp".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A recording on the server (absolute path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// An `http(s)://` stream to relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Default all stations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
+    /// Times a recording is played before the emergency ends by itself; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+}
+
+/// `POST /api/v1/bulletins`: a [`Bulletin`] without `submitted`, which the server sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulletinRequest {
+    pub id: String,
+    pub name: String,
+    pub source: SourceSpec,
+    #[serde(default)]
+    pub level: Level,
+    pub targets: Targets,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<SignedDuration>,
+}
+
+/// `POST /api/v1/bulletins/{id}/accept`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    pub station: String,
+}
+
+/// The answer to a command: the id it acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    pub id: String,
+}
+
+/// The answer to a schedule change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleChanged {
+    /// The entry added or removed.
+    pub id: String,
+    /// Different-level overlaps in the new schedule, one readable line each (allowed: the
+    /// higher entry interrupts the lower one).
+    pub overlaps: Vec<String>,
+}
+
+/// Every error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = router(Arc::new(state));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// The routes, all behind the token check (unknown routes too, so that they reveal nothing).
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/live/start", post(live_start))
+        .route("/api/v1/live/stop", post(live_stop))
+        .route("/api/v1/emergency", post(emergency))
+        .route("/api/v1/emergency/stop", post(emergency_stop))
+        .route("/api/v1/schedule", get(schedule))
+        .route("/api/v1/schedule/entries", post(add_entry))
+        .route("/api/v1/schedule/entries/{id}", delete(remove_entry))
+        .route("/api/v1/bulletins", post(submit_bulletin))
+        .route("/api/v1/bulletins/{id}/accept", post(accept_bulletin))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// An error answer: status and one line.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!("admin: {}", self.message);
+        }
+        // Clients print the message as their one line of output.
+        let error = self.message.replace(['\n', '\r'], " ");
+        (self.status, Json(ErrorBody { error })).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the on-air controller has stopped (the server is shutting down)",
+            ),
+            CommandError::Schedule(e @ ScheduleError::AlreadyActive { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
+            CommandError::Schedule(e) => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
+/// A JSON body; an empty one reads as `{}` so that commands whose fields are all optional can
+/// be sent bare (`curl -X POST …/live/start`). Errors are JSON like every other answer, where
+/// axum's own `Json` would answer in plain text.
+struct Body<T>(T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        let json: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(json)
+            .map(Body)
+            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    }
+}
+
+async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION);
+    let token = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let problem = match (header, token) {
+        (_, Some(token)) if state.store.verify_token(token) => return next.run(req).await,
+        (_, Some(_)) => "invalid admin token",
+        (Some(_), None) => "the Authorization header must be `Bearer <token>`",
+        (None, None) => "missing `Authorization: Bearer <token>` header",
+    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.to_string())
+        .unwrap_or_else(|| "unknown".to_owned());
+    tracing::warn!(
+        %peer,
+        method = %req.method(),
+        path = %req.uri().path(),
+        "admin: refused: {problem}"
+    );
+    let message = format!(
+        "{problem}; the token is in {} on the server",
+        state.store.token_path().display()
+    );
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+async fn status(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Vec<StationStatus>>, ApiError> {
+    Ok(Json(state.on_air.status().await?))
+}
+
+async fn live_start(
+    State(state): State<Arc<AdminState>>,
+    Body(request): Body<LiveStart>,
+) -> Result<Json<Done>, ApiError> {
+    let id = request.id.unwrap_or_else(|| DEFAULT_LIVE_ID.to_owned());
+    let targets = request.targets.unwrap_or(Targets::All);
+    let mut events = state.on_air.events();
+    state.on_air.live(&id, targets).await?;
+    // The ladder accepts a live broadcast even when the server has no live input; the
+    // controller then ends it at once. Report that, rather than a success nobody hears.
+    let item = ItemRef::Live { id: id.clone() };
+    if let Some(error) = open_failure(&mut events, &item).await {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error));
+    }
+    tracing::info!("admin: live `{id}` started");
+    Ok(Json(Done { id }))
+}
+
+/// Waits briefly for `item` to start somewhere or fail to open; the failure, if it failed.
+async fn open_failure(
+    events: &mut broadcast::Receiver<OnAirEvent>,
+    item: &ItemRef,
+) -> Option<String> {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(OnAirEvent::Started { item: started, .. }) if &started == item => return None,
+                Ok(OnAirEvent::PlaybackEnded {
+                    item: ended,
+                    error: Some(error),
+                    ..
+                }) if &ended == item => return Some(error),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(LIVE_OPEN_WAIT, wait)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn live_stop(
+    State(state): State<Arc<AdminState>>,
+    Body(request): Body<StopRequest>,
+) -> Result<Json<Done>, ApiError> {
+    let id = request.id.unwrap_or_else(|| DEFAULT_LIVE_ID.to_owned());
+    state.on_air.stop_live(&id).await?;
+    tracing::info!("admin: live `{id}` stopped");
+    Ok(Json(Done { id }))
+}
+
+async fn emergency(
+    State(state): State<Arc<AdminState>>,
+    Body(request): Body<EmergencyRequest>,
+) -> Result<Json<Done>, ApiError> {
+    let (source, default_name) = match (request.file, request.url) {
+        (Some(path), None) => {
+            check_recording(&path).await?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| !s.is_empty());
+            (SourceSpec::File { path }, stem)
+        }
+        (None, Some(url)) => (SourceSpec::Relay { url }, None),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give either `file` or `url` for an emergency, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "an emergency needs `file` (a recording on the server) or `url` (a stream)",
+            ))
+        }
+    };
+    let repeat = request.repeat.unwrap_or(1);
+    if repeat == 0 {
+        return Err(ApiError::bad_request(
+            "field `repeat` must be at least 1 (the number of times the recording is played)",
+        ));
+    }
+    let id = request.id.unwrap_or_else(emergency_id);
+    let name = request
+        .name
+        .or(default_name)
+        .unwrap_or_else(|| "Khẩn cấp".to_owned());
+    let targets = request.targets.unwrap_or(Targets::All);
+    state
+        .on_air
+        .emergency(&id, &name, source, targets, repeat)
+        .await?;
+    tracing::warn!("admin: emergency `{id}` ({name}) started");
+    Ok(Json(Done { id }))
+}
+
+/// Refuses a recording that would fail on air: relative (the server does not share the
+/// caller's working directory), missing, or not decodable.
+async fn check_recording(path: &Path) -> Result<(), ApiError> {
+    if !path.is_absolute() {
+        return Err(ApiError::bad_request(format!(
+            "file `{}`: give an absolute path (the server does not share your working directory)",
+            path.display()
+        )));
+    }
+    if !path.exists() {
+        return Err(ApiError::bad_request(format!(
+            "file `{}` does not exist on the server",
+            path.display()
+        )));
+    }
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || ProgrammeEncoder::open(&owned, CHECK_BITRATE).map(drop))
+        .await
+        .map_err(|e| ApiError::internal(format!("checking the recording failed: {e}")))?
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `khan-cap-YYYYMMDD-HHMMSS-xxxx` in district time: readable in logs, sorted by time, and the
+/// random tail keeps two emergencies started in the same second apart.
+fn emergency_id() -> String {
+    let now = Timestamp::now();
+    let local = load_timezone(DEFAULT_TIMEZONE)
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+        .to_datetime(now);
+    let tail: u16 = rand::random();
+    format!("khan-cap-{}-{tail:04x}", local.strftime("%Y%m%d-%H%M%S"))
+}
+
+async fn emergency_stop(
+    State(state): State<Arc<AdminState>>,
+    Body(request): Body<StopRequest>,
+) -> Result<Json<Done>, ApiError> {
+    let Some(id) = request.id else {
+        return Err(ApiError::bad_request(
+            "field `id`: name the emergency to stop (its id was printed when it started)",
+        ));
+    };
+    state.on_air.stop_emergency(&id).await?;
+    tracing::warn!("admin: emergency `{id}` stopped");
+    Ok(Json(Done { id }))
+}
+
+async fn schedule(State(state): State<Arc<AdminState>>) -> Json<Schedule> {
+    Json(state.schedule.lock().await.clone())
+}
+
+async fn add_entry(
+    State(state): State<Arc<AdminState>>,
+    Body(entry): Body<ScheduleEntry>,
+) -> Result<(StatusCode, Json<ScheduleChanged>), ApiError> {
+    let mut current = state.schedule.lock().await;
+    if current.entry(&entry.id).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "entry `{}` already exists; remove it first or choose another id",
+                entry.id
+            ),
+        ));
+    }
+    let id = entry.id.clone();
+    // Only the new entry's files are checked: a file of an older entry that has gone missing
+    // must not block every other change (including removing that entry).
+    let fresh: BTreeSet<PathBuf> = source_paths(&entry.source).into_iter().collect();
+    let mut next = current.clone();
+    next.entries.push(entry);
+    let overlaps = apply(&state, &mut current, next, &fresh).await?;
+    tracing::info!("admin: schedule entry `{id}` added");
+    Ok((StatusCode::CREATED, Json(ScheduleChanged { id, overlaps })))
+}
+
+async fn remove_entry(
+    State(state): State<Arc<AdminState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<ScheduleChanged>, ApiError> {
+    let mut current = state.schedule.lock().await;
+    if current.entry(&id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no schedule entry `{id}`"),
+        ));
+    }
+    let mut next = current.clone();
+    next.entries.retain(|e| e.id != id);
+    let overlaps = apply(&state, &mut current, next, &BTreeSet::new()).await?;
+    tracing::info!("admin: schedule entry `{id}` removed");
+    Ok(Json(ScheduleChanged { id, overlaps }))
+}
+
+/// Validates `next`, stores it durably, then puts it on air. Stored before it airs: if the
+/// server stops in between, it starts with the change the operator was told about.
+async fn apply(
+    state: &AdminState,
+    current: &mut Schedule,
+    next: Schedule,
+    check_files: &BTreeSet<PathBuf>,
+) -> Result<Vec<String>, ApiError> {
+    let overlaps = validate(&next, &state.district, &|p| {
+        !check_files.contains(p) || p.exists()
+    })
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let scheduler = Scheduler::new(next.clone(), &state.district)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let store = state.store.clone();
+    let to_save = next.clone();
+    tokio::task::spawn_blocking(move || store.save_schedule(&to_save))
+        .await
+        .map_err(|e| ApiError::internal(format!("saving the schedule failed: {e}")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    *current = next;
+    state.on_air.replace_schedule(scheduler).await?;
+    Ok(overlaps.iter().map(describe_overlap).collect())
+}
+
+fn source_paths(source: &SourceSpec) -> Vec<PathBuf> {
+    match source {
+        SourceSpec::File { path } => vec![path.clone()],
+        SourceSpec::Playlist { paths } => paths.clone(),
+        SourceSpec::Relay { .. } | SourceSpec::Upstream { .. } | SourceSpec::Live => Vec::new(),
+    }
+}
+
+/// One line an operator can read: who interrupts whom, where and when.
+pub fn describe_overlap(overlap: &Overlap) -> String {
+    let stations: Vec<&str> = overlap.stations.iter().map(String::as_str).collect();
+    let where_ = if stations.len() <= 4 {
+        format!("on {}", stations.join(", "))
+    } else {
+        format!("on {} stations", stations.len())
+    };
+    let when: Vec<String> = overlap.spans.iter().map(ToString::to_string).collect();
+    format!(
+        "`{}` ({}) interrupts `{}` ({}) {where_} at {}",
+        overlap.higher,
+        overlap.higher_level,
+        overlap.lower,
+        overlap.lower_level,
+        when.join("; ")
+    )
+}
+
+async fn submit_bulletin(
+    State(state): State<Arc<AdminState>>,
+    Body(request): Body<BulletinRequest>,
+) -> Result<(StatusCode, Json<Done>), ApiError> {
+    let bulletin = Bulletin {
+        id: request.id,
+        name: request.name,
+        source: request.source,
+        level: request.level,
+        targets: request.targets,
+        duration: request.duration,
+        submitted: Timestamp::now(),
+    };
+    // The ladder checks everything but the files (it never touches the disk); check them here
+    // so a missing recording is refused now, not discovered when the bulletin airs.
+    {
+        let schedule = state.schedule.lock().await;
+        validate_bulletin(&bulletin, &state.district, &schedule.groups, &|p| {
+            p.exists()
+        })
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let id = bulletin.id.clone();
+    state.on_air.bulletin(bulletin).await?;
+    tracing::info!("admin: bulletin `{id}` submitted");
+    Ok((StatusCode::CREATED, Json(Done { id })))
+}
+
+async fn accept_bulletin(
+    State(state): State<Arc<AdminState>>,
+    UrlPath(id): UrlPath<String>,
+    Body(request): Body<AcceptRequest>,
+) -> Result<Json<Done>, ApiError> {
+    state.on_air.accept(&request.station, &id).await?;
+    tracing::info!("admin: bulletin `{id}` accepted at {}", request.station);
+    Ok(Json(Done { id }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_emergency_ids_are_valid_and_distinct() {
+        let a = emergency_id();
+        let b = emergency_id();
+        assert!(a.starts_with("khan-cap-"), "{a}");
+        assert!(
+            a.split('-').all(|part| !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())),
+            "{a}"
+        );
+        assert!(a.len() <= 64);
+        // Equal only when the clock second and 16 random bits both coincide.
+        assert!(a != b || emergency_id() != a);
+    }
+
+    #[test]
+    fn ladder_errors_map_to_statuses() {
+        let conflict = ApiError::from(CommandError::Schedule(ScheduleError::AlreadyActive {
+            owner: crate::schedule::Owner::Emergency("bao".into()),
+        }));
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert!(conflict.message.contains("bao"));
+        let bad = ApiError::from(CommandError::Schedule(
+            ScheduleError::UnknownStationCommand {
+                station: "atlantis".into(),
+            },
+        ));
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let stopped = ApiError::from(CommandError::Stopped);
+        assert_eq!(stopped.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields() {
+        let err =
+            serde_json::from_str::<EmergencyRequest>(r#"{"fiel": "/a.wav"}"#).expect_err("typo");
+        assert!(err.to_string().contains("fiel"), "{err}");
+        let live: LiveStart =
+            serde_json::from_str(r#"{"targets": {"stations": ["binh-trung"]}}"#).unwrap();
+        assert_eq!(
+            live.targets,
+            Some(Targets::Stations(vec!["binh-trung".into()]))
+        );
+        let live: LiveStart = serde_json::from_str(r#"{"targets": "all"}"#).unwrap();
+        assert_eq!(live.targets, Some(Targets::All));
+    }
+}

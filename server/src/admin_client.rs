@@ -1,0 +1,614 @@
+//! The operator commands' side of the admin endpoint: a blocking HTTP client (ureq) and the
+//! text the commands print.
+//!
+//! The commands never open the store (sled lets one process at a time hold it, and that is the
+//! running server); they read the token from `data_dir/admin.token` and ask the server at
+//! `admin_listen`. Every failure becomes one line an operator can act on.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use radio_config::ServerConfig;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{
+    AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, LiveStart, ScheduleChanged,
+    StopRequest,
+};
+use crate::schedule::{EntryEnd, Recurrence, Schedule, ScheduleEntry, SourceSpec, Targets};
+use crate::store::TOKEN_FILE;
+
+/// The server is local; a slow connect means it is not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Checking an emergency recording decodes its start; generous, still bounded.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a command failed, as the one line the command prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The token file cannot be read.
+    #[error("cannot read the admin token {}: {reason}", path.display())]
+    Token { path: PathBuf, reason: String },
+    /// Nothing listens at the admin address.
+    #[error("the server is not running (no answer at {addr})")]
+    NotRunning { addr: SocketAddr },
+    /// The server answered with an error; its message.
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+    /// The request failed on the way.
+    #[error("the admin endpoint at {addr}: {reason}")]
+    Transport { addr: SocketAddr, reason: String },
+    /// The answer is not what this version expects.
+    #[error("unexpected answer from the admin endpoint at {addr}: {reason}")]
+    BadAnswer { addr: SocketAddr, reason: String },
+}
+
+/// One row of `GET /api/v1/status` (the wire form of [`crate::on_air::StationStatus`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StationRow {
+    pub station: String,
+    pub item: Option<String>,
+    pub name: Option<String>,
+    pub level: Option<String>,
+    pub since: Option<String>,
+}
+
+/// A client of one server's admin endpoint.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    addr: SocketAddr,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl AdminClient {
+    /// A client for `addr` with `token`.
+    pub fn new(addr: SocketAddr, token: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            // Error bodies carry the server's message; judge statuses here.
+            .http_status_as_error(false)
+            // A proxy from the environment must not see the token, nor break loopback calls.
+            .proxy(None)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(CALL_TIMEOUT))
+            .build()
+            .into();
+        AdminClient {
+            addr,
+            token: token.trim().to_owned(),
+            agent,
+        }
+    }
+
+    /// The client for the server `config` describes: its token file and admin address.
+    pub fn from_config(config: &ServerConfig) -> Result<Self, ClientError> {
+        let path = config.data_dir.join(TOKEN_FILE);
+        let token = std::fs::read_to_string(&path).map_err(|e| ClientError::Token {
+            reason: match e.kind() {
+                io::ErrorKind::NotFound => "it does not exist; start the server once with \
+                    `radio-server run` and the same --data-dir (or --config)"
+                    .to_owned(),
+                io::ErrorKind::PermissionDenied => "permission denied; run this as the user \
+                    the server runs as"
+                    .to_owned(),
+                _ => e.to_string(),
+            },
+            path: path.clone(),
+        })?;
+        if token.trim().is_empty() {
+            return Err(ClientError::Token {
+                path,
+                reason: "the file is empty; restart the server to write a new token".to_owned(),
+            });
+        }
+        Ok(Self::new(dialable(config.admin_listen), &token))
+    }
+
+    /// The address this client calls.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn status(&self) -> Result<Vec<StationRow>, ClientError> {
+        self.get("/api/v1/status")
+    }
+
+    /// Starts a live broadcast; its id.
+    pub fn live_start(&self, request: &LiveStart) -> Result<String, ClientError> {
+        self.post::<_, Done>("/api/v1/live/start", request)
+            .map(|d| d.id)
+    }
+
+    pub fn live_stop(&self, id: Option<&str>) -> Result<String, ClientError> {
+        let request = StopRequest {
+            id: id.map(str::to_owned),
+        };
+        self.post::<_, Done>("/api/v1/live/stop", &request)
+            .map(|d| d.id)
+    }
+
+    /// Starts an emergency; its id.
+    pub fn emergency(&self, request: &EmergencyRequest) -> Result<String, ClientError> {
+        self.post::<_, Done>("/api/v1/emergency", request)
+            .map(|d| d.id)
+    }
+
+    pub fn stop_emergency(&self, id: &str) -> Result<String, ClientError> {
+        let request = StopRequest {
+            id: Some(id.to_owned()),
+        };
+        self.post::<_, Done>("/api/v1/emergency/stop", &request)
+            .map(|d| d.id)
+    }
+
+    pub fn schedule(&self) -> Result<Schedule, ClientError> {
+        self.get("/api/v1/schedule")
+    }
+
+    pub fn add_entry(&self, entry: &ScheduleEntry) -> Result<ScheduleChanged, ClientError> {
+        self.post("/api/v1/schedule/entries", entry)
+    }
+
+    pub fn remove_entry(&self, id: &str) -> Result<ScheduleChanged, ClientError> {
+        self.delete(&format!("/api/v1/schedule/entries/{}", encode_segment(id)))
+    }
+
+    pub fn submit_bulletin(&self, request: &BulletinRequest) -> Result<String, ClientError> {
+        self.post::<_, Done>("/api/v1/bulletins", request)
+            .map(|d| d.id)
+    }
+
+    pub fn accept_bulletin(&self, id: &str, station: &str) -> Result<String, ClientError> {
+        let request = AcceptRequest {
+            station: station.to_owned(),
+        };
+        self.post::<_, Done>(
+            &format!("/api/v1/bulletins/{}/accept", encode_segment(id)),
+            &request,
+        )
+        .map(|d| d.id)
+    }
+
+    /// `GET path`, decoding the answer.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (status, body) = self.raw("GET", path, None)?;
+        self.decode(status, &body)
+    }
+
+    /// `POST path` with `body` as JSON, decoding the answer.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let json = serde_json::to_string(body).map_err(|e| ClientError::BadAnswer {
+            addr: self.addr,
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        let (status, body) = self.raw("POST", path, Some(json))?;
+        self.decode(status, &body)
+    }
+
+    /// `DELETE path`, decoding the answer.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (status, body) = self.raw("DELETE", path, None)?;
+        self.decode(status, &body)
+    }
+
+    /// One request with the token; the status and body whatever the status (transport
+    /// failures are errors). For tests and tools that want to see the HTTP exchange.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), ClientError> {
+        self.exchange(method, path, body, Some(&self.token))
+    }
+
+    /// Like [`AdminClient::raw`] with another `Authorization` token, or none.
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        token: Option<&str>,
+    ) -> Result<(u16, String), ClientError> {
+        let url = format!("http://{}{path}", self.addr);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let result = match method {
+            "GET" | "DELETE" => {
+                let mut request = if method == "GET" {
+                    self.agent.get(&url)
+                } else {
+                    self.agent.delete(&url)
+                };
+                if let Some(auth) = &auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.call()
+            }
+            _ => {
+                let mut request = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/json");
+                if let Some(auth) = &auth {
+                    request = request.header("Authorization", auth);
+                }
+                request.send(body.unwrap_or_default())
+            }
+        };
+        let mut response = result.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.transport_error(e))?;
+        Ok((status, text))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, status: u16, body: &str) -> Result<T, ClientError> {
+        if !(200..300).contains(&status) {
+            let message = match serde_json::from_str::<ErrorBody>(body) {
+                Ok(ErrorBody { error }) => error,
+                // Not our server (another program on the port), or a proxy in between.
+                Err(_) => format!(
+                    "the admin endpoint at {} answered HTTP {status}{}",
+                    self.addr,
+                    first_line(body)
+                        .map(|l| format!(": {l}"))
+                        .unwrap_or_default()
+                ),
+            };
+            return Err(ClientError::Refused { status, message });
+        }
+        serde_json::from_str(body).map_err(|e| ClientError::BadAnswer {
+            addr: self.addr,
+            reason: e.to_string(),
+        })
+    }
+
+    fn transport_error(&self, e: ureq::Error) -> ClientError {
+        let addr = self.addr;
+        match e {
+            ureq::Error::ConnectionFailed => ClientError::NotRunning { addr },
+            ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
+                ClientError::NotRunning { addr }
+            }
+            ureq::Error::Timeout(ureq::Timeout::Connect) => ClientError::NotRunning { addr },
+            ureq::Error::Timeout(_) => ClientError::Transport {
+                addr,
+                reason: format!(
+                    "no complete answer within {} s (is the server overloaded?)",
+                    CALL_TIMEOUT.as_secs()
+                ),
+            },
+            other => ClientError::Transport {
+                addr,
+                reason: other.to_string().replace(['\n', '\r'], " "),
+            },
+        }
+    }
+}
+
+/// An unspecified listen address (`0.0.0.0`, `[::]`) is dialled on loopback.
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+fn first_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).find(|l| !l.is_empty())
+}
+
+/// Percent-encodes a path segment: ids are slugs, but an operator may type anything.
+fn encode_segment(text: &str) -> String {
+    text.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
+}
+
+/// `radio-server schedule list`: one row per entry, times in the schedule's own zone (the
+/// wall-clock times the operator wrote).
+pub fn render_schedule(schedule: &Schedule) -> String {
+    let header = ["id", "name", "days", "time", "level", "source", "targets"];
+    let rows: Vec<[String; 7]> = schedule
+        .entries
+        .iter()
+        .map(|e| {
+            [
+                e.id.clone(),
+                e.name.clone(),
+                days(&e.recurrence),
+                slot(e),
+                e.level.to_string(),
+                source(&e.source),
+                targets(&e.targets),
+            ]
+        })
+        .collect();
+    let mut out = format!("schedule ({} local time)\n", schedule.timezone);
+    if rows.is_empty() {
+        out.push_str("no timed entries\n");
+        return out;
+    }
+    out.push_str(&table(&header, &rows));
+    for (name, members) in &schedule.groups {
+        let _ = writeln!(out, "group {name}: {}", members.join(", "));
+    }
+    out
+}
+
+/// `radio-server status`: what each station airs, `since` in `tz`.
+pub fn render_status(rows: &[StationRow], tz: &TimeZone) -> String {
+    let header = ["station", "level", "on air", "since"];
+    let body: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            let since = r
+                .since
+                .as_deref()
+                .map(|s| match s.parse::<Timestamp>() {
+                    Ok(t) => tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                    Err(_) => s.to_owned(),
+                })
+                .unwrap_or_default();
+            let on_air = match (&r.name, &r.item) {
+                (Some(name), Some(item)) => format!("{name} [{}]", short_item(item)),
+                (None, Some(item)) => short_item(item).to_owned(),
+                _ => "–".to_owned(),
+            };
+            [
+                r.station.clone(),
+                r.level.clone().unwrap_or_else(|| "–".to_owned()),
+                on_air,
+                since,
+            ]
+        })
+        .collect();
+    let airing = rows.iter().filter(|r| r.item.is_some()).count();
+    format!(
+        "{}{airing} of {} stations on air\n",
+        table(&header, &body),
+        rows.len()
+    )
+}
+
+/// `entry:ID@TIMESTAMP` without the occurrence time, which `since` already shows.
+fn short_item(item: &str) -> &str {
+    item.split_once('@').map_or(item, |(head, _)| head)
+}
+
+fn days(recurrence: &Recurrence) -> String {
+    match recurrence {
+        Recurrence::Daily => "daily".to_owned(),
+        Recurrence::Weekly { days } => days
+            .iter()
+            .map(|d| &crate::schedule::weekday_english(*d)[..3])
+            .collect::<Vec<_>>()
+            .join(","),
+        Recurrence::Once { date } => date.to_string(),
+    }
+}
+
+fn hm(t: jiff::civil::Time) -> String {
+    if t.second() == 0 {
+        format!("{:02}:{:02}", t.hour(), t.minute())
+    } else {
+        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+    }
+}
+
+fn slot(entry: &ScheduleEntry) -> String {
+    let start = entry.start;
+    match entry.end {
+        EntryEnd::At(end) => {
+            let next_day = if end <= start { " (+1 day)" } else { "" };
+            format!("{}–{}{next_day}", hm(start), hm(end))
+        }
+        EntryEnd::Duration(d) => {
+            // Wall-clock end; on a daylight-saving transition day the real end may differ.
+            let end = start.wrapping_add(d);
+            let next_day = if d.as_secs() >= 24 * 3600 || end <= start {
+                " (+1 day)"
+            } else {
+                ""
+            };
+            format!("{}–{}{next_day} ({d:#})", hm(start), hm(end))
+        }
+    }
+}
+
+fn source(source: &SourceSpec) -> String {
+    match source {
+        SourceSpec::File { path } => format!("file {}", path.display()),
+        SourceSpec::Playlist { paths } => match paths.as_slice() {
+            [one] => format!("playlist {}", one.display()),
+            _ => format!("playlist of {} files", paths.len()),
+        },
+        SourceSpec::Relay { url } => format!("relay {url}"),
+        SourceSpec::Upstream { server, channel } => format!("upstream {server} channel {channel}"),
+        SourceSpec::Live => "live".to_owned(),
+    }
+}
+
+fn targets(targets: &Targets) -> String {
+    match targets {
+        Targets::All => "all".to_owned(),
+        Targets::Stations(ids) => format!("stations {}", ids.join(",")),
+        Targets::Groups(names) => format!("groups {}", names.join(",")),
+    }
+}
+
+/// Left-aligned columns, padded by characters (Vietnamese names are multi-byte).
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Level;
+    use jiff::civil;
+
+    #[test]
+    fn schedule_table_shows_local_times_and_the_next_day() {
+        let mut schedule = Schedule::binh_son_default();
+        schedule.entries.push(ScheduleEntry {
+            id: "ban-tin-dem".into(),
+            name: "Bản tin đêm".into(),
+            recurrence: Recurrence::Weekly {
+                days: vec![civil::Weekday::Monday, civil::Weekday::Sunday],
+            },
+            start: civil::time(23, 0, 0, 0),
+            end: EntryEnd::Duration(jiff::SignedDuration::from_mins(90)),
+            source: SourceSpec::Playlist {
+                paths: vec!["/a.mp3".into(), "/b.mp3".into()],
+            },
+            targets: Targets::Groups(vec!["ven-bien".into()]),
+            level: Level::Priority,
+        });
+        let text = render_schedule(&schedule);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "schedule (Asia/Ho_Chi_Minh local time)");
+        assert!(lines[1].starts_with("id "), "{text}");
+        assert!(lines[2].contains("05:00–07:00"), "{text}");
+        assert!(lines[2].contains("daily"), "{text}");
+        assert!(lines[2].contains("normal (thường)"), "{text}");
+        assert!(
+            lines[2].contains("relay http://127.0.0.1:8000/qng.mp3"),
+            "{text}"
+        );
+        assert!(lines[2].ends_with("all"), "{text}");
+        assert!(lines[4].contains("mon,sun"), "{text}");
+        assert!(lines[4].contains("23:00–00:30 (+1 day) (1h 30m)"), "{text}");
+        assert!(lines[4].contains("playlist of 2 files"), "{text}");
+        // Columns line up although names have multi-byte letters.
+        let level_col = |l: &str| {
+            l.find("normal")
+                .or(l.find("priority"))
+                .map(|b| l[..b].chars().count())
+        };
+        assert_eq!(level_col(lines[2]), level_col(lines[4]), "{text}");
+    }
+
+    #[test]
+    fn empty_schedule_says_so() {
+        let text = render_schedule(&Schedule::default());
+        assert!(text.contains("no timed entries"), "{text}");
+    }
+
+    #[test]
+    fn status_table_converts_since_to_local_time() {
+        let rows = vec![
+            StationRow {
+                station: "binh-trung".into(),
+                item: Some("emergency:bao".into()),
+                name: Some("Bão số 5".into()),
+                level: Some("khẩn cấp".into()),
+                since: Some("2025-09-23T07:00:00Z".into()),
+            },
+            StationRow {
+                station: "binh-hai".into(),
+                item: None,
+                name: None,
+                level: None,
+                since: None,
+            },
+        ];
+        let tz = crate::schedule::load_timezone("Asia/Ho_Chi_Minh").unwrap();
+        let text = render_status(&rows, &tz);
+        assert!(text.contains("2025-09-23 14:00:00"), "{text}");
+        assert!(text.contains("Bão số 5 [emergency:bao]"), "{text}");
+        assert!(text.ends_with("1 of 2 stations on air\n"), "{text}");
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode_segment("tiep-song-sang"), "tiep-song-sang");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn unspecified_addresses_are_dialled_on_loopback() {
+        assert_eq!(
+            dialable("0.0.0.0:4480".parse().unwrap()).to_string(),
+            "127.0.0.1:4480"
+        );
+        assert_eq!(dialable("[::]:1".parse().unwrap()).to_string(), "[::1]:1");
+        assert_eq!(
+            dialable("10.0.0.2:1".parse().unwrap()).to_string(),
+            "10.0.0.2:1"
+        );
+    }
+
+    #[test]
+    fn no_server_is_reported_in_one_line() {
+        // A port that was free a moment ago: nothing answers there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = AdminClient::new(SocketAddr::from(([127, 0, 0, 1], port)), "x");
+        let err = client.status().expect_err("nobody listens");
+        assert!(matches!(err, ClientError::NotRunning { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("the server is not running (no answer at 127.0.0.1:{port})")
+        );
+    }
+
+    #[test]
+    fn missing_token_file_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..ServerConfig::default()
+        };
+        let err = AdminClient::from_config(&config).expect_err("no token");
+        let text = err.to_string();
+        assert!(text.contains("admin.token"), "{text}");
+        assert!(text.contains("radio-server run"), "{text}");
+        assert!(!text.contains('\n'));
+    }
+}

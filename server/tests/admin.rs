@@ -1,0 +1,587 @@
+//! The admin endpoint in process: a real on-air controller over the 22 Bình Sơn stations, the
+//! store in a temporary data directory, HTTP on loopback, and the operator commands' client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use radio_config::District;
+use radio_server::admin::{
+    serve, AdminState, BulletinRequest, EmergencyRequest, ErrorBody, LiveStart,
+};
+use radio_server::admin_client::{AdminClient, ClientError, StationRow};
+use radio_server::ingest::PcmFrame;
+use radio_server::on_air::{OnAir, OnAirConfig};
+use radio_server::schedule::ladder::{Ladder, LadderConfig};
+use radio_server::schedule::scheduler::Scheduler;
+use radio_server::schedule::{Level, Schedule, ScheduleEntry, SourceSpec, Targets};
+use radio_server::station_output::StationOutput;
+use radio_server::store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+struct Harness {
+    client: AdminClient,
+    dir: tempfile::TempDir,
+    store: Option<Arc<Store>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Keeps the live input open (a closed one would end the live broadcast).
+    _live: Option<mpsc::Sender<Box<PcmFrame>>>,
+}
+
+async fn start(with_live_input: bool) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let district = District::binh_son();
+    let outputs: Vec<Arc<StationOutput>> = district
+        .stations
+        .iter()
+        .map(|s| Arc::new(StationOutput::new(&s.id, 250)))
+        .collect();
+    // No timed entries: what airs must not depend on the time of day the test runs at.
+    let schedule = Schedule::default();
+    let scheduler = Scheduler::new(schedule.clone(), &district).expect("scheduler");
+    let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
+    let (live_tx, live_rx) = mpsc::channel(8);
+    let on_air = OnAir::spawn(
+        outputs,
+        ladder,
+        OnAirConfig {
+            bitrate: 32_000,
+            live: with_live_input.then_some(live_rx),
+        },
+    );
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let token = store.admin_token().expect("token");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let state = AdminState::new(on_air, store.clone(), district, schedule);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Harness {
+        client: AdminClient::new(addr, &token),
+        dir,
+        store: Some(store),
+        stop: Some(stop),
+        task: Some(task),
+        _live: with_live_input.then_some(live_tx),
+    }
+}
+
+impl Harness {
+    /// Runs a blocking client call off the runtime's threads.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AdminClient) -> T + Send + 'static,
+    ) -> T {
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || f(&client))
+            .await
+            .expect("client thread")
+    }
+
+    async fn status(&self) -> Vec<StationRow> {
+        self.call(|c| c.status()).await.expect("status")
+    }
+
+    /// Polls the status until `check` holds; the last status either way.
+    async fn status_until(&self, check: impl Fn(&[StationRow]) -> bool) -> Vec<StationRow> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let rows = self.status().await;
+            if check(&rows) || Instant::now() > deadline {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the endpoint and lets go of the store, so that it can be opened again.
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("endpoint stops")
+                .expect("task")
+                .expect("serve");
+        }
+        self.store = None;
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Status and `{ "error" }` of a failed call.
+fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (u16, String) {
+    match result {
+        Err(ClientError::Refused { status, message }) => (status, message),
+        other => panic!("expected an error answer, got {other:?}"),
+    }
+}
+
+fn level_at<'a>(rows: &'a [StationRow], station: &str) -> Option<&'a str> {
+    rows.iter()
+        .find(|r| r.station == station)
+        .and_then(|r| r.level.as_deref())
+}
+
+fn stations_at(rows: &[StationRow], level: &str) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.level.as_deref() == Some(level))
+        .map(|r| r.station.clone())
+        .collect()
+}
+
+/// A sine tone, 8 kHz mono 16-bit.
+fn write_wav(path: &Path, seconds: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for i in 0..8_000 * seconds {
+        let t = i as f32 / 8_000.0;
+        let s = (t * 440.0 * std::f32::consts::TAU).sin() * 0.3;
+        w.write_sample((s * 32767.0) as i16).expect("sample");
+    }
+    w.finalize().expect("finalize");
+}
+
+fn entry(id: &str, toml_body: &str) -> ScheduleEntry {
+    toml::from_str(&format!("id = \"{id}\"\nname = \"Mục {id}\"\n{toml_body}")).expect("entry")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_the_token_are_refused() {
+    let mut h = start(false).await;
+    for (token, expected) in [
+        (None, "missing `Authorization: Bearer <token>` header"),
+        (Some("0123456789abcdef"), "invalid admin token"),
+        (
+            Some(""),
+            "the Authorization header must be `Bearer <token>`",
+        ),
+    ] {
+        for (method, path) in [
+            ("GET", "/api/v1/status"),
+            ("POST", "/api/v1/emergency/stop"),
+            ("DELETE", "/api/v1/schedule/entries/x"),
+            ("GET", "/no/such/route"),
+        ] {
+            let sent = token.map(str::to_owned);
+            let (status, body) = h
+                .call(move |c| c.exchange(method, path, None, sent.as_deref()))
+                .await
+                .expect("answer");
+            assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
+            let error: ErrorBody = serde_json::from_str(&body).expect("JSON error");
+            assert!(error.error.starts_with(expected), "{}", error.error);
+            assert!(error.error.contains("admin.token"), "{}", error.error);
+        }
+    }
+    // The right token gets through; an unknown route is then a JSON 404.
+    let (status, _) = h
+        .call(|c| c.raw("GET", "/api/v1/status", None))
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    let (status, body) = h
+        .call(|c| c.raw("GET", "/api/v1/nothing", None))
+        .await
+        .expect("answer");
+    assert_eq!(status, 404);
+    assert!(body.contains("no such endpoint"), "{body}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_every_station() {
+    let mut h = start(false).await;
+    let rows = h.status().await;
+    assert_eq!(rows.len(), 22);
+    assert!(rows.iter().any(|r| r.station == "binh-trung"));
+    assert!(rows.iter().all(|r| r.item.is_none() && r.level.is_none()));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_airs_at_its_targets_only_until_stopped() {
+    let mut h = start(false).await;
+    let wav = h.path("bao-so-5.wav");
+    write_wav(&wav, 10);
+    let request = EmergencyRequest {
+        file: Some(wav.clone()),
+        targets: Some(Targets::Stations(vec![
+            "binh-trung".into(),
+            "binh-duong".into(),
+        ])),
+        repeat: Some(3),
+        ..EmergencyRequest::default()
+    };
+    let id = h
+        .call(move |c| c.emergency(&request))
+        .await
+        .expect("emergency accepted");
+    assert!(id.starts_with("khan-cap-"), "{id}");
+    let rows = h.status().await;
+    let mut airing = stations_at(&rows, "khẩn cấp");
+    airing.sort();
+    assert_eq!(airing, ["binh-duong", "binh-trung"]);
+    let trung = rows
+        .iter()
+        .find(|r| r.station == "binh-trung")
+        .expect("row");
+    assert_eq!(trung.name.as_deref(), Some("bao-so-5"));
+    assert_eq!(
+        trung.item.as_deref(),
+        Some(format!("emergency:{id}").as_str())
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.level.is_none()).count(),
+        20,
+        "the other stations are untouched"
+    );
+
+    // The same id again is a conflict; its own id is needed to stop it.
+    let again = EmergencyRequest {
+        id: Some(id.clone()),
+        file: Some(wav),
+        ..EmergencyRequest::default()
+    };
+    let (status, message) = refused(h.call(move |c| c.emergency(&again)).await);
+    assert_eq!(status, 409, "{message}");
+    assert!(message.contains(&id), "{message}");
+    let (status, message) = refused(h.call(|c| c.stop_emergency("khong-co")).await);
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("khong-co"), "{message}");
+
+    let stop_id = id.clone();
+    let stopped = h
+        .call(move |c| c.stop_emergency(&stop_id))
+        .await
+        .expect("stopped");
+    assert_eq!(stopped, id);
+    let rows = h
+        .status_until(|rows| stations_at(rows, "khẩn cấp").is_empty())
+        .await;
+    assert!(stations_at(&rows, "khẩn cấp").is_empty(), "{rows:?}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_with_a_missing_or_bad_file_is_refused() {
+    let mut h = start(false).await;
+    let missing = h.path("khong-co.wav");
+    let bad = h.path("hong.wav");
+    std::fs::write(
+        &bad,
+        b"this is not audio, only text pretending to be a WAV file",
+    )
+    .expect("write");
+    for (file, expected) in [
+        (missing.clone(), "does not exist"),
+        (bad.clone(), "hong.wav"),
+        (PathBuf::from("relative.wav"), "absolute path"),
+    ] {
+        let request = EmergencyRequest {
+            file: Some(file.clone()),
+            ..EmergencyRequest::default()
+        };
+        let (status, message) = refused(h.call(move |c| c.emergency(&request)).await);
+        assert_eq!(status, 400, "{message}");
+        assert!(
+            message.contains(&file.display().to_string()),
+            "names the file: {message}"
+        );
+        assert!(message.contains(expected), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
+    let (status, message) = refused(h.call(|c| c.emergency(&EmergencyRequest::default())).await);
+    assert_eq!(status, 400);
+    assert!(message.contains("`file`"), "{message}");
+    // A body that is not JSON gets a JSON error too.
+    let (status, body) = h
+        .call(|c| c.raw("POST", "/api/v1/emergency", Some("{ file: ".into())))
+        .await
+        .expect("answer");
+    assert_eq!(status, 400);
+    let error: ErrorBody = serde_json::from_str(&body).expect("JSON error");
+    assert!(
+        error.error.starts_with("invalid request body"),
+        "{}",
+        error.error
+    );
+    let rows = h.status().await;
+    assert!(
+        stations_at(&rows, "khẩn cấp").is_empty(),
+        "nothing went on air"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_changes_are_validated_stored_and_put_on_air() {
+    let mut h = start(false).await;
+    let schedule = h.call(|c| c.schedule()).await.expect("schedule");
+    assert!(schedule.entries.is_empty());
+
+    let le = entry(
+        "le-quoc-khanh",
+        r#"
+        recurrence = { once = { date = "2099-09-02" } }
+        start = "07:00"
+        end = { at = "08:00" }
+        source = { kind = "relay", url = "http://127.0.0.1:9/le.mp3" }
+        targets = { stations = ["binh-trung"] }
+        "#,
+    );
+    let added = h
+        .call(move |c| c.add_entry(&le))
+        .await
+        .expect("valid entry");
+    assert_eq!(added.id, "le-quoc-khanh");
+    assert!(added.overlaps.is_empty(), "{:?}", added.overlaps);
+
+    // A same-level overlap on a shared station names both entries.
+    let clash = entry(
+        "mit-tinh",
+        r#"
+        recurrence = { once = { date = "2099-09-02" } }
+        start = "07:30"
+        end = { duration = "1h" }
+        source = { kind = "relay", url = "http://127.0.0.1:9/mt.mp3" }
+        targets = "all"
+        "#,
+    );
+    let (status, message) = refused(h.call(move |c| c.add_entry(&clash)).await);
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.contains("le-quoc-khanh") && message.contains("mit-tinh"),
+        "{message}"
+    );
+    assert!(message.contains("binh-trung"), "{message}");
+
+    // At another level it is allowed, and reported.
+    let priority = entry(
+        "mit-tinh",
+        r#"
+        recurrence = { once = { date = "2099-09-02" } }
+        start = "07:30"
+        end = { duration = "1h" }
+        source = { kind = "relay", url = "http://127.0.0.1:9/mt.mp3" }
+        targets = "all"
+        level = "priority"
+        "#,
+    );
+    let added = h
+        .call(move |c| c.add_entry(&priority))
+        .await
+        .expect("different levels may overlap");
+    assert_eq!(added.overlaps.len(), 1, "{:?}", added.overlaps);
+    assert!(
+        added.overlaps[0].contains("`mit-tinh`") && added.overlaps[0].contains("`le-quoc-khanh`"),
+        "{:?}",
+        added.overlaps
+    );
+
+    // Duplicate id, missing recording.
+    let duplicate = entry(
+        "mit-tinh",
+        r#"
+        recurrence = "daily"
+        start = "03:00"
+        end = { at = "03:10" }
+        source = { kind = "live" }
+        targets = "all"
+        "#,
+    );
+    let (status, message) = refused(h.call(move |c| c.add_entry(&duplicate)).await);
+    assert_eq!(status, 409, "{message}");
+    let missing = h.path("khong-co.mp3");
+    let no_file = entry(
+        "nhac",
+        &format!(
+            r#"
+            recurrence = "daily"
+            start = "03:00"
+            end = {{ at = "03:10" }}
+            source = {{ kind = "file", path = "{}" }}
+            targets = "all"
+            "#,
+            missing.display()
+        ),
+    );
+    let (status, message) = refused(h.call(move |c| c.add_entry(&no_file)).await);
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("entry `nhac`"), "{message}");
+    assert!(message.contains("source.path"), "{message}");
+    assert!(message.contains("khong-co.mp3"), "{message}");
+
+    // An entry whose slot is running now goes on air at once (the controller got the schedule).
+    let wav = h.path("ca-ngay.wav");
+    write_wav(&wav, 20);
+    let all_day = entry(
+        "ca-ngay",
+        &format!(
+            r#"
+            recurrence = "daily"
+            start = "00:00"
+            end = {{ duration = "24h" }}
+            source = {{ kind = "file", path = "{}" }}
+            targets = {{ stations = ["binh-hai"] }}
+            "#,
+            wav.display()
+        ),
+    );
+    h.call(move |c| c.add_entry(&all_day))
+        .await
+        .expect("all-day entry");
+    let rows = h
+        .status_until(|rows| level_at(rows, "binh-hai").is_some())
+        .await;
+    assert_eq!(level_at(&rows, "binh-hai"), Some("thường"), "{rows:?}");
+    let listed = h.call(|c| c.schedule()).await.expect("schedule");
+    let ids: Vec<&str> = listed.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["le-quoc-khanh", "mit-tinh", "ca-ngay"]);
+
+    let (status, message) = refused(h.call(|c| c.remove_entry("khong-co")).await);
+    assert_eq!(status, 404, "{message}");
+    assert!(message.contains("khong-co"), "{message}");
+    let removed = h
+        .call(|c| c.remove_entry("ca-ngay"))
+        .await
+        .expect("removed");
+    assert_eq!(removed.id, "ca-ngay");
+    let rows = h
+        .status_until(|rows| level_at(rows, "binh-hai").is_none())
+        .await;
+    assert_eq!(level_at(&rows, "binh-hai"), None, "{rows:?}");
+
+    // Stored: a new server on this data directory starts with it.
+    h.stop().await;
+    let store = Store::open(h.dir.path()).expect("reopen the store");
+    let stored = store.schedule().expect("readable").expect("stored");
+    let ids: Vec<&str> = stored.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["le-quoc-khanh", "mit-tinh"]);
+    assert_eq!(stored.entries[1].level, Level::Priority);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_bulletins_air_where_they_are_accepted() {
+    let mut h = start(false).await;
+    let wav = h.path("tiem-chung.wav");
+    write_wav(&wav, 20);
+    let bulletin = BulletinRequest {
+        id: "tiem-chung".into(),
+        name: "Thông báo tiêm chủng".into(),
+        source: SourceSpec::File { path: wav.clone() },
+        level: Level::Normal,
+        targets: Targets::Stations(vec!["binh-trung".into(), "binh-duong".into()]),
+        duration: None,
+    };
+    let submit = bulletin.clone();
+    let id = h
+        .call(move |c| c.submit_bulletin(&submit))
+        .await
+        .expect("submitted");
+    assert_eq!(id, "tiem-chung");
+    let rows = h.status().await;
+    assert_eq!(level_at(&rows, "binh-trung"), None, "not accepted yet");
+    assert_eq!(level_at(&rows, "binh-duong"), None, "not accepted yet");
+
+    h.call(|c| c.accept_bulletin("tiem-chung", "binh-trung"))
+        .await
+        .expect("accepted");
+    let rows = h
+        .status_until(|rows| level_at(rows, "binh-trung").is_some())
+        .await;
+    assert_eq!(level_at(&rows, "binh-trung"), Some("thường"), "{rows:?}");
+    let trung = rows
+        .iter()
+        .find(|r| r.station == "binh-trung")
+        .expect("row");
+    assert_eq!(trung.item.as_deref(), Some("bulletin:tiem-chung"));
+    assert_eq!(trung.name.as_deref(), Some("Thông báo tiêm chủng"));
+    assert_eq!(
+        level_at(&rows, "binh-duong"),
+        None,
+        "binh-duong has not accepted"
+    );
+
+    // A station it does not target, a second bulletin with its id, a missing recording, an
+    // emergency level: all refused with the reason.
+    let (status, message) = refused(
+        h.call(|c| c.accept_bulletin("tiem-chung", "binh-hai"))
+            .await,
+    );
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("binh-hai"), "{message}");
+    let duplicate = bulletin.clone();
+    let (status, message) = refused(h.call(move |c| c.submit_bulletin(&duplicate)).await);
+    assert_eq!(status, 409, "{message}");
+    let missing = BulletinRequest {
+        id: "mat-file".into(),
+        source: SourceSpec::File {
+            path: h.path("khong-co.wav"),
+        },
+        ..bulletin.clone()
+    };
+    let (status, message) = refused(h.call(move |c| c.submit_bulletin(&missing)).await);
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("khong-co.wav"), "{message}");
+    let emergency = BulletinRequest {
+        id: "khan".into(),
+        level: Level::Emergency,
+        ..bulletin
+    };
+    let (status, message) = refused(h.call(move |c| c.submit_bulletin(&emergency)).await);
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("emergency"), "{message}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_goes_on_air_at_its_targets_and_off_again() {
+    let mut h = start(true).await;
+    let request = LiveStart {
+        id: None,
+        targets: Some(Targets::Stations(vec!["binh-chau".into()])),
+    };
+    let id = h
+        .call(move |c| c.live_start(&request))
+        .await
+        .expect("live started");
+    assert_eq!(id, "studio");
+    let rows = h.status().await;
+    assert_eq!(stations_at(&rows, "trực tiếp"), ["binh-chau"]);
+    let (status, message) = refused(h.call(|c| c.live_start(&LiveStart::default())).await);
+    assert_eq!(status, 409, "{message}");
+    h.call(|c| c.live_stop(None)).await.expect("stopped");
+    let rows = h
+        .status_until(|rows| stations_at(rows, "trực tiếp").is_empty())
+        .await;
+    assert!(stations_at(&rows, "trực tiếp").is_empty(), "{rows:?}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_without_a_live_input_is_reported() {
+    let mut h = start(false).await;
+    let (status, message) = refused(h.call(|c| c.live_start(&LiveStart::default())).await);
+    assert_eq!(status, 503, "{message}");
+    assert!(message.contains("no live input"), "{message}");
+    let rows = h.status().await;
+    assert!(stations_at(&rows, "trực tiếp").is_empty(), "{rows:?}");
+    h.stop().await;
+}

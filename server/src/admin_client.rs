@@ -5,6 +5,7 @@
 //! running server); they read the token from `data_dir/admin.token` and ask the server at
 //! `admin_listen`. Every failure becomes one line an operator can act on.
 
+use crate::on_air::StationStatus;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,7 +16,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use radio_config::ServerConfig;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::admin::{
     AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, LiveStart, ScheduleChanged,
@@ -47,16 +48,6 @@ pub enum ClientError {
     /// The answer is not what this version expects.
     #[error("unexpected answer from the admin endpoint at {addr}: {reason}")]
     BadAnswer { addr: SocketAddr, reason: String },
-}
-
-/// One row of `GET /api/v1/status` (the wire form of [`crate::on_air::StationStatus`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StationRow {
-    pub station: String,
-    pub item: Option<String>,
-    pub name: Option<String>,
-    pub level: Option<String>,
-    pub since: Option<String>,
 }
 
 /// A client of one server's admin endpoint.
@@ -115,7 +106,7 @@ impl AdminClient {
         self.addr
     }
 
-    pub fn status(&self) -> Result<Vec<StationRow>, ClientError> {
+    pub fn status(&self) -> Result<Vec<StationStatus>, ClientError> {
         self.get("/api/v1/status")
     }
 
@@ -356,7 +347,7 @@ pub fn render_schedule(schedule: &Schedule) -> String {
 }
 
 /// `radio-server status`: what each station airs, `since` in `tz`.
-pub fn render_status(rows: &[StationRow], tz: &TimeZone) -> String {
+pub fn render_status(rows: &[StationStatus], tz: &TimeZone) -> String {
     let header = ["station", "level", "on air", "since"];
     let body: Vec<[String; 4]> = rows
         .iter()
@@ -540,14 +531,14 @@ mod tests {
     #[test]
     fn status_table_converts_since_to_local_time() {
         let rows = vec![
-            StationRow {
+            StationStatus {
                 station: "binh-trung".into(),
                 item: Some("emergency:bao".into()),
                 name: Some("Bão số 5".into()),
                 level: Some("khẩn cấp".into()),
                 since: Some("2025-09-23T07:00:00Z".into()),
             },
-            StationRow {
+            StationStatus {
                 station: "binh-hai".into(),
                 item: None,
                 name: None,

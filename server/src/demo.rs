@@ -13,7 +13,7 @@ use relay_agent::{Agent, AgentReport, Bundle};
 use tokio::sync::watch;
 
 use crate::certificate_authority::CertificateAuthority;
-use crate::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
+use crate::on_air::{file_bulletin, play_bulletin};
 use crate::pipeline::{PipelineError, ProgrammeEncoder};
 use crate::schedule::ladder::{Ladder, LadderConfig};
 use crate::schedule::scheduler::Scheduler;
@@ -302,40 +302,25 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
     let targets =
         crate::schedule::Targets::Stations(stations.iter().map(|s| s.id.clone()).collect());
-    let (live_input, live_frames, live_events) = match options.live_rtp {
-        Some(addr) => {
-            let config = crate::ingest::live_rtp::LiveRtpConfig {
-                allow: vec![std::net::IpAddr::from([127, 0, 0, 1])],
-                // The demo hands back to the programme promptly; a real studio link gets the
-                // default grace, so a short drop-out does not end a broadcast.
-                no_packet_timeout: Duration::from_secs(1),
-                ..Default::default()
-            };
-            let (input, frames, events) = crate::live_input::LiveInput::start(addr, config)
-                .await
-                .map_err(|e| DemoError::Options(e.to_string()))?;
-            println!(
-                "demo: live studio RTP accepted from 127.0.0.1 on {}",
-                input.addr
-            );
-            (Some(input), Some(frames), Some(events))
-        }
-        None => (None, None, None),
-    };
-    let on_air = OnAir::spawn(
-        server.outputs(),
-        ladder,
-        OnAirConfig {
-            bitrate,
-            live: live_frames,
-        },
-    );
-    if let Some(events) = live_events {
-        tokio::spawn(crate::live_input::follow_studio(
-            on_air.clone(),
-            events,
-            targets.clone(),
-        ));
+    let live = options.live_rtp.map(|addr| {
+        let config = crate::ingest::live_rtp::LiveRtpConfig {
+            allow: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+            // The demo hands back to the programme promptly; a real studio link gets the
+            // default grace, so a short drop-out does not end a broadcast.
+            no_packet_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        (addr, config)
+    });
+    let (on_air, live_input) =
+        crate::live_input::spawn_on_air(server.outputs(), ladder, bitrate, live, targets.clone())
+            .await
+            .map_err(|e| DemoError::Options(e.to_string()))?;
+    if let Some(input) = &live_input {
+        println!(
+            "demo: live studio RTP accepted from 127.0.0.1 on {}",
+            input.addr
+        );
     }
     let mut bulletin = file_bulletin("demo", &name, &programme);
     if let Some(url) = &options.relay {

@@ -129,3 +129,35 @@ pub async fn follow_studio(on_air: OnAir, mut events: mpsc::Receiver<LiveEvent>,
         }
     }
 }
+
+/// Starts the on-air controller, with the studio input on `live` if given: the studio goes on
+/// air at `targets` by itself while it sends. Keep the returned input for as long as the studio
+/// should be heard: dropping it stops listening.
+pub async fn spawn_on_air(
+    outputs: impl IntoIterator<Item = Arc<crate::station_output::StationOutput>>,
+    ladder: crate::schedule::ladder::Ladder,
+    bitrate: u32,
+    live: Option<(SocketAddr, LiveRtpConfig)>,
+    targets: Targets,
+) -> Result<(OnAir, Option<LiveInput>), LiveInputError> {
+    let (input, frames, events) = match live {
+        Some((addr, config)) => {
+            let (input, frames, events) = LiveInput::start(addr, config).await?;
+            tracing::info!("live studio RTP on {}", input.addr);
+            (Some(input), Some(frames), Some(events))
+        }
+        None => (None, None, None),
+    };
+    let on_air = OnAir::spawn(
+        outputs,
+        ladder,
+        crate::on_air::OnAirConfig {
+            bitrate,
+            live: frames,
+        },
+    );
+    if let Some(events) = events {
+        tokio::spawn(follow_studio(on_air.clone(), events, targets));
+    }
+    Ok((on_air, input))
+}

@@ -11,7 +11,7 @@ use radio_server::admin::{self, AdminState, EmergencyRequest, LiveStart};
 use radio_server::admin_client::{render_schedule, render_status, AdminClient};
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::demo::{run_demo, DemoOptions};
-use radio_server::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
+use radio_server::on_air::{file_bulletin, play_bulletin};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{load_timezone, Schedule, ScheduleEntry, SourceSpec, Targets};
@@ -604,34 +604,23 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let bitrate = config.bitrate;
     let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
     let server = Server::new(config, district.clone());
-    let (live_input, live_frames, live_events) = match live_rtp {
-        Some(addr) => {
-            let config = radio_server::ingest::live_rtp::LiveRtpConfig {
+    let live = live_rtp.map(|addr| {
+        (
+            addr,
+            radio_server::ingest::live_rtp::LiveRtpConfig {
                 allow: live_allow,
                 ..Default::default()
-            };
-            let (input, frames, events) =
-                radio_server::live_input::LiveInput::start(addr, config).await?;
-            tracing::info!("live studio RTP on {}", input.addr);
-            (Some(input), Some(frames), Some(events))
-        }
-        None => (None, None, None),
-    };
-    let on_air = OnAir::spawn(
+            },
+        )
+    });
+    let (on_air, live_input) = radio_server::live_input::spawn_on_air(
         server.outputs(),
         ladder,
-        OnAirConfig {
-            bitrate,
-            live: live_frames,
-        },
-    );
-    if let Some(events) = live_events {
-        tokio::spawn(radio_server::live_input::follow_studio(
-            on_air.clone(),
-            events,
-            radio_server::schedule::Targets::All,
-        ));
-    }
+        bitrate,
+        live,
+        radio_server::schedule::Targets::All,
+    )
+    .await?;
     // Kept for the life of the server: dropping it would stop the input.
     let _live_input = live_input;
     // One signal stops both endpoints.

@@ -121,7 +121,7 @@ enum Command {
 }
 
 /// What one station airs now, for status pages and the admin API.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StationStatus {
     /// Station id.
     pub station: String,

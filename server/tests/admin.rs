@@ -10,8 +10,9 @@ use radio_config::District;
 use radio_server::admin::{
     serve, AdminState, BulletinRequest, EmergencyRequest, ErrorBody, LiveStart,
 };
-use radio_server::admin_client::{AdminClient, ClientError, StationRow};
+use radio_server::admin_client::{AdminClient, ClientError};
 use radio_server::ingest::PcmFrame;
+use radio_server::on_air::StationStatus;
 use radio_server::on_air::{OnAir, OnAirConfig};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
@@ -84,12 +85,12 @@ impl Harness {
             .expect("client thread")
     }
 
-    async fn status(&self) -> Vec<StationRow> {
+    async fn status(&self) -> Vec<StationStatus> {
         self.call(|c| c.status()).await.expect("status")
     }
 
     /// Polls the status until `check` holds; the last status either way.
-    async fn status_until(&self, check: impl Fn(&[StationRow]) -> bool) -> Vec<StationRow> {
+    async fn status_until(&self, check: impl Fn(&[StationStatus]) -> bool) -> Vec<StationStatus> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let rows = self.status().await;
@@ -128,13 +129,13 @@ fn refused<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (u16, String) 
     }
 }
 
-fn level_at<'a>(rows: &'a [StationRow], station: &str) -> Option<&'a str> {
+fn level_at<'a>(rows: &'a [StationStatus], station: &str) -> Option<&'a str> {
     rows.iter()
         .find(|r| r.station == station)
         .and_then(|r| r.level.as_deref())
 }
 
-fn stations_at(rows: &[StationRow], level: &str) -> Vec<String> {
+fn stations_at(rows: &[StationStatus], level: &str) -> Vec<String> {
     rows.iter()
         .filter(|r| r.level.as_deref() == Some(level))
         .map(|r| r.station.clone())

@@ -3,4 +3,5 @@
 //!
 //! # Layout
 //! - `benches/hot_path.rs` — criterion: wire encode/decode of an audio frame, Opus encoding of one
-//!   20 ms frame, and fan-out of one frame to 22 and 1,000 agent queues.
+//!   20 ms frame, and routing one frame to 22 and 1,000 station outputs.
+//! - `src/bin/emergency_latency.rs` — command to first emergency frame played at 22 real agents.

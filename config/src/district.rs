@@ -209,17 +209,24 @@ impl District {
     }
 }
 
-/// Ids are `^[a-z0-9]+(-[a-z0-9]+)*$` and at most 64 bytes: safe in paths, URLs and cert names.
-fn check_slug(id: &str) -> Result<(), String> {
-    let valid = !id.is_empty()
+/// Whether `id` is `^[a-z0-9]+(-[a-z0-9]+)*$` and at most 64 bytes: safe in paths, URLs and
+/// certificate names. Every id in the system (stations, schedule entries, bulletins) follows it.
+pub fn is_slug(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= MAX_ID_BYTES
         && id.split('-').all(|part| {
             !part.is_empty()
                 && part
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        });
-    if valid {
+        })
+}
+
+/// The longest id [`is_slug`] accepts, in bytes.
+pub const MAX_SLUG_BYTES: usize = MAX_ID_BYTES;
+
+fn check_slug(id: &str) -> Result<(), String> {
+    if is_slug(id) {
         Ok(())
     } else {
         Err(format!(

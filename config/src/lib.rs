@@ -28,7 +28,7 @@ mod merge;
 mod server;
 
 pub use agent::{AgentConfig, SinkSpec, SinkSpecError};
-pub use district::{District, Station, StationKind};
+pub use district::{is_slug, District, Station, StationKind, MAX_SLUG_BYTES};
 pub use error::ConfigError;
 pub use merge::{
     load_agent, load_server, merge_agent, merge_server, AgentOverrides, ServerOverrides,

@@ -21,7 +21,7 @@ use super::{
 };
 
 /// Same limit as station ids: ids end up in logs, URLs and file names.
-const MAX_ID_BYTES: usize = 64;
+const MAX_ID_BYTES: usize = radio_config::MAX_SLUG_BYTES;
 const SECOND: i64 = 1_000_000_000;
 const DAY: i64 = 24 * 3600 * SECOND;
 const WEEK: i64 = 7 * DAY;
@@ -284,14 +284,7 @@ pub(crate) fn check_slug(owner: &Owner, field: &str, id: &str) -> Result<(), Sch
             field: field.to_owned(),
         });
     }
-    let valid = id.len() <= MAX_ID_BYTES
-        && id.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        });
-    if valid {
+    if radio_config::is_slug(id) {
         Ok(())
     } else {
         Err(ScheduleError::InvalidId {

@@ -155,6 +155,36 @@ fn elapsed(from: Timestamp, to: Timestamp) -> SignedDuration {
     }
 }
 
+/// The two kinds of item started and stopped by hand.
+#[derive(Debug, Clone, Copy)]
+enum ManualKind {
+    Emergency,
+    Live,
+}
+
+impl ManualKind {
+    fn owner(self, id: &str) -> Owner {
+        match self {
+            ManualKind::Emergency => Owner::Emergency(id.to_owned()),
+            ManualKind::Live => Owner::Live(id.to_owned()),
+        }
+    }
+
+    fn item(self, id: &str) -> ItemRef {
+        match self {
+            ManualKind::Emergency => ItemRef::Emergency { id: id.to_owned() },
+            ManualKind::Live => ItemRef::Live { id: id.to_owned() },
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            ManualKind::Emergency => "emergency",
+            ManualKind::Live => "live broadcast",
+        }
+    }
+}
+
 /// An emergency or live broadcast, started and stopped by hand.
 #[derive(Debug, Clone)]
 struct Manual {
@@ -293,16 +323,48 @@ impl Ladder {
         source: SourceSpec,
         targets: &Targets,
     ) -> Result<(), ScheduleError> {
+        self.start_manual(now, ManualKind::Emergency, id, source, targets)
+    }
+
+    pub fn stop_emergency(&mut self, now: Timestamp, id: &str) -> Result<(), ScheduleError> {
+        self.stop_manual(now, ManualKind::Emergency, id)
+    }
+
+    /// Puts the live input on air at the target stations (above priority, below emergency
+    /// unless configured otherwise) until [`Ladder::stop_live`].
+    pub fn start_live(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        targets: &Targets,
+    ) -> Result<(), ScheduleError> {
+        self.start_manual(now, ManualKind::Live, id, SourceSpec::Live, targets)
+    }
+
+    pub fn stop_live(&mut self, now: Timestamp, id: &str) -> Result<(), ScheduleError> {
+        self.stop_manual(now, ManualKind::Live, id)
+    }
+
+    /// Emergencies and live broadcasts are started and stopped by hand, the same way; only
+    /// their table, owner and item differ.
+    fn start_manual(
+        &mut self,
+        now: Timestamp,
+        kind: ManualKind,
+        id: &str,
+        source: SourceSpec,
+        targets: &Targets,
+    ) -> Result<(), ScheduleError> {
         let now = self.observe(now);
-        let owner = Owner::Emergency(id.to_owned());
+        let owner = kind.owner(id);
         check_slug(&owner, "id", id)?;
-        if self.emergencies.contains_key(id) {
+        if self.manuals(kind).contains_key(id) {
             return Err(ScheduleError::AlreadyActive { owner });
         }
         check_source(&owner, &source, &|_| true)?;
         let stations = self.resolve(&owner, targets)?;
         let seq = self.next_seq();
-        self.emergencies.insert(
+        self.manuals(kind).insert(
             id.to_owned(),
             Manual {
                 source,
@@ -314,56 +376,28 @@ impl Ladder {
         Ok(())
     }
 
-    pub fn stop_emergency(&mut self, now: Timestamp, id: &str) -> Result<(), ScheduleError> {
-        self.observe(now);
-        if self.emergencies.remove(id).is_none() {
-            return Err(ScheduleError::NotActive {
-                owner: Owner::Emergency(id.to_owned()),
-                what: "emergency".to_owned(),
-            });
-        }
-        self.forget(&ItemRef::Emergency { id: id.to_owned() }, StopReason::Ended);
-        Ok(())
-    }
-
-    /// Puts the live input on air at the target stations (above priority, below emergency
-    /// unless configured otherwise) until [`Ladder::stop_live`].
-    pub fn start_live(
+    fn stop_manual(
         &mut self,
         now: Timestamp,
+        kind: ManualKind,
         id: &str,
-        targets: &Targets,
     ) -> Result<(), ScheduleError> {
-        let now = self.observe(now);
-        let owner = Owner::Live(id.to_owned());
-        check_slug(&owner, "id", id)?;
-        if self.lives.contains_key(id) {
-            return Err(ScheduleError::AlreadyActive { owner });
+        self.observe(now);
+        if self.manuals(kind).remove(id).is_none() {
+            return Err(ScheduleError::NotActive {
+                owner: kind.owner(id),
+                what: kind.what().to_owned(),
+            });
         }
-        let stations = self.resolve(&owner, targets)?;
-        let seq = self.next_seq();
-        self.lives.insert(
-            id.to_owned(),
-            Manual {
-                source: SourceSpec::Live,
-                stations,
-                started: now,
-                seq,
-            },
-        );
+        self.forget(&kind.item(id), StopReason::Ended);
         Ok(())
     }
 
-    pub fn stop_live(&mut self, now: Timestamp, id: &str) -> Result<(), ScheduleError> {
-        self.observe(now);
-        if self.lives.remove(id).is_none() {
-            return Err(ScheduleError::NotActive {
-                owner: Owner::Live(id.to_owned()),
-                what: "live broadcast".to_owned(),
-            });
+    fn manuals(&mut self, kind: ManualKind) -> &mut BTreeMap<String, Manual> {
+        match kind {
+            ManualKind::Emergency => &mut self.emergencies,
+            ManualKind::Live => &mut self.lives,
         }
-        self.forget(&ItemRef::Live { id: id.to_owned() }, StopReason::Ended);
-        Ok(())
     }
 
     /// Queues a bulletin. Priority bulletins go to all their stations; normal ones wait for

@@ -75,34 +75,35 @@ impl ConfigError {
 pub(crate) struct Invalid {
     /// Fields involved, most likely culprit first. Cross-field rules list several so the
     /// error can blame whichever one the operator actually set.
-    pub fields: Vec<&'static str>,
+    /// Dotted paths for keys inside tables (`live.no_packet_timeout_ms`).
+    pub fields: Vec<String>,
     pub message: String,
 }
 
 impl Invalid {
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Invalid {
-            fields: vec![field],
+            fields: vec![field.into()],
             message: message.into(),
         }
     }
 
     pub fn between(fields: &[&'static str], message: impl Into<String>) -> Self {
         Invalid {
-            fields: fields.to_vec(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
             message: message.into(),
         }
     }
 
     /// For `validate()` on a value built in code: there is no file, only field names.
     pub fn unlocated(self, source_name: &str) -> ConfigError {
-        let key = self.fields.first().copied().unwrap_or_default();
+        let key = self.fields.first().cloned().unwrap_or_default();
         ConfigError::new(source_name, self.message).with_key(key)
     }
 }
 
 /// Checks `low <= value <= high`, with the message format every range rule shares.
-pub(crate) fn in_range<T>(field: &'static str, value: T, low: T, high: T) -> Result<(), Invalid>
+pub(crate) fn in_range<T>(field: &str, value: T, low: T, high: T) -> Result<(), Invalid>
 where
     T: PartialOrd + fmt::Display,
 {
@@ -116,7 +117,7 @@ where
 }
 
 /// Checks that a free-text field is not blank.
-pub(crate) fn not_blank(field: &'static str, value: &str) -> Result<(), Invalid> {
+pub(crate) fn not_blank(field: &str, value: &str) -> Result<(), Invalid> {
     if value.trim().is_empty() {
         return Err(Invalid::new(field, "must not be empty"));
     }

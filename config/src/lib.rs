@@ -15,6 +15,8 @@
 //!   agent plays audio.
 //! - `merge.rs`: defaults < file < environment < flags, as the pure [`merge_server`] and
 //!   [`merge_agent`], the [`load_server`]/[`load_agent`] wrappers, and the clap flag structs.
+//! - `ingest.rs`: the `[live]`, `[relay]` and `[[upstream]]` tables of the server: the
+//!   studio input, how HTTP streams are relayed, and upstream radio servers.
 //! - `error.rs`: [`ConfigError`] and the shared validation helpers.
 //! - `location.rs`: turning TOML byte spans and key paths into lines, columns and keys.
 //! - `address.rs`: checking `host:port` addresses that may be DNS names.
@@ -23,6 +25,7 @@ mod address;
 mod agent;
 mod district;
 mod error;
+mod ingest;
 mod location;
 mod merge;
 mod server;
@@ -30,6 +33,7 @@ mod server;
 pub use agent::{AgentConfig, SinkSpec, SinkSpecError};
 pub use district::{is_slug, District, Station, StationKind, MAX_SLUG_BYTES};
 pub use error::ConfigError;
+pub use ingest::{LiveSettings, RelaySettings, UpstreamSettings, Upstreams};
 pub use merge::{
     load_agent, load_server, merge_agent, merge_server, AgentOverrides, ServerOverrides,
     AGENT_CONFIG_ENV, AGENT_ENV_PREFIX, SERVER_CONFIG_ENV, SERVER_ENV_PREFIX,

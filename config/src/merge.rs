@@ -326,13 +326,20 @@ impl<'a> Layers<'a> {
     /// involved field that was set explicitly, else the first field.
     fn blame(&self, invalid: Invalid) -> ConfigError {
         let Invalid { fields, message } = invalid;
+        // Keys inside a table (`live.silence_timeout_ms`) come from the file whenever their
+        // table does: only top-level keys have an environment variable or a flag.
+        let origin = |f: &str| {
+            self.origins
+                .get(f)
+                .or_else(|| self.origins.get(f.split('.').next().unwrap_or(f)))
+        };
         let field = fields
             .iter()
-            .find(|f| self.origins.contains_key(**f))
+            .find(|f| origin(f).is_some())
             .or(fields.first())
-            .copied()
+            .map(String::as_str)
             .unwrap_or_default();
-        match (self.origins.get(field), self.file) {
+        match (origin(field), self.file) {
             (Some(Origin::File), Some((text, source))) => {
                 error_at_path(text, source, field, message)
             }
@@ -615,11 +622,17 @@ log = \"debug\"
             log: "trace".into(),
             admin_listen: "0.0.0.0:4481".parse().expect("addr"),
             admin_allow_remote: true,
+            ..ServerConfig::default()
         };
         assert_eq!(cfg, expected);
-        // The field table matches the struct: every serialised key is listed.
+        // The field table matches the struct: every serialised scalar key is listed (tables
+        // such as `[live]` are file-only).
         let table = toml::Table::try_from(&expected).expect("serialises");
-        let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = table
+            .iter()
+            .filter(|(_, value)| !value.is_table())
+            .map(|(key, _)| key.as_str())
+            .collect();
         let mut fields = SERVER_FIELDS.to_vec();
         fields.sort_unstable();
         assert_eq!(keys, fields);
@@ -817,6 +830,45 @@ log = \"debug\"
         assert_eq!(
             err.to_string(),
             "server.toml:12:15: key `bitrate`: must be between 6000 and 510000 (got 900)"
+        );
+    }
+
+    #[test]
+    fn errors_inside_tables_name_the_dotted_key_and_line() {
+        let text = "bitrate = 32000\n\n[live]\nrtp = \"0.0.0.0:5004\"\nallow = [\"127.0.0.1\"]\n\
+                    silence_timeout_ms = 30\n\n[[upstream]]\nname = \"tinh\"\nbundle = \"/etc/p.toml\"\n";
+        let err = merge_server(
+            Some((text, "server.toml")),
+            &no_env(),
+            &ServerOverrides::default(),
+        )
+        .expect_err("30 ms is too short");
+        assert_eq!(
+            err.to_string(),
+            "server.toml:6:22: key `live.silence_timeout_ms`: must be between 1000 and 3600000 \
+             (got 30)"
+        );
+        let text = text.replace("silence_timeout_ms = 30", "silence_timeout_ms = 0");
+        let cfg = merge_server(
+            Some((&text, "server.toml")),
+            &no_env(),
+            &ServerOverrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(cfg.live.rtp, Some("0.0.0.0:5004".parse().expect("addr")));
+        assert_eq!(cfg.upstreams[0].name, "tinh");
+        assert_eq!(cfg.upstreams[0].playout_delay_ms, 500);
+        let text = "[relay]\nfallback = \"/srv/a.mp3\"\nbackoff_min = 3\n";
+        let err = merge_server(
+            Some((text, "server.toml")),
+            &no_env(),
+            &ServerOverrides::default(),
+        )
+        .expect_err("unknown key");
+        assert!(
+            err.to_string()
+                .starts_with("server.toml:3:1: key `relay.backoff_min`"),
+            "{err}"
         );
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::check_host_port;
 use crate::district::District;
 use crate::error::{in_range, not_blank, ConfigError, Invalid};
+use crate::ingest::{check_upstreams, LiveSettings, RelaySettings, Upstreams};
 
 /// The settings `radio-server` runs with, after merging file, environment and flags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +40,13 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Lets `admin_listen` be a non-loopback address (behind a TLS proxy or a VPN).
     pub admin_allow_remote: bool,
+    /// The studio's live input (`[live]`); none by default.
+    pub live: LiveSettings,
+    /// How HTTP/Icecast streams are relayed (`[relay]`).
+    pub relay: RelaySettings,
+    /// Upstream radio servers this one relays (`[[upstream]]`).
+    #[serde(rename = "upstream", skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Upstreams,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +66,9 @@ impl Default for ServerConfig {
             log: "info".to_owned(),
             admin_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480),
             admin_allow_remote: false,
+            live: LiveSettings::default(),
+            relay: RelaySettings::default(),
+            upstreams: Upstreams::new(),
         }
     }
 }
@@ -152,6 +163,9 @@ impl ServerConfig {
                 ),
             ));
         }
+        self.live.check()?;
+        self.relay.check()?;
+        check_upstreams(&self.upstreams)?;
         Ok(())
     }
 }

@@ -1,0 +1,357 @@
+//! Settings of the server's inputs besides recordings: the studio's live input (`[live]`), the
+//! HTTP/Icecast relay (`[relay]`) and upstream radio servers (`[[upstream]]`).
+//!
+//! They live in the config file only: they are tables, and an environment variable or a flag
+//! per key would be more confusing than helpful. `radio-server run --live-rtp` and
+//! `--live-allow` remain as shortcuts for a trial.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::check_host_port;
+use crate::district::is_slug;
+use crate::error::{in_range, Invalid};
+
+/// Upper bound of every timeout here: anything longer is a unit mistake (seconds written as
+/// milliseconds is the other way round and is caught by the lower bounds).
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// The studio's live input: RTP from the studio's encoder and/or raw PCM from a local mixer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// UDP address for studio RTP (Opus, RFC 7587, or L16). `None`: no RTP input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtp: Option<SocketAddr>,
+    /// Senders allowed to send RTP; everyone else is dropped and counted. Empty means nobody,
+    /// so an `rtp` address without `allow` is refused as a mistake.
+    pub allow: Vec<IpAddr>,
+    /// Raw s16le PCM from a local mixer: `"-"` for standard input, else a path (a FIFO made
+    /// with `mkfifo`, or a file). `None`: no PCM input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipe: Option<PathBuf>,
+    /// Sample rate of the PCM on `pipe`.
+    pub pipe_sample_rate: u32,
+    /// Interleaved channels of the PCM on `pipe` (mixed down to mono).
+    pub pipe_channels: u16,
+    /// Go on air by itself when audio arrives (and off when it stops). When false, live goes
+    /// on air only by `radio-server live start` (or the HTTP endpoint).
+    pub auto_start: bool,
+    /// Live ends after this long without an RTP packet.
+    pub no_packet_timeout_ms: u64,
+    /// Live ends after this long of silence; 0 never ends it for silence.
+    pub silence_timeout_ms: u64,
+    /// Audio quieter than this (RMS, dBFS) counts as silence.
+    pub silence_threshold_dbfs: i32,
+    /// How long the first RTP packet is held so that reordered packets can be put back in order.
+    pub jitter_delay_ms: u64,
+    /// Live interrupts emergencies instead of the other way round: for districts that announce
+    /// emergencies from the live studio itself. Off: a warning must reach people even during a
+    /// live broadcast.
+    pub above_emergency: bool,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            rtp: None,
+            allow: Vec::new(),
+            pipe: None,
+            pipe_sample_rate: 48_000,
+            pipe_channels: 1,
+            auto_start: true,
+            no_packet_timeout_ms: 5_000,
+            silence_timeout_ms: 30_000,
+            silence_threshold_dbfs: -50,
+            jitter_delay_ms: 60,
+            above_emergency: false,
+        }
+    }
+}
+
+impl LiveSettings {
+    /// Whether any live input is configured.
+    pub fn enabled(&self) -> bool {
+        self.rtp.is_some() || self.pipe.is_some()
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        if self.rtp.is_some() && self.allow.is_empty() {
+            return Err(Invalid::between(
+                &["live.allow", "live.rtp"],
+                "no sender is allowed: list the studio encoder's address, e.g. \
+                 allow = [\"192.168.1.20\"] (everyone else is dropped)",
+            ));
+        }
+        if self.rtp.is_some() && self.pipe.is_some() {
+            // Both would feed the one live programme, interleaved frame by frame.
+            return Err(Invalid::between(
+                &["live.pipe", "live.rtp"],
+                "the studio has one live input: set either rtp or pipe, not both",
+            ));
+        }
+        if let Some(pipe) = &self.pipe {
+            if pipe.as_os_str().is_empty() {
+                return Err(Invalid::new(
+                    "live.pipe",
+                    "must not be empty: \"-\" for standard input, or a path",
+                ));
+            }
+        }
+        in_range(
+            "live.pipe_sample_rate",
+            self.pipe_sample_rate,
+            8_000,
+            192_000,
+        )?;
+        in_range("live.pipe_channels", self.pipe_channels, 1, 8)?;
+        in_range(
+            "live.no_packet_timeout_ms",
+            self.no_packet_timeout_ms,
+            100,
+            MAX_TIMEOUT_MS,
+        )?;
+        if self.silence_timeout_ms != 0 {
+            in_range(
+                "live.silence_timeout_ms",
+                self.silence_timeout_ms,
+                1_000,
+                MAX_TIMEOUT_MS,
+            )?;
+        }
+        in_range(
+            "live.silence_threshold_dbfs",
+            self.silence_threshold_dbfs,
+            -120,
+            0,
+        )?;
+        in_range("live.jitter_delay_ms", self.jitter_delay_ms, 0, 2_000)?;
+        Ok(())
+    }
+}
+
+/// How the server relays HTTP/Icecast streams (the provincial station).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Played (looped) while a stream is down; silence when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<PathBuf>,
+    /// Budget for name resolution, connect and the response headers, each.
+    pub connect_timeout_ms: u64,
+    /// No audio for this long from a connected stream counts as a failure.
+    pub stall_timeout_ms: u64,
+    /// First retry delay after a failure; it doubles per failure in a row.
+    pub backoff_min_ms: u64,
+    /// Longest retry delay.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            fallback: None,
+            connect_timeout_ms: 10_000,
+            stall_timeout_ms: 5_000,
+            backoff_min_ms: 1_000,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+
+impl RelaySettings {
+    pub(crate) fn check(&self) -> Result<(), Invalid> {
+        check_fallback("relay.fallback", self.fallback.as_ref())?;
+        for (field, value) in [
+            ("relay.connect_timeout_ms", self.connect_timeout_ms),
+            ("relay.stall_timeout_ms", self.stall_timeout_ms),
+            ("relay.backoff_min_ms", self.backoff_min_ms),
+            ("relay.backoff_max_ms", self.backoff_max_ms),
+        ] {
+            in_range(field, value, 100, MAX_TIMEOUT_MS)?;
+        }
+        if self.backoff_max_ms < self.backoff_min_ms {
+            return Err(Invalid::between(
+                &["relay.backoff_max_ms", "relay.backoff_min_ms"],
+                format!(
+                    "backoff_max_ms ({}) must not be below backoff_min_ms ({})",
+                    self.backoff_max_ms, self.backoff_min_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An upstream radio server this server relays, as one of that server's agents: the province
+/// enrols the district (`radio-server enroll binh-son` on the province's server) and the
+/// district names the bundle here. A schedule entry then airs it with
+/// `source = { kind = "upstream", name = "NAME" }`.
+///
+/// An array of tables (`[[upstream]]` with a `name`) rather than `[upstreams.NAME]`: errors
+/// then point at `upstream[0].bundle`, and a name is checked like every other value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// What schedule entries call it, e.g. `tinh-quang-ngai`.
+    pub name: String,
+    /// Enrolment bundle issued by the upstream server.
+    pub bundle: PathBuf,
+    /// `host:port` overriding the address in the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Played (looped) while the upstream is unreachable; silence when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<PathBuf>,
+    /// Audio is held this long before it is aired, to ride out jitter on the link.
+    #[serde(default = "default_upstream_delay")]
+    pub playout_delay_ms: u32,
+}
+
+fn default_upstream_delay() -> u32 {
+    500
+}
+
+/// The configured upstreams, in file order.
+pub type Upstreams = Vec<UpstreamSettings>;
+
+pub(crate) fn check_upstreams(upstreams: &[UpstreamSettings]) -> Result<(), Invalid> {
+    let mut seen = BTreeSet::new();
+    for (i, upstream) in upstreams.iter().enumerate() {
+        let name = &upstream.name;
+        let key = |field: &str| format!("upstream[{i}].{field}");
+        if !seen.insert(name) {
+            return Err(Invalid::new(
+                key("name"),
+                format!("`{name}` is used by two upstreams; names must be unique"),
+            ));
+        }
+        if !is_slug(name) {
+            return Err(Invalid::new(
+                key("name"),
+                format!(
+                    "`{name}` is not a valid name: use lowercase letters, digits and single \
+                     hyphens, e.g. `tinh-quang-ngai`"
+                ),
+            ));
+        }
+        if upstream.bundle.as_os_str().is_empty() {
+            return Err(Invalid::new(key("bundle"), "must not be empty"));
+        }
+        if let Some(server) = &upstream.server {
+            check_host_port(server).map_err(|m| Invalid::new(key("server"), m))?;
+        }
+        check_fallback(&key("fallback"), upstream.fallback.as_ref())?;
+        in_range(
+            &key("playout_delay_ms"),
+            upstream.playout_delay_ms,
+            20,
+            10_000,
+        )?;
+    }
+    Ok(())
+}
+
+fn check_fallback(field: &str, fallback: Option<&PathBuf>) -> Result<(), Invalid> {
+    match fallback {
+        Some(path) if path.as_os_str().is_empty() => Err(Invalid::new(
+            field,
+            "must not be empty (leave it out to play silence)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(LiveSettings::default().check(), Ok(()));
+        assert_eq!(RelaySettings::default().check(), Ok(()));
+        assert_eq!(check_upstreams(&Upstreams::new()), Ok(()));
+        assert!(!LiveSettings::default().enabled());
+    }
+
+    #[test]
+    fn rtp_without_allowlist_is_refused() {
+        let live = LiveSettings {
+            rtp: Some("0.0.0.0:5004".parse().expect("addr")),
+            ..LiveSettings::default()
+        };
+        let err = live.check().expect_err("nobody allowed");
+        assert_eq!(err.fields[0], "live.allow");
+        let live = LiveSettings {
+            allow: vec!["127.0.0.1".parse().expect("ip")],
+            ..live
+        };
+        assert_eq!(live.check(), Ok(()));
+        assert!(live.enabled());
+        let both = LiveSettings {
+            pipe: Some("-".into()),
+            ..live
+        };
+        assert_eq!(both.check().expect_err("two inputs").fields[0], "live.pipe");
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        let live = LiveSettings {
+            silence_timeout_ms: 0,
+            ..LiveSettings::default()
+        };
+        assert_eq!(live.check(), Ok(()), "0 disables the silence timeout");
+        let live = LiveSettings {
+            silence_timeout_ms: 30,
+            ..LiveSettings::default()
+        };
+        assert_eq!(
+            live.check().expect_err("30 ms").fields[0],
+            "live.silence_timeout_ms"
+        );
+        let relay = RelaySettings {
+            backoff_min_ms: 5_000,
+            backoff_max_ms: 1_000,
+            ..RelaySettings::default()
+        };
+        assert_eq!(
+            relay.check().expect_err("max < min").fields[0],
+            "relay.backoff_max_ms"
+        );
+    }
+
+    #[test]
+    fn upstream_names_and_fields_are_checked() {
+        let good = UpstreamSettings {
+            name: "tinh".to_owned(),
+            bundle: "/etc/radio-server/province.toml".into(),
+            server: None,
+            fallback: None,
+            playout_delay_ms: 500,
+        };
+        let mut upstreams = vec![good.clone()];
+        assert_eq!(check_upstreams(&upstreams), Ok(()));
+        upstreams.push(good.clone());
+        assert_eq!(
+            check_upstreams(&upstreams).expect_err("twice").fields[0],
+            "upstream[1].name"
+        );
+        upstreams[1].name = "Tỉnh".to_owned();
+        assert_eq!(
+            check_upstreams(&upstreams).expect_err("bad name").fields[0],
+            "upstream[1].name"
+        );
+        let upstreams = vec![UpstreamSettings {
+            server: Some("no-port".into()),
+            ..good
+        }];
+        assert_eq!(
+            check_upstreams(&upstreams).expect_err("bad server").fields[0],
+            "upstream[0].server"
+        );
+    }
+}

@@ -115,6 +115,20 @@ impl Agent {
             .iter()
             .map(|spec| open_sink(&sink_target(spec, &config.state_dir), &bundle.station_name))
             .collect::<Result<Vec<_>, _>>()?;
+        Self::with_sinks(config, bundle, sinks)
+    }
+
+    /// An agent that plays into sinks the caller made instead of `config.sinks`: a server
+    /// relaying its upstream server is an agent of that server whose sink feeds its own
+    /// on-air controller.
+    pub fn with_sinks(
+        config: AgentConfig,
+        bundle: Bundle,
+        sinks: Vec<Box<dyn Sink>>,
+    ) -> Result<Self, AgentError> {
+        if sinks.is_empty() {
+            return Err(AgentError::NoSinks);
+        }
         let client_config = crate::tls::client_config(&bundle)?;
         let playout = Playout::new(
             Duration::from_millis(config.playout_delay_ms.into()),

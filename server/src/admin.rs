@@ -51,7 +51,7 @@ use crate::on_air::{CommandError, OnAir, OnAirEvent, StationStatus};
 use crate::pipeline::ProgrammeEncoder;
 use crate::schedule::ladder::ItemRef;
 use crate::schedule::scheduler::Scheduler;
-use crate::schedule::validate::{validate, validate_bulletin, Overlap};
+use crate::schedule::validate::{check_upstreams, validate, validate_bulletin, Overlap};
 use crate::schedule::{
     load_timezone, Bulletin, Level, Schedule, ScheduleEntry, ScheduleError, SourceSpec, Targets,
     DEFAULT_TIMEZONE,
@@ -79,6 +79,8 @@ pub struct AdminState {
     /// The schedule on air. Held across a whole change (validate, save, hand to the
     /// controller) so two changes cannot interleave and leave store and air disagreeing.
     schedule: Arc<Mutex<Schedule>>,
+    /// Names of the configured upstream servers.
+    upstreams: Vec<String>,
 }
 
 impl AdminState {
@@ -89,7 +91,15 @@ impl AdminState {
             store,
             district,
             schedule: Arc::new(Mutex::new(schedule)),
+            upstreams: Vec::new(),
         }
+    }
+
+    /// The names of the server's `[[upstream]]`s, which schedule entries may air.
+    #[must_use]
+    pub fn with_upstreams(mut self, names: Vec<String>) -> Self {
+        self.upstreams = names;
+        self
     }
 }
 
@@ -551,6 +561,7 @@ async fn apply(
         !check_files.contains(p) || p.exists()
     })
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    check_upstreams(&next, &state.upstreams).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let scheduler = Scheduler::new(next.clone(), &state.district)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let store = state.store.clone();
@@ -604,6 +615,15 @@ async fn submit_bulletin(
         duration: request.duration,
         submitted: Timestamp::now(),
     };
+    if let SourceSpec::Upstream { name } = &bulletin.source {
+        if !state.upstreams.contains(name) {
+            return Err(ApiError::bad_request(format!(
+                "bulletin `{}`: field `source.name`: no upstream server is called `{name}` in \
+                 the server's config",
+                bulletin.id
+            )));
+        }
+    }
     // The ladder checks everything but the files (it never touches the disk); check them here
     // so a missing recording is refused now, not discovered when the bulletin airs.
     {

@@ -434,7 +434,7 @@ fn source(source: &SourceSpec) -> String {
             _ => format!("playlist of {} files", paths.len()),
         },
         SourceSpec::Relay { url } => format!("relay {url}"),
-        SourceSpec::Upstream { server, channel } => format!("upstream {server} channel {channel}"),
+        SourceSpec::Upstream { name } => format!("upstream {name}"),
         SourceSpec::Live => "live".to_owned(),
     }
 }

@@ -293,29 +293,37 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
             secs: wait.as_secs(),
         });
     }
-    println!(
-        "demo: {n} agents connected to {addr}; playing {}",
-        programme.display()
-    );
+    let playing = match &options.relay {
+        Some(url) => format!("relaying {url}"),
+        None => format!("playing {}", programme.display()),
+    };
+    println!("demo: {n} agents connected to {addr}; {playing}");
     let scheduler = Scheduler::new(Schedule::default(), &district)
         .map_err(|e| DemoError::Options(e.to_string()))?;
     let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
     let targets =
         crate::schedule::Targets::Stations(stations.iter().map(|s| s.id.clone()).collect());
-    let live = options.live_rtp.map(|addr| {
-        let config = crate::ingest::live_rtp::LiveRtpConfig {
-            allow: vec![std::net::IpAddr::from([127, 0, 0, 1])],
-            // The demo hands back to the programme promptly; a real studio link gets the
-            // default grace, so a short drop-out does not end a broadcast.
-            no_packet_timeout: Duration::from_secs(1),
+    let live = radio_config::LiveSettings {
+        rtp: options.live_rtp,
+        allow: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+        // The demo hands back to the programme promptly; a real studio link gets the default
+        // grace, so a short drop-out does not end a broadcast.
+        no_packet_timeout_ms: 1_000,
+        ..Default::default()
+    };
+    let (on_air, studio) = crate::live_input::spawn_on_air(
+        server.outputs(),
+        ladder,
+        crate::live_input::OnAirSetup {
+            bitrate,
+            live,
+            live_targets: targets.clone(),
             ..Default::default()
-        };
-        (addr, config)
-    });
-    let (on_air, live_input) =
-        crate::live_input::spawn_on_air(server.outputs(), ladder, bitrate, live, targets.clone())
-            .await
-            .map_err(|e| DemoError::Options(e.to_string()))?;
+        },
+    )
+    .await
+    .map_err(|e| DemoError::Options(e.to_string()))?;
+    let live_input = studio.rtp;
     if let Some(input) = &live_input {
         println!(
             "demo: live studio RTP accepted from 127.0.0.1 on {}",

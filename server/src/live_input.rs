@@ -1,22 +1,33 @@
 //! The live input: the district studio's RTP stream on a UDP address, accepted only from the
-//! allowlisted senders, put on air by itself while packets arrive and taken off when they stop
-//! (no packets, or silence, for the configured time).
+//! allowlisted senders, or raw PCM from a local mixer on a pipe or standard input. It goes on
+//! air by itself when audio arrives (unless `auto_start` is off) and comes off when it stops
+//! (no packets, or silence, for the configured time), even if it was started by hand.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use radio_config::{LiveSettings, RelaySettings};
 use tokio::sync::{mpsc, watch};
 
 use crate::ingest::live_rtp::{
     run_live_rtp, LiveConfigError, LiveEvent, LiveRtpConfig, LiveRtpReceiver, LiveStats,
     LiveStatsHandle,
 };
+use crate::ingest::pcm_pipe::{run_pcm_pipe_with, PcmFormat, PipeConfig};
+use crate::ingest::upstream::Upstream;
 use crate::ingest::PcmFrame;
-use crate::on_air::{CommandError, OnAir};
+use crate::on_air::{CommandError, OnAir, OnAirConfig};
 use crate::schedule::{ScheduleError, Targets};
 
 /// PCM frames of live audio buffered between the ingest and the clock.
 const LIVE_QUEUE: usize = 16;
+
+/// The same for the pipe, kept below the playback's live backlog limit (10 frames) so that
+/// no frame is ever trimmed: a pipe has flow control, and a mixer or recording writing ahead
+/// of the clock is paced by it instead of losing audio.
+const PIPE_QUEUE: usize = 8;
 
 /// The id the studio's live broadcast goes on air under.
 pub const STUDIO: &str = "studio";
@@ -35,6 +46,30 @@ pub enum LiveInputError {
     /// The ingest settings are invalid.
     #[error("live RTP input: {0}")]
     Config(#[from] LiveConfigError),
+}
+
+/// The RTP settings of `live`.
+pub fn rtp_config(live: &LiveSettings) -> LiveRtpConfig {
+    LiveRtpConfig {
+        allow: live.allow.clone(),
+        jitter_delay: Duration::from_millis(live.jitter_delay_ms),
+        no_packet_timeout: Duration::from_millis(live.no_packet_timeout_ms),
+        silence_timeout: Duration::from_millis(live.silence_timeout_ms),
+        silence_threshold_dbfs: live.silence_threshold_dbfs as f32,
+        ..LiveRtpConfig::default()
+    }
+}
+
+/// The pipe settings of `live`.
+pub fn pipe_config(live: &LiveSettings) -> PipeConfig {
+    PipeConfig {
+        format: PcmFormat {
+            rate: live.pipe_sample_rate,
+            channels: live.pipe_channels,
+        },
+        silence_timeout: Duration::from_millis(live.silence_timeout_ms),
+        silence_threshold_dbfs: live.silence_threshold_dbfs as f32,
+    }
 }
 
 /// A running live RTP input.
@@ -106,13 +141,174 @@ impl LiveInput {
     }
 }
 
-/// Puts the studio on air at `targets` while it sends, and takes it off when it stops.
-pub async fn follow_studio(on_air: OnAir, mut events: mpsc::Receiver<LiveEvent>, targets: Targets) {
+/// Raw PCM from a local mixer: standard input (`-`), or a path. A FIFO is opened again after
+/// each writer, so the mixer can stop and start; standard input and plain files are read once.
+#[derive(Debug)]
+pub struct PipeInput {
+    /// What it reads.
+    pub path: PathBuf,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PipeInput {
+    /// Starts reading `path` (`-` for standard input).
+    pub fn start(
+        path: &Path,
+        config: PipeConfig,
+    ) -> (
+        PipeInput,
+        mpsc::Receiver<Box<PcmFrame>>,
+        mpsc::Receiver<LiveEvent>,
+    ) {
+        let (frames_tx, frames_rx) = mpsc::channel(PIPE_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(16);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(read_pipe(
+            path.to_path_buf(),
+            config,
+            frames_tx,
+            events_tx,
+            stop_rx,
+        ));
+        (
+            PipeInput {
+                path: path.to_path_buf(),
+                stop,
+                task,
+            },
+            frames_rx,
+            events_rx,
+        )
+    }
+
+    /// Stops reading.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Pause before a path is opened again after an error, so a missing file does not turn into
+/// a busy loop.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+
+/// How often a FIFO without a writer is looked at again. A FIFO is opened without blocking
+/// (a blocked open could not be cancelled at shutdown), so "no writer yet" reads as an empty
+/// input and is retried at this pace: it bounds how late a mixer that starts writing is heard.
+const FIFO_POLL: Duration = Duration::from_millis(200);
+
+/// What the live PCM path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PipeKind {
+    /// Standard input: read once, to its end.
+    Stdin,
+    /// A FIFO: reopened after each writer, for as long as the server runs.
+    Fifo,
+    /// Anything else (a recording, a device): read once.
+    File,
+}
+
+type PcmReader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+
+/// Opens `path` without ever blocking: pipes (standard input included) are read through the
+/// event loop, so that a shutdown never waits for a writer that does not come.
+async fn open_pcm(path: &Path) -> std::io::Result<(PipeKind, PcmReader)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    use tokio::net::unix::pipe;
+
+    if path.as_os_str() == "-" {
+        let file = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+        if file.metadata()?.file_type().is_fifo() {
+            return Ok((PipeKind::Stdin, Box::new(pipe::Receiver::from_file(file)?)));
+        }
+        return Ok((PipeKind::Stdin, Box::new(tokio::fs::File::from_std(file))));
+    }
+    if tokio::fs::metadata(path).await?.file_type().is_fifo() {
+        let receiver = pipe::OpenOptions::new().open_receiver(path)?;
+        return Ok((PipeKind::Fifo, Box::new(receiver)));
+    }
+    Ok((PipeKind::File, Box::new(tokio::fs::File::open(path).await?)))
+}
+
+async fn read_pipe(
+    path: PathBuf,
+    config: PipeConfig,
+    frames: mpsc::Sender<Box<PcmFrame>>,
+    events: mpsc::Sender<LiveEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        let stopped = {
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        };
+        let (kind, wait) = match open_pcm(&path).await {
+            Ok((kind, reader)) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!(path = %path.display(), "live PCM input can be read again");
+                }
+                let result =
+                    run_pcm_pipe_with(reader, config, frames.clone(), events.clone(), stopped)
+                        .await;
+                match result {
+                    Ok(stats) if stats.bytes > 0 => tracing::info!(
+                        path = %path.display(),
+                        "live PCM input ended after {} bytes",
+                        stats.bytes
+                    ),
+                    // A FIFO nobody writes to yet.
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(path = %path.display(), "{e}"),
+                }
+                (kind, FIFO_POLL)
+            }
+            Err(e) => {
+                // Said once, not every second: the file may appear later (a mixer starting).
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "live PCM input: cannot open: {e}; trying again every {} s",
+                        REOPEN_DELAY.as_secs()
+                    );
+                }
+                (PipeKind::Fifo, REOPEN_DELAY)
+            }
+        };
+        if kind != PipeKind::Fifo || *stop.borrow() || frames.is_closed() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Follows the studio: on air at `targets` when it starts sending if `auto_start`, and off
+/// air when it stops (no packets or silence for the configured time), however live started.
+pub async fn follow_studio(
+    on_air: OnAir,
+    mut events: mpsc::Receiver<LiveEvent>,
+    targets: Targets,
+    auto_start: bool,
+) {
     while let Some(event) = events.recv().await {
         let result = match event {
-            LiveEvent::Receiving { from } => {
+            LiveEvent::Receiving { from } if auto_start => {
                 tracing::info!(?from, "studio is sending: live on air");
                 on_air.live(STUDIO, targets.clone()).await
+            }
+            LiveEvent::Receiving { from } => {
+                tracing::info!(
+                    ?from,
+                    "studio is sending; it goes on air with `radio-server live start`"
+                );
+                Ok(())
             }
             LiveEvent::Ended { reason } => {
                 tracing::info!(?reason, "studio stopped: live off air");
@@ -130,34 +326,68 @@ pub async fn follow_studio(on_air: OnAir, mut events: mpsc::Receiver<LiveEvent>,
     }
 }
 
-/// Starts the on-air controller, with the studio input on `live` if given: the studio goes on
-/// air at `targets` by itself while it sends. Keep the returned input for as long as the studio
-/// should be heard: dropping it stops listening.
+/// What [`spawn_on_air`] starts the controller with.
+#[derive(Debug, Default)]
+pub struct OnAirSetup {
+    /// Opus bitrate.
+    pub bitrate: u32,
+    /// The studio input, if any.
+    pub live: LiveSettings,
+    /// Who hears the studio when it goes on air by itself.
+    pub live_targets: Targets,
+    /// HTTP/Icecast relay behaviour.
+    pub relay: RelaySettings,
+    /// Upstream radio servers, bundles loaded.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// The studio inputs that [`spawn_on_air`] started. Keep it for as long as the studio should
+/// be heard: dropping it stops listening.
+#[derive(Debug, Default)]
+pub struct Studio {
+    /// The RTP input.
+    pub rtp: Option<LiveInput>,
+    /// The PCM pipe input.
+    pub pipe: Option<PipeInput>,
+}
+
+/// Starts the on-air controller and the studio input `setup.live` describes.
 pub async fn spawn_on_air(
     outputs: impl IntoIterator<Item = Arc<crate::station_output::StationOutput>>,
     ladder: crate::schedule::ladder::Ladder,
-    bitrate: u32,
-    live: Option<(SocketAddr, LiveRtpConfig)>,
-    targets: Targets,
-) -> Result<(OnAir, Option<LiveInput>), LiveInputError> {
-    let (input, frames, events) = match live {
-        Some((addr, config)) => {
-            let (input, frames, events) = LiveInput::start(addr, config).await?;
-            tracing::info!("live studio RTP on {}", input.addr);
-            (Some(input), Some(frames), Some(events))
-        }
-        None => (None, None, None),
+    setup: OnAirSetup,
+) -> Result<(OnAir, Studio), LiveInputError> {
+    let mut studio = Studio::default();
+    let (frames, events) = if let Some(addr) = setup.live.rtp {
+        let (input, frames, events) = LiveInput::start(addr, rtp_config(&setup.live)).await?;
+        tracing::info!("live studio RTP on {}", input.addr);
+        studio.rtp = Some(input);
+        (Some(frames), Some(events))
+    } else if let Some(path) = &setup.live.pipe {
+        let (input, frames, events) = PipeInput::start(path, pipe_config(&setup.live));
+        tracing::info!("live studio PCM from {}", path.display());
+        studio.pipe = Some(input);
+        (Some(frames), Some(events))
+    } else {
+        (None, None)
     };
     let on_air = OnAir::spawn(
         outputs,
         ladder,
-        crate::on_air::OnAirConfig {
-            bitrate,
+        OnAirConfig {
+            bitrate: setup.bitrate,
             live: frames,
+            relay: setup.relay,
+            upstreams: setup.upstreams,
         },
     );
     if let Some(events) = events {
-        tokio::spawn(follow_studio(on_air.clone(), events, targets));
+        tokio::spawn(follow_studio(
+            on_air.clone(),
+            events,
+            setup.live_targets,
+            setup.live.auto_start,
+        ));
     }
-    Ok((on_air, input))
+    Ok((on_air, studio))
 }

@@ -7,14 +7,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use radio_config::ServerOverrides;
-use radio_server::admin::{self, AdminState, EmergencyRequest, LiveStart};
+use radio_server::admin::{self, AdminState, BulletinRequest, EmergencyRequest, LiveStart};
 use radio_server::admin_client::{render_schedule, render_status, AdminClient};
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::demo::{run_demo, DemoOptions};
 use radio_server::on_air::{file_bulletin, play_bulletin};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
-use radio_server::schedule::{load_timezone, Schedule, ScheduleEntry, SourceSpec, Targets};
+use radio_server::schedule::{load_timezone, Level, Schedule, ScheduleEntry, SourceSpec, Targets};
 use radio_server::server::{self, Server};
 use radio_server::store::Store;
 use relay_agent::process::{init_tracing, shutdown_signal};
@@ -58,9 +58,15 @@ enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         live_rtp: Option<std::net::SocketAddr>,
         /// Senders allowed to send live RTP (comma-separated addresses); others are dropped and
-        /// counted.
-        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+        /// counted. Overrides `allow` in the config's [live] table [default with --live-rtp and
+        /// no [live] allow: 127.0.0.1].
+        #[arg(long, value_delimiter = ',')]
         live_allow: Vec<std::net::IpAddr>,
+    },
+    /// Send bulletins and accept them (asks the running server).
+    Bulletin {
+        #[command(subcommand)]
+        action: BulletinCommand,
     },
     /// Put the live input on air, or take it off (asks the running server).
     Live {
@@ -171,6 +177,57 @@ enum ScheduleCommand {
         /// Id of the entry.
         id: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BulletinCommand {
+    /// Send a bulletin to stations. A normal one (thường) waits until each commune operator
+    /// accepts it; a priority one (ưu tiên) airs at the end of the item on air.
+    Submit(BulletinArgs),
+    /// Accept a normal bulletin at a station (the commune operator's decision).
+    Accept {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Id of the bulletin.
+        id: String,
+        /// The station that accepts it.
+        #[arg(long)]
+        station: String,
+    },
+}
+
+/// The TT39 levels a bulletin can have; emergencies have their own command.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BulletinLevel {
+    /// thường: each commune operator decides.
+    Normal,
+    /// ưu tiên: goes first, without acceptance.
+    Priority,
+}
+
+#[derive(Debug, clap::Args)]
+struct BulletinArgs {
+    #[command(flatten)]
+    overrides: ServerOverrides,
+    /// Id of the bulletin (lowercase letters, digits and hyphens), e.g. ban-tin-phong-chong-bao.
+    #[arg(long)]
+    id: String,
+    /// The recording (a file the server can read).
+    #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+    file: Option<PathBuf>,
+    /// A stream to relay instead of a recording (http:// or https://); give --duration too.
+    #[arg(long)]
+    url: Option<String>,
+    /// Name shown to operators [default: the file's name, or the URL].
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, value_enum, default_value = "normal")]
+    level: BulletinLevel,
+    #[command(flatten)]
+    targets: TargetArgs,
+    /// Longest airtime, e.g. `10m` or `1h 30m` [default: a recording's own length].
+    #[arg(long)]
+    duration: Option<jiff::SignedDuration>,
 }
 
 /// Who hears a live broadcast or an emergency.
@@ -382,6 +439,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             emergency(args)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Bulletin { action } => {
+            bulletin_command(action)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Schedule { action } => {
             schedule_command(action)?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -450,6 +511,61 @@ fn emergency(args: EmergencyArgs) -> anyhow::Result<()> {
     eprintln!(
         "emergency `{id}` on air at {shown}; stop it with: radio-server emergency --stop {id}"
     );
+    Ok(())
+}
+
+fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
+    match action {
+        BulletinCommand::Submit(args) => {
+            let client = client(&args.overrides)?;
+            let shown = targets_text(&args.targets);
+            let (source, default_name) = match (args.file, args.url) {
+                (Some(file), _) => {
+                    // The server does not share this shell's working directory.
+                    let path = std::path::absolute(&file)
+                        .with_context(|| format!("{}", file.display()))?;
+                    let name = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    (SourceSpec::File { path }, name)
+                }
+                (None, Some(url)) => (SourceSpec::Relay { url: url.clone() }, url),
+                (None, None) => bail!("give --file or --url"),
+            };
+            let level = match args.level {
+                BulletinLevel::Normal => Level::Normal,
+                BulletinLevel::Priority => Level::Priority,
+            };
+            let request = BulletinRequest {
+                id: args.id,
+                name: args.name.unwrap_or(default_name),
+                source,
+                level,
+                targets: args.targets.targets().unwrap_or(Targets::All),
+                duration: args.duration,
+            };
+            let id = client.submit_bulletin(&request)?;
+            println!("{id}");
+            match level {
+                Level::Normal => eprintln!(
+                    "bulletin `{id}` offered to {shown}; each station airs it once its operator \
+                     runs: radio-server bulletin accept {id} --station STATION"
+                ),
+                _ => {
+                    eprintln!("priority bulletin `{id}` goes to {shown} at the next item boundary")
+                }
+            }
+        }
+        BulletinCommand::Accept {
+            overrides,
+            id,
+            station,
+        } => {
+            let id = client(&overrides)?.accept_bulletin(&id, &station)?;
+            println!("bulletin `{id}` accepted at {station}");
+        }
+    }
     Ok(())
 }
 
@@ -542,8 +658,29 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             district.stations.len()
         );
     }
+    // A broken fallback is found now, not in the middle of an outage.
+    let fallbacks = config
+        .relay
+        .fallback
+        .iter()
+        .map(|path| ("relay.fallback".to_owned(), path))
+        .chain(config.upstreams.iter().enumerate().filter_map(|(i, u)| {
+            u.fallback
+                .as_ref()
+                .map(|path| (format!("upstream[{i}].fallback"), path))
+        }));
+    for (key, path) in fallbacks {
+        radio_server::pipeline::ProgrammeEncoder::open(path, config.bitrate)
+            .with_context(|| format!("config key `{key}`: the fallback cannot be played"))?;
+    }
+    let upstreams = config
+        .upstreams
+        .iter()
+        .map(radio_server::ingest::upstream::Upstream::load)
+        .collect::<Result<Vec<_>, _>>()?;
     let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
+    let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
     let (schedule, from_file) = match &schedule {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -566,6 +703,15 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
                 config.data_dir.join("store").display()
             ),
         })?;
+    radio_server::schedule::check_upstreams(&schedule, &upstream_names).with_context(|| {
+        match from_file {
+            Some(path) => format!("{}", path.display()),
+            None => "the stored schedule".to_owned(),
+        }
+    })?;
+    for upstream in &upstreams {
+        tracing::info!("upstream server {}", upstream.describe());
+    }
     if let Some(path) = from_file {
         store.save_schedule(&schedule)?;
         tracing::info!(
@@ -602,27 +748,46 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     // Tests bind port 0 and read the port from here.
     println!("listening on {addr}");
     let bitrate = config.bitrate;
-    let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
+    let ladder = Ladder::new(
+        scheduler,
+        &district,
+        LadderConfig {
+            live_above_emergency: config.live.above_emergency,
+        },
+    );
+    let mut live = config.live.clone();
+    let relay = config.relay.clone();
     let server = Server::new(config, district.clone());
-    let live = live_rtp.map(|addr| {
-        (
-            addr,
-            radio_server::ingest::live_rtp::LiveRtpConfig {
-                allow: live_allow,
-                ..Default::default()
-            },
-        )
-    });
-    let (on_air, live_input) = radio_server::live_input::spawn_on_air(
+    // The flags are shortcuts for a trial; they override the `[live]` table.
+    if let Some(addr) = live_rtp {
+        live.rtp = Some(addr);
+        live.pipe = None;
+    }
+    if !live_allow.is_empty() {
+        live.allow = live_allow;
+    } else if live_rtp.is_some() && live.allow.is_empty() {
+        live.allow = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    }
+    if live.rtp.is_some() && live.allow.is_empty() {
+        bail!(
+            "live RTP input: no sender is allowed; give --live-allow ADDRESS (or `allow` in the \
+             [live] table of the config)"
+        );
+    }
+    let (on_air, studio) = radio_server::live_input::spawn_on_air(
         server.outputs(),
         ladder,
-        bitrate,
-        live,
-        radio_server::schedule::Targets::All,
+        radio_server::live_input::OnAirSetup {
+            bitrate,
+            live,
+            live_targets: radio_server::schedule::Targets::All,
+            relay,
+            upstreams,
+        },
     )
     .await?;
     // Kept for the life of the server: dropping it would stop the input.
-    let _live_input = live_input;
+    let _studio = studio;
     // One signal stops both endpoints.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -632,7 +797,8 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let admin_state = AdminState::new(on_air.clone(), store, district, schedule);
+    let admin_state =
+        AdminState::new(on_air.clone(), store, district, schedule).with_upstreams(upstream_names);
     let admin_stop = stopped(stop_rx.clone());
     let admin_task = tokio::spawn(async move {
         if let Err(e) = admin::serve(admin_listener, admin_state, admin_stop).await {

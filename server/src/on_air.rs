@@ -19,7 +19,8 @@ use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::ingest::relay::{spawn_relay, RelayConfig, RelayHandle};
+use crate::ingest::relay::{spawn_relay, Fallback, RelayConfig, RelayHandle};
+use crate::ingest::upstream::{Upstream, UpstreamHandle};
 use crate::ingest::PcmFrame;
 use crate::playback::{Playback, FRAME_PERIOD};
 use crate::router::{PlaybackId, Router, TickEvent};
@@ -150,6 +151,37 @@ pub struct OnAirConfig {
     pub bitrate: u32,
     /// The live input (studio RTP or pipe), if the server has one.
     pub live: Option<mpsc::Receiver<Box<PcmFrame>>>,
+    /// How HTTP/Icecast relays fail over and retry.
+    pub relay: radio_config::RelaySettings,
+    /// Upstream radio servers that `SourceSpec::Upstream` names.
+    pub upstreams: Vec<Upstream>,
+}
+
+impl Default for OnAirConfig {
+    fn default() -> Self {
+        OnAirConfig {
+            bitrate: radio_config::ServerConfig::default().bitrate,
+            live: None,
+            relay: radio_config::RelaySettings::default(),
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+/// The relay settings of `settings` for `url`.
+fn relay_config(settings: &radio_config::RelaySettings, url: String) -> RelayConfig {
+    let ms = Duration::from_millis;
+    RelayConfig {
+        fallback: match &settings.fallback {
+            Some(path) => Fallback::File(path.clone()),
+            None => Fallback::Silence,
+        },
+        connect_timeout: ms(settings.connect_timeout_ms),
+        stall_timeout: ms(settings.stall_timeout_ms),
+        backoff_min: ms(settings.backoff_min_ms),
+        backoff_max: ms(settings.backoff_max_ms),
+        ..RelayConfig::new(url)
+    }
 }
 
 impl OnAir {
@@ -279,7 +311,16 @@ enum PlaybackKey {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum StreamKey {
     Relay(String),
+    Upstream(String),
     Live,
+}
+
+/// Keeps a stream's ingest running while its playback does (dropping it stops the ingest).
+#[derive(Debug)]
+#[allow(dead_code)] // Held, never read.
+enum StreamHandle {
+    Relay(RelayHandle),
+    Upstream(UpstreamHandle),
 }
 
 #[derive(Debug)]
@@ -290,12 +331,12 @@ struct Running {
     /// Frames into the programme where this playback started (a resumed recording).
     start_frame: u64,
     /// Keeps a relay alive while its playback runs.
-    _relay: Option<RelayHandle>,
+    _stream: Option<StreamHandle>,
 }
 
 struct Opened {
     key: PlaybackKey,
-    result: Result<(Playback, Option<RelayHandle>), String>,
+    result: Result<(Playback, Option<StreamHandle>), String>,
 }
 
 struct Controller {
@@ -315,6 +356,13 @@ struct Controller {
     names: BTreeMap<ItemRef, String>,
     emergency_repeats: BTreeMap<String, u32>,
     live: Option<mpsc::Receiver<Box<PcmFrame>>>,
+    relay: radio_config::RelaySettings,
+    upstreams: BTreeMap<String, Upstream>,
+    /// When the ladder next has something to do (a slot boundary, a bulletin's end), as of
+    /// the last [`Controller::advance`]; the clock checks it every tick.
+    wakeup: Option<Timestamp>,
+    /// An item was skipped while advancing: advance again at the next tick.
+    advance_again: bool,
     opened_tx: mpsc::Sender<Opened>,
     opened_rx: Option<mpsc::Receiver<Opened>>,
     relay_stop: watch::Receiver<bool>,
@@ -344,6 +392,14 @@ impl Controller {
             names: BTreeMap::new(),
             emergency_repeats: BTreeMap::new(),
             live: config.live,
+            relay: config.relay,
+            upstreams: config
+                .upstreams
+                .into_iter()
+                .map(|u| (u.name.clone(), u))
+                .collect(),
+            wakeup: None,
+            advance_again: false,
             opened_tx,
             opened_rx: Some(opened_rx),
             relay_stop,
@@ -366,8 +422,7 @@ impl Controller {
                     for event in events {
                         self.playback_ended(event);
                     }
-                    let now = Timestamp::now();
-                    if self.ladder.next_wakeup(now).is_some_and(|t| t <= now) {
+                    if self.wakeup.is_some_and(|t| t <= Timestamp::now()) {
                         self.advance();
                     }
                 }
@@ -438,7 +493,8 @@ impl Controller {
 
     /// Asks the ladder what changed and carries it out.
     fn advance(&mut self) {
-        let changes = self.ladder.advance(Timestamp::now());
+        let now = Timestamp::now();
+        let changes = self.ladder.advance(now);
         for change in changes {
             match change {
                 Change::Stop {
@@ -465,6 +521,11 @@ impl Controller {
             }
         }
         self.drop_unheard();
+        self.wakeup = if std::mem::take(&mut self.advance_again) {
+            Some(now)
+        } else {
+            self.ladder.next_wakeup(now)
+        };
     }
 
     fn start(&mut self, station: String, item: ItemRef, offset: jiff::SignedDuration) {
@@ -478,13 +539,21 @@ impl Controller {
             },
             SourceSpec::Relay { url } => PlaybackKey::Stream(StreamKey::Relay(url.clone())),
             SourceSpec::Live => PlaybackKey::Stream(StreamKey::Live),
-            SourceSpec::Upstream { server, channel } => {
-                tracing::error!(
-                    %station,
-                    "relaying channel {channel} of upstream server {server} is not supported yet; {item:?} skipped"
-                );
-                let _ = self.ladder.item_finished(Timestamp::now(), &station, &item);
-                return;
+            SourceSpec::Upstream { name } => {
+                if !self.upstreams.contains_key(name) {
+                    // Schedules are checked against the configured upstreams when loaded; a
+                    // bulletin or a config change can still get here.
+                    tracing::error!(
+                        %station,
+                        "no upstream server is called `{name}` in the config; {} skipped",
+                        item_label(&item)
+                    );
+                    let _ = self.ladder.item_finished(Timestamp::now(), &station, &item);
+                    // What the skipped item would have interrupted airs from the next tick.
+                    self.advance_again = true;
+                    return;
+                }
+                PlaybackKey::Stream(StreamKey::Upstream(name.clone()))
             }
         };
         self.airing.insert(station.clone(), item.clone());
@@ -602,13 +671,27 @@ impl Controller {
             }
             SourceSpec::Relay { url } => {
                 let (tx, rx) = mpsc::channel(RELAY_AHEAD);
-                let result = spawn_relay(RelayConfig::new(url), tx, self.relay_stop.clone())
-                    .map_err(|e| e.to_string())
-                    .and_then(|handle| {
-                        Playback::pcm(programme_id, &name, rx, bitrate)
-                            .map(|p| (p, Some(handle)))
-                            .map_err(|e| e.to_string())
-                    });
+                let result =
+                    spawn_relay(relay_config(&self.relay, url), tx, self.relay_stop.clone())
+                        .map_err(|e| e.to_string())
+                        .and_then(|handle| {
+                            Playback::pcm(programme_id, &name, rx, bitrate)
+                                .map(|p| (p, Some(StreamHandle::Relay(handle))))
+                                .map_err(|e| e.to_string())
+                        });
+                self.opened(Opened { key, result });
+            }
+            SourceSpec::Upstream { name: upstream } => {
+                let (tx, rx) = mpsc::channel(RELAY_AHEAD);
+                let result = match self.upstreams.get(&upstream) {
+                    Some(upstream) => upstream.spawn(tx).map_err(|e| e.to_string()),
+                    None => Err(format!("no upstream server is called `{upstream}`")),
+                }
+                .and_then(|handle| {
+                    Playback::pcm(programme_id, &name, rx, bitrate)
+                        .map(|p| (p, Some(StreamHandle::Upstream(handle))))
+                        .map_err(|e| e.to_string())
+                });
                 self.opened(Opened { key, result });
             }
             SourceSpec::Live => {
@@ -620,7 +703,6 @@ impl Controller {
                 };
                 self.opened(Opened { key, result });
             }
-            SourceSpec::Upstream { .. } => {}
         }
     }
 
@@ -644,7 +726,7 @@ impl Controller {
                         item: item.clone(),
                         programme_id,
                         start_frame,
-                        _relay: relay,
+                        _stream: relay,
                     },
                 );
                 for station in stations {

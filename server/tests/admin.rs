@@ -50,6 +50,7 @@ async fn start(with_live_input: bool) -> Harness {
         OnAirConfig {
             bitrate: 32_000,
             live: with_live_input.then_some(live_rx),
+            ..OnAirConfig::default()
         },
     );
     let store = Arc::new(Store::open(dir.path()).expect("store"));

@@ -157,7 +157,7 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
         Ladder::new(scheduler, &district, LadderConfig::default()),
         OnAirConfig {
             bitrate: 32_000,
-            live: None,
+            ..OnAirConfig::default()
         },
     );
     let mut bulletin = file_bulletin("chirp", "Bản tin thử", &programme);

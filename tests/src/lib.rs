@@ -4,6 +4,7 @@
 //! # Layout
 //! - `lib.rs` — process handling ([`Process`], [`binary`]), signals ([`test_signal`]), WAV I/O and
 //!   the alignment/similarity measures ([`compare`]).
+//! - `icecast.rs` — a real Icecast 2 server fed by ffmpeg, the upstream station of relay tests.
 //! - `tests/*.rs` — one file per end-to-end scenario.
 
 use std::io::{BufRead, BufReader};
@@ -12,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+pub mod icecast;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -115,6 +118,29 @@ impl Process {
         }
     }
 
+    /// Waits until `n` output lines in all (those already seen included) contain `needle`;
+    /// returns the `n`-th.
+    pub fn wait_for_nth(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.seen.iter().filter(|l| l.contains(needle)).nth(n - 1) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    eprintln!("[{}] {line}", self.name);
+                    self.seen.push(line);
+                }
+                Err(_) => panic!(
+                    "{}: not {n} lines containing {needle:?} within {timeout:?}; output so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits (up to 10 s) for the exit; returns the exit status and all output.
     pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().to_string();
@@ -149,10 +175,16 @@ impl Drop for Process {
 
 /// Enrols `commune` with the real `radio-server enroll`, writing its bundle to `out`.
 pub fn enroll(data_dir: &Path, commune: &str, out: &Path) {
+    enroll_with(data_dir, commune, out, &[]);
+}
+
+/// [`enroll`] with `extra` arguments, e.g. `--district-file FILE`.
+pub fn enroll_with(data_dir: &Path, commune: &str, out: &Path, extra: &[&str]) {
     let status = Command::new(binary("radio-server"))
         .arg("enroll")
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .args(["--commune", commune, "--out"])
         .arg(out)
         .status()
@@ -171,14 +203,6 @@ pub fn start_server(
 ) -> (Process, String) {
     let wait = wait_agents.to_string();
     let mut args = vec![
-        "run",
-        "--data-dir",
-        data_dir.to_str().expect("utf8 path"),
-        "--listen",
-        listen,
-        // Several servers may run at once (tests, a real one): no fixed admin port.
-        "--admin-listen",
-        "127.0.0.1:0",
         "--wait-agents",
         &wait,
         // Tests must not depend on the time of day (the default schedule relays the province
@@ -188,6 +212,24 @@ pub fn start_server(
     if let Some(p) = programme {
         args.extend(["--programme", p.to_str().expect("utf8 path")]);
     }
+    start_server_with(data_dir, listen, &args)
+}
+
+/// Starts `radio-server run` listening on `listen` with a fresh admin port and `extra` arguments
+/// (e.g. `--config FILE`, `--schedule FILE`); unlike [`start_server`] it adds no
+/// `--no-schedule`. Returns the process and the address it listens on.
+pub fn start_server_with(data_dir: &Path, listen: &str, extra: &[&str]) -> (Process, String) {
+    let mut args = vec![
+        "run",
+        "--data-dir",
+        data_dir.to_str().expect("utf8 path"),
+        "--listen",
+        listen,
+        // Several servers may run at once (tests, a real one): no fixed admin port.
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
     let mut server = Process::start("server", &binary("radio-server"), &args);
     let line = server.wait_for("listening on", Duration::from_secs(30));
     let addr = line

@@ -173,3 +173,43 @@ fn files_that_are_not_audio_get_one_clear_line() {
         );
     }
 }
+
+/// `demo --relay URL`: the programme is a live Icecast stream (ffmpeg as its source), and every
+/// agent hears it.
+#[test]
+fn the_demo_relays_an_icecast_stream() {
+    let Some(mut icecast) = radio_tests::icecast::Icecast::start() else {
+        return;
+    };
+    let tone = icecast.dir().join("tone.wav");
+    radio_tests::write_chirp(&tone, 660.0, 660.0, 3.0);
+    icecast.start_source(&tone);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = icecast.url();
+    let (ok, stdout, stderr) = demo(
+        &["--agents", "2", "--relay", &url, "--duration", "6"],
+        dir.path(),
+    );
+    println!("{stdout}\n{stderr}");
+    assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("demo: 2/2 agents played the programme")
+    );
+    assert!(stdout.contains(&format!("relaying {url}")), "{stdout}");
+    let wav = std::fs::read_dir(dir.path())
+        .expect("out dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "wav"))
+        .expect("an agent's WAV");
+    let heard = radio_tests::pitch_track(&wav)
+        .iter()
+        .filter(|(rms, hz)| *rms > 0.05 && (hz - 660.0).abs() < 40.0)
+        .count();
+    // 6 s relayed; the first moments go to connecting and Icecast's start-up.
+    assert!(
+        heard >= 40,
+        "the stream's 660 Hz tone was heard for only {heard} windows of 100 ms"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
 use radio_server::certificate_authority::CertificateAuthority;
-use radio_server::live_input::spawn_on_air;
+use radio_server::live_input::{spawn_on_air, OnAirSetup};
 use radio_server::on_air::file_bulletin;
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
@@ -100,9 +100,10 @@ async fn main() -> anyhow::Result<()> {
     let (on_air, _) = spawn_on_air(
         server.outputs(),
         Ladder::new(scheduler, &district, LadderConfig::default()),
-        32_000,
-        None,
-        Targets::All,
+        OnAirSetup {
+            bitrate: 32_000,
+            ..OnAirSetup::default()
+        },
     )
     .await?;
     on_air

@@ -1,5 +1,6 @@
 //! Ingest: audio that arrives from outside in real time — the district studio (live RTP, or PCM
-//! from a local mixer's pipe) and upstream stations (HTTP/Icecast streams).
+//! from a local mixer's pipe), upstream stations (HTTP/Icecast streams, `relay.rs`) and
+//! upstream radio servers over QUIC (`upstream.rs`).
 //!
 //! Every ingest delivers the same unit, a [`PcmFrame`] of 20 ms at 48 kHz mono, on a bounded
 //! channel; the source runner (`crate::source`) paces, encodes once and fans out. Files are not
@@ -13,3 +14,4 @@ pub type PcmFrame = [f32; FRAME_SAMPLES];
 pub mod live_rtp;
 pub mod pcm_pipe;
 pub mod relay;
+pub mod upstream;

@@ -953,8 +953,9 @@ impl FrameAssembler {
     }
 }
 
-/// The fallback programme, decoded on demand one frame at a time.
-struct FallbackSource {
+/// The fallback programme, decoded on demand one frame at a time (also used by the upstream
+/// server relay, `super::upstream`).
+pub(crate) struct FallbackSource {
     path: Option<PathBuf>,
     decoder: Option<SourceDecoder>,
     frames: FrameAssembler,
@@ -963,7 +964,7 @@ struct FallbackSource {
 }
 
 impl FallbackSource {
-    fn new(fallback: &Fallback) -> Self {
+    pub(crate) fn new(fallback: &Fallback) -> Self {
         FallbackSource {
             path: match fallback {
                 Fallback::Silence => None,
@@ -985,13 +986,13 @@ impl FallbackSource {
     }
 
     /// Back to the beginning, and a fresh chance for a file that failed before.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.decoder = None;
         self.frames = FrameAssembler::default();
         self.broken = false;
     }
 
-    fn next_frame(&mut self) -> Box<PcmFrame> {
+    pub(crate) fn next_frame(&mut self) -> Box<PcmFrame> {
         let Some(path) = self.path.clone() else {
             return silence();
         };
@@ -1186,7 +1187,7 @@ mod tests {
     use std::f64::consts::PI;
     use std::io::Write;
     use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
+    use std::process::Command;
     use std::sync::atomic::AtomicUsize;
 
     const RATE: usize = 48_000;
@@ -2012,7 +2013,9 @@ mod tests {
         }
     }
 
-    // ---- A real Icecast 2 server with ffmpeg as its source ----
+    // ---- A real Icecast 2 server with ffmpeg as its source (from the end-to-end test kit) ----
+
+    use radio_tests::icecast::Icecast;
 
     /// Amplitude of `freq` in `x` (48 kHz), via Goertzel.
     fn amplitude(x: &[f32], freq: f64) -> f64 {
@@ -2040,181 +2043,12 @@ mod tests {
         );
     }
 
-    struct Icecast {
-        dir: tempfile::TempDir,
-        port: u16,
-        server: Child,
-        source: Option<Child>,
-    }
-
-    impl Icecast {
-        const PASSWORD: &'static str = "relay-test-source";
-        /// Its own loopback address, so that no other test can take its port (see
-        /// [`refusing_addr`]).
-        const IP: &'static str = "127.0.0.5";
-
-        /// `None` (after saying why) only if icecast2 or ffmpeg is not installed; anything else
-        /// that goes wrong fails the test.
-        fn start() -> Option<Icecast> {
-            for tool in ["icecast2", "ffmpeg"] {
-                let runs = Command::new(tool)
-                    .arg(if tool == "icecast2" { "-v" } else { "-version" })
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                if let Err(e) = runs {
-                    eprintln!("SKIPPED: cannot run {tool} ({e}); install the icecast2 and ffmpeg packages");
-                    return None;
-                }
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let port = refusing_addr(Self::IP).port();
-            let log_dir = dir.path().join("log");
-            std::fs::create_dir(&log_dir).unwrap();
-            // Icecast refuses to run as root unless told to drop to another user; that user must
-            // then be able to reach the temp dir and write the log dir.
-            let root = Command::new("id")
-                .arg("-u")
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-                .unwrap_or(false);
-            let security = if root {
-                use std::os::unix::fs::PermissionsExt;
-                let open = |p: &Path, mode| {
-                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
-                };
-                open(dir.path(), 0o755);
-                open(&log_dir, 0o777);
-                let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-                let group = if groups.lines().any(|l| l.starts_with("nogroup:")) {
-                    "nogroup"
-                } else {
-                    "nobody"
-                };
-                format!(
-                    "<security><chroot>0</chroot><changeowner><user>nobody</user>\
-                     <group>{group}</group></changeowner></security>"
-                )
-            } else {
-                String::new()
-            };
-            let config = format!(
-                "<icecast>\n\
-                 <limits><sources>2</sources><source-timeout>3</source-timeout></limits>\n\
-                 <authentication><source-password>{pw}</source-password>\
-                 <admin-user>admin</admin-user><admin-password>{pw}-admin</admin-password>\
-                 </authentication>\n\
-                 <hostname>{ip}</hostname>\n\
-                 <listen-socket><port>{port}</port><bind-address>{ip}</bind-address></listen-socket>\n\
-                 <fileserve>0</fileserve>\n\
-                 <paths><basedir>{base}</basedir><logdir>{logs}</logdir></paths>\n\
-                 <logging><errorlog>-</errorlog><accesslog>-</accesslog><loglevel>3</loglevel></logging>\n\
-                 {security}\n\
-                 </icecast>\n",
-                pw = Self::PASSWORD,
-                ip = Self::IP,
-                base = dir.path().display(),
-                logs = log_dir.display(),
-            );
-            let config_path = dir.path().join("icecast.xml");
-            std::fs::write(&config_path, config).unwrap();
-            let out = std::fs::File::create(dir.path().join("icecast.out")).unwrap();
-            let server = Command::new("icecast2")
-                .arg("-c")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .unwrap();
-            let mut ice = Icecast {
-                dir,
-                port,
-                server,
-                source: None,
-            };
-            let t = Instant::now();
-            while TcpStream::connect((Self::IP, port)).is_err() {
-                if let Ok(Some(status)) = ice.server.try_wait() {
-                    panic!("icecast2 exited with {status}: {}", ice.output());
-                }
-                assert!(
-                    t.elapsed() < Duration::from_secs(5),
-                    "icecast2 not listening: {}",
-                    ice.output()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Some(ice)
-        }
-
-        fn output(&self) -> String {
-            std::fs::read_to_string(self.dir.path().join("icecast.out")).unwrap_or_default()
-        }
-
-        fn url(&self) -> String {
-            format!("http://{}:{}/live.mp3", Self::IP, self.port)
-        }
-
-        /// ffmpeg as the live source, looping `wav` at real time. Retried briefly, because right
-        /// after a source was killed Icecast may still hold the mount.
-        fn start_source(&mut self, wav: &Path) {
-            let target = format!(
-                "icecast://source:{}@{}:{}/live.mp3",
-                Self::PASSWORD,
-                Self::IP,
-                self.port
-            );
-            let log_path = self.dir.path().join("ffmpeg.out");
-            for _ in 0..10 {
-                let log = std::fs::File::create(&log_path).unwrap();
-                let mut child = Command::new("ffmpeg")
-                    .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-                    .args(["-stream_loop", "-1", "-i"])
-                    .arg(wav)
-                    .args(["-c:a", "libmp3lame", "-b:a", "64k"])
-                    .args(["-content_type", "audio/mpeg", "-f", "mp3"])
-                    .arg(&target)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap();
-                std::thread::sleep(Duration::from_millis(500));
-                if child.try_wait().unwrap().is_none() {
-                    self.source = Some(child);
-                    return;
-                }
-            }
-            panic!(
-                "ffmpeg could not become the Icecast source: {}\nicecast2: {}",
-                std::fs::read_to_string(&log_path).unwrap_or_default(),
-                self.output()
-            );
-        }
-
-        fn kill_source(&mut self) {
-            if let Some(mut child) = self.source.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-
-    impl Drop for Icecast {
-        fn drop(&mut self) {
-            self.kill_source();
-            let _ = self.server.kill();
-            let _ = self.server.wait();
-        }
-    }
-
     #[test]
     fn relays_real_icecast_through_source_loss() {
         let Some(mut ice) = Icecast::start() else {
             return;
         };
-        let wav = ice.dir.path().join("signal.wav");
+        let wav = ice.dir().join("signal.wav");
         let tone: Vec<f32> = (0..RATE * 2)
             .map(|i| (0.5 * (2.0 * PI * 1000.0 * i as f64 / RATE as f64).sin()) as f32)
             .collect();

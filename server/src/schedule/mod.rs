@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ladder::{Change, ItemRef, Ladder, LadderConfig, OnAir, StopReason, Tier};
 pub use scheduler::{Occurrence, Scheduler};
-pub use validate::{validate, validate_bulletin, LocalSpan, Overlap};
+pub use validate::{check_upstreams, validate, validate_bulletin, LocalSpan, Overlap};
 
 /// The zone of every Vietnamese district; Vietnam has no daylight saving time.
 pub const DEFAULT_TIMEZONE: &str = "Asia/Ho_Chi_Minh";
@@ -80,9 +80,10 @@ pub type Groups = BTreeMap<String, Vec<String>>;
 ///
 /// TOML: `targets = "all"`, `targets = { stations = ["binh-trung"] }`,
 /// `targets = { groups = ["ven-bien"] }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Targets {
+    #[default]
     All,
     Stations(Vec<String>),
     Groups(Vec<String>),
@@ -241,8 +242,8 @@ pub(crate) fn parse_member<'a>(
 /// Where the audio of an entry or bulletin comes from.
 ///
 /// TOML: `source = { kind = "relay", url = "http://…" }`, `{ kind = "file", path = "…" }`,
-/// `{ kind = "playlist", paths = […] }`, `{ kind = "upstream", server = "host:port",
-/// channel = 1 }`, `{ kind = "live" }`.
+/// `{ kind = "playlist", paths = […] }`, `{ kind = "upstream", name = "tinh" }` (an upstream
+/// server configured in the server's `[[upstream]]` table), `{ kind = "live" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "kind",
@@ -257,8 +258,9 @@ pub enum SourceSpec {
     Playlist { paths: Vec<PathBuf> },
     /// An HTTP(S) audio stream, such as the provincial station's.
     Relay { url: String },
-    /// A channel of another radio server (`host:port`).
-    Upstream { server: String, channel: u16 },
+    /// What an upstream radio server airs for this server, by the name of its `[[upstream]]`
+    /// in the server's config (which holds the address and the enrolment bundle).
+    Upstream { name: String },
     /// The studio microphone / live input of the server.
     Live,
 }
@@ -272,7 +274,7 @@ enum SourceSpecFile {
     File { path: PathBuf },
     Playlist { paths: Vec<PathBuf> },
     Relay { url: String },
-    Upstream { server: String, channel: u16 },
+    Upstream { name: String },
     Live {},
 }
 
@@ -282,9 +284,7 @@ impl From<SourceSpecFile> for SourceSpec {
             SourceSpecFile::File { path } => SourceSpec::File { path },
             SourceSpecFile::Playlist { paths } => SourceSpec::Playlist { paths },
             SourceSpecFile::Relay { url } => SourceSpec::Relay { url },
-            SourceSpecFile::Upstream { server, channel } => {
-                SourceSpec::Upstream { server, channel }
-            }
+            SourceSpecFile::Upstream { name } => SourceSpec::Upstream { name },
             SourceSpecFile::Live {} => SourceSpec::Live,
         }
     }
@@ -531,11 +531,16 @@ pub enum ScheduleError {
         url: String,
         reason: String,
     },
-    #[error("{owner}: field `{field}`: {reason}")]
-    InvalidAddress {
+    #[error(
+        "{owner}: field `{field}`: no upstream server is called `{name}` in the server's \
+         config (configured: {known})"
+    )]
+    UnknownUpstream {
         owner: Owner,
         field: String,
-        reason: String,
+        name: String,
+        /// The configured names, comma-separated, or `none`.
+        known: String,
     },
     #[error("{owner}: field `{field}`: {duration:#} is not a positive duration")]
     NonPositiveDuration {
@@ -791,7 +796,7 @@ mod tests {
             recurrence = { once = { date = "2025-09-02" } }
             start = "07:30"
             end = { duration = "1h 30m" }
-            source = { kind = "upstream", server = "radio.binhson.gov.vn:4433", channel = 2 }
+            source = { kind = "upstream", name = "tinh-quang-ngai" }
             targets = "all"
         "#;
         let schedule: Schedule = toml::from_str(text).expect("parse");

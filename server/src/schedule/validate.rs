@@ -342,15 +342,34 @@ pub(crate) fn check_source(
                 reason,
             })
         }
-        SourceSpec::Upstream { server, .. } => {
-            check_host_port(server).map_err(|reason| ScheduleError::InvalidAddress {
-                owner: owner.clone(),
-                field: "source.server".to_owned(),
-                reason,
-            })
-        }
+        SourceSpec::Upstream { name } => check_slug(owner, "source.name", name),
         SourceSpec::Live => Ok(()),
     }
+}
+
+/// Every upstream source of `schedule` names one of `known` (the server's `[[upstream]]`
+/// names). Separate from [`validate`] because only a running server knows its upstreams.
+pub fn check_upstreams(schedule: &Schedule, known: &[String]) -> Result<(), ScheduleError> {
+    for (index, entry) in schedule.entries.iter().enumerate() {
+        if let SourceSpec::Upstream { name } = &entry.source {
+            if !known.contains(name) {
+                return Err(ScheduleError::UnknownUpstream {
+                    owner: Owner::Entry {
+                        index,
+                        id: entry.id.clone(),
+                    },
+                    field: "source.name".to_owned(),
+                    name: name.clone(),
+                    known: if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A relay URL must be `http://` or `https://` with a host: other schemes (rtsp, file, ftp…)
@@ -423,34 +442,6 @@ fn check_host_name(host: &str) -> Result<(), String> {
              punycode, xn--…)"
         ))
     }
-}
-
-/// `host:port` as radio-config checks server addresses: the port is required, names are
-/// resolved later.
-pub(crate) fn check_host_port(value: &str) -> Result<(), String> {
-    let expected = "expected HOST:PORT, e.g. `radio.binhson.gov.vn:4433`, `10.0.0.5:4433` or \
-                    `[2001:db8::1]:4433`";
-    let Some((host, port)) = value.rsplit_once(':') else {
-        return Err(format!("`{value}` has no port; {expected}"));
-    };
-    if !matches!(port.parse::<u16>(), Ok(p) if p != 0) {
-        return Err(format!(
-            "`{port}` is not a port (1-65535) in `{value}`; {expected}"
-        ));
-    }
-    let host_ok = if let Some(inner) = host.strip_prefix('[') {
-        inner
-            .strip_suffix(']')
-            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
-    } else {
-        check_host_name(host).is_ok()
-    };
-    if !host_ok {
-        return Err(format!(
-            "`{host}` is not a host name or address in `{value}`; {expected}"
-        ));
-    }
-    Ok(())
 }
 
 fn time_nanos(t: civil::Time) -> i64 {
@@ -784,14 +775,25 @@ mod tests {
     }
 
     #[test]
-    fn upstream_needs_host_and_port() {
+    fn upstream_names_are_slugs_and_must_be_configured() {
         let mut e = entry("up", Recurrence::Daily, (5, 0), at(6, 0));
         e.source = SourceSpec::Upstream {
-            server: "radio.binhson.gov.vn".into(),
-            channel: 1,
+            name: "Tỉnh Quảng Ngãi".into(),
         };
-        let err = check(&schedule(vec![e])).expect_err("no port");
-        assert!(err.to_string().contains("source.server"), "{err}");
+        let err = check(&schedule(vec![e.clone()])).expect_err("not a slug");
+        assert!(err.to_string().contains("source.name"), "{err}");
+        e.source = SourceSpec::Upstream {
+            name: "tinh".into(),
+        };
+        let schedule = schedule(vec![e]);
+        assert!(check(&schedule).is_ok());
+        assert!(check_upstreams(&schedule, &["tinh".to_owned()]).is_ok());
+        let err = check_upstreams(&schedule, &[]).expect_err("none configured");
+        assert_eq!(
+            err.to_string(),
+            "entry `up` (entries[0]): field `source.name`: no upstream server is called `tinh` in \
+             the server's config (configured: none)"
+        );
     }
 
     #[test]

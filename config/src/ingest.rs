@@ -40,6 +40,10 @@ pub struct LiveSettings {
     /// Go on air by itself when audio arrives (and off when it stops). When false, live goes
     /// on air only by `radio-server live start` (or the HTTP endpoint).
     pub auto_start: bool,
+    /// The stations (ids) the studio goes to when it starts by itself; empty: all of them.
+    /// `radio-server live start --targets` chooses for each session it starts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// Live ends after this long without an RTP packet.
     pub no_packet_timeout_ms: u64,
     /// Live ends after this long of silence; 0 never ends it for silence.
@@ -63,6 +67,7 @@ impl Default for LiveSettings {
             pipe_sample_rate: 48_000,
             pipe_channels: 1,
             auto_start: true,
+            targets: Vec::new(),
             no_packet_timeout_ms: 5_000,
             silence_timeout_ms: 30_000,
             silence_threshold_dbfs: -50,

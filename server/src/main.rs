@@ -706,9 +706,21 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     radio_server::schedule::check_upstreams(&schedule, &upstream_names).with_context(|| {
         match from_file {
             Some(path) => format!("{}", path.display()),
-            None => "the stored schedule".to_owned(),
+            None => format!(
+                "the stored schedule ({}); replace it with --schedule FILE, or add the upstream \
+                 it names to the config",
+                config.data_dir.join("store").display()
+            ),
         }
     })?;
+    let live_targets = if config.live.targets.is_empty() {
+        radio_server::schedule::Targets::All
+    } else {
+        radio_server::schedule::Targets::Stations(config.live.targets.clone())
+    };
+    live_targets
+        .resolve(&district, &schedule.groups)
+        .map_err(|e| anyhow::anyhow!("config key `live.targets`: {e}"))?;
     for upstream in &upstreams {
         tracing::info!("upstream server {}", upstream.describe());
     }
@@ -780,7 +792,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         radio_server::live_input::OnAirSetup {
             bitrate,
             live,
-            live_targets: radio_server::schedule::Targets::All,
+            live_targets,
             relay,
             upstreams,
         },

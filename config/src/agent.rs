@@ -36,6 +36,11 @@ pub struct AgentConfig {
     pub jitter_capacity_frames: u32,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Seconds between heartbeat records in the uptime journal.
+    pub journal_heartbeat_secs: u64,
+    /// Records the journal keeps waiting for upload before it stops writing heartbeats
+    /// (transitions are always written; see the agent's journal policy).
+    pub journal_max_records: u64,
     /// `tracing` filter directive.
     pub log: String,
 }
@@ -51,6 +56,8 @@ impl Default for AgentConfig {
             jitter_capacity_frames: 500,
             reconnect_min_ms: 500,
             reconnect_max_ms: 10_000,
+            journal_heartbeat_secs: 60,
+            journal_max_records: 100_000,
             log: "info".to_owned(),
         }
     }
@@ -102,6 +109,18 @@ impl AgentConfig {
                 ),
             ));
         }
+        in_range(
+            "journal_heartbeat_secs",
+            self.journal_heartbeat_secs,
+            1,
+            3_600,
+        )?;
+        in_range(
+            "journal_max_records",
+            self.journal_max_records,
+            100,
+            100_000_000,
+        )?;
         not_blank("log", &self.log)?;
         Ok(())
     }

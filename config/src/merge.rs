@@ -43,7 +43,7 @@ const SERVER_FIELDS: [&str; 13] = [
     "admin_listen",
     "admin_allow_remote",
 ];
-const AGENT_FIELDS: [&str; 9] = [
+const AGENT_FIELDS: [&str; 11] = [
     "bundle",
     "server",
     "state_dir",
@@ -52,6 +52,8 @@ const AGENT_FIELDS: [&str; 9] = [
     "jitter_capacity_frames",
     "reconnect_min_ms",
     "reconnect_max_ms",
+    "journal_heartbeat_secs",
+    "journal_max_records",
     "log",
 ];
 
@@ -220,6 +222,12 @@ pub fn merge_agent(
             }
             "reconnect_min_ms" => cfg.reconnect_min_ms = env_parse(var, value, "milliseconds")?,
             "reconnect_max_ms" => cfg.reconnect_max_ms = env_parse(var, value, "milliseconds")?,
+            "journal_heartbeat_secs" => {
+                cfg.journal_heartbeat_secs = env_parse(var, value, "seconds")?
+            }
+            "journal_max_records" => {
+                cfg.journal_max_records = env_parse(var, value, "a record count")?
+            }
             "log" => cfg.log = value.to_owned(),
             _ => return Err(unhandled(var)),
         }
@@ -715,6 +723,8 @@ log = \"debug\"
             ("RELAY_AGENT_JITTER_CAPACITY_FRAMES", "20"),
             ("RELAY_AGENT_RECONNECT_MIN_MS", "50"),
             ("RELAY_AGENT_RECONNECT_MAX_MS", "60"),
+            ("RELAY_AGENT_JOURNAL_HEARTBEAT_SECS", "5"),
+            ("RELAY_AGENT_JOURNAL_MAX_RECORDS", "500"),
             ("RELAY_AGENT_LOG", "trace"),
         ]);
         let cfg = merge_agent(None, &e, &AgentOverrides::default()).expect("valid");
@@ -727,6 +737,8 @@ log = \"debug\"
             jitter_capacity_frames: 20,
             reconnect_min_ms: 50,
             reconnect_max_ms: 60,
+            journal_heartbeat_secs: 5,
+            journal_max_records: 500,
             log: "trace".into(),
         };
         assert_eq!(cfg, expected);

@@ -27,6 +27,9 @@
 //! - `programme_start.rs` — [`ProgrammeStart`].
 //! - `programme_end.rs` — [`ProgrammeEnd`].
 //! - `error_message.rs` — [`ErrorMessage`], the `Error` message.
+//! - `journal_batch.rs` — [`JournalBatch`] of [`JournalRecord`]s (the agent's uptime journal,
+//!   also their on-disk form) and [`JournalEvent`].
+//! - `journal_ack.rs` — [`JournalAck`], the server's "stored durably".
 //! - `reader.rs` — [`FrameReader`], incremental framing over a byte stream.
 //! - `session.rs` — [`Session`], the control-stream state machine, with
 //!   [`SessionConfig`], [`SessionState`] and [`Event`].
@@ -43,6 +46,8 @@ mod error;
 mod error_message;
 mod heartbeat;
 mod hello;
+mod journal_ack;
+mod journal_batch;
 mod message;
 mod programme_end;
 mod programme_start;
@@ -56,6 +61,8 @@ pub use error::{DecodeError, ErrorCode};
 pub use error_message::ErrorMessage;
 pub use heartbeat::Heartbeat;
 pub use hello::{Capabilities, Hello};
+pub use journal_ack::JournalAck;
+pub use journal_batch::{JournalBatch, JournalEvent, JournalRecord, OutputState};
 pub use message::{Message, MessageType};
 pub use programme_end::ProgrammeEnd;
 pub use programme_start::ProgrammeStart;

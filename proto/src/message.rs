@@ -4,14 +4,14 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{decode_u8, decode_varint, encode_varint, varint_len};
 use crate::{
-    AudioFrame, Decode, DecodeError, Encode, ErrorMessage, Heartbeat, Hello, ProgrammeEnd,
-    ProgrammeStart, Welcome,
+    AudioFrame, Decode, DecodeError, Encode, ErrorMessage, Heartbeat, Hello, JournalAck,
+    JournalBatch, ProgrammeEnd, ProgrammeStart, Welcome,
 };
 
 /// The type byte at the start of every frame.
 ///
 /// Values are grouped by purpose (0x0_ handshake, 0x1_ audio stream,
-/// 0x2_ liveness, 0x3_ errors) and are part of the wire format.
+/// 0x2_ liveness, 0x3_ errors, 0x4_ the uptime journal) and are part of the wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MessageType {
@@ -22,11 +22,13 @@ pub enum MessageType {
     ProgrammeEnd = 0x12,
     Heartbeat = 0x20,
     Error = 0x30,
+    JournalBatch = 0x40,
+    JournalAck = 0x41,
 }
 
 impl MessageType {
     /// Every message type, in numeric order.
-    pub const ALL: [MessageType; 7] = [
+    pub const ALL: [MessageType; 9] = [
         MessageType::Hello,
         MessageType::Welcome,
         MessageType::AudioFrame,
@@ -34,6 +36,8 @@ impl MessageType {
         MessageType::ProgrammeEnd,
         MessageType::Heartbeat,
         MessageType::Error,
+        MessageType::JournalBatch,
+        MessageType::JournalAck,
     ];
 
     pub fn as_u8(self) -> u8 {
@@ -54,6 +58,8 @@ impl MessageType {
             MessageType::ProgrammeEnd => ProgrammeEnd::MAX_BODY_LEN,
             MessageType::Heartbeat => Heartbeat::MAX_BODY_LEN,
             MessageType::Error => ErrorMessage::MAX_BODY_LEN,
+            MessageType::JournalBatch => JournalBatch::MAX_BODY_LEN,
+            MessageType::JournalAck => JournalAck::MAX_BODY_LEN,
         }
     }
 }
@@ -85,6 +91,8 @@ pub enum Message {
     ProgrammeStart(ProgrammeStart),
     ProgrammeEnd(ProgrammeEnd),
     Error(ErrorMessage),
+    JournalBatch(JournalBatch),
+    JournalAck(JournalAck),
 }
 
 impl Message {
@@ -97,6 +105,8 @@ impl Message {
             Message::ProgrammeStart(_) => MessageType::ProgrammeStart,
             Message::ProgrammeEnd(_) => MessageType::ProgrammeEnd,
             Message::Error(_) => MessageType::Error,
+            Message::JournalBatch(_) => MessageType::JournalBatch,
+            Message::JournalAck(_) => MessageType::JournalAck,
         }
     }
 
@@ -116,6 +126,8 @@ impl Message {
             Message::ProgrammeStart(m) => m.encoded_len(),
             Message::ProgrammeEnd(m) => m.encoded_len(),
             Message::Error(m) => m.encoded_len(),
+            Message::JournalBatch(m) => m.encoded_len(),
+            Message::JournalAck(m) => m.encoded_len(),
         }
     }
 
@@ -128,6 +140,8 @@ impl Message {
             Message::ProgrammeStart(m) => m.encode(buf),
             Message::ProgrammeEnd(m) => m.encode(buf),
             Message::Error(m) => m.encode(buf),
+            Message::JournalBatch(m) => m.encode(buf),
+            Message::JournalAck(m) => m.encode(buf),
         }
     }
 }
@@ -145,6 +159,8 @@ pub(crate) fn decode_body(kind: MessageType, mut body: Bytes) -> Result<Message,
         MessageType::ProgrammeStart => Message::ProgrammeStart(ProgrammeStart::decode(body)?),
         MessageType::ProgrammeEnd => Message::ProgrammeEnd(ProgrammeEnd::decode(body)?),
         MessageType::Error => Message::Error(ErrorMessage::decode(body)?),
+        MessageType::JournalBatch => Message::JournalBatch(JournalBatch::decode(body)?),
+        MessageType::JournalAck => Message::JournalAck(JournalAck::decode(body)?),
     };
     match body.remaining() {
         0 => Ok(msg),
@@ -213,6 +229,8 @@ impl_from!(
     ProgrammeStart(ProgrammeStart),
     ProgrammeEnd(ProgrammeEnd),
     Error(ErrorMessage),
+    JournalBatch(JournalBatch),
+    JournalAck(JournalAck),
 );
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::{
-    ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, Message, Welcome, PROTOCOL_VERSION,
+    ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, Message,
+    Welcome, PROTOCOL_VERSION,
 };
 
 /// Timing parameters of a session.
@@ -59,6 +60,11 @@ pub enum Event {
     /// Agent: the server accepted us; the session is established.
     Welcomed(Welcome),
     Heartbeat(Heartbeat),
+    /// Server: journal records from the agent; store them durably, then
+    /// [`Session::send_journal_ack`].
+    JournalBatch(JournalBatch),
+    /// Agent: the server stored these records; they may be deleted.
+    JournalAck(JournalAck),
     /// The session is over. Emitted exactly once.
     Closed {
         code: ErrorCode,
@@ -201,6 +207,12 @@ impl Session {
             (_, SessionState::Established, Message::Heartbeat(hb)) => {
                 self.events.push_back(Event::Heartbeat(hb));
             }
+            (Role::Server, SessionState::Established, Message::JournalBatch(batch)) => {
+                self.events.push_back(Event::JournalBatch(batch));
+            }
+            (Role::Agent, SessionState::Established, Message::JournalAck(ack)) => {
+                self.events.push_back(Event::JournalAck(ack));
+            }
             (_, state, msg) => {
                 let reason = format!(
                     "{:?} not allowed on the control stream in state {state:?}",
@@ -333,6 +345,21 @@ impl Session {
     /// timing logic keeps that logic deterministic.
     pub fn set_unix_ms(&mut self, unix_ms: u64) {
         self.unix_ms = unix_ms;
+    }
+
+    /// Agent: uploads journal records. Ignored unless the session is established (records
+    /// wait in the agent's journal for the next session).
+    pub fn send_journal_batch(&mut self, batch: JournalBatch) {
+        if self.role == Role::Agent && self.state == SessionState::Established {
+            self.send(Message::JournalBatch(batch));
+        }
+    }
+
+    /// Server: acknowledges records stored durably.
+    pub fn send_journal_ack(&mut self, ack: JournalAck) {
+        if self.role == Role::Server && self.state == SessionState::Established {
+            self.send(Message::JournalAck(ack));
+        }
     }
 
     pub fn state(&self) -> SessionState {

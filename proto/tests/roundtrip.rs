@@ -5,7 +5,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use radio_proto::{
     AudioFrame, Capabilities, Decode, DecodeError, Encode, ErrorCode, ErrorMessage, FrameReader,
-    Heartbeat, Hello, Message, ProgrammeEnd, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
+    Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent, JournalRecord, Message, OutputState,
+    ProgrammeEnd, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
 };
 
 /// Strings of up to `max` *bytes*, mixing ASCII with multi-byte characters
@@ -128,6 +129,81 @@ fn error_message() -> impl Strategy<Value = ErrorMessage> {
         .prop_map(|(code, reason)| ErrorMessage { code, reason })
 }
 
+fn output_state() -> impl Strategy<Value = OutputState> {
+    prop_oneof![
+        Just(OutputState::Silent),
+        Just(OutputState::OnAir),
+        Just(OutputState::Underrun),
+    ]
+}
+
+fn journal_event() -> impl Strategy<Value = JournalEvent> {
+    let text = || string_upto(JournalEvent::MAX_TEXT);
+    prop_oneof![
+        (any::<bool>(), text()).prop_map(|(clean_previous, software)| {
+            JournalEvent::ProcessStart {
+                clean_previous,
+                software,
+            }
+        }),
+        Just(JournalEvent::ProcessStop),
+        any::<u64>().prop_map(|server_run| JournalEvent::LinkUp { server_run }),
+        text().prop_map(|reason| JournalEvent::LinkDown { reason }),
+        output_state().prop_map(|state| JournalEvent::Output { state }),
+        (any::<u64>(), text())
+            .prop_map(|(programme_id, name)| JournalEvent::ProgrammeStart { programme_id, name }),
+        (any::<[u64; 3]>(), text()).prop_map(|(n, name)| JournalEvent::ProgrammeEnd {
+            programme_id: n[0],
+            name,
+            frames_played: n[1],
+            frames_lost: n[2],
+        }),
+        (any::<bool>(), output_state(), any::<[u64; 4]>()).prop_map(|(link_up, output, n)| {
+            JournalEvent::Heartbeat {
+                link_up,
+                output,
+                frames_received: n[0],
+                frames_played: n[1],
+                frames_lost: n[2],
+                heartbeats_dropped: n[3],
+            }
+        }),
+    ]
+}
+
+fn journal_batch() -> impl Strategy<Value = JournalBatch> {
+    (
+        any::<u64>(),
+        1u64..u64::MAX / 2,
+        proptest::collection::vec(
+            (any::<u64>(), journal_event()),
+            1..=JournalBatch::MAX_RECORDS,
+        ),
+    )
+        .prop_map(|(journal_id, first, events)| JournalBatch {
+            journal_id,
+            records: events
+                .into_iter()
+                .enumerate()
+                .map(|(i, (unix_ms, event))| JournalRecord {
+                    seq: first + i as u64,
+                    unix_ms,
+                    event,
+                })
+                .collect(),
+        })
+}
+
+fn journal_ack() -> impl Strategy<Value = JournalAck> {
+    (any::<u64>(), 1u64..u64::MAX / 2, 0u64..1000).prop_map(|(journal_id, first_seq, n)| {
+        JournalAck {
+            journal_id,
+            first_seq,
+            last_seq: first_seq + n,
+        }
+    })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         hello().prop_map(Message::Hello),
@@ -137,6 +213,8 @@ fn message() -> impl Strategy<Value = Message> {
         programme_start().prop_map(Message::ProgrammeStart),
         programme_end().prop_map(Message::ProgrammeEnd),
         error_message().prop_map(Message::Error),
+        journal_batch().prop_map(Message::JournalBatch),
+        journal_ack().prop_map(Message::JournalAck),
     ]
 }
 
@@ -238,6 +316,8 @@ proptest! {
             Message::ProgrammeStart(m) => check(m)?,
             Message::ProgrammeEnd(m) => check(m)?,
             Message::Error(m) => check(m)?,
+            Message::JournalBatch(m) => check(m)?,
+            Message::JournalAck(m) => check(m)?,
         }
     }
 

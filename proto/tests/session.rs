@@ -470,3 +470,64 @@ fn slow_server_heartbeats_do_not_time_the_agent_out() {
     assert_eq!(pair.server.state(), SessionState::Established);
     assert!(pair.heartbeats(Side::Agent).len() >= 14);
 }
+
+#[test]
+fn journal_batches_go_up_and_acknowledgements_come_down() {
+    use radio_proto::{JournalAck, JournalBatch, JournalEvent, JournalRecord};
+    let batch = JournalBatch {
+        journal_id: 42,
+        records: vec![
+            JournalRecord {
+                seq: 7,
+                unix_ms: 1_700_000_000_000,
+                event: JournalEvent::ProcessStop,
+            },
+            JournalRecord {
+                seq: 8,
+                unix_ms: 1_700_000_000_020,
+                event: JournalEvent::LinkUp { server_run: 3 },
+            },
+        ],
+    };
+    let mut pair = Pair::new(hello("xa-phu-tho"));
+    // Before the session is established a batch is not sent at all: it waits in the journal.
+    pair.agent.send_journal_batch(batch.clone());
+    pair.handshake(welcome(5000));
+    pair.agent.send_journal_batch(batch.clone());
+    pair.drive();
+    let got: Vec<&JournalBatch> = pair
+        .events(Side::Server)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::JournalBatch(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![&batch]);
+    let ack = JournalAck {
+        journal_id: 42,
+        first_seq: 7,
+        last_seq: 8,
+    };
+    pair.server.send_journal_ack(ack);
+    // The roles are not interchangeable: these are ignored.
+    pair.server.send_journal_batch(batch.clone());
+    pair.agent.send_journal_ack(ack);
+    pair.drive();
+    let acks: Vec<JournalAck> = pair
+        .events(Side::Agent)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::JournalAck(a) => Some(*a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, vec![ack]);
+    assert!(!pair.agent.is_closed() && !pair.server.is_closed());
+
+    // A server that sends a batch anyway breaks the protocol.
+    pair.inject(Side::Agent, &Message::JournalBatch(batch).to_bytes());
+    pair.drive();
+    let (_, code, _, by_peer) = pair.closed(Side::Agent);
+    assert_eq!((code, by_peer), (ErrorCode::ProtocolViolation, false));
+}

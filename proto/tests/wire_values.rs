@@ -24,7 +24,7 @@ const ERROR_CODES: [(ErrorCode, u16); 13] = [
     (ErrorCode::Replaced, 13),
 ];
 
-const MESSAGE_TYPES: [(MessageType, u8); 7] = [
+const MESSAGE_TYPES: [(MessageType, u8); 9] = [
     (MessageType::Hello, 0x01),
     (MessageType::Welcome, 0x02),
     (MessageType::AudioFrame, 0x10),
@@ -32,6 +32,8 @@ const MESSAGE_TYPES: [(MessageType, u8); 7] = [
     (MessageType::ProgrammeEnd, 0x12),
     (MessageType::Heartbeat, 0x20),
     (MessageType::Error, 0x30),
+    (MessageType::JournalBatch, 0x40),
+    (MessageType::JournalAck, 0x41),
 ];
 
 const _: () = {
@@ -82,6 +84,8 @@ fn pinned_message_type(t: MessageType) -> u8 {
         MessageType::ProgrammeEnd => 0x12,
         MessageType::Heartbeat => 0x20,
         MessageType::Error => 0x30,
+        MessageType::JournalBatch => 0x40,
+        MessageType::JournalAck => 0x41,
     }
 }
 
@@ -135,6 +139,8 @@ fn per_type_limits_are_pinned() {
         (MessageType::ProgrammeEnd, 26),
         (MessageType::Heartbeat, 41),
         (MessageType::Error, 260),
+        (MessageType::JournalBatch, 19_146),
+        (MessageType::JournalAck, 24),
     ];
     for (t, max) in limits {
         assert_eq!(t.max_body_len(), max, "{t:?}");

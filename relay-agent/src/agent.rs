@@ -2,16 +2,18 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use radio_config::{AgentConfig, SinkSpec};
+use radio_proto::{JournalEvent, OutputState};
 use tokio::sync::watch;
 
 use crate::bundle::Bundle;
-use crate::connection::{Link, LinkState};
-use crate::playout::{spawn_playout_thread, Playout, PlayoutStats, ProgrammeRecord};
+use crate::connection::{Link, LinkJournal, LinkState};
+use crate::journal::{spawn_writer, unix_ms, Journal, JournalSender};
+use crate::playout::{spawn_playout_thread, Playout, PlayoutReport, PlayoutStats, ProgrammeRecord};
 use crate::sink::{open_sink, Sink, SinkError, SinkStats, SinkTarget};
 
 /// Why the agent could not start.
@@ -31,6 +33,9 @@ pub enum AgentError {
     /// Local I/O failed (UDP socket, playout thread).
     #[error("{0}")]
     Io(String),
+    /// The uptime journal cannot be opened or written.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 /// What an agent did, returned when it stops.
@@ -90,6 +95,9 @@ pub struct Agent {
     sinks: Vec<Box<dyn Sink>>,
     client_config: quinn::ClientConfig,
     status: AgentStatus,
+    /// The uptime journal and whether the previous run ended cleanly; `None` for an embedded
+    /// agent (a server relaying its upstream).
+    journal: Option<(Arc<Journal>, bool)>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -115,7 +123,13 @@ impl Agent {
             .iter()
             .map(|spec| open_sink(&sink_target(spec, &config.state_dir), &bundle.station_name))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::with_sinks(config, bundle, sinks)
+        let (journal, clean_previous) = Journal::open(
+            &config.state_dir.join("journal"),
+            usize::try_from(config.journal_max_records).unwrap_or(usize::MAX),
+        )?;
+        let mut agent = Self::with_sinks(config, bundle, sinks)?;
+        agent.journal = Some((Arc::new(journal), clean_previous));
+        Ok(agent)
     }
 
     /// An agent that plays into sinks the caller made instead of `config.sinks`: a server
@@ -139,6 +153,7 @@ impl Agent {
             bundle,
             sinks,
             client_config,
+            journal: None,
             status: AgentStatus {
                 playout: Arc::new(Mutex::new(playout)),
                 link: Arc::new(Mutex::new(LinkState::default())),
@@ -165,10 +180,53 @@ impl Agent {
         let endpoint = quinn::Endpoint::client(dual)
             .or_else(|_| quinn::Endpoint::client(v4))
             .map_err(|e| AgentError::Io(format!("cannot open UDP socket: {e}")))?;
+        // The journal first: the start is its first record, and every later producer needs
+        // the writer.
+        let written = Arc::new(tokio::sync::Notify::new());
+        let journal = match &self.journal {
+            Some((journal, clean_previous)) => {
+                journal.append(
+                    unix_ms(),
+                    JournalEvent::ProcessStart {
+                        clean_previous: *clean_previous,
+                        software: concat!("relay-agent/", env!("CARGO_PKG_VERSION")).into(),
+                    },
+                )?;
+                if !clean_previous {
+                    tracing::warn!(
+                        "the previous run did not stop cleanly (power cut or crash); journaled"
+                    );
+                }
+                tracing::info!(
+                    "journal opened: {} records waiting for upload",
+                    journal.len()
+                );
+                let (sender, writer) = spawn_writer(journal.clone(), written.clone())
+                    .map_err(|e| AgentError::Io(format!("cannot start journal thread: {e}")))?;
+                Some((journal.clone(), sender, writer))
+            }
+            None => None,
+        };
+        let report = PlayoutReport {
+            journal: journal.as_ref().map(|(_, sender, _)| sender.clone()),
+            output: Arc::new(AtomicU8::new(OutputState::Silent as u8)),
+        };
+        let heartbeat = journal.as_ref().map(|(_, sender, _)| {
+            tokio::spawn(journal_heartbeats(
+                sender.clone(),
+                self.status.clone(),
+                report.output.clone(),
+                Duration::from_secs(self.config.journal_heartbeat_secs),
+            ))
+        });
         let stop = Arc::new(AtomicBool::new(false));
-        let playout_thread =
-            spawn_playout_thread(self.status.playout.clone(), self.sinks, stop.clone())
-                .map_err(|e| AgentError::Io(format!("cannot start playout thread: {e}")))?;
+        let playout_thread = spawn_playout_thread(
+            self.status.playout.clone(),
+            self.sinks,
+            stop.clone(),
+            report,
+        )
+        .map_err(|e| AgentError::Io(format!("cannot start playout thread: {e}")))?;
         let (stop_link, stop_rx) = watch::channel(false);
         let link = Link {
             endpoint: endpoint.clone(),
@@ -179,6 +237,11 @@ impl Agent {
             state: self.status.link.clone(),
             reconnect_min: Duration::from_millis(self.config.reconnect_min_ms),
             reconnect_max: Duration::from_millis(self.config.reconnect_max_ms),
+            journal: journal.as_ref().map(|(journal, sender, _)| LinkJournal {
+                journal: journal.clone(),
+                sender: sender.clone(),
+                written: written.clone(),
+            }),
         };
         let link_task = tokio::spawn(link.run(stop_rx));
         shutdown.await;
@@ -191,6 +254,19 @@ impl Agent {
             .await
             .map_err(|e| AgentError::Io(format!("playout thread: {e}")))?
             .map_err(|_| AgentError::Io("playout thread panicked".into()))?;
+        if let Some(task) = heartbeat {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some((journal, sender, writer)) = journal {
+            // Every other sender is gone with its task or thread: the writer drains and ends.
+            drop(sender);
+            tokio::task::spawn_blocking(move || writer.join())
+                .await
+                .map_err(|e| AgentError::Io(format!("journal thread: {e}")))?
+                .map_err(|_| AgentError::Io("journal thread panicked".into()))?;
+            journal.close(unix_ms())?;
+        }
         let status = self.status;
         Ok(AgentReport {
             commune: self.bundle.commune,
@@ -199,6 +275,34 @@ impl Agent {
             sinks,
             sessions: status.link.lock().map(|l| l.sessions).unwrap_or(0),
         })
+    }
+}
+
+/// A heartbeat record every `every`: link, output and counters.
+async fn journal_heartbeats(
+    sender: JournalSender,
+    status: AgentStatus,
+    output: Arc<AtomicU8>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let stats = status.stats();
+        let output = match output.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => OutputState::OnAir,
+            2 => OutputState::Underrun,
+            _ => OutputState::Silent,
+        };
+        sender.record(JournalEvent::Heartbeat {
+            link_up: status.connected(),
+            output,
+            frames_received: stats.frames_received,
+            frames_played: stats.frames_played,
+            frames_lost: stats.frames_lost,
+            heartbeats_dropped: 0,
+        });
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::bundle::Bundle;
+use crate::journal::{Journal, JournalSender};
 use crate::playout::Playout;
 use crate::reconnect::{Backoff, STABLE_AFTER};
 
@@ -68,6 +69,41 @@ pub(crate) struct Link {
     pub state: Arc<Mutex<LinkState>>,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// The uptime journal: link changes are recorded, pending records uploaded.
+    pub journal: Option<LinkJournal>,
+}
+
+/// The link's side of the journal.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkJournal {
+    pub journal: Arc<Journal>,
+    pub sender: JournalSender,
+    /// Woken after every record written.
+    pub written: Arc<tokio::sync::Notify>,
+}
+
+/// The batch being uploaded, awaiting its acknowledgement: (first, last) sequence.
+type InFlight = Option<(u64, u64)>;
+
+/// Sends the oldest pending records if no batch is awaiting acknowledgement.
+fn upload_next(journal: &LinkJournal, session: &mut Session, in_flight: &mut InFlight) {
+    if in_flight.is_some() {
+        return;
+    }
+    match journal
+        .journal
+        .pending(radio_proto::JournalBatch::MAX_RECORDS)
+    {
+        Ok(Some(batch)) => {
+            let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else {
+                return;
+            };
+            *in_flight = Some((first.seq, last.seq));
+            session.send_journal_batch(batch);
+        }
+        Ok(None) => {}
+        Err(e) => warn!("{e}"),
+    }
 }
 
 impl Link {
@@ -85,6 +121,15 @@ impl Link {
                 .instrument(span)
                 .await;
             self.set_connected(false);
+            if let (Some(journal), Some(_)) = (&self.journal, welcomed_at) {
+                let reason = match &result {
+                    Ok(()) => "agent shutting down".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                journal
+                    .sender
+                    .record(radio_proto::JournalEvent::LinkDown { reason });
+            }
             match result {
                 Ok(()) => return,
                 Err(e) => warn!(commune = %self.bundle.commune, "{e}"),
@@ -144,6 +189,8 @@ impl Link {
         let mut buf = vec![0u8; 16 * 1024];
         let mut counters = tokio::time::interval(Duration::from_secs(1));
         let mut audio = tokio::task::JoinSet::new();
+        let mut in_flight: InFlight = None;
+        let written = self.journal.as_ref().map(|j| j.written.clone());
         loop {
             let deadline = session.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -172,6 +219,12 @@ impl Link {
                     session.set_unix_ms(unix_ms());
                 }
                 Some(_) = audio.join_next(), if !audio.is_empty() => {}
+                // New records: upload them unless a batch is already on its way.
+                _ = notified(written.as_deref()), if welcomed_at.is_some() && in_flight.is_none() => {
+                    if let Some(journal) = &self.journal {
+                        upload_next(journal, &mut session, &mut in_flight);
+                    }
+                }
                 _ = shutdown.changed() => {
                     session.close(ErrorCode::Shutdown, "agent shutting down");
                     let _ = flush(&mut session, &mut send).await;
@@ -189,6 +242,28 @@ impl Link {
                         }
                         *welcomed_at = Some(Instant::now());
                         self.set_connected(true);
+                        if let Some(journal) = &self.journal {
+                            journal.sender.record(radio_proto::JournalEvent::LinkUp {
+                                server_run: welcome.session_id,
+                            });
+                            upload_next(journal, &mut session, &mut in_flight);
+                        }
+                    }
+                    Event::JournalAck(ack) => {
+                        if let Some(journal) = &self.journal {
+                            if in_flight == Some((ack.first_seq, ack.last_seq)) {
+                                // Deleting flushes to disk: off the async threads.
+                                let j = journal.journal.clone();
+                                match tokio::task::spawn_blocking(move || j.acknowledge(&ack)).await
+                                {
+                                    Ok(Ok(_)) => {}
+                                    Ok(Err(e)) => warn!("{e}"),
+                                    Err(e) => warn!("journal acknowledgement: {e}"),
+                                }
+                                in_flight = None;
+                                upload_next(journal, &mut session, &mut in_flight);
+                            }
+                        }
                     }
                     Event::Closed {
                         code,
@@ -203,7 +278,7 @@ impl Link {
                             LinkError::Closed { code, reason }
                         });
                     }
-                    Event::Heartbeat(_) | Event::Hello(_) => {}
+                    Event::Heartbeat(_) | Event::Hello(_) | Event::JournalBatch(_) => {}
                 }
             }
             flush(&mut session, &mut send).await?;
@@ -307,6 +382,14 @@ async fn flush(session: &mut Session, send: &mut SendStream) -> Result<(), LinkE
             .map_err(|e| LinkError::Lost(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Waits for `notify`, or for ever without one.
+async fn notified(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

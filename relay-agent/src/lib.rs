@@ -13,6 +13,10 @@
 //! - `jitter_buffer.rs` — reorders frames by sequence number, drops late and duplicate ones.
 //! - `playout.rs` — the 20 ms playout clock: what plays in each slot, proof-of-play accounting,
 //!   Opus decoding and concealment.
+//! - `journal.rs` — the uptime journal (sled): numbered, timed records kept until the server
+//!   acknowledges them; the writer thread that producers hand events to.
+//! - `proof_of_play.rs` — programme runs and output state (on air, silent, underrun) from the
+//!   playout's slots, as journal events.
 //! - `process.rs` — logging set-up and the SIGTERM/Ctrl-C shutdown signal, shared with the server.
 //! - `sink/` — the outputs: `rtp.rs` (RFC 7587) with `sdp.rs`, `wav.rs`, `pipe.rs`.
 
@@ -20,8 +24,10 @@ pub mod agent;
 pub mod bundle;
 pub mod connection;
 pub mod jitter_buffer;
+pub mod journal;
 pub mod playout;
 pub mod process;
+pub mod proof_of_play;
 pub mod reconnect;
 pub mod sink;
 pub mod tls;

@@ -13,6 +13,10 @@ use relay_agent::{Agent, Bundle};
 struct Cli {
     #[command(flatten)]
     overrides: AgentOverrides,
+    /// Print the records waiting in the journal in DIR (`STATE_DIR/journal`) for upload, one
+    /// per line (journal id, sequence, Unix ms, event), and exit. The agent must be stopped.
+    #[arg(long, value_name = "DIR")]
+    print_journal: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +31,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(dir) = &cli.print_journal {
+        let (journal_id, records) = relay_agent::journal::Journal::read_pending(dir)?;
+        for r in records {
+            println!("{journal_id}\t{}\t{}\t{:?}", r.seq, r.unix_ms, r.event);
+        }
+        return Ok(());
+    }
     let config = radio_config::load_agent(&cli.overrides)?;
     init_tracing(&config.log);
     let bundle = Bundle::load(&config.bundle)?;

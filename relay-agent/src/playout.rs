@@ -10,7 +10,7 @@
 //! slot are late and dropped.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use radio_proto::{AudioFrame, ProgrammeEnd, ProgrammeStart};
 
 use crate::jitter_buffer::{Insert, JitterBuffer};
+use crate::journal::JournalSender;
+use crate::proof_of_play::{ProofOfPlay, SlotKind};
 use crate::sink::{Sink, SinkStats, Slot, FRAME_SAMPLES};
 
 /// One slot of audio.
@@ -341,6 +343,15 @@ impl Playout {
     }
 
     /// Whether a programme is being played right now.
+    /// The programme a frame of the current server run belongs to: its id and name.
+    pub fn programme_at(&self, sequence: u64) -> Option<(u64, &str)> {
+        self.programmes
+            .iter()
+            .rev()
+            .find(|p| p.server_run == self.server_run && p.contains(sequence))
+            .map(|p| (p.programme_id, p.name.as_str()))
+    }
+
     pub fn on_air(&self) -> bool {
         matches!(self.state, State::Playing { .. })
     }
@@ -356,12 +367,23 @@ impl Playout {
     }
 }
 
+/// What the playout clock reports besides audio: journal events (proof of play, output state)
+/// and the output state for the heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct PlayoutReport {
+    /// Where proof of play and output changes are journaled (none: not journaled).
+    pub journal: Option<JournalSender>,
+    /// The output state now, as `OutputState as u8`.
+    pub output: Arc<AtomicU8>,
+}
+
 /// Runs the playout on the real clock until `stop` is set, then finishes every sink. Returns the
 /// sinks' statistics.
 pub fn spawn_playout_thread(
     playout: Arc<Mutex<Playout>>,
     mut sinks: Vec<Box<dyn Sink>>,
     stop: Arc<AtomicBool>,
+    report: PlayoutReport,
 ) -> std::io::Result<JoinHandle<Vec<(String, SinkStats)>>> {
     std::thread::Builder::new()
         .name("playout".into())
@@ -379,6 +401,8 @@ pub fn spawn_playout_thread(
                 .unwrap_or_default();
             let mut pcm = vec![0i16; FRAME_SAMPLES];
             let mut deadline = Instant::now();
+            let mut proof = ProofOfPlay::default();
+            let mut events = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
                 if now < deadline {
@@ -397,10 +421,23 @@ pub fn spawn_playout_thread(
                             Tick::Play(frame) => p.boundary(frame.sequence),
                             _ => Boundary::default(),
                         };
+                        let slot = match &tick {
+                            Tick::Play(frame) => SlotKind::Played(p.programme_at(frame.sequence)),
+                            Tick::Lost { .. } | Tick::Underrun => SlotKind::Missing,
+                            Tick::Idle => SlotKind::Idle,
+                        };
+                        proof.slot(slot, &mut events);
                         (tick, boundary)
                     }
                     Err(_) => break,
                 };
+                report.output.store(proof.output() as u8, Ordering::Relaxed);
+                if let Some(journal) = &report.journal {
+                    for event in events.drain(..) {
+                        journal.record(event);
+                    }
+                }
+                events.clear();
                 deadline += SLOT;
                 let slot = match &tick {
                     Tick::Play(frame) => {
@@ -447,6 +484,12 @@ pub fn spawn_playout_thread(
                     if let Err(e) = sink.play(&slot) {
                         tracing::warn!("{e}");
                     }
+                }
+            }
+            proof.finish(&mut events);
+            if let Some(journal) = &report.journal {
+                for event in events.drain(..) {
+                    journal.record(event);
                 }
             }
             sinks

@@ -22,6 +22,9 @@
 //! - `tls.rs` — the server's side of mutual TLS; identity from the client certificate.
 //! - `certificate_authority.rs` — the district CA, server certificates and agent enrolment.
 //! - `store.rs` — [`store::Store`]: the schedule and the admin token's hash, durable (sled).
+//! - `uptime_journal.rs` — [`uptime_journal::UptimeJournal`]: the agents' uploaded journals and
+//!   the server's own view of their connections, stored once per record, flushed before the
+//!   acknowledgement.
 //! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token).
 //! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it.
 //! - `demo.rs` — `radio-server demo`: server plus one agent per station on loopback.
@@ -44,3 +47,4 @@ pub mod server;
 pub mod station_output;
 pub mod store;
 pub mod tls;
+pub mod uptime_journal;

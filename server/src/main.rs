@@ -96,6 +96,16 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the uptime journal records an agent uploaded, one per line (journal id, sequence,
+    /// Unix ms, event), and the server's own view of its link. Reads the store: the server
+    /// must be stopped.
+    Journal {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// The station (agent) id.
+        #[arg(long)]
+        agent: String,
+    },
     /// List the district's stations.
     Stations {
         #[command(flatten)]
@@ -361,6 +371,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 station.name,
                 out.display()
             );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Journal { overrides, agent } => {
+            let config = radio_config::load_server(&overrides)?;
+            let store = Store::open(&config.data_dir)?;
+            for r in store.uptime().records(&agent)? {
+                println!(
+                    "{}\t{}\t{}\t{:?}",
+                    r.journal_id, r.record.seq, r.record.unix_ms, r.record.event
+                );
+            }
+            for l in store.uptime().links(&agent)? {
+                println!(
+                    "link\t{}\t{}\t{}",
+                    l.unix_ms,
+                    if l.up { "up" } else { "down" },
+                    l.reason
+                );
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Stations { overrides } => {
@@ -769,7 +798,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     );
     let mut live = config.live.clone();
     let relay = config.relay.clone();
-    let server = Server::new(config, district.clone());
+    let server = Server::with_uptime(config, district.clone(), store.uptime().clone());
     // The flags are shortcuts for a trial; they override the `[live]` table.
     if let Some(addr) = live_rtp {
         live.rtp = Some(addr);

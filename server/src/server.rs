@@ -21,6 +21,7 @@ use tracing::{info, warn, Instrument};
 use crate::certificate_authority::CertificateAuthority;
 use crate::station_output::StationOutput;
 use crate::tls::{self, TlsError};
+use crate::uptime_journal::{LinkEvent, UptimeJournal};
 
 /// What the server knows about one agent (station), kept across its reconnects.
 #[derive(Debug, Default)]
@@ -63,11 +64,27 @@ pub struct Server {
     run_id: u64,
     connected_tx: watch::Sender<usize>,
     connection_slots: Arc<Semaphore>,
+    /// Where agents' journals and the server's view of their links are kept; without it
+    /// (the demo, tests) journal batches are not acknowledged and stay with the agents.
+    uptime: Option<UptimeJournal>,
 }
 
 impl Server {
     /// Server state for `district`.
     pub fn new(config: ServerConfig, district: District) -> Arc<Self> {
+        Self::build(config, district, None)
+    }
+
+    /// Server state for `district` that stores the agents' uptime journals in `uptime`.
+    pub fn with_uptime(
+        config: ServerConfig,
+        district: District,
+        uptime: UptimeJournal,
+    ) -> Arc<Self> {
+        Self::build(config, district, Some(uptime))
+    }
+
+    fn build(config: ServerConfig, district: District, uptime: Option<UptimeJournal>) -> Arc<Self> {
         let (connected_tx, _) = watch::channel(0);
         let slots = config.max_agents as usize;
         let outputs = district
@@ -88,6 +105,7 @@ impl Server {
             run_id: rand::random(),
             connected_tx,
             connection_slots: Arc::new(Semaphore::new(slots)),
+            uptime,
         })
     }
 
@@ -354,6 +372,7 @@ async fn serve_agent(
     // Dropped on every way out of this function (including cancellation at shutdown): detaches
     // the station's output and stops the audio writer.
     let mut audio: Option<AudioStream> = None;
+    let mut established = false;
     let result = loop {
         let deadline = session.poll_timeout().map(Instant::from_std);
         tokio::select! {
@@ -410,7 +429,39 @@ async fn serve_agent(
                     register(server, commune, conn);
                     info!(software = %hello.software, "session established");
                     audio = Some(AudioStream::start(output, conn.clone()));
+                    established = true;
+                    record_link(server, commune, true, String::new()).await;
                 }
+                Event::JournalBatch(batch) => match &server.uptime {
+                    Some(uptime) => {
+                        let uptime = uptime.clone();
+                        let agent = commune.to_owned();
+                        let records = batch.records.len();
+                        // Stored and flushed before the acknowledgement: only then may the agent
+                        // delete the records.
+                        match tokio::task::spawn_blocking(move || {
+                            uptime.store_batch(&agent, &batch)
+                        })
+                        .await
+                        {
+                            Ok(Ok(ack)) => {
+                                tracing::debug!(records, last = ack.last_seq, "journal stored");
+                                session.send_journal_ack(ack);
+                            }
+                            Ok(Err(e)) => {
+                                tracing::error!("cannot store the journal: {e}");
+                                session.close(ErrorCode::Internal, "cannot store the journal");
+                            }
+                            Err(e) => {
+                                tracing::error!("cannot store the journal: {e}");
+                                session.close(ErrorCode::Internal, "cannot store the journal");
+                            }
+                        }
+                    }
+                    None => {
+                        tracing::debug!("journal batch not stored: this server keeps no journal")
+                    }
+                },
                 Event::Heartbeat(hb) => {
                     if let Ok(mut agents) = server.agents.lock() {
                         if let Some(r) = agents.get_mut(commune) {
@@ -441,7 +492,7 @@ async fn serve_agent(
                         close(conn, code, &reason);
                     }
                 }
-                Event::Welcomed(_) => {}
+                Event::Welcomed(_) | Event::JournalAck(_) => {}
             }
         }
         if let Err(e) = flush(&mut session, &mut send).await {
@@ -452,7 +503,33 @@ async fn serve_agent(
         }
     };
     drop(audio);
+    if established {
+        let reason = match &result {
+            Ok(()) => "shutdown".to_owned(),
+            Err(e) => e.clone(),
+        };
+        record_link(server, commune, false, reason).await;
+    }
     result
+}
+
+/// The server's own view of an agent's link, for the uptime reports. A failure is logged, not
+/// fatal: the agent's journal still tells its side.
+async fn record_link(server: &Server, commune: &str, up: bool, reason: String) {
+    let Some(uptime) = server.uptime.clone() else {
+        return;
+    };
+    let agent = commune.to_owned();
+    let event = LinkEvent {
+        unix_ms: crate::uptime_journal::unix_ms(),
+        up,
+        reason,
+    };
+    match tokio::task::spawn_blocking(move || uptime.record_link(&agent, &event)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("cannot record the link: {e}"),
+        Err(e) => tracing::error!("cannot record the link: {e}"),
+    }
 }
 
 /// The agent's audio stream: a task writing the station's output into a QUIC stream. Dropping it

@@ -1,5 +1,5 @@
 //! The server's durable state in `data_dir/store` (sled): the schedule as the operators last
-//! changed it, and the hash of the admin token.
+//! changed it, the hash of the admin token, and the uptime records (`uptime_journal.rs`).
 //!
 //! Every write is flushed before it returns: a district server sits on a mains socket in a
 //! commune office, and a schedule change the operator was told succeeded must survive a power
@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::schedule::Schedule;
+use crate::uptime_journal::UptimeJournal;
 
 /// Key of the schedule (JSON).
 const SCHEDULE_KEY: &[u8] = b"schedule";
@@ -62,6 +63,7 @@ pub struct Store {
     db: sled::Db,
     path: PathBuf,
     token_path: PathBuf,
+    uptime: UptimeJournal,
 }
 
 impl Store {
@@ -84,11 +86,18 @@ impl Store {
                     reason: other.to_string(),
                 },
             })?;
+        let uptime = UptimeJournal::open(&db, path.clone())?;
         Ok(Store {
             db,
             path,
             token_path: data_dir.join(TOKEN_FILE),
+            uptime,
         })
+    }
+
+    /// The agents' uptime journals and the server's view of their connections.
+    pub fn uptime(&self) -> &UptimeJournal {
+        &self.uptime
     }
 
     /// Where the token file is.

@@ -1,0 +1,269 @@
+//! The district's uptime records, in the server's store: every agent's journal as uploaded
+//! (proof of play, link and output state, heartbeats) and the server's own view of each
+//! agent's connection. Reports (`report/`) read both: the agent says what the station did,
+//! the server says when it could reach it, and together they tell "station off or power cut"
+//! (no agent records, no connection) from "link down" (the agent ran, the server could not
+//! reach it) from "on air".
+//!
+//! # Lossless, never twice
+//! A record is stored under (agent, journal id, sequence): uploading the same batch again —
+//! the agent did not see the acknowledgement — writes the same keys, so nothing is counted
+//! twice. [`UptimeJournal::store_batch`] returns only after the records are flushed to disk,
+//! and only then does the server acknowledge, and only then does the agent delete them: a power
+//! cut at any point loses nothing.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use bytes::Buf;
+use radio_proto::{Decode, Encode, JournalAck, JournalBatch, JournalRecord};
+
+use crate::store::StoreError;
+
+/// Tree of the agents' records: `agent \0 journal_id(8, BE) seq(8, BE)` → the encoded record.
+const RECORDS_TREE: &str = "uptime-records";
+/// Tree of the server's view: `agent \0 id(8, BE)` → a [`LinkEvent`].
+const LINKS_TREE: &str = "uptime-links";
+
+/// The server's own observation of one agent's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkEvent {
+    /// The server's wall clock, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// A session was established (true) or ended (false).
+    pub up: bool,
+    /// Why it ended (empty when up).
+    pub reason: String,
+}
+
+/// One stored agent record, with the journal it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub journal_id: u64,
+    pub record: JournalRecord,
+}
+
+/// The uptime trees of a [`crate::store::Store`].
+#[derive(Debug, Clone)]
+pub struct UptimeJournal {
+    db: sled::Db,
+    records: sled::Tree,
+    links: sled::Tree,
+    path: PathBuf,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn agent_prefix(agent: &str) -> Vec<u8> {
+    let mut key = agent.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+impl UptimeJournal {
+    pub(crate) fn open(db: &sled::Db, path: PathBuf) -> Result<Self, StoreError> {
+        let open = |name: &str| {
+            db.open_tree(name).map_err(|e| StoreError::Db {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        };
+        Ok(UptimeJournal {
+            db: db.clone(),
+            records: open(RECORDS_TREE)?,
+            links: open(LINKS_TREE)?,
+            path: path.clone(),
+        })
+    }
+
+    fn db_error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Stores `batch` from `agent` and flushes; the acknowledgement to send once it returns.
+    /// Blocking (it waits for the disk): call it off the async runtime's threads.
+    pub fn store_batch(&self, agent: &str, batch: &JournalBatch) -> Result<JournalAck, StoreError> {
+        let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else {
+            return Err(self.db_error("empty journal batch"));
+        };
+        let mut writes = sled::Batch::default();
+        for record in &batch.records {
+            let mut key = agent_prefix(agent);
+            key.extend_from_slice(&batch.journal_id.to_be_bytes());
+            key.extend_from_slice(&record.seq.to_be_bytes());
+            let mut value = Vec::with_capacity(record.encoded_len());
+            record.encode(&mut value);
+            writes.insert(key, value);
+        }
+        self.records
+            .apply_batch(writes)
+            .map_err(|e| self.db_error(e))?;
+        self.db.flush().map_err(|e| self.db_error(e))?;
+        Ok(JournalAck {
+            journal_id: batch.journal_id,
+            first_seq: first.seq,
+            last_seq: last.seq,
+        })
+    }
+
+    /// Records what the server saw of `agent`'s connection, durably. Blocking.
+    pub fn record_link(&self, agent: &str, event: &LinkEvent) -> Result<(), StoreError> {
+        let id = self.db.generate_id().map_err(|e| self.db_error(e))?;
+        let mut key = agent_prefix(agent);
+        key.extend_from_slice(&id.to_be_bytes());
+        let mut value = Vec::with_capacity(9 + event.reason.len());
+        value.extend_from_slice(&event.unix_ms.to_be_bytes());
+        value.push(u8::from(event.up));
+        value.extend_from_slice(event.reason.as_bytes());
+        self.links
+            .insert(key, value)
+            .map_err(|e| self.db_error(e))?;
+        self.db.flush().map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    /// Every record `agent` uploaded, by journal then sequence.
+    pub fn records(&self, agent: &str) -> Result<Vec<StoredRecord>, StoreError> {
+        let prefix = agent_prefix(agent);
+        let mut out = Vec::new();
+        for item in self.records.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(|e| self.db_error(e))?;
+            let mut id = key.get(prefix.len()..prefix.len() + 8).unwrap_or_default();
+            if id.len() != 8 {
+                return Err(self.corrupt(format!("record key of `{agent}` too short")));
+            }
+            let journal_id = id.get_u64();
+            let record = JournalRecord::decode(&mut value.as_ref())
+                .map_err(|e| self.corrupt(format!("record of `{agent}`: {e}")))?;
+            out.push(StoredRecord { journal_id, record });
+        }
+        Ok(out)
+    }
+
+    /// What the server saw of `agent`'s connection, oldest first.
+    pub fn links(&self, agent: &str) -> Result<Vec<LinkEvent>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.links.scan_prefix(agent_prefix(agent)) {
+            let (_, value) = item.map_err(|e| self.db_error(e))?;
+            if value.len() < 9 {
+                return Err(self.corrupt(format!("link event of `{agent}` too short")));
+            }
+            let mut head = &value[..9];
+            out.push(LinkEvent {
+                unix_ms: head.get_u64(),
+                up: head.get_u8() == 1,
+                reason: String::from_utf8_lossy(&value[9..]).into_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Agents with any record or link event.
+    pub fn agents(&self) -> Result<BTreeSet<String>, StoreError> {
+        let mut agents = BTreeSet::new();
+        for tree in [&self.records, &self.links] {
+            for item in tree.iter().keys() {
+                let key = item.map_err(|e| self.db_error(e))?;
+                if let Some(end) = key.iter().position(|b| *b == 0) {
+                    agents.insert(String::from_utf8_lossy(&key[..end]).into_owned());
+                }
+            }
+        }
+        Ok(agents)
+    }
+
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what: "uptime journal",
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use radio_proto::JournalEvent;
+
+    fn batch(journal_id: u64, seqs: std::ops::RangeInclusive<u64>) -> JournalBatch {
+        JournalBatch {
+            journal_id,
+            records: seqs
+                .map(|seq| JournalRecord {
+                    seq,
+                    unix_ms: 1_000 * seq,
+                    event: JournalEvent::LinkUp { server_run: seq },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn batches_are_stored_once_per_journal_and_sequence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path()).expect("store");
+        let journal = store.uptime();
+        let ack = journal
+            .store_batch("binh-trung", &batch(7, 1..=3))
+            .expect("store");
+        assert_eq!((ack.journal_id, ack.first_seq, ack.last_seq), (7, 1, 3));
+        // The same batch again (a lost acknowledgement), then an overlapping one.
+        journal
+            .store_batch("binh-trung", &batch(7, 1..=3))
+            .expect("again");
+        journal
+            .store_batch("binh-trung", &batch(7, 3..=5))
+            .expect("overlap");
+        // A reinstalled agent starts a new journal at 1: kept apart, not overwriting.
+        journal
+            .store_batch("binh-trung", &batch(8, 1..=2))
+            .expect("new journal");
+        journal
+            .store_batch("binh-duong", &batch(7, 1..=1))
+            .expect("other agent");
+        let records = journal.records("binh-trung").expect("records");
+        let keys: Vec<(u64, u64)> = records
+            .iter()
+            .map(|r| (r.journal_id, r.record.seq))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![(7, 1), (7, 2), (7, 3), (7, 4), (7, 5), (8, 1), (8, 2)]
+        );
+        journal
+            .record_link(
+                "binh-trung",
+                &LinkEvent {
+                    unix_ms: 5,
+                    up: false,
+                    reason: "mất kết nối".into(),
+                },
+            )
+            .expect("link");
+        assert_eq!(
+            journal.agents().expect("agents"),
+            BTreeSet::from(["binh-duong".to_owned(), "binh-trung".to_owned()])
+        );
+        drop(store);
+        // Durable: a new process sees the same.
+        let store = crate::store::Store::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.uptime().records("binh-trung").expect("records").len(),
+            7
+        );
+        assert_eq!(
+            store.uptime().links("binh-trung").expect("links")[0].reason,
+            "mất kết nối"
+        );
+    }
+}

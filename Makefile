@@ -39,7 +39,7 @@ demo: build
 	$(CARGO) run -q -p radio-server --bin radio-server -- demo $(DEMO_ARGS)
 
 test: build
-	$(CARGO) test --workspace --no-fail-fast
+	RADIO_REQUIRE_TOOLS=1 $(CARGO) test --workspace --no-fail-fast
 
 fmt:
 	$(CARGO) fmt --all

@@ -19,6 +19,11 @@ use crate::error::{in_range, Invalid};
 /// milliseconds is the other way round and is caught by the lower bounds).
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
+/// Sample rates a mixer's PCM may have.
+const PCM_RATES: [u32; 12] = [
+    8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000, 192_000,
+];
+
 /// The studio's live input: RTP from the studio's encoder and/or raw PCM from a local mixer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -106,12 +111,17 @@ impl LiveSettings {
                 ));
             }
         }
-        in_range(
-            "live.pipe_sample_rate",
-            self.pipe_sample_rate,
-            8_000,
-            192_000,
-        )?;
+        if !PCM_RATES.contains(&self.pipe_sample_rate) {
+            // An odd rate (a typo such as 44101) would make the resampler work in huge blocks.
+            return Err(Invalid::new(
+                "live.pipe_sample_rate",
+                format!(
+                    "{} Hz is not a standard sample rate; use one of {}",
+                    self.pipe_sample_rate,
+                    PCM_RATES.map(|r| r.to_string()).join(", ")
+                ),
+            ));
+        }
         in_range("live.pipe_channels", self.pipe_channels, 1, 8)?;
         in_range(
             "live.no_packet_timeout_ms",
@@ -310,6 +320,14 @@ mod tests {
             ..LiveSettings::default()
         };
         assert_eq!(live.check(), Ok(()), "0 disables the silence timeout");
+        let odd = LiveSettings {
+            pipe_sample_rate: 44_101,
+            ..LiveSettings::default()
+        };
+        assert_eq!(
+            odd.check().expect_err("odd rate").fields[0],
+            "live.pipe_sample_rate"
+        );
         let live = LiveSettings {
             silence_timeout_ms: 30,
             ..LiveSettings::default()

@@ -339,7 +339,7 @@ impl<'a> Layers<'a> {
         let origin = |f: &str| {
             self.origins
                 .get(f)
-                .or_else(|| self.origins.get(f.split('.').next().unwrap_or(f)))
+                .or_else(|| self.origins.get(f.split(['.', '[']).next().unwrap_or(f)))
         };
         let field = fields
             .iter()
@@ -870,6 +870,19 @@ log = \"debug\"
         assert_eq!(cfg.live.rtp, Some("0.0.0.0:5004".parse().expect("addr")));
         assert_eq!(cfg.upstreams[0].name, "tinh");
         assert_eq!(cfg.upstreams[0].playout_delay_ms, 500);
+        let text = "[[upstream]]\nname = \"tinh\"\nbundle = \"/b.toml\"\n\n[[upstream]]\n\
+                    name = \"tinh\"\nbundle = \"/c.toml\"\n";
+        let err = merge_server(
+            Some((text, "server.toml")),
+            &no_env(),
+            &ServerOverrides::default(),
+        )
+        .expect_err("two upstreams with one name");
+        assert!(
+            err.to_string()
+                .starts_with("server.toml:6:8: key `upstream[1].name`"),
+            "{err}"
+        );
         let text = "[relay]\nfallback = \"/srv/a.mp3\"\nbackoff_min = 3\n";
         let err = merge_server(
             Some((text, "server.toml")),

@@ -163,15 +163,23 @@ impl Link {
         shutdown: &mut watch::Receiver<bool>,
         welcomed_at: &mut Option<Instant>,
     ) -> Result<(), LinkError> {
-        let addr = resolve(&self.server).await?;
+        // A stop must not wait for a resolver or a handshake: an embedded agent (a server
+        // relaying its upstream) is stopped and started again as programmes change, and a
+        // late old session would replace the new one at the upstream.
+        let addr = tokio::select! {
+            addr = resolve(&self.server) => addr?,
+            _ = shutdown.changed() => return Ok(()),
+        };
         let connecting = self
             .endpoint
             .connect_with(self.client_config.clone(), addr, &self.bundle.server_name)
             .map_err(|e| LinkError::Connect(e.to_string()))?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
-            .await
-            .map_err(|_| LinkError::Connect("handshake timed out".into()))?
-            .map_err(|e| LinkError::Connect(explain_connect_error(&e)))?;
+        let conn = tokio::select! {
+            conn = tokio::time::timeout(Duration::from_secs(10), connecting) => conn
+                .map_err(|_| LinkError::Connect("handshake timed out".into()))?
+                .map_err(|e| LinkError::Connect(explain_connect_error(&e)))?,
+            _ = shutdown.changed() => return Ok(()),
+        };
         let (mut send, mut recv) = conn.open_bi().await.map_err(connection_error)?;
         let hello = Hello {
             version: PROTOCOL_VERSION,

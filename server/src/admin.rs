@@ -615,6 +615,16 @@ async fn submit_bulletin(
         duration: request.duration,
         submitted: Timestamp::now(),
     };
+    if !bulletin.source.is_file() && bulletin.duration.is_none() {
+        // A stream never ends by itself: without a duration it would hold its stations until
+        // the server restarts.
+        return Err(ApiError::bad_request(
+            ScheduleError::StreamWithoutDuration {
+                owner: crate::schedule::Owner::Bulletin(bulletin.id.clone()),
+            }
+            .to_string(),
+        ));
+    }
     if let SourceSpec::Upstream { name } = &bulletin.source {
         if !state.upstreams.contains(name) {
             return Err(ApiError::bad_request(format!(

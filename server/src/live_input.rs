@@ -46,6 +46,9 @@ pub enum LiveInputError {
     /// The ingest settings are invalid.
     #[error("live RTP input: {0}")]
     Config(#[from] LiveConfigError),
+    /// `live.pipe` names something that cannot be read as a pipe.
+    #[error("live.pipe: {0}")]
+    Pipe(String),
 }
 
 /// The RTP settings of `live`.
@@ -220,16 +223,67 @@ async fn open_pcm(path: &Path) -> std::io::Result<(PipeKind, PcmReader)> {
 
     if path.as_os_str() == "-" {
         let file = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
-        if file.metadata()?.file_type().is_fifo() {
+        let kind = file.metadata()?.file_type();
+        if kind.is_fifo() {
             return Ok((PipeKind::Stdin, Box::new(pipe::Receiver::from_file(file)?)));
         }
-        return Ok((PipeKind::Stdin, Box::new(tokio::fs::File::from_std(file))));
+        if kind.is_file() {
+            return Ok((PipeKind::Stdin, Box::new(tokio::fs::File::from_std(file))));
+        }
+        return Err(unsupported(path));
     }
-    if tokio::fs::metadata(path).await?.file_type().is_fifo() {
+    let kind = tokio::fs::metadata(path).await?.file_type();
+    if kind.is_fifo() {
         let receiver = pipe::OpenOptions::new().open_receiver(path)?;
         return Ok((PipeKind::Fifo, Box::new(receiver)));
     }
-    Ok((PipeKind::File, Box::new(tokio::fs::File::open(path).await?)))
+    if kind.is_file() {
+        return Ok((PipeKind::File, Box::new(tokio::fs::File::open(path).await?)));
+    }
+    Err(unsupported(path))
+}
+
+/// A terminal, socket or device: reads from it could block a thread that a shutdown would wait
+/// for, and none of them is how a mixer delivers PCM.
+fn unsupported(path: &Path) -> std::io::Error {
+    let what = if path.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        format!(
+            "{what} is neither a pipe nor a file: give live.pipe a FIFO (mkfifo) or a file, or \
+             \"-\" with the mixer piped in (mixer | radio-server run …)"
+        ),
+    )
+}
+
+/// Refuses a `live.pipe` that can never work (checked at start; a path that does not exist
+/// yet is fine: the mixer may create its FIFO later).
+pub fn check_pipe(path: &Path) -> Result<(), LiveInputError> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .map(|m| m.file_type())
+    } else {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(m.file_type()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Err(e),
+        }
+    };
+    match kind {
+        Ok(kind) if kind.is_fifo() || kind.is_file() => Ok(()),
+        Ok(_) => Err(LiveInputError::Pipe(unsupported(path).to_string())),
+        Err(e) => Err(LiveInputError::Pipe(format!("{}: {e}", path.display()))),
+    }
 }
 
 async fn read_pipe(
@@ -266,6 +320,10 @@ async fn read_pipe(
                     Err(e) => tracing::warn!(path = %path.display(), "{e}"),
                 }
                 (kind, FIFO_POLL)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                tracing::error!(path = %path.display(), "live PCM input: {e}");
+                return;
             }
             Err(e) => {
                 // Said once, not every second: the file may appear later (a mixer starting).
@@ -364,6 +422,7 @@ pub async fn spawn_on_air(
         studio.rtp = Some(input);
         (Some(frames), Some(events))
     } else if let Some(path) = &setup.live.pipe {
+        check_pipe(path)?;
         let (input, frames, events) = PipeInput::start(path, pipe_config(&setup.live));
         tracing::info!("live studio PCM from {}", path.display());
         studio.pipe = Some(input);

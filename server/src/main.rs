@@ -225,8 +225,8 @@ struct BulletinArgs {
     /// The recording (a file the server can read).
     #[arg(long, required_unless_present = "url", conflicts_with = "url")]
     file: Option<PathBuf>,
-    /// A stream to relay instead of a recording (http:// or https://); give --duration too.
-    #[arg(long)]
+    /// A stream to relay instead of a recording (http:// or https://), for --duration.
+    #[arg(long, requires = "duration")]
     url: Option<String>,
     /// Name shown to operators [default: the file's name, or the URL].
     #[arg(long)]

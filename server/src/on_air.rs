@@ -418,6 +418,12 @@ impl Controller {
         loop {
             tokio::select! {
                 _ = clock.tick() => {
+                    // Studio audio before live first goes on air is not heard by anyone: drop
+                    // it, so the studio is never held back (a pipe would block the mixer) and
+                    // the first broadcast starts with what is said now, not a backlog.
+                    if let Some(live) = &mut self.live {
+                        while live.try_recv().is_ok() {}
+                    }
                     let events = self.router.tick();
                     for event in events {
                         self.playback_ended(event);

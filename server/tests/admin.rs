@@ -521,8 +521,8 @@ async fn normal_bulletins_air_where_they_are_accepted() {
         "binh-duong has not accepted"
     );
 
-    // A station it does not target, a second bulletin with its id, a missing recording, an
-    // emergency level: all refused with the reason.
+    // A station it does not target, a second bulletin with its id, a missing recording, a
+    // stream without a duration, an emergency level: all refused with the reason.
     let (status, message) = refused(
         h.call(|c| c.accept_bulletin("tiem-chung", "binh-hai"))
             .await,
@@ -542,6 +542,16 @@ async fn normal_bulletins_air_where_they_are_accepted() {
     let (status, message) = refused(h.call(move |c| c.submit_bulletin(&missing)).await);
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("khong-co.wav"), "{message}");
+    let endless = BulletinRequest {
+        id: "tiep-song".into(),
+        source: SourceSpec::Relay {
+            url: "http://127.0.0.1:9/live.mp3".into(),
+        },
+        ..bulletin.clone()
+    };
+    let (status, message) = refused(h.call(move |c| c.submit_bulletin(&endless)).await);
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("duration"), "{message}");
     let emergency = BulletinRequest {
         id: "khan".into(),
         level: Level::Emergency,

@@ -37,9 +37,9 @@ impl Icecast {
                 .stderr(Stdio::null())
                 .status();
             if let Err(e) = runs {
-                eprintln!(
-                    "SKIPPED: cannot run {tool} ({e}); install the icecast2 and ffmpeg packages"
-                );
+                crate::skip(&format!(
+                    "cannot run {tool} ({e}); install the icecast2 and ffmpeg packages"
+                ));
                 return None;
             }
         }

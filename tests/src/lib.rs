@@ -16,6 +16,18 @@ use std::time::{Duration, Instant};
 
 pub mod icecast;
 
+/// Set by `make test` (and so by CI): a test that would skip for want of a tool fails instead,
+/// so a missing package cannot turn an acceptance test into a silent pass.
+pub const REQUIRE_TOOLS_ENV: &str = "RADIO_REQUIRE_TOOLS";
+
+/// Says why a test is skipped, or panics if [`REQUIRE_TOOLS_ENV`] is set.
+pub fn skip(reason: &str) {
+    if std::env::var_os(REQUIRE_TOOLS_ENV).is_some() {
+        panic!("{reason} ({REQUIRE_TOOLS_ENV} is set: this test must run)");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

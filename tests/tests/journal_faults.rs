@@ -182,8 +182,7 @@ fn no_record_is_lost_or_counted_twice_across_crashes() {
         pending.len()
     );
     // One journal, on both sides.
-    let ids: std::collections::BTreeSet<u64> =
-        stored.iter().chain(&pending).map(|r| r.0).collect();
+    let ids: std::collections::BTreeSet<u64> = stored.iter().chain(&pending).map(|r| r.0).collect();
     assert_eq!(ids.len(), 1, "journal ids {ids:?}");
     // Every number once on the server; the agent's remainder agrees with the server where a
     // lost acknowledgement left a record on both sides.
@@ -196,7 +195,10 @@ fn no_record_is_lost_or_counted_twice_across_crashes() {
     }
     for (_, seq, event) in &pending {
         if let Some(stored) = journal.insert(*seq, event.clone()) {
-            assert_eq!(&stored, event, "record {seq} differs between agent and server");
+            assert_eq!(
+                &stored, event,
+                "record {seq} differs between agent and server"
+            );
         }
     }
     let last = *journal.keys().last().expect("records");

@@ -204,10 +204,26 @@ pub async fn run_pcm_pipe_with<R: AsyncRead + Unpin>(
     if out.flush(true, &mut shutdown).await == Flow::Stop {
         return Ok(out.stats);
     }
+    // The end must not overtake the last words: wait until the queued frames have been taken
+    // (or nobody takes them: live is not on air), then say it ended.
+    let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+    while out.frames.capacity() < out.frames.max_capacity()
+        && !out.frames.is_closed()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = &mut shutdown => return Ok(out.stats),
+        }
+    }
     let ended = out.air.end(EndReason::EndOfInput);
     out.event(ended, &mut shutdown).await;
     Ok(out.stats)
 }
+
+/// Longest wait at end of input for the queued frames to be taken: a full queue of a few
+/// frames drains in well under this when live is on air.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {

@@ -102,12 +102,19 @@ impl Upstream {
         &self,
         frames: mpsc::Sender<Box<PcmFrame>>,
     ) -> Result<UpstreamHandle, UpstreamError> {
+        let defaults = AgentConfig::default();
         let config = AgentConfig {
             server: self.settings.server.clone(),
             playout_delay_ms: self.settings.playout_delay_ms,
-            ..AgentConfig::default()
+            // The jitter buffer must hold the whole delay and some spare, as a standalone
+            // agent's config check demands.
+            jitter_capacity_frames: defaults
+                .jitter_capacity_frames
+                .max(self.settings.playout_delay_ms / 20 + 10),
+            ..defaults
         };
-        let status = Arc::new(OnceLock::new());
+        let status: Arc<OnceLock<AgentStatus>> = Arc::new(OnceLock::new());
+        let link = status.clone();
         let sink = UpstreamSink::new(
             &self.name,
             frames,
@@ -115,7 +122,7 @@ impl Upstream {
                 Some(path) => Fallback::File(path.clone()),
                 None => Fallback::Silence,
             },
-            status.clone(),
+            Box::new(move || link.get().is_some_and(AgentStatus::connected)),
         );
         let agent =
             Agent::with_sinks(config, self.bundle.clone(), vec![Box::new(sink)]).map_err(|e| {
@@ -158,7 +165,8 @@ struct UpstreamSink {
     name: String,
     frames: mpsc::Sender<Box<PcmFrame>>,
     fallback: FallbackSource,
-    status: Arc<OnceLock<AgentStatus>>,
+    /// Whether the embedded agent's session is up.
+    connected: Box<dyn Fn() -> bool + Send>,
     started: Instant,
     /// Start of the current outage, once the fallback is playing.
     outage: Option<Instant>,
@@ -170,28 +178,36 @@ impl UpstreamSink {
         name: &str,
         frames: mpsc::Sender<Box<PcmFrame>>,
         fallback: Fallback,
-        status: Arc<OnceLock<AgentStatus>>,
+        connected: Box<dyn Fn() -> bool + Send>,
     ) -> Self {
         UpstreamSink {
             name: name.to_owned(),
             frames,
             fallback: FallbackSource::new(&fallback),
-            status,
+            connected,
             started: Instant::now(),
             outage: None,
             stats: SinkStats::default(),
         }
     }
 
-    fn connected(&self) -> bool {
-        self.status.get().is_some_and(AgentStatus::connected)
-    }
-
     /// What to hand on for this slot.
     fn frame_for(&mut self, slot: &Slot<'_>) -> Box<PcmFrame> {
+        let connected = (self.connected)();
+        // Back as soon as the link is: the upstream may have nothing on air right now.
+        if connected {
+            if let Some(since) = self.outage.take() {
+                tracing::info!(
+                    upstream = %self.name,
+                    "upstream `{}` recovered after {:.1} s",
+                    self.name,
+                    since.elapsed().as_secs_f64()
+                );
+            }
+        }
         // An idle slot with the link up is the upstream's own silence (nothing on air there);
         // with the link down it is an outage, once what was buffered has played.
-        if slot.silent && !self.connected() {
+        if slot.silent && !connected {
             if self.outage.is_none() && self.started.elapsed() >= STARTUP_GRACE {
                 tracing::warn!(
                     upstream = %self.name,
@@ -205,16 +221,6 @@ impl UpstreamSink {
                 return self.fallback.next_frame();
             }
             return Box::new([0.0; FRAME_SAMPLES]);
-        }
-        if !slot.silent {
-            if let Some(since) = self.outage.take() {
-                tracing::info!(
-                    upstream = %self.name,
-                    "upstream `{}` recovered after {:.1} s",
-                    self.name,
-                    since.elapsed().as_secs_f64()
-                );
-            }
         }
         let mut frame = Box::new([0.0; FRAME_SAMPLES]);
         for (out, sample) in frame.iter_mut().zip(slot.pcm) {
@@ -257,14 +263,17 @@ impl Sink for UpstreamSink {
 mod tests {
     use super::*;
 
-    fn sink(status: Arc<OnceLock<AgentStatus>>) -> (UpstreamSink, mpsc::Receiver<Box<PcmFrame>>) {
+    fn sink() -> (UpstreamSink, mpsc::Receiver<Box<PcmFrame>>) {
         let (tx, rx) = mpsc::channel(4);
-        (UpstreamSink::new("tinh", tx, Fallback::Silence, status), rx)
+        (
+            UpstreamSink::new("tinh", tx, Fallback::Silence, Box::new(|| true)),
+            rx,
+        )
     }
 
     #[test]
     fn slots_become_frames_scaled_to_unit_range() {
-        let (mut sink, mut rx) = sink(Arc::new(OnceLock::new()));
+        let (mut sink, mut rx) = sink();
         let pcm: Vec<i16> = (0..FRAME_SAMPLES)
             .map(|i| if i % 2 == 0 { 16_384 } else { -32_768 })
             .collect();
@@ -281,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_instead_of_blocking() {
-        let (mut sink, _rx) = sink(Arc::new(OnceLock::new()));
+        let (mut sink, _rx) = sink();
         let pcm = vec![0i16; FRAME_SAMPLES];
         for _ in 0..10 {
             sink.play(&Slot {
@@ -312,8 +321,14 @@ mod tests {
         }
         w.finalize().expect("finalize");
         let (tx, mut rx) = mpsc::channel(4);
-        let mut sink =
-            UpstreamSink::new("tinh", tx, Fallback::File(path), Arc::new(OnceLock::new()));
+        let link = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let up = link.clone();
+        let mut sink = UpstreamSink::new(
+            "tinh",
+            tx,
+            Fallback::File(path),
+            Box::new(move || up.load(std::sync::atomic::Ordering::Relaxed)),
+        );
         let idle = vec![0i16; FRAME_SAMPLES];
         let idle = Slot {
             opus: None,
@@ -328,7 +343,8 @@ mod tests {
         let fallback = rx.try_recv().expect("frame");
         assert!(fallback.iter().any(|s| s.abs() > 0.1), "the fallback tone");
         assert!(sink.outage.is_some());
-        // Audio from the upstream ends the outage.
+        // Audio buffered before the link fell is not a recovery; the link coming back is,
+        // even while the upstream has nothing on air.
         let pcm = vec![1000i16; FRAME_SAMPLES];
         sink.play(&Slot {
             opus: None,
@@ -336,6 +352,12 @@ mod tests {
             silent: false,
         })
         .expect("play");
+        assert!(sink.outage.is_some());
+        let _ = rx.try_recv();
+        link.store(true, std::sync::atomic::Ordering::Relaxed);
+        sink.play(&idle).expect("play");
         assert!(sink.outage.is_none());
+        let upstream_silence = rx.try_recv().expect("frame");
+        assert!(upstream_silence.iter().all(|s| *s == 0.0));
     }
 }

@@ -532,6 +532,11 @@ pub enum ScheduleError {
         reason: String,
     },
     #[error(
+        "{owner}: field `duration`: a stream (relay, upstream or live) never ends by itself; \
+         give the bulletin a duration"
+    )]
+    StreamWithoutDuration { owner: Owner },
+    #[error(
         "{owner}: field `{field}`: no upstream server is called `{name}` in the server's \
          config (configured: {known})"
     )]

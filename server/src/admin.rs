@@ -219,6 +219,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/schedule/entries/{id}", delete(remove_entry))
         .route("/api/v1/bulletins", post(submit_bulletin))
         .route("/api/v1/bulletins/{id}/accept", post(accept_bulletin))
+        .route("/api/v1/bulletins/{id}", delete(cancel_bulletin))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -647,6 +648,15 @@ async fn submit_bulletin(
     state.on_air.bulletin(bulletin).await?;
     tracing::info!("admin: bulletin `{id}` submitted");
     Ok((StatusCode::CREATED, Json(Done { id })))
+}
+
+async fn cancel_bulletin(
+    State(state): State<Arc<AdminState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Done>, ApiError> {
+    state.on_air.cancel_bulletin(&id).await?;
+    tracing::info!("admin: bulletin `{id}` cancelled");
+    Ok(Json(Done { id }))
 }
 
 async fn accept_bulletin(

@@ -155,6 +155,11 @@ impl AdminClient {
             .map(|d| d.id)
     }
 
+    pub fn cancel_bulletin(&self, id: &str) -> Result<String, ClientError> {
+        self.delete::<Done>(&format!("/api/v1/bulletins/{}", encode_segment(id)))
+            .map(|d| d.id)
+    }
+
     pub fn accept_bulletin(&self, id: &str, station: &str) -> Result<String, ClientError> {
         let request = AcceptRequest {
             station: station.to_owned(),

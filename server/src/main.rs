@@ -194,6 +194,13 @@ enum BulletinCommand {
     /// Send a bulletin to stations. A normal one (thường) waits until each commune operator
     /// accepts it; a priority one (ưu tiên) airs at the end of the item on air.
     Submit(BulletinArgs),
+    /// Withdraw a bulletin everywhere; where it airs, what it interrupted resumes.
+    Cancel {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Id of the bulletin.
+        id: String,
+    },
     /// Accept a normal bulletin at a station (the commune operator's decision).
     Accept {
         #[command(flatten)]
@@ -585,6 +592,10 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
                     eprintln!("priority bulletin `{id}` goes to {shown} at the next item boundary")
                 }
             }
+        }
+        BulletinCommand::Cancel { overrides, id } => {
+            let id = client(&overrides)?.cancel_bulletin(&id)?;
+            println!("bulletin `{id}` cancelled");
         }
         BulletinCommand::Accept {
             overrides,

@@ -112,6 +112,10 @@ enum Command {
         id: String,
         reply: Reply,
     },
+    CancelBulletin {
+        id: String,
+        reply: Reply,
+    },
     Schedule {
         scheduler: Box<Scheduler>,
         reply: Reply,
@@ -274,6 +278,15 @@ impl OnAir {
     pub async fn accept(&self, station: &str, id: &str) -> Result<(), CommandError> {
         self.call(|reply| Command::Accept {
             station: station.into(),
+            id: id.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Withdraws a bulletin everywhere; where it airs, what it interrupted resumes.
+    pub async fn cancel_bulletin(&self, id: &str) -> Result<(), CommandError> {
+        self.call(|reply| Command::CancelBulletin {
             id: id.into(),
             reply,
         })
@@ -485,6 +498,7 @@ impl Controller {
             Command::Accept { station, id, reply } => {
                 (self.ladder.accept_bulletin(now, &station, &id), reply)
             }
+            Command::CancelBulletin { id, reply } => (self.ladder.cancel_bulletin(now, &id), reply),
             Command::Schedule { scheduler, reply } => {
                 self.ladder.replace_scheduler(*scheduler);
                 (Ok(()), reply)

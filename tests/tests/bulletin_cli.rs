@@ -143,6 +143,12 @@ fn bulletins_are_offered_accepted_and_prioritised_from_the_command_line() {
     status_until(&data, &admin, "binh-chau", |l| {
         l.contains("Phòng chống bão")
     });
+    // Withdrawn: it comes off the air.
+    let (_, all) = ok(&data, &admin, &["bulletin", "cancel", "phong-chong-bao"]);
+    assert!(all.contains("cancelled"), "{all}");
+    status_until(&data, &admin, "binh-chau", |l| {
+        !l.contains("Phòng chống bão")
+    });
 
     // Mistakes end with one line naming the problem and a failure status.
     for (args, expect) in [
@@ -150,6 +156,7 @@ fn bulletins_are_offered_accepted_and_prioritised_from_the_command_line() {
             vec!["bulletin", "accept", "khong-co", "--station", "binh-trung"],
             "khong-co",
         ),
+        (vec!["bulletin", "cancel", "khong-co"], "khong-co"),
         (
             vec![
                 "bulletin",

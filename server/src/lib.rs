@@ -26,6 +26,7 @@
 //!   the server's own view of their connections, stored once per record, flushed before the
 //!   acknowledgement.
 //! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token).
+//! - `metrics.rs` — `/metrics` in the Prometheus text format.
 //! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it.
 //! - `demo.rs` — `radio-server demo`: server plus one agent per station on loopback.
 //! - `main.rs` — the `radio-server` command line.
@@ -38,6 +39,7 @@ pub mod certificate_authority;
 pub mod demo;
 pub mod ingest;
 pub mod live_input;
+pub mod metrics;
 pub mod on_air;
 pub mod pipeline;
 pub mod playback;

@@ -32,6 +32,8 @@ pub struct AgentRecord {
     pub sessions: u64,
     /// The last heartbeat it sent.
     pub last_heartbeat: Option<Heartbeat>,
+    /// When that heartbeat arrived.
+    last_heartbeat_at: Option<std::time::Instant>,
     /// The connection currently serving it, to close it when a newer one replaces it.
     connection: Option<quinn::Connection>,
 }
@@ -51,6 +53,8 @@ pub struct AgentSnapshot {
     pub frames_dropped: u64,
     /// Its last heartbeat.
     pub last_heartbeat: Option<Heartbeat>,
+    /// How long ago that heartbeat arrived.
+    pub last_heartbeat_age: Option<Duration>,
 }
 
 /// Shared server state.
@@ -155,6 +159,7 @@ impl Server {
                         .map(|c| c.frames_dropped.load(Ordering::Relaxed))
                         .unwrap_or(0),
                     last_heartbeat: r.last_heartbeat.clone(),
+                    last_heartbeat_age: r.last_heartbeat_at.map(|t| t.elapsed()),
                 }
             })
             .collect()
@@ -466,6 +471,7 @@ async fn serve_agent(
                     if let Ok(mut agents) = server.agents.lock() {
                         if let Some(r) = agents.get_mut(commune) {
                             r.last_heartbeat = Some(hb);
+                            r.last_heartbeat_at = Some(std::time::Instant::now());
                         }
                     }
                 }

@@ -21,6 +21,12 @@
 //! | `DELETE /api/v1/schedule/entries/{id}` | – | removes one |
 //! | `POST /api/v1/bulletins` | [`BulletinRequest`] | queues a bulletin |
 //! | `POST /api/v1/bulletins/{id}/accept` | [`AcceptRequest`] | a station accepts it |
+//! | `GET /api/v1/reports/uptime?from=&to=&by=&format=` | – | the uptime report (`report/`) |
+//! | `GET /api/v1/reports/plays?from=&to=&by=&format=` | – | the programmes played |
+//!
+//! Reports take `from` and `to` (local dates, both included), `by` (`day`, `month`, `year`;
+//! default `year`) and `format` (`json` by default, `csv` — UTF-8 with a BOM — or `table`);
+//! they answer in that format rather than in JSON, and a bad parameter gets a 400 naming it.
 //!
 //! Errors are `{ "error": "one line" }` with 400 (bad request, refused by the ladder), 401 (no
 //! or wrong token), 404 (unknown entry or route), 409 (id already in use), 503 (the on-air
@@ -34,7 +40,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequest, Path as UrlPath, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, FromRequest, Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +56,7 @@ use tokio::sync::{broadcast, Mutex};
 
 use crate::on_air::{CommandError, OnAir, OnAirEvent, StationStatus};
 use crate::pipeline::ProgrammeEncoder;
+use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
 use crate::schedule::ladder::ItemRef;
 use crate::schedule::scheduler::Scheduler;
 use crate::schedule::validate::{check_upstreams, validate, validate_bulletin, Overlap};
@@ -220,6 +228,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/bulletins", post(submit_bulletin))
         .route("/api/v1/bulletins/{id}/accept", post(accept_bulletin))
         .route("/api/v1/bulletins/{id}", delete(cancel_bulletin))
+        .route("/api/v1/reports/uptime", get(uptime_report))
+        .route("/api/v1/reports/plays", get(plays_report))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -667,6 +677,92 @@ async fn accept_bulletin(
     state.on_air.accept(&request.station, &id).await?;
     tracing::info!("admin: bulletin `{id}` accepted at {}", request.station);
     Ok(Json(Done { id }))
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Parameter { .. } => ApiError::bad_request(e.to_string()),
+            ReportError::Timezone { .. } | ReportError::Json(_) => {
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
+/// The query string of a report, as name–value pairs.
+type ReportParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+async fn uptime_report(
+    State(state): State<Arc<AdminState>>,
+    params: ReportParams,
+) -> Result<Response, ApiError> {
+    make_report(&state, ReportKind::Uptime, params).await
+}
+
+async fn plays_report(
+    State(state): State<Arc<AdminState>>,
+    params: ReportParams,
+) -> Result<Response, ApiError> {
+    make_report(&state, ReportKind::Plays, params).await
+}
+
+/// Reads every station's records and computes the report off the async threads (five years
+/// of heartbeats take a while), answering in the format asked for.
+async fn make_report(
+    state: &AdminState,
+    kind: ReportKind,
+    params: ReportParams,
+) -> Result<Response, ApiError> {
+    let Query(params) = params
+        .map_err(|e| ApiError::bad_request(format!("the query string: {}", e.body_text())))?;
+    let query = ReportQuery::from_params(&params, Format::Json)?;
+    let store = state.store.clone();
+    let district = state.district.clone();
+    let body = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let now = Timestamp::now();
+        let timelines = report::load::timelines(store.uptime(), &district, now.as_millisecond())
+            .map_err(|e| ApiError::internal(format!("reading the uptime records: {e}")))?;
+        let request = &query.request;
+        Ok(match kind {
+            ReportKind::Uptime => report::render::uptime(
+                &report::uptime_report(&district, &timelines, request, now)?,
+                query.format,
+            )?,
+            ReportKind::Plays => report::render::plays(
+                &report::plays_report(&district, &timelines, request, now)?,
+                query.format,
+            )?,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the report failed: {e}")))??;
+    let mut response =
+        ([(header::CONTENT_TYPE, query.format.content_type())], body).into_response();
+    if query.format == Format::Csv {
+        let name = format!(
+            "attachment; filename=\"{}-{}-{}-{}.{}\"",
+            kind.as_str(),
+            query.request.from,
+            query.request.to,
+            query.request.by,
+            query.format.extension()
+        );
+        if let Ok(value) = HeaderValue::from_str(&name) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    tracing::info!(
+        "admin: {} report {} to {} by {} ({})",
+        kind.as_str(),
+        query.request.from,
+        query.request.to,
+        query.request.by,
+        query.format
+    );
+    Ok(response)
 }
 
 #[cfg(test)]

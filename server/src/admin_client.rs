@@ -22,6 +22,7 @@ use crate::admin::{
     AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, LiveStart, ScheduleChanged,
     StopRequest,
 };
+use crate::report::{ReportKind, ReportQuery};
 use crate::schedule::{EntryEnd, Recurrence, Schedule, ScheduleEntry, SourceSpec, Targets};
 use crate::store::TOKEN_FILE;
 
@@ -29,6 +30,11 @@ use crate::store::TOKEN_FILE;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Checking an emergency recording decodes its start; generous, still bounded.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A report reads every record of the years it covers (minute heartbeats: half a million a
+/// year per station).
+const REPORT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest report read: a five-year report by day in JSON is tens of megabytes.
+const REPORT_MAX_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Why a command failed, as the one line the command prints.
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +177,57 @@ impl AdminClient {
         .map(|d| d.id)
     }
 
+    /// `radio-server report uptime`: the report as the server wrote it (table, CSV or JSON).
+    pub fn report_uptime(&self, query: &ReportQuery) -> Result<String, ClientError> {
+        self.report(ReportKind::Uptime, query)
+    }
+
+    /// `radio-server report plays`: the report as the server wrote it.
+    pub fn report_plays(&self, query: &ReportQuery) -> Result<String, ClientError> {
+        self.report(ReportKind::Plays, query)
+    }
+
+    /// `GET /api/v1/reports/KIND?…`: the body text, with a longer timeout and size limit than
+    /// other calls.
+    pub fn report(&self, kind: ReportKind, query: &ReportQuery) -> Result<String, ClientError> {
+        let url = format!(
+            "http://{}/api/v1/reports/{}?{}",
+            self.addr,
+            kind.as_str(),
+            query.to_query_string()
+        );
+        let too_slow = |e: ureq::Error| match e {
+            ureq::Error::Timeout(t) if t != ureq::Timeout::Connect => ClientError::Transport {
+                addr: self.addr,
+                reason: format!(
+                    "no complete report within {} s; ask for a shorter range",
+                    REPORT_TIMEOUT.as_secs()
+                ),
+            },
+            other => self.transport_error(other),
+        };
+        let mut response = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .config()
+            .timeout_global(Some(REPORT_TIMEOUT))
+            .build()
+            .call()
+            .map_err(too_slow)?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(REPORT_MAX_BYTES)
+            .read_to_string()
+            .map_err(too_slow)?;
+        if !(200..300).contains(&status) {
+            return Err(self.refusal(status, &text));
+        }
+        Ok(text)
+    }
+
     /// `GET path`, decoding the answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let (status, body) = self.raw("GET", path, None)?;
@@ -252,23 +309,28 @@ impl AdminClient {
 
     fn decode<T: DeserializeOwned>(&self, status: u16, body: &str) -> Result<T, ClientError> {
         if !(200..300).contains(&status) {
-            let message = match serde_json::from_str::<ErrorBody>(body) {
-                Ok(ErrorBody { error }) => error,
-                // Not our server (another program on the port), or a proxy in between.
-                Err(_) => format!(
-                    "the admin endpoint at {} answered HTTP {status}{}",
-                    self.addr,
-                    first_line(body)
-                        .map(|l| format!(": {l}"))
-                        .unwrap_or_default()
-                ),
-            };
-            return Err(ClientError::Refused { status, message });
+            return Err(self.refusal(status, body));
         }
         serde_json::from_str(body).map_err(|e| ClientError::BadAnswer {
             addr: self.addr,
             reason: e.to_string(),
         })
+    }
+
+    /// An error answer: the server's one line, or what came instead.
+    fn refusal(&self, status: u16, body: &str) -> ClientError {
+        let message = match serde_json::from_str::<ErrorBody>(body) {
+            Ok(ErrorBody { error }) => error,
+            // Not our server (another program on the port), or a proxy in between.
+            Err(_) => format!(
+                "the admin endpoint at {} answered HTTP {status}{}",
+                self.addr,
+                first_line(body)
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
+            ),
+        };
+        ClientError::Refused { status, message }
     }
 
     fn transport_error(&self, e: ureq::Error) -> ClientError {

@@ -25,6 +25,8 @@
 //! - `uptime_journal.rs` — [`uptime_journal::UptimeJournal`]: the agents' uploaded journals and
 //!   the server's own view of their connections, stored once per record, flushed before the
 //!   acknowledgement.
+//! - `report/` — `radio-server report uptime|plays`: availability, outages, hours on air and
+//!   programmes played per station and day, month or year (`docs/REPORTS.md`).
 //! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token).
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
 //! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it.
@@ -43,6 +45,7 @@ pub mod metrics;
 pub mod on_air;
 pub mod pipeline;
 pub mod playback;
+pub mod report;
 pub mod router;
 pub mod schedule;
 pub mod server;

@@ -12,6 +12,7 @@ use radio_server::admin_client::{render_schedule, render_status, AdminClient};
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::demo::{run_demo, DemoOptions};
 use radio_server::on_air::{file_bulletin, play_bulletin};
+use radio_server::report::{Format, Granularity, ReportKind, ReportQuery, ReportRequest};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{load_timezone, Level, Schedule, ScheduleEntry, SourceSpec, Targets};
@@ -80,6 +81,13 @@ enum Command {
         #[command(subcommand)]
         action: ScheduleCommand,
     },
+    /// District reports from the stations' journals, per station and day, month or year:
+    /// `uptime` (availability, outages, hours on air) or `plays` (programmes played). Asks the
+    /// running server; docs/REPORTS.md explains every figure.
+    Report {
+        #[command(subcommand)]
+        kind: ReportCommand,
+    },
     /// What every station airs now (asks the running server).
     Status {
         #[command(flatten)]
@@ -140,6 +148,33 @@ enum Command {
         #[arg(long, value_name = "URL", conflicts_with = "programme")]
         relay: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// Per station: availability %, outages (how many, total, longest, mean time to repair),
+    /// hours on air, programmes played and seconds aired; plus the district.
+    Uptime(ReportArgs),
+    /// Per station and programme: how many times it played and the seconds aired.
+    Plays(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    overrides: ServerOverrides,
+    /// First day, included (a local date, YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    from: jiff::civil::Date,
+    /// Last day, included (a local date, YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    to: jiff::civil::Date,
+    /// One column per `day`, `month` or `year` (in the district's time zone).
+    #[arg(long, value_name = "day|month|year", default_value = "year")]
+    by: Granularity,
+    /// `table`, `csv` (UTF-8 with a byte order mark, for Excel) or `json`.
+    #[arg(long, value_name = "table|csv|json", default_value = "table")]
+    format: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -483,6 +518,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             schedule_command(action)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Report { kind } => {
+            report_command(kind)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Status { overrides } => {
             let client = client(&overrides)?;
             let rows = client.status()?;
@@ -607,6 +646,32 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn report_command(kind: ReportCommand) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let (kind, args) = match kind {
+        ReportCommand::Uptime(args) => (ReportKind::Uptime, args),
+        ReportCommand::Plays(args) => (ReportKind::Plays, args),
+    };
+    if args.from > args.to {
+        bail!(
+            "--from {} is after --to {}: the range runs from the first day to the last, both included",
+            args.from,
+            args.to
+        );
+    }
+    let query = ReportQuery {
+        request: ReportRequest::new(args.from, args.to, args.by)?,
+        format: args.format,
+    };
+    let text = client(&args.overrides)?.report(kind, &query)?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // `… | head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write the report"),
+    }
 }
 
 fn schedule_command(action: ScheduleCommand) -> anyhow::Result<()> {

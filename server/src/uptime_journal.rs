@@ -149,6 +149,52 @@ impl UptimeJournal {
         Ok(out)
     }
 
+    /// The journals `agent` uploaded records from (more than one after a reinstall), by id —
+    /// not by time. Skips from journal to journal without reading their records.
+    pub fn journal_ids(&self, agent: &str) -> Result<Vec<u64>, StoreError> {
+        let prefix = agent_prefix(agent);
+        let mut ids = Vec::new();
+        let mut from = prefix.clone();
+        loop {
+            let Some(item) = self.records.range(from.as_slice()..).keys().next() else {
+                break;
+            };
+            let key = item.map_err(|e| self.db_error(e))?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let mut id = key.get(prefix.len()..prefix.len() + 8).unwrap_or_default();
+            if id.len() != 8 {
+                return Err(self.corrupt(format!("record key of `{agent}` too short")));
+            }
+            let journal_id = id.get_u64();
+            ids.push(journal_id);
+            let Some(next) = journal_id.checked_add(1) else {
+                break;
+            };
+            from.truncate(prefix.len());
+            from.extend_from_slice(&next.to_be_bytes());
+        }
+        Ok(ids)
+    }
+
+    /// `agent`'s records from journal `journal_id`, in sequence order, read from disk as the
+    /// iterator is advanced (five years of minute heartbeats do not fit in memory at once).
+    pub fn journal_records<'a>(
+        &'a self,
+        agent: &str,
+        journal_id: u64,
+    ) -> impl Iterator<Item = Result<JournalRecord, StoreError>> + 'a {
+        let mut prefix = agent_prefix(agent);
+        prefix.extend_from_slice(&journal_id.to_be_bytes());
+        let agent = agent.to_owned();
+        self.records.scan_prefix(prefix).values().map(move |item| {
+            let value = item.map_err(|e| self.db_error(e))?;
+            JournalRecord::decode(&mut value.as_ref())
+                .map_err(|e| self.corrupt(format!("record of `{agent}`: {e}")))
+        })
+    }
+
     /// What the server saw of `agent`'s connection, oldest first.
     pub fn links(&self, agent: &str) -> Result<Vec<LinkEvent>, StoreError> {
         let mut out = Vec::new();

@@ -597,3 +597,183 @@ async fn live_without_a_live_input_is_reported() {
     assert!(stations_at(&rows, "trực tiếp").is_empty(), "{rows:?}");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_check_their_parameters_the_token_and_answer_in_each_format() {
+    use radio_proto::{JournalBatch, JournalEvent, JournalRecord};
+    use radio_server::report::{Format, Granularity, ReportQuery, ReportRequest};
+    let mut h = start(false).await;
+    // Bình Trung's agent ran, linked, from 2025-01-01 00:00 to 12:00 local; nothing since.
+    let store = h.store.clone().expect("store");
+    let start_ms = 1_735_664_400_000; // 2025-01-01T00:00:00+07:00
+    let batch = JournalBatch {
+        journal_id: 1,
+        records: vec![
+            JournalRecord {
+                seq: 1,
+                unix_ms: start_ms,
+                event: JournalEvent::ProcessStart {
+                    clean_previous: true,
+                    software: "relay-agent/0.1.0".into(),
+                },
+            },
+            JournalRecord {
+                seq: 2,
+                unix_ms: start_ms,
+                event: JournalEvent::LinkUp { server_run: 1 },
+            },
+            JournalRecord {
+                seq: 3,
+                unix_ms: start_ms + 12 * 3_600_000,
+                event: JournalEvent::ProcessStop,
+            },
+        ],
+    };
+    tokio::task::spawn_blocking(move || store.uptime().store_batch("binh-trung", &batch))
+        .await
+        .expect("thread")
+        .expect("stored");
+
+    for (query, parameter) in [
+        ("from=2025-01-01", "`to`: missing"),
+        (
+            "from=2025-02-30&to=2025-03-01",
+            "`from`: `2025-02-30` is not a date",
+        ),
+        (
+            "from=2025-03-01&to=2025-02-01",
+            "`from`: 2025-03-01 is after `to`",
+        ),
+        (
+            "from=2025-01-01&to=2025-12-31&by=week",
+            "`by`: `week` is not one of",
+        ),
+        (
+            "from=2025-01-01&to=2025-12-31&format=xlsx",
+            "`format`: `xlsx` is not one of",
+        ),
+        (
+            "from=2025-01-01&to=2025-12-31&form=csv",
+            "`form`: unknown parameter",
+        ),
+        (
+            "from=2000-01-01&to=2025-12-31&by=day",
+            "`by`: 2000-01-01 to 2025-12-31 by day",
+        ),
+    ] {
+        for kind in ["uptime", "plays"] {
+            let path = format!("/api/v1/reports/{kind}?{query}");
+            let (status, body) = h
+                .call(move |c| c.raw("GET", &path, None))
+                .await
+                .expect("answer");
+            assert_eq!(status, 400, "{kind}?{query}: {body}");
+            let error: ErrorBody = serde_json::from_str(&body).expect("JSON error");
+            assert!(
+                error.error.starts_with(&format!("parameter {parameter}")),
+                "{kind}?{query}: {}",
+                error.error
+            );
+            assert!(!error.error.contains('\n'), "{}", error.error);
+        }
+    }
+    for token in [None, Some("0123456789abcdef")] {
+        for path in [
+            "/api/v1/reports/uptime?from=2025-01-01&to=2025-12-31",
+            "/api/v1/reports/plays?from=2025-01-01&to=2025-12-31&format=csv",
+            "/api/v1/reports/uptime?by=nonsense",
+        ] {
+            let (status, body) = h
+                .call(move |c| c.exchange("GET", path, None, token))
+                .await
+                .expect("answer");
+            assert_eq!(status, 401, "{path} with {token:?}: {body}");
+        }
+    }
+
+    // Each format with its content type; the CSV as an attachment with a BOM.
+    let token = std::fs::read_to_string(h.path("admin.token")).expect("token");
+    let addr = h.client.addr();
+    let fetch = move |query: &'static str| {
+        let token = token.clone();
+        move |_: &AdminClient| {
+            let mut response = ureq::get(format!("http://{addr}/api/v1/reports/uptime?{query}"))
+                .header("Authorization", &format!("Bearer {}", token.trim()))
+                .config()
+                .proxy(None)
+                .build()
+                .call()
+                .expect("answer");
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (status, content_type, disposition) = (
+                response.status().as_u16(),
+                header("content-type"),
+                header("content-disposition"),
+            );
+            let body = response.body_mut().read_to_string().expect("body");
+            (status, content_type, disposition, body)
+        }
+    };
+    let (status, content_type, disposition, body) = h
+        .call(fetch("from=2024-01-01&to=2025-12-31&format=csv"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "text/csv; charset=utf-8");
+    assert_eq!(
+        disposition,
+        "attachment; filename=\"uptime-2024-01-01-2025-12-31-year.csv\""
+    );
+    assert!(body.starts_with('\u{FEFF}'), "{body}");
+    assert!(
+        // 12 h available out of 2025 (known to its end: off, then unreported).
+        body.contains("\r\nBình Trung,binh-trung,—,0.14,0.14\r\n"),
+        "{body}"
+    );
+    let (status, content_type, _, body) =
+        h.call(fetch("from=2024-12-31&to=2025-01-01&by=day")).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let value: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(value["stations"][1]["id"], "binh-trung");
+    assert_eq!(value["stations"][1]["periods"][0], serde_json::Value::Null);
+    let day = &value["stations"][1]["periods"][1];
+    assert_eq!(day["availability_pct"].as_f64(), Some(50.0), "{day}");
+    assert_eq!(day["outages"].as_u64(), Some(1), "{day}");
+    assert_eq!(day["outage_total_s"].as_f64(), Some(43_200.0), "{day}");
+    assert_eq!(value["stations"][0]["all"], serde_json::Value::Null);
+    let (status, content_type, _, body) = h
+        .call(fetch("from=2025-01-01&to=2025-01-31&by=day&format=table"))
+        .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/plain; charset=utf-8")
+    );
+    assert!(body.contains("2025-01-31"), "{body}");
+
+    // The client's methods return the body as the server wrote it.
+    let query = ReportQuery {
+        request: ReportRequest::new(
+            "2025-01-01".parse().expect("date"),
+            "2025-12-31".parse().expect("date"),
+            Granularity::Month,
+        )
+        .expect("request"),
+        format: Format::Csv,
+    };
+    let text = h
+        .call(move |c| c.report_plays(&query))
+        .await
+        .expect("plays");
+    assert!(text.starts_with('\u{FEFF}'), "{text}");
+    assert!(
+        text.contains("Bình Trung,binh-trung,Cộng / total,0,"),
+        "{text}"
+    );
+    h.stop().await;
+}

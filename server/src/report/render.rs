@@ -1,0 +1,345 @@
+//! Writing a report: an aligned table for a terminal, CSV for Excel, or JSON for programs.
+//!
+//! Table and CSV have the same shape: a few title lines, then one section per figure, each
+//! with one row per station (its Vietnamese name and id), one column per period plus the
+//! whole range, and a district row. The first section, availability, is the five-year review's
+//! table. "—" marks a period without data; titles are Vietnamese, then English.
+//!
+//! CSV: UTF-8 with a byte order mark (Excel then reads the diacritics right), comma-separated,
+//! `.` as the decimal point, CRLF line ends, RFC 4180 quoting; a cell that would start with
+//! `=`, `+`, `-` or `@` (a programme name typed by an operator) gets a leading `'` so that Excel
+//! does not run it as a formula.
+
+use std::fmt::Write as _;
+
+use super::{
+    Format, PlayFigures, PlaysReport, PlaysRow, ReportError, ReportHeader, UptimeFigures,
+    UptimeReport, UptimeRow,
+};
+
+/// The byte order mark that starts a CSV.
+pub const BOM: char = '\u{FEFF}';
+
+/// A period without data.
+pub const NO_DATA: &str = "—";
+
+/// The uptime report in `format`.
+pub fn uptime(report: &UptimeReport, format: Format) -> Result<String, ReportError> {
+    match format {
+        Format::Json => json(report),
+        Format::Table => Ok(table(&uptime_sheet(report))),
+        Format::Csv => Ok(csv(&uptime_sheet(report))),
+    }
+}
+
+/// The plays report in `format`.
+pub fn plays(report: &PlaysReport, format: Format) -> Result<String, ReportError> {
+    match format {
+        Format::Json => json(report),
+        Format::Table => Ok(table(&plays_sheet(report))),
+        Format::Csv => Ok(csv(&plays_sheet(report))),
+    }
+}
+
+fn json<T: serde::Serialize>(report: &T) -> Result<String, ReportError> {
+    let mut text = serde_json::to_string(report).map_err(|e| ReportError::Json(e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// One figure for every station.
+#[derive(Debug)]
+struct Section {
+    title: String,
+    header: Vec<String>,
+    /// Leading columns that are names (left-aligned); the rest are numbers.
+    text_columns: usize,
+    rows: Vec<Vec<String>>,
+}
+
+#[derive(Debug)]
+struct Sheet {
+    title: Vec<String>,
+    sections: Vec<Section>,
+}
+
+fn hours(seconds: f64) -> String {
+    format!("{:.2}", seconds / 3600.0)
+}
+
+type UptimeMetric = (&'static str, fn(&UptimeFigures) -> String);
+
+const UPTIME_METRICS: [UptimeMetric; 12] = [
+    ("Tỷ lệ hoạt động (%) / availability (%)", |f| {
+        format!("{:.2}", f.availability_pct)
+    }),
+    ("Số lần gián đoạn / outages", |f| f.outages.to_string()),
+    ("Tổng thời gian gián đoạn (giờ) / total outage time (hours)", |f| {
+        hours(f.outage_total_s)
+    }),
+    ("Lần gián đoạn dài nhất (giờ) / longest outage (hours)", |f| {
+        hours(f.outage_longest_s)
+    }),
+    (
+        "Thời gian khắc phục trung bình (giờ) / MTTR, mean time to repair (hours; empty: no outage)",
+        |f| f.mttr_s.map(hours).unwrap_or_default(),
+    ),
+    ("Số giờ phát sóng / hours on air", |f| hours(f.on_air_s)),
+    ("Số chương trình đã phát / programmes played", |f| {
+        f.programmes.to_string()
+    }),
+    ("Số giây đã phát / seconds aired", |f| format!("{:.2}", f.aired_s)),
+    ("Mất kết nối (giờ) / link down (hours)", |f| hours(f.link_down_s)),
+    ("Tắt máy hoặc mất điện (giờ) / off: stopped, power cut (hours)", |f| {
+        hours(f.off_s)
+    }),
+    ("Chưa có tin (giờ) / unreported (hours)", |f| {
+        hours(f.unreported_s)
+    }),
+    ("Số giờ có số liệu / hours with data", |f| hours(f.known_s)),
+];
+
+type PlaysMetric = (&'static str, fn(&PlayFigures) -> String);
+
+const PLAYS_METRICS: [PlaysMetric; 3] = [
+    ("Số lần phát / programmes played", |f| {
+        f.plays.to_string()
+    }),
+    ("Số giây đã phát / seconds aired", |f| {
+        format!("{:.2}", f.aired_s)
+    }),
+    (
+        "Bị cắt ngang, không rõ thời lượng / cut off by a power cut or crash (length unknown)",
+        |f| f.cut_off.to_string(),
+    ),
+];
+
+const STATION: &str = "Trạm / station";
+const ID: &str = "Mã / id";
+const PROGRAMME: &str = "Chương trình / programme";
+const DISTRICT: &str = "Toàn huyện / district";
+const TOTAL: &str = "Cộng / total";
+const WHOLE_RANGE: &str = "Cả kỳ / all";
+
+fn title(header: &ReportHeader, what: &str) -> Vec<String> {
+    let by = match header.by {
+        super::Granularity::Day => "theo ngày / by day",
+        super::Granularity::Month => "theo tháng / by month",
+        super::Granularity::Year => "theo năm / by year",
+    };
+    let tz = crate::schedule::load_timezone(&header.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let generated = tz
+        .to_datetime(header.generated)
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string();
+    vec![
+        format!("{} — {what}", header.district),
+        format!(
+            "{} … {}, {by}, giờ địa phương / local time {}",
+            header.from, header.to, header.timezone
+        ),
+        format!("Lập lúc / made {generated}; {NO_DATA} = chưa có số liệu / no data"),
+    ]
+}
+
+fn period_header(header: &ReportHeader, leading: &[&str]) -> Vec<String> {
+    leading
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(header.periods.iter().map(|p| p.label.clone()))
+        .chain([WHOLE_RANGE.to_owned()])
+        .collect()
+}
+
+fn cells<T>(periods: &[Option<T>], all: &Option<T>, f: fn(&T) -> String) -> Vec<String> {
+    periods
+        .iter()
+        .chain([all])
+        .map(|cell| cell.as_ref().map_or_else(|| NO_DATA.to_owned(), f))
+        .collect()
+}
+
+fn uptime_sheet(report: &UptimeReport) -> Sheet {
+    let header = &report.header;
+    let row = |leading: [&str; 2], row: &UptimeRow, f| {
+        let mut out: Vec<String> = leading.iter().map(|s| (*s).to_owned()).collect();
+        out.extend(cells(&row.periods, &row.all, f));
+        out
+    };
+    let sections = UPTIME_METRICS
+        .iter()
+        .map(|(name, f)| {
+            let mut rows: Vec<Vec<String>> = report
+                .stations
+                .iter()
+                .map(|s| row([&s.name, &s.id], &s.row, *f))
+                .collect();
+            rows.push(row([DISTRICT, ""], &report.district_total, *f));
+            Section {
+                title: (*name).to_owned(),
+                header: period_header(header, &[STATION, ID]),
+                text_columns: 2,
+                rows,
+            }
+        })
+        .collect();
+    Sheet {
+        title: title(
+            header,
+            "Hoạt động của các đài truyền thanh cơ sở / station uptime",
+        ),
+        sections,
+    }
+}
+
+fn plays_sheet(report: &PlaysReport) -> Sheet {
+    let header = &report.header;
+    let row = |leading: [&str; 3], row: &PlaysRow, f| {
+        let mut out: Vec<String> = leading.iter().map(|s| (*s).to_owned()).collect();
+        out.extend(cells(&row.periods, &row.all, f));
+        out
+    };
+    let sections = PLAYS_METRICS
+        .iter()
+        .map(|(name, f)| {
+            let mut rows = Vec::new();
+            for s in &report.stations {
+                for p in &s.plays.programmes {
+                    rows.push(row([&s.name, &s.id, &p.name], &p.row, *f));
+                }
+                rows.push(row([&s.name, &s.id, TOTAL], &s.plays.total, *f));
+            }
+            for p in &report.district_total.programmes {
+                rows.push(row([DISTRICT, "", &p.name], &p.row, *f));
+            }
+            rows.push(row([DISTRICT, "", TOTAL], &report.district_total.total, *f));
+            Section {
+                title: (*name).to_owned(),
+                header: period_header(header, &[STATION, ID, PROGRAMME]),
+                text_columns: 3,
+                rows,
+            }
+        })
+        .collect();
+    Sheet {
+        title: title(header, "Chương trình đã phát / programmes played"),
+        sections,
+    }
+}
+
+/// Aligned columns, padded by characters (Vietnamese letters are several bytes); names to
+/// the left, numbers to the right.
+fn table(sheet: &Sheet) -> String {
+    let mut out = String::new();
+    for line in &sheet.title {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for section in &sheet.sections {
+        let _ = writeln!(out, "\n{}", section.title);
+        let mut widths: Vec<usize> = section.header.iter().map(|h| h.chars().count()).collect();
+        for row in &section.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&section.header).chain(&section.rows) {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = width.saturating_sub(cell.chars().count());
+                if i < section.text_columns {
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                } else {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One CSV field, quoted when needed, guarded against formula injection.
+fn csv_field(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r'])
+        || guarded.starts_with(' ')
+        || guarded.ends_with(' ')
+    {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+fn csv_line(out: &mut String, cells: &[String]) {
+    let fields: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+    out.push_str(&fields.join(","));
+    out.push_str("\r\n");
+}
+
+fn csv(sheet: &Sheet) -> String {
+    let mut out = String::from(BOM);
+    for line in &sheet.title {
+        csv_line(&mut out, std::slice::from_ref(line));
+    }
+    for section in &sheet.sections {
+        out.push_str("\r\n");
+        csv_line(&mut out, std::slice::from_ref(&section.title));
+        csv_line(&mut out, &section.header);
+        for row in &section.rows {
+            csv_line(&mut out, row);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_guarded() {
+        assert_eq!(csv_field("Bình Trung"), "Bình Trung");
+        assert_eq!(csv_field("a, b"), "\"a, b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field(NO_DATA), NO_DATA);
+        assert_eq!(csv_field(" x"), "\" x\"");
+    }
+
+    #[test]
+    fn tables_align_by_characters() {
+        let sheet = Sheet {
+            title: vec!["t".into()],
+            sections: vec![Section {
+                title: "s".into(),
+                header: vec!["Trạm".into(), "2021".into()],
+                text_columns: 1,
+                rows: vec![
+                    vec!["Thị trấn Châu Ổ".into(), "99.50".into()],
+                    vec!["Bình Trung".into(), NO_DATA.into()],
+                ],
+            }],
+        };
+        assert_eq!(
+            table(&sheet),
+            "t\n\ns\nTrạm              2021\nThị trấn Châu Ổ  99.50\nBình Trung           —\n"
+        );
+        assert_eq!(
+            csv(&sheet),
+            "\u{FEFF}t\r\n\r\ns\r\nTrạm,2021\r\nThị trấn Châu Ổ,99.50\r\nBình Trung,—\r\n"
+        );
+    }
+}

@@ -2,13 +2,13 @@
 #   make demo   build and run the demo on the embedded Bình Sơn district
 #   make test   build and run every test
 # System packages: cmake (builds the bundled libopus), pkg-config, ffmpeg (a real RTP sender and
-# receiver and format encoder for the interop tests) and icecast2 (a real upstream station for the
-# relay tests). As root they are installed with apt-get; otherwise the
-# exact command is printed.
+# receiver and format encoder for the interop tests), icecast2 (a real upstream station for the
+# relay tests), chromium and chromium-driver with a font that has Vietnamese (the dashboard's
+# browser test). As root they are installed with apt-get; otherwise the exact command is printed.
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := cmake pkg-config ffmpeg icecast2
+APT_PACKAGES := cmake pkg-config ffmpeg icecast2 chromium chromium-driver fonts-liberation
 DEMO_ARGS ?=
 
 .PHONY: all deps build demo test fmt clippy clean

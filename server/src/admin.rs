@@ -89,6 +89,8 @@ pub struct AdminState {
     schedule: Arc<Mutex<Schedule>>,
     /// Names of the configured upstream servers.
     upstreams: Vec<String>,
+    /// The QUIC server, for what its agents report (stations, metrics).
+    server: Option<Arc<crate::server::Server>>,
 }
 
 impl AdminState {
@@ -100,7 +102,15 @@ impl AdminState {
             district,
             schedule: Arc::new(Mutex::new(schedule)),
             upstreams: Vec::new(),
+            server: None,
         }
+    }
+
+    /// The QUIC server whose agents `/api/v1/stations` and `/metrics` report on.
+    #[must_use]
+    pub fn with_server(mut self, server: Arc<crate::server::Server>) -> Self {
+        self.server = Some(server);
+        self
     }
 
     /// The names of the server's `[[upstream]]`s, which schedule entries may air.
@@ -230,10 +240,96 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/bulletins/{id}", delete(cancel_bulletin))
         .route("/api/v1/reports/uptime", get(uptime_report))
         .route("/api/v1/reports/plays", get(plays_report))
+        .route("/api/v1/stations", get(stations))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Added after the token layer: these hold no data.
+        .merge(crate::dashboard::routes())
+        .route("/health", get(health))
         .with_state(state)
+}
+
+/// `GET /health`: the admin endpoint answers (for a supervisor or a load balancer).
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /metrics`: Prometheus text format (see `metrics.rs`).
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let stations = match &state.server {
+        Some(server) => crate::metrics::station_metrics(server),
+        None => state
+            .district
+            .stations
+            .iter()
+            .map(|s| crate::metrics::StationMetrics {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                agent: None,
+            })
+            .collect(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&stations),
+    )
+        .into_response()
+}
+
+/// One station for the dashboard: who it is and how its agent is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StationView {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub clusters: u32,
+    pub connected: bool,
+    /// Seconds since the agent's last heartbeat; `None` if none this server run.
+    pub heartbeat_age_s: Option<f64>,
+    /// The agent's last report: it feeds the transmitter.
+    pub on_air: Option<bool>,
+}
+
+/// `GET /api/v1/stations`.
+async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>> {
+    let agents: std::collections::BTreeMap<String, crate::server::AgentSnapshot> = state
+        .server
+        .as_ref()
+        .map(|s| {
+            s.agents()
+                .into_iter()
+                .map(|a| (a.commune.clone(), a))
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(
+        state
+            .district
+            .stations
+            .iter()
+            .map(|s| {
+                let agent = agents.get(&s.id);
+                StationView {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    kind: format!("{:?}", s.kind).to_lowercase(),
+                    clusters: s.clusters,
+                    connected: agent.is_some_and(|a| a.connected),
+                    heartbeat_age_s: agent
+                        .and_then(|a| a.last_heartbeat_age)
+                        .map(|d| d.as_secs_f64()),
+                    on_air: agent
+                        .and_then(|a| a.last_heartbeat.as_ref())
+                        .map(|h| h.on_air),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// An error answer: status and one line.

@@ -29,6 +29,8 @@
 //!   programmes played per station and day, month or year (`docs/REPORTS.md`).
 //! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token).
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
+//! - `dashboard.rs` — the web dashboard (`assets/dashboard.html`, `assets/dashboard.js`) served at
+//!   `/` by the admin endpoint.
 //! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it.
 //! - `demo.rs` — `radio-server demo`: server plus one agent per station on loopback.
 //! - `main.rs` — the `radio-server` command line.
@@ -38,6 +40,7 @@
 pub mod admin;
 pub mod admin_client;
 pub mod certificate_authority;
+pub mod dashboard;
 pub mod demo;
 pub mod ingest;
 pub mod live_input;

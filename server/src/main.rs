@@ -914,8 +914,9 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let admin_state =
-        AdminState::new(on_air.clone(), store, district, schedule).with_upstreams(upstream_names);
+    let admin_state = AdminState::new(on_air.clone(), store, district, schedule)
+        .with_upstreams(upstream_names)
+        .with_server(server.clone());
     let admin_stop = stopped(stop_rx.clone());
     let admin_task = tokio::spawn(async move {
         if let Err(e) = admin::serve(admin_listener, admin_state, admin_stop).await {

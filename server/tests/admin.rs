@@ -777,3 +777,55 @@ async fn reports_check_their_parameters_the_token_and_answer_in_each_format() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_stations_and_the_dashboard() {
+    let mut h = start(false).await;
+    // Data needs the token; the health check and the dashboard's files do not.
+    for path in ["/metrics", "/api/v1/stations"] {
+        let (status, _) = h
+            .call(move |c| c.exchange("GET", path, None, None))
+            .await
+            .expect("answer");
+        assert_eq!(status, 401, "{path} without a token");
+    }
+    for (path, needle) in [
+        ("/health", "\"ok\""),
+        ("/", "Truyền thanh thông minh"),
+        ("/dashboard.js", "api/v1/stations"),
+    ] {
+        let (status, body) = h
+            .call(move |c| c.exchange("GET", path, None, None))
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains(needle), "{path}: {body:.200}");
+    }
+    // /metrics is Prometheus text, by a parser: one series per station, none connected here.
+    let (status, body) = h
+        .call(|c| c.raw("GET", "/metrics", None))
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text");
+    let connected: Vec<&prometheus_parse::Sample> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "radio_agent_connected")
+        .collect();
+    assert_eq!(connected.len(), 22, "{body}");
+    assert!(connected
+        .iter()
+        .all(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 0.0)));
+    let (status, body) = h
+        .call(|c| c.raw("GET", "/api/v1/stations", None))
+        .await
+        .expect("answer");
+    assert_eq!(status, 200);
+    let stations: Vec<radio_server::admin::StationView> =
+        serde_json::from_str(&body).expect("JSON");
+    assert_eq!(stations.len(), 22);
+    assert_eq!(stations[0].name, "Thị trấn Châu Ổ");
+    h.stop().await;
+}

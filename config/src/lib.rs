@@ -15,6 +15,8 @@
 //!   agent plays audio.
 //! - `merge.rs`: defaults < file < environment < flags, as the pure [`merge_server`] and
 //!   [`merge_agent`], the [`load_server`]/[`load_agent`] wrappers, and the clap flag structs.
+//! - `admin_token.rs`: `[[admin_token]]`, admin API tokens with a role (admin, commune operator,
+//!   viewer), kept as SHA-256.
 //! - `ingest.rs`: the `[live]`, `[relay]` and `[[upstream]]` tables of the server: the
 //!   studio input, how HTTP streams are relayed, and upstream radio servers.
 //! - `error.rs`: [`ConfigError`] and the shared validation helpers.
@@ -22,6 +24,7 @@
 //! - `address.rs`: checking `host:port` addresses that may be DNS names.
 
 mod address;
+mod admin_token;
 mod agent;
 mod district;
 mod error;
@@ -30,6 +33,7 @@ mod location;
 mod merge;
 mod server;
 
+pub use admin_token::{AdminTokenSettings, Role};
 pub use agent::{AgentConfig, SinkSpec, SinkSpecError};
 pub use district::{is_slug, District, Station, StationKind, MAX_SLUG_BYTES};
 pub use error::ConfigError;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::address::check_host_port;
+use crate::admin_token::{check_admin_tokens, AdminTokenSettings};
 use crate::district::District;
 use crate::error::{in_range, not_blank, ConfigError, Invalid};
 use crate::ingest::{check_upstreams, LiveSettings, RelaySettings, Upstreams};
@@ -47,6 +48,9 @@ pub struct ServerConfig {
     /// Upstream radio servers this one relays (`[[upstream]]`).
     #[serde(rename = "upstream", skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Upstreams,
+    /// Admin API tokens with roles (`[[admin_token]]`), besides the district's own.
+    #[serde(rename = "admin_token", skip_serializing_if = "Vec::is_empty")]
+    pub admin_tokens: Vec<AdminTokenSettings>,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +73,7 @@ impl Default for ServerConfig {
             live: LiveSettings::default(),
             relay: RelaySettings::default(),
             upstreams: Upstreams::new(),
+            admin_tokens: Vec::new(),
         }
     }
 }
@@ -166,6 +171,7 @@ impl ServerConfig {
         self.live.check()?;
         self.relay.check()?;
         check_upstreams(&self.upstreams)?;
+        check_admin_tokens(&self.admin_tokens)?;
         Ok(())
     }
 }

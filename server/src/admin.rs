@@ -49,9 +49,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
-use radio_config::District;
+use radio_config::{AdminTokenSettings, District, Role};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, Mutex};
 
 use crate::on_air::{CommandError, OnAir, OnAirEvent, StationStatus};
@@ -91,6 +93,52 @@ pub struct AdminState {
     upstreams: Vec<String>,
     /// The QUIC server, for what its agents report (stations, metrics).
     server: Option<Arc<crate::server::Server>>,
+    /// Tokens with roles from the config, with their SHA-256 decoded.
+    tokens: Vec<(AdminTokenSettings, [u8; 32])>,
+}
+
+/// Who made a request, as its token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `district` for the district's own token, else the config's name.
+    pub name: String,
+    pub role: Role,
+    /// A commune operator's station.
+    pub station: Option<String>,
+}
+
+impl Caller {
+    /// What the role allows, before the handler looks at the request's content: `None` if
+    /// allowed, else why not.
+    fn refuses(&self, method: &Method, path: &str) -> Option<String> {
+        let reads = [
+            "/api/v1/status",
+            "/api/v1/stations",
+            "/api/v1/schedule",
+            "/metrics",
+        ];
+        let is_read = *method == Method::GET
+            && (reads.contains(&path) || path.starts_with("/api/v1/reports/"));
+        match self.role {
+            Role::Admin => None,
+            Role::Viewer if *method == Method::GET => None,
+            Role::Viewer => Some(format!("`{}` has a viewer's token: read only", self.name)),
+            Role::Operator if is_read => None,
+            Role::Operator
+                if *method == Method::POST
+                    && path.starts_with("/api/v1/bulletins/")
+                    && path.ends_with("/accept") =>
+            {
+                None
+            }
+            Role::Operator => Some(format!(
+                "`{}` is the operator of {}: it may read and accept bulletins for its station, \
+                 nothing else",
+                self.name,
+                self.station.as_deref().unwrap_or("a station")
+            )),
+        }
+    }
 }
 
 impl AdminState {
@@ -103,7 +151,43 @@ impl AdminState {
             schedule: Arc::new(Mutex::new(schedule)),
             upstreams: Vec::new(),
             server: None,
+            tokens: Vec::new(),
         }
+    }
+
+    /// Accepts the config's role tokens besides the district's own. Entries whose hash is not
+    /// 64 hex digits are skipped (the config check refuses them first).
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: &[AdminTokenSettings]) -> Self {
+        self.tokens = tokens
+            .iter()
+            .filter_map(|t| decode_sha256(&t.sha256).map(|hash| (t.clone(), hash)))
+            .collect();
+        self
+    }
+
+    /// The caller a bearer token identifies, if any. Every configured hash is compared (in
+    /// constant time), so the time taken does not tell how close a guess was.
+    fn caller(&self, token: &str) -> Option<Caller> {
+        if self.store.verify_token(token) {
+            return Some(Caller {
+                name: "district".to_owned(),
+                role: Role::Admin,
+                station: None,
+            });
+        }
+        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (settings, hash) in &self.tokens {
+            if bool::from(given[..].ct_eq(&hash[..])) && found.is_none() {
+                found = Some(Caller {
+                    name: settings.name.clone(),
+                    role: settings.role,
+                    station: settings.station.clone(),
+                });
+            }
+        }
+        found
     }
 
     /// The QUIC server whose agents `/api/v1/stations` and `/metrics` report on.
@@ -249,6 +333,20 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(crate::dashboard::routes())
         .route("/health", get(health))
         .with_state(state)
+}
+
+/// The 32 bytes of a hex SHA-256.
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// `GET /health`: the admin endpoint answers (for a supervisor or a load balancer).
@@ -417,7 +515,23 @@ async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next:
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     let problem = match (header, token) {
-        (_, Some(token)) if state.store.verify_token(token) => return next.run(req).await,
+        (_, Some(token)) if state.caller(token).is_some() => {
+            let Some(caller) = state.caller(token) else {
+                return ApiError::internal("token check").into_response();
+            };
+            if let Some(why) = caller.refuses(req.method(), req.uri().path()) {
+                tracing::warn!(
+                    caller = %caller.name,
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    "admin: forbidden: {why}"
+                );
+                return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
+            }
+            let mut req = req;
+            req.extensions_mut().insert(caller);
+            return next.run(req).await;
+        }
         (_, Some(_)) => "invalid admin token",
         (Some(_), None) => "the Authorization header must be `Bearer <token>`",
         (None, None) => "missing `Authorization: Bearer <token>` header",
@@ -768,8 +882,22 @@ async fn cancel_bulletin(
 async fn accept_bulletin(
     State(state): State<Arc<AdminState>>,
     UrlPath(id): UrlPath<String>,
+    caller: Option<axum::Extension<Caller>>,
     Body(request): Body<AcceptRequest>,
 ) -> Result<Json<Done>, ApiError> {
+    if let Some(axum::Extension(caller)) = &caller {
+        if caller.role == Role::Operator && caller.station.as_deref() != Some(&request.station) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "`{}` is the operator of {}, not of {}",
+                    caller.name,
+                    caller.station.as_deref().unwrap_or("another station"),
+                    request.station
+                ),
+            ));
+        }
+    }
     state.on_air.accept(&request.station, &id).await?;
     tracing::info!("admin: bulletin `{id}` accepted at {}", request.station);
     Ok(Json(Done { id }))

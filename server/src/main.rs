@@ -114,6 +114,18 @@ enum Command {
         #[arg(long)]
         agent: String,
     },
+    /// Make an admin API token with a role and print it with its `[[admin_token]]` table for
+    /// the server's config (which keeps only the token's SHA-256).
+    Token {
+        /// Who will hold it, e.g. can-bo-binh-trung.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// The station of a commune operator.
+        #[arg(long, required_if_eq("role", "operator"))]
+        station: Option<String>,
+    },
     /// List the district's stations.
     Stations {
         #[command(flatten)]
@@ -222,6 +234,17 @@ enum ScheduleCommand {
         /// Id of the entry.
         id: String,
     },
+}
+
+/// Roles of `radio-server token`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TokenRole {
+    /// Everything.
+    Admin,
+    /// One commune station: read, and accept normal bulletins for it.
+    Operator,
+    /// Read only.
+    Viewer,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -432,6 +455,34 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     l.reason
                 );
             }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Token {
+            name,
+            role,
+            station,
+        } => {
+            use sha2::Digest;
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let hash: String = sha2::Sha256::digest(token.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let role = match role {
+                TokenRole::Admin => "admin",
+                TokenRole::Operator => "operator",
+                TokenRole::Viewer => "viewer",
+            };
+            eprintln!("Give this token to {name}; it is shown once and is not stored anywhere:");
+            println!("{token}");
+            eprintln!("\nAdd this to the server's config and restart it:\n");
+            eprintln!("[[admin_token]]\nname = \"{name}\"\nrole = \"{role}\"");
+            if let Some(station) = station {
+                eprintln!("station = \"{station}\"");
+            }
+            eprintln!("sha256 = \"{hash}\"");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Stations { overrides } => {
@@ -783,6 +834,16 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         .iter()
         .map(radio_server::ingest::upstream::Upstream::load)
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, token) in config.admin_tokens.iter().enumerate() {
+        if let Some(station) = &token.station {
+            if !district.stations.iter().any(|s| &s.id == station) {
+                bail!(
+                    "config key `admin_token[{i}].station`: `{station}` is not a station of {}",
+                    district.name
+                );
+            }
+        }
+    }
     let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
     let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
@@ -874,6 +935,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     );
     let mut live = config.live.clone();
     let relay = config.relay.clone();
+    let admin_tokens = config.admin_tokens.clone();
     let server = Server::with_uptime(config, district.clone(), store.uptime().clone());
     // The flags are shortcuts for a trial; they override the `[live]` table.
     if let Some(addr) = live_rtp {
@@ -916,7 +978,8 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     };
     let admin_state = AdminState::new(on_air.clone(), store, district, schedule)
         .with_upstreams(upstream_names)
-        .with_server(server.clone());
+        .with_server(server.clone())
+        .with_tokens(&admin_tokens);
     let admin_stop = stopped(stop_rx.clone());
     let admin_task = tokio::spawn(async move {
         if let Err(e) = admin::serve(admin_listener, admin_state, admin_stop).await {

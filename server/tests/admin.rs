@@ -32,6 +32,10 @@ struct Harness {
 }
 
 async fn start(with_live_input: bool) -> Harness {
+    start_with(with_live_input, &[]).await
+}
+
+async fn start_with(with_live_input: bool, tokens: &[radio_config::AdminTokenSettings]) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let district = District::binh_son();
     let outputs: Vec<Arc<StationOutput>> = district
@@ -59,7 +63,7 @@ async fn start(with_live_input: bool) -> Harness {
         .await
         .expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
-    let state = AdminState::new(on_air, store.clone(), district, schedule);
+    let state = AdminState::new(on_air, store.clone(), district, schedule).with_tokens(tokens);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;
@@ -827,5 +831,124 @@ async fn metrics_health_stations_and_the_dashboard() {
         serde_json::from_str(&body).expect("JSON");
     assert_eq!(stations.len(), 22);
     assert_eq!(stations[0].name, "Thị trấn Châu Ổ");
+    h.stop().await;
+}
+
+/// A token of `role` for the config, and the token itself.
+fn role_token(
+    name: &str,
+    role: radio_config::Role,
+    station: Option<&str>,
+) -> (radio_config::AdminTokenSettings, String) {
+    use sha2::Digest;
+    let token = format!("{name}-0123456789abcdef0123456789abcdef");
+    let sha256 = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (
+        radio_config::AdminTokenSettings {
+            name: name.to_owned(),
+            role,
+            station: station.map(str::to_owned),
+            sha256,
+        },
+        token,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_limit_what_a_token_may_do() {
+    let (operator, operator_token) = role_token(
+        "can-bo-binh-trung",
+        radio_config::Role::Operator,
+        Some("binh-trung"),
+    );
+    let (viewer, viewer_token) = role_token("xem", radio_config::Role::Viewer, None);
+    let mut h = start_with(false, &[operator, viewer]).await;
+    let wav = h.path("tin.wav");
+    write_wav(&wav, 20);
+    let bulletin = BulletinRequest {
+        id: "tin-xa".into(),
+        name: "Tin xã".into(),
+        source: SourceSpec::File { path: wav },
+        level: Level::Normal,
+        targets: Targets::Stations(vec!["binh-trung".into(), "binh-duong".into()]),
+        duration: None,
+    };
+    h.call(move |c| c.submit_bulletin(&bulletin))
+        .await
+        .expect("the district submits");
+    let call = |token: String, method: &'static str, path: &'static str, body: Option<&str>| {
+        let body = body.map(str::to_owned);
+        h.call(move |c| c.exchange(method, path, body, Some(&token)))
+    };
+    // Reading is allowed to both.
+    for token in [&operator_token, &viewer_token] {
+        let (status, body) = call(token.clone(), "GET", "/api/v1/status", None)
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{body}");
+    }
+    // The operator accepts for its own station, not for another one (403), and cannot start an
+    // emergency; the viewer cannot change anything.
+    let accept_own = r#"{"station":"binh-trung"}"#;
+    let accept_other = r#"{"station":"binh-duong"}"#;
+    let (status, body) = call(
+        operator_token.clone(),
+        "POST",
+        "/api/v1/bulletins/tin-xa/accept",
+        Some(accept_other),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("binh-duong"), "{body}");
+    let (status, body) = call(
+        operator_token.clone(),
+        "POST",
+        "/api/v1/bulletins/tin-xa/accept",
+        Some(accept_own),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    for (token, method, path, body) in [
+        (
+            &operator_token,
+            "POST",
+            "/api/v1/emergency",
+            Some(r#"{"file":"/x.wav"}"#),
+        ),
+        (&operator_token, "POST", "/api/v1/live/start", Some("{}")),
+        (
+            &operator_token,
+            "DELETE",
+            "/api/v1/schedule/entries/x",
+            None,
+        ),
+        (&viewer_token, "POST", "/api/v1/live/start", Some("{}")),
+        (
+            &viewer_token,
+            "POST",
+            "/api/v1/bulletins/tin-xa/accept",
+            Some(accept_own),
+        ),
+    ] {
+        let (status, answer) = call(token.clone(), method, path, body)
+            .await
+            .expect("answer");
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+    }
+    // The operator's acceptance took effect; the refused ones did not.
+    let rows = h
+        .status_until(|rows| level_at(rows, "binh-trung").is_some())
+        .await;
+    assert_eq!(level_at(&rows, "binh-duong"), None, "{rows:?}");
+    // A wrong token is still 401.
+    let (status, _) = call("sai".into(), "GET", "/api/v1/status", None)
+        .await
+        .expect("answer");
+    assert_eq!(status, 401);
     h.stop().await;
 }

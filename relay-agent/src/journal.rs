@@ -19,7 +19,7 @@
 //! before it thins out heartbeats, in a few megabytes.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -52,6 +52,8 @@ pub struct Journal {
     meta: sled::Tree,
     journal_id: u64,
     max_records: usize,
+    /// Records waiting: kept here because sled counts by scanning every key.
+    waiting: AtomicUsize,
     heartbeats_dropped: AtomicU64,
     path: PathBuf,
 }
@@ -86,6 +88,7 @@ impl Journal {
             .is_none_or(|v| v.as_ref() == [0]);
         meta.insert(RUNNING, &[1]).map_err(err)?;
         db.flush().map_err(err)?;
+        let waiting = AtomicUsize::new(records.len());
         Ok((
             Journal {
                 db,
@@ -93,6 +96,7 @@ impl Journal {
                 meta,
                 journal_id,
                 max_records: max_records.max(1),
+                waiting,
                 heartbeats_dropped: AtomicU64::new(0),
                 path,
             },
@@ -149,19 +153,19 @@ impl Journal {
 
     /// Records waiting for acknowledgement.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Whether nothing waits for acknowledgement.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 
     /// Writes `event` at `unix_ms` with the next sequence number and flushes. `None` when a
     /// heartbeat was left out because the journal is full (see the module's size policy).
     pub fn append(&self, unix_ms: u64, event: JournalEvent) -> Result<Option<u64>, JournalError> {
         let mut event = event;
-        if event.is_heartbeat() && self.records.len() >= self.max_records {
+        if event.is_heartbeat() && self.len() >= self.max_records {
             self.heartbeats_dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
@@ -186,6 +190,7 @@ impl Journal {
                 Ok::<_, ConflictableTransactionError<()>>(seq)
             });
         let seq = result.map_err(|e| self.db_error(format!("{e:?}")))?;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         self.db.flush().map_err(|e| self.db_error(e))?;
         Ok(Some(seq))
     }
@@ -235,6 +240,8 @@ impl Journal {
         self.records
             .apply_batch(batch)
             .map_err(|e| self.db_error(e))?;
+        self.waiting
+            .fetch_sub(deleted.min(self.len()), Ordering::Relaxed);
         self.db.flush().map_err(|e| self.db_error(e))?;
         Ok(deleted)
     }

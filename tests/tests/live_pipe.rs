@@ -3,10 +3,11 @@
 //! and a second session on the same FIFO goes on air again.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use radio_tests::{enroll, pitch_track, start_agent, start_server_with};
+use radio_tests::{enroll, pitch_track, start_agent, start_server_with, Process};
 
 const MIXER_HZ: f32 = 700.0;
 
@@ -24,34 +25,41 @@ fn mixer_pcm(seconds: f32) -> Vec<u8> {
     out
 }
 
-#[test]
-fn pcm_from_a_fifo_goes_on_air_and_off_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let fifo = dir.path().join("studio.pcm");
+/// Starts a server on `data` whose studio input is a new FIFO in `dir`, stereo 44.1 kHz, with
+/// `extra` lines in its `[live]` table; returns the FIFO, the server and its address.
+fn server_with_studio_fifo(dir: &Path, data: &Path, extra: &str) -> (PathBuf, Process, String) {
+    let fifo = dir.join("studio.pcm");
     let status = Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .expect("run mkfifo");
     assert!(status.success(), "mkfifo failed");
-    let config = dir.path().join("server.toml");
+    let config = dir.join("server.toml");
     std::fs::write(
         &config,
         format!(
-            "[live]\npipe = \"{}\"\npipe_sample_rate = 44100\npipe_channels = 2\n\
-             silence_timeout_ms = 5000\n",
+            "[live]\npipe = \"{}\"\npipe_sample_rate = 44100\npipe_channels = 2\n{extra}",
             fifo.display()
         ),
     )
     .expect("write config");
-    let bundle = dir.path().join("binh-trung.toml");
-    enroll(&data, "binh-trung", &bundle);
     let (mut server, addr) = start_server_with(
-        &data,
+        data,
         "127.0.0.1:0",
         &["--config", config.to_str().expect("utf8"), "--no-schedule"],
     );
     server.wait_for("live studio PCM from", Duration::from_secs(10));
+    (fifo, server, addr)
+}
+
+#[test]
+fn pcm_from_a_fifo_goes_on_air_and_off_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let bundle = dir.path().join("binh-trung.toml");
+    enroll(&data, "binh-trung", &bundle);
+    let (fifo, mut server, addr) =
+        server_with_studio_fifo(dir.path(), &data, "silence_timeout_ms = 5000\n");
     let wav = dir.path().join("binh-trung.wav");
     let mut agent = start_agent(
         "agent",
@@ -128,28 +136,7 @@ fn pcm_from_a_fifo_goes_on_air_and_off_again() {
 fn a_studio_that_is_not_on_air_is_not_held_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let fifo = dir.path().join("studio.pcm");
-    let status = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("run mkfifo");
-    assert!(status.success(), "mkfifo failed");
-    let config = dir.path().join("server.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[live]\npipe = \"{}\"\npipe_sample_rate = 44100\npipe_channels = 2\n\
-             auto_start = false\n",
-            fifo.display()
-        ),
-    )
-    .expect("write config");
-    let (mut server, _) = start_server_with(
-        &data,
-        "127.0.0.1:0",
-        &["--config", config.to_str().expect("utf8"), "--no-schedule"],
-    );
-    server.wait_for("live studio PCM from", Duration::from_secs(10));
+    let (fifo, server, _) = server_with_studio_fifo(dir.path(), &data, "auto_start = false\n");
     // 10 s of audio, far more than the pipe and the queues hold: the writer finishes only if
     // the server keeps reading while live is off air.
     let path = fifo.clone();

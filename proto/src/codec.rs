@@ -187,9 +187,29 @@ pub fn decode_string<B: Buf>(
     })
 }
 
+/// `s` cut to at most `max` bytes at a character boundary, for text fields with a wire limit.
+pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate_utf8("abc", 5), "abc");
+        assert_eq!(truncate_utf8("abc", 2), "ab");
+        assert_eq!(truncate_utf8("aé", 2), "a");
+        assert_eq!(truncate_utf8("éé", 4), "éé");
+    }
 
     fn roundtrip(v: u64) -> Vec<u8> {
         let mut out = Vec::new();

@@ -12,7 +12,7 @@ use bytes::{Buf, BufMut};
 
 use crate::codec::{
     decode_bool, decode_string, decode_u64, decode_u8, decode_varint, encode_string, encode_varint,
-    prefixed_len, varint_len,
+    prefixed_len, truncate_utf8, varint_len,
 };
 use crate::{Decode, DecodeError, Encode};
 
@@ -121,18 +121,6 @@ impl JournalRecord {
     pub const MAX_LEN: usize = 8 + 8 + 1 + 8 + prefixed_len(JournalEvent::MAX_TEXT) + 8 + 8;
 }
 
-/// Cuts `s` to at most `max` bytes at a character boundary.
-fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 impl Encode for JournalRecord {
     fn encode<B: BufMut>(&self, buf: &mut B) {
         buf.put_u64(self.seq);
@@ -144,17 +132,17 @@ impl Encode for JournalRecord {
                 software,
             } => {
                 buf.put_u8(u8::from(*clean_previous));
-                encode_string(buf, clip(software, JournalEvent::MAX_TEXT));
+                encode_string(buf, truncate_utf8(software, JournalEvent::MAX_TEXT));
             }
             JournalEvent::ProcessStop => {}
             JournalEvent::LinkUp { server_run } => buf.put_u64(*server_run),
             JournalEvent::LinkDown { reason } => {
-                encode_string(buf, clip(reason, JournalEvent::MAX_TEXT))
+                encode_string(buf, truncate_utf8(reason, JournalEvent::MAX_TEXT))
             }
             JournalEvent::Output { state } => buf.put_u8(*state as u8),
             JournalEvent::ProgrammeStart { programme_id, name } => {
                 buf.put_u64(*programme_id);
-                encode_string(buf, clip(name, JournalEvent::MAX_TEXT));
+                encode_string(buf, truncate_utf8(name, JournalEvent::MAX_TEXT));
             }
             JournalEvent::ProgrammeEnd {
                 programme_id,
@@ -163,7 +151,7 @@ impl Encode for JournalRecord {
                 frames_lost,
             } => {
                 buf.put_u64(*programme_id);
-                encode_string(buf, clip(name, JournalEvent::MAX_TEXT));
+                encode_string(buf, truncate_utf8(name, JournalEvent::MAX_TEXT));
                 buf.put_u64(*frames_played);
                 buf.put_u64(*frames_lost);
             }
@@ -186,7 +174,7 @@ impl Encode for JournalRecord {
     }
 
     fn encoded_len(&self) -> usize {
-        let text = |s: &str| prefixed_len(clip(s, JournalEvent::MAX_TEXT).len());
+        let text = |s: &str| prefixed_len(truncate_utf8(s, JournalEvent::MAX_TEXT).len());
         8 + 8
             + 1
             + match &self.event {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::codec::truncate_utf8;
 use crate::{
     ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, Message,
     Welcome, PROTOCOL_VERSION,
@@ -407,28 +408,9 @@ impl Session {
     }
 }
 
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate_utf8("abc", 5), "abc");
-        assert_eq!(truncate_utf8("abc", 2), "ab");
-        assert_eq!(truncate_utf8("aé", 2), "a");
-        assert_eq!(truncate_utf8("éé", 4), "éé");
-    }
 
     #[test]
     fn long_close_reason_is_cut_on_the_wire_only() {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::bundle::Bundle;
-use crate::journal::{Journal, JournalSender};
+use crate::journal::{unix_ms, Journal, JournalSender};
 use crate::playout::Playout;
 use crate::reconnect::{Backoff, STABLE_AFTER};
 
@@ -413,11 +413,4 @@ async fn resolve(server: &str) -> Result<SocketAddr, LinkError> {
         .map_err(|e| LinkError::Resolve(format!("{server}: {e}")))?
         .next()
         .ok_or_else(|| LinkError::Resolve(server.to_string()))
-}
-
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -527,7 +527,7 @@ async fn record_link(server: &Server, commune: &str, up: bool, reason: String) {
     };
     let agent = commune.to_owned();
     let event = LinkEvent {
-        unix_ms: crate::uptime_journal::unix_ms(),
+        unix_ms: relay_agent::journal::unix_ms(),
         up,
         reason,
     };

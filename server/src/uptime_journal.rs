@@ -52,14 +52,6 @@ pub struct UptimeJournal {
     path: PathBuf,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn agent_prefix(agent: &str) -> Vec<u8> {
     let mut key = agent.as_bytes().to_vec();
     key.push(0);

@@ -8,7 +8,8 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := cmake pkg-config ffmpeg icecast2 chromium chromium-driver fonts-liberation
+APT_PACKAGES := cmake pkg-config ffmpeg icecast2 chromium chromium-driver fonts-liberation \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 DEMO_ARGS ?=
 
 .PHONY: all deps build demo test fmt clippy clean

@@ -41,6 +41,9 @@ pub struct AgentConfig {
     /// Records the journal keeps waiting for upload before it stops writing heartbeats
     /// (transitions are always written; see the agent's journal policy).
     pub journal_max_records: u64,
+    /// Seconds without an RTCP receiver report after which a cluster whose receiver sends
+    /// them counts as down (see `cluster=` on RTP sinks).
+    pub cluster_timeout_secs: u64,
     /// `tracing` filter directive.
     pub log: String,
 }
@@ -58,6 +61,7 @@ impl Default for AgentConfig {
             reconnect_max_ms: 10_000,
             journal_heartbeat_secs: 60,
             journal_max_records: 100_000,
+            cluster_timeout_secs: 30,
             log: "info".to_owned(),
         }
     }
@@ -121,14 +125,36 @@ impl AgentConfig {
             100,
             100_000_000,
         )?;
+        // RFC 3550 receivers report every 5 s at least; less than that would flap.
+        in_range("cluster_timeout_secs", self.cluster_timeout_secs, 6, 3_600)?;
+        let mut clusters = std::collections::BTreeSet::new();
+        for sink in &self.sinks {
+            if let SinkSpec::Rtp {
+                cluster: Some(cluster),
+                ..
+            } = sink
+            {
+                if !clusters.insert(cluster.as_str()) {
+                    return Err(Invalid::new(
+                        "sinks",
+                        format!("cluster `{cluster}` is watched by two RTP sinks; one each"),
+                    ));
+                }
+            }
+        }
         not_blank("log", &self.log)?;
         Ok(())
     }
 }
 
+/// Longest cluster id an RTP sink may name (the journal carries at most this).
+pub const MAX_CLUSTER_ID: usize = 32;
+
 /// The accepted sink forms, quoted in every sink error.
-pub(crate) const SINK_FORMS: &str = "a sink is one of `rtp:HOST:PORT` (optionally \
-     `rtp:HOST:PORT,sdp=PATH`), `wav:PATH` or `pipe:COMMAND`, e.g. `rtp:127.0.0.1:5004`, \
+pub(crate) const SINK_FORMS: &str = "a sink is one of `rtp:HOST:PORT` (options, in this \
+     order: `,cluster=ID` to watch that loudspeaker cluster's receiver, `,port=LOCAL` for the \
+     local RTP port, `,sdp=PATH` last), `wav:PATH` or `pipe:COMMAND`, e.g. \
+     `rtp:127.0.0.1:5004`, `rtp:10.0.1.11:5004,cluster=c01`, \
      `wav:/var/lib/relay-agent/out.wav`, `pipe:aplay -q -t raw -f S16_LE -r 48000 -c 1`";
 
 /// Where an agent sends decoded audio.
@@ -138,9 +164,15 @@ pub(crate) const SINK_FORMS: &str = "a sink is one of `rtp:HOST:PORT` (optionall
 pub enum SinkSpec {
     /// Opus over RTP (RFC 7587) to a hardware decoder or IP speaker; with `sdp`, an SDP file
     /// describing the stream is written for players such as ffplay.
+    ///
+    /// With `cluster`, the receiver is that loudspeaker cluster (`c01`) and its health is
+    /// journaled: RTCP receiver reports arrive on the local RTP port + 1, ICMP errors show an
+    /// unreachable receiver. `port` fixes the local RTP port (default: an ephemeral pair).
     Rtp {
         dest: SocketAddr,
         sdp: Option<PathBuf>,
+        cluster: Option<String>,
+        port: Option<u16>,
     },
     /// A WAV file (48 kHz mono 16-bit), for recording and tests.
     Wav { path: PathBuf },
@@ -169,8 +201,15 @@ pub enum SinkSpecError {
     RtpDestination { dest: String, reason: String },
     #[error("RTP destination `{0}` has port 0; {SINK_FORMS}")]
     RtpPortZero(SocketAddr),
-    #[error("unknown RTP option `{0}`, only `sdp=PATH` is accepted; {SINK_FORMS}")]
+    #[error("unknown RTP option `{0}`; {SINK_FORMS}")]
     RtpOption(String),
+    #[error(
+        "`cluster={0}`: a cluster id is 1 to {MAX_CLUSTER_ID} lowercase letters, digits or \
+         `-` (e.g. `c01`), given once; {SINK_FORMS}"
+    )]
+    RtpCluster(String),
+    #[error("`port={0}`: the local RTP port is 1 to 65534 (RTCP uses the next one), given once; {SINK_FORMS}")]
+    RtpLocalPort(String),
     /// Holds the prefix that lacks its value, e.g. `wav:`.
     #[error("`{0}` needs a non-empty value after it; {SINK_FORMS}")]
     Empty(&'static str),
@@ -188,36 +227,7 @@ impl FromStr for SinkSpec {
             return Err(SinkSpecError::MissingKind(s.to_owned()));
         };
         match kind {
-            "rtp" => {
-                // Socket addresses never contain ',', so the first ',' ends the destination.
-                let (dest, option) = match rest.split_once(',') {
-                    Some((dest, option)) => (dest, Some(option)),
-                    None => (rest, None),
-                };
-                let dest: SocketAddr = dest.parse().map_err(|e: std::net::AddrParseError| {
-                    SinkSpecError::RtpDestination {
-                        dest: dest.to_owned(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                if dest.port() == 0 {
-                    return Err(SinkSpecError::RtpPortZero(dest));
-                }
-                let sdp = match option {
-                    None => None,
-                    Some(option) => {
-                        // The path is the whole remainder, so it may itself contain ','.
-                        let path = option
-                            .strip_prefix("sdp=")
-                            .ok_or_else(|| SinkSpecError::RtpOption(option.to_owned()))?;
-                        if path.is_empty() {
-                            return Err(SinkSpecError::Empty("rtp:…,sdp="));
-                        }
-                        Some(PathBuf::from(path))
-                    }
-                };
-                Ok(SinkSpec::Rtp { dest, sdp })
-            }
+            "rtp" => parse_rtp(rest),
             "wav" if rest.is_empty() => Err(SinkSpecError::Empty("wav:")),
             "wav" => Ok(SinkSpec::Wav {
                 path: PathBuf::from(rest),
@@ -231,14 +241,87 @@ impl FromStr for SinkSpec {
     }
 }
 
+/// `HOST:PORT[,cluster=ID][,port=LOCAL][,sdp=PATH]`.
+fn parse_rtp(rest: &str) -> Result<SinkSpec, SinkSpecError> {
+    // Socket addresses never contain ',', so the first ',' ends the destination.
+    let (dest, mut options) = match rest.split_once(',') {
+        Some((dest, options)) => (dest, Some(options)),
+        None => (rest, None),
+    };
+    let dest: SocketAddr =
+        dest.parse().map_err(
+            |e: std::net::AddrParseError| SinkSpecError::RtpDestination {
+                dest: dest.to_owned(),
+                reason: e.to_string(),
+            },
+        )?;
+    if dest.port() == 0 {
+        return Err(SinkSpecError::RtpPortZero(dest));
+    }
+    let (mut sdp, mut cluster, mut port) = (None, None, None);
+    while let Some(text) = options {
+        // The SDP path is the whole remainder, so it may itself contain ','.
+        if let Some(path) = text.strip_prefix("sdp=") {
+            if path.is_empty() {
+                return Err(SinkSpecError::Empty("rtp:…,sdp="));
+            }
+            sdp = Some(PathBuf::from(path));
+            break;
+        }
+        let (option, next) = match text.split_once(',') {
+            Some((option, next)) => (option, Some(next)),
+            None => (text, None),
+        };
+        options = next;
+        if let Some(id) = option.strip_prefix("cluster=") {
+            let valid = !id.is_empty()
+                && id.len() <= MAX_CLUSTER_ID
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid || cluster.is_some() {
+                return Err(SinkSpecError::RtpCluster(id.to_owned()));
+            }
+            cluster = Some(id.to_owned());
+        } else if let Some(number) = option.strip_prefix("port=") {
+            // RTCP goes to the next port up, so the RTP port leaves room for it.
+            match number.parse::<u16>() {
+                Ok(p @ 1..=65534) if port.is_none() => port = Some(p),
+                _ => return Err(SinkSpecError::RtpLocalPort(number.to_owned())),
+            }
+        } else {
+            return Err(SinkSpecError::RtpOption(option.to_owned()));
+        }
+    }
+    Ok(SinkSpec::Rtp {
+        dest,
+        sdp,
+        cluster,
+        port,
+    })
+}
+
 impl fmt::Display for SinkSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SinkSpec::Rtp { dest, sdp: None } => write!(f, "rtp:{dest}"),
             SinkSpec::Rtp {
                 dest,
-                sdp: Some(sdp),
-            } => write!(f, "rtp:{dest},sdp={}", sdp.display()),
+                sdp,
+                cluster,
+                port,
+            } => {
+                write!(f, "rtp:{dest}")?;
+                if let Some(cluster) = cluster {
+                    write!(f, ",cluster={cluster}")?;
+                }
+                if let Some(port) = port {
+                    write!(f, ",port={port}")?;
+                }
+                if let Some(sdp) = sdp {
+                    write!(f, ",sdp={}", sdp.display())?;
+                }
+                Ok(())
+            }
             SinkSpec::Wav { path } => write!(f, "wav:{}", path.display()),
             SinkSpec::Pipe { command } => write!(f, "pipe:{command}"),
         }
@@ -289,14 +372,27 @@ mod tests {
             "rtp:127.0.0.1:5004".parse(),
             Ok(SinkSpec::Rtp {
                 dest: "127.0.0.1:5004".parse().expect("addr"),
-                sdp: None
+                sdp: None,
+                cluster: None,
+                port: None,
+            })
+        );
+        assert_eq!(
+            "rtp:10.0.1.11:5004,cluster=c01,port=6000,sdp=/tmp/a,b.sdp".parse(),
+            Ok(SinkSpec::Rtp {
+                dest: "10.0.1.11:5004".parse().expect("addr"),
+                sdp: Some("/tmp/a,b.sdp".into()),
+                cluster: Some("c01".into()),
+                port: Some(6000),
             })
         );
         assert_eq!(
             "rtp:127.0.0.1:5004,sdp=/tmp/x.sdp".parse(),
             Ok(SinkSpec::Rtp {
                 dest: "127.0.0.1:5004".parse().expect("addr"),
-                sdp: Some("/tmp/x.sdp".into())
+                sdp: Some("/tmp/x.sdp".into()),
+                cluster: None,
+                port: None,
             })
         );
         assert_eq!(
@@ -330,6 +426,12 @@ mod tests {
             ("rtp:127.0.0.1:0", "port 0"),
             ("rtp:127.0.0.1:5004,ttl=4", "unknown RTP option `ttl=4`"),
             ("rtp:127.0.0.1:5004,sdp=", "non-empty"),
+            ("rtp:127.0.0.1:5004,cluster=", "`cluster=`: a cluster id"),
+            ("rtp:127.0.0.1:5004,cluster=C01", "`cluster=C01`"),
+            ("rtp:127.0.0.1:5004,cluster=c1,cluster=c2", "`cluster=c2`"),
+            ("rtp:127.0.0.1:5004,port=65535", "`port=65535`"),
+            ("rtp:127.0.0.1:5004,port=0", "`port=0`"),
+            ("rtp:127.0.0.1:5004,port=x", "`port=x`"),
             ("wav:", "non-empty"),
             ("pipe:   ", "non-empty"),
         ];
@@ -437,6 +539,23 @@ mod tests {
                 "log",
             ),
         ];
+        let twice = AgentConfig {
+            sinks: vec![
+                "rtp:10.0.0.1:5004,cluster=c01".parse().expect("sink"),
+                "rtp:10.0.0.2:5004,cluster=c01".parse().expect("sink"),
+            ],
+            ..valid()
+        };
+        let err = twice.validate().expect_err("one cluster, two sinks");
+        assert!(err.to_string().contains("cluster `c01`"), "{err}");
+        let short = AgentConfig {
+            cluster_timeout_secs: 5,
+            ..valid()
+        };
+        assert_eq!(
+            short.validate().expect_err("5 s").key.as_deref(),
+            Some("cluster_timeout_secs")
+        );
         for (cfg, key) in cases {
             let err = cfg.validate().expect_err(key);
             assert_eq!(err.key.as_deref(), Some(key), "{err}");
@@ -461,12 +580,19 @@ mod tests {
             any::<[u8; 4]>().prop_map(std::net::IpAddr::from),
             any::<[u16; 8]>().prop_map(std::net::IpAddr::from),
         ];
-        let rtp = (ip, 1u16.., proptest::option::of(path_text())).prop_map(|(ip, port, sdp)| {
-            SinkSpec::Rtp {
-                dest: SocketAddr::new(ip, port),
+        let rtp = (
+            ip,
+            1u16..,
+            proptest::option::of(path_text()),
+            proptest::option::of("[a-z0-9-]{1,32}"),
+            proptest::option::of(1u16..=65534),
+        )
+            .prop_map(|(ip, dest_port, sdp, cluster, port)| SinkSpec::Rtp {
+                dest: SocketAddr::new(ip, dest_port),
                 sdp: sdp.map(PathBuf::from),
-            }
-        });
+                cluster,
+                port,
+            });
         let wav = path_text().prop_map(|p| SinkSpec::Wav { path: p.into() });
         let pipe = "[a-z]{1,8}( [-a-zA-Z0-9_=:,/.]{1,10}){0,5}"
             .prop_map(|command| SinkSpec::Pipe { command });

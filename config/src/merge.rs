@@ -43,7 +43,7 @@ const SERVER_FIELDS: [&str; 13] = [
     "admin_listen",
     "admin_allow_remote",
 ];
-const AGENT_FIELDS: [&str; 11] = [
+const AGENT_FIELDS: [&str; 12] = [
     "bundle",
     "server",
     "state_dir",
@@ -54,6 +54,7 @@ const AGENT_FIELDS: [&str; 11] = [
     "reconnect_max_ms",
     "journal_heartbeat_secs",
     "journal_max_records",
+    "cluster_timeout_secs",
     "log",
 ];
 
@@ -228,6 +229,7 @@ pub fn merge_agent(
             "journal_max_records" => {
                 cfg.journal_max_records = env_parse(var, value, "a record count")?
             }
+            "cluster_timeout_secs" => cfg.cluster_timeout_secs = env_parse(var, value, "seconds")?,
             "log" => cfg.log = value.to_owned(),
             _ => return Err(unhandled(var)),
         }
@@ -725,6 +727,7 @@ log = \"debug\"
             ("RELAY_AGENT_RECONNECT_MAX_MS", "60"),
             ("RELAY_AGENT_JOURNAL_HEARTBEAT_SECS", "5"),
             ("RELAY_AGENT_JOURNAL_MAX_RECORDS", "500"),
+            ("RELAY_AGENT_CLUSTER_TIMEOUT_SECS", "45"),
             ("RELAY_AGENT_LOG", "trace"),
         ]);
         let cfg = merge_agent(None, &e, &AgentOverrides::default()).expect("valid");
@@ -739,6 +742,7 @@ log = \"debug\"
             reconnect_max_ms: 60,
             journal_heartbeat_secs: 5,
             journal_max_records: 500,
+            cluster_timeout_secs: 45,
             log: "trace".into(),
         };
         assert_eq!(cfg, expected);

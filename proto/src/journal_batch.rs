@@ -14,7 +14,7 @@ use crate::codec::{
     decode_bool, decode_string, decode_u64, decode_u8, decode_varint, encode_string, encode_varint,
     prefixed_len, truncate_utf8, varint_len,
 };
-use crate::{Decode, DecodeError, Encode};
+use crate::{Decode, DecodeError, Encode, ProgrammeLevel};
 
 /// What the station's output was doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +43,29 @@ impl OutputState {
     }
 }
 
+/// Whether a loudspeaker cluster fed by the agent can hear the station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ClusterState {
+    /// The cluster's receiver answers (RTCP reports arrive, or at least no ICMP error).
+    Up = 1,
+    /// The receiver is unreachable or stopped reporting.
+    Down = 2,
+}
+
+impl ClusterState {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        match v {
+            1 => Ok(ClusterState::Up),
+            2 => Ok(ClusterState::Down),
+            other => Err(DecodeError::Invalid {
+                field: "cluster_state",
+                reason: format!("unknown cluster state {other}"),
+            }),
+        }
+    }
+}
+
 /// One thing that happened at the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalEvent {
@@ -61,7 +84,11 @@ pub enum JournalEvent {
     /// The station's output changed state.
     Output { state: OutputState },
     /// A programme began to play at the station (proof of play opens).
-    ProgrammeStart { programme_id: u64, name: String },
+    ProgrammeStart {
+        programme_id: u64,
+        name: String,
+        level: ProgrammeLevel,
+    },
     /// A programme stopped playing at the station: switched away, ended, or the stream
     /// stopped. `frames_played` 20 ms frames were heard, `frames_lost` were concealed.
     ProgrammeEnd {
@@ -81,11 +108,20 @@ pub enum JournalEvent {
         /// journal policy); transitions are never dropped.
         heartbeats_dropped: u64,
     },
+    /// A loudspeaker cluster the agent watches (an IP receiver) changed state; `cluster` is
+    /// its id within the station (`c01`), `reason` says what showed it.
+    Cluster {
+        cluster: String,
+        state: ClusterState,
+        reason: String,
+    },
 }
 
 impl JournalEvent {
     /// Longest name or reason carried; longer ones are cut (at a character boundary).
     pub const MAX_TEXT: usize = 256;
+    /// Longest cluster id (`c01`; the agent's configuration refuses longer ones).
+    pub const MAX_CLUSTER_ID: usize = 32;
 
     fn tag(&self) -> u8 {
         match self {
@@ -97,6 +133,7 @@ impl JournalEvent {
             JournalEvent::ProgrammeStart { .. } => 6,
             JournalEvent::ProgrammeEnd { .. } => 7,
             JournalEvent::Heartbeat { .. } => 8,
+            JournalEvent::Cluster { .. } => 9,
         }
     }
 
@@ -117,8 +154,13 @@ pub struct JournalRecord {
 }
 
 impl JournalRecord {
-    /// Largest encoding of a record.
-    pub const MAX_LEN: usize = 8 + 8 + 1 + 8 + prefixed_len(JournalEvent::MAX_TEXT) + 8 + 8;
+    /// Largest encoding of a record: a cluster change with the longest id and reason.
+    pub const MAX_LEN: usize = 8
+        + 8
+        + 1
+        + prefixed_len(JournalEvent::MAX_CLUSTER_ID)
+        + 1
+        + prefixed_len(JournalEvent::MAX_TEXT);
 }
 
 impl Encode for JournalRecord {
@@ -140,9 +182,14 @@ impl Encode for JournalRecord {
                 encode_string(buf, truncate_utf8(reason, JournalEvent::MAX_TEXT))
             }
             JournalEvent::Output { state } => buf.put_u8(*state as u8),
-            JournalEvent::ProgrammeStart { programme_id, name } => {
+            JournalEvent::ProgrammeStart {
+                programme_id,
+                name,
+                level,
+            } => {
                 buf.put_u64(*programme_id);
                 encode_string(buf, truncate_utf8(name, JournalEvent::MAX_TEXT));
+                buf.put_u8(*level as u8);
             }
             JournalEvent::ProgrammeEnd {
                 programme_id,
@@ -170,6 +217,15 @@ impl Encode for JournalRecord {
                 buf.put_u64(*frames_lost);
                 buf.put_u64(*heartbeats_dropped);
             }
+            JournalEvent::Cluster {
+                cluster,
+                state,
+                reason,
+            } => {
+                encode_string(buf, truncate_utf8(cluster, JournalEvent::MAX_CLUSTER_ID));
+                buf.put_u8(*state as u8);
+                encode_string(buf, truncate_utf8(reason, JournalEvent::MAX_TEXT));
+            }
         }
     }
 
@@ -183,9 +239,16 @@ impl Encode for JournalRecord {
                 JournalEvent::LinkUp { .. } => 8,
                 JournalEvent::LinkDown { reason } => text(reason),
                 JournalEvent::Output { .. } => 1,
-                JournalEvent::ProgrammeStart { name, .. } => 8 + text(name),
+                JournalEvent::ProgrammeStart { name, .. } => 8 + text(name) + 1,
                 JournalEvent::ProgrammeEnd { name, .. } => 8 + text(name) + 8 + 8,
                 JournalEvent::Heartbeat { .. } => 1 + 1 + 8 * 4,
+                JournalEvent::Cluster {
+                    cluster, reason, ..
+                } => {
+                    prefixed_len(truncate_utf8(cluster, JournalEvent::MAX_CLUSTER_ID).len())
+                        + 1
+                        + text(reason)
+                }
             }
     }
 }
@@ -213,6 +276,7 @@ impl Decode for JournalRecord {
             6 => JournalEvent::ProgrammeStart {
                 programme_id: decode_u64(buf)?,
                 name: decode_string(buf, "name", max)?,
+                level: ProgrammeLevel::decode(buf)?,
             },
             7 => JournalEvent::ProgrammeEnd {
                 programme_id: decode_u64(buf)?,
@@ -227,6 +291,11 @@ impl Decode for JournalRecord {
                 frames_played: decode_u64(buf)?,
                 frames_lost: decode_u64(buf)?,
                 heartbeats_dropped: decode_u64(buf)?,
+            },
+            9 => JournalEvent::Cluster {
+                cluster: decode_string(buf, "cluster", JournalEvent::MAX_CLUSTER_ID)?,
+                state: ClusterState::from_u8(decode_u8(buf)?)?,
+                reason: decode_string(buf, "reason", max)?,
             },
             other => {
                 return Err(DecodeError::Invalid {
@@ -322,6 +391,19 @@ mod tests {
     #[test]
     fn max_lengths_are_tight() {
         let name = "é".repeat(JournalEvent::MAX_TEXT / 2 + 10);
+        let cluster = JournalRecord {
+            seq: 1,
+            unix_ms: 2,
+            event: JournalEvent::Cluster {
+                cluster: "c".repeat(JournalEvent::MAX_CLUSTER_ID + 5),
+                state: ClusterState::Down,
+                reason: name.clone(),
+            },
+        };
+        assert_eq!(cluster.encoded_len(), JournalRecord::MAX_LEN);
+        let mut buf = Vec::new();
+        cluster.encode(&mut buf);
+        assert_eq!(buf.len(), JournalRecord::MAX_LEN);
         let longest = JournalRecord {
             seq: 1,
             unix_ms: 2,
@@ -332,10 +414,10 @@ mod tests {
                 frames_lost: 5,
             },
         };
-        assert_eq!(longest.encoded_len(), JournalRecord::MAX_LEN);
+        assert!(longest.encoded_len() < JournalRecord::MAX_LEN);
         let mut buf = Vec::new();
         longest.encode(&mut buf);
-        assert_eq!(buf.len(), JournalRecord::MAX_LEN);
+        assert_eq!(buf.len(), longest.encoded_len());
         // The name was cut at a character boundary, not mid-character.
         let back = JournalRecord::decode(&mut buf.as_slice()).expect("decodes");
         let JournalEvent::ProgrammeEnd { name: cut, .. } = back.event else {

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use radio_proto::codec::encode_varint;
 use radio_proto::{
     AudioFrame, Capabilities, Decode, DecodeError, Encode, ErrorCode, ErrorMessage, FrameReader,
-    Heartbeat, Hello, Message, MessageType, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
+    Heartbeat, Hello, Message, MessageType, ProgrammeLevel, ProgrammeStart, Welcome,
+    MAX_FRAME_SIZE,
 };
 
 fn hello(agent_id: &str, software: &str) -> Hello {
@@ -100,6 +101,7 @@ fn oversized_programme_name_rejected() {
         first_sequence: 0,
         first_timestamp: 0,
         frame_count: 0,
+        level: ProgrammeLevel::Normal,
     };
     assert_invalid(ProgrammeStart::decode(&mut &body(&p)[..]), "name");
     // The whole frame is then over the ProgrammeStart limit too.

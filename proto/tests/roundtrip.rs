@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use radio_proto::{
-    AudioFrame, Capabilities, Decode, DecodeError, Encode, ErrorCode, ErrorMessage, FrameReader,
-    Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent, JournalRecord, Message, OutputState,
-    ProgrammeEnd, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
+    AudioFrame, Capabilities, ClusterState, Decode, DecodeError, Encode, ErrorCode, ErrorMessage,
+    FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent, JournalRecord, Message,
+    OutputState, ProgrammeEnd, ProgrammeLevel, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
 };
 
 /// Strings of up to `max` *bytes*, mixing ASCII with multi-byte characters
@@ -104,15 +104,21 @@ fn programme_start() -> impl Strategy<Value = ProgrammeStart> {
         any::<u64>(),
         string_upto(ProgrammeStart::MAX_NAME),
         any::<[u64; 3]>(),
+        level(),
     )
-        .prop_map(|(channel, programme_id, name, n)| ProgrammeStart {
+        .prop_map(|(channel, programme_id, name, n, level)| ProgrammeStart {
             channel,
             programme_id,
             name,
             first_sequence: n[0],
             first_timestamp: n[1],
             frame_count: n[2],
+            level,
         })
+}
+
+fn level() -> impl Strategy<Value = ProgrammeLevel> {
+    proptest::sample::select(ProgrammeLevel::ALL.to_vec())
 }
 
 fn programme_end() -> impl Strategy<Value = ProgrammeEnd> {
@@ -150,8 +156,13 @@ fn journal_event() -> impl Strategy<Value = JournalEvent> {
         any::<u64>().prop_map(|server_run| JournalEvent::LinkUp { server_run }),
         text().prop_map(|reason| JournalEvent::LinkDown { reason }),
         output_state().prop_map(|state| JournalEvent::Output { state }),
-        (any::<u64>(), text())
-            .prop_map(|(programme_id, name)| JournalEvent::ProgrammeStart { programme_id, name }),
+        (any::<u64>(), text(), level()).prop_map(|(programme_id, name, level)| {
+            JournalEvent::ProgrammeStart {
+                programme_id,
+                name,
+                level,
+            }
+        }),
         (any::<[u64; 3]>(), text()).prop_map(|(n, name)| JournalEvent::ProgrammeEnd {
             programme_id: n[0],
             name,
@@ -168,6 +179,16 @@ fn journal_event() -> impl Strategy<Value = JournalEvent> {
                 heartbeats_dropped: n[3],
             }
         }),
+        (
+            "[a-z0-9-]{0,32}",
+            prop_oneof![Just(ClusterState::Up), Just(ClusterState::Down)],
+            text()
+        )
+            .prop_map(|(cluster, state, reason)| JournalEvent::Cluster {
+                cluster,
+                state,
+                reason
+            }),
     ]
 }
 

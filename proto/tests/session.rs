@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use radio_proto::{
-    AudioFrame, ErrorCode, Event, Message, ProgrammeStart, Session, SessionConfig, SessionState,
-    PROTOCOL_VERSION,
+    AudioFrame, ErrorCode, Event, Message, ProgrammeLevel, ProgrammeStart, Session, SessionConfig,
+    SessionState, PROTOCOL_VERSION,
 };
 use util::{hello, welcome, Pair, Side};
 
@@ -306,6 +306,7 @@ fn out_of_state_messages_are_protocol_violations() {
         first_sequence: 0,
         first_timestamp: 0,
         frame_count: 0,
+        level: ProgrammeLevel::Priority,
     });
     let second_hello = Message::Hello(hello("xa-i"));
     let welcome_to_server = Message::Welcome(welcome(5000));

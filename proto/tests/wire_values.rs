@@ -5,7 +5,8 @@
 //! being pinned here.
 
 use radio_proto::{
-    ErrorCode, MessageType, ALPN, FRAME_SAMPLES, MAX_FRAME_SIZE, PROTOCOL_VERSION, SAMPLE_RATE,
+    ClusterState, Encode, ErrorCode, JournalEvent, JournalRecord, MessageType, OutputState,
+    ProgrammeLevel, ALPN, FRAME_SAMPLES, MAX_FRAME_SIZE, PROTOCOL_VERSION, SAMPLE_RATE,
 };
 
 const ERROR_CODES: [(ErrorCode, u16); 13] = [
@@ -135,11 +136,11 @@ fn per_type_limits_are_pinned() {
         (MessageType::Hello, 138),
         (MessageType::Welcome, 88),
         (MessageType::AudioFrame, 1520),
-        (MessageType::ProgrammeStart, 292),
+        (MessageType::ProgrammeStart, 293),
         (MessageType::ProgrammeEnd, 26),
         (MessageType::Heartbeat, 41),
         (MessageType::Error, 260),
-        (MessageType::JournalBatch, 19_146),
+        (MessageType::JournalBatch, 19_786),
         (MessageType::JournalAck, 24),
     ];
     for (t, max) in limits {
@@ -196,4 +197,104 @@ fn decode_error_codes() {
         .to_string(),
         "AudioFrame body of 2000 bytes exceeds limit 1520"
     );
+}
+
+/// Journal records are also the on-disk form at both ends: a renumbered tag or state would
+/// misread every stored record, years of them.
+#[test]
+fn journal_numbers_are_pinned() {
+    let text = String::new;
+    let events = [
+        (
+            JournalEvent::ProcessStart {
+                clean_previous: true,
+                software: text(),
+            },
+            1,
+        ),
+        (JournalEvent::ProcessStop, 2),
+        (JournalEvent::LinkUp { server_run: 0 }, 3),
+        (JournalEvent::LinkDown { reason: text() }, 4),
+        (
+            JournalEvent::Output {
+                state: OutputState::Silent,
+            },
+            5,
+        ),
+        (
+            JournalEvent::ProgrammeStart {
+                programme_id: 0,
+                name: text(),
+                level: ProgrammeLevel::Normal,
+            },
+            6,
+        ),
+        (
+            JournalEvent::ProgrammeEnd {
+                programme_id: 0,
+                name: text(),
+                frames_played: 0,
+                frames_lost: 0,
+            },
+            7,
+        ),
+        (
+            JournalEvent::Heartbeat {
+                link_up: false,
+                output: OutputState::Silent,
+                frames_received: 0,
+                frames_played: 0,
+                frames_lost: 0,
+                heartbeats_dropped: 0,
+            },
+            8,
+        ),
+        (
+            JournalEvent::Cluster {
+                cluster: text(),
+                state: ClusterState::Up,
+                reason: text(),
+            },
+            9,
+        ),
+    ];
+    for (event, tag) in events {
+        let mut buf = Vec::new();
+        JournalRecord {
+            seq: 1,
+            unix_ms: 0,
+            event: event.clone(),
+        }
+        .encode(&mut buf);
+        // seq (8) and unix_ms (8) come first.
+        assert_eq!(buf[16], tag, "{event:?}");
+    }
+    let output = |state| match state {
+        OutputState::Silent => 0,
+        OutputState::OnAir => 1,
+        OutputState::Underrun => 2,
+    };
+    for state in [
+        OutputState::Silent,
+        OutputState::OnAir,
+        OutputState::Underrun,
+    ] {
+        assert_eq!(state as u8, output(state));
+    }
+    let cluster = |state| match state {
+        ClusterState::Up => 1,
+        ClusterState::Down => 2,
+    };
+    for state in [ClusterState::Up, ClusterState::Down] {
+        assert_eq!(state as u8, cluster(state));
+    }
+    let level = |level| match level {
+        ProgrammeLevel::Normal => 0,
+        ProgrammeLevel::Priority => 1,
+        ProgrammeLevel::Emergency => 2,
+        ProgrammeLevel::Live => 3,
+    };
+    for l in ProgrammeLevel::ALL {
+        assert_eq!(l as u8, level(l));
+    }
 }

@@ -14,7 +14,7 @@ use crate::bundle::Bundle;
 use crate::connection::{Link, LinkJournal, LinkState};
 use crate::journal::{spawn_writer, unix_ms, Journal, JournalSender};
 use crate::playout::{spawn_playout_thread, Playout, PlayoutReport, PlayoutStats, ProgrammeRecord};
-use crate::sink::{open_sink, Sink, SinkError, SinkStats, SinkTarget};
+use crate::sink::{open_sink, ClusterWatch, Sink, SinkError, SinkStats, SinkTarget};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +121,7 @@ impl Agent {
         let sinks = config
             .sinks
             .iter()
-            .map(|spec| open_sink(&sink_target(spec, &config.state_dir), &bundle.station_name))
+            .map(|spec| open_sink(&sink_target(spec, &config), &bundle.station_name))
             .collect::<Result<Vec<_>, _>>()?;
         let (journal, clean_previous) = Journal::open(
             &config.state_dir.join("journal"),
@@ -307,13 +307,23 @@ async fn journal_heartbeats(
 }
 
 /// Where an RTP sink writes its SDP when the spec does not say: beside the agent's state.
-fn sink_target(spec: &SinkSpec, state_dir: &std::path::Path) -> SinkTarget {
+fn sink_target(spec: &SinkSpec, config: &AgentConfig) -> SinkTarget {
     match spec {
-        SinkSpec::Rtp { dest, sdp } => SinkTarget::Rtp {
+        SinkSpec::Rtp {
+            dest,
+            sdp,
+            cluster,
+            port,
+        } => SinkTarget::Rtp {
             dest: *dest,
             sdp: sdp
                 .clone()
-                .unwrap_or_else(|| state_dir.join(format!("rtp-{}.sdp", dest.port()))),
+                .unwrap_or_else(|| config.state_dir.join(format!("rtp-{}.sdp", dest.port()))),
+            local_port: *port,
+            cluster: cluster.as_ref().map(|id| ClusterWatch {
+                id: id.clone(),
+                timeout: Duration::from_secs(config.cluster_timeout_secs),
+            }),
         },
         SinkSpec::Wav { path } => SinkTarget::Wav { path: path.clone() },
         SinkSpec::Pipe { command } => SinkTarget::Pipe {

@@ -18,10 +18,14 @@
 //! - `proof_of_play.rs` — programme runs and output state (on air, silent, underrun) from the
 //!   playout's slots, as journal events.
 //! - `process.rs` — logging set-up and the SIGTERM/Ctrl-C shutdown signal, shared with the server.
-//! - `sink/` — the outputs: `rtp.rs` (RFC 7587) with `sdp.rs`, `wav.rs`, `pipe.rs`.
+//! - `cluster_health.rs` — whether a loudspeaker cluster fed over RTP hears the station, from
+//!   its RTCP receiver reports and ICMP errors.
+//! - `sink/` — the outputs: `rtp.rs` (RFC 7587) with `sdp.rs` and `rtcp.rs` (receiver reports
+//!   in, sender reports out), `wav.rs`, `pipe.rs`.
 
 pub mod agent;
 pub mod bundle;
+pub mod cluster_health;
 pub mod connection;
 pub mod jitter_buffer;
 pub mod journal;

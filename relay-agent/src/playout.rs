@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use radio_proto::{AudioFrame, ProgrammeEnd, ProgrammeStart};
+use radio_proto::{
+    AudioFrame, ClusterState, JournalEvent, ProgrammeEnd, ProgrammeLevel, ProgrammeStart,
+};
 
 use crate::jitter_buffer::{Insert, JitterBuffer};
 use crate::journal::JournalSender;
@@ -63,6 +65,8 @@ pub struct ProgrammeRecord {
     pub programme_id: u64,
     /// Programme name, as the server announced it.
     pub name: String,
+    /// Its bulletin level (or live), as the server announced it.
+    pub level: ProgrammeLevel,
     /// Channel the programme was on.
     pub channel: u16,
     /// The stretches of this agent's stream that carried the programme: more than one when it
@@ -229,6 +233,7 @@ impl Playout {
             server_run: self.server_run,
             programme_id: start.programme_id,
             name: start.name.clone(),
+            level: start.level,
             channel: start.channel,
             segments: vec![Segment {
                 first: start.first_sequence,
@@ -342,16 +347,16 @@ impl Playout {
         b
     }
 
-    /// Whether a programme is being played right now.
-    /// The programme a frame of the current server run belongs to: its id and name.
-    pub fn programme_at(&self, sequence: u64) -> Option<(u64, &str)> {
+    /// The programme a frame of the current server run belongs to: its id, name and level.
+    pub fn programme_at(&self, sequence: u64) -> Option<(u64, &str, ProgrammeLevel)> {
         self.programmes
             .iter()
             .rev()
             .find(|p| p.server_run == self.server_run && p.contains(sequence))
-            .map(|p| (p.programme_id, p.name.as_str()))
+            .map(|p| (p.programme_id, p.name.as_str(), p.level))
     }
 
+    /// Whether a programme is being played right now.
     pub fn on_air(&self) -> bool {
         matches!(self.state, State::Playing { .. })
     }
@@ -480,9 +485,27 @@ pub fn spawn_playout_thread(
                         }
                     }
                 };
+                let now = Instant::now();
                 for sink in sinks.iter_mut() {
                     if let Err(e) = sink.play(&slot) {
                         tracing::warn!("{e}");
+                    }
+                    if let Some((cluster, change)) = sink.cluster_change(now) {
+                        match change.state {
+                            ClusterState::Up => {
+                                tracing::info!("cluster {cluster} up: {}", change.reason)
+                            }
+                            ClusterState::Down => {
+                                tracing::warn!("cluster {cluster} down: {}", change.reason)
+                            }
+                        }
+                        if let Some(journal) = &report.journal {
+                            journal.record(JournalEvent::Cluster {
+                                cluster,
+                                state: change.state,
+                                reason: change.reason,
+                            });
+                        }
                     }
                 }
             }
@@ -590,6 +613,7 @@ mod tests {
             first_sequence: first,
             first_timestamp: first * 960,
             frame_count: frames,
+            level: ProgrammeLevel::Priority,
         }
     }
 

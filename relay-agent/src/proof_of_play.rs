@@ -8,7 +8,7 @@
 //!   `Underrun` once a programme's audio has been missing for [`UNDERRUN_SLOTS`] slots in a
 //!   row (a single lost frame is concealment, not an outage).
 
-use radio_proto::{JournalEvent, OutputState};
+use radio_proto::{JournalEvent, OutputState, ProgrammeLevel};
 
 /// Missing slots in a row (0.5 s) before the output counts as in underrun.
 pub const UNDERRUN_SLOTS: u32 = 25;
@@ -16,8 +16,8 @@ pub const UNDERRUN_SLOTS: u32 = 25;
 /// What happened in one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotKind<'a> {
-    /// A frame played; the programme it belongs to, when known.
-    Played(Option<(u64, &'a str)>),
+    /// A frame played; the programme it belongs to (id, name, level), when known.
+    Played(Option<(u64, &'a str, ProgrammeLevel)>),
     /// The slot's frame was missing (lost, or the stream stalled): concealed or silent.
     Missing,
     /// Nothing on air.
@@ -61,7 +61,7 @@ impl ProofOfPlay {
         match slot {
             SlotKind::Played(programme) => {
                 self.missing = 0;
-                if let Some((id, name)) = programme {
+                if let Some((id, name, level)) = programme {
                     if self.run.as_ref().is_none_or(|r| r.programme_id != id) {
                         self.close(out);
                         self.run = Some(Run {
@@ -73,6 +73,7 @@ impl ProofOfPlay {
                         out.push(JournalEvent::ProgrammeStart {
                             programme_id: id,
                             name: name.to_owned(),
+                            level,
                         });
                     }
                 }
@@ -137,8 +138,8 @@ mod tests {
     #[test]
     fn a_programme_run_is_opened_counted_and_closed() {
         let mut p = ProofOfPlay::default();
-        let a = SlotKind::Played(Some((1, "Bản tin sáng")));
-        let b = SlotKind::Played(Some((2, "Khẩn cấp")));
+        let a = SlotKind::Played(Some((1, "Bản tin sáng", ProgrammeLevel::Normal)));
+        let b = SlotKind::Played(Some((2, "Khẩn cấp", ProgrammeLevel::Emergency)));
         let mut slots = vec![a, a, SlotKind::Missing, a, b, b, a];
         slots.push(SlotKind::Idle);
         let events = feed(&mut p, &slots);
@@ -147,7 +148,8 @@ mod tests {
             vec![
                 JournalEvent::ProgrammeStart {
                     programme_id: 1,
-                    name: "Bản tin sáng".into()
+                    name: "Bản tin sáng".into(),
+                    level: ProgrammeLevel::Normal,
                 },
                 JournalEvent::Output {
                     state: OutputState::OnAir
@@ -160,7 +162,8 @@ mod tests {
                 },
                 JournalEvent::ProgrammeStart {
                     programme_id: 2,
-                    name: "Khẩn cấp".into()
+                    name: "Khẩn cấp".into(),
+                    level: ProgrammeLevel::Emergency,
                 },
                 JournalEvent::ProgrammeEnd {
                     programme_id: 2,
@@ -171,7 +174,8 @@ mod tests {
                 // The interrupted programme resumes: a new run of it.
                 JournalEvent::ProgrammeStart {
                     programme_id: 1,
-                    name: "Bản tin sáng".into()
+                    name: "Bản tin sáng".into(),
+                    level: ProgrammeLevel::Normal,
                 },
                 JournalEvent::ProgrammeEnd {
                     programme_id: 1,
@@ -189,7 +193,7 @@ mod tests {
     #[test]
     fn underrun_needs_half_a_second_of_missing_audio() {
         let mut p = ProofOfPlay::default();
-        let a = SlotKind::Played(Some((1, "x")));
+        let a = SlotKind::Played(Some((1, "x", ProgrammeLevel::Normal)));
         let mut slots = vec![a];
         slots.extend(std::iter::repeat_n(
             SlotKind::Missing,

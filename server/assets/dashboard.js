@@ -9,7 +9,11 @@ const TEXT = {
     "login-failed": "Mã không đúng hoặc máy chủ không trả lời.",
     controls: "Phát trực tiếp và khẩn cấp", "live-start": "Phát trực tiếp", "live-stop": "Dừng trực tiếp",
     "emergency-file": "Tệp bản tin khẩn cấp (trên máy chủ)", "emergency-start": "Phát khẩn cấp",
-    "emergency-stop": "Dừng khẩn cấp", stations: "Các đài xã", station: "Đài", link: "Kết nối",
+    "emergency-stop": "Dừng", emergencies: "Bản tin khẩn cấp đang phát",
+    "no-emergency": "Không có bản tin khẩn cấp nào đang phát.", "emergency-name": "Bản tin",
+    started: "Bắt đầu lúc", where: "Phát tới", "all-stations": "Tất cả các đài",
+    "confirm-stop-emergency": "Dừng bản tin khẩn cấp “{name}”? Chương trình bị ngắt sẽ phát tiếp.",
+    stations: "Các đài xã", station: "Đài", link: "Kết nối",
     heartbeat: "Tín hiệu gần nhất", "on-air": "Đang phát", level: "Mức", clusters: "Cụm loa",
     uptime: "Thời gian hoạt động", by: "Theo", year: "năm", month: "tháng",
     plays: "Nhật ký chương trình", programme: "Chương trình", count: "Số lần",
@@ -25,7 +29,11 @@ const TEXT = {
     "login-failed": "Wrong token, or the server does not answer.",
     controls: "Live and emergency", "live-start": "Go live", "live-stop": "Stop live",
     "emergency-file": "Emergency recording (on the server)", "emergency-start": "Broadcast emergency",
-    "emergency-stop": "Stop emergency", stations: "Commune stations", station: "Station", link: "Link",
+    "emergency-stop": "Stop", emergencies: "Emergencies on air",
+    "no-emergency": "No emergency is running.", "emergency-name": "Bulletin",
+    started: "Started", where: "Where", "all-stations": "All stations",
+    "confirm-stop-emergency": "Stop the emergency “{name}”? What it interrupted resumes.",
+    stations: "Commune stations", station: "Station", link: "Link",
     heartbeat: "Last heartbeat", "on-air": "On air", level: "Level", clusters: "Clusters",
     uptime: "Uptime", by: "By", year: "year", month: "month",
     plays: "Programme log", programme: "Programme", count: "Plays",
@@ -39,7 +47,6 @@ const TEXT = {
 
 let lang = localStorage.getItem("radio-lang") || "vi";
 let token = sessionStorage.getItem("radio-token") || "";
-let lastEmergency = null;
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[lang][key] ?? key;
 
@@ -73,7 +80,7 @@ function cell(row, text, className) {
 
 async function refreshStations() {
   const [stations, status] = await Promise.all([api("GET", "/api/v1/stations"), api("GET", "/api/v1/status")]);
-  const airing = new Map(status.map((s) => [s.station, s]));
+  const airing = new Map(status.stations.map((s) => [s.station, s]));
   const body = $("stations").tBodies[0];
   body.replaceChildren();
   for (const s of stations) {
@@ -86,6 +93,34 @@ async function refreshStations() {
     cell(row, on?.name ?? t("nothing"));
     cell(row, on?.level ?? t("nothing"), on?.level === "khẩn cấp" ? "level-khan" : "");
     cell(row, String(s.clusters));
+  }
+  showEmergencies(status.emergencies, new Map(stations.map((s) => [s.id, s.name])));
+}
+
+// Every emergency running, each with its own stop button: several can run at once (a storm
+// warning on the coast, a fire warning inland), and the one to stop is chosen by name here,
+// not by whichever this page happened to start.
+function showEmergencies(emergencies, names) {
+  const body = $("emergencies").tBodies[0];
+  body.replaceChildren();
+  $("emergencies").hidden = emergencies.length === 0;
+  $("no-emergency").hidden = emergencies.length > 0;
+  for (const e of emergencies) {
+    const row = body.insertRow();
+    row.dataset.emergency = e.id;
+    const name = cell(row, e.name);
+    name.title = e.id;
+    const started = new Date(e.started);
+    cell(row, Number.isNaN(started.getTime()) ? e.started
+      : started.toLocaleString(lang === "vi" ? "vi-VN" : "en-GB"));
+    cell(row, e.targets === "all" ? t("all-stations") : e.stations.map((id) => names.get(id) ?? id).join(", "));
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "stop";
+    button.textContent = t("emergency-stop");
+    button.addEventListener("click", () => act(t("confirm-stop-emergency").replace("{name}", e.name),
+      () => api("POST", "/api/v1/emergency/stop", { id: e.id })));
+    row.insertCell().appendChild(button);
   }
 }
 
@@ -158,8 +193,8 @@ async function refreshReports() {
   }
 }
 
-async function act(confirmKey, action) {
-  if (confirmKey && !window.confirm(t(confirmKey))) return;
+async function act(question, action) {
+  if (question && !window.confirm(question)) return;
   try {
     await action();
     $("message").textContent = t("done");
@@ -193,14 +228,13 @@ $("lang").addEventListener("click", () => {
 });
 $("login-button").addEventListener("click", () => { token = $("token").value.trim(); start(); });
 $("by").addEventListener("change", () => refreshReports().catch((e) => { $("message").textContent = e.message; }));
-$("live-start").addEventListener("click", () => act("confirm-live", () => api("POST", "/api/v1/live/start", {})));
+$("live-start").addEventListener("click", () => act(t("confirm-live"), () => api("POST", "/api/v1/live/start", {})));
 $("live-stop").addEventListener("click", () => act(null, () => api("POST", "/api/v1/live/stop", {})));
 $("emergency-start").addEventListener("click", () => {
   const file = $("emergency-file").value.trim();
   if (!file) { $("message").textContent = t("no-file"); $("message").className = "bad"; return; }
-  act("confirm-emergency", async () => { lastEmergency = (await api("POST", "/api/v1/emergency", { file })).id; });
+  act(t("confirm-emergency"), () => api("POST", "/api/v1/emergency", { file }));
 });
-$("emergency-stop").addEventListener("click", () => act(null, () => api("POST", "/api/v1/emergency/stop", { id: lastEmergency })));
 
 // A wall screen can open `/#token=…` and stay signed in; the hash never reaches the server,
 // and it is taken out of the address bar at once.

@@ -11,7 +11,7 @@
 //!
 //! | route | body | does |
 //! |---|---|---|
-//! | `GET /api/v1/status` | – | what every station airs ([`StationStatus`]) |
+//! | `GET /api/v1/status` | – | what every station airs and the emergencies running ([`OnAirStatus`]) |
 //! | `POST /api/v1/live/start` | [`LiveStart`] | the live input on air |
 //! | `POST /api/v1/live/stop` | [`StopRequest`] | takes it off |
 //! | `POST /api/v1/emergency` | [`EmergencyRequest`] | khẩn cấp, at once |
@@ -56,7 +56,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, Mutex};
 
-use crate::on_air::{CommandError, OnAir, OnAirEvent, StationStatus};
+use crate::on_air::{CommandError, OnAir, OnAirEvent, OnAirStatus};
 use crate::pipeline::ProgrammeEncoder;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
 use crate::schedule::ladder::ItemRef;
@@ -572,9 +572,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-async fn status(
-    State(state): State<Arc<AdminState>>,
-) -> Result<Json<Vec<StationStatus>>, ApiError> {
+async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<OnAirStatus>, ApiError> {
     Ok(Json(state.on_air.status().await?))
 }
 

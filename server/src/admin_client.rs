@@ -5,7 +5,7 @@
 //! running server); they read the token from `data_dir/admin.token` and ask the server at
 //! `admin_listen`. Every failure becomes one line an operator can act on.
 
-use crate::on_air::StationStatus;
+use crate::on_air::OnAirStatus;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -112,7 +112,8 @@ impl AdminClient {
         self.addr
     }
 
-    pub fn status(&self) -> Result<Vec<StationStatus>, ClientError> {
+    /// What every station airs, and the emergencies running.
+    pub fn status(&self) -> Result<OnAirStatus, ClientError> {
         self.get("/api/v1/status")
     }
 
@@ -413,8 +414,19 @@ pub fn render_schedule(schedule: &Schedule) -> String {
     out
 }
 
-/// `radio-server status`: what each station airs, `since` in `tz`.
-pub fn render_status(rows: &[StationStatus], tz: &TimeZone) -> String {
+/// An RFC 3339 time from the server in `tz`, as operators read clocks (as given if it does not
+/// parse).
+fn local_time(at: &str, tz: &TimeZone) -> String {
+    match at.parse::<Timestamp>() {
+        Ok(t) => tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => at.to_owned(),
+    }
+}
+
+/// `radio-server status`: what each station airs, then the emergencies running with the id
+/// that stops each; times in `tz`.
+pub fn render_status(status: &OnAirStatus, tz: &TimeZone) -> String {
+    let rows = &status.stations;
     let header = ["station", "level", "on air", "since"];
     let body: Vec<[String; 4]> = rows
         .iter()
@@ -422,10 +434,7 @@ pub fn render_status(rows: &[StationStatus], tz: &TimeZone) -> String {
             let since = r
                 .since
                 .as_deref()
-                .map(|s| match s.parse::<Timestamp>() {
-                    Ok(t) => tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string(),
-                    Err(_) => s.to_owned(),
-                })
+                .map(|s| local_time(s, tz))
                 .unwrap_or_default();
             let on_air = match (&r.name, &r.item) {
                 (Some(name), Some(item)) => format!("{name} [{}]", short_item(item)),
@@ -441,11 +450,48 @@ pub fn render_status(rows: &[StationStatus], tz: &TimeZone) -> String {
         })
         .collect();
     let airing = rows.iter().filter(|r| r.item.is_some()).count();
-    format!(
+    let mut out = format!(
         "{}{airing} of {} stations on air\n",
         table(&header, &body),
         rows.len()
-    )
+    );
+    if status.emergencies.is_empty() {
+        out.push_str("no emergency running\n");
+        return out;
+    }
+    let header = ["emergency", "name", "started", "targets"];
+    let body: Vec<[String; 4]> = status
+        .emergencies
+        .iter()
+        .map(|e| {
+            [
+                e.id.clone(),
+                e.name.clone(),
+                local_time(&e.started, tz),
+                format!(
+                    "{} ({})",
+                    targets(&e.targets),
+                    count(e.stations.len(), "station")
+                ),
+            ]
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "\n{}{} running; stop one with `radio-server emergency --stop ID`\n",
+        table(&header, &body),
+        count(status.emergencies.len(), "emergency")
+    );
+    out
+}
+
+/// "1 station", "22 stations"; `noun` an English noun whose plural takes -s or -ies.
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
 }
 
 /// `entry:ID@TIMESTAMP` without the occurrence time, which `since` already shows.
@@ -545,6 +591,7 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::on_air::{EmergencyStatus, StationStatus};
     use crate::schedule::Level;
     use jiff::civil;
 
@@ -597,7 +644,7 @@ mod tests {
 
     #[test]
     fn status_table_converts_since_to_local_time() {
-        let rows = vec![
+        let stations = vec![
             StationStatus {
                 station: "binh-trung".into(),
                 item: Some("emergency:bao".into()),
@@ -614,10 +661,38 @@ mod tests {
             },
         ];
         let tz = crate::schedule::load_timezone("Asia/Ho_Chi_Minh").unwrap();
-        let text = render_status(&rows, &tz);
+        let mut status = OnAirStatus {
+            stations,
+            emergencies: Vec::new(),
+        };
+        let text = render_status(&status, &tz);
         assert!(text.contains("2025-09-23 14:00:00"), "{text}");
         assert!(text.contains("Bão số 5 [emergency:bao]"), "{text}");
-        assert!(text.ends_with("1 of 2 stations on air\n"), "{text}");
+        assert!(
+            text.ends_with("1 of 2 stations on air\nno emergency running\n"),
+            "{text}"
+        );
+        status.emergencies = vec![EmergencyStatus {
+            id: "bao".into(),
+            name: "Bão số 5".into(),
+            started: "2025-09-23T07:00:00Z".into(),
+            targets: Targets::Stations(vec!["binh-trung".into()]),
+            stations: vec!["binh-trung".into()],
+        }];
+        let text = render_status(&status, &tz);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("bao "))
+            .unwrap_or_else(|| panic!("no emergency row: {text}"));
+        assert!(row.contains("Bão số 5"), "{row}");
+        assert!(row.contains("2025-09-23 14:00:00"), "{row}");
+        assert!(row.contains("stations binh-trung (1 station)"), "{row}");
+        assert!(
+            text.ends_with(
+                "1 emergency running; stop one with `radio-server emergency --stop ID`\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

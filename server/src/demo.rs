@@ -261,9 +261,13 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                 SinkSpec::Wav {
                     path: options.out.join(format!("{}.wav", station.id)),
                 },
+                // The RTP receiver is the station's first loudspeaker cluster: its health shows
+                // on the dashboard (down until a player such as ffplay opens the SDP).
                 SinkSpec::Rtp {
                     dest: std::net::SocketAddr::from(([127, 0, 0, 1], rtp_port)),
                     sdp: Some(options.out.join(format!("{}.sdp", station.id))),
+                    cluster: Some("c01".to_owned()),
+                    port: None,
                 },
             ],
             playout_delay_ms: DEMO_PLAYOUT_DELAY_MS,

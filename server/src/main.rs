@@ -88,7 +88,7 @@ enum Command {
         #[command(subcommand)]
         kind: ReportCommand,
     },
-    /// What every station airs now (asks the running server).
+    /// What every station airs now, and the emergencies running (asks the running server).
     Status {
         #[command(flatten)]
         overrides: ServerOverrides,
@@ -449,9 +449,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             for l in store.uptime().links(&agent)? {
                 println!(
-                    "link\t{}\t{}\t{}",
+                    "link\t{}\t{}\t{}\t{}",
                     l.unix_ms,
                     if l.up { "up" } else { "down" },
+                    l.server_run
+                        .map_or_else(|| "-".to_owned(), |run| format!("run {run:016x}")),
                     l.reason
                 );
             }
@@ -575,7 +577,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Status { overrides } => {
             let client = client(&overrides)?;
-            let rows = client.status()?;
+            let status = client.status()?;
             // `since` in the district's time, as operators read clocks.
             let tz = client
                 .schedule()
@@ -585,7 +587,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     || load_timezone(radio_server::schedule::DEFAULT_TIMEZONE),
                     Ok,
                 )?;
-            print!("{}", render_status(&rows, &tz));
+            print!("{}", render_status(&status, &tz));
             Ok(std::process::ExitCode::SUCCESS)
         }
     }

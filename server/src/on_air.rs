@@ -26,8 +26,9 @@ use crate::playback::{Playback, FRAME_PERIOD};
 use crate::router::{PlaybackId, Router, TickEvent};
 use crate::schedule::ladder::{Change, ItemRef, Ladder, StopReason};
 use crate::schedule::scheduler::Scheduler;
-use crate::schedule::{Bulletin, ScheduleError, SourceSpec, Targets};
+use crate::schedule::{Bulletin, Level, ScheduleError, SourceSpec, Targets};
 use crate::station_output::StationOutput;
+use radio_proto::ProgrammeLevel;
 
 /// Frames a relay may deliver ahead of the clock; its thread blocks beyond that, so the
 /// upstream is read at real-time pace.
@@ -121,7 +122,7 @@ enum Command {
         reply: Reply,
     },
     Status {
-        reply: oneshot::Sender<Vec<StationStatus>>,
+        reply: oneshot::Sender<OnAirStatus>,
     },
 }
 
@@ -139,6 +140,28 @@ pub struct StationStatus {
     pub level: Option<String>,
     /// Since when (RFC 3339).
     pub since: Option<String>,
+}
+
+/// An emergency that is running (started and not stopped; it may be waiting under a newer one
+/// at all its stations), for status pages and the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EmergencyStatus {
+    /// The id that stops it.
+    pub id: String,
+    pub name: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// As given when it started: `"all"`, `{"stations": [..]}` or `{"groups": [..]}`.
+    pub targets: Targets,
+    /// The stations those targets are, in the district's order.
+    pub stations: Vec<String>,
+}
+
+/// What airs now: every station, and the emergencies running (oldest first).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OnAirStatus {
+    pub stations: Vec<StationStatus>,
+    pub emergencies: Vec<EmergencyStatus>,
 }
 
 /// Handle to the on-air controller.
@@ -293,8 +316,8 @@ impl OnAir {
         .await
     }
 
-    /// What every station airs now.
-    pub async fn status(&self) -> Result<Vec<StationStatus>, CommandError> {
+    /// What every station airs now, and the emergencies running.
+    pub async fn status(&self) -> Result<OnAirStatus, CommandError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Status { reply })
@@ -367,6 +390,8 @@ struct Controller {
     programme_ids: BTreeMap<ItemRef, u64>,
     next_programme: u64,
     names: BTreeMap<ItemRef, String>,
+    /// Levels of submitted bulletins (entries carry theirs in the schedule).
+    bulletin_levels: BTreeMap<String, Level>,
     emergency_repeats: BTreeMap<String, u32>,
     live: Option<mpsc::Receiver<Box<PcmFrame>>>,
     relay: radio_config::RelaySettings,
@@ -403,6 +428,7 @@ impl Controller {
             programme_ids: BTreeMap::new(),
             next_programme: 1,
             names: BTreeMap::new(),
+            bulletin_levels: BTreeMap::new(),
             emergency_repeats: BTreeMap::new(),
             live: config.live,
             relay: config.relay,
@@ -489,8 +515,12 @@ impl Controller {
                     id: bulletin.id.clone(),
                 };
                 let name = bulletin.name.clone();
+                let level = bulletin.level;
                 let result = self.ladder.submit_bulletin(now, bulletin);
                 if result.is_ok() {
+                    if let ItemRef::Bulletin { id } = &item {
+                        self.bulletin_levels.insert(id.clone(), level);
+                    }
                     self.names.insert(item, name);
                 }
                 (result, reply)
@@ -598,7 +628,26 @@ impl Controller {
         self.open(key, item, source, offset);
     }
 
-    fn status(&self) -> Vec<StationStatus> {
+    fn status(&self) -> OnAirStatus {
+        let emergencies = self
+            .ladder
+            .emergencies()
+            .into_iter()
+            .map(|e| EmergencyStatus {
+                name: self.name_of(&ItemRef::Emergency { id: e.id.clone() }),
+                id: e.id,
+                started: e.started.to_string(),
+                targets: e.targets,
+                stations: e.stations,
+            })
+            .collect();
+        OnAirStatus {
+            stations: self.station_status(),
+            emergencies,
+        }
+    }
+
+    fn station_status(&self) -> Vec<StationStatus> {
         let stations: Vec<String> = self.ladder_stations();
         stations
             .into_iter()
@@ -657,6 +706,29 @@ impl Controller {
             ItemRef::Bulletin { id } => id.clone(),
             ItemRef::Live { id } => format!("Trực tiếp: {id}"),
             ItemRef::Emergency { id } => format!("Khẩn cấp: {id}"),
+        }
+    }
+
+    /// The level announced with `item`, for the agents' proof of play.
+    fn level_of(&self, item: &ItemRef) -> ProgrammeLevel {
+        let level = match item {
+            ItemRef::Entry { entry_id, .. } => self
+                .ladder
+                .scheduler()
+                .entry(entry_id)
+                .map_or(Level::Normal, |e| e.level),
+            ItemRef::Bulletin { id } => self
+                .bulletin_levels
+                .get(id)
+                .copied()
+                .unwrap_or(Level::Normal),
+            ItemRef::Live { .. } => return ProgrammeLevel::Live,
+            ItemRef::Emergency { .. } => Level::Emergency,
+        };
+        match level {
+            Level::Normal => ProgrammeLevel::Normal,
+            Level::Priority => ProgrammeLevel::Priority,
+            Level::Emergency => ProgrammeLevel::Emergency,
         }
     }
 
@@ -731,7 +803,8 @@ impl Controller {
             return;
         };
         match opened.result {
-            Ok((playback, relay)) => {
+            Ok((mut playback, relay)) => {
+                playback.level = self.level_of(&item);
                 let programme_id = playback.programme_id;
                 let id = self.router.add(playback);
                 self.by_key.insert(opened.key.clone(), id);

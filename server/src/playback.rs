@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use radio_proto::ProgrammeLevel;
 use tokio::sync::mpsc;
 
 use crate::ingest::PcmFrame;
@@ -51,6 +52,8 @@ pub struct Playback {
     pub programme_id: u64,
     /// Its name, as announced to agents.
     pub name: String,
+    /// Why it is on air (bulletin level or live), as announced to agents for proof of play.
+    pub level: ProgrammeLevel,
     source: Source,
     frames: u64,
     underruns: u64,
@@ -197,6 +200,7 @@ impl Playback {
         Self {
             programme_id,
             name: name.to_string(),
+            level: ProgrammeLevel::Normal,
             source,
             frames: 0,
             underruns: 0,

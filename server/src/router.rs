@@ -75,7 +75,7 @@ impl Router {
                 let Some(p) = self.playbacks.get(&id) else {
                     return false;
                 };
-                output.switch(Some((p.programme_id, &p.name)));
+                output.switch(Some((p.programme_id, &p.name, p.level)));
                 self.routes.insert(station.to_string(), id);
             }
             None => {

@@ -21,7 +21,7 @@ use tracing::{info, warn, Instrument};
 use crate::certificate_authority::CertificateAuthority;
 use crate::station_output::StationOutput;
 use crate::tls::{self, TlsError};
-use crate::uptime_journal::{LinkEvent, UptimeJournal};
+use crate::uptime_journal::{LinkEvent, RunMarker, UptimeJournal, SERVER_ALIVE_INTERVAL};
 
 /// What the server knows about one agent (station), kept across its reconnects.
 #[derive(Debug, Default)]
@@ -236,6 +236,11 @@ pub async fn run(
     server: Arc<Server>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let run_marker = start_run(&server).await;
+    // Aborted however `run` ends, even dropped mid-way.
+    let keep_alive = run_marker
+        .clone()
+        .map(|(uptime, marker)| AbortOnDrop(tokio::spawn(keep_alive(uptime, marker))));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
@@ -281,6 +286,74 @@ pub async fn run(
         b"server shutting down",
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    drop(keep_alive);
+    if let Some((uptime, mut marker)) = run_marker {
+        // The sessions' ends are recorded by now; this makes the run's end as precise as
+        // they are, should a session have failed to record its own.
+        let stopped = tokio::task::spawn_blocking(move || {
+            uptime.record_stop(&mut marker, relay_agent::journal::unix_ms())
+        })
+        .await;
+        if let Ok(Err(e)) = stopped {
+            warn!("cannot record the server's stop: {e}");
+        }
+    }
+}
+
+/// Records this run's start in the store (before any agent is accepted, so every link event
+/// of the run comes after its marker). A failure is logged, not fatal, like a link event's.
+async fn start_run(server: &Server) -> Option<(UptimeJournal, RunMarker)> {
+    let uptime = server.uptime.clone()?;
+    let run_id = server.run_id;
+    let store = uptime.clone();
+    let started = tokio::task::spawn_blocking(move || {
+        store.start_run(run_id, relay_agent::journal::unix_ms())
+    })
+    .await;
+    match started {
+        Ok(Ok(marker)) => Some((uptime, marker)),
+        Ok(Err(e)) => {
+            tracing::error!("cannot record the server run: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("cannot record the server run: {e}");
+            None
+        }
+    }
+}
+
+/// A task that ends when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Overwrites the run's alive time every [`SERVER_ALIVE_INTERVAL`], so that after a crash the
+/// reports know when the run's sessions ended to within that interval. Runs until aborted.
+async fn keep_alive(uptime: UptimeJournal, mut marker: RunMarker) {
+    let mut tick = tokio::time::interval(SERVER_ALIVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, and the start was just recorded.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let store = uptime.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            store
+                .record_alive(&mut marker, relay_agent::journal::unix_ms())
+                .map(|()| marker)
+        })
+        .await;
+        match written {
+            Ok(Ok(written)) => marker = written,
+            Ok(Err(e)) => warn!("cannot record the server alive: {e}"),
+            Err(e) => warn!("cannot record the server alive: {e}"),
+        }
+    }
 }
 
 fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
@@ -530,6 +603,7 @@ async fn record_link(server: &Server, commune: &str, up: bool, reason: String) {
         unix_ms: relay_agent::journal::unix_ms(),
         up,
         reason,
+        server_run: Some(server.run_id),
     };
     match tokio::task::spawn_blocking(move || uptime.record_link(&agent, &event)).await {
         Ok(Ok(())) => {}

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use radio_proto::{AudioFrame, Message, ProgrammeEnd, ProgrammeStart, FRAME_SAMPLES};
+use radio_proto::{
+    AudioFrame, Message, ProgrammeEnd, ProgrammeLevel, ProgrammeStart, FRAME_SAMPLES,
+};
 use tokio::sync::Notify;
 
 /// The channel every station stream is sent on (one stream per agent for now).
@@ -43,6 +45,7 @@ enum Entry {
 struct Current {
     programme_id: u64,
     name: String,
+    level: ProgrammeLevel,
     first_sequence: u64,
 }
 
@@ -85,6 +88,7 @@ impl State {
             first_sequence: c.first_sequence,
             first_timestamp: c.first_sequence * u64::from(FRAME_SAMPLES),
             frame_count: 0,
+            level: c.level,
         }))
     }
 }
@@ -132,11 +136,11 @@ impl StationOutput {
 
     /// Switches the station to `programme` (None: nothing on air) at the next frame boundary. The
     /// agent gets an end marker for what it was playing and a start marker for what follows.
-    pub fn switch(&self, programme: Option<(u64, &str)>) {
+    pub fn switch(&self, programme: Option<(u64, &str, ProgrammeLevel)>) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        if let (Some(cur), Some((id, _))) = (&state.current, programme) {
+        if let (Some(cur), Some((id, _, _))) = (&state.current, programme) {
             if cur.programme_id == id {
                 return;
             }
@@ -153,10 +157,11 @@ impl StationOutput {
                 state.queue.push_back(Entry::Marker(end));
             }
         }
-        if let Some((programme_id, name)) = programme {
+        if let Some((programme_id, name, level)) = programme {
             let current = Current {
                 programme_id,
                 name: name.to_string(),
+                level,
                 first_sequence: state.next_sequence,
             };
             if state.attached {
@@ -314,12 +319,12 @@ mod tests {
     async fn a_switch_is_seamless_and_marked() {
         let out = StationOutput::new("binh-trung", 100);
         out.attach();
-        out.switch(Some((1, "Bản tin")));
+        out.switch(Some((1, "Bản tin", ProgrammeLevel::Normal)));
         out.push_frame(Bytes::from_static(b"a"));
         out.push_frame(Bytes::from_static(b"b"));
-        out.switch(Some((2, "Khẩn cấp")));
+        out.switch(Some((2, "Khẩn cấp", ProgrammeLevel::Normal)));
         out.push_frame(Bytes::from_static(b"X"));
-        out.switch(Some((1, "Bản tin")));
+        out.switch(Some((1, "Bản tin", ProgrammeLevel::Normal)));
         out.push_frame(Bytes::from_static(b"c"));
         let msgs = drain(&out).await;
         assert_eq!(seqs(&msgs), vec![0, 1, 2, 3], "one unbroken sequence");
@@ -345,7 +350,7 @@ mod tests {
     #[tokio::test]
     async fn an_offline_station_queues_nothing_and_is_reannounced_on_attach() {
         let out = StationOutput::new("binh-chau", 100);
-        out.switch(Some((5, "Tiếp sóng")));
+        out.switch(Some((5, "Tiếp sóng", ProgrammeLevel::Normal)));
         out.push_frame(Bytes::from_static(b"lost to nobody"));
         out.attach();
         out.push_frame(Bytes::from_static(b"a"));
@@ -360,7 +365,7 @@ mod tests {
     async fn a_slow_agent_loses_oldest_frames_never_markers() {
         let out = StationOutput::new("binh-hai", 2);
         out.attach();
-        out.switch(Some((1, "x")));
+        out.switch(Some((1, "x", ProgrammeLevel::Normal)));
         for _ in 0..5 {
             out.push_frame(Bytes::from_static(b"f"));
         }

@@ -11,9 +11,17 @@
 //! twice. [`UptimeJournal::store_batch`] returns only after the records are flushed to disk,
 //! and only then does the server acknowledge, and only then does the agent delete them: a power
 //! cut at any point loses nothing.
+//!
+//! # Server runs
+//! Every link event names the server run (`Welcome::session_id`, [`ServerRun`]) that saw it,
+//! and each run keeps one record of its start and of the last moment it was known alive
+//! (overwritten every [`SERVER_ALIVE_INTERVAL`]). A server that crashed (SIGKILL, power cut)
+//! never writes the end of its sessions; a later run's start marker shows the earlier run is
+//! over, and its alive time bounds when its sessions ended (`report/timeline.rs`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::Buf;
 use radio_proto::{Decode, Encode, JournalAck, JournalBatch, JournalRecord};
@@ -22,8 +30,24 @@ use crate::store::StoreError;
 
 /// Tree of the agents' records: `agent \0 journal_id(8, BE) seq(8, BE)` → the encoded record.
 const RECORDS_TREE: &str = "uptime-records";
-/// Tree of the server's view: `agent \0 id(8, BE)` → a [`LinkEvent`].
+/// Tree of the server's view: `agent \0 id(8, BE)` → a [`LinkEvent`] as `unix_ms(8, BE)
+/// flags(1) [server_run(8, BE) if LINK_HAS_RUN] reason(UTF-8)`. The id is a sled id, so the
+/// events are in the order they were written, across runs.
 const LINKS_TREE: &str = "uptime-links";
+/// Tree of the server's runs: `order(8, BE)` → `run_id(8) started_ms(8) alive_ms(8)`, all BE.
+/// The order is a sled id, increasing across restarts, so a clock stepping back cannot
+/// reorder runs.
+const RUNS_TREE: &str = "uptime-runs";
+
+/// How often a running server overwrites its run's alive time: how late, at most, the report
+/// learns that a crashed server's sessions were over (the same order as the agents'
+/// heartbeats, so a crash is known to a minute like a power cut at a station).
+pub const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Flag bits of a stored link event's fifth byte. Events stored before runs were recorded have
+/// only `LINK_UP` (0 or 1) and no run id.
+const LINK_UP: u8 = 1;
+const LINK_HAS_RUN: u8 = 2;
 
 /// The server's own observation of one agent's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +58,26 @@ pub struct LinkEvent {
     pub up: bool,
     /// Why it ended (empty when up).
     pub reason: String,
+    /// The server run that saw it (`None` for an event stored before runs were recorded).
+    pub server_run: Option<u64>,
+}
+
+/// One run of the server process, from its start marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRun {
+    /// The run's id (`Welcome::session_id`, `LinkEvent::server_run`).
+    pub run_id: u64,
+    /// When it started, the server's wall clock, Unix milliseconds.
+    pub started_ms: u64,
+    /// The last time it recorded itself alive (its start, at first).
+    pub alive_ms: u64,
+}
+
+/// This process's run record, to mark it alive ([`UptimeJournal::record_alive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunMarker {
+    order: u64,
+    run: ServerRun,
 }
 
 /// One stored agent record, with the journal it came from.
@@ -49,6 +93,7 @@ pub struct UptimeJournal {
     db: sled::Db,
     records: sled::Tree,
     links: sled::Tree,
+    runs: sled::Tree,
     path: PathBuf,
 }
 
@@ -70,6 +115,7 @@ impl UptimeJournal {
             db: db.clone(),
             records: open(RECORDS_TREE)?,
             links: open(LINKS_TREE)?,
+            runs: open(RUNS_TREE)?,
             path: path.clone(),
         })
     }
@@ -112,9 +158,16 @@ impl UptimeJournal {
         let id = self.db.generate_id().map_err(|e| self.db_error(e))?;
         let mut key = agent_prefix(agent);
         key.extend_from_slice(&id.to_be_bytes());
-        let mut value = Vec::with_capacity(9 + event.reason.len());
+        let mut value = Vec::with_capacity(17 + event.reason.len());
         value.extend_from_slice(&event.unix_ms.to_be_bytes());
-        value.push(u8::from(event.up));
+        let mut flags = if event.up { LINK_UP } else { 0 };
+        if event.server_run.is_some() {
+            flags |= LINK_HAS_RUN;
+        }
+        value.push(flags);
+        if let Some(run) = event.server_run {
+            value.extend_from_slice(&run.to_be_bytes());
+        }
         value.extend_from_slice(event.reason.as_bytes());
         self.links
             .insert(key, value)
@@ -195,11 +248,84 @@ impl UptimeJournal {
             if value.len() < 9 {
                 return Err(self.corrupt(format!("link event of `{agent}` too short")));
             }
-            let mut head = &value[..9];
+            let mut rest = value.as_ref();
+            let unix_ms = rest.get_u64();
+            let flags = rest.get_u8();
+            let server_run = if flags & LINK_HAS_RUN != 0 {
+                if rest.len() < 8 {
+                    return Err(self.corrupt(format!("link event of `{agent}` too short")));
+                }
+                Some(rest.get_u64())
+            } else {
+                None
+            };
             out.push(LinkEvent {
-                unix_ms: head.get_u64(),
-                up: head.get_u8() == 1,
-                reason: String::from_utf8_lossy(&value[9..]).into_owned(),
+                unix_ms,
+                up: flags & LINK_UP != 0,
+                reason: String::from_utf8_lossy(rest).into_owned(),
+                server_run,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records the start of this server run, durably, before it accepts any agent. Blocking.
+    pub fn start_run(&self, run_id: u64, unix_ms: u64) -> Result<RunMarker, StoreError> {
+        let order = self.db.generate_id().map_err(|e| self.db_error(e))?;
+        let marker = RunMarker {
+            order,
+            run: ServerRun {
+                run_id,
+                started_ms: unix_ms,
+                alive_ms: unix_ms,
+            },
+        };
+        self.write_run(&marker)?;
+        self.db.flush().map_err(|e| self.db_error(e))?;
+        Ok(marker)
+    }
+
+    /// Overwrites the run's alive time with `unix_ms` (never moving it back). Not flushed: sled
+    /// writes it out within half a second, and a crash in between only makes the report take
+    /// the run to have ended one interval earlier. Blocking, briefly.
+    pub fn record_alive(&self, marker: &mut RunMarker, unix_ms: u64) -> Result<(), StoreError> {
+        marker.run.alive_ms = marker.run.alive_ms.max(unix_ms);
+        self.write_run(marker)
+    }
+
+    /// [`UptimeJournal::record_alive`] at a clean stop, flushed: the run's last sign of life
+    /// is then its stop. Blocking.
+    pub fn record_stop(&self, marker: &mut RunMarker, unix_ms: u64) -> Result<(), StoreError> {
+        self.record_alive(marker, unix_ms)?;
+        self.db.flush().map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    fn write_run(&self, marker: &RunMarker) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(24);
+        value.extend_from_slice(&marker.run.run_id.to_be_bytes());
+        value.extend_from_slice(&marker.run.started_ms.to_be_bytes());
+        value.extend_from_slice(&marker.run.alive_ms.to_be_bytes());
+        self.runs
+            .insert(marker.order.to_be_bytes(), value)
+            .map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    /// Every server run recorded, in the order they started (the last is the newest: while
+    /// the server runs, itself).
+    pub fn runs(&self) -> Result<Vec<ServerRun>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.runs.iter().values() {
+            let value = item.map_err(|e| self.db_error(e))?;
+            if value.len() < 24 {
+                return Err(self.corrupt("server run record too short".to_owned()));
+            }
+            let mut value = value.as_ref();
+            out.push(ServerRun {
+                run_id: value.get_u64(),
+                started_ms: value.get_u64(),
+                alive_ms: value.get_u64(),
             });
         }
         Ok(out)
@@ -285,6 +411,7 @@ mod tests {
                     unix_ms: 5,
                     up: false,
                     reason: "mất kết nối".into(),
+                    server_run: Some(42),
                 },
             )
             .expect("link");
@@ -300,8 +427,76 @@ mod tests {
             7
         );
         assert_eq!(
-            store.uptime().links("binh-trung").expect("links")[0].reason,
-            "mất kết nối"
+            store.uptime().links("binh-trung").expect("links"),
+            vec![LinkEvent {
+                unix_ms: 5,
+                up: false,
+                reason: "mất kết nối".into(),
+                server_run: Some(42),
+            }]
+        );
+    }
+
+    #[test]
+    fn link_events_stored_before_runs_were_recorded_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path()).expect("store");
+        let journal = store.uptime();
+        // The old form: time, up (0 or 1), reason.
+        let mut old = 7u64.to_be_bytes().to_vec();
+        old.push(1);
+        let mut key = agent_prefix("binh-trung");
+        let id = journal.db.generate_id().expect("id");
+        key.extend_from_slice(&id.to_be_bytes());
+        journal.links.insert(key, old).expect("insert");
+        let new = LinkEvent {
+            unix_ms: 9,
+            up: true,
+            reason: String::new(),
+            server_run: Some(u64::MAX),
+        };
+        journal.record_link("binh-trung", &new).expect("link");
+        assert_eq!(
+            journal.links("binh-trung").expect("links"),
+            vec![
+                LinkEvent {
+                    unix_ms: 7,
+                    up: true,
+                    reason: String::new(),
+                    server_run: None,
+                },
+                new
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_are_listed_in_start_order_with_their_last_alive_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path()).expect("store");
+        let journal = store.uptime();
+        let mut first = journal.start_run(900, 1_000).expect("start");
+        journal.record_alive(&mut first, 61_000).expect("alive");
+        // A clock stepping back does not move the alive time back.
+        journal.record_alive(&mut first, 50_000).expect("alive");
+        drop(store);
+        let store = crate::store::Store::open(dir.path()).expect("reopen");
+        // The next run's clock is behind the first's: still listed after it.
+        store.uptime().start_run(3, 500).expect("start");
+        assert_eq!(
+            store.uptime().runs().expect("runs"),
+            vec![
+                ServerRun {
+                    run_id: 900,
+                    started_ms: 1_000,
+                    alive_ms: 61_000,
+                },
+                ServerRun {
+                    run_id: 3,
+                    started_ms: 500,
+                    alive_ms: 500,
+                },
+            ]
         );
     }
 }

@@ -12,8 +12,8 @@ use radio_server::admin::{
 };
 use radio_server::admin_client::{AdminClient, ClientError};
 use radio_server::ingest::PcmFrame;
-use radio_server::on_air::StationStatus;
 use radio_server::on_air::{OnAir, OnAirConfig};
+use radio_server::on_air::{OnAirStatus, StationStatus};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{Level, Schedule, ScheduleEntry, SourceSpec, Targets};
@@ -91,7 +91,29 @@ impl Harness {
     }
 
     async fn status(&self) -> Vec<StationStatus> {
+        self.full_status().await.stations
+    }
+
+    async fn full_status(&self) -> OnAirStatus {
         self.call(|c| c.status()).await.expect("status")
+    }
+
+    /// The ids of the emergencies the status lists, polled until `check` holds.
+    async fn emergencies_until(&self, check: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ids: Vec<String> = self
+                .full_status()
+                .await
+                .emergencies
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            if check(&ids) || Instant::now() > deadline {
+                return ids;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Polls the status until `check` holds; the last status either way.
@@ -272,12 +294,62 @@ async fn emergency_airs_at_its_targets_only_until_stopped() {
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("khong-co"), "{message}");
 
+    // The status lists it, with what stops it and where it airs.
+    let listed = h.full_status().await.emergencies;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].name, "bao-so-5");
+    assert_eq!(
+        listed[0].targets,
+        Targets::Stations(vec!["binh-trung".into(), "binh-duong".into()])
+    );
+    let mut stations = listed[0].stations.clone();
+    stations.sort();
+    assert_eq!(stations, ["binh-duong", "binh-trung"]);
+    let started: jiff::Timestamp = listed[0].started.parse().expect("RFC 3339");
+    let age = jiff::Timestamp::now().duration_since(started);
+    assert!(
+        age >= jiff::SignedDuration::ZERO && age < jiff::SignedDuration::from_secs(60),
+        "started {started}"
+    );
+    // A second one, elsewhere: both listed, oldest first.
+    let fire = h.path("chay-rung.wav");
+    write_wav(&fire, 10);
+    let second = EmergencyRequest {
+        id: Some("chay-rung".into()),
+        name: Some("Cháy rừng".into()),
+        file: Some(fire),
+        targets: Some(Targets::Stations(vec!["binh-hai".into()])),
+        ..EmergencyRequest::default()
+    };
+    h.call(move |c| c.emergency(&second))
+        .await
+        .expect("second emergency");
+    let listed = h.full_status().await.emergencies;
+    let names: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|e| (e.id.as_str(), e.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [(id.as_str(), "bao-so-5"), ("chay-rung", "Cháy rừng")]
+    );
+    assert_eq!(listed[1].stations, ["binh-hai"]);
+
     let stop_id = id.clone();
     let stopped = h
         .call(move |c| c.stop_emergency(&stop_id))
         .await
         .expect("stopped");
     assert_eq!(stopped, id);
+    // Gone from the list once stopped; the other one runs on.
+    let ids = h.emergencies_until(|ids| ids.len() == 1).await;
+    assert_eq!(ids, ["chay-rung"]);
+    h.call(|c| c.stop_emergency("chay-rung"))
+        .await
+        .expect("stopped");
+    let ids = h.emergencies_until(<[String]>::is_empty).await;
+    assert!(ids.is_empty(), "{ids:?}");
     let rows = h
         .status_until(|rows| stations_at(rows, "khẩn cấp").is_empty())
         .await;
@@ -776,7 +848,7 @@ async fn reports_check_their_parameters_the_token_and_answer_in_each_format() {
         .expect("plays");
     assert!(text.starts_with('\u{FEFF}'), "{text}");
     assert!(
-        text.contains("Bình Trung,binh-trung,Cộng / total,0,"),
+        text.contains("Bình Trung,binh-trung,Cộng / total,,0,"),
         "{text}"
     );
     h.stop().await;

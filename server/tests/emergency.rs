@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
+use radio_proto::ProgrammeLevel;
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
@@ -193,6 +194,23 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
         println!(
             "{}: {:?}\n{:?}",
             report.commune, report.stats, report.programmes
+        );
+        // Proof of play knows which broadcast was the emergency: the level travels with it.
+        let levels: Vec<(&str, ProgrammeLevel)> = report
+            .programmes
+            .iter()
+            .map(|p| (p.name.as_str(), p.level))
+            .collect();
+        assert!(
+            levels.contains(&("Bản tin thử", ProgrammeLevel::Priority)),
+            "{}: {levels:?}",
+            report.commune
+        );
+        assert_eq!(
+            levels.contains(&("Cảnh báo bão", ProgrammeLevel::Emergency)),
+            report.commune != "binh-hai",
+            "{}: {levels:?}",
+            report.commune
         );
     }
     let _ = stop_server.send(());

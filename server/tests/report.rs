@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use jiff::civil::{date, Date};
 use jiff::tz::TimeZone;
 use radio_config::District;
-use radio_proto::{JournalBatch, JournalEvent, JournalRecord, OutputState};
+use radio_proto::{JournalBatch, JournalEvent, JournalRecord, OutputState, ProgrammeLevel};
 use radio_server::store::Store;
 use radio_tests::{binary, start_server_with};
 
@@ -106,6 +106,7 @@ fn history(tz: &TimeZone, i: usize) -> Vec<(u64, i64, JournalEvent)> {
             JournalEvent::ProgrammeStart {
                 programme_id: 7,
                 name: RELAY.into(),
+                level: ProgrammeLevel::Normal,
             },
         ));
         out.push((
@@ -497,7 +498,7 @@ fn five_year_review_by_year_in_csv_json_and_table() {
     let rows = section(&lines, "Số lần phát");
     let relay = rows
         .iter()
-        .find(|l| l.starts_with(&format!("Toàn huyện / district,,{RELAY},")))
+        .find(|l| l.starts_with(&format!("Toàn huyện / district,,{RELAY},thường / normal,")))
         .expect("the district's relay row");
     // January: 31 days × 22 stations; the whole year: 365 × 22.
     assert!(relay.contains(&format!(",{},", 31 * 22)), "{relay}");
@@ -505,7 +506,7 @@ fn five_year_review_by_year_in_csv_json_and_table() {
     let seconds = section(&lines, "Số giây đã phát");
     assert!(
         seconds.iter().any(|l| *l
-            == format!("Bình Trung,binh-trung,{RELAY},{}", {
+            == format!("Bình Trung,binh-trung,{RELAY},thường / normal,{}", {
                 let months = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
                 months
                     .iter()

@@ -1,7 +1,8 @@
 //! The web dashboard in Debian's headless Chromium, driven over WebDriver (chromedriver) like
 //! an operator would use it: sign in with the admin token, see all 22 stations with their
 //! Vietnamese names and the uptime chart, switch to English, and a screenshot is saved as
-//! `target/dashboard.png`.
+//! `target/dashboard.png`; start two emergencies and stop them one at a time, each by its own
+//! button.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use radio_tests::{enroll, free_udp_port, start_agent, start_server_with, workspace_root};
+use radio_tests::{
+    enroll, free_udp_port, start_agent, start_server_with, test_signal, workspace_root, write_wav,
+};
 
 /// The W3C WebDriver element key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -122,6 +125,28 @@ impl Driver {
             &format!("/element/{id}/value"),
             json!({ "text": text }),
         );
+    }
+
+    fn clear(&self, css: &str) {
+        let id = self.element(css);
+        self.session("POST", &format!("/element/{id}/clear"), json!({}));
+    }
+
+    /// Accepts the confirmation the last click opened; its text.
+    fn accept_confirmation(&self) -> String {
+        let url = format!("{}/session/{}/alert/text", self.base, self.session);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let answer = self.agent.get(&url).call().expect("WebDriver alert text");
+            if answer.status().is_success() {
+                let value: Value = answer.into_body().read_json().expect("JSON");
+                break value["value"].as_str().unwrap_or_default().to_owned();
+            }
+            assert!(Instant::now() < deadline, "no confirmation dialog opened");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.session("POST", "/alert/accept", json!({}));
+        text
     }
 
     fn script(&self, script: &str) -> Value {
@@ -251,4 +276,124 @@ fn the_dashboard_shows_every_station_and_switches_language() {
     drop(agent);
     let (status, _) = server.terminate();
     assert!(status.success(), "server exit {status}");
+}
+
+/// The emergency rows of the page: `[id, name, where, button text]`.
+const EMERGENCY_ROWS: &str = "return Array.from(document.querySelectorAll('#emergencies tbody tr')).map(r => [r.dataset.emergency, r.cells[0].textContent, r.cells[2].textContent, r.cells[3].textContent]);";
+
+fn row_count(n: usize) -> impl Fn(&Value) -> bool {
+    move |v| v.as_array().is_some_and(|rows| rows.len() == n)
+}
+
+#[test]
+fn running_emergencies_are_listed_and_each_is_stopped_by_its_own_button() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (mut server, _) = start_server_with(&data, "127.0.0.1:0", &["--no-schedule"]);
+    let admin = server
+        .wait_for("admin endpoint on", Duration::from_secs(10))
+        .rsplit(' ')
+        .next()
+        .expect("address")
+        .trim()
+        .to_owned();
+    // Long enough to be still on air while the page is driven.
+    let storm = dir.path().join("bao-so-9.wav");
+    let fire = dir.path().join("chay-rung.wav");
+    for path in [&storm, &fire] {
+        write_wav(path, &test_signal(60.0), 48_000);
+    }
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    driver.open(&format!("http://{admin}/"));
+    driver.type_into("#token", token.trim());
+    driver.click("#login-button");
+    driver.wait_for(
+        "return document.querySelectorAll('#stations tbody tr').length;",
+        |v| v == 22,
+    );
+    assert_eq!(
+        driver.script("return [document.querySelector('#emergencies').hidden, document.querySelector('#no-emergency').hidden, document.querySelector('#no-emergency').textContent];"),
+        json!([true, false, "Không có bản tin khẩn cấp nào đang phát."])
+    );
+
+    // Two emergencies from this page, one after the other.
+    for path in [&storm, &fire] {
+        driver.clear("#emergency-file");
+        driver.type_into("#emergency-file", path.to_str().expect("utf8"));
+        driver.click("#emergency-start");
+        let question = driver.accept_confirmation();
+        assert!(question.contains("tất cả các đài"), "{question}");
+    }
+    let rows = driver.wait_for(EMERGENCY_ROWS, row_count(2));
+    let rows = rows.as_array().expect("rows");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r[1].as_str()).collect();
+    assert_eq!(names, ["bao-so-9", "chay-rung"], "oldest first");
+    for row in rows {
+        assert_eq!(row[2], "Tất cả các đài", "{row}");
+        assert_eq!(row[3], "Dừng", "{row}");
+    }
+    let storm_id = rows[0][0].as_str().expect("id").to_owned();
+    assert!(storm_id.starts_with("khan-cap-"), "{storm_id}");
+    driver.wait_for(
+        "return document.querySelector('#stations tbody tr[data-station=\"binh-trung\"]').cells[4].textContent;",
+        |v| v == "khẩn cấp",
+    );
+
+    // Stop the first one by its own button: the second keeps running.
+    driver.click(&format!(
+        "#emergencies tr[data-emergency=\"{storm_id}\"] button"
+    ));
+    let question = driver.accept_confirmation();
+    assert!(question.contains("bao-so-9"), "{question}");
+    let rows = driver.wait_for(EMERGENCY_ROWS, row_count(1));
+    assert_eq!(rows[0][1], "chay-rung", "{rows}");
+    // `radio-server status` lists the same.
+    let text = status_command(&data, &admin);
+    let listed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("khan-cap-"))
+        .collect();
+    assert_eq!(listed.len(), 1, "{text}");
+    assert!(
+        listed[0].contains("chay-rung") && listed[0].contains("all (22 stations)"),
+        "{text}"
+    );
+    assert!(text.contains("1 emergency running"), "{text}");
+
+    // In English, the last one, then none.
+    driver.click("#lang");
+    let rows = driver.wait_for(EMERGENCY_ROWS, |v| v[0][3] == "Stop");
+    assert_eq!(rows[0][2], "All stations", "{rows}");
+    assert_eq!(
+        driver.script("return document.querySelector('h3').textContent;"),
+        "Emergencies on air"
+    );
+    driver.click("#emergencies tbody tr button");
+    let question = driver.accept_confirmation();
+    assert!(question.contains("chay-rung"), "{question}");
+    driver.wait_for(EMERGENCY_ROWS, row_count(0));
+    assert_eq!(
+        driver.script("return [document.querySelector('#emergencies').hidden, document.querySelector('#no-emergency').textContent];"),
+        json!([true, "No emergency is running."])
+    );
+    // What the page showed is what the server runs: nothing.
+    let text = status_command(&data, &admin);
+    assert!(text.contains("no emergency running"), "{text}");
+    let (status, _) = server.terminate();
+    assert!(status.success(), "server exit {status}");
+}
+
+/// What `radio-server status` prints.
+fn status_command(data: &std::path::Path, admin: &str) -> String {
+    let out = Command::new(radio_tests::binary("radio-server"))
+        .args(["status", "--data-dir", data.to_str().expect("utf8")])
+        .args(["--admin-listen", admin])
+        .output()
+        .expect("radio-server status");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
 }

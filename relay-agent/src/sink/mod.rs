@@ -6,6 +6,7 @@
 //! thread through a bounded queue.
 
 pub mod pipe;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod wav;
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 pub use pipe::{PipeOptions, PipeSink};
 pub use rtp::{RtpSink, OPUS_PAYLOAD_TYPE};
 pub use sdp::opus_sdp;
+
+use crate::cluster_health::ClusterChange;
 pub use wav::WavSink;
 
 /// Samples in one 20 ms slot at 48 kHz mono.
@@ -72,6 +75,20 @@ pub trait Sink: Send {
     fn finish(&mut self) -> Result<(), SinkError>;
     /// Counters since the sink was opened.
     fn stats(&self) -> SinkStats;
+    /// For a sink that watches a loudspeaker cluster: its id and new state, when the state
+    /// changed. Called on the playout clock thread after each `play`.
+    fn cluster_change(&mut self, _now: Instant) -> Option<(String, ClusterChange)> {
+        None
+    }
+}
+
+/// A loudspeaker cluster an RTP sink watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterWatch {
+    /// Its id within the station, e.g. `c01`.
+    pub id: String,
+    /// Silence after which a receiver that sends RTCP reports counts as down.
+    pub timeout: Duration,
 }
 
 /// Counters every sink keeps.
@@ -93,8 +110,14 @@ pub struct SinkStats {
 /// Where a sink sends its slots, as configured.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkTarget {
-    /// Opus over RTP to `dest`; the matching SDP is written to `sdp`.
-    Rtp { dest: SocketAddr, sdp: PathBuf },
+    /// Opus over RTP to `dest`; the matching SDP is written to `sdp`. `local_port` fixes the
+    /// sending port; with `cluster`, RTCP is received on the next port up.
+    Rtp {
+        dest: SocketAddr,
+        sdp: PathBuf,
+        local_port: Option<u16>,
+        cluster: Option<ClusterWatch>,
+    },
     /// A 48 kHz mono 16-bit WAV recording of the whole timeline.
     Wav { path: PathBuf },
     /// Raw s16le 48 kHz mono fed to the stdin of `sh -c command`.
@@ -104,7 +127,18 @@ pub enum SinkTarget {
 /// Opens the sink for `spec`; `station_name` names the RTP session in its SDP.
 pub fn open_sink(spec: &SinkTarget, station_name: &str) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match spec {
-        SinkTarget::Rtp { dest, sdp } => Box::new(RtpSink::open(*dest, sdp, station_name)?),
+        SinkTarget::Rtp {
+            dest,
+            sdp,
+            local_port,
+            cluster,
+        } => Box::new(RtpSink::open_with(
+            *dest,
+            sdp,
+            station_name,
+            *local_port,
+            cluster.clone(),
+        )?),
         SinkTarget::Wav { path } => Box::new(WavSink::create(path)?),
         SinkTarget::Pipe { command } => Box::new(PipeSink::spawn(command)?),
     })
@@ -193,6 +227,8 @@ mod tests {
             &SinkTarget::Rtp {
                 dest,
                 sdp: sdp.clone(),
+                local_port: None,
+                cluster: None,
             },
             "Đài",
         )

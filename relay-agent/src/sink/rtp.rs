@@ -4,11 +4,36 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use rtp_rs::{RtpPacketBuilder, Seq};
 
+use super::rtcp::{report_about, SenderReport};
 use super::sdp::{opus_sdp, MULTICAST_TTL};
-use super::{LogLimiter, Sink, SinkError, SinkStats, Slot, FRAME_SAMPLES};
+use super::{ClusterWatch, LogLimiter, Sink, SinkError, SinkStats, Slot, FRAME_SAMPLES};
+use crate::cluster_health::{ClusterChange, ClusterHealth};
+
+/// RFC 3550 §6.2: 5 s is the minimum interval between RTCP reports.
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+/// Slots between reads of the RTCP socket: reports come every few seconds, 100 ms is plenty.
+const RTCP_POLL_SLOTS: u64 = 5;
+/// Tries at finding a free even/odd port pair for RTP and RTCP.
+const PORT_PAIR_TRIES: usize = 64;
+
+/// The loudspeaker cluster this sink's receiver serves, and how its health is watched.
+#[derive(Debug)]
+struct Watch {
+    id: String,
+    /// Bound to the RTP port + 1 (RFC 3550 §11), where receivers send their reports.
+    rtcp: UdpSocket,
+    /// The receiver's RTCP port (its RTP port + 1), where our sender reports go.
+    rtcp_dest: SocketAddr,
+    health: ClusterHealth,
+    next_sender_report: Instant,
+    octets: u32,
+    bad_rtcp: LogLimiter,
+    buf: Vec<u8>,
+}
 
 /// Dynamic payload type announced in the SDP; 111 is what most Opus receivers expect.
 pub const OPUS_PAYLOAD_TYPE: u8 = 111;
@@ -29,17 +54,52 @@ pub struct RtpSink {
     stats: SinkStats,
     send_errors: LogLimiter,
     packet: Vec<u8>,
+    watch: Option<Watch>,
 }
 
 impl RtpSink {
     /// Binds an ephemeral UDP socket towards `dest` and writes the SDP to `sdp_path`.
     pub fn open(dest: SocketAddr, sdp_path: &Path, session_name: &str) -> Result<Self, SinkError> {
+        Self::open_with(dest, sdp_path, session_name, None, None)
+    }
+
+    /// Like [`RtpSink::open`], sending from `local_port` if given, and watching the health of
+    /// the `cluster` the receiver serves: its RTCP reports are read on the sending port + 1.
+    pub fn open_with(
+        dest: SocketAddr,
+        sdp_path: &Path,
+        session_name: &str,
+        local_port: Option<u16>,
+        cluster: Option<ClusterWatch>,
+    ) -> Result<Self, SinkError> {
         let name = format!("rtp:{dest}");
-        let bind: SocketAddr = match dest.ip() {
-            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        let any = |port: u16| -> SocketAddr {
+            match dest.ip() {
+                IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, port).into(),
+                IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, port).into(),
+            }
         };
-        let socket = UdpSocket::bind(bind).map_err(|e| SinkError::io(&name, e))?;
+        let bind_error =
+            |port: u16, e: io::Error| SinkError::io(&name, format!("bind port {port}: {e}"));
+        let (socket, rtcp) = match (local_port, cluster.is_some()) {
+            (Some(port), watch) => {
+                let socket = UdpSocket::bind(any(port)).map_err(|e| bind_error(port, e))?;
+                let rtcp = if watch {
+                    Some(UdpSocket::bind(any(port + 1)).map_err(|e| bind_error(port + 1, e))?)
+                } else {
+                    None
+                };
+                (socket, rtcp)
+            }
+            (None, true) => {
+                let (socket, rtcp) = bind_port_pair(any).map_err(|e| SinkError::io(&name, e))?;
+                (socket, Some(rtcp))
+            }
+            (None, false) => (
+                UdpSocket::bind(any(0)).map_err(|e| SinkError::io(&name, e))?,
+                None,
+            ),
+        };
         // Connecting makes the kernel report ICMP unreachable replies (ECONNREFUSED) on later
         // sends, which is how an absent receiver shows up in the error counter.
         socket.connect(dest).map_err(|e| SinkError::io(&name, e))?;
@@ -56,6 +116,29 @@ impl RtpSink {
         }
 
         let ssrc: u32 = rand::random();
+        let watch = match (cluster, rtcp) {
+            (Some(cluster), Some(rtcp)) => {
+                rtcp.set_nonblocking(true)
+                    .map_err(|e| SinkError::io(&name, e))?;
+                let rtcp_port = rtcp.local_addr().map(|a| a.port()).unwrap_or_default();
+                tracing::info!(
+                    "{name}: watching loudspeaker cluster {} (RTCP reports to port {rtcp_port})",
+                    cluster.id
+                );
+                let now = Instant::now();
+                Some(Watch {
+                    id: cluster.id,
+                    rtcp,
+                    rtcp_dest: SocketAddr::new(dest.ip(), dest.port().wrapping_add(1)),
+                    health: ClusterHealth::new(now, cluster.timeout),
+                    next_sender_report: now,
+                    octets: 0,
+                    bad_rtcp: LogLimiter::per_minute(),
+                    buf: vec![0; 1500],
+                })
+            }
+            _ => None,
+        };
         let sdp = opus_sdp(dest, OPUS_PAYLOAD_TYPE, session_name, ssrc);
         write_atomically(sdp_path, sdp.as_bytes())
             .map_err(|e| SinkError::io(&name, format!("writing {}: {e}", sdp_path.display())))?;
@@ -77,7 +160,62 @@ impl RtpSink {
             stats: SinkStats::default(),
             send_errors: LogLimiter::per_minute(),
             packet: Vec::with_capacity(1500),
+            watch,
         })
+    }
+
+    /// The local address RTP is sent from.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Reads the receiver reports that arrived and sends our sender report when due.
+    fn watch_rtcp(&mut self) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        // Bounded, so a flood on the RTCP port cannot hold the playout clock.
+        for _ in 0..16 {
+            let (n, from) = match watch.rtcp.recv_from(&mut watch.buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            };
+            // Reports count only from the receiver's address (any member of a multicast group).
+            if !self.dest.ip().is_multicast() && from.ip() != self.dest.ip() {
+                continue;
+            }
+            match report_about(&watch.buf[..n], self.ssrc) {
+                Ok(Some(_)) => watch.health.on_report(now),
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(suppressed) = watch.bad_rtcp.allow() {
+                        tracing::debug!(
+                            "rtp:{}: ignoring a bad RTCP packet from {from}: {e} ({suppressed} \
+                             more since last report)",
+                            self.dest
+                        );
+                    }
+                }
+            }
+        }
+        if now >= watch.next_sender_report {
+            watch.next_sender_report = now + SENDER_REPORT_INTERVAL;
+            let since_epoch = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let report = SenderReport {
+                ssrc: self.ssrc,
+                ntp: SenderReport::ntp_from_unix(since_epoch),
+                rtp_timestamp: self.next_timestamp,
+                packets: self.stats.packets_sent as u32,
+                octets: watch.octets,
+            };
+            // A receiver with no RTCP port answers with ICMP, which an unconnected socket does
+            // not report: sender reports are a courtesy, not a probe.
+            let _ = watch.rtcp.send_to(&report.to_bytes(), watch.rtcp_dest);
+        }
     }
 
     /// The synchronisation source identifier of this stream (also the SDP session id).
@@ -111,6 +249,9 @@ impl RtpSink {
             Ok(_) => {
                 self.stats.packets_sent += 1;
                 self.next_seq = self.next_seq.next();
+                if let Some(watch) = &mut self.watch {
+                    watch.octets = watch.octets.wrapping_add(payload.len() as u32);
+                }
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -120,6 +261,17 @@ impl RtpSink {
             }
             Err(e) => {
                 self.stats.errors += 1;
+                if let Some(watch) = &mut self.watch {
+                    // ICMP errors about the receiver, reported on the connected socket.
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused
+                            | io::ErrorKind::HostUnreachable
+                            | io::ErrorKind::NetworkUnreachable
+                    ) {
+                        watch.health.on_unreachable(Instant::now(), &e.to_string());
+                    }
+                }
                 self.log_send_error(format_args!("send failed: {e}"));
                 false
             }
@@ -169,6 +321,9 @@ impl Sink for RtpSink {
         if slot.silent {
             self.talkspurt_pending = true;
         }
+        if self.stats.slots.is_multiple_of(RTCP_POLL_SLOTS) {
+            self.watch_rtcp();
+        }
         Ok(())
     }
 
@@ -180,6 +335,31 @@ impl Sink for RtpSink {
     fn stats(&self) -> SinkStats {
         self.stats.clone()
     }
+
+    fn cluster_change(&mut self, now: Instant) -> Option<(String, ClusterChange)> {
+        let watch = self.watch.as_mut()?;
+        let change = watch.health.poll(now)?;
+        Some((watch.id.clone(), change))
+    }
+}
+
+/// Binds RTP to an even ephemeral port and RTCP to the odd one above it (RFC 3550 §11), the
+/// pair receivers expect when they answer to the sender's address.
+fn bind_port_pair(any: impl Fn(u16) -> SocketAddr) -> io::Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..PORT_PAIR_TRIES {
+        let rtp = UdpSocket::bind(any(0))?;
+        let port = rtp.local_addr()?.port();
+        if !port.is_multiple_of(2) || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(any(port + 1)) {
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free RTP/RTCP port pair in {PORT_PAIR_TRIES} tries"),
+    ))
 }
 
 /// Writes `data` to `path` so that readers never see a half-written file: a receiver may be

@@ -17,6 +17,7 @@ pub fn timelines(
     now_ms: i64,
 ) -> Result<BTreeMap<String, Timeline>, StoreError> {
     let mut out = BTreeMap::new();
+    let runs = journal.runs()?;
     for station in &district.stations {
         let journals = journal
             .journal_ids(&station.id)?
@@ -29,7 +30,7 @@ pub fn timelines(
             builder.push(at_ms, &record.event);
         }
         let links = journal.links(&station.id)?;
-        out.insert(station.id.clone(), builder.finish(&links));
+        out.insert(station.id.clone(), builder.finish(&links, &runs));
     }
     Ok(out)
 }

@@ -23,6 +23,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use radio_config::District;
+use radio_proto::ProgrammeLevel;
 use serde::Serialize;
 
 pub use timeline::Timeline;
@@ -643,10 +644,13 @@ pub struct PlaysRow {
     pub all: Option<PlayFigures>,
 }
 
-/// One programme's row (programmes are told apart by name).
+/// One programme's row (programmes are told apart by name and level).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProgrammePlays {
     pub name: String,
+    /// `normal`, `priority`, `emergency` or `live`.
+    #[serde(serialize_with = "level_name")]
+    pub level: ProgrammeLevel,
     #[serde(flatten)]
     pub row: PlaysRow,
 }
@@ -678,18 +682,22 @@ pub struct PlaysReport {
     pub district_total: PlaysBlock,
 }
 
-/// Counts per programme name and period (index `periods.len()` is the whole range).
-type NameCounts = BTreeMap<String, Vec<PlayFigures>>;
+fn level_name<S: serde::Serializer>(level: &ProgrammeLevel, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(level.as_str())
+}
+
+/// Counts per programme (name, level) and period (index `periods.len()` is the whole range).
+type NameCounts = BTreeMap<(String, ProgrammeLevel), Vec<PlayFigures>>;
 
 fn count_by_name(timeline: &Timeline, bounds: &[(i64, i64)], range: (i64, i64)) -> NameCounts {
     let columns = bounds.len() + 1;
     let mut out = NameCounts::new();
-    let mut add = |name: &str, at: i64, f: &dyn Fn(&mut PlayFigures)| {
+    let mut add = |name: &str, level, at: i64, f: &dyn Fn(&mut PlayFigures)| {
         if containing(&[range], at).is_none() {
             return;
         }
         let row = out
-            .entry(name.to_owned())
+            .entry((name.to_owned(), level))
             .or_insert_with(|| vec![PlayFigures::default(); columns]);
         if let Some(i) = containing(bounds, at) {
             f(&mut row[i]);
@@ -698,13 +706,13 @@ fn count_by_name(timeline: &Timeline, bounds: &[(i64, i64)], range: (i64, i64)) 
     };
     for play in &timeline.plays {
         let aired = seconds(play.aired_ms());
-        add(&play.name, play.at_ms, &|p| {
+        add(&play.name, play.level, play.at_ms, &|p| {
             p.plays += 1;
             p.aired_s += aired;
         });
     }
     for cut in &timeline.cut_off {
-        add(&cut.name, cut.at_ms, &|p| p.cut_off += 1);
+        add(&cut.name, cut.level, cut.at_ms, &|p| p.cut_off += 1);
     }
     out
 }
@@ -746,7 +754,7 @@ pub fn plays_report(
             all,
         }
     };
-    let mut district_names: BTreeMap<String, Vec<PlayFigures>> = BTreeMap::new();
+    let mut district_names: NameCounts = BTreeMap::new();
     let columns = bounds.len() + 1;
     let mut out = Vec::new();
     for ((station, (per_period, whole)), has) in
@@ -755,9 +763,9 @@ pub fn plays_report(
         let timeline = timelines.get(&station.id).unwrap_or(&empty);
         let names = count_by_name(timeline, &bounds, range);
         let mut programmes = Vec::new();
-        for (name, figures) in names {
+        for ((name, level), figures) in names {
             let sum = district_names
-                .entry(name.clone())
+                .entry((name.clone(), level))
                 .or_insert_with(|| vec![PlayFigures::default(); columns]);
             for ((s, f), has) in sum.iter_mut().zip(&figures).zip(has) {
                 if *has {
@@ -768,6 +776,7 @@ pub fn plays_report(
             }
             programmes.push(ProgrammePlays {
                 name,
+                level,
                 row: row_of(&figures, has),
             });
         }
@@ -799,8 +808,9 @@ pub fn plays_report(
     let district_total = PlaysBlock {
         programmes: district_names
             .into_iter()
-            .map(|(name, figures)| ProgrammePlays {
+            .map(|((name, level), figures)| ProgrammePlays {
                 name,
+                level,
                 row: row_of(&figures, &district_has),
             })
             .collect(),

@@ -10,6 +10,7 @@
 //! `=`, `+`, `-` or `@` (a programme name typed by an operator) gets a leading `'` so that Excel
 //! does not run it as a formula.
 
+use radio_proto::ProgrammeLevel;
 use std::fmt::Write as _;
 
 use super::{
@@ -117,6 +118,7 @@ const PLAYS_METRICS: [PlaysMetric; 3] = [
 const STATION: &str = "Trạm / station";
 const ID: &str = "Mã / id";
 const PROGRAMME: &str = "Chương trình / programme";
+const LEVEL: &str = "Mức / level";
 const DISTRICT: &str = "Toàn huyện / district";
 const TOTAL: &str = "Cộng / total";
 const WHOLE_RANGE: &str = "Cả kỳ / all";
@@ -192,9 +194,14 @@ fn uptime_sheet(report: &UptimeReport) -> Sheet {
     }
 }
 
+/// "khẩn cấp / emergency": both languages, like every heading.
+fn level_label(level: ProgrammeLevel) -> String {
+    format!("{} / {}", level.vietnamese(), level.as_str())
+}
+
 fn plays_sheet(report: &PlaysReport) -> Sheet {
     let header = &report.header;
-    let row = |leading: [&str; 3], row: &PlaysRow, f| {
+    let row = |leading: [&str; 4], row: &PlaysRow, f| {
         let mut out: Vec<String> = leading.iter().map(|s| (*s).to_owned()).collect();
         out.extend(cells(&row.periods, &row.all, f));
         out
@@ -205,18 +212,24 @@ fn plays_sheet(report: &PlaysReport) -> Sheet {
             let mut rows = Vec::new();
             for s in &report.stations {
                 for p in &s.plays.programmes {
-                    rows.push(row([&s.name, &s.id, &p.name], &p.row, *f));
+                    let level = level_label(p.level);
+                    rows.push(row([&s.name, &s.id, &p.name, &level], &p.row, *f));
                 }
-                rows.push(row([&s.name, &s.id, TOTAL], &s.plays.total, *f));
+                rows.push(row([&s.name, &s.id, TOTAL, ""], &s.plays.total, *f));
             }
             for p in &report.district_total.programmes {
-                rows.push(row([DISTRICT, "", &p.name], &p.row, *f));
+                let level = level_label(p.level);
+                rows.push(row([DISTRICT, "", &p.name, &level], &p.row, *f));
             }
-            rows.push(row([DISTRICT, "", TOTAL], &report.district_total.total, *f));
+            rows.push(row(
+                [DISTRICT, "", TOTAL, ""],
+                &report.district_total.total,
+                *f,
+            ));
             Section {
                 title: (*name).to_owned(),
-                header: period_header(header, &[STATION, ID, PROGRAMME]),
-                text_columns: 3,
+                header: period_header(header, &[STATION, ID, PROGRAMME, LEVEL]),
+                text_columns: 4,
                 rows,
             }
         })

@@ -4,10 +4,10 @@
 //! has no data in January and one that never reported.
 
 use super::*;
-use crate::uptime_journal::{LinkEvent, StoredRecord};
+use crate::uptime_journal::{LinkEvent, ServerRun, StoredRecord};
 use jiff::civil::date;
 use radio_config::{Station, StationKind};
-use radio_proto::{JournalEvent, JournalRecord, OutputState};
+use radio_proto::{JournalEvent, JournalRecord, OutputState, ProgrammeLevel};
 
 const MIN: f64 = 60.0;
 
@@ -96,6 +96,7 @@ fn programme_start(name: &str) -> JournalEvent {
     JournalEvent::ProgrammeStart {
         programme_id: 1,
         name: name.into(),
+        level: ProgrammeLevel::Normal,
     }
 }
 
@@ -182,6 +183,7 @@ fn timelines() -> BTreeMap<String, Timeline> {
         unix_ms: at(2, 28, 18, 1),
         up: false,
         reason: "agent closed".into(),
+        server_run: Some(9),
     }];
     out.insert("b".to_owned(), Timeline::build(&b, &links, now_ms));
     out
@@ -568,4 +570,66 @@ fn periods_are_clipped_to_the_range_and_bounded() {
     )
     .expect_err("too many");
     assert!(err.to_string().starts_with("parameter `by`:"), "{err}");
+}
+
+/// Station a on 1 January, linked from midnight; its last record is a heartbeat at 10:00 (its
+/// later records never came). Server run 5 saw the session start and was killed, writing no
+/// session end; its last alive mark is 10:01; run 6 started at 12:00.
+fn crashed_server_day(runs: &[ServerRun]) -> UptimeFigures {
+    let a = records(
+        1,
+        vec![
+            (at(1, 1, 0, 0), start(true)),
+            (at(1, 1, 0, 0), up()),
+            (at(1, 1, 10, 0), heartbeat(OutputState::Silent)),
+        ],
+    );
+    let links = [LinkEvent {
+        unix_ms: at(1, 1, 0, 0),
+        up: true,
+        reason: String::new(),
+        server_run: Some(5),
+    }];
+    let now = Timestamp::from_millisecond(at(1, 2, 0, 0) as i64).unwrap();
+    let timeline = Timeline::build_with(
+        &a,
+        &links,
+        runs,
+        now.as_millisecond(),
+        timeline::REPORTING_GRACE_MS,
+    );
+    let timelines = BTreeMap::from([("a".to_owned(), timeline)]);
+    let report = uptime_report(
+        &district(),
+        &timelines,
+        &request(date(2025, 1, 1), date(2025, 1, 1), Granularity::Day),
+        now,
+    )
+    .unwrap();
+    report.stations[0].row.periods[0].clone().unwrap()
+}
+
+#[test]
+fn a_session_of_a_crashed_server_is_not_available_after_the_server_s_last_sign_of_life() {
+    let run = |run_id, started_ms, alive_ms| ServerRun {
+        run_id,
+        started_ms,
+        alive_ms,
+    };
+    let runs = [
+        run(5, at(1, 1, 0, 0) - 3_600_000, at(1, 1, 10, 1)),
+        run(6, at(1, 1, 12, 0), at(1, 1, 23, 59)),
+    ];
+    let day = crashed_server_day(&runs);
+    assert_eq!(
+        (day.outages, day.available_s / MIN, day.unreported_s / MIN),
+        (1, 601.0, 839.0)
+    );
+    // While run 5 is the newest run it is the one making the report: its session may be open,
+    // so the station's last state lasts the usual 5 minutes.
+    let day = crashed_server_day(&runs[..1]);
+    assert_eq!(
+        (day.outages, day.available_s / MIN, day.unreported_s / MIN),
+        (1, 605.0, 835.0)
+    );
 }

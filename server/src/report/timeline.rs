@@ -7,7 +7,11 @@
 //!   link and the output, so a transition lost in a crash is mended at the next heartbeat.
 //! - *Available* = running with the link up. Unavailable = *link down* (running, no link),
 //!   *off*, or *unreported* (after the last record; see [`TimelineBuilder::finish`]).
-//! - Before the first record there is no data: no span at all.
+//! - Before the first record there is no data: no span at all. A new station that connects
+//!   within [`FIRST_CONNECT_GRACE_MS`] of its very first start has its data start there.
+//! - After the last record, the last state lasts a grace, cut short where the server saw the
+//!   station's session end — its down event, or the last sign of life of a server run that
+//!   crashed with the session open ([`session_ends`]).
 //!
 //! Robustness: journals (an agent reinstalled starts a new one) are merged by time, each in
 //! sequence order with its times made non-decreasing (a clock stepping back a little does not
@@ -15,9 +19,9 @@
 //! `LinkUp`, or a second `ProcessStart`, changes nothing it should not; any record proves the
 //! agent was running at its time, so a journal whose start was lost still counts.
 
-use radio_proto::{JournalEvent, JournalRecord, OutputState};
+use radio_proto::{JournalEvent, JournalRecord, OutputState, ProgrammeLevel};
 
-use crate::uptime_journal::{LinkEvent, StoredRecord};
+use crate::uptime_journal::{LinkEvent, ServerRun, StoredRecord};
 
 /// One 20 ms frame.
 pub const FRAME_MS: i64 = 20;
@@ -29,6 +33,12 @@ pub const FUTURE_SLACK_MS: i64 = 60_000;
 /// uploaded as they are written while the link is up (heartbeats every 60 s by default), so
 /// a healthy station's newest records are at most a minute or two old.
 pub const REPORTING_GRACE_MS: i64 = 5 * 60_000;
+
+/// A new station's first connection, this soon after its first start, starts its data: the
+/// time before it (one handshake, which times out after 10 s) is not counted, instead of
+/// being an outage of a few milliseconds that says nothing about the station and would pull
+/// its MTTR towards zero.
+pub const FIRST_CONNECT_GRACE_MS: i64 = 10_000;
 
 /// What a station was doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +81,8 @@ impl Span {
 pub struct Play {
     pub at_ms: i64,
     pub name: String,
+    /// As announced at its start.
+    pub level: ProgrammeLevel,
     pub frames: u64,
 }
 
@@ -90,6 +102,7 @@ pub struct CutOff {
     /// The last record of the run it was playing in.
     pub at_ms: i64,
     pub name: String,
+    pub level: ProgrammeLevel,
 }
 
 /// A maximal stretch of unavailable time, `[start_ms, end_ms)`.
@@ -113,15 +126,18 @@ pub struct Timeline {
 
 impl Timeline {
     /// Rebuilds from stored records in any order (grouped by journal, each journal in
-    /// sequence order, merged by time) and the server's link events.
+    /// sequence order, merged by time) and the server's link events, without the server's
+    /// runs (see [`Timeline::build_with`]).
     pub fn build(records: &[StoredRecord], links: &[LinkEvent], now_ms: i64) -> Timeline {
-        Self::build_with_grace(records, links, now_ms, REPORTING_GRACE_MS)
+        Self::build_with(records, links, &[], now_ms, REPORTING_GRACE_MS)
     }
 
-    /// [`Timeline::build`] with another reporting grace.
-    pub fn build_with_grace(
+    /// [`Timeline::build`] with the server's runs (in start order) and another reporting
+    /// grace.
+    pub fn build_with(
         records: &[StoredRecord],
         links: &[LinkEvent],
+        runs: &[ServerRun],
         now_ms: i64,
         grace_ms: i64,
     ) -> Timeline {
@@ -143,8 +159,73 @@ impl Timeline {
         for (at_ms, record) in merge_journals(iters, now_ms).flatten() {
             builder.push(at_ms, &record.event);
         }
-        builder.finish(links)
+        builder.finish(links, runs)
     }
+}
+
+/// When the server saw one of a station's sessions end, somewhere in
+/// `[earliest_ms, latest_ms]`: a down event gives the moment; a session its run never closed
+/// (the server crashed) ended between the run's last sign of life and the next run's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub earliest_ms: i64,
+    pub latest_ms: i64,
+}
+
+/// The ends of a station's server sessions, from its link events (in stored order, which is
+/// the order they were written, across runs) and the server's runs (in start order). A session
+/// up in run A and never closed ended, once a later run exists (a later run's event of this
+/// station, or a later run's start marker), at A's last sign of life: its alive time, or this
+/// station's last event in A if that is later. Events without a run (stored before runs were
+/// recorded) count only by their down events, as they always did.
+pub fn session_ends(links: &[LinkEvent], runs: &[ServerRun]) -> Vec<SessionEnd> {
+    let position = |run: u64| runs.iter().rposition(|r| r.run_id == run);
+    // The session open in a run, and this station's last event in it.
+    let implied_end = |run: u64, seen_ms: i64, next_event_ms: Option<i64>| {
+        let (alive_ms, next_start_ms) = match position(run) {
+            Some(i) => (
+                signed_ms(runs[i].alive_ms),
+                runs.get(i + 1).map(|r| signed_ms(r.started_ms)),
+            ),
+            None => (i64::MIN, None),
+        };
+        let earliest_ms = alive_ms.max(seen_ms);
+        let latest_ms = next_start_ms
+            .or(next_event_ms)
+            .unwrap_or(i64::MAX)
+            .max(earliest_ms);
+        SessionEnd {
+            earliest_ms,
+            latest_ms,
+        }
+    };
+    let mut out = Vec::new();
+    let mut open: Option<(u64, i64)> = None;
+    for link in links {
+        let at = signed_ms(link.unix_ms);
+        if let Some((run, seen_ms)) = open {
+            // A later run's event: this run is over (`open` is set again just below).
+            if link.server_run.is_some_and(|r| r != run) {
+                out.push(implied_end(run, seen_ms, Some(at)));
+            }
+        }
+        if link.up {
+            open = link.server_run.map(|run| (run, at));
+        } else {
+            out.push(SessionEnd {
+                earliest_ms: at,
+                latest_ms: at,
+            });
+            open = None;
+        }
+    }
+    if let Some((run, seen_ms)) = open {
+        // Over only if a later run started; the newest run is the one making the report.
+        if position(run).is_some_and(|i| i + 1 < runs.len()) {
+            out.push(implied_end(run, seen_ms, None));
+        }
+    }
+    out
 }
 
 /// Unix milliseconds as a signed number (far-future values saturate).
@@ -250,12 +331,15 @@ pub struct TimelineBuilder {
     grace_ms: i64,
     /// Where the next span starts; `None` before the first record.
     cursor: Option<i64>,
+    /// The station's very first record was a start at this time, and no link came up yet
+    /// ([`FIRST_CONNECT_GRACE_MS`]).
+    first_start_ms: Option<i64>,
     last_record_ms: i64,
     running: bool,
     link: bool,
     output: OutputState,
-    /// The programme playing (started, not ended).
-    playing: Option<String>,
+    /// The programme playing (started, not ended), with its level.
+    playing: Option<(String, ProgrammeLevel)>,
     timeline: Timeline,
 }
 
@@ -267,6 +351,7 @@ impl TimelineBuilder {
             now_ms,
             grace_ms: grace_ms.max(0),
             cursor: None,
+            first_start_ms: None,
             last_record_ms: i64::MIN,
             running: false,
             link: false,
@@ -314,10 +399,11 @@ impl TimelineBuilder {
     /// The run ended (stop, or a start that shows it ended uncleanly): a programme still
     /// playing was cut off.
     fn end_run(&mut self) {
-        if let Some(name) = self.playing.take() {
+        if let Some((name, level)) = self.playing.take() {
             self.timeline.cut_off.push(CutOff {
                 at_ms: self.last_record_ms,
                 name,
+                level,
             });
         }
         self.running = false;
@@ -337,6 +423,7 @@ impl TimelineBuilder {
 
     /// Feeds one record at `at_ms` (a time before the previous record's is raised to it).
     pub fn push(&mut self, at_ms: i64, event: &JournalEvent) {
+        let first = self.cursor.is_none();
         let at = match self.cursor {
             None => {
                 self.cursor = Some(at_ms);
@@ -345,6 +432,26 @@ impl TimelineBuilder {
             }
             Some(_) => at_ms.max(self.last_record_ms),
         };
+        if first {
+            if let JournalEvent::ProcessStart { .. } = event {
+                self.first_start_ms = Some(at);
+            }
+        } else if let Some(started) = self.first_start_ms {
+            match event {
+                JournalEvent::LinkUp { .. } if at - started <= FIRST_CONNECT_GRACE_MS => {
+                    // The new station's data starts at its first connection: what it did
+                    // while connecting (link down, by definition) is not counted.
+                    self.timeline.spans.clear();
+                    self.cursor = Some(at);
+                    self.first_start_ms = None;
+                }
+                JournalEvent::ProcessStart { .. } | JournalEvent::ProcessStop => {
+                    self.first_start_ms = None;
+                }
+                _ if at - started > FIRST_CONNECT_GRACE_MS => self.first_start_ms = None,
+                _ => {}
+            }
+        }
         // The time since the previous record, in the state it left.
         if self.running && matches!(event, JournalEvent::ProcessStart { .. }) {
             // A start while running: the previous run ended without a stop, at its last
@@ -381,12 +488,13 @@ impl TimelineBuilder {
                 self.ensure_running();
                 self.output = *state;
             }
-            JournalEvent::ProgrammeStart { name, .. } => {
+            JournalEvent::ProgrammeStart { name, level, .. } => {
                 self.ensure_running();
-                if let Some(previous) = self.playing.replace(name.clone()) {
+                if let Some((previous, level)) = self.playing.replace((name.clone(), *level)) {
                     self.timeline.cut_off.push(CutOff {
                         at_ms: at,
                         name: previous,
+                        level,
                     });
                 }
             }
@@ -396,10 +504,15 @@ impl TimelineBuilder {
                 ..
             } => {
                 self.ensure_running();
-                self.playing = None;
+                // An end names the programme its start announced; only the start has the level.
+                let level = match self.playing.take() {
+                    Some((started, level)) if started == *name => level,
+                    _ => ProgrammeLevel::Normal,
+                };
                 self.timeline.plays.push(Play {
                     at_ms: at,
                     name: name.clone(),
+                    level,
                     frames: *frames_played,
                 });
             }
@@ -410,23 +523,26 @@ impl TimelineBuilder {
                 self.link = *link_up;
                 self.output = *output;
             }
+            // Clusters have their own timelines (per-cluster rows); the station's is unchanged.
+            JournalEvent::Cluster { .. } => self.ensure_running(),
         }
         self.last_record_ms = at;
     }
 
     /// Closes the timeline at now. After the last record, its state is taken to continue for
     /// the grace (its next records may be on their way), cut short where the server saw the
-    /// link go down; from there to now the station is *unreported*.
-    pub fn finish(mut self, links: &[LinkEvent]) -> Timeline {
+    /// station's session end ([`session_ends`]: a session that may still have been open at
+    /// the last record counts from then at the earliest); from there to now the station is
+    /// *unreported*. `links` in stored order, `runs` in start order.
+    pub fn finish(mut self, links: &[LinkEvent], runs: &[ServerRun]) -> Timeline {
         if self.cursor.is_none() {
             return self.timeline;
         }
         let last = self.last_record_ms;
-        let server_down = links
+        let server_down = session_ends(links, runs)
             .iter()
-            .filter(|l| !l.up)
-            .map(|l| signed_ms(l.unix_ms))
-            .filter(|&at| at > last)
+            .filter(|end| end.latest_ms > last)
+            .map(|end| end.earliest_ms.max(last))
             .min();
         let mut assumed_until = last.saturating_add(self.grace_ms).min(self.now_ms);
         if let Some(down) = server_down {
@@ -535,7 +651,7 @@ mod tests {
                 (100, heartbeat(true, Silent)),
             ],
         );
-        let t = Timeline::build_with_grace(&records, &[], 200 * MIN, 5 * MIN);
+        let t = Timeline::build_with(&records, &[], &[], 200 * MIN, 5 * MIN);
         assert_eq!(
             spans(&t),
             vec![
@@ -573,20 +689,22 @@ mod tests {
                 unix_ms: MIN as u64,
                 up: true,
                 reason: String::new(),
+                server_run: Some(1),
             },
             LinkEvent {
                 unix_ms: (3 * MIN) as u64,
                 up: false,
                 reason: "idle".into(),
+                server_run: Some(1),
             },
         ];
-        let t = Timeline::build_with_grace(&records, &links, 60 * MIN, 10 * MIN);
+        let t = Timeline::build_with(&records, &links, &[], 60 * MIN, 10 * MIN);
         assert_eq!(
             spans(&t),
             vec![(0, 1, L, false), (1, 3, A, false), (3, 60, U, false)]
         );
         // Now within the grace: nothing unreported yet.
-        let t = Timeline::build_with_grace(&records, &[], 4 * MIN, 10 * MIN);
+        let t = Timeline::build_with(&records, &[], &[], 4 * MIN, 10 * MIN);
         assert_eq!(spans(&t), vec![(0, 1, L, false), (1, 4, A, false)]);
     }
 
@@ -611,7 +729,7 @@ mod tests {
         // A reinstall: a new journal (lower id, listed first) whose records come later.
         let mut reinstalled = journal(1, &[(12, start(true)), (13, up())]);
         reinstalled.append(&mut records);
-        let t = Timeline::build_with_grace(&reinstalled, &[], 20 * MIN, 0);
+        let t = Timeline::build_with(&reinstalled, &[], &[], 20 * MIN, 0);
         assert_eq!(
             spans(&t),
             vec![
@@ -636,6 +754,7 @@ mod tests {
                     JournalEvent::ProgrammeStart {
                         programme_id: 1,
                         name: "Bản tin sáng".into(),
+                        level: ProgrammeLevel::Emergency,
                     },
                 ),
                 (
@@ -652,18 +771,20 @@ mod tests {
                     JournalEvent::ProgrammeStart {
                         programme_id: 2,
                         name: "Tiếp sóng".into(),
+                        level: ProgrammeLevel::Priority,
                     },
                 ),
                 (4, heartbeat(true, OnAir)),
                 (9, start(false)),
             ],
         );
-        let t = Timeline::build_with_grace(&records, &[], 10 * MIN, 0);
+        let t = Timeline::build_with(&records, &[], &[], 10 * MIN, 0);
         assert_eq!(
             t.plays,
             vec![Play {
                 at_ms: 2 * MIN,
                 name: "Bản tin sáng".into(),
+                level: ProgrammeLevel::Emergency,
                 frames: 3000
             }]
         );
@@ -672,13 +793,197 @@ mod tests {
             t.cut_off,
             vec![CutOff {
                 at_ms: 4 * MIN,
-                name: "Tiếp sóng".into()
+                name: "Tiếp sóng".into(),
+                level: ProgrammeLevel::Priority,
             }]
         );
         assert_eq!(
             spans(&t),
             vec![(0, 4, A, false), (4, 9, O, false), (9, 10, U, false),]
         );
+    }
+
+    fn link(minute: i64, up: bool, run: u64) -> LinkEvent {
+        LinkEvent {
+            unix_ms: (minute * MIN) as u64,
+            up,
+            reason: if up { String::new() } else { "x".into() },
+            server_run: Some(run),
+        }
+    }
+
+    fn run(run_id: u64, started: i64, alive: i64) -> ServerRun {
+        ServerRun {
+            run_id,
+            started_ms: (started * MIN) as u64,
+            alive_ms: (alive * MIN) as u64,
+        }
+    }
+
+    #[test]
+    fn a_session_of_a_crashed_server_run_ends_at_its_last_sign_of_life() {
+        // The station's last record is at minute 10 (a power cut there too, say: its later
+        // records never come). Server run 1 saw its session start and was killed after
+        // minute 12, writing no down event; run 2 started at 60.
+        let records = journal(
+            1,
+            &[(0, start(true)), (1, up()), (10, heartbeat(true, Silent))],
+        );
+        let links = [link(1, true, 1)];
+        let runs = [run(1, 0, 12), run(2, 60, 100)];
+        let t = Timeline::build_with(&records, &links, &runs, 100 * MIN, 30 * MIN);
+        assert_eq!(
+            spans(&t),
+            vec![(0, 1, L, false), (1, 12, A, false), (12, 100, U, false)]
+        );
+        // Without run 2 the session may still be open (run 1 makes the report): the grace.
+        let t = Timeline::build_with(&records, &links, &runs[..1], 100 * MIN, 30 * MIN);
+        assert_eq!(
+            spans(&t),
+            vec![(0, 1, L, false), (1, 40, A, false), (40, 100, U, false)]
+        );
+        // Run 1's alive time lags (written every minute) behind a record it stored: the
+        // session ended after that record, not before.
+        let runs = [run(1, 0, 8), run(2, 60, 100)];
+        let t = Timeline::build_with(&records, &links, &runs, 100 * MIN, 30 * MIN);
+        assert_eq!(
+            spans(&t),
+            vec![(0, 1, L, false), (1, 10, A, false), (10, 100, U, false)]
+        );
+        // No start marker of run 2 (a store from before markers), but run 2 saw the station
+        // connect: run 1 was over by then.
+        let links = [link(1, true, 1), link(70, true, 2), link(71, false, 2)];
+        let t = Timeline::build_with(&records, &links, &runs[..1], 100 * MIN, 30 * MIN);
+        assert_eq!(
+            spans(&t),
+            vec![(0, 1, L, false), (1, 10, A, false), (10, 100, U, false)]
+        );
+    }
+
+    #[test]
+    fn a_crashed_run_does_not_cut_a_session_of_a_later_run() {
+        // The agent saw run 1 go (its own LinkDown at 13) and connected to run 2 at 61.
+        let records = journal(
+            1,
+            &[
+                (0, start(true)),
+                (1, up()),
+                (10, heartbeat(true, Silent)),
+                (13, down()),
+                (61, up()),
+                (80, heartbeat(true, Silent)),
+            ],
+        );
+        let links = [link(1, true, 1), link(61, true, 2)];
+        let runs = [run(1, 0, 12), run(2, 60, 100)];
+        let t = Timeline::build_with(&records, &links, &runs, 100 * MIN, 30 * MIN);
+        assert_eq!(
+            spans(&t),
+            vec![
+                (0, 1, L, false),
+                (1, 13, A, false),
+                (13, 61, L, false),
+                (61, 100, A, false)
+            ]
+        );
+        assert_eq!(
+            session_ends(&links, &runs),
+            vec![SessionEnd {
+                earliest_ms: 12 * MIN,
+                latest_ms: 60 * MIN
+            }]
+        );
+    }
+
+    /// Records of one journal at milliseconds.
+    fn journal_ms(id: u64, events: &[(i64, JournalEvent)]) -> Vec<StoredRecord> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, (ms, event))| StoredRecord {
+                journal_id: id,
+                record: JournalRecord {
+                    seq: i as u64 + 1,
+                    unix_ms: *ms as u64,
+                    event: event.clone(),
+                },
+            })
+            .collect()
+    }
+
+    fn spans_ms(t: &Timeline) -> Vec<(i64, i64, Condition)> {
+        t.spans
+            .iter()
+            .map(|s| (s.start_ms, s.end_ms, s.condition))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_station_s_data_starts_at_its_first_connection() {
+        // Connected 300 ms after its very first start: no outage of 300 ms.
+        let records = journal_ms(
+            1,
+            &[
+                (0, start(true)),
+                (5, JournalEvent::Output { state: Silent }),
+                (300, up()),
+                (60_000, JournalEvent::ProcessStop),
+                // A restart later is an outage, connecting included.
+                (70_000, start(true)),
+                (70_300, up()),
+            ],
+        );
+        let t = Timeline::build_with(&records, &[], &[], 100_000, 60_000);
+        assert_eq!(
+            spans_ms(&t),
+            vec![
+                (300, 60_000, A),
+                (60_000, 70_000, O),
+                (70_000, 70_300, L),
+                (70_300, 100_000, A),
+            ]
+        );
+        assert_eq!(
+            t.outages,
+            vec![Outage {
+                start_ms: 60_000,
+                end_ms: 70_300
+            }]
+        );
+        // Exactly the grace: still not counted.
+        let records = journal_ms(1, &[(0, start(true)), (FIRST_CONNECT_GRACE_MS, up())]);
+        let t = Timeline::build_with(&records, &[], &[], 20_000, 60_000);
+        assert_eq!(spans_ms(&t), vec![(FIRST_CONNECT_GRACE_MS, 20_000, A)]);
+        assert!(t.outages.is_empty());
+        // Longer than the grace: the station could not reach the server, an outage.
+        let late = FIRST_CONNECT_GRACE_MS + 1;
+        let records = journal_ms(1, &[(0, start(true)), (late, up())]);
+        let t = Timeline::build_with(&records, &[], &[], 20_000, 60_000);
+        assert_eq!(spans_ms(&t), vec![(0, late, L), (late, 20_000, A)]);
+        // Stopped before it connected: the run counts as it was.
+        let records = journal_ms(
+            1,
+            &[
+                (0, start(true)),
+                (1_000, JournalEvent::ProcessStop),
+                (2_000, start(true)),
+                (2_100, up()),
+            ],
+        );
+        let t = Timeline::build_with(&records, &[], &[], 20_000, 60_000);
+        assert_eq!(
+            spans_ms(&t),
+            vec![
+                (0, 1_000, L),
+                (1_000, 2_000, O),
+                (2_000, 2_100, L),
+                (2_100, 20_000, A)
+            ]
+        );
+        // A journal whose start was lost begins where its first record is, as before.
+        let records = journal_ms(1, &[(0, heartbeat(false, Silent)), (300, up())]);
+        let t = Timeline::build_with(&records, &[], &[], 20_000, 60_000);
+        assert_eq!(spans_ms(&t), vec![(0, 300, L), (300, 20_000, A)]);
     }
 
     #[test]

@@ -185,10 +185,24 @@ impl ManualKind {
     }
 }
 
+/// An emergency that is running, as [`Ladder::emergencies`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningEmergency {
+    pub id: String,
+    pub source: SourceSpec,
+    /// As given when it started.
+    pub targets: Targets,
+    /// The stations those targets are, in the district's order.
+    pub stations: Vec<String>,
+    pub started: Timestamp,
+}
+
 /// An emergency or live broadcast, started and stopped by hand.
 #[derive(Debug, Clone)]
 struct Manual {
     source: SourceSpec,
+    /// As given, for status pages ("all" reads better than 22 ids).
+    targets: Targets,
     stations: BTreeSet<String>,
     started: Timestamp,
     seq: u64,
@@ -330,6 +344,29 @@ impl Ladder {
         self.stop_manual(now, ManualKind::Emergency, id)
     }
 
+    /// The emergencies started and not stopped, oldest first — also one waiting under a newer
+    /// emergency at all its stations, which resumes when that one stops.
+    pub fn emergencies(&self) -> Vec<RunningEmergency> {
+        let mut running: Vec<(&String, &Manual)> = self.emergencies.iter().collect();
+        running.sort_by_key(|(_, m)| (m.started, m.seq));
+        running
+            .into_iter()
+            .map(|(id, m)| RunningEmergency {
+                id: id.clone(),
+                source: m.source.clone(),
+                targets: m.targets.clone(),
+                stations: self
+                    .district
+                    .stations
+                    .iter()
+                    .filter(|s| m.stations.contains(&s.id))
+                    .map(|s| s.id.clone())
+                    .collect(),
+                started: m.started,
+            })
+            .collect()
+    }
+
     /// Puts the live input on air at the target stations (above priority, below emergency
     /// unless configured otherwise) until [`Ladder::stop_live`].
     pub fn start_live(
@@ -368,6 +405,7 @@ impl Ladder {
             id.to_owned(),
             Manual {
                 source,
+                targets: targets.clone(),
                 stations,
                 started: now,
                 seq,
@@ -1606,6 +1644,15 @@ mod tests {
             em("bao"),
             StopReason::Interrupted { by: em("chay") }
         )));
+        // Both run, the interrupted one too; oldest first.
+        let running = rig.ladder.emergencies();
+        let ids: Vec<&str> = running.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["bao", "chay"]);
+        assert_eq!(running[0].stations, [st]);
+        assert_eq!(running[0].started, ts("2025-06-01T03:00:00Z"));
+        assert_eq!(running[1].targets, Targets::All);
+        assert_eq!(running[1].stations.len(), 22);
+        assert_eq!(running[1].stations[0], "thi-tran-chau-o", "district order");
         rig.at("2025-06-01T03:03:00Z");
         rig.ladder.stop_emergency(rig.now, "chay").expect("stop");
         let changes = rig.advance();
@@ -1614,6 +1661,8 @@ mod tests {
             "{changes:?}"
         );
         assert_eq!(rig.item("binh-duong"), None);
+        let ids: Vec<String> = rig.ladder.emergencies().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["bao"]);
     }
 
     #[test]

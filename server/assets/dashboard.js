@@ -1,5 +1,5 @@
-// The district's dashboard: stations and their state, uptime per station, the programme log,
-// and the live and emergency buttons. Vietnamese by default; the token stays in this tab only.
+// The district's dashboard: stations and their state (link, what airs, loudspeaker clusters),
+// uptime per station, the programme log, and the live and emergency buttons. Vietnamese by default; the token stays in this tab only.
 "use strict";
 
 const TEXT = {
@@ -22,6 +22,11 @@ const TEXT = {
     "confirm-emergency": "Phát bản tin khẩn cấp này tới tất cả các đài?",
     "confirm-live": "Phát trực tiếp tới tất cả các đài?", done: "Đã thực hiện.",
     "no-file": "Hãy nhập đường dẫn tệp trên máy chủ.", availability: "Sẵn sàng (%)",
+    "clusters-count": "{n} cụm", "clusters-up": "{n} tốt", "clusters-down": "{n} hỏng",
+    "clusters-follow": "{n} theo đài", "cluster-up": "tốt", "cluster-down": "hỏng",
+    "cluster-since": "từ {time}",
+    "cluster-unknown": "không có trong danh sách cụm loa của đài này — kiểm tra cấu hình máy trạm",
+    "clusters-help": "Cụm “theo đài” không được theo dõi riêng (loa dây, FM): cụm hoạt động khi đài hoạt động.",
   },
   en: {
     title: "Smart radio broadcast", login: "Sign in",
@@ -42,6 +47,11 @@ const TEXT = {
     "confirm-emergency": "Broadcast this emergency to every station?",
     "confirm-live": "Go live on every station?", done: "Done.",
     "no-file": "Enter the path of a file on the server.", availability: "Availability (%)",
+    "clusters-count": "{n} clusters", "clusters-up": "{n} up", "clusters-down": "{n} down",
+    "clusters-follow": "{n} follow the station", "cluster-up": "up", "cluster-down": "down",
+    "cluster-since": "since {time}",
+    "cluster-unknown": "not a cluster of this station in the district's list — check the agent's configuration",
+    "clusters-help": "Clusters that “follow the station” are not watched on their own (wired, FM): they work when the station works.",
   },
 };
 
@@ -92,9 +102,47 @@ async function refreshStations() {
     const on = airing.get(s.id);
     cell(row, on?.name ?? t("nothing"));
     cell(row, on?.level ?? t("nothing"), on?.level === "khẩn cấp" ? "level-khan" : "");
-    cell(row, String(s.clusters));
+    clusterCell(row, s.id, s.clusters ?? []);
   }
   showEmergencies(status.emergencies, new Map(stations.map((s) => [s.id, s.name])));
+}
+
+function localTime(unixMs) {
+  return new Date(unixMs).toLocaleString(lang === "vi" ? "vi-VN" : "en-GB");
+}
+
+// A station's loudspeaker clusters in one cell: how many are up, down or simply follow the
+// station, then each down cluster spelled out with why and since when, so the operator knows
+// which one to send someone to without opening anything. A cluster the agent watches that the
+// district does not list is shown too: it is a mistake in a configuration, not a healthy cluster.
+function clusterCell(row, station, clusters) {
+  const td = row.insertCell();
+  td.className = "clusters";
+  const short = (c) => (c.id.startsWith(`${station}/`) ? c.id.slice(station.length + 1) : c.id);
+  const configured = clusters.filter((c) => c.configured);
+  const count = (state) => configured.filter((c) => c.state === state).length;
+  const parts = [["clusters-up", count("up")], ["clusters-down", count("down")],
+    ["clusters-follow", count("follows_station")]]
+    .filter(([, n]) => n > 0)
+    .map(([key, n]) => t(key).replace("{n}", String(n)));
+  const summary = document.createElement("div");
+  summary.className = "cluster-summary";
+  summary.textContent = `${t("clusters-count").replace("{n}", String(configured.length))}: ${parts.join(", ")}`;
+  const watched = clusters.filter((c) => c.state !== "follows_station")
+    .map((c) => `${short(c)}: ${t(`cluster-${c.state}`)} — ${c.reason}`);
+  summary.title = [...watched, t("clusters-help")].join("\n");
+  td.appendChild(summary);
+  for (const c of clusters) {
+    if (c.state !== "down" && c.configured) continue;
+    const line = document.createElement("div");
+    line.className = c.state === "down" ? "cluster-line bad" : "cluster-line";
+    line.dataset.cluster = c.id;
+    const since = c.since == null ? "" : ` (${t("cluster-since").replace("{time}", localTime(c.since))})`;
+    const what = c.configured ? `${c.reason}${since}` : t("cluster-unknown");
+    line.textContent = `${short(c)} ${t(`cluster-${c.state}`)}: ${what}`;
+    td.appendChild(line);
+  }
+  if (clusters.some((c) => c.state === "down")) td.classList.add("cluster-down");
 }
 
 // Every emergency running, each with its own stop button: several can run at once (a storm

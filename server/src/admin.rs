@@ -12,6 +12,7 @@
 //! | route | body | does |
 //! |---|---|---|
 //! | `GET /api/v1/status` | – | what every station airs and the emergencies running ([`OnAirStatus`]) |
+//! | `GET /api/v1/stations` | – | every station, its agent's link and its clusters ([`StationView`]) |
 //! | `POST /api/v1/live/start` | [`LiveStart`] | the live input on air |
 //! | `POST /api/v1/live/stop` | [`StopRequest`] | takes it off |
 //! | `POST /api/v1/emergency` | [`EmergencyRequest`] | khẩn cấp, at once |
@@ -385,7 +386,9 @@ pub struct StationView {
     pub id: String,
     pub name: String,
     pub kind: String,
-    pub clusters: u32,
+    /// Every loudspeaker cluster of the station in the district's order, with its live state
+    /// (`clusters.rs`), then any cluster the agent watches that the district does not have.
+    pub clusters: Vec<crate::clusters::ClusterView>,
     pub connected: bool,
     /// Seconds since the agent's last heartbeat; `None` if none this server run.
     pub heartbeat_age_s: Option<f64>,
@@ -416,7 +419,7 @@ async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>
                     id: s.id.clone(),
                     name: s.name.clone(),
                     kind: format!("{:?}", s.kind).to_lowercase(),
-                    clusters: s.clusters,
+                    clusters: crate::clusters::station_clusters(s, agent.map(|a| &a.clusters)),
                     connected: agent.is_some_and(|a| a.connected),
                     heartbeat_age_s: agent
                         .and_then(|a| a.last_heartbeat_age)

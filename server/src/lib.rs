@@ -28,6 +28,8 @@
 //! - `report/` — `radio-server report uptime|plays`: availability, outages, hours on air and
 //!   programmes played per station and day, month or year (`docs/REPORTS.md`).
 //! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token).
+//! - `clusters.rs` — the loudspeaker clusters' live state: what each agent's journal last said
+//!   of the clusters it watches; the others follow their station.
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
 //! - `dashboard.rs` — the web dashboard (`assets/dashboard.html`, `assets/dashboard.js`) served at
 //!   `/` by the admin endpoint.
@@ -40,6 +42,7 @@
 pub mod admin;
 pub mod admin_client;
 pub mod certificate_authority;
+pub mod clusters;
 pub mod dashboard;
 pub mod demo;
 pub mod ingest;

@@ -187,6 +187,9 @@ struct ReportArgs {
     /// `table`, `csv` (UTF-8 with a byte order mark, for Excel) or `json`.
     #[arg(long, value_name = "table|csv|json", default_value = "table")]
     format: Format,
+    /// Uptime only: a row for every loudspeaker cluster under its station's.
+    #[arg(long)]
+    clusters: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -715,7 +718,10 @@ fn report_command(kind: ReportCommand) -> anyhow::Result<()> {
         );
     }
     let query = ReportQuery {
-        request: ReportRequest::new(args.from, args.to, args.by)?,
+        request: ReportRequest {
+            clusters: args.clusters,
+            ..ReportRequest::new(args.from, args.to, args.by)?
+        },
         format: args.format,
     };
     let text = client(&args.overrides)?.report(kind, &query)?;

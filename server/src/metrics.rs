@@ -1,11 +1,14 @@
 //! `/metrics`: the server's state in the Prometheus text exposition format (version 0.0.4),
 //! for the monitoring a province already runs: agents connected, frames sent and dropped per
-//! station, what each agent last reported (played, lost, on air) and how long ago.
+//! station, what each agent last reported (played, lost, on air) and how long ago, and the
+//! state of every loudspeaker cluster an agent watches (`radio_cluster_up`).
 //!
 //! Station series carry the station id and its Vietnamese name as labels. The agent-reported
 //! figures are gauges, not counters: they restart from zero when the agent restarts.
 
 use std::fmt::Write;
+
+use radio_proto::ClusterState;
 
 use crate::server::{AgentSnapshot, Server};
 
@@ -149,6 +152,29 @@ pub fn render(stations: &[StationMetrics]) -> String {
             }
         }
     }
+    // Watched clusters only: a cluster that follows its station has no state of its own, and
+    // a series per configured cluster (554 in Bình Sơn) would mostly repeat the station's.
+    let _ = writeln!(
+        out,
+        "# HELP radio_cluster_up 1 while the loudspeaker cluster's receiver hears the station, \
+         0 when it is down, as its agent last recorded (clusters the agent watches only).\n\
+         # TYPE radio_cluster_up gauge"
+    );
+    for station in stations {
+        let Some(agent) = &station.agent else {
+            continue;
+        };
+        for (cluster, seen) in &agent.clusters {
+            let _ = writeln!(
+                out,
+                "radio_cluster_up{{station=\"{}\",name=\"{}\",cluster=\"{}\"}} {}",
+                escape(&station.id),
+                escape(&station.name),
+                escape(cluster),
+                u8::from(seen.state == ClusterState::Up)
+            );
+        }
+    }
     out
 }
 
@@ -177,6 +203,19 @@ mod tests {
                         on_air: true,
                     }),
                     last_heartbeat_age: Some(std::time::Duration::from_millis(1500)),
+                    clusters: [("c01", ClusterState::Up), ("c02", ClusterState::Down)]
+                        .into_iter()
+                        .map(|(id, state)| {
+                            (
+                                id.to_owned(),
+                                crate::clusters::ClusterSeen {
+                                    state,
+                                    reason: "test".into(),
+                                    unix_ms: 0,
+                                },
+                            )
+                        })
+                        .collect(),
                 }),
             },
             StationMetrics {
@@ -216,6 +255,26 @@ mod tests {
         );
         // Nothing reported is absent, not zero.
         assert_eq!(value("radio_agent_on_air", "thi-tran-chau-o"), None);
+        // One series per watched cluster; none for a station whose clusters all follow it.
+        let clusters: Vec<(&str, &str, f64)> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "radio_cluster_up")
+            .map(|s| {
+                let prometheus_parse::Value::Gauge(v) = s.value else {
+                    panic!("radio_cluster_up is a gauge: {s:?}");
+                };
+                (
+                    s.labels.get("station").unwrap_or_default(),
+                    s.labels.get("cluster").unwrap_or_default(),
+                    v,
+                )
+            })
+            .collect();
+        assert_eq!(
+            clusters,
+            [("binh-trung", "c01", 1.0), ("binh-trung", "c02", 0.0)]
+        );
         let connected = scrape
             .samples
             .iter()

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::certificate_authority::CertificateAuthority;
+use crate::clusters::{ClusterSeen, WatchedClusters};
 use crate::station_output::StationOutput;
 use crate::tls::{self, TlsError};
 use crate::uptime_journal::{LinkEvent, RunMarker, UptimeJournal, SERVER_ALIVE_INTERVAL};
@@ -34,6 +35,8 @@ pub struct AgentRecord {
     pub last_heartbeat: Option<Heartbeat>,
     /// When that heartbeat arrived.
     last_heartbeat_at: Option<std::time::Instant>,
+    /// The loudspeaker clusters its agent watches, as its journal last said.
+    pub clusters: WatchedClusters,
     /// The connection currently serving it, to close it when a newer one replaces it.
     connection: Option<quinn::Connection>,
 }
@@ -55,6 +58,8 @@ pub struct AgentSnapshot {
     pub last_heartbeat: Option<Heartbeat>,
     /// How long ago that heartbeat arrived.
     pub last_heartbeat_age: Option<Duration>,
+    /// The latest state of each cluster its agent watches, by id within the station (`c01`).
+    pub clusters: BTreeMap<String, ClusterSeen>,
 }
 
 /// Shared server state.
@@ -160,6 +165,7 @@ impl Server {
                         .unwrap_or(0),
                     last_heartbeat: r.last_heartbeat.clone(),
                     last_heartbeat_age: r.last_heartbeat_at.map(|t| t.elapsed()),
+                    clusters: r.clusters.clusters().clone(),
                 }
             })
             .collect()
@@ -237,6 +243,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let run_marker = start_run(&server).await;
+    load_clusters(&server).await;
     // Aborted however `run` ends, even dropped mid-way.
     let keep_alive = run_marker
         .clone()
@@ -518,13 +525,14 @@ async fn serve_agent(
                         // Stored and flushed before the acknowledgement: only then may the agent
                         // delete the records.
                         match tokio::task::spawn_blocking(move || {
-                            uptime.store_batch(&agent, &batch)
+                            uptime.store_batch(&agent, &batch).map(|ack| (ack, batch))
                         })
                         .await
                         {
-                            Ok(Ok(ack)) => {
+                            Ok(Ok((ack, batch))) => {
                                 tracing::debug!(records, last = ack.last_seq, "journal stored");
                                 session.send_journal_ack(ack);
+                                watch_clusters(server, commune, &batch);
                             }
                             Ok(Err(e)) => {
                                 tracing::error!("cannot store the journal: {e}");
@@ -590,6 +598,78 @@ async fn serve_agent(
         record_link(server, commune, false, reason).await;
     }
     result
+}
+
+/// Updates the agent's cluster states from a stored batch. Only stored batches count, so the
+/// live view never shows what the reports and a restarted server will not know.
+fn watch_clusters(server: &Server, commune: &str, batch: &radio_proto::JournalBatch) {
+    let Ok(mut agents) = server.agents.lock() else {
+        return;
+    };
+    let record = agents.entry(commune.to_owned()).or_default();
+    let mut dropped = 0usize;
+    for r in &batch.records {
+        if !record.clusters.apply(batch.journal_id, r) {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        warn!(
+            dropped,
+            "cluster records ignored: the agent names more than {} clusters",
+            crate::clusters::MAX_WATCHED_CLUSTERS
+        );
+    }
+}
+
+/// Reads each station's cluster states back from the store: the agents deleted the records
+/// an earlier run acknowledged, and only send changes, so without this a restarted server
+/// would show watched clusters as following their station until each changed again. Done
+/// before any agent is accepted, so no batch of this run can be overwritten by older states.
+async fn load_clusters(server: &Server) {
+    let Some(uptime) = server.uptime.clone() else {
+        return;
+    };
+    let stations: Vec<String> = server
+        .district
+        .stations
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for station in stations {
+            let read = uptime.newest_journal(&station).and_then(|newest| {
+                newest
+                    .map(|id| {
+                        WatchedClusters::from_newest_first(
+                            id,
+                            uptime.journal_records_rev(&station, id),
+                        )
+                    })
+                    .transpose()
+            });
+            match read {
+                Ok(Some(watched)) if !watched.clusters().is_empty() => out.push((station, watched)),
+                Ok(_) => {}
+                Err(e) => warn!(%station, "cannot read the cluster states back: {e}"),
+            }
+        }
+        out
+    })
+    .await;
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            warn!("cannot read the cluster states back: {e}");
+            return;
+        }
+    };
+    if let Ok(mut agents) = server.agents.lock() {
+        for (station, watched) in loaded {
+            agents.entry(station).or_default().clusters = watched;
+        }
+    }
 }
 
 /// The server's own view of an agent's link, for the uptime reports. A failure is logged, not

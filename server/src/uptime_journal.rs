@@ -240,6 +240,43 @@ impl UptimeJournal {
         })
     }
 
+    /// `agent`'s current journal — the one whose last record is the latest, since a reinstall
+    /// starts a journal whose id may be lower. `None` if the agent never uploaded a record.
+    pub fn newest_journal(&self, agent: &str) -> Result<Option<u64>, StoreError> {
+        let mut newest: Option<(u64, u64)> = None;
+        for journal_id in self.journal_ids(agent)? {
+            let Some(last) = self.journal_records_rev(agent, journal_id).next() else {
+                continue;
+            };
+            let key = (last?.unix_ms, journal_id);
+            if newest.is_none_or(|n| key > n) {
+                newest = Some(key);
+            }
+        }
+        Ok(newest.map(|(_, journal_id)| journal_id))
+    }
+
+    /// `agent`'s records from journal `journal_id`, newest first, read from disk as the
+    /// iterator is advanced: what the agent last said, without reading its whole history.
+    pub fn journal_records_rev<'a>(
+        &'a self,
+        agent: &str,
+        journal_id: u64,
+    ) -> impl Iterator<Item = Result<JournalRecord, StoreError>> + 'a {
+        let mut prefix = agent_prefix(agent);
+        prefix.extend_from_slice(&journal_id.to_be_bytes());
+        let agent = agent.to_owned();
+        self.records
+            .scan_prefix(prefix)
+            .values()
+            .rev()
+            .map(move |item| {
+                let value = item.map_err(|e| self.db_error(e))?;
+                JournalRecord::decode(&mut value.as_ref())
+                    .map_err(|e| self.corrupt(format!("record of `{agent}`: {e}")))
+            })
+    }
+
     /// What the server saw of `agent`'s connection, oldest first.
     pub fn links(&self, agent: &str) -> Result<Vec<LinkEvent>, StoreError> {
         let mut out = Vec::new();
@@ -435,6 +472,37 @@ mod tests {
                 server_run: Some(42),
             }]
         );
+    }
+
+    #[test]
+    fn the_newest_journal_is_the_one_with_the_latest_record_read_backwards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(dir.path()).expect("store");
+        let journal = store.uptime();
+        assert!(journal
+            .newest_journal("binh-trung")
+            .expect("read")
+            .is_none());
+        journal
+            .store_batch("binh-trung", &batch(7, 1..=3))
+            .expect("store");
+        // A reinstall's journal with a lower id, but later records.
+        journal
+            .store_batch("binh-trung", &batch(2, 4..=6))
+            .expect("store");
+        journal
+            .store_batch("binh-duong", &batch(9, 1..=9))
+            .expect("other agent");
+        let id = journal
+            .newest_journal("binh-trung")
+            .expect("read")
+            .expect("a journal");
+        assert_eq!(id, 2);
+        let seqs: Vec<u64> = journal
+            .journal_records_rev("binh-trung", id)
+            .map(|r| r.expect("record").seq)
+            .collect();
+        assert_eq!(seqs, [6, 5, 4]);
     }
 
     #[test]

@@ -130,6 +130,15 @@ impl Process {
         }
     }
 
+    /// The admin endpoint a `radio-server run` announced (`admin endpoint on ADDR`).
+    pub fn admin_address(&mut self) -> String {
+        self.wait_for("admin endpoint on", Duration::from_secs(10))
+            .rsplit(' ')
+            .next()
+            .map(|a| a.trim().to_owned())
+            .expect("address after `admin endpoint on`")
+    }
+
     /// Waits until `n` output lines in all (those already seen included) contain `needle`;
     /// returns the `n`-th.
     pub fn wait_for_nth(&mut self, needle: &str, n: usize, timeout: Duration) -> String {

@@ -68,8 +68,7 @@ fn bulletins_are_offered_accepted_and_prioritised_from_the_command_line() {
     let recording = dir.path().join("ban-tin.wav");
     write_chirp(&recording, 300.0, 600.0, 30.0);
     let (mut server, _) = start_server_with(&data, "127.0.0.1:0", &["--no-schedule"]);
-    let line = server.wait_for("admin endpoint on", Duration::from_secs(10));
-    let admin = line.rsplit(' ').next().expect("address").trim().to_owned();
+    let admin = server.admin_address();
     let file = recording.to_str().expect("utf8");
 
     let (stdout, all) = ok(

@@ -85,6 +85,7 @@ fn cluster_health_follows_real_receivers_into_the_servers_journal() {
         )],
     );
     server.wait_for("binh-chau", Duration::from_secs(20));
+    let admin = server.admin_address();
 
     let first = agent.wait_for("cluster c01 down", Duration::from_secs(10));
     assert!(first.contains("unreachable"), "{first}");
@@ -114,6 +115,44 @@ fn cluster_health_follows_real_receivers_into_the_servers_journal() {
     // Time for the journal's upload; then stop everyone.
     std::thread::sleep(Duration::from_secs(2));
     drop(bare);
+
+    // The uptime report has a row per cluster: c01 lost time to its receiver, c02 and the
+    // others follow the station.
+    let today = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh")
+        .expect("zone")
+        .to_datetime(jiff::Timestamp::now())
+        .date()
+        .to_string();
+    let out = Command::new(binary("radio-server"))
+        .args(["report", "uptime", "--data-dir"])
+        .arg(&data)
+        .args(["--admin-listen", &admin, "--from", &today, "--to", &today])
+        .args(["--by", "day", "--format", "json", "--clusters"])
+        .output()
+        .expect("radio-server report");
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let station = report["stations"]
+        .as_array()
+        .expect("stations")
+        .iter()
+        .find(|s| s["id"] == "binh-chau")
+        .expect("binh-chau");
+    let clusters = station["clusters"].as_array().expect("clusters");
+    let c01 = &clusters[0];
+    assert_eq!(c01["id"], "binh-chau/c01");
+    assert_eq!(c01["watched"], true);
+    // Down at the start and after each kill: the receiver's time is taken out of the station's.
+    let down = c01["all"]["cluster_down_s"].as_f64().expect("seconds");
+    assert!(down > 1.0, "{c01}");
+    assert!(
+        c01["all"]["outages"].as_u64() > station["all"]["outages"].as_u64(),
+        "{c01}\n{}",
+        station["all"]
+    );
+    assert_eq!(clusters[1]["watched"], false);
+    assert_eq!(clusters[1]["all"], station["all"]);
+
     let (status, _) = agent.terminate();
     assert!(status.success(), "agent exit {status}");
     let (status, _) = server.terminate();

@@ -1,8 +1,8 @@
 //! The web dashboard in Debian's headless Chromium, driven over WebDriver (chromedriver) like
 //! an operator would use it: sign in with the admin token, see all 22 stations with their
-//! Vietnamese names and the uptime chart, switch to English, and a screenshot is saved as
-//! `target/dashboard.png`; start two emergencies and stop them one at a time, each by its own
-//! button.
+//! Vietnamese names, a loudspeaker cluster the agent sees down, and the uptime chart, switch
+//! to English, and a screenshot is saved as `target/dashboard.png`; start two emergencies and
+//! stop them one at a time, each by its own button.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -204,21 +204,21 @@ fn the_dashboard_shows_every_station_and_switches_language() {
     let bundle = dir.path().join("binh-trung.toml");
     enroll(&data, "binh-trung", &bundle);
     let (mut server, addr) = start_server_with(&data, "127.0.0.1:0", &["--no-schedule"]);
-    let admin = server
-        .wait_for("admin endpoint on", Duration::from_secs(10))
-        .rsplit(' ')
-        .next()
-        .expect("address")
-        .trim()
-        .to_owned();
+    let admin = server.admin_address();
+    // Cluster c01's receiver is not running: the agent sees it down (ICMP port unreachable).
+    let receiver = free_udp_port();
     let mut agent = start_agent(
         "agent",
         &bundle,
         &addr,
         &dir.path().join("agent"),
-        &[format!("wav:{}", dir.path().join("out.wav").display())],
+        &[
+            format!("wav:{}", dir.path().join("out.wav").display()),
+            format!("rtp:127.0.0.1:{receiver},cluster=c01"),
+        ],
     );
     agent.wait_for("link up", Duration::from_secs(20));
+    agent.wait_for("cluster c01 down", Duration::from_secs(10));
     let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
 
     // Sign in as an operator does: paste the token, press the button.
@@ -239,6 +239,21 @@ fn the_dashboard_shows_every_station_and_switches_language() {
         .find(|r| r[0] == "binh-trung")
         .expect("binh-trung row");
     assert_eq!(trung[2], "có", "binh-trung's agent is connected: {trung}");
+    // Its 24 clusters: c01 down, named with why, the others following the station.
+    const CLUSTERS: &str = "const td = document.querySelector('#stations tbody tr[data-station=\"binh-trung\"]').cells[5]; return [td.querySelector('.cluster-summary').textContent, Array.from(td.querySelectorAll('.cluster-line.bad')).map(l => l.textContent), td.classList.contains('cluster-down')];";
+    let clusters = driver.wait_for(CLUSTERS, |v| v[0] == "24 cụm: 1 hỏng, 23 theo đài");
+    let down = clusters[1].as_array().expect("down lines");
+    assert_eq!(down.len(), 1, "{clusters}");
+    let line = down[0].as_str().unwrap_or_default();
+    assert!(
+        line.starts_with("c01 hỏng: receiver unreachable") && line.contains("(từ "),
+        "{clusters}"
+    );
+    assert_eq!(clusters[2], true, "the cell is highlighted: {clusters}");
+    let others = driver.script(
+        "return document.querySelector('#stations tbody tr[data-station=\"binh-duong\"]').cells[5].textContent;",
+    );
+    assert_eq!(others, "22 cụm: 22 theo đài");
     // The uptime chart: one line per station, and a bar where there is data (binh-trung).
     let chart = driver.wait_for(
         "const svg = document.querySelector('#chart svg'); return svg ? [svg.querySelectorAll('rect').length, svg.textContent] : null;",
@@ -263,6 +278,15 @@ fn the_dashboard_shows_every_station_and_switches_language() {
         |v| v == "up",
     );
     assert_eq!(link, "up");
+    let clusters = driver.wait_for(CLUSTERS, |v| {
+        v[0] == "24 clusters: 1 down, 23 follow the station"
+    });
+    assert!(
+        clusters[1][0]
+            .as_str()
+            .is_some_and(|l| l.starts_with("c01 down: receiver unreachable")),
+        "{clusters}"
+    );
 
     let png = driver.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
@@ -293,13 +317,7 @@ fn running_emergencies_are_listed_and_each_is_stopped_by_its_own_button() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let (mut server, _) = start_server_with(&data, "127.0.0.1:0", &["--no-schedule"]);
-    let admin = server
-        .wait_for("admin endpoint on", Duration::from_secs(10))
-        .rsplit(' ')
-        .next()
-        .expect("address")
-        .trim()
-        .to_owned();
+    let admin = server.admin_address();
     // Long enough to be still on air while the page is driven.
     let storm = dir.path().join("bao-so-9.wav");
     let fire = dir.path().join("chay-rung.wav");

@@ -163,6 +163,8 @@ pub struct ReportRequest {
     pub from: Date,
     pub to: Date,
     pub by: Granularity,
+    /// Uptime per loudspeaker cluster too (the uptime report only).
+    pub clusters: bool,
 }
 
 impl ReportRequest {
@@ -174,7 +176,12 @@ impl ReportRequest {
                 format!("{from} is after `to` ({to}); the range is from the first day to the last, both included"),
             ));
         }
-        Ok(ReportRequest { from, to, by })
+        Ok(ReportRequest {
+            from,
+            to,
+            by,
+            clusters: false,
+        })
     }
 }
 
@@ -195,11 +202,11 @@ impl ReportQuery {
     ) -> Result<Self, ReportError> {
         let mut found: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, value) in params {
-            let known = ["from", "to", "by", "format"];
+            let known = ["from", "to", "by", "format", "clusters"];
             let Some(name) = known.iter().find(|k| **k == name.as_str()) else {
                 return Err(parameter(
                     name,
-                    "unknown parameter (give from, to, by, format)",
+                    "unknown parameter (give from, to, by, format, clusters)",
                 ));
             };
             if found.insert(name, value.as_str()).is_some() {
@@ -227,16 +234,34 @@ impl ReportQuery {
             Some(text) => text.parse().map_err(|e: String| parameter("format", e))?,
             None => default_format,
         };
+        let clusters = match found.get("clusters").copied() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(parameter(
+                    "clusters",
+                    format!("`{other}` is neither true nor false"),
+                ))
+            }
+        };
         Ok(ReportQuery {
-            request: ReportRequest::new(from, to, by)?,
+            request: ReportRequest {
+                clusters,
+                ..ReportRequest::new(from, to, by)?
+            },
             format,
         })
     }
 
     /// `from=…&to=…&by=…&format=…` (dates and names need no escaping).
     pub fn to_query_string(&self) -> String {
+        let clusters = if self.request.clusters {
+            "&clusters=true"
+        } else {
+            ""
+        };
         format!(
-            "from={}&to={}&by={}&format={}",
+            "from={}&to={}&by={}&format={}{clusters}",
             self.request.from, self.request.to, self.request.by, self.format
         )
     }
@@ -335,6 +360,8 @@ pub struct Tally {
     pub link_down_ms: i64,
     pub off_ms: i64,
     pub unreported_ms: i64,
+    /// In a cluster's row: the station could air but the cluster's receiver was down.
+    pub cluster_down_ms: i64,
     pub on_air_ms: i64,
     /// Outages with some time in the period (one crossing a boundary counts on both sides).
     pub outages: u64,
@@ -354,6 +381,7 @@ impl Tally {
         self.link_down_ms += other.link_down_ms;
         self.off_ms += other.off_ms;
         self.unreported_ms += other.unreported_ms;
+        self.cluster_down_ms += other.cluster_down_ms;
         self.on_air_ms += other.on_air_ms;
         self.outages += other.outages;
         self.outage_ms += other.outage_ms;
@@ -409,6 +437,7 @@ pub fn tally(timeline: &Timeline, bounds: &[(i64, i64)]) -> Vec<Tally> {
                 Condition::LinkDown => t.link_down_ms += len,
                 Condition::Off => t.off_ms += len,
                 Condition::Unreported => t.unreported_ms += len,
+                Condition::ClusterDown => t.cluster_down_ms += len,
             }
             if span.on_air {
                 t.on_air_ms += len;
@@ -465,6 +494,8 @@ pub struct UptimeFigures {
     pub link_down_s: f64,
     pub off_s: f64,
     pub unreported_s: f64,
+    /// In a cluster's row: its receiver was down while the station could air.
+    pub cluster_down_s: f64,
 }
 
 impl UptimeFigures {
@@ -487,6 +518,7 @@ impl UptimeFigures {
             link_down_s: seconds(t.link_down_ms),
             off_s: seconds(t.off_ms),
             unreported_s: seconds(t.unreported_ms),
+            cluster_down_s: seconds(t.cluster_down_ms),
         })
     }
 }
@@ -504,6 +536,24 @@ pub struct StationUptime {
     pub id: String,
     /// The Vietnamese name.
     pub name: String,
+    #[serde(flatten)]
+    pub row: UptimeRow,
+    /// Its loudspeaker clusters, when the report asks for them (`clusters`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<ClusterUptime>,
+}
+
+/// One loudspeaker cluster's row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterUptime {
+    /// `binh-trung/c01`.
+    pub id: String,
+    /// Whether the agent watches its receiver; if not, the row is the station's.
+    pub watched: bool,
+    /// Named by an agent but not in the district's configuration (more clusters than
+    /// configured, or a typo in `cluster=`): listed so the mistake shows.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unconfigured: bool,
     #[serde(flatten)]
     pub row: UptimeRow,
 }
@@ -608,14 +658,27 @@ pub fn uptime_report(
         .collect();
     let total_whole = sum_with_data(stations.iter().map(|(_, w)| w));
     let district_total = row(&total_periods, &total_whole);
+    let bounds: Vec<(i64, i64)> = header.periods.iter().map(Period::bounds).collect();
+    let range = header.range.bounds();
+    let empty = Timeline::default();
     let stations = district
         .stations
         .iter()
         .zip(&stations)
-        .map(|(s, (per_period, whole))| StationUptime {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            row: row(per_period, whole),
+        .map(|(s, (per_period, whole))| {
+            let station_row = row(per_period, whole);
+            let clusters = if request.clusters {
+                let timeline = timelines.get(&s.id).unwrap_or(&empty);
+                cluster_rows(s, timeline, &station_row, &bounds, range, &row)
+            } else {
+                Vec::new()
+            };
+            StationUptime {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                row: station_row,
+                clusters,
+            }
         })
         .collect();
     Ok(UptimeReport {
@@ -623,6 +686,49 @@ pub fn uptime_report(
         stations,
         district_total,
     })
+}
+
+/// A station's cluster rows: the configured clusters in order, then any other cluster its
+/// agent watches.
+fn cluster_rows(
+    station: &radio_config::Station,
+    timeline: &Timeline,
+    station_row: &UptimeRow,
+    bounds: &[(i64, i64)],
+    range: (i64, i64),
+    row: &dyn Fn(&[Tally], &Tally) -> UptimeRow,
+) -> Vec<ClusterUptime> {
+    let prefix = format!("{}/", station.id);
+    let configured = station.cluster_ids();
+    let extra = timeline
+        .clusters
+        .keys()
+        .map(|c| format!("{prefix}{c}"))
+        .filter(|id| !configured.contains(id))
+        .collect::<Vec<_>>();
+    let unconfigured = configured.len();
+    configured
+        .into_iter()
+        .chain(extra)
+        .enumerate()
+        .map(|(i, id)| {
+            let short = id.strip_prefix(&prefix).unwrap_or(&id);
+            let (watched, row) = match timeline.for_cluster(short) {
+                Some(cluster) => {
+                    let per_period = tally(&cluster, bounds);
+                    let whole = tally(&cluster, &[range]).pop().unwrap_or_default();
+                    (true, row(&per_period, &whole))
+                }
+                None => (false, station_row.clone()),
+            };
+            ClusterUptime {
+                id,
+                watched,
+                unconfigured: i >= unconfigured,
+                row,
+            }
+        })
+        .collect()
 }
 
 /// Programmes played in one period.
@@ -732,6 +838,12 @@ pub fn plays_report(
     request: &ReportRequest,
     now: Timestamp,
 ) -> Result<PlaysReport, ReportError> {
+    if request.clusters {
+        return Err(parameter(
+            "clusters",
+            "programmes played are counted per station; clusters apply to the uptime report",
+        ));
+    }
     let Tallies { header, stations } =
         tallies(ReportKind::Plays, district, timelines, request, now)?;
     let bounds: Vec<(i64, i64)> = header.periods.iter().map(Period::bounds).collect();

@@ -14,8 +14,8 @@ use radio_proto::ProgrammeLevel;
 use std::fmt::Write as _;
 
 use super::{
-    Format, PlayFigures, PlaysReport, PlaysRow, ReportError, ReportHeader, UptimeFigures,
-    UptimeReport, UptimeRow,
+    ClusterUptime, Format, PlayFigures, PlaysReport, PlaysRow, ReportError, ReportHeader,
+    UptimeFigures, UptimeReport, UptimeRow,
 };
 
 /// The byte order mark that starts a CSV.
@@ -70,7 +70,7 @@ fn hours(seconds: f64) -> String {
 
 type UptimeMetric = (&'static str, fn(&UptimeFigures) -> String);
 
-const UPTIME_METRICS: [UptimeMetric; 12] = [
+const UPTIME_METRICS: [UptimeMetric; 13] = [
     ("Tỷ lệ hoạt động (%) / availability (%)", |f| {
         format!("{:.2}", f.availability_pct)
     }),
@@ -97,6 +97,10 @@ const UPTIME_METRICS: [UptimeMetric; 12] = [
     ("Chưa có tin (giờ) / unreported (hours)", |f| {
         hours(f.unreported_s)
     }),
+    (
+        "Cụm loa mất tín hiệu (giờ) / cluster receiver down (hours; cluster rows)",
+        |f| hours(f.cluster_down_s),
+    ),
     ("Số giờ có số liệu / hours with data", |f| hours(f.known_s)),
 ];
 
@@ -171,11 +175,13 @@ fn uptime_sheet(report: &UptimeReport) -> Sheet {
     let sections = UPTIME_METRICS
         .iter()
         .map(|(name, f)| {
-            let mut rows: Vec<Vec<String>> = report
-                .stations
-                .iter()
-                .map(|s| row([&s.name, &s.id], &s.row, *f))
-                .collect();
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for s in &report.stations {
+                rows.push(row([&s.name, &s.id], &s.row, *f));
+                for c in &s.clusters {
+                    rows.push(row([&cluster_label(&s.name, c), &c.id], &c.row, *f));
+                }
+            }
             rows.push(row([DISTRICT, ""], &report.district_total, *f));
             Section {
                 title: (*name).to_owned(),
@@ -192,6 +198,17 @@ fn uptime_sheet(report: &UptimeReport) -> Sheet {
         ),
         sections,
     }
+}
+
+/// "Bình Trung · cụm c01", saying when the row is the station's own.
+fn cluster_label(station: &str, cluster: &ClusterUptime) -> String {
+    let short = cluster.id.rsplit('/').next().unwrap_or(&cluster.id);
+    let note = match (cluster.watched, cluster.unconfigured) {
+        (_, true) => " (không có trong cấu hình / not configured)",
+        (true, false) => "",
+        (false, false) => " (theo đài / follows the station)",
+    };
+    format!("{station} · cụm {short}{note}")
 }
 
 /// "khẩn cấp / emergency": both languages, like every heading.

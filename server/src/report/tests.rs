@@ -633,3 +633,121 @@ fn a_session_of_a_crashed_server_is_not_available_after_the_server_s_last_sign_o
         (1, 605.0, 835.0)
     );
 }
+
+fn cluster(id: &str, state: radio_proto::ClusterState) -> JournalEvent {
+    JournalEvent::Cluster {
+        cluster: id.into(),
+        state,
+        reason: "test".into(),
+    }
+}
+
+/// Station a (three clusters) on 1 January: its agent watches c02, whose receiver is down
+/// 00:00–01:00 and from 02:00 until the agent stops at 02:30; it also names c07, which the
+/// configuration does not have. The agent runs again 03:00–04:00, c02 not reported down.
+#[test]
+fn cluster_rows_take_the_receiver_s_down_time_out_of_the_station_s_available_time() {
+    use radio_proto::ClusterState::{Down, Up};
+    let mut district = district();
+    district.stations[0].clusters = 3;
+    district.stations[0].speakers = 3;
+    let a = records(
+        1,
+        vec![
+            (at(1, 1, 0, 0), start(true)),
+            (at(1, 1, 0, 0), up()),
+            (at(1, 1, 0, 0), cluster("c02", Down)),
+            (at(1, 1, 0, 0), cluster("c07", Up)),
+            (at(1, 1, 1, 0), cluster("c02", Up)),
+            (at(1, 1, 2, 0), cluster("c02", Down)),
+            (at(1, 1, 2, 30), JournalEvent::ProcessStop),
+            (at(1, 1, 3, 0), start(true)),
+            (at(1, 1, 3, 0), up()),
+            (at(1, 1, 4, 0), JournalEvent::ProcessStop),
+        ],
+    );
+    let timelines = BTreeMap::from([(
+        "a".to_owned(),
+        Timeline::build(&a, &[], now().as_millisecond()),
+    )]);
+    let mut request = request(date(2025, 1, 1), date(2025, 1, 1), Granularity::Day);
+    let report = uptime_report(&district, &timelines, &request, now()).unwrap();
+    assert!(report.stations[0].clusters.is_empty(), "only when asked");
+    request.clusters = true;
+    let report = uptime_report(&district, &timelines, &request, now()).unwrap();
+    let station = &report.stations[0];
+    let ids: Vec<(&str, bool, bool)> = station
+        .clusters
+        .iter()
+        .map(|c| (c.id.as_str(), c.watched, c.unconfigured))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("a/c01", false, false),
+            ("a/c02", true, false),
+            ("a/c03", false, false),
+            ("a/c07", true, true)
+        ]
+    );
+    let s = station.row.all.clone().unwrap();
+    assert_eq!(s.available_s / MIN, 210.0);
+    assert_eq!(s.cluster_down_s, 0.0);
+    // Followers and a cluster never down have the station's figures.
+    assert_eq!(station.clusters[0].row, station.row);
+    assert_eq!(station.clusters[2].row, station.row);
+    assert_eq!(station.clusters[3].row, station.row);
+    let c02 = station.clusters[1].row.all.clone().unwrap();
+    assert_eq!(c02.known_s, s.known_s);
+    assert_eq!(c02.cluster_down_s / MIN, 90.0);
+    assert_eq!(c02.available_s / MIN, 120.0);
+    // 00:00–01:00 is an outage of its own; 02:00–02:30 joins the station's 02:30–03:00.
+    assert_eq!(c02.outages, s.outages + 1);
+    assert_eq!((c02.outage_total_s - s.outage_total_s) / MIN, 90.0);
+    assert_eq!(
+        c02.outage_longest_s / MIN,
+        60.0_f64.max(s.outage_longest_s / MIN)
+    );
+
+    let csv = render::uptime(&report, Format::Csv).unwrap();
+    assert!(csv.contains("Trạm Ánh · cụm c02,a/c02,"), "{csv}");
+    assert!(
+        csv.contains("Trạm Ánh · cụm c01 (theo đài / follows the station),a/c01,"),
+        "{csv}"
+    );
+    assert!(csv.contains("cụm c07 (không có trong cấu hình"), "{csv}");
+    // The plays report refuses the option rather than ignoring it.
+    let err = plays_report(&district, &timelines, &request, now()).unwrap_err();
+    assert!(err.to_string().contains("clusters"), "{err}");
+}
+
+#[test]
+fn the_clusters_parameter_is_parsed_and_written_back() {
+    let params = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        [("from", "2025-01-01"), ("to", "2025-01-31")]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let q = ReportQuery::from_params(&params(&[("clusters", "true")]), Format::Json).unwrap();
+    assert!(q.request.clusters);
+    assert!(q.to_query_string().ends_with("&clusters=true"));
+    let back = url_pairs(&q.to_query_string());
+    assert_eq!(ReportQuery::from_params(&back, Format::Json).unwrap(), q);
+    let q = ReportQuery::from_params(&params(&[]), Format::Json).unwrap();
+    assert!(!q.request.clusters && !q.to_query_string().contains("clusters"));
+    let err = ReportQuery::from_params(&params(&[("clusters", "yes")]), Format::Json).unwrap_err();
+    assert!(
+        err.to_string().starts_with("parameter `clusters`:"),
+        "{err}"
+    );
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}

@@ -19,7 +19,9 @@
 //! `LinkUp`, or a second `ProcessStart`, changes nothing it should not; any record proves the
 //! agent was running at its time, so a journal whose start was lost still counts.
 
-use radio_proto::{JournalEvent, JournalRecord, OutputState, ProgrammeLevel};
+use std::collections::BTreeMap;
+
+use radio_proto::{ClusterState, JournalEvent, JournalRecord, OutputState, ProgrammeLevel};
 
 use crate::uptime_journal::{LinkEvent, ServerRun, StoredRecord};
 
@@ -52,6 +54,9 @@ pub enum Condition {
     /// After the station's last record: no news (off or no link; its records tell once they
     /// arrive).
     Unreported,
+    /// In a cluster's timeline only: the station could air, but the cluster's receiver was
+    /// down (its agent watches it: RTCP reports stopped, or ICMP said unreachable).
+    ClusterDown,
 }
 
 impl Condition {
@@ -122,6 +127,9 @@ pub struct Timeline {
     /// In time order.
     pub plays: Vec<Play>,
     pub cut_off: Vec<CutOff>,
+    /// The clusters the agent watches (`c01`), with the stretches their receiver was down
+    /// while the agent ran, in time order. Clusters not here follow the station.
+    pub clusters: BTreeMap<String, Vec<Outage>>,
 }
 
 impl Timeline {
@@ -324,6 +332,79 @@ where
     }
 }
 
+impl Timeline {
+    /// The timeline of one loudspeaker cluster of this station (`c01`): the station's, with
+    /// the time its receiver was down taken out of the available time. A cluster the agent
+    /// does not watch (wired, FM, or an IP receiver without `cluster=`) follows the station:
+    /// `None`. Plays stay the station's.
+    pub fn for_cluster(&self, cluster: &str) -> Option<Timeline> {
+        let downs = self.clusters.get(cluster)?;
+        let mut spans: Vec<Span> = Vec::with_capacity(self.spans.len());
+        let mut push = |span: Span| {
+            if span.end_ms <= span.start_ms {
+                return;
+            }
+            match spans.last_mut() {
+                Some(last)
+                    if last.end_ms == span.start_ms
+                        && last.condition == span.condition
+                        && last.on_air == span.on_air =>
+                {
+                    last.end_ms = span.end_ms
+                }
+                _ => spans.push(span),
+            }
+        };
+        // Both lists are in time order: walk the downs alongside the spans.
+        let mut first_down = 0;
+        for span in &self.spans {
+            if span.condition != Condition::Available {
+                push(*span);
+                continue;
+            }
+            while downs
+                .get(first_down)
+                .is_some_and(|d| d.end_ms <= span.start_ms)
+            {
+                first_down += 1;
+            }
+            let mut at = span.start_ms;
+            for down in downs[first_down..]
+                .iter()
+                .take_while(|d| d.start_ms < span.end_ms)
+            {
+                let (start, end) = (down.start_ms.max(at), down.end_ms.min(span.end_ms));
+                if end <= start {
+                    continue;
+                }
+                push(Span {
+                    end_ms: start,
+                    start_ms: at,
+                    ..*span
+                });
+                push(Span {
+                    start_ms: start,
+                    end_ms: end,
+                    condition: Condition::ClusterDown,
+                    on_air: false,
+                });
+                at = end;
+            }
+            push(Span {
+                start_ms: at,
+                ..*span
+            });
+        }
+        Some(Timeline {
+            outages: outages(&spans),
+            spans,
+            plays: self.plays.clone(),
+            cut_off: self.cut_off.clone(),
+            clusters: BTreeMap::new(),
+        })
+    }
+}
+
 /// Rebuilds a timeline from records fed in time order.
 #[derive(Debug)]
 pub struct TimelineBuilder {
@@ -340,6 +421,8 @@ pub struct TimelineBuilder {
     output: OutputState,
     /// The programme playing (started, not ended), with its level.
     playing: Option<(String, ProgrammeLevel)>,
+    /// Watched clusters, with the start of the stretch each is down in, if it is.
+    cluster_down_since: BTreeMap<String, Option<i64>>,
     timeline: Timeline,
 }
 
@@ -357,7 +440,18 @@ impl TimelineBuilder {
             link: false,
             output: OutputState::Silent,
             playing: None,
+            cluster_down_since: BTreeMap::new(),
             timeline: Timeline::default(),
+        }
+    }
+
+    /// Ends every cluster's down stretch at `at`: a cluster's state is known only while the
+    /// agent that watches it runs (after a restart it is decided afresh).
+    fn close_cluster_downs(&mut self, at: i64) {
+        for (cluster, since) in &mut self.cluster_down_since {
+            if let Some(start) = since.take() {
+                push_cluster_down(&mut self.timeline, cluster, start, at);
+            }
         }
     }
 
@@ -399,6 +493,7 @@ impl TimelineBuilder {
     /// The run ended (stop, or a start that shows it ended uncleanly): a programme still
     /// playing was cut off.
     fn end_run(&mut self) {
+        self.close_cluster_downs(self.last_record_ms);
         if let Some((name, level)) = self.playing.take() {
             self.timeline.cut_off.push(CutOff {
                 at_ms: self.last_record_ms,
@@ -524,7 +619,19 @@ impl TimelineBuilder {
                 self.output = *output;
             }
             // Clusters have their own timelines (per-cluster rows); the station's is unchanged.
-            JournalEvent::Cluster { .. } => self.ensure_running(),
+            JournalEvent::Cluster { cluster, state, .. } => {
+                self.ensure_running();
+                self.timeline.clusters.entry(cluster.clone()).or_default();
+                let since = self.cluster_down_since.entry(cluster.clone()).or_default();
+                match (state, *since) {
+                    (ClusterState::Down, None) => *since = Some(at),
+                    (ClusterState::Up, Some(start)) => {
+                        *since = None;
+                        push_cluster_down(&mut self.timeline, cluster, start, at);
+                    }
+                    _ => {}
+                }
+            }
         }
         self.last_record_ms = at;
     }
@@ -551,9 +658,25 @@ impl TimelineBuilder {
         let (condition, on_air) = (self.condition(), self.on_air());
         self.emit(assumed_until, condition, on_air);
         self.emit(self.now_ms, Condition::Unreported, false);
+        // Past the assumed state the station is not available anyway.
+        self.close_cluster_downs(assumed_until);
         let mut timeline = self.timeline;
         timeline.outages = outages(&timeline.spans);
         timeline
+    }
+}
+
+/// Records that `cluster`'s receiver was down `[start, end)`.
+fn push_cluster_down(timeline: &mut Timeline, cluster: &str, start: i64, end: i64) {
+    if end > start {
+        timeline
+            .clusters
+            .entry(cluster.to_owned())
+            .or_default()
+            .push(Outage {
+                start_ms: start,
+                end_ms: end,
+            });
     }
 }
 

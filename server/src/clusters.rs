@@ -1,0 +1,349 @@
+//! What the server knows of each station's loudspeaker clusters, live: the latest state of
+//! every cluster the station's agent watches (its journal's `Cluster` records), and the view
+//! of all the district's clusters for `/api/v1/stations`, `/metrics` and the dashboard.
+//!
+//! An agent watches the clusters behind its RTP sinks that name one (`cluster=c01`). Every
+//! other cluster — wired cable, FM — has no health of its own: it works when its station
+//! works, and is shown as following the station. A cluster an agent names that the district
+//! does not have (`c99` at a 10-cluster station, `c1` for `c01`) is still shown, after the
+//! configured ones, so the misconfiguration is seen rather than its cluster silently missing.
+//!
+//! The states are kept in memory, updated as journal batches are stored, and read back from
+//! the store when the server starts (records acknowledged in an earlier run are gone from the
+//! agent, so it would not send them again).
+
+use std::collections::BTreeMap;
+
+use radio_config::Station;
+use radio_proto::{ClusterState, JournalEvent, JournalRecord};
+use serde::{Deserialize, Serialize};
+
+/// Distinct clusters kept per agent. A station has a few dozen; the bound only keeps an agent
+/// that names ever new ids (a bug, a hostile certificate holder) from growing the server's
+/// memory without end.
+pub const MAX_WATCHED_CLUSTERS: usize = 256;
+
+/// The last record of one watched cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSeen {
+    pub state: ClusterState,
+    /// What showed it, as the agent wrote it.
+    pub reason: String,
+    /// The record's time (the agent's clock), Unix milliseconds.
+    pub unix_ms: u64,
+}
+
+/// One agent's watched clusters, by id within the station (`c01`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchedClusters {
+    clusters: BTreeMap<String, ClusterSeen>,
+    /// The last record applied, (journal id, sequence): a batch uploaded again after a lost
+    /// acknowledgement must not take the states back to older ones.
+    last: Option<(u64, u64)>,
+}
+
+impl WatchedClusters {
+    /// Applies `agent`'s journal record; records come in the journal's order, so the newest
+    /// wins. `false` when a cluster record was dropped because of [`MAX_WATCHED_CLUSTERS`].
+    pub fn apply(&mut self, journal_id: u64, record: &JournalRecord) -> bool {
+        if let Some((journal, seq)) = self.last {
+            if journal == journal_id && record.seq <= seq {
+                return true;
+            }
+        }
+        self.last = Some((journal_id, record.seq));
+        match &record.event {
+            // A new run watches what its configuration says now; what the previous run saw
+            // may describe clusters it no longer feeds.
+            JournalEvent::ProcessStart { .. } => self.clusters.clear(),
+            JournalEvent::Cluster {
+                cluster,
+                state,
+                reason,
+            } => {
+                if self.clusters.len() >= MAX_WATCHED_CLUSTERS
+                    && !self.clusters.contains_key(cluster)
+                {
+                    return false;
+                }
+                self.clusters.insert(
+                    cluster.clone(),
+                    ClusterSeen {
+                        state: *state,
+                        reason: reason.clone(),
+                        unix_ms: record.unix_ms,
+                    },
+                );
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// The states of journal `journal_id`'s current run, from its records newest first (as
+    /// read back from the store): everything up to the run's `ProcessStart`.
+    pub fn from_newest_first<E>(
+        journal_id: u64,
+        records: impl Iterator<Item = Result<JournalRecord, E>>,
+    ) -> Result<Self, E> {
+        let mut watched = WatchedClusters::default();
+        for record in records {
+            let record = record?;
+            if watched.last.is_none() {
+                watched.last = Some((journal_id, record.seq));
+            }
+            match record.event {
+                JournalEvent::ProcessStart { .. } => break,
+                JournalEvent::Cluster {
+                    cluster,
+                    state,
+                    reason,
+                } => {
+                    if watched.clusters.contains_key(&cluster)
+                        || watched.clusters.len() >= MAX_WATCHED_CLUSTERS
+                    {
+                        continue;
+                    }
+                    watched.clusters.insert(
+                        cluster,
+                        ClusterSeen {
+                            state,
+                            reason,
+                            unix_ms: record.unix_ms,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(watched)
+    }
+
+    /// The watched clusters, by id within the station.
+    pub fn clusters(&self) -> &BTreeMap<String, ClusterSeen> {
+        &self.clusters
+    }
+}
+
+/// A cluster's state as shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterHealth {
+    /// Watched, and its receiver hears the station.
+    Up,
+    /// Watched, and its receiver is unreachable or stopped reporting.
+    Down,
+    /// Not watched by the agent: it works when the station's output works.
+    FollowsStation,
+}
+
+/// One cluster of a station, in `GET /api/v1/stations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// `binh-trung/c01`.
+    pub id: String,
+    pub state: ClusterHealth,
+    /// What the agent said showed the state; empty when it follows the station.
+    pub reason: String,
+    /// When the agent recorded the state (its clock), Unix milliseconds; `None` when it
+    /// follows the station.
+    pub since: Option<u64>,
+    /// The district's configuration has this cluster; `false` for one only the agent names.
+    pub configured: bool,
+}
+
+/// Every cluster of `station`: its configured ones in order, then the ones its agent watches
+/// that the district does not have.
+pub fn station_clusters(
+    station: &Station,
+    watched: Option<&BTreeMap<String, ClusterSeen>>,
+) -> Vec<ClusterView> {
+    let empty = BTreeMap::new();
+    let watched = watched.unwrap_or(&empty);
+    let view = |id: String, seen: Option<&ClusterSeen>, configured| match seen {
+        Some(seen) => ClusterView {
+            id,
+            state: match seen.state {
+                ClusterState::Up => ClusterHealth::Up,
+                ClusterState::Down => ClusterHealth::Down,
+            },
+            reason: seen.reason.clone(),
+            since: Some(seen.unix_ms),
+            configured,
+        },
+        None => ClusterView {
+            id,
+            state: ClusterHealth::FollowsStation,
+            reason: String::new(),
+            since: None,
+            configured,
+        },
+    };
+    let prefix = format!("{}/", station.id);
+    let configured = station.cluster_ids();
+    let mut out: Vec<ClusterView> = configured
+        .iter()
+        .map(|id| {
+            let local = id.strip_prefix(&prefix).unwrap_or(id);
+            view(id.clone(), watched.get(local), true)
+        })
+        .collect();
+    for (local, seen) in watched {
+        let id = format!("{prefix}{local}");
+        if !configured.contains(&id) {
+            out.push(view(id, Some(seen), false));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use radio_config::StationKind;
+
+    fn record(seq: u64, event: JournalEvent) -> JournalRecord {
+        JournalRecord {
+            seq,
+            unix_ms: 1_000 * seq,
+            event,
+        }
+    }
+
+    fn cluster(seq: u64, id: &str, state: ClusterState) -> JournalRecord {
+        record(
+            seq,
+            JournalEvent::Cluster {
+                cluster: id.into(),
+                state,
+                reason: format!("reason {seq}"),
+            },
+        )
+    }
+
+    fn start(seq: u64) -> JournalRecord {
+        record(
+            seq,
+            JournalEvent::ProcessStart {
+                clean_previous: true,
+                software: "test".into(),
+            },
+        )
+    }
+
+    fn states(w: &WatchedClusters) -> Vec<(&str, ClusterState, u64)> {
+        w.clusters()
+            .iter()
+            .map(|(id, s)| (id.as_str(), s.state, s.unix_ms))
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_record_wins_and_a_restart_forgets_the_previous_run() {
+        let mut w = WatchedClusters::default();
+        for r in [
+            start(1),
+            cluster(2, "c01", ClusterState::Up),
+            cluster(3, "c02", ClusterState::Up),
+            cluster(4, "c01", ClusterState::Down),
+        ] {
+            assert!(w.apply(7, &r));
+        }
+        assert_eq!(
+            states(&w),
+            [
+                ("c01", ClusterState::Down, 4_000),
+                ("c02", ClusterState::Up, 3_000)
+            ]
+        );
+        // The same records again (the acknowledgement was lost): nothing goes back.
+        w.apply(7, &cluster(2, "c01", ClusterState::Up));
+        assert_eq!(states(&w)[0], ("c01", ClusterState::Down, 4_000));
+        w.apply(7, &start(5));
+        assert!(w.clusters().is_empty());
+        w.apply(7, &cluster(6, "c02", ClusterState::Down));
+        assert_eq!(states(&w), [("c02", ClusterState::Down, 6_000)]);
+        // A reinstalled agent's new journal counts from 1 again.
+        w.apply(3, &start(1));
+        w.apply(3, &cluster(2, "c03", ClusterState::Up));
+        assert_eq!(states(&w), [("c03", ClusterState::Up, 2_000)]);
+    }
+
+    #[test]
+    fn read_back_newest_first_gives_what_applying_in_order_gives() {
+        let records = vec![
+            cluster(1, "c05", ClusterState::Down),
+            start(2),
+            cluster(3, "c01", ClusterState::Up),
+            cluster(4, "c02", ClusterState::Up),
+            record(5, JournalEvent::ProcessStop),
+            cluster(6, "c01", ClusterState::Down),
+        ];
+        let mut applied = WatchedClusters::default();
+        for r in &records {
+            applied.apply(9, r);
+        }
+        let read =
+            WatchedClusters::from_newest_first(9, records.iter().rev().cloned().map(Ok::<_, ()>))
+                .unwrap();
+        assert_eq!(read, applied);
+        // Later records apply on top, and the same ones again change nothing.
+        let mut read = read;
+        read.apply(9, &cluster(6, "c01", ClusterState::Up));
+        assert_eq!(read, applied);
+    }
+
+    #[test]
+    fn an_agent_cannot_grow_the_map_without_end() {
+        let mut w = WatchedClusters::default();
+        for n in 0..MAX_WATCHED_CLUSTERS as u64 {
+            assert!(w.apply(1, &cluster(n + 1, &format!("x{n}"), ClusterState::Up)));
+        }
+        let next = MAX_WATCHED_CLUSTERS as u64 + 1;
+        assert!(!w.apply(1, &cluster(next, "one-more", ClusterState::Up)));
+        // A known one still changes.
+        assert!(w.apply(1, &cluster(next + 1, "x0", ClusterState::Down)));
+        assert_eq!(w.clusters().len(), MAX_WATCHED_CLUSTERS);
+        assert_eq!(w.clusters()["x0"].state, ClusterState::Down);
+    }
+
+    #[test]
+    fn configured_clusters_first_then_the_ones_the_district_lacks() {
+        let station = Station {
+            id: "binh-trung".into(),
+            name: "Bình Trung".into(),
+            kind: StationKind::Wired,
+            villages: 1,
+            clusters: 3,
+            speakers: 3,
+        };
+        let mut w = WatchedClusters::default();
+        w.apply(1, &cluster(1, "c99", ClusterState::Up));
+        w.apply(1, &cluster(2, "c02", ClusterState::Down));
+        let views = station_clusters(&station, Some(w.clusters()));
+        let summary: Vec<(&str, ClusterHealth, Option<u64>, bool)> = views
+            .iter()
+            .map(|v| (v.id.as_str(), v.state, v.since, v.configured))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("binh-trung/c01", ClusterHealth::FollowsStation, None, true),
+                ("binh-trung/c02", ClusterHealth::Down, Some(2_000), true),
+                ("binh-trung/c03", ClusterHealth::FollowsStation, None, true),
+                ("binh-trung/c99", ClusterHealth::Up, Some(1_000), false),
+            ]
+        );
+        assert_eq!(views[1].reason, "reason 2");
+        let json = serde_json::to_value(&views[0]).unwrap();
+        assert_eq!(json["state"], "follows_station");
+        assert_eq!(json["since"], serde_json::Value::Null);
+        assert_eq!(
+            station_clusters(&station, None)
+                .iter()
+                .filter(|v| v.state == ClusterHealth::FollowsStation)
+                .count(),
+            3
+        );
+    }
+}

@@ -59,7 +59,7 @@ struct Family<'a> {
     help: &'a str,
 }
 
-const FAMILIES: [Family<'static>; 8] = [
+const FAMILIES: [Family<'static>; 9] = [
     Family {
         name: "radio_agent_connected",
         kind: "gauge",
@@ -94,6 +94,12 @@ const FAMILIES: [Family<'static>; 8] = [
         name: "radio_agent_on_air",
         kind: "gauge",
         help: "1 while the agent reports that it feeds the station's transmitter.",
+    },
+    Family {
+        name: "radio_agent_session_seconds",
+        kind: "gauge",
+        help: "Seconds the station's current session has been up: its uptime as this server \
+               sees it (absent while not connected).",
     },
     Family {
         name: "radio_agent_heartbeat_age_seconds",
@@ -136,6 +142,9 @@ pub fn render(stations: &[StationMetrics]) -> String {
                 "radio_agent_frames_played" => heartbeat.map(|h| h.frames_played as f64),
                 "radio_agent_frames_lost" => heartbeat.map(|h| h.frames_lost as f64),
                 "radio_agent_on_air" => heartbeat.map(|h| f64::from(u8::from(h.on_air))),
+                "radio_agent_session_seconds" => {
+                    agent.and_then(|a| a.session_age).map(|d| d.as_secs_f64())
+                }
                 "radio_agent_heartbeat_age_seconds" => agent
                     .and_then(|a| a.last_heartbeat_age)
                     .map(|d| d.as_secs_f64()),
@@ -203,6 +212,7 @@ mod tests {
                         on_air: true,
                     }),
                     last_heartbeat_age: Some(std::time::Duration::from_millis(1500)),
+                    session_age: Some(std::time::Duration::from_secs(3600)),
                     clusters: [("c01", ClusterState::Up), ("c02", ClusterState::Down)]
                         .into_iter()
                         .map(|(id, state)| {
@@ -253,8 +263,16 @@ mod tests {
             value("radio_agent_heartbeat_age_seconds", "binh-trung"),
             Some(1.5)
         );
+        assert_eq!(
+            value("radio_agent_session_seconds", "binh-trung"),
+            Some(3600.0)
+        );
         // Nothing reported is absent, not zero.
         assert_eq!(value("radio_agent_on_air", "thi-tran-chau-o"), None);
+        assert_eq!(
+            value("radio_agent_session_seconds", "thi-tran-chau-o"),
+            None
+        );
         // One series per watched cluster; none for a station whose clusters all follow it.
         let clusters: Vec<(&str, &str, f64)> = scrape
             .samples

@@ -35,6 +35,8 @@ pub struct AgentRecord {
     pub last_heartbeat: Option<Heartbeat>,
     /// When that heartbeat arrived.
     last_heartbeat_at: Option<std::time::Instant>,
+    /// When the current session was established.
+    session_since: Option<std::time::Instant>,
     /// The loudspeaker clusters its agent watches, as its journal last said.
     pub clusters: WatchedClusters,
     /// The connection currently serving it, to close it when a newer one replaces it.
@@ -58,6 +60,8 @@ pub struct AgentSnapshot {
     pub last_heartbeat: Option<Heartbeat>,
     /// How long ago that heartbeat arrived.
     pub last_heartbeat_age: Option<Duration>,
+    /// How long the current session has lasted (none while not connected).
+    pub session_age: Option<Duration>,
     /// The latest state of each cluster its agent watches, by id within the station (`c01`).
     pub clusters: BTreeMap<String, ClusterSeen>,
 }
@@ -165,6 +169,7 @@ impl Server {
                         .unwrap_or(0),
                     last_heartbeat: r.last_heartbeat.clone(),
                     last_heartbeat_age: r.last_heartbeat_at.map(|t| t.elapsed()),
+                    session_age: r.session_since.filter(|_| r.connected).map(|t| t.elapsed()),
                     clusters: r.clusters.clusters().clone(),
                 }
             })
@@ -430,6 +435,7 @@ async fn handle_incoming(
                 {
                     record.connected = false;
                     record.connection = None;
+                    record.session_since = None;
                 }
             }
             server.count_connected(&agents);
@@ -771,6 +777,7 @@ fn register(server: &Server, commune: &str, conn: &quinn::Connection) {
     }
     record.connected = true;
     record.sessions += 1;
+    record.session_since = Some(std::time::Instant::now());
     server.count_connected(&agents);
 }
 

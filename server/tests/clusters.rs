@@ -365,6 +365,14 @@ async fn watched_clusters_are_up_or_down_and_the_others_follow_their_station() {
         run.cluster_gauges().await,
         gauges(&[("c01", 1.0), ("c02", 0.0), ("c99", 1.0)])
     );
+    // The station's session uptime is a gauge too, only for the connected station.
+    let body = run.get("/metrics").await;
+    let sessions: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("radio_agent_session_seconds{"))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{body}");
+    assert!(sessions[0].contains("station=\"binh-trung\""), "{body}");
 
     // c01 goes down: the newest record wins.
     agent

@@ -5,6 +5,8 @@
 //! - `lib.rs` — process handling ([`Process`], [`binary`]), signals ([`test_signal`]), WAV I/O and
 //!   the alignment/similarity measures ([`compare`]).
 //! - `icecast.rs` — a real Icecast 2 server fed by ffmpeg, the upstream station of relay tests.
+//! - `impairment_proxy.rs` — a UDP proxy that loses, delays, reorders, duplicates or blackholes
+//!   the datagrams between agents and the server ([`ImpairmentProxy`]).
 //! - `tests/*.rs` — one file per end-to-end scenario.
 
 use std::io::{BufRead, BufReader};
@@ -15,6 +17,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod icecast;
+pub mod impairment_proxy;
+
+pub use impairment_proxy::{
+    DirectionStats, GilbertElliott, Impairment, ImpairmentProxy, Jitter, LinkImpairment, ProxyStats,
+};
 
 /// Set by `make test` (and so by CI): a test that would skip for want of a tool fails instead,
 /// so a missing package cannot turn an acceptance test into a silent pass.

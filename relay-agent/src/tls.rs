@@ -40,12 +40,21 @@ pub fn client_config(bundle: &Bundle) -> Result<quinn::ClientConfig, TlsError> {
     Ok(config)
 }
 
-/// Transport settings: keep-alives well inside the idle timeout so a quiet link stays open and a
-/// dead one is noticed within seconds.
+/// Silence after which a link counts as dead: a station must learn within about 3 s that it
+/// lost the district (issue 5), so that it reconnects instead of waiting on a dead session.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Keep-alive period: six inside the idle timeout, so that a lossy wireless link (10 % loss)
+/// loses all of them — a false "dead link" — about once in a million periods, not once an hour
+/// as three would.
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Transport settings shared by the agent and the server: keep-alives well inside the idle
+/// timeout so a quiet link stays open and a dead one is noticed within seconds.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(std::time::Duration::from_secs(5)) {
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
         transport.max_idle_timeout(Some(idle));
     }
     transport

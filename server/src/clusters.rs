@@ -8,9 +8,10 @@
 //! does not have (`c99` at a 10-cluster station, `c1` for `c01`) is still shown, after the
 //! configured ones, so the misconfiguration is seen rather than its cluster silently missing.
 //!
-//! The states are kept in memory, updated as journal batches are stored, and read back from
-//! the store when the server starts (records acknowledged in an earlier run are gone from the
-//! agent, so it would not send them again).
+//! The states are kept in memory, updated as journal batches are stored, and saved beside the
+//! records as one small snapshot per agent, read back when the server starts (records
+//! acknowledged in an earlier run are gone from the agent, so it would not send them again;
+//! reading an agent's history back instead would cost years of heartbeats per agent).
 
 use std::collections::BTreeMap;
 
@@ -80,49 +81,72 @@ impl WatchedClusters {
         true
     }
 
-    /// The states of journal `journal_id`'s current run, from its records newest first (as
-    /// read back from the store): everything up to the run's `ProcessStart`.
-    pub fn from_newest_first<E>(
-        journal_id: u64,
-        records: impl Iterator<Item = Result<JournalRecord, E>>,
-    ) -> Result<Self, E> {
-        let mut watched = WatchedClusters::default();
-        for record in records {
-            let record = record?;
-            if watched.last.is_none() {
-                watched.last = Some((journal_id, record.seq));
-            }
-            match record.event {
-                JournalEvent::ProcessStart { .. } => break,
-                JournalEvent::Cluster {
-                    cluster,
-                    state,
-                    reason,
-                } => {
-                    if watched.clusters.contains_key(&cluster)
-                        || watched.clusters.len() >= MAX_WATCHED_CLUSTERS
-                    {
-                        continue;
-                    }
-                    watched.clusters.insert(
-                        cluster,
+    /// The form kept in the store (`UptimeJournal::save_clusters`), so a restarted server
+    /// knows the states without reading the agent's whole history back.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let saved = Saved {
+            last: self.last,
+            clusters: self
+                .clusters
+                .iter()
+                .map(|(id, seen)| SavedCluster {
+                    id: id.clone(),
+                    up: seen.state == ClusterState::Up,
+                    reason: seen.reason.clone(),
+                    unix_ms: seen.unix_ms,
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&saved).unwrap_or_default()
+    }
+
+    /// Reads [`WatchedClusters::to_bytes`] back; `None` for bytes that are not that form.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let saved: Saved = serde_json::from_slice(bytes).ok()?;
+        Some(WatchedClusters {
+            last: saved.last,
+            clusters: saved
+                .clusters
+                .into_iter()
+                .take(MAX_WATCHED_CLUSTERS)
+                .map(|c| {
+                    let state = if c.up {
+                        ClusterState::Up
+                    } else {
+                        ClusterState::Down
+                    };
+                    (
+                        c.id,
                         ClusterSeen {
                             state,
-                            reason,
-                            unix_ms: record.unix_ms,
+                            reason: c.reason,
+                            unix_ms: c.unix_ms,
                         },
-                    );
-                }
-                _ => {}
-            }
-        }
-        Ok(watched)
+                    )
+                })
+                .collect(),
+        })
     }
 
     /// The watched clusters, by id within the station.
     pub fn clusters(&self) -> &BTreeMap<String, ClusterSeen> {
         &self.clusters
     }
+}
+
+/// [`WatchedClusters`] as stored.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    last: Option<(u64, u64)>,
+    clusters: Vec<SavedCluster>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedCluster {
+    id: String,
+    up: bool,
+    reason: String,
+    unix_ms: u64,
 }
 
 /// A cluster's state as shown.
@@ -270,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn read_back_newest_first_gives_what_applying_in_order_gives() {
+    fn the_stored_form_reads_back_to_the_same_states() {
         let records = vec![
             cluster(1, "c05", ClusterState::Down),
             start(2),
@@ -283,14 +307,13 @@ mod tests {
         for r in &records {
             applied.apply(9, r);
         }
-        let read =
-            WatchedClusters::from_newest_first(9, records.iter().rev().cloned().map(Ok::<_, ()>))
-                .unwrap();
+        let read = WatchedClusters::from_bytes(&applied.to_bytes()).expect("reads back");
         assert_eq!(read, applied);
-        // Later records apply on top, and the same ones again change nothing.
+        // The same records again change nothing: the last one applied is kept too.
         let mut read = read;
         read.apply(9, &cluster(6, "c01", ClusterState::Up));
         assert_eq!(read, applied);
+        assert_eq!(WatchedClusters::from_bytes(b"not json"), None);
     }
 
     #[test]

@@ -613,10 +613,19 @@ fn watch_clusters(server: &Server, commune: &str, batch: &radio_proto::JournalBa
         return;
     };
     let record = agents.entry(commune.to_owned()).or_default();
+    let before = record.clusters.clusters().clone();
     let mut dropped = 0usize;
     for r in &batch.records {
         if !record.clusters.apply(batch.journal_id, r) {
             dropped += 1;
+        }
+    }
+    if record.clusters.clusters() != &before {
+        if let Some(uptime) = &server.uptime {
+            // A small write, and only when a state changed (rare): fine on this thread.
+            if let Err(e) = uptime.save_clusters(commune, &record.clusters.to_bytes()) {
+                warn!("cannot keep the cluster states: {e}");
+            }
         }
     }
     if dropped > 0 {
@@ -643,25 +652,26 @@ async fn load_clusters(server: &Server) {
         .map(|s| s.id.clone())
         .collect();
     let loaded = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for station in stations {
-            let read = uptime.newest_journal(&station).and_then(|newest| {
-                newest
-                    .map(|id| {
-                        WatchedClusters::from_newest_first(
-                            id,
-                            uptime.journal_records_rev(&station, id),
-                        )
-                    })
-                    .transpose()
-            });
-            match read {
-                Ok(Some(watched)) if !watched.clusters().is_empty() => out.push((station, watched)),
-                Ok(_) => {}
-                Err(e) => warn!(%station, "cannot read the cluster states back: {e}"),
+        let saved = match uptime.saved_clusters() {
+            Ok(saved) => saved,
+            Err(e) => {
+                warn!("cannot read the cluster states back: {e}");
+                return Vec::new();
             }
-        }
-        out
+        };
+        saved
+            .into_iter()
+            .filter(|(station, _)| stations.contains(station))
+            .filter_map(
+                |(station, bytes)| match WatchedClusters::from_bytes(&bytes) {
+                    Some(watched) => Some((station, watched)),
+                    None => {
+                        warn!(%station, "unreadable cluster states in the store; ignored");
+                        None
+                    }
+                },
+            )
+            .collect::<Vec<_>>()
     })
     .await;
     let loaded = match loaded {

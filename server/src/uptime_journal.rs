@@ -34,6 +34,9 @@ const RECORDS_TREE: &str = "uptime-records";
 /// flags(1) [server_run(8, BE) if LINK_HAS_RUN] reason(UTF-8)`. The id is a sled id, so the
 /// events are in the order they were written, across runs.
 const LINKS_TREE: &str = "uptime-links";
+/// Tree of each agent's watched-cluster states: `agent` → a snapshot
+/// (`crate::clusters::WatchedClusters::to_bytes`), rewritten when they change.
+const CLUSTERS_TREE: &str = "uptime-clusters";
 /// Tree of the server's runs: `order(8, BE)` → `run_id(8) started_ms(8) alive_ms(8)`, all BE.
 /// The order is a sled id, increasing across restarts, so a clock stepping back cannot
 /// reorder runs.
@@ -93,6 +96,7 @@ pub struct UptimeJournal {
     db: sled::Db,
     records: sled::Tree,
     links: sled::Tree,
+    clusters: sled::Tree,
     runs: sled::Tree,
     path: PathBuf,
 }
@@ -115,6 +119,7 @@ impl UptimeJournal {
             db: db.clone(),
             records: open(RECORDS_TREE)?,
             links: open(LINKS_TREE)?,
+            clusters: open(CLUSTERS_TREE)?,
             runs: open(RUNS_TREE)?,
             path: path.clone(),
         })
@@ -240,41 +245,24 @@ impl UptimeJournal {
         })
     }
 
-    /// `agent`'s current journal — the one whose last record is the latest, since a reinstall
-    /// starts a journal whose id may be lower. `None` if the agent never uploaded a record.
-    pub fn newest_journal(&self, agent: &str) -> Result<Option<u64>, StoreError> {
-        let mut newest: Option<(u64, u64)> = None;
-        for journal_id in self.journal_ids(agent)? {
-            let Some(last) = self.journal_records_rev(agent, journal_id).next() else {
-                continue;
-            };
-            let key = (last?.unix_ms, journal_id);
-            if newest.is_none_or(|n| key > n) {
-                newest = Some(key);
-            }
-        }
-        Ok(newest.map(|(_, journal_id)| journal_id))
+    /// Keeps `agent`'s watched-cluster snapshot (not flushed: the records it comes from are,
+    /// and a snapshot lost in a crash only shows those clusters as following their station
+    /// until they next change).
+    pub fn save_clusters(&self, agent: &str, snapshot: &[u8]) -> Result<(), StoreError> {
+        self.clusters
+            .insert(agent.as_bytes(), snapshot)
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
     }
 
-    /// `agent`'s records from journal `journal_id`, newest first, read from disk as the
-    /// iterator is advanced: what the agent last said, without reading its whole history.
-    pub fn journal_records_rev<'a>(
-        &'a self,
-        agent: &str,
-        journal_id: u64,
-    ) -> impl Iterator<Item = Result<JournalRecord, StoreError>> + 'a {
-        let mut prefix = agent_prefix(agent);
-        prefix.extend_from_slice(&journal_id.to_be_bytes());
-        let agent = agent.to_owned();
-        self.records
-            .scan_prefix(prefix)
-            .values()
-            .rev()
-            .map(move |item| {
-                let value = item.map_err(|e| self.db_error(e))?;
-                JournalRecord::decode(&mut value.as_ref())
-                    .map_err(|e| self.corrupt(format!("record of `{agent}`: {e}")))
-            })
+    /// Every agent's watched-cluster snapshot.
+    pub fn saved_clusters(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.clusters.iter() {
+            let (key, value) = item.map_err(|e| self.db_error(e))?;
+            out.push((String::from_utf8_lossy(&key).into_owned(), value.to_vec()));
+        }
+        Ok(out)
     }
 
     /// What the server saw of `agent`'s connection, oldest first.
@@ -472,37 +460,6 @@ mod tests {
                 server_run: Some(42),
             }]
         );
-    }
-
-    #[test]
-    fn the_newest_journal_is_the_one_with_the_latest_record_read_backwards() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(dir.path()).expect("store");
-        let journal = store.uptime();
-        assert!(journal
-            .newest_journal("binh-trung")
-            .expect("read")
-            .is_none());
-        journal
-            .store_batch("binh-trung", &batch(7, 1..=3))
-            .expect("store");
-        // A reinstall's journal with a lower id, but later records.
-        journal
-            .store_batch("binh-trung", &batch(2, 4..=6))
-            .expect("store");
-        journal
-            .store_batch("binh-duong", &batch(9, 1..=9))
-            .expect("other agent");
-        let id = journal
-            .newest_journal("binh-trung")
-            .expect("read")
-            .expect("a journal");
-        assert_eq!(id, 2);
-        let seqs: Vec<u64> = journal
-            .journal_records_rev("binh-trung", id)
-            .map(|r| r.expect("record").seq)
-            .collect();
-        assert_eq!(seqs, [6, 5, 4]);
     }
 
     #[test]

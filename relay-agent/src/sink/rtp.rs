@@ -85,7 +85,12 @@ impl RtpSink {
             (Some(port), watch) => {
                 let socket = UdpSocket::bind(any(port)).map_err(|e| bind_error(port, e))?;
                 let rtcp = if watch {
-                    Some(UdpSocket::bind(any(port + 1)).map_err(|e| bind_error(port + 1, e))?)
+                    // The configuration refuses 65535; a caller of this API may not.
+                    let next = port.checked_add(1).ok_or_else(|| SinkError::Config {
+                        sink: name.clone(),
+                        reason: "local port 65535 leaves no port for RTCP".into(),
+                    })?;
+                    Some(UdpSocket::bind(any(next)).map_err(|e| bind_error(next, e))?)
                 } else {
                     None
                 };

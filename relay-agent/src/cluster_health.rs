@@ -9,7 +9,8 @@
 //! - **ICMP errors** on the RTP socket: "port unreachable" (the receiver program is not
 //!   running) or "host unreachable" (nothing answers at that address) mark it down at once.
 //!
-//! A receiver that never sends RTCP is judged by ICMP alone: up while no error comes back.
+//! A receiver that never sends RTCP is judged by ICMP alone: up once no error has come back
+//! for [`QUIET_FOR_UP`].
 //! That cannot see a receiver that vanished silently, which is why RTCP-capable receivers are
 //! preferred (docs/REPORTS.md, "Loudspeaker clusters").
 
@@ -17,10 +18,15 @@ use std::time::{Duration, Instant};
 
 use radio_proto::ClusterState;
 
-/// After an ICMP error, how long the cluster stays down without another one. Linux rate-limits
-/// ICMP errors to about one a second per destination, so a dead port keeps refreshing this.
-/// Also how old a receiver's last report must be before an error counts against it.
-pub const ERROR_HOLD: Duration = Duration::from_secs(3);
+/// How long without an ICMP error before a receiver that sends no RTCP counts as up (at start,
+/// and after errors). ICMP errors are rate-limited — about one a second per destination, and a
+/// host-wide budget that other traffic shares — so a dead port can stay quiet for seconds:
+/// the quiet must be long enough that silence means an open port, not a spent budget.
+pub const QUIET_FOR_UP: Duration = Duration::from_secs(10);
+
+/// An ICMP error this soon after a report is stale (it answers a packet sent before the
+/// receiver opened its port) and does not count.
+pub const STALE_AFTER_REPORT: Duration = Duration::from_secs(3);
 
 /// A state change to journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +75,7 @@ impl ClusterHealth {
         // went away keeps drawing errors, and they count once its last report is old.
         if self
             .last_report
-            .is_some_and(|r| now.saturating_duration_since(r) < ERROR_HOLD)
+            .is_some_and(|r| now.saturating_duration_since(r) < STALE_AFTER_REPORT)
         {
             return;
         }
@@ -90,29 +96,39 @@ impl ClusterHealth {
     }
 
     fn decide(&self, now: Instant) -> Option<(ClusterState, String)> {
+        // A report after the last counted error proves the receiver is back at once.
+        let reported_since_error = match (&self.last_report, &self.last_error) {
+            (Some(report), Some((error, _))) => report > error,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let (Some(report), true) = (self.last_report, reported_since_error) {
+            return Some(if now.saturating_duration_since(report) <= self.timeout {
+                (
+                    ClusterState::Up,
+                    "the receiver reports receiving the stream (RTCP)".to_owned(),
+                )
+            } else {
+                (
+                    ClusterState::Down,
+                    format!("no RTCP receiver report for {} s", self.timeout.as_secs()),
+                )
+            });
+        }
         let quiet_since = match &self.last_error {
-            Some((at, error)) if now.saturating_duration_since(*at) < ERROR_HOLD => {
+            Some((at, error)) if now.saturating_duration_since(*at) < QUIET_FOR_UP => {
                 return Some((ClusterState::Down, format!("receiver unreachable: {error}")));
             }
             Some((at, _)) => *at,
             None => self.started,
         };
-        match self.last_report {
-            Some(at) if now.saturating_duration_since(at) <= self.timeout => Some((
-                ClusterState::Up,
-                "the receiver reports receiving the stream (RTCP)".to_owned(),
-            )),
-            Some(_) => Some((
-                ClusterState::Down,
-                format!("no RTCP receiver report for {} s", self.timeout.as_secs()),
-            )),
-            // Give an error the time to come back before calling a silent receiver up.
-            None if now.saturating_duration_since(quiet_since) >= ERROR_HOLD => Some((
+        // Give an error the time to come back before calling a silent receiver up.
+        (now.saturating_duration_since(quiet_since) >= QUIET_FOR_UP).then(|| {
+            (
                 ClusterState::Up,
                 "no error from the receiver (it sends no RTCP reports)".to_owned(),
-            )),
-            None => None,
-        }
+            )
+        })
     }
 }
 
@@ -151,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn an_icmp_error_is_down_at_once_and_clears_after_the_hold() {
+    fn an_icmp_error_is_down_at_once_and_clears_after_a_long_quiet() {
         let t0 = Instant::now();
         let mut h = ClusterHealth::new(t0, TIMEOUT);
         h.on_unreachable(t0 + secs(0.1), "Connection refused (os error 111)");
@@ -162,11 +178,12 @@ mod tests {
             "{}",
             down.reason
         );
-        // Errors keep coming while the port stays closed.
-        h.on_unreachable(t0 + secs(2.0), "Connection refused (os error 111)");
-        assert_eq!(h.poll(t0 + secs(4.0)), None);
-        // The receiver came back: no more errors, and it sends no RTCP.
-        let up = h.poll(t0 + secs(5.1)).expect("up");
+        // The errors pause for seconds (the host's ICMP budget is spent, as under load): the
+        // port is still closed, the cluster still down.
+        h.on_unreachable(t0 + secs(6.0), "Connection refused (os error 111)");
+        assert_eq!(h.poll(t0 + secs(15.0)), None);
+        // The receiver came back at 6 s: no more errors, and it sends no RTCP.
+        let up = h.poll(t0 + secs(16.0)).expect("up");
         assert_eq!(up.state, Up);
         assert!(up.reason.contains("no error"), "{}", up.reason);
     }
@@ -185,12 +202,11 @@ mod tests {
         // ...the next one is not.
         h.on_unreachable(t0 + secs(4.5), "refused");
         assert_eq!(state_of(h.poll(t0 + secs(4.5))), Some(Down));
-        // The old report no longer vouches for it: quiet alone brings it back, not RTCP.
-        let up = h.poll(t0 + secs(7.5)).expect("up");
-        assert_eq!(up.state, Up);
-        assert!(up.reason.contains("no error"), "{}", up.reason);
-        h.on_report(t0 + secs(8.0));
-        assert_eq!(h.poll(t0 + secs(8.0)), None);
+        // The old report no longer vouches for it; a new one does, at once.
+        assert_eq!(h.poll(t0 + secs(6.0)), None);
+        h.on_report(t0 + secs(6.5));
+        let up = h.poll(t0 + secs(6.5)).expect("up");
+        assert!(up.reason.contains("RTCP"), "{}", up.reason);
     }
 
     #[test]
@@ -207,11 +223,11 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_receiver_without_errors_is_up_only_after_the_hold() {
+    fn a_silent_receiver_without_errors_is_up_only_after_the_quiet() {
         let t0 = Instant::now();
         let mut h = ClusterHealth::new(t0, TIMEOUT);
-        assert_eq!(h.poll(t0 + secs(2.9)), None);
-        assert_eq!(state_of(h.poll(t0 + ERROR_HOLD)), Some(Up));
+        assert_eq!(h.poll(t0 + secs(9.9)), None);
+        assert_eq!(state_of(h.poll(t0 + QUIET_FOR_UP)), Some(Up));
         assert_eq!(h.state(), Some(Up));
     }
 }

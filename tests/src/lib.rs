@@ -43,16 +43,48 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The variables Cargo sets for one package's build or test run, as opposed to those that
+/// configure Cargo itself (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_…`).
+fn is_package_variable(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_BIN_", "CARGO_CRATE_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
+}
+
 /// Path of a workspace binary (`radio-server` or `relay-agent`), built on first use.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "--bins", "-p", "radio-server", "-p", "relay-agent"])
-            .status()
-            .expect("run cargo build");
+        let mut build = Command::new(cargo);
+        build.current_dir(workspace_root()).args([
+            "build",
+            "--bins",
+            "-p",
+            "radio-server",
+            "-p",
+            "relay-agent",
+        ]);
+        // Cargo gives a test the variables of its own package (CARGO_MANIFEST_DIR, …). Passed
+        // on, they differ between the crates whose tests build the binaries, and ring's build
+        // script reruns when CARGO_MANIFEST_DIR changes: ring, rustls and quinn were rebuilt
+        // (about 35 s) each time another crate's tests came first.
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if is_package_variable(name) {
+                build.env_remove(name);
+            }
+        }
+        let status = build.status().expect("run cargo build");
         assert!(status.success(), "cargo build of the binaries failed");
     });
     let target = std::env::var_os("CARGO_TARGET_DIR")

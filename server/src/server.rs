@@ -613,16 +613,24 @@ fn watch_clusters(server: &Server, commune: &str, batch: &radio_proto::JournalBa
         return;
     };
     let record = agents.entry(commune.to_owned()).or_default();
-    let before = record.clusters.clusters().clone();
     let mut dropped = 0usize;
     for r in &batch.records {
         if !record.clusters.apply(batch.journal_id, r) {
             dropped += 1;
         }
     }
-    if record.clusters.clusters() != &before {
+    // Only these records change the states; most batches are heartbeats and programmes.
+    let touches_clusters = batch.records.iter().any(|r| {
+        matches!(
+            r.event,
+            radio_proto::JournalEvent::Cluster { .. }
+                | radio_proto::JournalEvent::ProcessStart { .. }
+        )
+    });
+    if touches_clusters {
         if let Some(uptime) = &server.uptime {
-            // A small write, and only when a state changed (rare): fine on this thread.
+            // A small write, and only for a batch that can change a state (rare): fine on
+            // this thread.
             if let Err(e) = uptime.save_clusters(commune, &record.clusters.to_bytes()) {
                 warn!("cannot keep the cluster states: {e}");
             }
@@ -645,7 +653,8 @@ async fn load_clusters(server: &Server) {
     let Some(uptime) = server.uptime.clone() else {
         return;
     };
-    let stations: Vec<String> = server
+    // A set: a province has thousands of stations, and every saved agent is looked up.
+    let stations: std::collections::BTreeSet<String> = server
         .district
         .stations
         .iter()

@@ -344,13 +344,7 @@ fn five_year_review_by_year_in_csv_json_and_table() {
         "127.0.0.1:0",
         &["--no-schedule", "--log", "warn"],
     );
-    let line = server.wait_for("admin endpoint on", Duration::from_secs(10));
-    let admin = line
-        .rsplit(' ')
-        .next()
-        .expect("admin address")
-        .trim()
-        .to_owned();
+    let admin = server.admin_address();
 
     let (csv, took) = report(
         dir.path(),

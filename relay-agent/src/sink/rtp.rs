@@ -182,10 +182,9 @@ impl RtpSink {
         let now = Instant::now();
         // Bounded, so a flood on the RTCP port cannot hold the playout clock.
         for _ in 0..16 {
-            let (n, from) = match watch.rtcp.recv_from(&mut watch.buf) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => break,
+            // WouldBlock: nothing more has arrived; any other error will be there next slot.
+            let Ok((n, from)) = watch.rtcp.recv_from(&mut watch.buf) else {
+                break;
             };
             // Reports count only from the receiver's address (any member of a multicast group).
             if !self.dest.ip().is_multicast() && from.ip() != self.dest.ip() {

@@ -17,7 +17,7 @@ use tracing::{info, warn, Instrument};
 use crate::bundle::Bundle;
 use crate::journal::{unix_ms, Journal, JournalSender};
 use crate::playout::Playout;
-use crate::reconnect::{Backoff, STABLE_AFTER};
+use crate::reconnect::{Ending, NextAttempt, Reconnect, PROBE_WINDOW};
 
 /// Why one connection attempt or session ended.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,9 @@ pub enum LinkError {
     /// QUIC/TLS connection failed.
     #[error("connect: {0}")]
     Connect(String),
+    /// Nothing came back from the server: the link or the server is down.
+    #[error("no answer from the server within {} ms", .0.as_millis())]
+    NoAnswer(Duration),
     /// The connection broke.
     #[error("connection lost: {0}")]
     Lost(String),
@@ -109,38 +112,64 @@ fn upload_next(journal: &LinkJournal, session: &mut Session, in_flight: &mut InF
 impl Link {
     /// Connects, serves, and reconnects until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new(self.reconnect_min, self.reconnect_max);
+        let mut policy = Reconnect::new(self.reconnect_min, self.reconnect_max);
+        let mut answer_within = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
             let span = tracing::info_span!("link", commune = %self.bundle.commune);
-            let mut welcomed_at = None;
+            let mut session = SessionTrace::default();
             let result = self
-                .serve_once(&mut shutdown, &mut welcomed_at)
+                .serve_once(&mut shutdown, answer_within, &mut session)
                 .instrument(span)
                 .await;
             self.set_connected(false);
-            if let (Some(journal), Some(_)) = (&self.journal, welcomed_at) {
+            if let (Some(journal), Some(_)) = (&self.journal, session.welcomed_at) {
                 let reason = match &result {
                     Ok(()) => "agent shutting down".to_owned(),
                     Err(e) => e.to_string(),
                 };
+                // The link died when the server was last heard, not when the idle timer ran
+                // out seconds later: the outage in the journal starts at its real start.
+                let at = session.last_heard_unix_ms.unwrap_or_else(unix_ms);
                 journal
                     .sender
-                    .record(radio_proto::JournalEvent::LinkDown { reason });
+                    .record_at(at, radio_proto::JournalEvent::LinkDown { reason });
             }
-            match result {
+            let ending = match result {
                 Ok(()) => return,
-                Err(e) => warn!(commune = %self.bundle.commune, "{e}"),
+                Err(e) => {
+                    let ending = ending_of(&e, session.welcomed_at);
+                    if ending == Ending::NoAnswer && policy.probing(Instant::now().into_std()) {
+                        tracing::debug!(commune = %self.bundle.commune, "{e}");
+                    } else {
+                        warn!(commune = %self.bundle.commune, "{e}");
+                    }
+                    ending
+                }
+            };
+            if let Some(rtt) = session.rtt {
+                policy.observe_rtt(rtt);
             }
-            // Only a session that was welcomed and lasted counts as stable: a server that accepts
-            // connections but never answers must not pull every agent into fast retries.
-            if welcomed_at.is_some_and(|t: Instant| t.elapsed() >= STABLE_AFTER) {
-                backoff.reset();
+            let was_probing = policy.probing(Instant::now().into_std());
+            let NextAttempt {
+                wait,
+                answer_within: answer,
+            } = policy.after(ending, Instant::now().into_std(), &mut rand::thread_rng());
+            answer_within = answer;
+            match answer {
+                Some(answer) if !was_probing => info!(
+                    commune = %self.bundle.commune,
+                    "link lost: probing for the server every {} ms for up to {} s",
+                    answer.as_millis(),
+                    PROBE_WINDOW.as_secs()
+                ),
+                Some(_) => {}
+                None => {
+                    info!(commune = %self.bundle.commune, "reconnecting in {} ms", wait.as_millis())
+                }
             }
-            let wait = backoff.next_wait(&mut rand::thread_rng());
-            info!(commune = %self.bundle.commune, "reconnecting in {} ms", wait.as_millis());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
@@ -157,11 +186,13 @@ impl Link {
         }
     }
 
-    /// One connection. Ok(()) means a clean shutdown was requested.
+    /// One connection. Ok(()) means a clean shutdown was requested. With `answer_within`, the
+    /// attempt is a probe: abandoned when the server has not answered by then.
     async fn serve_once(
         &self,
         shutdown: &mut watch::Receiver<bool>,
-        welcomed_at: &mut Option<Instant>,
+        answer_within: Option<Duration>,
+        trace: &mut SessionTrace,
     ) -> Result<(), LinkError> {
         // A stop must not wait for a resolver or a handshake: an embedded agent (a server
         // relaying its upstream) is stopped and started again as programmes change, and a
@@ -170,14 +201,26 @@ impl Link {
             addr = resolve(&self.server) => addr?,
             _ = shutdown.changed() => return Ok(()),
         };
-        let connecting = self
+        let mut connecting = self
             .endpoint
             .connect_with(self.client_config.clone(), addr, &self.bundle.server_name)
             .map_err(|e| LinkError::Connect(e.to_string()))?;
+        if let Some(answer) = answer_within {
+            // The server's first flight carries its handshake data; until it arrives nothing is
+            // known to have reached the server.
+            tokio::select! {
+                answered = tokio::time::timeout(answer, connecting.handshake_data()) => match answered {
+                    Err(_) => return Err(LinkError::NoAnswer(answer)),
+                    Ok(Err(e)) => return Err(connect_error(e)),
+                    Ok(Ok(_)) => {}
+                },
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
         let conn = tokio::select! {
             conn = tokio::time::timeout(Duration::from_secs(10), connecting) => conn
                 .map_err(|_| LinkError::Connect("handshake timed out".into()))?
-                .map_err(|e| LinkError::Connect(explain_connect_error(&e)))?,
+                .map_err(connect_error)?,
             _ = shutdown.changed() => return Ok(()),
         };
         let (mut send, mut recv) = conn.open_bi().await.map_err(connection_error)?;
@@ -196,6 +239,10 @@ impl Link {
         flush(&mut session, &mut send).await?;
         let mut buf = vec![0u8; 16 * 1024];
         let mut counters = tokio::time::interval(Duration::from_secs(1));
+        // Anything from the server (audio, heartbeats, QUIC keep-alives every 500 ms) shows in the
+        // datagram count; its last change dates the start of an outage.
+        let mut hearing = tokio::time::interval(HEARING_CHECK);
+        let mut datagrams_heard = 0;
         let mut audio = tokio::task::JoinSet::new();
         let mut in_flight: InFlight = None;
         let written = self.journal.as_ref().map(|j| j.written.clone());
@@ -211,7 +258,7 @@ impl Link {
                 _ = sleep_until_opt(deadline) => session.handle_timeout(Instant::now().into()),
                 // Audio is taken only once welcomed: the playout must know the server run before
                 // the first programme marker arrives (quinn holds the stream until then).
-                uni = conn.accept_uni(), if welcomed_at.is_some() => match uni {
+                uni = conn.accept_uni(), if trace.welcomed_at.is_some() => match uni {
                     Ok(stream) => {
                         let playout = self.playout.clone();
                         let conn = conn.clone();
@@ -219,6 +266,14 @@ impl Link {
                     }
                     Err(e) => return Err(connection_error(e)),
                 },
+                _ = hearing.tick() => {
+                    let stats = conn.stats();
+                    if stats.udp_rx.datagrams != datagrams_heard {
+                        datagrams_heard = stats.udp_rx.datagrams;
+                        trace.last_heard_unix_ms = Some(unix_ms());
+                    }
+                    trace.rtt = Some(conn.rtt());
+                }
                 _ = counters.tick() => {
                     if let Ok(p) = self.playout.lock() {
                         let s = p.stats();
@@ -228,7 +283,7 @@ impl Link {
                 }
                 Some(_) = audio.join_next(), if !audio.is_empty() => {}
                 // New records: upload them unless a batch is already on its way.
-                _ = notified(written.as_deref()), if welcomed_at.is_some() && in_flight.is_none() => {
+                _ = notified(written.as_deref()), if trace.welcomed_at.is_some() && in_flight.is_none() => {
                     if let Some(journal) = &self.journal {
                         upload_next(journal, &mut session, &mut in_flight);
                     }
@@ -248,7 +303,7 @@ impl Link {
                         if let Ok(mut p) = self.playout.lock() {
                             p.on_session(welcome.session_id);
                         }
-                        *welcomed_at = Some(Instant::now());
+                        trace.welcomed_at = Some(Instant::now());
                         self.set_connected(true);
                         if let Some(journal) = &self.journal {
                             journal.sender.record(radio_proto::JournalEvent::LinkUp {
@@ -341,6 +396,52 @@ async fn receive_audio(mut stream: RecvStream, playout: Arc<Mutex<Playout>>, con
                 }
             }
         }
+    }
+}
+
+/// How often the link checks that it still hears the server: the precision of an outage's start.
+const HEARING_CHECK: Duration = Duration::from_millis(100);
+
+/// What one connection left behind for the reconnect policy and the journal.
+#[derive(Debug, Default)]
+struct SessionTrace {
+    /// When the server welcomed the session.
+    welcomed_at: Option<Instant>,
+    /// When anything was last heard from the server.
+    last_heard_unix_ms: Option<u64>,
+    /// The connection's last round-trip time estimate.
+    rtt: Option<Duration>,
+}
+
+/// What an error means for reconnecting: silence (probe again at once if the lost session was
+/// stable) or an answer (back off).
+fn ending_of(error: &LinkError, welcomed_at: Option<Instant>) -> Ending {
+    match (error, welcomed_at) {
+        (LinkError::NoAnswer(_), _) => Ending::NoAnswer,
+        // A server going down for a restart says so; it will be back in seconds.
+        (
+            LinkError::Lost(_)
+            | LinkError::Closed {
+                code: ErrorCode::Timeout,
+                ..
+            }
+            | LinkError::Refused {
+                code: ErrorCode::Shutdown,
+                ..
+            },
+            Some(at),
+        ) => Ending::Lost {
+            lasted: at.elapsed(),
+        },
+        _ => Ending::Refused,
+    }
+}
+
+/// A handshake that failed: silence, or the server's answer (with a hint for the operator).
+fn connect_error(e: quinn::ConnectionError) -> LinkError {
+    match e {
+        quinn::ConnectionError::TimedOut => LinkError::NoAnswer(crate::tls::IDLE_TIMEOUT),
+        e => LinkError::Connect(explain_connect_error(&e)),
     }
 }
 

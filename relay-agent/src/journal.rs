@@ -275,7 +275,13 @@ pub struct JournalSender {
 impl JournalSender {
     /// Journals `event`, stamped now.
     pub fn record(&self, event: JournalEvent) {
-        match self.tx.try_send((unix_ms(), event)) {
+        self.record_at(unix_ms(), event);
+    }
+
+    /// Journals `event` that happened at `unix_ms`, earlier than it could be known (a link
+    /// found dead when its idle timer ran out, seconds after it went silent).
+    pub fn record_at(&self, unix_ms: u64, event: JournalEvent) {
+        match self.tx.try_send((unix_ms, event)) {
             Ok(()) => {}
             Err(TrySendError::Full((_, event))) => {
                 tracing::error!("journal queue full: {event:?} not recorded");

@@ -247,10 +247,25 @@ struct Candidate {
     /// Larger wins: (rank of tier, class inside the tier, then two tie-breakers).
     key: (u8, u8, i128, i128),
     source: SourceSpec,
+    /// Slot start of an entry.
+    slot_start: Option<Timestamp>,
     /// Slot end of an entry.
     slot_end: Option<Timestamp>,
     /// Total airtime of a bulletin with a known duration.
     duration: Option<SignedDuration>,
+}
+
+/// Where an entry starts that this ladder has not aired yet: from its beginning, unless its slot
+/// began before the server (re)started. Then it had been on air — at the stations, and from the
+/// agents' prefetch caches through a server outage — so the server joins it at its live point
+/// instead of replaying what the loudspeakers already played.
+fn joined_late(candidate: &Candidate, started: Option<Timestamp>, now: Timestamp) -> SignedDuration {
+    match (candidate.slot_start, started) {
+        (Some(slot_start), Some(started)) if slot_start < started => {
+            now.duration_since(slot_start).max(SignedDuration::ZERO)
+        }
+        _ => SignedDuration::ZERO,
+    }
 }
 
 /// Inside a tier: timed entries, then started bulletins, then waiting ones.
@@ -272,6 +287,8 @@ pub struct Ladder {
     seq: u64,
     /// Latest `now` seen; earlier values are raised to it so positions never run backwards.
     clock: Option<Timestamp>,
+    /// The first `now` seen: when this server (re)started.
+    started: Option<Timestamp>,
 }
 
 impl Ladder {
@@ -291,6 +308,7 @@ impl Ladder {
             bulletins: BTreeMap::new(),
             seq: 0,
             clock: None,
+            started: None,
         }
     }
 
@@ -619,6 +637,7 @@ impl Ladder {
     fn observe(&mut self, now: Timestamp) -> Timestamp {
         let now = self.clock.map_or(now, |c| c.max(now));
         self.clock = Some(now);
+        self.started.get_or_insert(now);
         now
     }
 
@@ -690,6 +709,7 @@ impl Ladder {
     ) {
         let candidates = self.candidates(station, active);
         let best = candidates.iter().max_by_key(|c| c.key).cloned();
+        let started = self.started;
         let Some(state) = self.stations.get_mut(station) else {
             return;
         };
@@ -731,7 +751,7 @@ impl Ladder {
             let played = state
                 .played
                 .remove(&best.item)
-                .unwrap_or(SignedDuration::ZERO);
+                .unwrap_or_else(|| joined_late(&best, started, now));
             let offset = if best.source.is_file() {
                 played
             } else {
@@ -789,6 +809,7 @@ impl Ladder {
                             i128::from(manual.seq),
                         ),
                         source: manual.source.clone(),
+                        slot_start: None,
                         slot_end: None,
                         duration: None,
                     });
@@ -817,6 +838,7 @@ impl Ladder {
                     -i128::try_from(index).unwrap_or(i128::MAX),
                 ),
                 source: entries[index].source.clone(),
+                slot_start: Some(occurrence.start),
                 slot_end: Some(occurrence.end),
                 duration: None,
             });
@@ -844,6 +866,7 @@ impl Ladder {
                     -i128::from(queued.seq),
                 ),
                 source: queued.bulletin.source.clone(),
+                slot_start: None,
                 slot_end: None,
                 duration: queued.bulletin.duration,
             });
@@ -1141,6 +1164,51 @@ mod tests {
                 stop("binh-trung", warn, StopReason::Ended),
                 start("binh-trung", relay_item, SignedDuration::ZERO),
             ]
+        );
+    }
+
+    #[test]
+    fn a_server_started_inside_a_file_slot_joins_it_at_its_live_point() {
+        let mut rig = Rig::new(
+            vec![
+                timed(
+                    "nhac",
+                    Level::Normal,
+                    (8, 0),
+                    (9, 0),
+                    file("/srv/nhac.mp3"),
+                    stations(&["binh-trung"]),
+                ),
+                timed(
+                    "tin",
+                    Level::Normal,
+                    (9, 0),
+                    (9, 30),
+                    file("/srv/tin.mp3"),
+                    stations(&["binh-trung"]),
+                ),
+            ],
+            LadderConfig::default(),
+            // 08:20 local: the server (re)starts 20 minutes into the slot.
+            "2025-06-01T01:20:00Z",
+        );
+        assert_eq!(
+            rig.log,
+            vec![start(
+                "binh-trung",
+                e("nhac", "2025-06-01T01:00:00Z"),
+                SignedDuration::from_mins(20)
+            )]
+        );
+        // A slot that begins while the server runs plays from its beginning.
+        let changes = rig.run_until("2025-06-01T02:05:00Z");
+        assert!(
+            changes.contains(&start(
+                "binh-trung",
+                e("tin", "2025-06-01T02:00:00Z"),
+                SignedDuration::ZERO
+            )),
+            "{changes:?}"
         );
     }
 

@@ -1,0 +1,220 @@
+//! Acceptance (issue 5): the server is killed (SIGKILL: no goodbye) in the middle of a scheduled
+//! programme and started again on the same address and data. The agent finds the link dead,
+//! probes, and is back on the new server as soon as it listens; the new server picks the
+//! programme up at its live point; and every journal record the agent wrote is stored exactly
+//! once, across both server runs.
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use radio_tests::{
+    binary, enroll, free_udp_port, start_agent, start_server_with, test_signal, write_wav,
+};
+
+const COMMUNE: &str = "binh-hai";
+
+#[test]
+fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server-data");
+    let bundle = dir.path().join("bundle.toml");
+    // Enrolling builds the binaries, so the slot below is not eaten by a build.
+    enroll(&data, COMMUNE, &bundle);
+    let programme = dir.path().join("programme.wav");
+    write_wav(&programme, &test_signal(60.0), 48_000);
+
+    // A one-off slot that starts a few seconds from now and outlasts the test's restart.
+    let slot_start = (Timestamp::now() + SignedDuration::from_secs(6))
+        .round(jiff::Unit::Second)
+        .expect("round to a second");
+    let civil = jiff::tz::TimeZone::UTC.to_datetime(slot_start);
+    let schedule = dir.path().join("schedule.toml");
+    std::fs::write(
+        &schedule,
+        format!(
+            "timezone = \"UTC\"\n\
+             \n\
+             [[entries]]\n\
+             id = \"ban-tin\"\n\
+             name = \"Bản tin\"\n\
+             recurrence = {{ once = {{ date = \"{date}\" }} }}\n\
+             start = \"{time}\"\n\
+             end = {{ duration = \"2m\" }}\n\
+             source = {{ kind = \"file\", path = \"{path}\" }}\n\
+             targets = \"all\"\n",
+            date = civil.date(),
+            time = civil.time().strftime("%H:%M:%S"),
+            path = programme.display(),
+        ),
+    )
+    .expect("write the schedule");
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let args = ["--schedule", schedule.to_str().expect("utf8")];
+    let (server, addr) = start_server_with(&data, &listen, &args);
+
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind the receiver");
+    let receiver_addr = receiver.local_addr().expect("receiver address");
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    let arrivals = Arc::new(Mutex::new(Vec::<(Instant, Vec<u8>)>::new()));
+    let listening = Arc::new(AtomicBool::new(true));
+    let listener = {
+        let (arrivals, listening) = (arrivals.clone(), listening.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while listening.load(Ordering::Relaxed) {
+                if let Ok(n) = receiver.recv(&mut buf) {
+                    let payload = buf.get(12..n).unwrap_or_default().to_vec();
+                    arrivals
+                        .lock()
+                        .expect("arrivals")
+                        .push((Instant::now(), payload));
+                }
+            }
+        })
+    };
+    let state = dir.path().join("state");
+    let mut agent = start_agent(
+        "agent",
+        &bundle,
+        &addr,
+        &state,
+        &[format!("rtp:{receiver_addr}")],
+    );
+    agent.wait_for("link up", Duration::from_secs(30));
+    agent.wait_for("programme start", Duration::from_secs(20));
+    // Well into the programme, and the session is a stable one.
+    std::thread::sleep(Duration::from_secs(11));
+
+    let killed = Instant::now();
+    drop(server); // SIGKILL
+    let (mut server, _) = start_server_with(&data, &listen, &args);
+    let listening_again = Instant::now();
+    agent.wait_for("connection lost", Duration::from_secs(15));
+    agent.wait_for_nth("link up", 2, Duration::from_secs(15));
+    agent.wait_for_nth("programme start", 2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    listening.store(false, Ordering::Relaxed);
+    listener.join().expect("receiver thread");
+
+    // Silent slots all carry the same packet; every packet of the programme is different.
+    let arrivals = arrivals.lock().expect("arrivals").clone();
+    let mut seen = std::collections::HashMap::<&[u8], usize>::new();
+    for (_, payload) in &arrivals {
+        *seen.entry(payload).or_default() += 1;
+    }
+    let audio: Vec<Instant> = arrivals
+        .iter()
+        .filter(|(_, payload)| seen[payload.as_slice()] == 1)
+        .map(|(at, _)| *at)
+        .collect();
+    let before = audio.iter().filter(|t| **t < killed).count();
+    let resumed = audio
+        .iter()
+        .copied()
+        .find(|t| *t > killed + Duration::from_secs(1))
+        .expect("programme audio after the restart");
+    let after = audio.iter().filter(|t| **t > resumed).count();
+    eprintln!(
+        "{before} frames before the kill; audio back {:?} after the kill, {:?} after the new \
+         server listened; {after} frames since",
+        resumed - killed,
+        resumed.saturating_duration_since(listening_again)
+    );
+    assert!(before > 400, "the programme did not play before the kill");
+    assert!(after > 100, "the programme did not go on after the restart");
+    // The dead link is noticed in about 3 s (the idle timeout); then probes every 0.3 s find
+    // the new server. Generous against a loaded machine, far below a backoff step's worth.
+    assert!(
+        resumed - killed < Duration::from_secs(8),
+        "audio back only {:?} after the kill",
+        resumed - killed
+    );
+
+    // Time for the upload, then the journals on both sides.
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, _) = agent.terminate();
+    assert!(status.success(), "agent exit {status}");
+    let (status, _) = server.terminate();
+    assert!(status.success(), "server exit {status}");
+    let stored = parse(&run(
+        "radio-server",
+        &[
+            "journal",
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--agent",
+            COMMUNE,
+        ],
+    ));
+    let pending = parse(&run(
+        "relay-agent",
+        &[
+            "--print-journal",
+            state.join("journal").to_str().expect("utf8"),
+        ],
+    ));
+    let mut journal: BTreeMap<u64, String> = BTreeMap::new();
+    for (seq, event) in &stored {
+        assert!(
+            journal.insert(*seq, event.clone()).is_none(),
+            "the server holds record {seq} twice"
+        );
+    }
+    for (seq, event) in &pending {
+        if let Some(stored) = journal.insert(*seq, event.clone()) {
+            assert_eq!(&stored, event, "record {seq} differs");
+        }
+    }
+    let last = *journal.keys().last().expect("records");
+    let missing: Vec<u64> = (1..=last).filter(|s| !journal.contains_key(s)).collect();
+    assert!(missing.is_empty(), "records lost: {missing:?}");
+    // Both server runs welcomed the agent, and the programme was journaled on both.
+    let runs: std::collections::BTreeSet<&str> = journal
+        .values()
+        .filter_map(|e| e.strip_prefix("LinkUp { server_run: "))
+        .collect();
+    assert_eq!(runs.len(), 2, "{journal:#?}");
+    let starts = journal
+        .values()
+        .filter(|e| e.starts_with("ProgrammeStart") && e.contains("Bản tin"))
+        .count();
+    assert_eq!(starts, 2, "{journal:#?}");
+    assert!(
+        stored.iter().any(|(_, e)| e.starts_with("LinkDown")),
+        "the outage was not uploaded to the new server"
+    );
+}
+
+/// `journal id, seq, unix ms, event` lines of either dump, as (seq, event).
+fn parse(dump: &str) -> Vec<(u64, String)> {
+    dump.lines()
+        .filter(|l| !l.starts_with("link\t"))
+        .filter_map(|l| {
+            let mut f = l.splitn(4, '\t');
+            let _journal = f.next()?;
+            let seq = f.next()?.parse().ok()?;
+            let _unix_ms = f.next()?;
+            Some((seq, f.next()?.to_owned()))
+        })
+        .collect()
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(binary(program))
+        .args(args)
+        .output()
+        .expect("run dump");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}

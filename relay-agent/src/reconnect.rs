@@ -280,8 +280,14 @@ mod tests {
         }
         // About three probes a second for the window, then a handful of attempts, capped at 10 s.
         assert!((150..=200).contains(&probes), "{probes} probes");
-        assert!(waits_after.iter().all(|w| *w <= Duration::from_millis(10_001)));
-        assert!(waits_after.iter().rev().take(5).all(|w| *w >= Duration::from_secs(5)));
+        assert!(waits_after
+            .iter()
+            .all(|w| *w <= Duration::from_millis(10_001)));
+        assert!(waits_after
+            .iter()
+            .rev()
+            .take(5)
+            .all(|w| *w >= Duration::from_secs(5)));
         assert!(!policy.probing(now));
     }
 
@@ -306,7 +312,10 @@ mod tests {
             assert_eq!(next.answer_within, None);
             waits.push(next.wait);
         }
-        assert!(waits.last().copied().unwrap_or_default() >= Duration::from_secs(5), "{waits:?}");
+        assert!(
+            waits.last().copied().unwrap_or_default() >= Duration::from_secs(5),
+            "{waits:?}"
+        );
         // A refusal while probing ends the probing: the server is there and said no.
         policy.after(
             Ending::Lost {
@@ -316,7 +325,10 @@ mod tests {
             &mut rng,
         );
         assert!(policy.probing(now));
-        assert_eq!(policy.after(Ending::Refused, now, &mut rng).answer_within, None);
+        assert_eq!(
+            policy.after(Ending::Refused, now, &mut rng).answer_within,
+            None
+        );
         assert!(!policy.probing(now));
     }
 

@@ -7,6 +7,8 @@
 //! - `icecast.rs` — a real Icecast 2 server fed by ffmpeg, the upstream station of relay tests.
 //! - `impairment_proxy.rs` — a UDP proxy that loses, delays, reorders, duplicates or blackholes
 //!   the datagrams between agents and the server ([`ImpairmentProxy`]).
+//! - `rtp_capture.rs` — an RTP receiver noting when programme audio arrives ([`RtpCapture`]).
+//! - `outage.rs` — the 30 s blackhole scenario of issue 5, shared by its test and its benchmark.
 //! - `tests/*.rs` — one file per end-to-end scenario.
 
 use std::io::{BufRead, BufReader};
@@ -18,6 +20,10 @@ use std::time::{Duration, Instant};
 
 pub mod icecast;
 pub mod impairment_proxy;
+pub mod outage;
+pub mod rtp_capture;
+
+pub use rtp_capture::{programme_audio, RtpCapture};
 
 pub use impairment_proxy::{
     DirectionStats, GilbertElliott, Impairment, ImpairmentProxy, Jitter, LinkImpairment, ProxyStats,

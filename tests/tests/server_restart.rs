@@ -5,15 +5,13 @@
 //! once, across both server runs.
 
 use std::collections::BTreeMap;
-use std::net::UdpSocket;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use radio_tests::{
-    binary, enroll, free_udp_port, start_agent, start_server_with, test_signal, write_wav,
+    binary, enroll, free_udp_port, programme_audio, start_agent, start_server_with, test_signal,
+    write_wav, RtpCapture,
 };
 
 const COMMUNE: &str = "binh-hai";
@@ -57,35 +55,14 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
     let args = ["--schedule", schedule.to_str().expect("utf8")];
     let (server, addr) = start_server_with(&data, &listen, &args);
 
-    let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind the receiver");
-    let receiver_addr = receiver.local_addr().expect("receiver address");
-    receiver
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("read timeout");
-    let arrivals = Arc::new(Mutex::new(Vec::<(Instant, Vec<u8>)>::new()));
-    let listening = Arc::new(AtomicBool::new(true));
-    let listener = {
-        let (arrivals, listening) = (arrivals.clone(), listening.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while listening.load(Ordering::Relaxed) {
-                if let Ok(n) = receiver.recv(&mut buf) {
-                    let payload = buf.get(12..n).unwrap_or_default().to_vec();
-                    arrivals
-                        .lock()
-                        .expect("arrivals")
-                        .push((Instant::now(), payload));
-                }
-            }
-        })
-    };
+    let capture = RtpCapture::start();
     let state = dir.path().join("state");
     let mut agent = start_agent(
         "agent",
         &bundle,
         &addr,
         &state,
-        &[format!("rtp:{receiver_addr}")],
+        &[format!("rtp:{}", capture.addr())],
     );
     agent.wait_for("link up", Duration::from_secs(30));
     agent.wait_for("programme start", Duration::from_secs(20));
@@ -94,26 +71,15 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
 
     let killed = Instant::now();
     drop(server); // SIGKILL
-    let (mut server, _) = start_server_with(&data, &listen, &args);
+    let (server, _) = start_server_with(&data, &listen, &args);
     let listening_again = Instant::now();
     agent.wait_for("connection lost", Duration::from_secs(15));
     agent.wait_for_nth("link up", 2, Duration::from_secs(15));
     agent.wait_for_nth("programme start", 2, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(4));
-    listening.store(false, Ordering::Relaxed);
-    listener.join().expect("receiver thread");
-
-    // Silent slots all carry the same packet; every packet of the programme is different.
-    let arrivals = arrivals.lock().expect("arrivals").clone();
-    let mut seen = std::collections::HashMap::<&[u8], usize>::new();
-    for (_, payload) in &arrivals {
-        *seen.entry(payload).or_default() += 1;
-    }
-    let audio: Vec<Instant> = arrivals
-        .iter()
-        .filter(|(_, payload)| seen[payload.as_slice()] == 1)
-        .map(|(at, _)| *at)
-        .collect();
+    // Programme packets seen twice are not counted: a server that replayed the programme from
+    // its beginning instead of joining it at its live point would show no new audio here.
+    let audio = programme_audio(&capture.stop());
     let before = audio.iter().filter(|t| **t < killed).count();
     let resumed = audio
         .iter()

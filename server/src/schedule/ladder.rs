@@ -259,7 +259,11 @@ struct Candidate {
 /// began before the server (re)started. Then it had been on air — at the stations, and from the
 /// agents' prefetch caches through a server outage — so the server joins it at its live point
 /// instead of replaying what the loudspeakers already played.
-fn joined_late(candidate: &Candidate, started: Option<Timestamp>, now: Timestamp) -> SignedDuration {
+fn joined_late(
+    candidate: &Candidate,
+    started: Option<Timestamp>,
+    now: Timestamp,
+) -> SignedDuration {
     match (candidate.slot_start, started) {
         (Some(slot_start), Some(started)) if slot_start < started => {
             now.duration_since(slot_start).max(SignedDuration::ZERO)

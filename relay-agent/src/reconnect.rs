@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn after_a_stable_session_a_30_s_outage_is_over_within_a_probe() {
-        let mut policy = Reconnect::new(Duration::from_millis(500), Duration::from_secs(10));
+        let policy = Reconnect::new(Duration::from_millis(500), Duration::from_secs(10));
         let lost = Instant::now();
         for secs in [3u64, 10, 30, 45] {
             let back = lost + Duration::from_secs(secs);

@@ -20,6 +20,8 @@
 //! - `server.rs` — [`server::run`]: accepts agents, checks identity, drives each control session
 //!   and audio stream; shutdown notifies then drains.
 //! - `tls.rs` — the server's side of mutual TLS; identity from the client certificate.
+//! - `reset_key.rs` — the QUIC stateless-reset key, kept in the data directory so that agents
+//!   learn at once that a restarted server lost their connections.
 //! - `certificate_authority.rs` — the district CA, server certificates and agent enrolment.
 //! - `store.rs` — [`store::Store`]: the schedule and the admin token's hash, durable (sled).
 //! - `uptime_journal.rs` — [`uptime_journal::UptimeJournal`]: the agents' uploaded journals and
@@ -52,6 +54,7 @@ pub mod on_air;
 pub mod pipeline;
 pub mod playback;
 pub mod report;
+pub mod reset_key;
 pub mod router;
 pub mod schedule;
 pub mod server;

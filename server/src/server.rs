@@ -199,6 +199,9 @@ pub enum ServerError {
     /// The CA could not be loaded or created.
     #[error(transparent)]
     Ca(#[from] crate::certificate_authority::CaError),
+    /// The stateless-reset key could not be read or stored.
+    #[error(transparent)]
+    ResetKey(#[from] crate::reset_key::ResetKeyError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {error}")]
     Bind {
@@ -228,17 +231,23 @@ pub fn transport_config(bitrate: u32) -> quinn::TransportConfig {
     transport
 }
 
-/// Binds the QUIC endpoint on `config.listen` with the CA's fresh server certificate.
+/// Binds the QUIC endpoint on `config.listen` with the CA's fresh server certificate and the
+/// data directory's stateless-reset key (`reset_key.rs`).
 pub fn bind(
     config: &ServerConfig,
     ca: &CertificateAuthority,
 ) -> Result<quinn::Endpoint, ServerError> {
     let server_config =
         tls::server_config(ca, &config.server_name, transport_config(config.bitrate))?;
-    quinn::Endpoint::server(server_config, config.listen).map_err(|error| ServerError::Bind {
+    let endpoint_config = crate::reset_key::endpoint_config(&config.data_dir)?;
+    let bind_error = |error| ServerError::Bind {
         addr: config.listen,
         error,
-    })
+    };
+    let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| bind_error(std::io::Error::other("no async runtime")))?;
+    quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime).map_err(bind_error)
 }
 
 /// Accepts agents on `endpoint` until `shutdown` completes, then closes every session and drains.

@@ -130,7 +130,7 @@ pub(crate) fn decode_digest<B: Buf>(buf: &mut B) -> Result<BlobDigest, DecodeErr
 /// Server → agent, on the prefetch stream: **every** recording the station is scheduled to air
 /// within the horizon, in start order. It is complete, not a change: an airing the agent holds
 /// that is not listed has been cancelled or moved, and is dropped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrefetchManifest {
     /// The server's wall clock when it made the list, for logs.
     pub issued_unix_ms: u64,

@@ -304,3 +304,13 @@ fn journal_numbers_are_pinned() {
         assert_eq!(l as u8, level(l));
     }
 }
+
+#[test]
+fn capability_bits_are_pinned() {
+    use radio_proto::Capabilities;
+    assert_eq!(Capabilities::OPUS.0, 1);
+    assert_eq!(Capabilities::RTP_SINK.0, 2);
+    assert_eq!(Capabilities::WAV_SINK.0, 4);
+    assert_eq!(Capabilities::PIPE_SINK.0, 8);
+    assert_eq!(Capabilities::PREFETCH.0, 16);
+}

@@ -43,7 +43,7 @@ const SERVER_FIELDS: [&str; 13] = [
     "admin_listen",
     "admin_allow_remote",
 ];
-const AGENT_FIELDS: [&str; 12] = [
+const AGENT_FIELDS: [&str; 13] = [
     "bundle",
     "server",
     "state_dir",
@@ -55,6 +55,7 @@ const AGENT_FIELDS: [&str; 12] = [
     "journal_heartbeat_secs",
     "journal_max_records",
     "cluster_timeout_secs",
+    "prefetch_max_mb",
     "log",
 ];
 
@@ -230,6 +231,7 @@ pub fn merge_agent(
                 cfg.journal_max_records = env_parse(var, value, "a record count")?
             }
             "cluster_timeout_secs" => cfg.cluster_timeout_secs = env_parse(var, value, "seconds")?,
+            "prefetch_max_mb" => cfg.prefetch_max_mb = env_parse(var, value, "megabytes")?,
             "log" => cfg.log = value.to_owned(),
             _ => return Err(unhandled(var)),
         }
@@ -728,6 +730,7 @@ log = \"debug\"
             ("RELAY_AGENT_JOURNAL_HEARTBEAT_SECS", "5"),
             ("RELAY_AGENT_JOURNAL_MAX_RECORDS", "500"),
             ("RELAY_AGENT_CLUSTER_TIMEOUT_SECS", "45"),
+            ("RELAY_AGENT_PREFETCH_MAX_MB", "64"),
             ("RELAY_AGENT_LOG", "trace"),
         ]);
         let cfg = merge_agent(None, &e, &AgentOverrides::default()).expect("valid");
@@ -743,6 +746,7 @@ log = \"debug\"
             journal_heartbeat_secs: 5,
             journal_max_records: 500,
             cluster_timeout_secs: 45,
+            prefetch_max_mb: 64,
             log: "trace".into(),
         };
         assert_eq!(cfg, expected);

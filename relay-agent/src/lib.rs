@@ -20,6 +20,8 @@
 //!   playout's slots, as journal events.
 //! - `prefetch_cache.rs` — the on-disk cache of prefetched recordings: size-bounded, checksummed,
 //!   written aside and renamed, with the server's latest manifest.
+//! - `prefetch_receiver.rs` — the prefetch streams (manifests, one stream per blob) into the cache.
+//! - `prefetch_loader.rs` — reads prefetched recordings back and checks them before their slots.
 //! - `process.rs` — logging set-up and the SIGTERM/Ctrl-C shutdown signal, shared with the server.
 //! - `cluster_health.rs` — whether a loudspeaker cluster fed over RTP hears the station, from
 //!   its RTCP receiver reports and ICMP errors.
@@ -35,6 +37,8 @@ pub mod jitter_buffer;
 pub mod journal;
 pub mod playout;
 pub mod prefetch_cache;
+pub mod prefetch_loader;
+pub(crate) mod prefetch_receiver;
 pub mod process;
 pub mod proof_of_play;
 pub mod reconnect;

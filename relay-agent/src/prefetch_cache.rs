@@ -302,6 +302,11 @@ impl Download {
         &self.digest
     }
 
+    /// The whole blob's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Appends the bytes at `offset`, which must follow what was written. Returns true once
     /// the blob is complete and hashes to its name (synced to disk: ready for
     /// [`PrefetchCache::finish`]).

@@ -72,7 +72,7 @@ pub use journal_ack::JournalAck;
 pub use journal_batch::{ClusterState, JournalBatch, JournalEvent, JournalRecord, OutputState};
 pub use message::{Message, MessageType};
 pub use prefetch_blob::{blob_packets, put_blob_packet};
-pub use prefetch_chunk::PrefetchChunk;
+pub use prefetch_chunk::{PrefetchChunk, PREFETCH_STOP_HELD, PREFETCH_STOP_RETRY};
 pub use prefetch_manifest::{BlobDigest, PrefetchItem, PrefetchManifest};
 pub use programme_end::ProgrammeEnd;
 pub use programme_start::{ProgrammeLevel, ProgrammeStart};

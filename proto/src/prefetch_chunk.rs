@@ -6,6 +6,13 @@ use crate::codec::{decode_bytes, decode_u64, encode_bytes, prefixed_len};
 use crate::prefetch_manifest::decode_digest;
 use crate::{BlobDigest, Decode, DecodeError, Encode, PrefetchItem};
 
+/// The QUIC stop code of a blob stream the agent does not want: it holds the blob already, or
+/// has no room or use for it. The server does not send it again on this connection.
+pub const PREFETCH_STOP_HELD: u32 = 0;
+/// The QUIC stop code of a blob stream whose bytes went wrong (out of order, or not hashing to
+/// the digest): the server sends it again with the next manifest.
+pub const PREFETCH_STOP_RETRY: u32 = 1;
+
 /// Server → agent: bytes `offset..offset + data.len()` of the blob `blob_sha256`.
 ///
 /// Each blob travels on a unidirectional stream of its own, in order from offset 0, so a

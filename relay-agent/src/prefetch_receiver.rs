@@ -8,14 +8,14 @@
 use std::sync::{Arc, Mutex};
 
 use quinn::{Connection, RecvStream};
-use radio_proto::{ErrorCode, FrameReader, Message, PrefetchChunk, PrefetchManifest};
+use radio_proto::{
+    ErrorCode, FrameReader, Message, PrefetchChunk, PrefetchManifest, PREFETCH_STOP_HELD,
+    PREFETCH_STOP_RETRY,
+};
 use tracing::{debug, info, warn};
 
 use crate::journal::unix_ms;
-use crate::prefetch_cache::{hex, Download, PrefetchCache};
-
-/// The code a blob stream is stopped with when the agent does not want (the rest of) it.
-pub const STOP_NOT_NEEDED: u32 = 0;
+use crate::prefetch_cache::{hex, CacheError, Download, PrefetchCache};
 
 /// Serves a prefetch stream whose first message is `first`.
 pub(crate) async fn serve(
@@ -28,7 +28,7 @@ pub(crate) async fn serve(
     let Some(cache) = cache else {
         // A server sending prefetch to an agent that did not offer it: refuse quietly.
         let mut stream = stream;
-        let _ = stream.stop(quinn::VarInt::from_u32(STOP_NOT_NEEDED));
+        let _ = stream.stop(quinn::VarInt::from_u32(PREFETCH_STOP_HELD));
         return;
     };
     let result = match first {
@@ -49,6 +49,9 @@ pub(crate) async fn serve(
 }
 
 type StreamError = (ErrorCode, String);
+
+/// How many times (200 ms apart) a blob the cache does not want yet is asked again.
+const NOT_WANTED_RETRIES: u32 = 25;
 
 /// The next message of the stream; `None` at its end (or when the connection went: the link
 /// loop reports that).
@@ -142,20 +145,32 @@ async fn blob(
     cache: &Arc<Mutex<PrefetchCache>>,
 ) -> Result<(), StreamError> {
     let digest = first.blob_sha256;
-    let begun = match cache.lock() {
-        Ok(mut c) => c.begin(digest, first.blob_size, unix_ms()),
-        Err(_) => return Ok(()),
+    // The manifest travels on another stream, and may be applied a moment after a blob it
+    // lists starts arriving: a blob not (yet) wanted is asked again for a few seconds.
+    let mut attempts = 0;
+    let begun = loop {
+        let begun = match cache.lock() {
+            Ok(mut c) => c.begin(digest, first.blob_size, unix_ms()),
+            Err(_) => return Ok(()),
+        };
+        match begun {
+            Err(CacheError::NotWanted { .. }) if attempts < NOT_WANTED_RETRIES => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => break other,
+        }
     };
     let mut download = match begun {
         Ok(Some(d)) => d,
         Ok(None) => {
             debug!(blob = %hex(&digest), "prefetched blob already held");
-            let _ = stream.stop(quinn::VarInt::from_u32(STOP_NOT_NEEDED));
+            let _ = stream.stop(quinn::VarInt::from_u32(PREFETCH_STOP_HELD));
             return Ok(());
         }
         Err(e) => {
             warn!("prefetch: {e}");
-            let _ = stream.stop(quinn::VarInt::from_u32(STOP_NOT_NEEDED));
+            let _ = stream.stop(quinn::VarInt::from_u32(PREFETCH_STOP_HELD));
             return Ok(());
         }
     };
@@ -187,13 +202,16 @@ async fn blob(
                     Ok(()) => info!(blob = %hex(&digest), bytes = size, "prefetched"),
                     Err(e) => warn!("prefetch: {e}"),
                 }
+                // Read the stream's end, so that the server sees it taken whole rather than
+                // stopped.
+                while let Ok(Some(_)) = stream.read_chunk(1024, true).await {}
                 return Ok(());
             }
             Err(e) => {
                 // A corrupt or out-of-order blob: dropped and refused; it comes again with the
                 // next manifest or connection.
                 warn!("prefetch: {e}");
-                let _ = stream.stop(quinn::VarInt::from_u32(STOP_NOT_NEEDED));
+                let _ = stream.stop(quinn::VarInt::from_u32(PREFETCH_STOP_RETRY));
                 abandon(cache, download);
                 return Ok(());
             }

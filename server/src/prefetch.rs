@@ -196,7 +196,9 @@ impl Version {
 /// Every station's prefetch plan, kept up to date with the schedule.
 #[derive(Debug)]
 pub struct PrefetchPlanner {
-    plans: BTreeMap<String, watch::Sender<Arc<StationPlan>>>,
+    /// `None` until the first plan is made: an empty manifest would make the agents drop
+    /// what they hold.
+    plans: BTreeMap<String, watch::Sender<Option<Arc<StationPlan>>>>,
     bitrate: u32,
 }
 
@@ -212,7 +214,7 @@ impl PrefetchPlanner {
             plans: district
                 .stations
                 .iter()
-                .map(|s| (s.id.clone(), watch::channel(Arc::default()).0))
+                .map(|s| (s.id.clone(), watch::channel(None).0))
                 .collect(),
             bitrate,
         });
@@ -220,8 +222,8 @@ impl PrefetchPlanner {
         planner
     }
 
-    /// The plan of `station`, kept current.
-    pub fn subscribe(&self, station: &str) -> Option<watch::Receiver<Arc<StationPlan>>> {
+    /// The plan of `station`, kept current (`None` until the first is made).
+    pub fn subscribe(&self, station: &str) -> Option<watch::Receiver<Option<Arc<StationPlan>>>> {
         self.plans.get(station).map(watch::Sender::subscribe)
     }
 
@@ -292,10 +294,13 @@ impl PrefetchPlanner {
                 let next = plans.remove(station).unwrap_or_default();
                 sender.send_if_modified(|current| {
                     // Only a different list is news; the issue time alone is not.
-                    if current.manifest.items == next.manifest.items {
+                    if current
+                        .as_ref()
+                        .is_some_and(|c| c.manifest.items == next.manifest.items)
+                    {
                         return false;
                     }
-                    *current = Arc::new(next);
+                    *current = Some(Arc::new(next));
                     true
                 });
             }

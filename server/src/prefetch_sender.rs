@@ -41,7 +41,7 @@ impl PrefetchStreams {
     /// Starts sending `plans` (the station's) to the agent on `conn`.
     pub fn start(
         conn: quinn::Connection,
-        plans: watch::Receiver<Arc<StationPlan>>,
+        plans: watch::Receiver<Option<Arc<StationPlan>>>,
         output: Arc<StationOutput>,
         bitrate: u32,
     ) -> Self {
@@ -66,10 +66,14 @@ impl Drop for PrefetchStreams {
 
 async fn send(
     conn: quinn::Connection,
-    mut plans: watch::Receiver<Arc<StationPlan>>,
+    mut plans: watch::Receiver<Option<Arc<StationPlan>>>,
     output: Arc<StationOutput>,
     bytes_per_second: u64,
 ) -> Result<(), String> {
+    // Nothing before the first plan: an empty manifest would empty the agent's cache.
+    if plans.wait_for(Option::is_some).await.is_err() {
+        return Ok(());
+    }
     let mut manifests = conn.open_uni().await.map_err(|e| e.to_string())?;
     manifests
         .set_priority(PREFETCH_PRIORITY)
@@ -77,7 +81,9 @@ async fn send(
     // Blobs this agent holds: sent whole on this connection, or refused as held already.
     let mut held: BTreeSet<BlobDigest> = BTreeSet::new();
     loop {
-        let plan = plans.borrow_and_update().clone();
+        let Some(plan) = plans.borrow_and_update().clone() else {
+            return Ok(());
+        };
         manifests
             .write_all(&Message::PrefetchManifest(plan.manifest.clone()).to_bytes())
             .await

@@ -120,6 +120,10 @@ impl CachedAiring {
     /// same recording). One that is airing and no longer kept stops: the schedule changed.
     pub fn retain(&mut self, keep: impl Fn(&PrefetchItem) -> bool) {
         self.ready.retain(|r| keep(&r.item));
+        // What is no longer loaded can no longer be taken up: forgetting it keeps this small.
+        let ready = &self.ready;
+        self.done
+            .retain(|(entry, start)| ready.iter().any(|r| r.key() == (entry.as_str(), *start)));
         if let Some(current) = &self.current {
             if !keep(&current.airing.item) {
                 tracing::info!(

@@ -420,6 +420,8 @@ pub fn spawn_playout_thread(
             let mut deadline = Instant::now();
             let mut proof = ProofOfPlay::default();
             let mut events = Vec::new();
+            // The last slot aired from the prefetch cache: the next streamed frame is a switch.
+            let mut from_cache = false;
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
                 if now < deadline {
@@ -532,6 +534,10 @@ pub fn spawn_playout_thread(
                         }
                     }
                     (Airing::Stream, Tick::Play(frame)) => {
+                        let boundary = Boundary {
+                            starts: boundary.starts || from_cache,
+                            ..boundary
+                        };
                         if boundary.starts {
                             // Another encoder made this stream: start the decoder afresh.
                             if let Some(v) = voice.as_mut() {
@@ -571,6 +577,7 @@ pub fn spawn_playout_thread(
                         }
                     }
                 };
+                from_cache = matches!(airing, Airing::Cached { .. });
                 let now = Instant::now();
                 for sink in sinks.iter_mut() {
                     if let Err(e) = sink.play(&slot) {

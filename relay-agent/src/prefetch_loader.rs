@@ -49,8 +49,9 @@ pub async fn load_due(cache: &Mutex<PrefetchCache>, airing: &Mutex<CachedAiring>
     }
     let due: Vec<_> = match airing.lock() {
         Ok(mut a) => {
-            // Listed exactly as loaded: a changed name, level, time or recording is loaded anew.
-            a.retain(|item| listed.contains(item));
+            // Listed exactly as loaded (a changed name, level, time or recording is loaded
+            // anew), and not over: a long outage keeps old manifests, not their audio in memory.
+            a.retain(|item| item.end_unix_ms > now && listed.contains(item));
             due.into_iter()
                 .filter(|(i, _)| !a.is_ready(&i.entry_id, i.start_unix_ms))
                 .collect()
@@ -84,5 +85,118 @@ pub async fn load_due(cache: &Mutex<PrefetchCache>, airing: &Mutex<CachedAiring>
             Ok(Err(e)) => warn!(programme = %item.name, "{e}"),
             Err(e) => warn!(programme = %item.name, "reading a prefetched recording: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use radio_proto::{put_blob_packet, PrefetchManifest, ProgrammeLevel};
+    use sha2::{Digest, Sha256};
+
+    fn blob() -> Vec<u8> {
+        let mut b = Vec::new();
+        for i in 0..50u8 {
+            put_blob_packet(&mut b, &[i, 1, 2]);
+        }
+        b
+    }
+
+    /// A cache holding `blob` for an airing that starts `in_ms` from now.
+    fn cache_with(dir: &std::path::Path, blob: &[u8], in_ms: i64) -> (PrefetchCache, PrefetchItem) {
+        let now = unix_ms();
+        let start = now.saturating_add_signed(in_ms);
+        let item = PrefetchItem {
+            entry_id: "tin".into(),
+            programme_id: 5,
+            name: "Bản tin".into(),
+            level: ProgrammeLevel::Normal,
+            start_unix_ms: start,
+            end_unix_ms: start + 30_000,
+            frame_count: 50,
+            blob_size: blob.len() as u64,
+            blob_sha256: Sha256::digest(blob).into(),
+        };
+        let mut cache = PrefetchCache::open(dir, 1 << 20, now).expect("open");
+        cache
+            .set_manifest(
+                PrefetchManifest {
+                    issued_unix_ms: now,
+                    items: vec![item.clone()],
+                },
+                now,
+            )
+            .expect("manifest");
+        let mut d = cache
+            .begin(item.blob_sha256, item.blob_size, now)
+            .expect("begin")
+            .expect("new");
+        assert!(d.write(0, blob).expect("write"));
+        cache.finish(d).expect("finish");
+        (cache, item)
+    }
+
+    #[tokio::test]
+    async fn a_recording_due_soon_is_loaded_and_one_due_later_is_not_yet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cache, item) = cache_with(dir.path(), &blob(), 10_000);
+        let cache = Mutex::new(cache);
+        let airing = Mutex::new(CachedAiring::new());
+        load_due(&cache, &airing).await;
+        assert!(airing
+            .lock()
+            .expect("lock")
+            .is_ready("tin", item.start_unix_ms));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cache, item) = cache_with(dir.path(), &blob(), LOAD_AHEAD_MS as i64 + 60_000);
+        let cache = Mutex::new(cache);
+        let airing = Mutex::new(CachedAiring::new());
+        load_due(&cache, &airing).await;
+        assert!(!airing
+            .lock()
+            .expect("lock")
+            .is_ready("tin", item.start_unix_ms));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_recording_is_deleted_and_never_loaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cache, item) = cache_with(dir.path(), &blob(), 5_000);
+        let path = cache.blob_path(&item.blob_sha256);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[10] ^= 0xff;
+        std::fs::write(&path, bytes).expect("damage");
+        let cache = Mutex::new(cache);
+        let airing = Mutex::new(CachedAiring::new());
+        load_due(&cache, &airing).await;
+        assert!(!airing
+            .lock()
+            .expect("lock")
+            .is_ready("tin", item.start_unix_ms));
+        assert!(!path.exists(), "the corrupt blob is deleted");
+        assert!(!cache.lock().expect("lock").contains(&item.blob_sha256));
+    }
+
+    #[tokio::test]
+    async fn a_recording_whose_slot_is_over_leaves_memory_and_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Started 28 s ago in a 30 s slot: loaded now, over in a moment.
+        let (cache, item) = cache_with(dir.path(), &blob(), -28_000);
+        let path = cache.blob_path(&item.blob_sha256);
+        let cache = Mutex::new(cache);
+        let airing = Mutex::new(CachedAiring::new());
+        load_due(&cache, &airing).await;
+        assert!(airing
+            .lock()
+            .expect("lock")
+            .is_ready("tin", item.start_unix_ms));
+        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        load_due(&cache, &airing).await;
+        assert!(!airing
+            .lock()
+            .expect("lock")
+            .is_ready("tin", item.start_unix_ms));
+        assert!(!path.exists());
     }
 }

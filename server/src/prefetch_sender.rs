@@ -103,7 +103,7 @@ async fn send(
             let Some(blob) = plan.blobs.get(&item.blob_sha256) else {
                 continue;
             };
-            match send_blob(&conn, blob, &output, bytes_per_second).await? {
+            match send_blob(&conn, blob, &output, bytes_per_second, &plans).await? {
                 Sent::Whole => {
                     info!(programme = %item.name, bytes = blob.bytes.len(), "prefetch blob sent");
                     held.insert(item.blob_sha256);
@@ -127,7 +127,8 @@ enum Sent {
     Whole,
     /// The agent stopped it: it holds the blob, or cannot take it.
     Held,
-    /// The agent stopped it because the bytes went wrong: worth sending again.
+    /// The agent stopped it because the bytes went wrong, or a new plan cut it short: worth
+    /// sending again.
     Again,
 }
 
@@ -137,6 +138,7 @@ async fn send_blob(
     blob: &Blob,
     output: &StationOutput,
     bytes_per_second: u64,
+    plans: &watch::Receiver<Option<Arc<StationPlan>>>,
 ) -> Result<Sent, String> {
     let stopped = |code: quinn::VarInt| {
         if code == quinn::VarInt::from_u32(radio_proto::PREFETCH_STOP_RETRY) {
@@ -153,6 +155,11 @@ async fn send_blob(
     for (i, data) in blob.bytes.chunks(CHUNK_BYTES).enumerate() {
         while output.queued_frames() > AUDIO_BACKLOG_FRAMES {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A new plan first: it may not want this blob any more (a long one takes minutes).
+        if plans.has_changed().unwrap_or(true) {
+            let _ = stream.reset(quinn::VarInt::from_u32(0));
+            return Ok(Sent::Again);
         }
         let chunk = Message::PrefetchChunk(PrefetchChunk {
             blob_sha256: blob.digest,

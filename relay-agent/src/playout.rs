@@ -54,6 +54,9 @@ pub struct PlayoutStats {
     pub underrun_slots: u64,
     /// Slots of silence because nothing was on air.
     pub idle_slots: u64,
+    /// Frames due in their slot but not heard, because the prefetch cache aired their
+    /// programme instead (not in `frames_played`).
+    pub frames_displaced: u64,
 }
 
 /// What one programme did at this agent: proof of play.
@@ -321,6 +324,20 @@ impl Playout {
         Tick::Underrun
     }
 
+    /// The frame [`Playout::tick`] just handed out was not heard: the prefetch cache aired its
+    /// programme (or its tail) instead. Its counts are taken back, so that the stream's copy
+    /// does not count as played too.
+    pub fn displaced(&mut self, frame: &AudioFrame) {
+        self.stats.frames_played = self.stats.frames_played.saturating_sub(1);
+        self.stats.frames_displaced += 1;
+        let run = self.server_run;
+        if let Some(p) = self.programmes.iter_mut().rev().find(|p| {
+            p.server_run == run && p.channel == frame.channel && p.contains(frame.sequence)
+        }) {
+            p.played = p.played.saturating_sub(1);
+        }
+    }
+
     /// Whether the stream has no programme at `sequence`: the latest segment starting at or
     /// before it has been closed before it (so silence follows, not a stall).
     fn programme_ended_before(&self, sequence: u64) -> bool {
@@ -474,6 +491,11 @@ pub fn spawn_playout_thread(
                             (Airing::Stream, Tick::Idle) => SlotKind::Idle,
                         };
                         proof.slot(slot, &mut events);
+                        if let (Airing::Cached { .. } | Airing::Suppressed, Tick::Play(frame)) =
+                            (&airing, &tick)
+                        {
+                            p.displaced(frame);
+                        }
                         (tick, boundary, airing)
                     }
                     Err(_) => break,
@@ -860,6 +882,24 @@ mod tests {
             "{records:?}"
         );
         assert_eq!(records[0].played, 3);
+    }
+
+    #[test]
+    fn a_displaced_frame_is_not_counted_as_played() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_programme_start(&start(7, 0, 2));
+        p.on_frame(t0, frame(0));
+        p.on_frame(t0, frame(1));
+        assert_eq!(p.tick(t0), Tick::Play(frame(0)));
+        let Tick::Play(second) = p.tick(t0) else {
+            panic!("frame 1 plays")
+        };
+        p.displaced(&second);
+        let rec = p.programmes().next().cloned().expect("record");
+        assert_eq!(rec.played, 1);
+        assert_eq!(p.stats().frames_played, 1);
+        assert_eq!(p.stats().frames_displaced, 1);
     }
 
     #[test]

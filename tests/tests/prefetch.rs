@@ -137,6 +137,19 @@ fn plays_report(data: &Path, admin: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
+/// Polls the plays report until it shows `NAME` aired at least once; returns its figures.
+fn reported_plays(data: &Path, admin: &str) -> serde_json::Value {
+    let mut row = None;
+    for _ in 0..60 {
+        row = programme_row(&plays_report(data, admin));
+        if row.as_ref().is_some_and(|r| r["plays"].as_u64() >= Some(1)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    row.unwrap_or_else(|| panic!("`{NAME}` is not in the plays report"))
+}
+
 /// The station's figures for the programme `NAME`, if the report has it.
 fn programme_row(report: &serde_json::Value) -> Option<serde_json::Value> {
     report["stations"]
@@ -207,15 +220,7 @@ fn a_prefetched_programme_airs_complete_and_on_time_with_the_link_down_and_is_re
 
     // Back online, the journal goes up and the plays report shows the programme aired once.
     st.agent.wait_for_nth("link up", 2, Duration::from_secs(30));
-    let mut row = None;
-    for _ in 0..60 {
-        row = programme_row(&plays_report(&st.data, &st.admin));
-        if row.as_ref().is_some_and(|r| r["plays"].as_u64() >= Some(1)) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let row = row.unwrap_or_else(|| panic!("`{NAME}` is not in the plays report"));
+    let row = reported_plays(&st.data, &st.admin);
     println!("plays report: {row}");
     assert_eq!(row["plays"], 1, "{row}");
     let aired_s = row["aired_s"].as_f64().expect("aired_s");
@@ -228,6 +233,15 @@ fn a_prefetched_programme_airs_complete_and_on_time_with_the_link_down_and_is_re
     assert!(status.success(), "agent exit status {status}");
     let (status, _) = st.server.terminate();
     assert!(status.success(), "server exit status {status}");
+    assert_eq!(
+        agent_log
+            .iter()
+            .filter(|l| l.contains("prefetched blob="))
+            .count(),
+        1,
+        "the reconnected agent was sent the recording it holds again:\n{}",
+        agent_log.join("\n")
+    );
 
     // The loudspeakers heard the whole programme, faithfully.
     let (played, rate) = read_wav(&st.wav);
@@ -316,5 +330,78 @@ fn a_recording_the_schedule_no_longer_airs_is_dropped_and_not_aired_with_the_lin
             .next()
             .is_none(),
         "the removed recording is still in the cache"
+    );
+}
+
+#[test]
+fn a_link_back_mid_programme_finishes_it_from_the_cache_and_nothing_is_heard_twice() {
+    // Long enough that the agent reconnects while it airs.
+    let seconds = 15.0;
+    let signal = test_signal(seconds);
+    let mut st = start("ban-tin-noi-lai", &signal);
+    st.agent
+        .wait_for("prefetched blob=", Duration::from_secs(20));
+    st.agent.wait_for(
+        "prefetched recording checked and ready to air",
+        Duration::from_secs(10),
+    );
+
+    // Down before the slot, back one second into it: the server is streaming the programme.
+    sleep_until(st.slot_start - DOWN_BEFORE);
+    st.proxy.set_blackhole(true);
+    st.agent
+        .wait_for("connection lost", Duration::from_secs(10));
+    sleep_until(st.slot_start + SignedDuration::from_secs(1));
+    st.proxy.set_blackhole(false);
+    let airing = st
+        .agent
+        .wait_for("airing from the prefetch cache", Duration::from_secs(5));
+    assert!(airing.contains("link_up=false"), "{airing}");
+    let back = st.agent.wait_for_nth("link up", 2, Duration::from_secs(20));
+    let aired = st
+        .agent
+        .wait_for("aired from the prefetch cache", Duration::from_secs(30));
+    assert!(
+        logged_at(&back) < logged_at(&aired),
+        "the link came back only after the programme ({back}), so this tests nothing"
+    );
+    // The stream did carry the programme meanwhile: the cache went on regardless.
+    let frames = signal.len().div_ceil(960);
+    assert!(aired.contains(&format!("frames={frames}")), "{aired}");
+    let row = reported_plays(&st.data, &st.admin);
+    println!("plays report: {row}");
+    assert_eq!(row["plays"], 1, "{row}");
+    std::thread::sleep(Duration::from_secs(2));
+
+    let (status, agent_log) = st.agent.terminate();
+    assert!(status.success(), "agent exit status {status}");
+    let _ = st.server.terminate();
+    let text = agent_log.join("\n");
+    assert!(!text.contains("gives way"), "the stream took over:\n{text}");
+    // The stream's copy, dropped while the cache aired it, does not count as played.
+    for line in agent_log.iter().filter(|l| l.contains(": played ")) {
+        assert!(line.contains("played 0/"), "{line}");
+    }
+
+    // Heard once, whole and in order; silence after it, not the stream's tail.
+    let (played, _) = read_wav(&st.wav);
+    let s = compare(&signal, &played, 48_000);
+    println!("{s:?}");
+    assert!(
+        s.correlation >= 0.95 || s.snr_db >= 20.0,
+        "output does not match the recording: {s:?}"
+    );
+    assert!(s.blocks_ok >= 0.99, "missing or repeated frames: {s:?}");
+    let after = &played[(s.lag + signal.len()).min(played.len())..];
+    let loudest = after.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        loudest < 0.01,
+        "sound after the programme (peak {loudest}): heard twice?\n{text}"
+    );
+    let before = &played[..s.lag.saturating_sub(960)];
+    let loudest = before.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        loudest < 0.01,
+        "sound before the programme (peak {loudest})"
     );
 }

@@ -423,6 +423,23 @@ proptest! {
     }
 
     #[test]
+    fn blob_packets_roundtrip_and_arbitrary_blobs_never_panic(
+        packets in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 1..=AudioFrame::MAX_PAYLOAD),
+            0..20,
+        ),
+        noise in proptest::collection::vec(any::<u8>(), 0..4096),
+    ) {
+        let mut blob = Vec::new();
+        for p in &packets {
+            radio_proto::put_blob_packet(&mut blob, p);
+        }
+        let back = radio_proto::blob_packets(&Bytes::from(blob)).expect("valid blob");
+        prop_assert_eq!(back.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), packets);
+        let _ = radio_proto::blob_packets(&Bytes::from(noise));
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_decode(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let mut slice = &data[..];
         while !slice.is_empty() {

@@ -176,7 +176,7 @@ async fn blob(
     };
     let mut chunk = first;
     loop {
-        if chunk.blob_sha256 != digest || chunk.blob_size != first_size(&download, &chunk) {
+        if chunk.blob_sha256 != digest || chunk.blob_size != download.size() {
             abandon(cache, download);
             return Err((
                 ErrorCode::ProtocolViolation,
@@ -235,15 +235,6 @@ async fn blob(
                 return Err(e);
             }
         };
-    }
-}
-
-/// The blob size the download was begun with, checked against every chunk.
-fn first_size(download: &Download, chunk: &PrefetchChunk) -> u64 {
-    if download.digest() == &chunk.blob_sha256 {
-        download.size()
-    } else {
-        u64::MAX
     }
 }
 

@@ -1,6 +1,7 @@
 //! Prefetch: a scheduled recording reaches the agent ahead of its slot and airs from the agent's
 //! cache, by the agent's own clock, while the link is down for the whole slot; the proof of play
-//! reaches the server's plays report once the link is back. And a schedule change that removes
+//! reaches the server's plays report once the link is back. A link that comes back while the
+//! cache airs leaves the programme to the cache, heard once. And a schedule change that removes
 //! the recording takes it out of the agent's cache: it does not air with the link down.
 //!
 //! The real `radio-server` (with a one-off schedule entry a little ahead) and one real

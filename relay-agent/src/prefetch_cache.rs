@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use radio_proto::{blob_packets, BlobDigest, Decode, Message, PrefetchItem, PrefetchManifest};
@@ -84,8 +85,10 @@ pub struct PrefetchCache {
     manifest: PrefetchManifest,
     /// Complete blobs on disk, with their sizes.
     blobs: BTreeMap<BlobDigest, u64>,
-    /// Blobs being received, with the space reserved for them.
-    receiving: BTreeMap<BlobDigest, u64>,
+    /// Blobs being received, with the space reserved for them. A reservation lasts as long as
+    /// its [`Download`] does: one dropped on any path (a link that failed mid-blob aborts its
+    /// task) frees it, with no call needed.
+    receiving: BTreeMap<BlobDigest, (u64, Weak<()>)>,
 }
 
 impl PrefetchCache {
@@ -234,10 +237,12 @@ impl PrefetchCache {
                 reason: format!("sent as {size} bytes, listed as {} bytes", item.blob_size),
             });
         }
+        self.receiving
+            .retain(|_, (_, download)| download.strong_count() > 0);
         if self.receiving.contains_key(&digest) {
             return Err(CacheError::Busy { digest: name });
         }
-        let used = self.used_bytes() + self.receiving.values().sum::<u64>();
+        let used = self.used_bytes() + self.receiving.values().map(|(size, _)| size).sum::<u64>();
         if used.saturating_add(size) > self.max_bytes {
             return Err(CacheError::Full {
                 digest: name,
@@ -248,7 +253,9 @@ impl PrefetchCache {
         }
         let path = self.dir.join("blobs").join(format!("{name}.part"));
         let file = File::create(&path).map_err(io(&path))?;
-        self.receiving.insert(digest, size);
+        let alive = Arc::new(());
+        self.receiving
+            .insert(digest, (size, Arc::downgrade(&alive)));
         Ok(Some(Download {
             digest,
             size,
@@ -256,32 +263,25 @@ impl PrefetchCache {
             hasher: Sha256::new(),
             file,
             path,
+            kept: false,
+            _alive: alive,
         }))
     }
 
     /// Puts a complete, verified download in place under its name.
-    pub fn finish(&mut self, download: Download) -> Result<(), CacheError> {
+    pub fn finish(&mut self, mut download: Download) -> Result<(), CacheError> {
         self.receiving.remove(&download.digest);
         let path = self.blob_path(&download.digest);
-        let result = fs::rename(&download.path, &path).map_err(io(&path));
-        match result {
-            Ok(()) => {
-                self.blobs.insert(download.digest, download.size);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&download.path);
-                Err(e)
-            }
-        }
+        fs::rename(&download.path, &path).map_err(io(&path))?;
+        download.kept = true;
+        self.blobs.insert(download.digest, download.size);
+        Ok(())
     }
 
-    /// Drops an unfinished or failed download and its reservation.
+    /// Drops an unfinished or failed download, its `.part` file and its reservation (as
+    /// dropping it does; this frees the reservation at once).
     pub fn abandon(&mut self, download: Download) {
         self.receiving.remove(&download.digest);
-        if let Err(e) = fs::remove_file(&download.path) {
-            tracing::warn!("cannot delete {}: {e}", download.path.display());
-        }
     }
 }
 
@@ -294,6 +294,20 @@ pub struct Download {
     hasher: Sha256,
     file: File,
     path: PathBuf,
+    /// Renamed into place: nothing to delete.
+    kept: bool,
+    /// Keeps the cache's reservation for this download.
+    _alive: Arc<()>,
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        if !self.kept {
+            if let Err(e) = fs::remove_file(&self.path) {
+                tracing::warn!("cannot delete {}: {e}", self.path.display());
+            }
+        }
+    }
 }
 
 impl Download {
@@ -516,6 +530,34 @@ mod tests {
         ));
         cache.forget(&it.blob_sha256);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_download_dropped_midway_frees_its_space_and_its_part_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = blob(10, 1);
+        let it = item("tin", 1_000, &b, 10);
+        let mut cache = PrefetchCache::open(dir.path(), 1 << 20, 0).expect("open");
+        cache
+            .set_manifest(manifest(vec![it.clone()]), 0)
+            .expect("manifest");
+        let mut d = cache
+            .begin(it.blob_sha256, it.blob_size, 0)
+            .expect("begin")
+            .expect("new");
+        assert!(!d.write(0, &b[..4]).expect("write"));
+        assert!(matches!(
+            cache.begin(it.blob_sha256, it.blob_size, 0),
+            Err(CacheError::Busy { .. })
+        ));
+        // The link failed: the receiving task is gone, with its download.
+        drop(d);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs")).expect("dir").count(),
+            0
+        );
+        receive(&mut cache, &it, &b);
+        assert!(cache.contains(&it.blob_sha256));
     }
 
     #[test]

@@ -78,12 +78,14 @@ async fn send(
     manifests
         .set_priority(PREFETCH_PRIORITY)
         .map_err(|e| e.to_string())?;
-    // Blobs this agent holds: sent whole on this connection, or refused as held already.
-    let mut held: BTreeSet<BlobDigest> = BTreeSet::new();
     loop {
         let Some(plan) = plans.borrow_and_update().clone() else {
             return Ok(());
         };
+        // Blobs this agent holds under this plan: sent whole, or refused as held already.
+        // Offered again with every new plan (a few kilobytes each), so that one the agent lost
+        // meanwhile (found corrupt on its disk, say) comes back without a reconnect.
+        let mut held: BTreeSet<BlobDigest> = BTreeSet::new();
         manifests
             .write_all(&Message::PrefetchManifest(plan.manifest.clone()).to_bytes())
             .await

@@ -44,6 +44,9 @@ pub struct AgentConfig {
     /// Seconds without an RTCP receiver report after which a cluster whose receiver sends
     /// them counts as down (see `cluster=` on RTP sinks).
     pub cluster_timeout_secs: u64,
+    /// Megabytes of disk the prefetch cache (`state_dir/prefetch`) may hold: recordings the
+    /// server schedules here are kept ahead of their slots, to air even with the link down.
+    pub prefetch_max_mb: u64,
     /// `tracing` filter directive.
     pub log: String,
 }
@@ -62,6 +65,8 @@ impl Default for AgentConfig {
             journal_heartbeat_secs: 60,
             journal_max_records: 100_000,
             cluster_timeout_secs: 30,
+            // About 36 hours of speech at 32 kb/s: a day's recordings and the next ones.
+            prefetch_max_mb: 512,
             log: "info".to_owned(),
         }
     }
@@ -127,6 +132,8 @@ impl AgentConfig {
         )?;
         // RFC 3550 receivers report every 5 s at least; less than that would flap.
         in_range("cluster_timeout_secs", self.cluster_timeout_secs, 6, 3_600)?;
+        // A terabyte is beyond any station's disk; the bound keeps the byte count in range.
+        in_range("prefetch_max_mb", self.prefetch_max_mb, 1, 1_000_000)?;
         let mut clusters = std::collections::BTreeSet::new();
         for sink in &self.sinks {
             if let SinkSpec::Rtp {

@@ -28,7 +28,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 13] = [
+const SERVER_FIELDS: [&str; 14] = [
     "listen",
     "public_address",
     "server_name",
@@ -39,11 +39,12 @@ const SERVER_FIELDS: [&str; 13] = [
     "idle_timeout_ms",
     "max_agents",
     "send_queue_frames",
+    "prefetch_horizon_hours",
     "log",
     "admin_listen",
     "admin_allow_remote",
 ];
-const AGENT_FIELDS: [&str; 12] = [
+const AGENT_FIELDS: [&str; 13] = [
     "bundle",
     "server",
     "state_dir",
@@ -55,6 +56,7 @@ const AGENT_FIELDS: [&str; 12] = [
     "journal_heartbeat_secs",
     "journal_max_records",
     "cluster_timeout_secs",
+    "prefetch_max_mb",
     "log",
 ];
 
@@ -151,6 +153,9 @@ pub fn merge_server(
             "idle_timeout_ms" => cfg.idle_timeout_ms = env_parse(var, value, "milliseconds")?,
             "max_agents" => cfg.max_agents = env_parse(var, value, "a count")?,
             "send_queue_frames" => cfg.send_queue_frames = env_parse(var, value, "a frame count")?,
+            "prefetch_horizon_hours" => {
+                cfg.prefetch_horizon_hours = env_parse(var, value, "hours")?
+            }
             "log" => cfg.log = value.to_owned(),
             "admin_listen" => {
                 cfg.admin_listen = env_parse(var, value, "an IP:PORT socket address")?
@@ -230,6 +235,7 @@ pub fn merge_agent(
                 cfg.journal_max_records = env_parse(var, value, "a record count")?
             }
             "cluster_timeout_secs" => cfg.cluster_timeout_secs = env_parse(var, value, "seconds")?,
+            "prefetch_max_mb" => cfg.prefetch_max_mb = env_parse(var, value, "megabytes")?,
             "log" => cfg.log = value.to_owned(),
             _ => return Err(unhandled(var)),
         }
@@ -613,6 +619,7 @@ log = \"debug\"
             ("RADIO_SERVER_IDLE_TIMEOUT_MS", "3000"),
             ("RADIO_SERVER_MAX_AGENTS", "22"),
             ("RADIO_SERVER_SEND_QUEUE_FRAMES", "50"),
+            ("RADIO_SERVER_PREFETCH_HORIZON_HOURS", "6"),
             ("RADIO_SERVER_LOG", "trace"),
             ("RADIO_SERVER_ADMIN_LISTEN", "0.0.0.0:4481"),
             ("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "true"),
@@ -629,6 +636,7 @@ log = \"debug\"
             idle_timeout_ms: 3_000,
             max_agents: 22,
             send_queue_frames: 50,
+            prefetch_horizon_hours: 6,
             log: "trace".into(),
             admin_listen: "0.0.0.0:4481".parse().expect("addr"),
             admin_allow_remote: true,
@@ -728,6 +736,7 @@ log = \"debug\"
             ("RELAY_AGENT_JOURNAL_HEARTBEAT_SECS", "5"),
             ("RELAY_AGENT_JOURNAL_MAX_RECORDS", "500"),
             ("RELAY_AGENT_CLUSTER_TIMEOUT_SECS", "45"),
+            ("RELAY_AGENT_PREFETCH_MAX_MB", "64"),
             ("RELAY_AGENT_LOG", "trace"),
         ]);
         let cfg = merge_agent(None, &e, &AgentOverrides::default()).expect("valid");
@@ -743,6 +752,7 @@ log = \"debug\"
             journal_heartbeat_secs: 5,
             journal_max_records: 500,
             cluster_timeout_secs: 45,
+            prefetch_max_mb: 64,
             log: "trace".into(),
         };
         assert_eq!(cfg, expected);

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub max_agents: u32,
     /// Per-agent outgoing audio queue, in 20 ms frames.
     pub send_queue_frames: u32,
+    /// Hours ahead that scheduled recordings (file and playlist entries) are sent to the
+    /// agents, which keep them and air them at their slots even if the link is down; 0 sends
+    /// none.
+    pub prefetch_horizon_hours: u32,
     /// `tracing` filter directive.
     pub log: String,
     /// TCP address of the admin endpoint (HTTP, bearer token). Loopback unless
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             max_agents: 10_000,
             // 5 s of 20 ms frames: rides out a short stall without unbounded memory per agent.
             send_queue_frames: 250,
+            prefetch_horizon_hours: 24,
             log: "info".to_owned(),
             admin_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480),
             admin_allow_remote: false,
@@ -154,6 +159,13 @@ impl ServerConfig {
             return Err(Invalid::new("max_agents", "must be at least 1 (got 0)"));
         }
         in_range("send_queue_frames", self.send_queue_frames, 10, 3_000)?;
+        // A week: the longest recurrence; beyond it the plan repeats itself.
+        in_range(
+            "prefetch_horizon_hours",
+            self.prefetch_horizon_hours,
+            0,
+            168,
+        )?;
         not_blank("log", &self.log)?;
         if !self.admin_allow_remote && !self.admin_listen.ip().is_loopback() {
             // The token travels in clear text over plain HTTP; off loopback that needs a

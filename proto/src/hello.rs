@@ -71,6 +71,9 @@ impl Capabilities {
     pub const WAV_SINK: Capabilities = Capabilities(4);
     /// Can write raw audio to a pipe.
     pub const PIPE_SINK: Capabilities = Capabilities(8);
+    /// Keeps a prefetch cache: the server may open prefetch streams to it
+    /// (`PrefetchManifest`, `PrefetchChunk`).
+    pub const PREFETCH: Capabilities = Capabilities(16);
 
     /// True when every bit of `other` is set in `self`.
     pub fn contains(self, other: Capabilities) -> bool {

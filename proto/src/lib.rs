@@ -30,6 +30,10 @@
 //! - `journal_batch.rs` — [`JournalBatch`] of [`JournalRecord`]s (the agent's uptime journal,
 //!   also their on-disk form) and [`JournalEvent`].
 //! - `journal_ack.rs` — [`JournalAck`], the server's "stored durably".
+//! - `prefetch_manifest.rs` — [`PrefetchManifest`] of [`PrefetchItem`]s: the recordings a station
+//!   will air within the server's horizon.
+//! - `prefetch_chunk.rs` — [`PrefetchChunk`], a piece of a prefetched blob.
+//! - `prefetch_blob.rs` — the blob format: length-prefixed Opus packets ([`blob_packets`]).
 //! - `reader.rs` — [`FrameReader`], incremental framing over a byte stream.
 //! - `session.rs` — [`Session`], the control-stream state machine, with
 //!   [`SessionConfig`], [`SessionState`] and [`Event`].
@@ -49,6 +53,9 @@ mod hello;
 mod journal_ack;
 mod journal_batch;
 mod message;
+mod prefetch_blob;
+mod prefetch_chunk;
+mod prefetch_manifest;
 mod programme_end;
 mod programme_start;
 mod reader;
@@ -64,6 +71,9 @@ pub use hello::{Capabilities, Hello};
 pub use journal_ack::JournalAck;
 pub use journal_batch::{ClusterState, JournalBatch, JournalEvent, JournalRecord, OutputState};
 pub use message::{Message, MessageType};
+pub use prefetch_blob::{blob_packets, put_blob_packet};
+pub use prefetch_chunk::{PrefetchChunk, PREFETCH_STOP_HELD, PREFETCH_STOP_RETRY};
+pub use prefetch_manifest::{BlobDigest, PrefetchItem, PrefetchManifest};
 pub use programme_end::ProgrammeEnd;
 pub use programme_start::{ProgrammeLevel, ProgrammeStart};
 pub use reader::FrameReader;

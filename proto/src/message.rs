@@ -5,13 +5,13 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crate::codec::{decode_u8, decode_varint, encode_varint, varint_len};
 use crate::{
     AudioFrame, Decode, DecodeError, Encode, ErrorMessage, Heartbeat, Hello, JournalAck,
-    JournalBatch, ProgrammeEnd, ProgrammeStart, Welcome,
+    JournalBatch, PrefetchChunk, PrefetchManifest, ProgrammeEnd, ProgrammeStart, Welcome,
 };
 
 /// The type byte at the start of every frame.
 ///
 /// Values are grouped by purpose (0x0_ handshake, 0x1_ audio stream,
-/// 0x2_ liveness, 0x3_ errors, 0x4_ the uptime journal) and are part of the wire format.
+/// 0x2_ liveness, 0x3_ errors, 0x4_ the uptime journal, 0x5_ prefetch) and are part of the wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MessageType {
@@ -24,11 +24,13 @@ pub enum MessageType {
     Error = 0x30,
     JournalBatch = 0x40,
     JournalAck = 0x41,
+    PrefetchManifest = 0x50,
+    PrefetchChunk = 0x51,
 }
 
 impl MessageType {
     /// Every message type, in numeric order.
-    pub const ALL: [MessageType; 9] = [
+    pub const ALL: [MessageType; 11] = [
         MessageType::Hello,
         MessageType::Welcome,
         MessageType::AudioFrame,
@@ -38,6 +40,8 @@ impl MessageType {
         MessageType::Error,
         MessageType::JournalBatch,
         MessageType::JournalAck,
+        MessageType::PrefetchManifest,
+        MessageType::PrefetchChunk,
     ];
 
     pub fn as_u8(self) -> u8 {
@@ -60,6 +64,8 @@ impl MessageType {
             MessageType::Error => ErrorMessage::MAX_BODY_LEN,
             MessageType::JournalBatch => JournalBatch::MAX_BODY_LEN,
             MessageType::JournalAck => JournalAck::MAX_BODY_LEN,
+            MessageType::PrefetchManifest => PrefetchManifest::MAX_BODY_LEN,
+            MessageType::PrefetchChunk => PrefetchChunk::MAX_BODY_LEN,
         }
     }
 }
@@ -93,6 +99,8 @@ pub enum Message {
     Error(ErrorMessage),
     JournalBatch(JournalBatch),
     JournalAck(JournalAck),
+    PrefetchManifest(PrefetchManifest),
+    PrefetchChunk(PrefetchChunk),
 }
 
 impl Message {
@@ -107,6 +115,8 @@ impl Message {
             Message::Error(_) => MessageType::Error,
             Message::JournalBatch(_) => MessageType::JournalBatch,
             Message::JournalAck(_) => MessageType::JournalAck,
+            Message::PrefetchManifest(_) => MessageType::PrefetchManifest,
+            Message::PrefetchChunk(_) => MessageType::PrefetchChunk,
         }
     }
 
@@ -128,6 +138,8 @@ impl Message {
             Message::Error(m) => m.encoded_len(),
             Message::JournalBatch(m) => m.encoded_len(),
             Message::JournalAck(m) => m.encoded_len(),
+            Message::PrefetchManifest(m) => m.encoded_len(),
+            Message::PrefetchChunk(m) => m.encoded_len(),
         }
     }
 
@@ -142,6 +154,8 @@ impl Message {
             Message::Error(m) => m.encode(buf),
             Message::JournalBatch(m) => m.encode(buf),
             Message::JournalAck(m) => m.encode(buf),
+            Message::PrefetchManifest(m) => m.encode(buf),
+            Message::PrefetchChunk(m) => m.encode(buf),
         }
     }
 }
@@ -161,6 +175,8 @@ pub(crate) fn decode_body(kind: MessageType, mut body: Bytes) -> Result<Message,
         MessageType::Error => Message::Error(ErrorMessage::decode(body)?),
         MessageType::JournalBatch => Message::JournalBatch(JournalBatch::decode(body)?),
         MessageType::JournalAck => Message::JournalAck(JournalAck::decode(body)?),
+        MessageType::PrefetchManifest => Message::PrefetchManifest(PrefetchManifest::decode(body)?),
+        MessageType::PrefetchChunk => Message::PrefetchChunk(PrefetchChunk::decode(body)?),
     };
     match body.remaining() {
         0 => Ok(msg),
@@ -231,6 +247,8 @@ impl_from!(
     Error(ErrorMessage),
     JournalBatch(JournalBatch),
     JournalAck(JournalAck),
+    PrefetchManifest(PrefetchManifest),
+    PrefetchChunk(PrefetchChunk),
 );
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use radio_proto::codec::encode_varint;
 use radio_proto::{
     AudioFrame, Capabilities, Decode, DecodeError, Encode, ErrorCode, ErrorMessage, FrameReader,
-    Heartbeat, Hello, Message, MessageType, ProgrammeLevel, ProgrammeStart, Welcome,
-    MAX_FRAME_SIZE,
+    Heartbeat, Hello, Message, MessageType, PrefetchChunk, PrefetchItem, PrefetchManifest,
+    ProgrammeLevel, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
 };
 
 fn hello(agent_id: &str, software: &str) -> Hello {
@@ -262,4 +262,102 @@ fn message_decode_does_not_trust_declared_length() {
     encode_varint(&mut data, 1520);
     data.extend_from_slice(&[1, 2, 3]);
     assert_eq!(Message::decode(&mut &data[..]), Err(DecodeError::Truncated));
+}
+
+fn prefetch_item(entry_id: &str, name: &str, start: u64) -> PrefetchItem {
+    PrefetchItem {
+        entry_id: entry_id.into(),
+        programme_id: 1,
+        name: name.into(),
+        level: ProgrammeLevel::Normal,
+        start_unix_ms: start,
+        end_unix_ms: start + 1,
+        frame_count: PrefetchItem::MAX_FRAMES,
+        blob_size: PrefetchItem::MAX_BLOB_SIZE,
+        blob_sha256: [0; 32],
+    }
+}
+
+#[test]
+fn prefetch_manifest_limits() {
+    let at_limit = PrefetchManifest {
+        issued_unix_ms: 0,
+        items: (0..PrefetchManifest::MAX_ITEMS as u64)
+            .map(|i| prefetch_item(&"e".repeat(64), &"n".repeat(256), i))
+            .collect(),
+    };
+    let bytes = Message::PrefetchManifest(at_limit.clone()).to_bytes();
+    assert_eq!(
+        Message::decode(&mut &bytes[..]),
+        Ok(Message::PrefetchManifest(at_limit.clone()))
+    );
+    let mut one_more = at_limit.clone();
+    one_more.items.truncate(1);
+    one_more.items.push(prefetch_item("x", "y", 1_000));
+    assert!(PrefetchManifest::decode(&mut &body(&one_more)[..]).is_ok());
+
+    // A count over the limit is refused before any item is read.
+    let mut over = body(&PrefetchManifest {
+        issued_unix_ms: 0,
+        items: Vec::new(),
+    });
+    over[8] = 0x40;
+    over.push(65);
+    assert_invalid(PrefetchManifest::decode(&mut &over[..]), "count");
+
+    for (item, field) in [
+        (prefetch_item(&"e".repeat(65), "n", 0), "entry_id"),
+        (prefetch_item("e", &"n".repeat(257), 0), "name"),
+        (
+            PrefetchItem {
+                frame_count: PrefetchItem::MAX_FRAMES + 1,
+                ..prefetch_item("e", "n", 0)
+            },
+            "frame_count",
+        ),
+        (
+            PrefetchItem {
+                blob_size: PrefetchItem::MAX_BLOB_SIZE + 1,
+                ..prefetch_item("e", "n", 0)
+            },
+            "blob_size",
+        ),
+    ] {
+        let m = PrefetchManifest {
+            issued_unix_ms: 0,
+            items: vec![item],
+        };
+        assert_invalid(PrefetchManifest::decode(&mut &body(&m)[..]), field);
+    }
+}
+
+#[test]
+fn prefetch_chunk_limits() {
+    let chunk = |len: usize| PrefetchChunk {
+        blob_sha256: [3; 32],
+        blob_size: 1 << 20,
+        offset: 0,
+        data: Bytes::from(vec![9; len]),
+    };
+    let full = chunk(PrefetchChunk::MAX_DATA);
+    assert_eq!(
+        PrefetchChunk::decode(&mut &body(&full)[..]),
+        Ok(full.clone())
+    );
+    assert_invalid(
+        PrefetchChunk::decode(&mut &body(&chunk(PrefetchChunk::MAX_DATA + 1))[..]),
+        "data",
+    );
+    // A chunk one byte over the data limit is also over the frame limit, refused from its header.
+    let mut data = vec![MessageType::PrefetchChunk.as_u8()];
+    encode_varint(&mut data, PrefetchChunk::MAX_BODY_LEN as u64 + 1);
+    let mut r = FrameReader::new();
+    r.push(&data);
+    assert!(matches!(
+        r.next_message(),
+        Err(DecodeError::TooLarge {
+            kind: MessageType::PrefetchChunk,
+            ..
+        })
+    ));
 }

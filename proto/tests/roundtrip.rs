@@ -6,7 +6,8 @@ use proptest::prelude::*;
 use radio_proto::{
     AudioFrame, Capabilities, ClusterState, Decode, DecodeError, Encode, ErrorCode, ErrorMessage,
     FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent, JournalRecord, Message,
-    OutputState, ProgrammeEnd, ProgrammeLevel, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
+    OutputState, PrefetchChunk, PrefetchItem, PrefetchManifest, ProgrammeEnd, ProgrammeLevel,
+    ProgrammeStart, Welcome, MAX_FRAME_SIZE,
 };
 
 /// Strings of up to `max` *bytes*, mixing ASCII with multi-byte characters
@@ -225,6 +226,72 @@ fn journal_ack() -> impl Strategy<Value = JournalAck> {
     })
 }
 
+fn prefetch_item() -> impl Strategy<Value = PrefetchItem> {
+    (
+        string_upto(PrefetchItem::MAX_ENTRY_ID),
+        string_upto(PrefetchItem::MAX_NAME),
+        level(),
+        any::<[u64; 2]>(),
+        1..=PrefetchItem::MAX_FRAMES,
+        any::<[u8; 32]>(),
+        (any::<u32>(), any::<u64>()),
+    )
+        .prop_map(
+            |(entry_id, name, level, n, frame_count, blob_sha256, (length, size))| {
+                let start_unix_ms = n[1] % (u64::MAX / 2);
+                let (least, most) = (frame_count * 3, frame_count * 1502);
+                PrefetchItem {
+                    entry_id,
+                    programme_id: n[0],
+                    name,
+                    level,
+                    start_unix_ms,
+                    end_unix_ms: start_unix_ms + 1 + u64::from(length),
+                    frame_count,
+                    blob_size: least + size % (most - least + 1),
+                    blob_sha256,
+                }
+            },
+        )
+}
+
+fn prefetch_manifest() -> impl Strategy<Value = PrefetchManifest> {
+    (
+        any::<u64>(),
+        proptest::collection::vec(prefetch_item(), 0..=PrefetchManifest::MAX_ITEMS),
+    )
+        .prop_map(|(issued_unix_ms, mut items)| {
+            // Airings are unique by entry and start.
+            let mut seen = std::collections::BTreeSet::new();
+            items.retain(|i| seen.insert((i.entry_id.clone(), i.start_unix_ms)));
+            PrefetchManifest {
+                issued_unix_ms,
+                items,
+            }
+        })
+}
+
+fn prefetch_chunk() -> impl Strategy<Value = PrefetchChunk> {
+    (
+        any::<[u8; 32]>(),
+        proptest::collection::vec(any::<u8>(), 1..=PrefetchChunk::MAX_DATA),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(blob_sha256, data, offset, extra)| {
+            let len = data.len() as u64;
+            let limit = PrefetchItem::MAX_BLOB_SIZE;
+            let offset = offset % (limit - len + 1);
+            let blob_size = offset + len + extra % (limit - offset - len + 1);
+            PrefetchChunk {
+                blob_sha256,
+                blob_size,
+                offset,
+                data: Bytes::from(data),
+            }
+        })
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         hello().prop_map(Message::Hello),
@@ -236,6 +303,8 @@ fn message() -> impl Strategy<Value = Message> {
         error_message().prop_map(Message::Error),
         journal_batch().prop_map(Message::JournalBatch),
         journal_ack().prop_map(Message::JournalAck),
+        prefetch_manifest().prop_map(Message::PrefetchManifest),
+        prefetch_chunk().prop_map(Message::PrefetchChunk),
     ]
 }
 
@@ -339,6 +408,8 @@ proptest! {
             Message::Error(m) => check(m)?,
             Message::JournalBatch(m) => check(m)?,
             Message::JournalAck(m) => check(m)?,
+            Message::PrefetchManifest(m) => check(m)?,
+            Message::PrefetchChunk(m) => check(m)?,
         }
     }
 
@@ -349,6 +420,23 @@ proptest! {
     ) {
         let mut reader = FrameReader::new();
         let _ = feed(&mut reader, &chunks(&data, &sizes));
+    }
+
+    #[test]
+    fn blob_packets_roundtrip_and_arbitrary_blobs_never_panic(
+        packets in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 1..=AudioFrame::MAX_PAYLOAD),
+            0..20,
+        ),
+        noise in proptest::collection::vec(any::<u8>(), 0..4096),
+    ) {
+        let mut blob = Vec::new();
+        for p in &packets {
+            radio_proto::put_blob_packet(&mut blob, p);
+        }
+        let back = radio_proto::blob_packets(&Bytes::from(blob)).expect("valid blob");
+        prop_assert_eq!(back.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), packets);
+        let _ = radio_proto::blob_packets(&Bytes::from(noise));
     }
 
     #[test]

@@ -298,6 +298,26 @@ fn audio_frame_on_control_stream_is_a_protocol_violation() {
 }
 
 #[test]
+fn prefetch_messages_on_the_control_stream_are_protocol_violations() {
+    let manifest = Message::PrefetchManifest(radio_proto::PrefetchManifest::default());
+    let chunk = Message::PrefetchChunk(radio_proto::PrefetchChunk {
+        blob_sha256: [1; 32],
+        blob_size: 3,
+        offset: 0,
+        data: Bytes::from_static(&[1, 2, 3]),
+    });
+    for (message, name) in [(manifest, "PrefetchManifest"), (chunk, "PrefetchChunk")] {
+        let mut pair = Pair::new(hello("xa-p"));
+        pair.handshake(welcome(5000));
+        // Sent by the server to the agent: prefetch has streams of its own.
+        pair.inject(Side::Agent, &message.to_bytes());
+        let (_, code, reason, by_peer) = pair.closed(Side::Agent);
+        assert_eq!((code, by_peer), (ErrorCode::ProtocolViolation, false));
+        assert!(reason.contains(name), "{reason}");
+    }
+}
+
+#[test]
 fn out_of_state_messages_are_protocol_violations() {
     let programme = Message::ProgrammeStart(ProgrammeStart {
         channel: 0,

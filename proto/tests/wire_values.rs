@@ -25,7 +25,7 @@ const ERROR_CODES: [(ErrorCode, u16); 13] = [
     (ErrorCode::Replaced, 13),
 ];
 
-const MESSAGE_TYPES: [(MessageType, u8); 9] = [
+const MESSAGE_TYPES: [(MessageType, u8); 11] = [
     (MessageType::Hello, 0x01),
     (MessageType::Welcome, 0x02),
     (MessageType::AudioFrame, 0x10),
@@ -35,6 +35,8 @@ const MESSAGE_TYPES: [(MessageType, u8); 9] = [
     (MessageType::Error, 0x30),
     (MessageType::JournalBatch, 0x40),
     (MessageType::JournalAck, 0x41),
+    (MessageType::PrefetchManifest, 0x50),
+    (MessageType::PrefetchChunk, 0x51),
 ];
 
 const _: () = {
@@ -87,6 +89,8 @@ fn pinned_message_type(t: MessageType) -> u8 {
         MessageType::Error => 0x30,
         MessageType::JournalBatch => 0x40,
         MessageType::JournalAck => 0x41,
+        MessageType::PrefetchManifest => 0x50,
+        MessageType::PrefetchChunk => 0x51,
     }
 }
 
@@ -142,6 +146,8 @@ fn per_type_limits_are_pinned() {
         (MessageType::Error, 260),
         (MessageType::JournalBatch, 19_786),
         (MessageType::JournalAck, 24),
+        (MessageType::PrefetchManifest, 25_418),
+        (MessageType::PrefetchChunk, 16_050),
     ];
     for (t, max) in limits {
         assert_eq!(t.max_body_len(), max, "{t:?}");
@@ -297,4 +303,14 @@ fn journal_numbers_are_pinned() {
     for l in ProgrammeLevel::ALL {
         assert_eq!(l as u8, level(l));
     }
+}
+
+#[test]
+fn capability_bits_are_pinned() {
+    use radio_proto::Capabilities;
+    assert_eq!(Capabilities::OPUS.0, 1);
+    assert_eq!(Capabilities::RTP_SINK.0, 2);
+    assert_eq!(Capabilities::WAV_SINK.0, 4);
+    assert_eq!(Capabilities::PIPE_SINK.0, 8);
+    assert_eq!(Capabilities::PREFETCH.0, 16);
 }

@@ -11,9 +11,13 @@ use radio_proto::{JournalEvent, OutputState};
 use tokio::sync::watch;
 
 use crate::bundle::Bundle;
+use crate::cached_airing::CachedAiring;
 use crate::connection::{Link, LinkJournal, LinkState};
 use crate::journal::{spawn_writer, unix_ms, Journal, JournalSender};
-use crate::playout::{spawn_playout_thread, Playout, PlayoutReport, PlayoutStats, ProgrammeRecord};
+use crate::playout::{
+    spawn_playout_thread, CacheInput, Playout, PlayoutReport, PlayoutStats, ProgrammeRecord,
+};
+use crate::prefetch_cache::{CacheError, PrefetchCache};
 use crate::sink::{open_sink, ClusterWatch, Sink, SinkError, SinkStats, SinkTarget};
 
 /// Why the agent could not start.
@@ -36,6 +40,9 @@ pub enum AgentError {
     /// The uptime journal cannot be opened or written.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    /// The prefetch cache cannot be opened.
+    #[error(transparent)]
+    Prefetch(#[from] CacheError),
 }
 
 /// What an agent did, returned when it stops.
@@ -98,6 +105,8 @@ pub struct Agent {
     /// The uptime journal and whether the previous run ended cleanly; `None` for an embedded
     /// agent (a server relaying its upstream).
     journal: Option<(Arc<Journal>, bool)>,
+    /// The prefetch cache; `None` for an embedded agent, which airs only what streams.
+    prefetch: Option<Arc<Mutex<PrefetchCache>>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -127,8 +136,19 @@ impl Agent {
             &config.state_dir.join("journal"),
             usize::try_from(config.journal_max_records).unwrap_or(usize::MAX),
         )?;
+        let prefetch = PrefetchCache::open(
+            &config.state_dir.join("prefetch"),
+            config.prefetch_max_mb.saturating_mul(1024 * 1024),
+            unix_ms(),
+        )?;
+        tracing::info!(
+            "prefetch cache opened: {} airings listed, {} bytes held",
+            prefetch.manifest().items.len(),
+            prefetch.used_bytes()
+        );
         let mut agent = Self::with_sinks(config, bundle, sinks)?;
         agent.journal = Some((Arc::new(journal), clean_previous));
+        agent.prefetch = Some(Arc::new(Mutex::new(prefetch)));
         Ok(agent)
     }
 
@@ -154,6 +174,7 @@ impl Agent {
             sinks,
             client_config,
             journal: None,
+            prefetch: None,
             status: AgentStatus {
                 playout: Arc::new(Mutex::new(playout)),
                 link: Arc::new(Mutex::new(LinkState::default())),
@@ -207,10 +228,20 @@ impl Agent {
             }
             None => None,
         };
+        let link_up = Arc::new(AtomicBool::new(false));
+        let airing = Arc::new(Mutex::new(CachedAiring::new()));
         let report = PlayoutReport {
             journal: journal.as_ref().map(|(_, sender, _)| sender.clone()),
             output: Arc::new(AtomicU8::new(OutputState::Silent as u8)),
+            cache: self.prefetch.as_ref().map(|_| CacheInput {
+                airing: airing.clone(),
+                link_up: link_up.clone(),
+            }),
         };
+        let loader = self
+            .prefetch
+            .clone()
+            .map(|cache| tokio::spawn(crate::prefetch_loader::run(cache, airing.clone())));
         let heartbeat = journal.as_ref().map(|(_, sender, _)| {
             tokio::spawn(journal_heartbeats(
                 sender.clone(),
@@ -242,6 +273,8 @@ impl Agent {
                 sender: sender.clone(),
                 written: written.clone(),
             }),
+            prefetch: self.prefetch.clone(),
+            link_up,
         };
         let link_task = tokio::spawn(link.run(stop_rx));
         shutdown.await;
@@ -254,7 +287,7 @@ impl Agent {
             .await
             .map_err(|e| AgentError::Io(format!("playout thread: {e}")))?
             .map_err(|_| AgentError::Io("playout thread panicked".into()))?;
-        if let Some(task) = heartbeat {
+        for task in heartbeat.into_iter().chain(loader) {
             task.abort();
             let _ = task.await;
         }

@@ -2,6 +2,7 @@
 //! audio, and reconnect for ever when the link drops.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tracing::{info, warn, Instrument};
 use crate::bundle::Bundle;
 use crate::journal::{unix_ms, Journal, JournalSender};
 use crate::playout::Playout;
+use crate::prefetch_cache::PrefetchCache;
 use crate::reconnect::{Ending, NextAttempt, Reconnect, PROBE_WINDOW};
 
 /// Why one connection attempt or session ended.
@@ -74,6 +76,10 @@ pub(crate) struct Link {
     pub reconnect_max: Duration,
     /// The uptime journal: link changes are recorded, pending records uploaded.
     pub journal: Option<LinkJournal>,
+    /// Where prefetched recordings go (none: the agent keeps no cache and does not offer it).
+    pub prefetch: Option<Arc<Mutex<PrefetchCache>>>,
+    /// Set while a session is up, for the playout clock (which airs from the cache otherwise).
+    pub link_up: Arc<AtomicBool>,
 }
 
 /// The link's side of the journal.
@@ -178,6 +184,7 @@ impl Link {
     }
 
     fn set_connected(&self, connected: bool) {
+        self.link_up.store(connected, Ordering::Relaxed);
         if let Ok(mut s) = self.state.lock() {
             if connected && !s.connected {
                 s.sessions += 1;
@@ -224,16 +231,18 @@ impl Link {
             _ = shutdown.changed() => return Ok(()),
         };
         let (mut send, mut recv) = conn.open_bi().await.map_err(connection_error)?;
+        let mut capabilities = Capabilities::OPUS
+            | Capabilities::RTP_SINK
+            | Capabilities::WAV_SINK
+            | Capabilities::PIPE_SINK;
+        if self.prefetch.is_some() {
+            capabilities |= Capabilities::PREFETCH;
+        }
         let hello = Hello {
             version: PROTOCOL_VERSION,
             agent_id: self.bundle.commune.clone(),
             software: concat!("relay-agent/", env!("CARGO_PKG_VERSION")).into(),
-            capabilities: Capabilities(
-                Capabilities::OPUS.0
-                    | Capabilities::RTP_SINK.0
-                    | Capabilities::WAV_SINK.0
-                    | Capabilities::PIPE_SINK.0,
-            ),
+            capabilities,
         };
         let mut session = Session::agent(hello, SessionConfig::default(), Instant::now().into());
         flush(&mut session, &mut send).await?;
@@ -262,7 +271,8 @@ impl Link {
                     Ok(stream) => {
                         let playout = self.playout.clone();
                         let conn = conn.clone();
-                        audio.spawn(async move { receive_audio(stream, playout, conn).await }.in_current_span());
+                        let prefetch = self.prefetch.clone();
+                        audio.spawn(async move { receive_audio(stream, playout, conn, prefetch).await }.in_current_span());
                     }
                     Err(e) => return Err(connection_error(e)),
                 },
@@ -349,9 +359,16 @@ impl Link {
     }
 }
 
-/// Reads one audio stream into the playout.
-async fn receive_audio(mut stream: RecvStream, playout: Arc<Mutex<Playout>>, conn: Connection) {
+/// Reads one audio stream into the playout, or hands a prefetch stream (told apart by its first
+/// message) to the prefetch receiver.
+async fn receive_audio(
+    mut stream: RecvStream,
+    playout: Arc<Mutex<Playout>>,
+    conn: Connection,
+    prefetch: Option<Arc<Mutex<PrefetchCache>>>,
+) {
     let mut reader = FrameReader::new();
+    let mut first = true;
     loop {
         let chunk = match stream.read_chunk(64 * 1024, true).await {
             Ok(Some(chunk)) => chunk,
@@ -366,6 +383,16 @@ async fn receive_audio(mut stream: RecvStream, playout: Arc<Mutex<Playout>>, con
             match reader.next_message() {
                 Ok(None) => break,
                 Ok(Some(message)) => {
+                    if std::mem::take(&mut first)
+                        && matches!(
+                            message,
+                            Message::PrefetchManifest(_) | Message::PrefetchChunk(_)
+                        )
+                    {
+                        crate::prefetch_receiver::serve(stream, reader, message, prefetch, conn)
+                            .await;
+                        return;
+                    }
                     let Ok(mut p) = playout.lock() else { return };
                     match message {
                         Message::AudioFrame(frame) => p.on_frame(Instant::now().into(), frame),

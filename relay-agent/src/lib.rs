@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - `agent.rs` — [`Agent`]: builds everything from the config and runs until shutdown.
+//! - `cached_airing.rs` — per slot, whether the stream or a prefetched recording airs (sans-IO).
 //! - `bundle.rs` — the enrolment bundle (certificates, key, server address) and private file writes.
 //! - `tls.rs` — the agent's side of mutual TLS and the QUIC transport settings.
 //! - `connection.rs` — connect, control session, audio streams, reconnect loop.
@@ -17,6 +18,10 @@
 //!   acknowledges them; the writer thread that producers hand events to.
 //! - `proof_of_play.rs` — programme runs and output state (on air, silent, underrun) from the
 //!   playout's slots, as journal events.
+//! - `prefetch_cache.rs` — the on-disk cache of prefetched recordings: size-bounded, checksummed,
+//!   written aside and renamed, with the server's latest manifest.
+//! - `prefetch_receiver.rs` — the prefetch streams (manifests, one stream per blob) into the cache.
+//! - `prefetch_loader.rs` — reads prefetched recordings back and checks them before their slots.
 //! - `process.rs` — logging set-up and the SIGTERM/Ctrl-C shutdown signal, shared with the server.
 //! - `cluster_health.rs` — whether a loudspeaker cluster fed over RTP hears the station, from
 //!   its RTCP receiver reports and ICMP errors.
@@ -25,11 +30,15 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod cached_airing;
 pub mod cluster_health;
 pub mod connection;
 pub mod jitter_buffer;
 pub mod journal;
 pub mod playout;
+pub mod prefetch_cache;
+pub mod prefetch_loader;
+pub(crate) mod prefetch_receiver;
 pub mod process;
 pub mod proof_of_play;
 pub mod reconnect;

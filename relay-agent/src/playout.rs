@@ -19,6 +19,7 @@ use radio_proto::{
     AudioFrame, ClusterState, JournalEvent, ProgrammeEnd, ProgrammeLevel, ProgrammeStart,
 };
 
+use crate::cached_airing::{Airing, CachedAiring, StreamSlot};
 use crate::jitter_buffer::{Insert, JitterBuffer};
 use crate::journal::JournalSender;
 use crate::proof_of_play::{ProofOfPlay, SlotKind};
@@ -53,6 +54,9 @@ pub struct PlayoutStats {
     pub underrun_slots: u64,
     /// Slots of silence because nothing was on air.
     pub idle_slots: u64,
+    /// Frames due in their slot but not heard, because the prefetch cache aired their
+    /// programme instead (not in `frames_played`).
+    pub frames_displaced: u64,
 }
 
 /// What one programme did at this agent: proof of play.
@@ -320,6 +324,20 @@ impl Playout {
         Tick::Underrun
     }
 
+    /// The frame [`Playout::tick`] just handed out was not heard: the prefetch cache aired its
+    /// programme (or its tail) instead. Its counts are taken back, so that the stream's copy
+    /// does not count as played too.
+    pub fn displaced(&mut self, frame: &AudioFrame) {
+        self.stats.frames_played = self.stats.frames_played.saturating_sub(1);
+        self.stats.frames_displaced += 1;
+        let run = self.server_run;
+        if let Some(p) = self.programmes.iter_mut().rev().find(|p| {
+            p.server_run == run && p.channel == frame.channel && p.contains(frame.sequence)
+        }) {
+            p.played = p.played.saturating_sub(1);
+        }
+    }
+
     /// Whether the stream has no programme at `sequence`: the latest segment starting at or
     /// before it has been closed before it (so silence follows, not a stall).
     fn programme_ended_before(&self, sequence: u64) -> bool {
@@ -380,6 +398,17 @@ pub struct PlayoutReport {
     pub journal: Option<JournalSender>,
     /// The output state now, as `OutputState as u8`.
     pub output: Arc<AtomicU8>,
+    /// Prefetched recordings to air when the stream does not (none: the agent keeps no cache).
+    pub cache: Option<CacheInput>,
+}
+
+/// What the playout clock needs to air from the prefetch cache.
+#[derive(Debug, Clone)]
+pub struct CacheInput {
+    /// The loaded recordings and the airing in progress.
+    pub airing: Arc<Mutex<CachedAiring>>,
+    /// Whether a session with the server is up.
+    pub link_up: Arc<AtomicBool>,
 }
 
 /// Runs the playout on the real clock until `stop` is set, then finishes every sink. Returns the
@@ -408,6 +437,8 @@ pub fn spawn_playout_thread(
             let mut deadline = Instant::now();
             let mut proof = ProofOfPlay::default();
             let mut events = Vec::new();
+            // The last slot aired from the prefetch cache: the next streamed frame is a switch.
+            let mut from_cache = false;
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
                 if now < deadline {
@@ -419,20 +450,53 @@ pub fn spawn_playout_thread(
                     tracing::warn!("playout clock fell more than 1 s behind; re-basing");
                     deadline = Instant::now();
                 }
-                let (tick, boundary) = match playout.lock() {
+                let (tick, boundary, airing) = match playout.lock() {
                     Ok(mut p) => {
                         let tick = p.tick(deadline);
                         let boundary = match &tick {
                             Tick::Play(frame) => p.boundary(frame.sequence),
                             _ => Boundary::default(),
                         };
-                        let slot = match &tick {
-                            Tick::Play(frame) => SlotKind::Played(p.programme_at(frame.sequence)),
-                            Tick::Lost { .. } | Tick::Underrun => SlotKind::Missing,
-                            Tick::Idle => SlotKind::Idle,
+                        let programme = match &tick {
+                            Tick::Play(frame) => p.programme_at(frame.sequence),
+                            _ => None,
+                        };
+                        let airing = match &report.cache {
+                            Some(cache) => {
+                                let stream = match &tick {
+                                    Tick::Play(_) => StreamSlot::Playing(
+                                        programme.map(|(_, name, level)| (name, level)),
+                                    ),
+                                    _ => StreamSlot::Quiet,
+                                };
+                                let link_up = cache.link_up.load(Ordering::Relaxed);
+                                match cache.airing.lock() {
+                                    Ok(mut c) => c.decide(slot_unix_ms(deadline), link_up, stream),
+                                    Err(_) => Airing::Stream,
+                                }
+                            }
+                            None => Airing::Stream,
+                        };
+                        let slot = match (&airing, &tick) {
+                            (Airing::Cached { airing, .. }, _) => SlotKind::Played(Some((
+                                airing.item.programme_id,
+                                &airing.item.name,
+                                airing.item.level,
+                            ))),
+                            (Airing::Suppressed, _) => SlotKind::Idle,
+                            (Airing::Stream, Tick::Play(_)) => SlotKind::Played(programme),
+                            (Airing::Stream, Tick::Lost { .. } | Tick::Underrun) => {
+                                SlotKind::Missing
+                            }
+                            (Airing::Stream, Tick::Idle) => SlotKind::Idle,
                         };
                         proof.slot(slot, &mut events);
-                        (tick, boundary)
+                        if let (Airing::Cached { .. } | Airing::Suppressed, Tick::Play(frame)) =
+                            (&airing, &tick)
+                        {
+                            p.displaced(frame);
+                        }
+                        (tick, boundary, airing)
                     }
                     Err(_) => break,
                 };
@@ -444,8 +508,58 @@ pub fn spawn_playout_thread(
                 }
                 events.clear();
                 deadline += SLOT;
-                let slot = match &tick {
-                    Tick::Play(frame) => {
+                let slot = match (&airing, &tick) {
+                    (
+                        Airing::Cached {
+                            airing,
+                            index,
+                            starts,
+                            ends,
+                        },
+                        _,
+                    ) => {
+                        let payload = usize::try_from(*index)
+                            .ok()
+                            .and_then(|i| airing.packets.get(i));
+                        if *starts {
+                            // Another encoder made these packets: start the decoder afresh.
+                            if let Some(v) = voice.as_mut() {
+                                v.reset();
+                            }
+                        }
+                        let decoded = voice
+                            .as_mut()
+                            .zip(payload)
+                            .map(|(v, packet)| v.decode(Some(packet), &mut pcm));
+                        if !matches!(decoded, Some(true)) {
+                            pcm.fill(0);
+                        }
+                        smooth_switch(
+                            &mut pcm,
+                            Boundary {
+                                starts: *starts,
+                                ends: *ends,
+                            },
+                        );
+                        Slot {
+                            opus: payload.map(|p| &p[..]),
+                            pcm: &pcm,
+                            silent: false,
+                        }
+                    }
+                    (Airing::Suppressed, _) => {
+                        pcm.fill(0);
+                        Slot {
+                            opus: Some(&silence_packet),
+                            pcm: &pcm,
+                            silent: true,
+                        }
+                    }
+                    (Airing::Stream, Tick::Play(frame)) => {
+                        let boundary = Boundary {
+                            starts: boundary.starts || from_cache,
+                            ..boundary
+                        };
                         if boundary.starts {
                             // Another encoder made this stream: start the decoder afresh.
                             if let Some(v) = voice.as_mut() {
@@ -465,7 +579,7 @@ pub fn spawn_playout_thread(
                             silent: false,
                         }
                     }
-                    Tick::Lost { .. } | Tick::Underrun => {
+                    (Airing::Stream, Tick::Lost { .. } | Tick::Underrun) => {
                         let concealed = voice.as_mut().map(|v| v.decode(None, &mut pcm));
                         if !matches!(concealed, Some(true)) {
                             pcm.fill(0);
@@ -476,7 +590,7 @@ pub fn spawn_playout_thread(
                             silent: false,
                         }
                     }
-                    Tick::Idle => {
+                    (Airing::Stream, Tick::Idle) => {
                         pcm.fill(0);
                         Slot {
                             opus: Some(&silence_packet),
@@ -485,6 +599,7 @@ pub fn spawn_playout_thread(
                         }
                     }
                 };
+                from_cache = matches!(airing, Airing::Cached { .. });
                 let now = Instant::now();
                 for sink in sinks.iter_mut() {
                     if let Err(e) = sink.play(&slot) {
@@ -525,6 +640,18 @@ pub fn spawn_playout_thread(
                 })
                 .collect()
         })
+}
+
+/// The wall-clock time (Unix ms) of the slot due at `deadline`: the cache airs by the agent's
+/// own clock, and a slot played late still belongs to the time it was due.
+fn slot_unix_ms(deadline: Instant) -> u64 {
+    let late = u64::try_from(
+        Instant::now()
+            .saturating_duration_since(deadline)
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX);
+    crate::journal::unix_ms().saturating_sub(late)
 }
 
 /// Samples over which a switch fades (5 ms): long enough that the jump between two programmes
@@ -755,6 +882,24 @@ mod tests {
             "{records:?}"
         );
         assert_eq!(records[0].played, 3);
+    }
+
+    #[test]
+    fn a_displaced_frame_is_not_counted_as_played() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(Duration::ZERO, 100);
+        p.on_programme_start(&start(7, 0, 2));
+        p.on_frame(t0, frame(0));
+        p.on_frame(t0, frame(1));
+        assert_eq!(p.tick(t0), Tick::Play(frame(0)));
+        let Tick::Play(second) = p.tick(t0) else {
+            panic!("frame 1 plays")
+        };
+        p.displaced(&second);
+        let rec = p.programmes().next().cloned().expect("record");
+        assert_eq!(rec.played, 1);
+        assert_eq!(p.stats().frames_played, 1);
+        assert_eq!(p.stats().frames_displaced, 1);
     }
 
     #[test]

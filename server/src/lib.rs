@@ -9,6 +9,10 @@
 //! - `ingest/` — real-time audio from outside (live studio RTP or pipe, upstream relays), as PCM.
 //! - `live_input.rs` — the studio's live RTP input, on air by itself while it sends.
 //! - `playback.rs` — [`playback::Playback`]: one programme encoded once into 20 ms frames.
+//! - `prefetch.rs` — [`prefetch::PrefetchPlanner`]: per station, the recordings scheduled within
+//!   the prefetch horizon, each encoded once into a blob, kept current with the schedule.
+//! - `prefetch_sender.rs` — an agent's prefetch streams: its manifest, then the blobs it lacks,
+//!   paced and below the audio's priority.
 //! - `router.rs` — [`router::Router`]: each tick, one frame of every playback to the stations
 //!   switched to it.
 //! - `on_air.rs` — [`on_air::OnAir`]: the 20 ms clock driving the router; all switching goes
@@ -53,6 +57,8 @@ pub mod metrics;
 pub mod on_air;
 pub mod pipeline;
 pub mod playback;
+pub mod prefetch;
+pub mod prefetch_sender;
 pub mod report;
 pub mod reset_key;
 pub mod router;

@@ -975,6 +975,14 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     .await?;
     // Kept for the life of the server: dropping it would stop the input.
     let _studio = studio;
+    if server.config().prefetch_horizon_hours > 0 {
+        server.set_prefetch(radio_server::prefetch::PrefetchPlanner::spawn(
+            on_air.schedule(),
+            &district,
+            jiff::SignedDuration::from_hours(server.config().prefetch_horizon_hours.into()),
+            bitrate,
+        ));
+    }
     // One signal stops both endpoints.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

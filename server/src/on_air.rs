@@ -169,6 +169,7 @@ pub struct OnAirStatus {
 pub struct OnAir {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<OnAirEvent>,
+    schedule: watch::Receiver<Arc<Scheduler>>,
 }
 
 /// Settings of the controller.
@@ -221,14 +222,25 @@ impl OnAir {
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
-        let controller = Controller::new(Router::new(outputs), ladder, config, events.clone());
+        let (schedule_tx, schedule) = watch::channel(Arc::new(ladder.scheduler().clone()));
+        let mut controller = Controller::new(Router::new(outputs), ladder, config, events.clone());
+        controller.schedule = Some(schedule_tx);
         tokio::spawn(controller.run(rx));
-        Self { tx, events }
+        Self {
+            tx,
+            events,
+            schedule,
+        }
     }
 
     /// Subscribes to what happens on air from now on.
     pub fn events(&self) -> broadcast::Receiver<OnAirEvent> {
         self.events.subscribe()
+    }
+
+    /// The schedule on air, republished at every change (prefetch planning follows it).
+    pub fn schedule(&self) -> watch::Receiver<Arc<Scheduler>> {
+        self.schedule.clone()
     }
 
     async fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<(), CommandError> {
@@ -405,6 +417,8 @@ struct Controller {
     opened_rx: Option<mpsc::Receiver<Opened>>,
     relay_stop: watch::Receiver<bool>,
     _relay_stop_tx: watch::Sender<bool>,
+    /// Where each schedule put on air is published.
+    schedule: Option<watch::Sender<Arc<Scheduler>>>,
 }
 
 impl Controller {
@@ -443,6 +457,7 @@ impl Controller {
             opened_rx: Some(opened_rx),
             relay_stop,
             _relay_stop_tx: relay_stop_tx,
+            schedule: None,
         }
     }
 
@@ -530,6 +545,9 @@ impl Controller {
             }
             Command::CancelBulletin { id, reply } => (self.ladder.cancel_bulletin(now, &id), reply),
             Command::Schedule { scheduler, reply } => {
+                if let Some(published) = &self.schedule {
+                    published.send_replace(Arc::new((*scheduler).clone()));
+                }
                 self.ladder.replace_scheduler(*scheduler);
                 (Ok(()), reply)
             }

@@ -13,13 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use radio_config::{District, ServerConfig};
-use radio_proto::{ErrorCode, Event, Heartbeat, Session, SessionConfig, Welcome, PROTOCOL_VERSION};
+use radio_proto::{
+    Capabilities, ErrorCode, Event, Heartbeat, Session, SessionConfig, Welcome, PROTOCOL_VERSION,
+};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::certificate_authority::CertificateAuthority;
 use crate::clusters::{ClusterSeen, WatchedClusters};
+use crate::prefetch::PrefetchPlanner;
+use crate::prefetch_sender::{PrefetchStreams, CHUNK_BYTES};
 use crate::station_output::StationOutput;
 use crate::tls::{self, TlsError};
 use crate::uptime_journal::{LinkEvent, RunMarker, UptimeJournal, SERVER_ALIVE_INTERVAL};
@@ -80,6 +84,9 @@ pub struct Server {
     /// Where agents' journals and the server's view of their links are kept; without it
     /// (the demo, tests) journal batches are not acknowledged and stay with the agents.
     uptime: Option<UptimeJournal>,
+    /// The stations' prefetch plans, once planning runs (set after the on-air controller
+    /// starts, as it follows its schedule).
+    prefetch: std::sync::OnceLock<Arc<PrefetchPlanner>>,
 }
 
 impl Server {
@@ -119,7 +126,13 @@ impl Server {
             connected_tx,
             connection_slots: Arc::new(Semaphore::new(slots)),
             uptime,
+            prefetch: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sends agents that offer prefetch their stations' plans from now on.
+    pub fn set_prefetch(&self, planner: Arc<PrefetchPlanner>) {
+        let _ = self.prefetch.set(planner);
     }
 
     /// The district served.
@@ -227,7 +240,8 @@ pub fn transport_config(bitrate: u32) -> quinn::TransportConfig {
     let mut transport = relay_agent::tls::transport_config();
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    transport.send_window(u64::from(bitrate / 8 * 2).max(16 * 1024));
+    // Plus room for prefetch chunks in flight, so that they never take the audio's.
+    transport.send_window(u64::from(bitrate / 8 * 2).max(16 * 1024) + 2 * CHUNK_BYTES as u64);
     transport
 }
 
@@ -472,6 +486,8 @@ async fn serve_agent(
     // Dropped on every way out of this function (including cancellation at shutdown): detaches
     // the station's output and stops the audio writer.
     let mut audio: Option<AudioStream> = None;
+    // Likewise: stops the prefetch streams.
+    let mut prefetch: Option<PrefetchStreams> = None;
     let mut established = false;
     let result = loop {
         let deadline = session.poll_timeout().map(Instant::from_std);
@@ -528,6 +544,18 @@ async fn serve_agent(
                     };
                     register(server, commune, conn);
                     info!(software = %hello.software, "session established");
+                    if hello.capabilities.contains(Capabilities::PREFETCH) {
+                        if let Some(planner) = server.prefetch.get() {
+                            if let Some(plans) = planner.subscribe(commune) {
+                                prefetch = Some(PrefetchStreams::start(
+                                    conn.clone(),
+                                    plans,
+                                    output.clone(),
+                                    planner.bitrate(),
+                                ));
+                            }
+                        }
+                    }
                     audio = Some(AudioStream::start(output, conn.clone()));
                     established = true;
                     record_link(server, commune, true, String::new()).await;
@@ -605,6 +633,7 @@ async fn serve_agent(
         }
     };
     drop(audio);
+    drop(prefetch);
     if established {
         let reason = match &result {
             Ok(()) => "shutdown".to_owned(),

@@ -125,6 +125,12 @@ impl StationOutput {
         &self.counters
     }
 
+    /// Audio frames waiting to be written to the agent: more than a few means the link is
+    /// full, and prefetch waits.
+    pub fn queued_frames(&self) -> usize {
+        self.state.lock().map(|s| s.queued_frames).unwrap_or(0)
+    }
+
     /// The programme on air at this station, if any.
     pub fn on_air(&self) -> Option<(u64, String)> {
         let state = self.state.lock().ok()?;

@@ -24,6 +24,9 @@
 //! - `welcome.rs` — [`Welcome`].
 //! - `audio_frame.rs` — [`AudioFrame`].
 //! - `heartbeat.rs` — [`Heartbeat`].
+//! - `clock_probe.rs`, `clock_reply.rs` — [`ClockProbe`] and [`ClockReply`], the NTP-style
+//!   exchange by which agents estimate the server's media clock.
+//! - `media_clock.rs` — [`MediaClock`], the server's time base for frames and clock replies.
 //! - `programme_start.rs` — [`ProgrammeStart`].
 //! - `programme_end.rs` — [`ProgrammeEnd`].
 //! - `error_message.rs` — [`ErrorMessage`], the `Error` message.
@@ -41,6 +44,8 @@
 //! target is `fuzz/fuzz_targets/proto_decode.rs` at the repository root.
 
 mod audio_frame;
+mod clock_probe;
+mod clock_reply;
 pub mod codec;
 mod error;
 mod error_message;
@@ -48,6 +53,7 @@ mod heartbeat;
 mod hello;
 mod journal_ack;
 mod journal_batch;
+mod media_clock;
 mod message;
 mod programme_end;
 mod programme_start;
@@ -56,6 +62,8 @@ mod session;
 mod welcome;
 
 pub use audio_frame::AudioFrame;
+pub use clock_probe::ClockProbe;
+pub use clock_reply::ClockReply;
 pub use codec::{Decode, Encode};
 pub use error::{DecodeError, ErrorCode};
 pub use error_message::ErrorMessage;
@@ -63,6 +71,7 @@ pub use heartbeat::Heartbeat;
 pub use hello::{Capabilities, Hello};
 pub use journal_ack::JournalAck;
 pub use journal_batch::{ClusterState, JournalBatch, JournalEvent, JournalRecord, OutputState};
+pub use media_clock::MediaClock;
 pub use message::{Message, MessageType};
 pub use programme_end::ProgrammeEnd;
 pub use programme_start::{ProgrammeLevel, ProgrammeStart};

@@ -7,6 +7,8 @@
 //! - `icecast.rs` — a real Icecast 2 server fed by ffmpeg, the upstream station of relay tests.
 //! - `impairment_proxy.rs` — a UDP proxy that loses, delays, reorders, duplicates or blackholes
 //!   the datagrams between agents and the server ([`ImpairmentProxy`]).
+//! - `rtp_capture.rs` — receives agents' RTP packets with their arrival instants and measures
+//!   how far apart agents played the same frame ([`rtp_capture::playout_spread`]).
 //! - `tests/*.rs` — one file per end-to-end scenario.
 
 use std::io::{BufRead, BufReader};
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub mod icecast;
 pub mod impairment_proxy;
+pub mod rtp_capture;
 
 pub use impairment_proxy::{
     DirectionStats, GilbertElliott, Impairment, ImpairmentProxy, Jitter, LinkImpairment, ProxyStats,

@@ -1,0 +1,204 @@
+//! Where and when agents' RTP packets land: one receiving thread per UDP port records the
+//! instant each packet arrived and its payload, and [`playout_spread`] lines up the same frame
+//! across agents to measure how far apart they played it.
+//!
+//! Frames are recognised by their Opus payload, which the server encodes once for every station
+//! and the agents forward unchanged: RTP sequence numbers and timestamps cannot serve, as each
+//! agent starts them at random (RFC 3550 §5.1).
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One packet: when it arrived and its payload.
+pub type Arrival = (Instant, Vec<u8>);
+
+/// A UDP port whose RTP packets are recorded until [`RtpCapture::stop`].
+#[derive(Debug)]
+pub struct RtpCapture {
+    port: u16,
+    packets: Arc<Mutex<Vec<Arrival>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RtpCapture {
+    /// Binds a fresh port on 127.0.0.1 and starts recording.
+    pub fn start() -> std::io::Result<RtpCapture> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let port = socket.local_addr()?.port();
+        // Short, so that the thread notices `stop` soon; arrivals are timed when `recv` returns,
+        // which the timeout does not affect.
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let packets = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let packets = packets.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("rtp-capture-{port}"))
+                .spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(n) = socket.recv(&mut buf) else {
+                            continue;
+                        };
+                        let at = Instant::now();
+                        if let Some(payload) = rtp_payload(&buf[..n]) {
+                            if let Ok(mut p) = packets.lock() {
+                                p.push((at, payload.to_vec()));
+                            }
+                        }
+                    }
+                })?
+        };
+        Ok(RtpCapture {
+            port,
+            packets,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The port to point an agent's RTP sink at.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Packets so far.
+    pub fn len(&self) -> usize {
+        self.packets.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing arrived yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops recording and returns every packet, in arrival order.
+    pub fn stop(mut self) -> Vec<Arrival> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.packets
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for RtpCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The payload of an RTP packet (RFC 3550 §5.1: CSRCs and a header extension skipped, padding
+/// removed); `None` for anything that is not RTP version 2.
+pub fn rtp_payload(packet: &[u8]) -> Option<&[u8]> {
+    let first = *packet.first()?;
+    if first >> 6 != 2 || packet.len() < 12 {
+        return None;
+    }
+    let mut start = 12 + 4 * usize::from(first & 0x0f);
+    if first & 0x10 != 0 {
+        let words = packet.get(start + 2..start + 4)?;
+        start += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+    }
+    let mut end = packet.len();
+    if first & 0x20 != 0 {
+        end = end.checked_sub(usize::from(*packet.last()?))?;
+    }
+    packet.get(start..end)
+}
+
+/// For every frame that each agent played exactly once (a payload seen once in every capture),
+/// the spread of its playout instants: latest minus earliest, in microseconds, in the order the
+/// first agent played them. Payloads an agent sent twice (silence packets) are left out, as they
+/// cannot be told apart.
+pub fn playout_spread(captures: &[Vec<Arrival>]) -> Vec<f64> {
+    let unique: Vec<HashMap<&[u8], Instant>> = captures
+        .iter()
+        .map(|packets| {
+            let mut seen: HashMap<&[u8], Option<Instant>> = HashMap::new();
+            for (at, payload) in packets {
+                seen.entry(payload.as_slice())
+                    .and_modify(|e| *e = None)
+                    .or_insert(Some(*at));
+            }
+            seen.into_iter()
+                .filter_map(|(p, at)| at.map(|at| (p, at)))
+                .collect()
+        })
+        .collect();
+    let Some((first, rest)) = captures.split_first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter_map(|(_, payload)| {
+            let instants: Option<Vec<Instant>> = std::iter::once(&unique[0])
+                .chain(unique[1..=rest.len()].iter())
+                .map(|u| u.get(payload.as_slice()).copied())
+                .collect();
+            let instants = instants?;
+            let earliest = instants.iter().min()?;
+            let latest = instants.iter().max()?;
+            Some((*latest - *earliest).as_secs_f64() * 1e6)
+        })
+        .collect()
+}
+
+/// The `p` quantile (0 to 1) of `values`, nearest rank; `None` when empty.
+pub fn quantile(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let last = sorted.len().checked_sub(1)?;
+    let i = ((last as f64) * p.clamp(0.0, 1.0)).round() as usize;
+    sorted.get(i.min(last)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_skips_csrcs_and_extension_and_padding() {
+        let mut p = vec![0x80, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        p.extend_from_slice(b"opus");
+        assert_eq!(rtp_payload(&p), Some(&b"opus"[..]));
+        // One CSRC, an extension of one word, two bytes of padding.
+        let mut q = vec![0xb1, 111, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        q.extend_from_slice(&[9, 9, 9, 9]);
+        q.extend_from_slice(&[0xbe, 0xde, 0, 1, 7, 7, 7, 7]);
+        q.extend_from_slice(b"opus");
+        q.extend_from_slice(&[0, 2]);
+        assert_eq!(rtp_payload(&q), Some(&b"opus"[..]));
+        assert_eq!(rtp_payload(&[0x40; 20]), None, "version 1");
+        assert_eq!(rtp_payload(&[0x80; 5]), None, "short");
+    }
+
+    #[test]
+    fn spread_lines_frames_up_by_payload_and_leaves_repeats_out() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let a = vec![
+            (ms(0), b"s".to_vec()),
+            (ms(20), b"f1".to_vec()),
+            (ms(40), b"f2".to_vec()),
+            (ms(60), b"s".to_vec()),
+        ];
+        let b = vec![
+            (ms(21), b"f1".to_vec()),
+            (ms(5), b"s".to_vec()),
+            (ms(43), b"f2".to_vec()),
+        ];
+        assert_eq!(playout_spread(&[a, b]), vec![1000.0, 3000.0]);
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}

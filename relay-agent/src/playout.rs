@@ -422,13 +422,14 @@ impl Playout {
             });
         };
         // Frames whose instant has passed are skipped, as long as a later one is still on time:
-        // they were held up, and playing them would put this agent behind the others.
+        // playing them would start this agent behind the others (it happens when the clock
+        // becomes known just as the first frame is due).
         let on_time = self
             .jitter
             .iter()
             .find(|(_, b)| {
                 self.frame_instant(&clock, b.frame.server_time_us)
-                    .is_some_and(|t| t + SLOT / 2 >= now)
+                    .is_some_and(|t| t + ON_TIME >= now)
             })
             .map(|(sequence, _)| sequence);
         if let Some(sequence) = on_time {
@@ -437,7 +438,7 @@ impl Playout {
         let (first, buffered) = self.jitter.first()?;
         let due = self.frame_instant(&clock, buffered.frame.server_time_us)?;
         self.last_played = None;
-        if due + SLOT / 2 >= now {
+        if due + ON_TIME >= now {
             if due > now + ON_TIME {
                 return None;
             }
@@ -630,6 +631,7 @@ pub fn spawn_playout_thread(
             let mut pcm = vec![0i16; FRAME_SAMPLES];
             let mut timed = Vec::with_capacity(FRAME_SAMPLES + MAX_RETIME);
             let mut retimer = Retimer::default();
+            let (mut resyncs, mut late_runs) = (0, 0);
             let mut deadline = Instant::now();
             let mut proof = ProofOfPlay::default();
             let mut events = Vec::new();
@@ -652,6 +654,21 @@ pub fn spawn_playout_thread(
                     Ok(mut p) => {
                         let tick = p.tick(deadline);
                         let next_deadline = p.next_deadline();
+                        let stats = p.stats();
+                        if stats.resyncs > resyncs {
+                            tracing::warn!(
+                                "playout re-anchored on the server clock (it was off by more than {} ms)",
+                                RESYNC_THRESHOLD.as_millis()
+                            );
+                        }
+                        if stats.late_runs > late_runs {
+                            tracing::warn!(
+                                "frames arrive after their playout instant: playing late, out of \
+                                 step with the other stations (is playout_delay_ms shorter than \
+                                 the link's delay?)"
+                            );
+                        }
+                        (resyncs, late_runs) = (stats.resyncs, stats.late_runs);
                         let boundary = match &tick {
                             Tick::Play(frame) => p.boundary(frame.sequence),
                             _ => Boundary::default(),

@@ -121,6 +121,38 @@ pub fn rtp_payload(packet: &[u8]) -> Option<&[u8]> {
 /// first agent played them. Payloads an agent sent twice (silence packets) are left out, as they
 /// cannot be told apart.
 pub fn playout_spread(captures: &[Vec<Arrival>]) -> Vec<f64> {
+    common_frames(captures)
+        .iter()
+        .filter_map(|instants| {
+            let earliest = instants.iter().min()?;
+            let latest = instants.iter().max()?;
+            Some((*latest - *earliest).as_secs_f64() * 1e6)
+        })
+        .collect()
+}
+
+/// For every frame of [`playout_spread`], how much later than the first capture's agent each
+/// agent played it, in microseconds (negative: earlier): one series per capture. A constant
+/// lead or lag is a clock estimate off by that much; scatter around it is timing noise.
+pub fn playout_offsets(captures: &[Vec<Arrival>]) -> Vec<Vec<f64>> {
+    let mut series = vec![Vec::new(); captures.len()];
+    for instants in common_frames(captures) {
+        let reference = instants[0];
+        for (s, at) in series.iter_mut().zip(&instants) {
+            let us = if *at >= reference {
+                (*at - reference).as_secs_f64() * 1e6
+            } else {
+                -((reference - *at).as_secs_f64() * 1e6)
+            };
+            s.push(us);
+        }
+    }
+    series
+}
+
+/// The playout instants of every frame each capture saw exactly once, one per capture, in the
+/// order the first capture saw them.
+fn common_frames(captures: &[Vec<Arrival>]) -> Vec<Vec<Instant>> {
     let unique: Vec<HashMap<&[u8], Instant>> = captures
         .iter()
         .map(|packets| {
@@ -135,20 +167,16 @@ pub fn playout_spread(captures: &[Vec<Arrival>]) -> Vec<f64> {
                 .collect()
         })
         .collect();
-    let Some((first, rest)) = captures.split_first() else {
+    let Some(first) = captures.first() else {
         return Vec::new();
     };
     first
         .iter()
         .filter_map(|(_, payload)| {
-            let instants: Option<Vec<Instant>> = std::iter::once(&unique[0])
-                .chain(unique[1..=rest.len()].iter())
+            unique
+                .iter()
                 .map(|u| u.get(payload.as_slice()).copied())
-                .collect();
-            let instants = instants?;
-            let earliest = instants.iter().min()?;
-            let latest = instants.iter().max()?;
-            Some((*latest - *earliest).as_secs_f64() * 1e6)
+                .collect::<Option<Vec<Instant>>>()
         })
         .collect()
 }
@@ -197,7 +225,14 @@ mod tests {
             (ms(5), b"s".to_vec()),
             (ms(43), b"f2".to_vec()),
         ];
-        assert_eq!(playout_spread(&[a, b]), vec![1000.0, 3000.0]);
+        assert_eq!(
+            playout_spread(&[a.clone(), b.clone()]),
+            vec![1000.0, 3000.0]
+        );
+        assert_eq!(
+            playout_offsets(&[b, a]),
+            vec![vec![0.0, 0.0], vec![-1000.0, -3000.0]]
+        );
         assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
         assert_eq!(quantile(&[], 0.5), None);
     }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use radio_tests::rtp_capture::{playout_spread, quantile, RtpCapture};
+use radio_tests::rtp_capture::{playout_offsets, playout_spread, quantile, RtpCapture};
 use radio_tests::{
     enroll, start_agent, start_server, test_signal, write_wav, Impairment, ImpairmentProxy, Jitter,
     LinkImpairment,
@@ -41,16 +41,16 @@ fn link(i: usize) -> Option<(&'static str, LinkImpairment)> {
         0 => None,
         1 => Some(("40 ms", LinkImpairment::default().with_delay(ms(40)))),
         2 => Some((
-            "80 ms + normal jitter σ 5 ms",
+            "80 ms + |normal| jitter σ 5 ms, order kept",
             LinkImpairment::default()
                 .with_delay(ms(80))
                 .with_jitter(Jitter::Normal(ms(5)), false),
         )),
         _ => Some((
-            "20 ms + uniform jitter 0-10 ms",
+            "20 ms + uniform jitter 0-10 ms, reordering",
             LinkImpairment::default()
                 .with_delay(ms(20))
-                .with_jitter(Jitter::Uniform(ms(10)), false),
+                .with_jitter(Jitter::Uniform(ms(10)), true),
         )),
     }
 }
@@ -112,10 +112,29 @@ fn run_once(run: usize, agents: usize, seconds: f32) -> anyhow::Result<RunResult
         if output.iter().any(|l| l.contains("server clock known")) {
             synced += 1;
         }
+        for line in output
+            .iter()
+            .filter(|l| l.contains("re-anchored") || l.contains("playing late"))
+        {
+            println!("  run {run} {}", line);
+        }
     }
     let _ = server.terminate();
     let packets: Vec<_> = captures.into_iter().map(RtpCapture::stop).collect();
     let spreads = playout_spread(&packets);
+    if std::env::var_os("SPREAD_DEBUG").is_some() {
+        for (k, v) in spreads.iter().enumerate().filter(|(_, v)| **v > 1000.0) {
+            println!("  frame {k}: {v:.0} µs");
+        }
+    }
+    for (i, offsets) in playout_offsets(&packets).iter().enumerate().skip(1) {
+        println!(
+            "  run {run} agent {i} vs agent 0: p1 {:.0} µs, p50 {:.0} µs, p99 {:.0} µs",
+            quantile(offsets, 0.01).unwrap_or(f64::NAN),
+            quantile(offsets, 0.5).unwrap_or(f64::NAN),
+            quantile(offsets, 0.99).unwrap_or(f64::NAN)
+        );
+    }
     let expected = (seconds * 50.0) as usize;
     anyhow::ensure!(
         spreads.len() * 10 >= expected * 9,

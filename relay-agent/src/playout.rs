@@ -644,14 +644,27 @@ pub fn spawn_playout_thread(
                         std::thread::sleep(early - now);
                     }
                 }
-                // A stalled machine plays the missed slots back to back rather than dropping
-                // them, so outputs keep a true timeline; beyond a second it gives up and re-bases.
-                if Instant::now().saturating_duration_since(deadline) > Duration::from_secs(1) {
-                    tracing::warn!("playout clock fell more than 1 s behind; re-basing");
-                    deadline = Instant::now();
-                }
+                let behind = Instant::now().saturating_duration_since(deadline);
                 let (tick, boundary, next_deadline) = match playout.lock() {
                     Ok(mut p) => {
+                        // Without the server's clock, a stalled machine plays the missed slots
+                        // back to back rather than dropping them, so outputs keep a true
+                        // timeline; beyond a second it gives up and re-bases. With it, the true
+                        // timeline is the server's: past the resync threshold the slot is
+                        // decided now, and the playout skips what is no longer on time rather
+                        // than playing it late (a burst, then back in step).
+                        let limit = if p.clock().is_some() {
+                            RESYNC_THRESHOLD
+                        } else {
+                            Duration::from_secs(1)
+                        };
+                        if behind > limit {
+                            tracing::warn!(
+                                "playout clock fell {} ms behind; re-basing",
+                                behind.as_millis()
+                            );
+                            deadline = Instant::now();
+                        }
                         let tick = p.tick(deadline);
                         let next_deadline = p.next_deadline();
                         let stats = p.stats();
@@ -1278,6 +1291,40 @@ mod tests {
         for (at, k) in after {
             assert_eq!(*at, t0 - shift + DELAY + SLOT * *k as u32, "frame {k}");
         }
+    }
+
+    #[test]
+    fn after_a_stall_the_frames_no_longer_on_time_are_skipped() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(DELAY, 100);
+        p.set_clock(Some(clock_at(t0)));
+        for (at, f) in stream(t0, 100, Duration::from_millis(5), |_| 0) {
+            p.on_frame(at, f);
+        }
+        let mut now = t0 + DELAY;
+        for k in 0..10 {
+            assert_eq!(p.tick(now), Tick::Play(timed(k, BASE_US + k * 20_000)));
+            now = p.next_deadline().expect("synced");
+        }
+        // The machine stalls: the thread wakes 130 ms after frame 10 was due and decides that
+        // slot at once, then follows the playout's deadlines again.
+        let woke = now + Duration::from_millis(130);
+        assert!(matches!(p.tick(woke), Tick::Play(f) if f.sequence == 10));
+        let mut plays = Vec::new();
+        let mut at = p.next_deadline().expect("re-anchoring");
+        while at < woke + Duration::from_millis(100) {
+            if let Tick::Play(f) = p.tick(at) {
+                plays.push((at, f.sequence));
+            }
+            at = p.next_deadline().unwrap_or(at + SLOT);
+        }
+        assert_eq!(p.stats().resyncs, 1);
+        // Frames 11 to 16 were due during the stall or just after it woke: skipped.
+        assert_eq!(plays[0], (t0 + DELAY + SLOT * 17, 17));
+        for (at, k) in plays {
+            assert_eq!(at, t0 + DELAY + SLOT * k as u32, "frame {k}");
+        }
+        assert_eq!(p.stats().frames_late, 6);
     }
 
     #[test]

@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 
 use radio_proto::{ClockProbe, ClockReply};
 
-/// Probes sent quickly after a connection starts, so that the first frames already play in step.
-pub const QUICK_PROBES: u32 = 8;
+/// Probes sent quickly after a connection starts (two seconds' worth), so that the first frames
+/// already play in step: three replies give a first estimate within 150 ms and a round trip,
+/// and forty make it about as good as half a minute of the slower probes.
+pub const QUICK_PROBES: u32 = 40;
 /// Interval of the quick probes.
 pub const QUICK_INTERVAL: Duration = Duration::from_millis(50);
 /// Interval of the probes after the quick ones. The more exchanges a window holds, the less
@@ -397,7 +399,7 @@ mod tests {
         sync.on_session(9, t0);
         let mut sent = Vec::new();
         let mut now = t0;
-        while now < t0 + Duration::from_millis(2_500) {
+        while now < t0 + Duration::from_millis(4_000) {
             if let Some(p) = sync.poll_probe(now) {
                 sent.push((now - t0, p.id));
             }
@@ -406,25 +408,11 @@ mod tests {
         }
         let times: Vec<Duration> = sent.iter().map(|(t, _)| *t).collect();
         let ms = Duration::from_millis;
-        assert_eq!(
-            times,
-            vec![
-                ms(0),
-                ms(50),
-                ms(100),
-                ms(150),
-                ms(200),
-                ms(250),
-                ms(300),
-                ms(350),
-                ms(850),
-                ms(1350),
-                ms(1850),
-                ms(2350)
-            ]
-        );
+        let mut expected: Vec<Duration> = (0..40).map(|i| ms(50 * i)).collect();
+        expected.extend([ms(2_450), ms(2_950), ms(3_450), ms(3_950)]);
+        assert_eq!(times, expected);
         let ids: Vec<u32> = sent.iter().map(|(_, id)| *id).collect();
-        assert_eq!(ids, (0..12).collect::<Vec<_>>());
+        assert_eq!(ids, (0..44).collect::<Vec<_>>());
         // A new session probes quickly again.
         sync.on_session(9, now);
         assert!(sync.poll_probe(now).is_some());

@@ -7,8 +7,10 @@
 //! each frame the spread is the latest minus the earliest arrival; each run reports its p50 and
 //! p99, and the summary the medians over the runs.
 //!
-//! `cargo run -p radio-benches --bin playout_spread -- [RUNS] [AGENTS] [SECONDS]`
-//! (defaults 5, 4, 20). The binaries are the test kit's (a dev build, `radio_tests::binary`).
+//! `cargo run -p radio-benches --bin playout_spread -- [RUNS] [AGENTS] [SECONDS] [LINKS]`
+//! (defaults 5, 4, 20, `mixed`; `direct` connects every agent without the proxy, which
+//! separates the timing noise of the machine from the clock estimate's error on impaired links).
+//! The binaries are the test kit's (a dev build, `radio_tests::binary`).
 //!
 //! Goal: p99 ≤ 0.5 ms.
 
@@ -35,8 +37,11 @@ const COMMUNES: [&str; 8] = [
 
 /// The link of agent `i`: direct, or through the proxy with the same delay each way (a
 /// constant asymmetry would shift that agent by half of it, for any clock exchange).
-fn link(i: usize) -> Option<(&'static str, LinkImpairment)> {
+fn link(i: usize, direct: bool) -> Option<(&'static str, LinkImpairment)> {
     let ms = Duration::from_millis;
+    if direct {
+        return None;
+    }
     match i % 4 {
         0 => None,
         1 => Some(("40 ms", LinkImpairment::default().with_delay(ms(40)))),
@@ -62,7 +67,7 @@ struct RunResult {
     max_us: f64,
 }
 
-fn run_once(run: usize, agents: usize, seconds: f32) -> anyhow::Result<RunResult> {
+fn run_once(run: usize, agents: usize, seconds: f32, direct: bool) -> anyhow::Result<RunResult> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("server-data");
     let programme = dir.path().join("programme.wav");
@@ -77,7 +82,7 @@ fn run_once(run: usize, agents: usize, seconds: f32) -> anyhow::Result<RunResult
     let mut captures = Vec::new();
     let mut processes = Vec::new();
     for (i, commune) in communes.iter().enumerate() {
-        let target = match link(i) {
+        let target = match link(i, direct) {
             None => addr.clone(),
             Some((_, impairment)) => {
                 let proxy = ImpairmentProxy::start(
@@ -163,13 +168,14 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(4)
         .clamp(2, COMMUNES.len());
     let seconds: f32 = arg(3).and_then(|a| a.parse().ok()).unwrap_or(20.0);
+    let direct = arg(4).is_some_and(|a| a == "direct");
     for (i, commune) in COMMUNES.iter().enumerate().take(agents) {
-        let desc = link(i).map_or("direct", |(d, _)| d);
+        let desc = link(i, direct).map_or("direct", |(d, _)| d);
         println!("agent {i} ({commune}): {desc}, both ways");
     }
     let mut results = Vec::new();
     for run in 0..runs {
-        let r = run_once(run, agents, seconds)?;
+        let r = run_once(run, agents, seconds, direct)?;
         println!(
             "{{\"run\": {run}, \"frames\": {}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"max_us\": {:.0}}}",
             r.frames, r.p50_us, r.p99_us, r.max_us

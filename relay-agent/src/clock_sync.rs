@@ -25,12 +25,14 @@ use std::time::{Duration, Instant};
 
 use radio_proto::{ClockProbe, ClockReply};
 
-/// Probes sent quickly after a connection starts (two seconds' worth), so that the first frames
-/// already play in step: three replies give a first estimate within 150 ms and a round trip,
-/// and forty make it about as good as half a minute of the slower probes.
+/// Probes sent quickly after a connection starts, so that the first frames already play in
+/// step: the first frame is due a playout delay (250 ms) after the audio starts, which may be
+/// as soon as the session is; by then, over a link of 80 ms each way, ten replies are back.
+/// Forty quick probes (about 3 kB) make the estimate nearly as good as half a minute of the
+/// slower ones.
 pub const QUICK_PROBES: u32 = 40;
 /// Interval of the quick probes.
-pub const QUICK_INTERVAL: Duration = Duration::from_millis(50);
+pub const QUICK_INTERVAL: Duration = Duration::from_millis(10);
 /// Interval of the probes after the quick ones. The more exchanges a window holds, the less
 /// queued the least queued of them: over a jittery link that is what the estimate's error comes
 /// down to (behind 5 ms of jitter, about 6 ms divided by the number of exchanges, each way).
@@ -49,8 +51,9 @@ const MIN_SAMPLES: usize = 3;
 const MIN_RATE_SPAN_US: f64 = 60e6;
 /// Rates beyond this are not a crystal's drift but a broken measurement; clamped.
 const MAX_RATE: f64 = 500e-6;
-/// Probes awaiting their reply; older ones are forgotten (their reply would be stale anyway).
-const OUTSTANDING: usize = 8;
+/// Probes awaiting their reply; older ones are forgotten. Enough for the quick probes over a
+/// round trip of 400 ms, or the slower ones over half a minute.
+const OUTSTANDING: usize = 64;
 
 /// The server's media clock as seen from this agent: `server = server_ref + (local -
 /// local_ref) × (1 + rate)`.
@@ -399,7 +402,7 @@ mod tests {
         sync.on_session(9, t0);
         let mut sent = Vec::new();
         let mut now = t0;
-        while now < t0 + Duration::from_millis(4_000) {
+        while now < t0 + Duration::from_millis(2_500) {
             if let Some(p) = sync.poll_probe(now) {
                 sent.push((now - t0, p.id));
             }
@@ -408,8 +411,8 @@ mod tests {
         }
         let times: Vec<Duration> = sent.iter().map(|(t, _)| *t).collect();
         let ms = Duration::from_millis;
-        let mut expected: Vec<Duration> = (0..40).map(|i| ms(50 * i)).collect();
-        expected.extend([ms(2_450), ms(2_950), ms(3_450), ms(3_950)]);
+        let mut expected: Vec<Duration> = (0..40).map(|i| ms(10 * i)).collect();
+        expected.extend([ms(890), ms(1_390), ms(1_890), ms(2_390)]);
         assert_eq!(times, expected);
         let ids: Vec<u32> = sent.iter().map(|(_, id)| *id).collect();
         assert_eq!(ids, (0..44).collect::<Vec<_>>());

@@ -112,16 +112,13 @@ fn run_once(run: usize, agents: usize, seconds: f32, direct: bool) -> anyhow::Re
     // The last frames are still in the agents' buffers (the playout delay).
     std::thread::sleep(Duration::from_millis(1_500));
     let mut synced = 0;
-    for p in processes {
+    for (i, p) in processes.into_iter().enumerate() {
         let (_, output) = p.terminate();
         if output.iter().any(|l| l.contains("server clock known")) {
             synced += 1;
         }
-        for line in output
-            .iter()
-            .filter(|l| l.contains("re-anchored") || l.contains("playing late"))
-        {
-            println!("  run {run} {}", line);
+        for line in output.iter().filter(|l| l.contains(" WARN ")) {
+            println!("  run {run} agent {i}: {line}");
         }
     }
     let _ = server.terminate();
@@ -170,8 +167,10 @@ fn main() -> anyhow::Result<()> {
     let seconds: f32 = arg(3).and_then(|a| a.parse().ok()).unwrap_or(20.0);
     let direct = arg(4).is_some_and(|a| a == "direct");
     for (i, commune) in COMMUNES.iter().enumerate().take(agents) {
-        let desc = link(i, direct).map_or("direct", |(d, _)| d);
-        println!("agent {i} ({commune}): {desc}, both ways");
+        match link(i, direct) {
+            None => println!("agent {i} ({commune}): direct"),
+            Some((desc, _)) => println!("agent {i} ({commune}): {desc}, each way"),
+        }
     }
     let mut results = Vec::new();
     for run in 0..runs {

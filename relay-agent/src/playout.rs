@@ -15,7 +15,8 @@
 //! Until the clock is known, a run of frames is anchored on its first frame: that frame is played
 //! `delay` after it arrived, and each following slot 20 ms later. The same holds when frames
 //! arrive later than their synchronised instant (a link slower than the delay): playing late
-//! beats playing nothing. Either way the delay absorbs network jitter; frames that miss their
+//! beats playing nothing, and the run rejoins the others once frames come in time again. Either
+//! way the delay absorbs network jitter; frames that miss their
 //! slot are late and dropped.
 
 use std::collections::VecDeque;
@@ -477,6 +478,20 @@ impl Playout {
             return;
         };
         if mode == Mode::Late {
+            // Back in step as soon as the link allows, with a margin so that a link hovering
+            // around the playout delay does not re-anchor over and over: once a buffered frame
+            // is due more than the threshold from now, the late ones are skipped.
+            let recovered = self
+                .jitter
+                .iter()
+                .last()
+                .and_then(|(_, b)| self.frame_instant(&clock, b.frame.server_time_us))
+                .is_some_and(|t| t > now + SLOT + RESYNC_THRESHOLD);
+            if recovered {
+                self.stats.resyncs += 1;
+                self.state = State::Idle;
+                self.next_at = Some(now);
+            }
             return;
         }
         let Some(due) = self.instant_of(&clock, next) else {
@@ -1366,6 +1381,52 @@ mod tests {
         assert_eq!(plays[0].0, t0 + Duration::from_millis(400));
         assert_eq!(p.stats().late_runs, 1);
         assert_eq!(p.stats().resyncs, 0);
+    }
+
+    #[test]
+    fn a_late_run_rejoins_the_others_once_the_link_is_fast_again() {
+        let t0 = Instant::now();
+        let mut p = Playout::new(DELAY, 200);
+        p.set_clock(Some(clock_at(t0)));
+        // For its first second the link takes 400 ms (150 ms more than the delay), then 5 ms.
+        let arrivals = (0..150u64)
+            .map(|k| {
+                let latency = if k < 50 {
+                    Duration::from_millis(400)
+                } else {
+                    Duration::from_millis(5)
+                };
+                (
+                    t0 + SLOT * k as u32 + latency,
+                    timed(k, BASE_US + k * 20_000),
+                )
+            })
+            .collect();
+        let slots = drive(
+            &mut p,
+            t0,
+            t0 + Duration::from_millis(3_500),
+            arrivals,
+            |_, _| {},
+        );
+        assert_eq!(p.stats().late_runs, 1);
+        assert_eq!(p.stats().resyncs, 1);
+        let plays = played(&slots);
+        // Played late at first, on arrival plus the delay (at the next 20 ms slot)…
+        assert_eq!(plays[0], (t0 + Duration::from_millis(660), 0));
+        // …and in step again from the first frame still on time when the link recovered.
+        let rejoined: Vec<_> = plays
+            .iter()
+            .filter(|(at, k)| *at == t0 + DELAY + SLOT * *k as u32)
+            .collect();
+        assert!(rejoined.len() > 50, "{} frames in step", rejoined.len());
+        let first = rejoined[0].1;
+        assert!(
+            plays
+                .iter()
+                .all(|(_, k)| *k < first || rejoined.iter().any(|(_, j)| j == k)),
+            "every frame after rejoining is in step"
+        );
     }
 
     #[test]

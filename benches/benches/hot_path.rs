@@ -16,6 +16,7 @@ fn frame(sequence: u64) -> Message {
         channel: 0,
         sequence,
         timestamp: sequence * 960,
+        server_time_us: sequence * 20_000,
         // 32 kb/s × 20 ms = 80 bytes of Opus.
         payload: Bytes::from(vec![0x5a; 80]),
     })
@@ -91,7 +92,7 @@ fn fanout(c: &mut Criterion) {
                         (router, outputs)
                     },
                     |(mut router, outputs)| {
-                        router.tick();
+                        router.tick(0);
                         (router, outputs)
                     },
                     BatchSize::LargeInput,

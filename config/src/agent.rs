@@ -31,6 +31,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Where decoded audio goes; at least one.
     pub sinks: Vec<SinkSpec>,
+    /// How long after its server time each frame is heard (before the server's clock is known:
+    /// after it arrived). Every agent of a district must use the same value, or their clusters
+    /// play out of step; 250 ms covers the delay and jitter of rural 3G/4G and radio links.
     pub playout_delay_ms: u32,
     /// Capacity of the jitter buffer in 20 ms frames.
     pub jitter_capacity_frames: u32,
@@ -58,7 +61,7 @@ impl Default for AgentConfig {
             server: None,
             state_dir: PathBuf::from("/var/lib/relay-agent"),
             sinks: Vec::new(),
-            playout_delay_ms: 200,
+            playout_delay_ms: 250,
             jitter_capacity_frames: 500,
             reconnect_min_ms: 500,
             reconnect_max_ms: 10_000,

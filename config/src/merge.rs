@@ -119,7 +119,7 @@ pub struct AgentOverrides {
     /// Replaces (does not extend) sinks from the file or environment.
     #[arg(long = "sink")]
     pub sinks: Vec<SinkSpec>,
-    /// Playout delay in ms, 20-10000 [default: 200].
+    /// Playout delay in ms, 20-10000 [default: 250].
     #[arg(long)]
     pub playout_delay_ms: Option<u32>,
     /// tracing filter [default: info].

@@ -17,6 +17,10 @@ pub struct AudioFrame {
     pub sequence: u64,
     /// Position of the first sample on the 48 kHz sample clock.
     pub timestamp: u64,
+    /// The server's media clock ([`crate::MediaClock`]) at the tick that produced the frame,
+    /// in microseconds. Every station's frame of one tick carries the same value, so agents
+    /// that play each frame at this time plus one fixed delay play in step.
+    pub server_time_us: u64,
     /// The Opus packet, 1..=[`AudioFrame::MAX_PAYLOAD`] bytes.
     pub payload: Bytes,
 }
@@ -26,7 +30,7 @@ impl AudioFrame {
     /// bigger is a broken or hostile sender.
     pub const MAX_PAYLOAD: usize = 1500;
     /// Largest body a valid `AudioFrame` can have.
-    pub const MAX_BODY_LEN: usize = 2 + 8 + 8 + prefixed_len(Self::MAX_PAYLOAD);
+    pub const MAX_BODY_LEN: usize = 2 + 8 + 8 + 8 + prefixed_len(Self::MAX_PAYLOAD);
 }
 
 impl Encode for AudioFrame {
@@ -34,11 +38,12 @@ impl Encode for AudioFrame {
         buf.put_u16(self.channel);
         buf.put_u64(self.sequence);
         buf.put_u64(self.timestamp);
+        buf.put_u64(self.server_time_us);
         encode_bytes(buf, &self.payload);
     }
 
     fn encoded_len(&self) -> usize {
-        2 + 8 + 8 + prefixed_len(self.payload.len())
+        2 + 8 + 8 + 8 + prefixed_len(self.payload.len())
     }
 }
 
@@ -47,6 +52,7 @@ impl Decode for AudioFrame {
         let channel = decode_u16(buf)?;
         let sequence = decode_u64(buf)?;
         let timestamp = decode_u64(buf)?;
+        let server_time_us = decode_u64(buf)?;
         let payload = decode_bytes(buf, "payload", Self::MAX_PAYLOAD)?;
         // A zero-length Opus packet is not a valid packet (RFC 6716 §3.1);
         // silence is sent as a real DTX packet.
@@ -60,6 +66,7 @@ impl Decode for AudioFrame {
             channel,
             sequence,
             timestamp,
+            server_time_us,
             payload,
         })
     }
@@ -75,6 +82,7 @@ mod tests {
             channel: u16::MAX,
             sequence: u64::MAX,
             timestamp: u64::MAX,
+            server_time_us: u64::MAX,
             payload: Bytes::from(vec![0xaa; AudioFrame::MAX_PAYLOAD]),
         };
         assert_eq!(f.encoded_len(), AudioFrame::MAX_BODY_LEN);

@@ -24,6 +24,9 @@
 //! - `welcome.rs` — [`Welcome`].
 //! - `audio_frame.rs` — [`AudioFrame`].
 //! - `heartbeat.rs` — [`Heartbeat`].
+//! - `clock_probe.rs`, `clock_reply.rs` — [`ClockProbe`] and [`ClockReply`], the NTP-style
+//!   exchange by which agents estimate the server's media clock.
+//! - `media_clock.rs` — [`MediaClock`], the server's time base for frames and clock replies.
 //! - `programme_start.rs` — [`ProgrammeStart`].
 //! - `programme_end.rs` — [`ProgrammeEnd`].
 //! - `error_message.rs` — [`ErrorMessage`], the `Error` message.
@@ -45,6 +48,8 @@
 //! target is `fuzz/fuzz_targets/proto_decode.rs` at the repository root.
 
 mod audio_frame;
+mod clock_probe;
+mod clock_reply;
 pub mod codec;
 mod error;
 mod error_message;
@@ -52,6 +57,7 @@ mod heartbeat;
 mod hello;
 mod journal_ack;
 mod journal_batch;
+mod media_clock;
 mod message;
 mod prefetch_blob;
 mod prefetch_chunk;
@@ -63,6 +69,8 @@ mod session;
 mod welcome;
 
 pub use audio_frame::AudioFrame;
+pub use clock_probe::ClockProbe;
+pub use clock_reply::ClockReply;
 pub use codec::{Decode, Encode};
 pub use error::{DecodeError, ErrorCode};
 pub use error_message::ErrorMessage;
@@ -70,6 +78,7 @@ pub use heartbeat::Heartbeat;
 pub use hello::{Capabilities, Hello};
 pub use journal_ack::JournalAck;
 pub use journal_batch::{ClusterState, JournalBatch, JournalEvent, JournalRecord, OutputState};
+pub use media_clock::MediaClock;
 pub use message::{Message, MessageType};
 pub use prefetch_blob::{blob_packets, put_blob_packet};
 pub use prefetch_chunk::{PrefetchChunk, PREFETCH_STOP_HELD, PREFETCH_STOP_RETRY};

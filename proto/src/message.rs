@@ -4,14 +4,16 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{decode_u8, decode_varint, encode_varint, varint_len};
 use crate::{
-    AudioFrame, Decode, DecodeError, Encode, ErrorMessage, Heartbeat, Hello, JournalAck,
-    JournalBatch, PrefetchChunk, PrefetchManifest, ProgrammeEnd, ProgrammeStart, Welcome,
+    AudioFrame, ClockProbe, ClockReply, Decode, DecodeError, Encode, ErrorMessage, Heartbeat,
+    Hello, JournalAck, JournalBatch, PrefetchChunk, PrefetchManifest, ProgrammeEnd, ProgrammeStart,
+    Welcome,
 };
 
 /// The type byte at the start of every frame.
 ///
 /// Values are grouped by purpose (0x0_ handshake, 0x1_ audio stream,
-/// 0x2_ liveness, 0x3_ errors, 0x4_ the uptime journal, 0x5_ prefetch) and are part of the wire format.
+/// 0x2_ liveness and clock, 0x3_ errors, 0x4_ the uptime journal, 0x5_ prefetch) and are part of
+/// the wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MessageType {
@@ -21,6 +23,8 @@ pub enum MessageType {
     ProgrammeStart = 0x11,
     ProgrammeEnd = 0x12,
     Heartbeat = 0x20,
+    ClockProbe = 0x21,
+    ClockReply = 0x22,
     Error = 0x30,
     JournalBatch = 0x40,
     JournalAck = 0x41,
@@ -30,13 +34,15 @@ pub enum MessageType {
 
 impl MessageType {
     /// Every message type, in numeric order.
-    pub const ALL: [MessageType; 11] = [
+    pub const ALL: [MessageType; 13] = [
         MessageType::Hello,
         MessageType::Welcome,
         MessageType::AudioFrame,
         MessageType::ProgrammeStart,
         MessageType::ProgrammeEnd,
         MessageType::Heartbeat,
+        MessageType::ClockProbe,
+        MessageType::ClockReply,
         MessageType::Error,
         MessageType::JournalBatch,
         MessageType::JournalAck,
@@ -61,6 +67,8 @@ impl MessageType {
             MessageType::ProgrammeStart => ProgrammeStart::MAX_BODY_LEN,
             MessageType::ProgrammeEnd => ProgrammeEnd::MAX_BODY_LEN,
             MessageType::Heartbeat => Heartbeat::MAX_BODY_LEN,
+            MessageType::ClockProbe => ClockProbe::MAX_BODY_LEN,
+            MessageType::ClockReply => ClockReply::MAX_BODY_LEN,
             MessageType::Error => ErrorMessage::MAX_BODY_LEN,
             MessageType::JournalBatch => JournalBatch::MAX_BODY_LEN,
             MessageType::JournalAck => JournalAck::MAX_BODY_LEN,
@@ -94,6 +102,8 @@ pub enum Message {
     Welcome(Welcome),
     AudioFrame(AudioFrame),
     Heartbeat(Heartbeat),
+    ClockProbe(ClockProbe),
+    ClockReply(ClockReply),
     ProgrammeStart(ProgrammeStart),
     ProgrammeEnd(ProgrammeEnd),
     Error(ErrorMessage),
@@ -110,6 +120,8 @@ impl Message {
             Message::Welcome(_) => MessageType::Welcome,
             Message::AudioFrame(_) => MessageType::AudioFrame,
             Message::Heartbeat(_) => MessageType::Heartbeat,
+            Message::ClockProbe(_) => MessageType::ClockProbe,
+            Message::ClockReply(_) => MessageType::ClockReply,
             Message::ProgrammeStart(_) => MessageType::ProgrammeStart,
             Message::ProgrammeEnd(_) => MessageType::ProgrammeEnd,
             Message::Error(_) => MessageType::Error,
@@ -133,6 +145,8 @@ impl Message {
             Message::Welcome(m) => m.encoded_len(),
             Message::AudioFrame(m) => m.encoded_len(),
             Message::Heartbeat(m) => m.encoded_len(),
+            Message::ClockProbe(m) => m.encoded_len(),
+            Message::ClockReply(m) => m.encoded_len(),
             Message::ProgrammeStart(m) => m.encoded_len(),
             Message::ProgrammeEnd(m) => m.encoded_len(),
             Message::Error(m) => m.encoded_len(),
@@ -149,6 +163,8 @@ impl Message {
             Message::Welcome(m) => m.encode(buf),
             Message::AudioFrame(m) => m.encode(buf),
             Message::Heartbeat(m) => m.encode(buf),
+            Message::ClockProbe(m) => m.encode(buf),
+            Message::ClockReply(m) => m.encode(buf),
             Message::ProgrammeStart(m) => m.encode(buf),
             Message::ProgrammeEnd(m) => m.encode(buf),
             Message::Error(m) => m.encode(buf),
@@ -170,6 +186,8 @@ pub(crate) fn decode_body(kind: MessageType, mut body: Bytes) -> Result<Message,
         MessageType::Welcome => Message::Welcome(Welcome::decode(body)?),
         MessageType::AudioFrame => Message::AudioFrame(AudioFrame::decode(body)?),
         MessageType::Heartbeat => Message::Heartbeat(Heartbeat::decode(body)?),
+        MessageType::ClockProbe => Message::ClockProbe(ClockProbe::decode(body)?),
+        MessageType::ClockReply => Message::ClockReply(ClockReply::decode(body)?),
         MessageType::ProgrammeStart => Message::ProgrammeStart(ProgrammeStart::decode(body)?),
         MessageType::ProgrammeEnd => Message::ProgrammeEnd(ProgrammeEnd::decode(body)?),
         MessageType::Error => Message::Error(ErrorMessage::decode(body)?),
@@ -242,6 +260,8 @@ impl_from!(
     Welcome(Welcome),
     AudioFrame(AudioFrame),
     Heartbeat(Heartbeat),
+    ClockProbe(ClockProbe),
+    ClockReply(ClockReply),
     ProgrammeStart(ProgrammeStart),
     ProgrammeEnd(ProgrammeEnd),
     Error(ErrorMessage),

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::codec::truncate_utf8;
 use crate::{
-    ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, Message,
-    Welcome, PROTOCOL_VERSION,
+    ClockProbe, ClockReply, ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck,
+    JournalBatch, MediaClock, Message, Welcome, PROTOCOL_VERSION,
 };
 
 /// Timing parameters of a session.
@@ -66,6 +66,13 @@ pub enum Event {
     JournalBatch(JournalBatch),
     /// Agent: the server stored these records; they may be deleted.
     JournalAck(JournalAck),
+    /// Agent: the server answered a [`Session::send_clock_probe`].
+    ClockReply {
+        reply: ClockReply,
+        /// The `now` of the [`Session::handle_input`] that completed the reply: the agent's
+        /// receive time (t4), taken before anything else could delay it.
+        received_at: Instant,
+    },
     /// The session is over. Emitted exactly once.
     Closed {
         code: ErrorCode,
@@ -110,6 +117,8 @@ pub struct Session {
     frames_lost: u64,
     on_air: bool,
     unix_ms: u64,
+    /// Server: the clock that `ClockReply` times are read on.
+    media_clock: MediaClock,
 }
 
 impl Session {
@@ -143,6 +152,7 @@ impl Session {
             frames_lost: 0,
             on_air: false,
             unix_ms: 0,
+            media_clock: MediaClock::new(now),
         }
     }
 
@@ -213,6 +223,23 @@ impl Session {
             }
             (Role::Agent, SessionState::Established, Message::JournalAck(ack)) => {
                 self.events.push_back(Event::JournalAck(ack));
+            }
+            (Role::Server, SessionState::Established, Message::ClockProbe(probe)) => {
+                // Answered here rather than by the application: every step between the bytes
+                // arriving and the reply leaving would widen the round trip the agent measures.
+                let at = self.media_clock.micros(now);
+                self.send(Message::ClockReply(ClockReply {
+                    id: probe.id,
+                    agent_send_us: probe.agent_send_us,
+                    server_receive_us: at,
+                    server_send_us: at,
+                }));
+            }
+            (Role::Agent, SessionState::Established, Message::ClockReply(reply)) => {
+                self.events.push_back(Event::ClockReply {
+                    reply,
+                    received_at: now,
+                });
             }
             (_, state, msg) => {
                 let reason = format!(
@@ -354,6 +381,20 @@ impl Session {
         if self.role == Role::Agent && self.state == SessionState::Established {
             self.send(Message::JournalBatch(batch));
         }
+    }
+
+    /// Agent: asks for the server's media clock; the answer comes as [`Event::ClockReply`].
+    /// Ignored unless the session is established.
+    pub fn send_clock_probe(&mut self, probe: ClockProbe) {
+        if self.role == Role::Agent && self.state == SessionState::Established {
+            self.send(Message::ClockProbe(probe));
+        }
+    }
+
+    /// Server: the clock that clock replies are read on, the one audio frames are stamped
+    /// with. Until it is set, the session's own start serves as the epoch.
+    pub fn set_media_clock(&mut self, clock: MediaClock) {
+        self.media_clock = clock;
     }
 
     /// Server: acknowledges records stored durably.

@@ -129,6 +129,7 @@ fn audio_payload_limits() {
         channel: 1,
         sequence: 2,
         timestamp: 3,
+        server_time_us: 4,
         payload: Bytes::from(vec![0x55; n]),
     };
     for ok in [1, 1500] {
@@ -151,8 +152,8 @@ fn audio_payload_limits() {
         Message::decode(&mut &Message::AudioFrame(frame_with(1501)).to_bytes()[..]),
         Err(DecodeError::TooLarge {
             kind: MessageType::AudioFrame,
-            len: 1521,
-            max: 1520
+            len: 1529,
+            max: 1528
         })
     );
 }
@@ -203,14 +204,14 @@ fn short_body_inside_complete_frame_is_an_error_for_the_reader() {
 fn reader_rejects_oversized_length_from_header_alone() {
     // AudioFrame header declaring one byte over the limit, plus a few body bytes.
     let mut data = vec![MessageType::AudioFrame.as_u8()];
-    encode_varint(&mut data, 1521);
+    encode_varint(&mut data, 1529);
     data.extend_from_slice(&[0, 1, 2, 3]);
     let mut r = FrameReader::new();
     r.push(&data);
     let expected = DecodeError::TooLarge {
         kind: MessageType::AudioFrame,
-        len: 1521,
-        max: 1520,
+        len: 1529,
+        max: 1528,
     };
     assert_eq!(r.next_message(), Err(expected.clone()));
     assert_eq!(expected.code(), ErrorCode::TooLarge);
@@ -248,7 +249,7 @@ fn reader_rejects_huge_lengths_for_every_type() {
 #[test]
 fn reader_waits_for_a_body_at_the_limit() {
     let mut data = vec![MessageType::AudioFrame.as_u8()];
-    encode_varint(&mut data, 1520);
+    encode_varint(&mut data, 1528);
     data.extend_from_slice(&[0; 10]);
     let mut r = FrameReader::new();
     r.push(&data);
@@ -257,9 +258,9 @@ fn reader_waits_for_a_body_at_the_limit() {
 
 #[test]
 fn message_decode_does_not_trust_declared_length() {
-    // Declares a 1520-byte body but carries 3 bytes: Truncated, no panic.
+    // Declares a 1528-byte body but carries 3 bytes: Truncated, no panic.
     let mut data = vec![MessageType::AudioFrame.as_u8()];
-    encode_varint(&mut data, 1520);
+    encode_varint(&mut data, 1528);
     data.extend_from_slice(&[1, 2, 3]);
     assert_eq!(Message::decode(&mut &data[..]), Err(DecodeError::Truncated));
 }
@@ -360,4 +361,22 @@ fn prefetch_chunk_limits() {
             ..
         })
     ));
+}
+
+#[test]
+fn clock_reply_sent_before_it_was_received_is_refused() {
+    use radio_proto::ClockReply;
+    let reply = |receive, send| ClockReply {
+        id: 1,
+        agent_send_us: 10,
+        server_receive_us: receive,
+        server_send_us: send,
+    };
+    for ok in [reply(5, 5), reply(5, 6), reply(0, u64::MAX)] {
+        assert_eq!(ClockReply::decode(&mut &body(&ok)[..]), Ok(ok));
+    }
+    assert_invalid(
+        Message::decode(&mut &Message::ClockReply(reply(6, 5)).to_bytes()[..]),
+        "server_send_us",
+    );
 }

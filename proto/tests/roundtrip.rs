@@ -4,10 +4,10 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use radio_proto::{
-    AudioFrame, Capabilities, ClusterState, Decode, DecodeError, Encode, ErrorCode, ErrorMessage,
-    FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent, JournalRecord, Message,
-    OutputState, PrefetchChunk, PrefetchItem, PrefetchManifest, ProgrammeEnd, ProgrammeLevel,
-    ProgrammeStart, Welcome, MAX_FRAME_SIZE,
+    AudioFrame, Capabilities, ClockProbe, ClockReply, ClusterState, Decode, DecodeError, Encode,
+    ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent,
+    JournalRecord, Message, OutputState, PrefetchChunk, PrefetchItem, PrefetchManifest,
+    ProgrammeEnd, ProgrammeLevel, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
 };
 
 /// Strings of up to `max` *bytes*, mixing ASCII with multi-byte characters
@@ -78,14 +78,31 @@ fn audio_frame() -> impl Strategy<Value = AudioFrame> {
         any::<u16>(),
         any::<u64>(),
         any::<u64>(),
+        any::<u64>(),
         proptest::collection::vec(any::<u8>(), 1..=AudioFrame::MAX_PAYLOAD),
     )
-        .prop_map(|(channel, sequence, timestamp, payload)| AudioFrame {
-            channel,
-            sequence,
-            timestamp,
-            payload: Bytes::from(payload),
-        })
+        .prop_map(
+            |(channel, sequence, timestamp, server_time_us, payload)| AudioFrame {
+                channel,
+                sequence,
+                timestamp,
+                server_time_us,
+                payload: Bytes::from(payload),
+            },
+        )
+}
+
+fn clock_probe() -> impl Strategy<Value = ClockProbe> {
+    (any::<u32>(), any::<u64>()).prop_map(|(id, agent_send_us)| ClockProbe { id, agent_send_us })
+}
+
+fn clock_reply() -> impl Strategy<Value = ClockReply> {
+    (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(id, t1, a, b)| ClockReply {
+        id,
+        agent_send_us: t1,
+        server_receive_us: a.min(b),
+        server_send_us: a.max(b),
+    })
 }
 
 fn heartbeat() -> impl Strategy<Value = Heartbeat> {
@@ -298,6 +315,8 @@ fn message() -> impl Strategy<Value = Message> {
         welcome().prop_map(Message::Welcome),
         audio_frame().prop_map(Message::AudioFrame),
         heartbeat().prop_map(Message::Heartbeat),
+        clock_probe().prop_map(Message::ClockProbe),
+        clock_reply().prop_map(Message::ClockReply),
         programme_start().prop_map(Message::ProgrammeStart),
         programme_end().prop_map(Message::ProgrammeEnd),
         error_message().prop_map(Message::Error),
@@ -403,6 +422,8 @@ proptest! {
             Message::Welcome(m) => check(m)?,
             Message::AudioFrame(m) => check(m)?,
             Message::Heartbeat(m) => check(m)?,
+            Message::ClockProbe(m) => check(m)?,
+            Message::ClockReply(m) => check(m)?,
             Message::ProgrammeStart(m) => check(m)?,
             Message::ProgrammeEnd(m) => check(m)?,
             Message::Error(m) => check(m)?,

@@ -287,6 +287,7 @@ fn audio_frame_on_control_stream_is_a_protocol_violation() {
         channel: 0,
         sequence: 0,
         timestamp: 0,
+        server_time_us: 0,
         payload: Bytes::from_static(&[0xfc, 0xff, 0xfe]),
     });
     pair.inject(Side::Server, &frame.to_bytes());
@@ -551,4 +552,87 @@ fn journal_batches_go_up_and_acknowledgements_come_down() {
     pair.drive();
     let (_, code, _, by_peer) = pair.closed(Side::Agent);
     assert_eq!((code, by_peer), (ErrorCode::ProtocolViolation, false));
+}
+
+#[test]
+fn clock_probes_are_answered_on_the_server_media_clock() {
+    use radio_proto::{ClockProbe, ClockReply, MediaClock};
+    let mut pair = Pair::new(hello("xa-binh-hai"));
+    // The server process started 10 s before this session.
+    pair.server
+        .set_media_clock(MediaClock::new(pair.start - Duration::from_secs(10)));
+    // Not sent before the session is established.
+    pair.agent.send_clock_probe(ClockProbe {
+        id: 1,
+        agent_send_us: 5,
+    });
+    pair.handshake(welcome(5000));
+    pair.run_until(Duration::from_millis(2_500));
+    let probe = ClockProbe {
+        id: 2,
+        agent_send_us: 2_500_000,
+    };
+    pair.agent.send_clock_probe(probe);
+    // A server does not probe.
+    pair.server.send_clock_probe(probe);
+    pair.drive();
+    let replies: Vec<(ClockReply, std::time::Instant)> = pair
+        .events(Side::Agent)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::ClockReply { reply, received_at } => Some((*reply, *received_at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        replies,
+        vec![(
+            ClockReply {
+                id: 2,
+                agent_send_us: 2_500_000,
+                server_receive_us: 12_500_000,
+                server_send_us: 12_500_000,
+            },
+            pair.start + Duration::from_millis(2_500)
+        )]
+    );
+    // Nothing else reached the server application.
+    assert_eq!(pair.events(Side::Server).len(), 1, "only the Hello");
+    assert!(!pair.agent.is_closed() && !pair.server.is_closed());
+}
+
+#[test]
+fn clock_messages_in_the_wrong_direction_or_state_are_protocol_violations() {
+    use radio_proto::{ClockProbe, ClockReply};
+    let probe = Message::ClockProbe(ClockProbe {
+        id: 1,
+        agent_send_us: 1,
+    });
+    let reply = Message::ClockReply(ClockReply {
+        id: 1,
+        agent_send_us: 1,
+        server_receive_us: 2,
+        server_send_us: 2,
+    });
+    let cases = [
+        ("probe to agent", true, Side::Agent, probe.clone()),
+        ("reply to server", true, Side::Server, reply.clone()),
+        ("probe before welcome", false, Side::Server, probe),
+        ("reply before welcome", false, Side::Agent, reply),
+    ];
+    for (name, establish, to, msg) in cases {
+        let mut pair = Pair::new(hello("xa-i"));
+        if establish {
+            pair.handshake(welcome(5000));
+        } else {
+            pair.drive();
+        }
+        pair.inject(to, &msg.to_bytes());
+        let (_, code, _, by_peer) = pair.closed(to);
+        assert_eq!(
+            (code, by_peer),
+            (ErrorCode::ProtocolViolation, false),
+            "{name}"
+        );
+    }
 }

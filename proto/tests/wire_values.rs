@@ -25,13 +25,15 @@ const ERROR_CODES: [(ErrorCode, u16); 13] = [
     (ErrorCode::Replaced, 13),
 ];
 
-const MESSAGE_TYPES: [(MessageType, u8); 11] = [
+const MESSAGE_TYPES: [(MessageType, u8); 13] = [
     (MessageType::Hello, 0x01),
     (MessageType::Welcome, 0x02),
     (MessageType::AudioFrame, 0x10),
     (MessageType::ProgrammeStart, 0x11),
     (MessageType::ProgrammeEnd, 0x12),
     (MessageType::Heartbeat, 0x20),
+    (MessageType::ClockProbe, 0x21),
+    (MessageType::ClockReply, 0x22),
     (MessageType::Error, 0x30),
     (MessageType::JournalBatch, 0x40),
     (MessageType::JournalAck, 0x41),
@@ -86,6 +88,8 @@ fn pinned_message_type(t: MessageType) -> u8 {
         MessageType::ProgrammeStart => 0x11,
         MessageType::ProgrammeEnd => 0x12,
         MessageType::Heartbeat => 0x20,
+        MessageType::ClockProbe => 0x21,
+        MessageType::ClockReply => 0x22,
         MessageType::Error => 0x30,
         MessageType::JournalBatch => 0x40,
         MessageType::JournalAck => 0x41,
@@ -139,10 +143,12 @@ fn per_type_limits_are_pinned() {
     let limits = [
         (MessageType::Hello, 138),
         (MessageType::Welcome, 88),
-        (MessageType::AudioFrame, 1520),
+        (MessageType::AudioFrame, 1528),
         (MessageType::ProgrammeStart, 293),
         (MessageType::ProgrammeEnd, 26),
         (MessageType::Heartbeat, 41),
+        (MessageType::ClockProbe, 12),
+        (MessageType::ClockReply, 28),
         (MessageType::Error, 260),
         (MessageType::JournalBatch, 19_786),
         (MessageType::JournalAck, 24),
@@ -313,4 +319,42 @@ fn capability_bits_are_pinned() {
     assert_eq!(Capabilities::WAV_SINK.0, 4);
     assert_eq!(Capabilities::PIPE_SINK.0, 8);
     assert_eq!(Capabilities::PREFETCH.0, 16);
+}
+
+/// The clock exchange and the frame's media time are read by agents of other builds: their
+/// field order and widths are pinned byte for byte.
+#[test]
+fn clock_fields_are_pinned() {
+    use radio_proto::{AudioFrame, ClockProbe, ClockReply, Message};
+    let probe = Message::ClockProbe(ClockProbe {
+        id: 0x0102_0304,
+        agent_send_us: 0x1112_1314_1516_1718,
+    });
+    assert_eq!(
+        probe.to_bytes().as_ref(),
+        &[0x21, 12, 0x01, 0x02, 0x03, 0x04, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]
+    );
+    let reply = Message::ClockReply(ClockReply {
+        id: 7,
+        agent_send_us: 1,
+        server_receive_us: 2,
+        server_send_us: 3,
+    });
+    let mut expected = vec![0x22, 28, 0, 0, 0, 7];
+    for v in [1u64, 2, 3] {
+        expected.extend_from_slice(&v.to_be_bytes());
+    }
+    assert_eq!(reply.to_bytes().as_ref(), &expected[..]);
+    let frame = Message::AudioFrame(AudioFrame {
+        channel: 1,
+        sequence: 2,
+        timestamp: 3,
+        server_time_us: 0xabcd,
+        payload: bytes::Bytes::from_static(&[0xee]),
+    });
+    let bytes = frame.to_bytes();
+    // type, length 28, channel (2), sequence (8), timestamp (8), then the media time.
+    assert_eq!(&bytes[..2], &[0x10, 28]);
+    assert_eq!(&bytes[20..28], &0xabcd_u64.to_be_bytes());
+    assert_eq!(&bytes[28..], &[1, 0xee]);
 }

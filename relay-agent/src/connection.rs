@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::bundle::Bundle;
+use crate::clock_sync::ClockSync;
 use crate::journal::{unix_ms, Journal, JournalSender};
 use crate::playout::Playout;
 use crate::prefetch_cache::PrefetchCache;
@@ -120,6 +121,8 @@ impl Link {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut policy = Reconnect::new(self.reconnect_min, self.reconnect_max);
         let mut answer_within = None;
+        // Kept across connections: a reconnect to the same server run keeps its samples.
+        let mut clock = ClockSync::new(std::time::Instant::now());
         loop {
             if *shutdown.borrow() {
                 return;
@@ -127,7 +130,7 @@ impl Link {
             let span = tracing::info_span!("link", commune = %self.bundle.commune);
             let mut session = SessionTrace::default();
             let result = self
-                .serve_once(&mut shutdown, answer_within, &mut session)
+                .serve_once(&mut shutdown, answer_within, &mut session, &mut clock)
                 .instrument(span)
                 .await;
             self.set_connected(false);
@@ -200,6 +203,7 @@ impl Link {
         shutdown: &mut watch::Receiver<bool>,
         answer_within: Option<Duration>,
         trace: &mut SessionTrace,
+        clock: &mut ClockSync,
     ) -> Result<(), LinkError> {
         // A stop must not wait for a resolver or a handshake: an embedded agent (a server
         // relaying its upstream) is stopped and started again as programmes change, and a
@@ -265,6 +269,11 @@ impl Link {
                     Err(e) => return Err(LinkError::Lost(e.to_string())),
                 },
                 _ = sleep_until_opt(deadline) => session.handle_timeout(Instant::now().into()),
+                _ = tokio::time::sleep_until(Instant::from_std(clock.poll_timeout())), if trace.welcomed_at.is_some() => {
+                    if let Some(probe) = clock.poll_probe(Instant::now().into()) {
+                        session.send_clock_probe(probe);
+                    }
+                }
                 // Audio is taken only once welcomed: the playout must know the server run before
                 // the first programme marker arrives (quinn holds the stream until then).
                 uni = conn.accept_uni(), if trace.welcomed_at.is_some() => match uni {
@@ -313,6 +322,7 @@ impl Link {
                         if let Ok(mut p) = self.playout.lock() {
                             p.on_session(welcome.session_id);
                         }
+                        clock.on_session(welcome.session_id, Instant::now().into());
                         trace.welcomed_at = Some(Instant::now());
                         self.set_connected(true);
                         if let Some(journal) = &self.journal {
@@ -335,6 +345,17 @@ impl Link {
                                 }
                                 in_flight = None;
                                 upload_next(journal, &mut session, &mut in_flight);
+                            }
+                        }
+                    }
+                    Event::ClockReply { reply, received_at } => {
+                        if clock.on_reply(reply, received_at) {
+                            let estimate = clock.estimate();
+                            if let Ok(mut p) = self.playout.lock() {
+                                if p.clock().is_none() && estimate.is_some() {
+                                    info!("server clock known: playing in step");
+                                }
+                                p.set_clock(estimate);
                             }
                         }
                     }

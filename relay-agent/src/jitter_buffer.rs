@@ -81,6 +81,26 @@ impl<T> JitterBuffer<T> {
         self.frames.first_key_value().map(|(k, v)| (*k, v))
     }
 
+    /// The frame buffered for slot `sequence`.
+    pub fn get(&self, sequence: u64) -> Option<&T> {
+        self.frames.get(&sequence)
+    }
+
+    /// Buffered frames, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        self.frames.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Drops every frame before `sequence` (their slots are skipped); returns how many.
+    pub fn discard_before(&mut self, sequence: u64) -> usize {
+        let keep = self.frames.split_off(&sequence);
+        let dropped = std::mem::replace(&mut self.frames, keep).len();
+        if dropped > 0 {
+            self.played_up_to = Some(self.played_up_to.map_or(sequence, |p| p.max(sequence)));
+        }
+        dropped
+    }
+
     /// Whether any frame at or after `sequence` is buffered.
     pub fn has_at_or_after(&self, sequence: u64) -> bool {
         self.frames.range(sequence..).next().is_some()
@@ -143,6 +163,20 @@ mod tests {
         assert_eq!(jb.len(), 1);
         assert!(jb.has_at_or_after(4));
         assert!(!jb.has_at_or_after(5));
+    }
+
+    #[test]
+    fn discarding_skips_the_slots_and_makes_their_frames_late() {
+        let mut jb = JitterBuffer::new(10);
+        for s in [2, 3, 5, 6] {
+            jb.insert(s, s);
+        }
+        assert_eq!(jb.discard_before(5), 2);
+        assert_eq!(jb.iter().map(|(s, _)| s).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(jb.get(6), Some(&6));
+        assert_eq!(jb.insert(4, 4), Insert::Late);
+        assert_eq!(jb.discard_before(5), 0);
+        assert_eq!(jb.take(5), Some(5));
     }
 
     proptest! {

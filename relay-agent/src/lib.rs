@@ -12,8 +12,12 @@
 //! - `connection.rs` — connect, control session, audio streams, reconnect loop.
 //! - `reconnect.rs` — exponential backoff with jitter and the stability threshold.
 //! - `jitter_buffer.rs` — reorders frames by sequence number, drops late and duplicate ones.
+//! - `clock_sync.rs` — the server's media clock estimated from NTP-style probes (offset, drift),
+//!   so that every agent plays each frame at its server time plus one delay.
 //! - `playout.rs` — the 20 ms playout clock: what plays in each slot, proof-of-play accounting,
 //!   Opus decoding and concealment.
+//! - `retime.rs` — stretches or squeezes decoded PCM by a sample or two while the playout clock
+//!   slews, so WAV and pipe outputs keep the synchronised timeline.
 //! - `journal.rs` — the uptime journal (sled): numbered, timed records kept until the server
 //!   acknowledges them; the writer thread that producers hand events to.
 //! - `proof_of_play.rs` — programme runs and output state (on air, silent, underrun) from the
@@ -31,6 +35,7 @@
 pub mod agent;
 pub mod bundle;
 pub mod cached_airing;
+pub mod clock_sync;
 pub mod cluster_health;
 pub mod connection;
 pub mod jitter_buffer;
@@ -42,6 +47,7 @@ pub(crate) mod prefetch_receiver;
 pub mod process;
 pub mod proof_of_play;
 pub mod reconnect;
+pub mod retime;
 pub mod sink;
 pub mod tls;
 

@@ -15,6 +15,8 @@
 //!   paced and below the audio's priority.
 //! - `router.rs` — [`router::Router`]: each tick, one frame of every playback to the stations
 //!   switched to it.
+//! - `media_clock.rs` — the process's media clock: frames are stamped and clock probes answered
+//!   on it, the time base of synchronised playout.
 //! - `on_air.rs` — [`on_air::OnAir`]: the 20 ms clock driving the router; all switching goes
 //!   through its command channel.
 //! - `schedule/` — the schedule in local time (jiff), its validation, occurrences, and the
@@ -53,6 +55,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod ingest;
 pub mod live_input;
+pub mod media_clock;
 pub mod metrics;
 pub mod on_air;
 pub mod pipeline;

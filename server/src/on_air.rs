@@ -471,14 +471,18 @@ impl Controller {
         self.advance();
         loop {
             tokio::select! {
-                _ = clock.tick() => {
+                tick = clock.tick() => {
                     // Studio audio before live first goes on air is not heard by anyone: drop
                     // it, so the studio is never held back (a pipe would block the mixer) and
                     // the first broadcast starts with what is said now, not a backlog.
                     if let Some(live) = &mut self.live {
                         while live.try_recv().is_ok() {}
                     }
-                    let events = self.router.tick();
+                    // Stamped with the tick's scheduled instant, not the time the task woke: every
+                    // station's frame of this tick carries the same media time, on a steady 20 ms
+                    // grid even when a stalled runtime catches up in a burst.
+                    let at = crate::media_clock::media_clock().micros(tick.into_std());
+                    let events = self.router.tick(at);
                     for event in events {
                         self.playback_ended(event);
                     }

@@ -120,8 +120,9 @@ impl Router {
         self.playbacks.contains_key(&id)
     }
 
-    /// One 20 ms tick: a frame from every playback to every station routed to it.
-    pub fn tick(&mut self) -> Vec<TickEvent> {
+    /// One 20 ms tick: a frame from every playback to every station routed to it, stamped with
+    /// the tick's media time `at_us` (`media_clock.rs`).
+    pub fn tick(&mut self, at_us: u64) -> Vec<TickEvent> {
         let mut events = Vec::new();
         let mut ended = Vec::new();
         let mut frames = BTreeMap::new();
@@ -136,7 +137,7 @@ impl Router {
         }
         for (station, id) in &self.routes {
             if let (Some(payload), Some(output)) = (frames.get(id), self.outputs.get(station)) {
-                output.push_frame(payload.clone());
+                output.push_frame(payload.clone(), at_us);
             }
         }
         for (id, error) in ended {
@@ -198,19 +199,19 @@ mod tests {
         let programme = r.add(Playback::frames(1, "programme", frames(b'P', 10)));
         r.route("a", Some(programme));
         r.route("b", Some(programme));
-        r.tick();
-        r.tick();
+        r.tick(0);
+        r.tick(20_000);
         let emergency = r.add(Playback::frames(2, "khẩn cấp", frames(b'E', 2)));
         r.route("a", Some(emergency));
-        r.tick();
-        r.tick();
-        let events = r.tick(); // the emergency has ended
+        r.tick(40_000);
+        r.tick(60_000);
+        let events = r.tick(80_000); // the emergency has ended
         assert!(
             matches!(&events[..], [TickEvent::Ended { id, stations, .. }] if *id == emergency && stations == &["a".to_string()])
         );
         assert_eq!(r.route_of("a"), None, "an ended playback leaves silence");
         r.route("a", Some(programme));
-        r.tick();
+        r.tick(100_000);
 
         let payloads = |msgs: &[Message]| -> Vec<Vec<u8>> {
             msgs.iter()
@@ -236,6 +237,21 @@ mod tests {
             payloads(&got_b),
             (0..6u8).map(|i| vec![b'P', i]).collect::<Vec<_>>(),
             "the untargeted station heard the programme throughout"
+        );
+        let times = |msgs: &[Message]| -> Vec<u64> {
+            msgs.iter()
+                .filter_map(|m| match m {
+                    Message::AudioFrame(f) => Some(f.server_time_us),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Each frame carries its tick's media time, the same at every station; the silent
+        // tick (80 ms) left a gap in station a's times, not in its sequence numbers.
+        assert_eq!(times(&got_a), vec![0, 20_000, 40_000, 60_000, 100_000]);
+        assert_eq!(
+            times(&got_b),
+            vec![0, 20_000, 40_000, 60_000, 80_000, 100_000]
         );
     }
 

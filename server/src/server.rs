@@ -482,6 +482,7 @@ async fn serve_agent(
         })?
         .map_err(|e| e.to_string())?;
     let mut session = Session::server(server.session_config(), Instant::now().into());
+    session.set_media_clock(crate::media_clock::media_clock());
     let mut buf = vec![0u8; 16 * 1024];
     // Dropped on every way out of this function (including cancellation at shutdown): detaches
     // the station's output and stops the audio writer.
@@ -622,7 +623,7 @@ async fn serve_agent(
                         close(conn, code, &reason);
                     }
                 }
-                Event::Welcomed(_) | Event::JournalAck(_) => {}
+                Event::Welcomed(_) | Event::JournalAck(_) | Event::ClockReply { .. } => {}
             }
         }
         if let Err(e) = flush(&mut session, &mut send).await {

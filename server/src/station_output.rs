@@ -37,7 +37,11 @@ pub struct SendCounters {
 
 #[derive(Debug, Clone)]
 enum Entry {
-    Frame { sequence: u64, payload: Bytes },
+    Frame {
+        sequence: u64,
+        payload: Bytes,
+        server_time_us: u64,
+    },
     Marker(Message),
 }
 
@@ -180,9 +184,10 @@ impl StationOutput {
         self.notify.notify_one();
     }
 
-    /// Queues one frame of the programme on air. Frames only flow while an agent is attached:
-    /// a station that is offline does not pile up stale audio.
-    pub fn push_frame(&self, payload: Bytes) {
+    /// Queues one frame of the programme on air, of the tick at media time `server_time_us`.
+    /// Frames only flow while an agent is attached: a station that is offline does not pile up
+    /// stale audio.
+    pub fn push_frame(&self, payload: Bytes, server_time_us: u64) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -195,7 +200,11 @@ impl StationOutput {
         let sequence = state.next_sequence;
         state.next_sequence += 1;
         *state.sent_of(programme_id) += 1;
-        state.queue.push_back(Entry::Frame { sequence, payload });
+        state.queue.push_back(Entry::Frame {
+            sequence,
+            payload,
+            server_time_us,
+        });
         state.queued_frames += 1;
         if state.queued_frames > self.capacity {
             if let Some(i) = state
@@ -266,11 +275,16 @@ impl StationOutput {
                 return batch
                     .into_iter()
                     .map(|e| match e {
-                        Entry::Frame { sequence, payload } => (
+                        Entry::Frame {
+                            sequence,
+                            payload,
+                            server_time_us,
+                        } => (
                             Message::AudioFrame(AudioFrame {
                                 channel: STATION_CHANNEL,
                                 sequence,
                                 timestamp: sequence * u64::from(FRAME_SAMPLES),
+                                server_time_us,
                                 payload,
                             })
                             .to_bytes(),
@@ -326,12 +340,12 @@ mod tests {
         let out = StationOutput::new("binh-trung", 100);
         out.attach();
         out.switch(Some((1, "Bản tin", ProgrammeLevel::Normal)));
-        out.push_frame(Bytes::from_static(b"a"));
-        out.push_frame(Bytes::from_static(b"b"));
+        out.push_frame(Bytes::from_static(b"a"), 0);
+        out.push_frame(Bytes::from_static(b"b"), 0);
         out.switch(Some((2, "Khẩn cấp", ProgrammeLevel::Normal)));
-        out.push_frame(Bytes::from_static(b"X"));
+        out.push_frame(Bytes::from_static(b"X"), 0);
         out.switch(Some((1, "Bản tin", ProgrammeLevel::Normal)));
-        out.push_frame(Bytes::from_static(b"c"));
+        out.push_frame(Bytes::from_static(b"c"), 0);
         let msgs = drain(&out).await;
         assert_eq!(seqs(&msgs), vec![0, 1, 2, 3], "one unbroken sequence");
         let ends: Vec<_> = msgs
@@ -357,9 +371,9 @@ mod tests {
     async fn an_offline_station_queues_nothing_and_is_reannounced_on_attach() {
         let out = StationOutput::new("binh-chau", 100);
         out.switch(Some((5, "Tiếp sóng", ProgrammeLevel::Normal)));
-        out.push_frame(Bytes::from_static(b"lost to nobody"));
+        out.push_frame(Bytes::from_static(b"lost to nobody"), 0);
         out.attach();
-        out.push_frame(Bytes::from_static(b"a"));
+        out.push_frame(Bytes::from_static(b"a"), 0);
         let msgs = drain(&out).await;
         assert!(
             matches!(&msgs[0], Message::ProgrammeStart(s) if s.programme_id == 5 && s.first_sequence == 0)
@@ -373,7 +387,7 @@ mod tests {
         out.attach();
         out.switch(Some((1, "x", ProgrammeLevel::Normal)));
         for _ in 0..5 {
-            out.push_frame(Bytes::from_static(b"f"));
+            out.push_frame(Bytes::from_static(b"f"), 0);
         }
         let msgs = drain(&out).await;
         assert!(matches!(msgs[0], Message::ProgrammeStart(_)));

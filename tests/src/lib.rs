@@ -9,6 +9,8 @@
 //!   the datagrams between agents and the server ([`ImpairmentProxy`]).
 //! - `rtp_capture.rs` — an RTP receiver noting when programme audio arrives ([`RtpCapture`]).
 //! - `outage.rs` — the 30 s blackhole scenario of issue 5, shared by its test and its benchmark.
+//! - `rtp_capture.rs` — receives agents' RTP packets with their arrival instants and measures
+//!   how far apart agents played the same frame ([`rtp_capture::playout_spread`]).
 //! - `tests/*.rs` — one file per end-to-end scenario.
 
 use std::io::{BufRead, BufReader};

@@ -37,7 +37,7 @@ pub fn blackhole_during_programme(dir: &std::path::Path, hole: Duration) -> Outa
     let (mut server, addr) = start_server(&data, "127.0.0.1:0", Some(&programme), 1);
     let upstream: SocketAddr = addr.parse().expect("server address");
     let proxy = ImpairmentProxy::start(upstream, Impairment::none());
-    let capture = RtpCapture::start();
+    let capture = RtpCapture::start().expect("start the RTP receiver");
     let mut agent = start_agent(
         "agent",
         &bundle,

@@ -55,7 +55,7 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
     let args = ["--schedule", schedule.to_str().expect("utf8")];
     let (server, addr) = start_server_with(&data, &listen, &args);
 
-    let capture = RtpCapture::start();
+    let capture = RtpCapture::start().expect("start the RTP receiver");
     let state = dir.path().join("state");
     let mut agent = start_agent(
         "agent",

@@ -36,7 +36,8 @@ pub(crate) const SLOTS_PER_SECOND: u64 = 50;
 pub struct Slot<'a> {
     /// The Opus packet played in this slot; `None` when the frame was lost (PLC used for `pcm`).
     pub opus: Option<&'a [u8]>,
-    /// 960 decoded (or concealed, or silent) samples, 48 kHz mono.
+    /// 960 decoded (or concealed, or silent) samples, 48 kHz mono; up to
+    /// [`crate::retime::MAX_RETIME`] more or fewer while the playout clock slews.
     pub pcm: &'a [i16],
     /// True when nothing is on air (idle): `pcm` is zeros and `opus` is a silence packet.
     pub silent: bool,
@@ -144,13 +145,22 @@ pub fn open_sink(spec: &SinkTarget, station_name: &str) -> Result<Box<dyn Sink>,
     })
 }
 
-/// Yields exactly [`FRAME_SAMPLES`] samples from `pcm`, zero-padded or truncated, so a
-/// malformed slot cannot shift the timeline of file and pipe outputs.
+/// Whether a slot's PCM has a length the playout can give it: [`FRAME_SAMPLES`], or a few
+/// samples more or less while the clock slews (`retime.rs`).
+pub(crate) fn valid_slot_len(len: usize) -> bool {
+    len.abs_diff(FRAME_SAMPLES) <= crate::retime::MAX_RETIME
+}
+
+/// Yields the samples of `pcm`, or, when its length is not a valid slot's, exactly
+/// [`FRAME_SAMPLES`] of them, zero-padded or truncated, so a malformed slot cannot shift the
+/// timeline of file and pipe outputs.
 pub(crate) fn frame_samples(pcm: &[i16]) -> impl Iterator<Item = i16> + '_ {
-    pcm.iter()
-        .copied()
-        .chain(std::iter::repeat(0))
-        .take(FRAME_SAMPLES)
+    let len = if valid_slot_len(pcm.len()) {
+        pcm.len()
+    } else {
+        FRAME_SAMPLES
+    };
+    pcm.iter().copied().chain(std::iter::repeat(0)).take(len)
 }
 
 /// Lets a persistent failure be logged once per interval instead of 50 times a second.

@@ -142,10 +142,10 @@ impl Sink for PipeSink {
             });
         };
         self.slots += 1;
-        if slot.pcm.len() != FRAME_SAMPLES {
+        if !super::valid_slot_len(slot.pcm.len()) {
             self.errors += 1;
         }
-        let mut bytes = Vec::with_capacity(FRAME_SAMPLES * 2);
+        let mut bytes = Vec::with_capacity(slot.pcm.len().max(FRAME_SAMPLES) * 2);
         for s in frame_samples(slot.pcm) {
             bytes.extend_from_slice(&s.to_le_bytes());
         }

@@ -144,7 +144,7 @@ impl Sink for WavSink {
             });
         }
         self.stats.slots += 1;
-        if slot.pcm.len() != FRAME_SAMPLES {
+        if !super::valid_slot_len(slot.pcm.len()) {
             self.stats.errors += 1;
             if let Some(n) = self.failures.allow() {
                 tracing::warn!(

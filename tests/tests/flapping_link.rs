@@ -28,7 +28,7 @@ fn every_outage_of_a_stormy_day_is_one_journaled_reconnect_without_leaks() {
             outages,
             // Longer than the 3 s idle timeout with margin: the link surely goes down.
             cap: Duration::from_secs(6),
-            up: Duration::from_secs(2),
+            up: Duration::from_millis(1500),
             backoff_ms: (100, 1000),
             verbose: true,
         },

@@ -136,6 +136,22 @@ fn main() -> anyhow::Result<()> {
             "agent, maxima over the run: RSS {max_rss} KiB, {max_threads} threads, {max_fds} fds"
         );
     }
+    // A leak per reconnect shows as a slope; allocator and cache steps do not keep climbing.
+    if samples.len() >= 2 {
+        let xs: Vec<f64> = (0..samples.len()).map(|i| i as f64).collect();
+        let ys: Vec<f64> = samples.iter().map(|s| s.rss_kib as f64).collect();
+        let (mx, my) = (
+            xs.iter().sum::<f64>() / xs.len() as f64,
+            ys.iter().sum::<f64>() / ys.len() as f64,
+        );
+        let slope = xs
+            .iter()
+            .zip(&ys)
+            .map(|(x, y)| (x - mx) * (y - my))
+            .sum::<f64>()
+            / xs.iter().map(|x| (x - mx).powi(2)).sum::<f64>();
+        println!("agent RSS trend (least squares): {slope:.2} KiB per outage");
+    }
     let ok = report.reconnected() == n
         && down.len() == n
         && j.missing.is_empty()

@@ -2,7 +2,11 @@
 //! on a FIFO, as a mixer would send it) to real `relay-agent` processes, each behind its own
 //! impairment proxy (loss both ways, 30 ms jitter), and counts what each agent played.
 //!
-//! `cargo run -p radio-benches --bin loss_resilience -- [--seconds S] [--runs N] [--seed X]`
+//! `cargo run -p radio-benches --bin loss_resilience -- [--seconds S] [--runs N] [--seed X]
+//!  [--playout-delay-ms MS] [--case TEXT] [--copies N]`
+//!
+//! `--playout-delay-ms` sets the agents' delay (default: theirs); `--case` keeps the cases whose
+//! name contains TEXT; `--copies` runs N agents per case, each with its own proxy seed.
 //!
 //! All the cases of one run share one server and one live session, each agent with its own
 //! proxy: the agents hear the same frames at the same time, so the cases differ only by their

@@ -7,6 +7,9 @@
 //! - `icecast.rs` — a real Icecast 2 server fed by ffmpeg, the upstream station of relay tests.
 //! - `impairment_proxy.rs` — a UDP proxy that loses, delays, reorders, duplicates or blackholes
 //!   the datagrams between agents and the server ([`ImpairmentProxy`]).
+//! - `flapping.rs` — a seeded thunderstorm day of outages applied through the proxy in
+//!   accelerated time, with the reconnects, the stored journal and the agent's resources checked
+//!   (`tests/flapping_link.rs`, and the `flapping` benchmark).
 //! - `tests/*.rs` — one file per end-to-end scenario.
 
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,7 @@
 //! Opus in-band FEC against packet-loss concealment, offline: the alternative to a reliable
 //! stream, measured on real speech.
 //!
-//! `cargo run --release -p radio-benches --bin opus_fec -- [--seed X] [--runs N]`
+//! `cargo run -p radio-benches --bin opus_fec -- [--seed X] [--runs N]`
 //!
 //! Speech: the demo's bundled bulletin (`server/assets/ban-tin-mau.ogg`, a chime then a
 //! Vietnamese announcement) followed by a minute of Vietnamese from espeak-ng, both converted to

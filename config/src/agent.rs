@@ -33,7 +33,8 @@ pub struct AgentConfig {
     pub sinks: Vec<SinkSpec>,
     /// How long after its server time each frame is heard (before the server's clock is known:
     /// after it arrived). Every agent of a district must use the same value, or their clusters
-    /// play out of step; 250 ms covers the delay and jitter of rural 3G/4G and radio links.
+    /// play out of step; 300 ms covers the delay, jitter and retransmissions of rural 3G/4G and
+    /// radio links (BENCHMARKS.md, "Loss resilience").
     pub playout_delay_ms: u32,
     /// Capacity of the jitter buffer in 20 ms frames.
     pub jitter_capacity_frames: u32,
@@ -61,7 +62,11 @@ impl Default for AgentConfig {
             server: None,
             state_dir: PathBuf::from("/var/lib/relay-agent"),
             sinks: Vec::new(),
-            playout_delay_ms: 250,
+            // 300, not 200: on a link losing 10 % of its datagrams with 30 ms of jitter, a frame
+            // lost twice in a row needs two QUIC retransmissions, which 200 ms did not always
+            // cover (99.45 % of live frames played, median; 300 ms: 100 %; BENCHMARKS.md, "Loss
+            // resilience").
+            playout_delay_ms: 300,
             jitter_capacity_frames: 500,
             reconnect_min_ms: 500,
             reconnect_max_ms: 10_000,

@@ -669,7 +669,7 @@ log = \"debug\"
     fn agent_layers_in_order() {
         let file = "\
 sinks = [\"wav:/file.wav\"]
-playout_delay_ms = 300
+playout_delay_ms = 350
 bundle = \"/file/bundle.toml\"
 log = \"debug\"
 ";
@@ -688,7 +688,7 @@ log = \"debug\"
             &AgentOverrides::default(),
         )
         .expect("valid");
-        assert_eq!(from_file.playout_delay_ms, 300);
+        assert_eq!(from_file.playout_delay_ms, 350);
         assert_eq!(from_file.sinks.len(), 1);
 
         let from_env =

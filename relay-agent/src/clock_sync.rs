@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use radio_proto::{ClockProbe, ClockReply};
 
 /// Probes sent quickly after a connection starts, so that the first frames already play in
-/// step: the first frame is due a playout delay (250 ms) after the audio starts, which may be
+/// step: the first frame is due a playout delay (300 ms by default) after the audio starts, which may be
 /// as soon as the session is; by then, over a link of 80 ms each way, ten replies are back.
 /// Forty quick probes (about 3 kB) make the estimate nearly as good as half a minute of the
 /// slower ones.

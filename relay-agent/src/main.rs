@@ -62,10 +62,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if p.ended() { "" } else { " (end not announced)" }
             );
         }
+        let s = &report.stats;
+        // Every playout counter, not only the two the heartbeats carry: late frames and
+        // underrun slots are how a stalled reliable stream shows (the loss benchmark reads them).
         tracing::info!(
             commune = %report.commune,
-            played = report.stats.frames_played,
-            lost = report.stats.frames_lost,
+            received = s.frames_received,
+            played = s.frames_played,
+            lost = s.frames_lost,
+            late = s.frames_late,
+            duplicate = s.frames_duplicate,
+            overflow = s.frames_overflow,
+            underrun_slots = s.underrun_slots,
             "stopped cleanly"
         );
         Ok(())

@@ -7,10 +7,13 @@
 //! - `icecast.rs` — a real Icecast 2 server fed by ffmpeg, the upstream station of relay tests.
 //! - `impairment_proxy.rs` — a UDP proxy that loses, delays, reorders, duplicates or blackholes
 //!   the datagrams between agents and the server ([`ImpairmentProxy`]).
-//! - `rtp_capture.rs` — an RTP receiver noting when programme audio arrives ([`RtpCapture`]).
+//! - `rtp_capture.rs` — receives agents' RTP packets with their arrival instants, tells programme
+//!   audio from silence ([`programme_audio`]) and measures how far apart agents played the same
+//!   frame ([`rtp_capture::playout_spread`]).
 //! - `outage.rs` — the 30 s blackhole scenario of issue 5, shared by its test and its benchmark.
-//! - `rtp_capture.rs` — receives agents' RTP packets with their arrival instants and measures
-//!   how far apart agents played the same frame ([`rtp_capture::playout_spread`]).
+//! - `flapping.rs` — a seeded thunderstorm day of outages applied through the proxy in
+//!   accelerated time, with the reconnects, the stored journal and the agent's resources checked
+//!   (`tests/flapping_link.rs`, and the `flapping` benchmark).
 //! - `tests/*.rs` — one file per end-to-end scenario.
 
 use std::io::{BufRead, BufReader};
@@ -20,6 +23,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod flapping;
 pub mod icecast;
 pub mod impairment_proxy;
 pub mod outage;
@@ -108,6 +112,7 @@ pub struct Process {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    quiet: bool,
 }
 
 impl Process {
@@ -149,7 +154,18 @@ impl Process {
             child,
             lines: rx,
             seen: Vec::new(),
+            quiet: false,
         }
+    }
+
+    /// The operating system's id of the process, e.g. for [`proc_sample`].
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Output lines containing `needle` seen so far (by the `wait_for` calls), without waiting.
+    pub fn count_seen(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
     }
 
     /// Waits for an output line containing `needle`; returns it.
@@ -162,7 +178,9 @@ impl Process {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    eprintln!("[{}] {line}", self.name);
+                    if !self.quiet {
+                        eprintln!("[{}] {line}", self.name);
+                    }
                     self.seen.push(line.clone());
                     if line.contains(needle) {
                         return line;
@@ -189,24 +207,56 @@ impl Process {
     /// Waits until `n` output lines in all (those already seen included) contain `needle`;
     /// returns the `n`-th.
     pub fn wait_for_nth(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
+        self.try_wait_for_nth(needle, n, timeout)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: not {n} lines containing {needle:?} within {timeout:?}; output so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                )
+            })
+    }
+
+    /// [`Process::wait_for_nth`] that returns `None` on timeout instead of panicking, for a
+    /// caller that counts failures rather than stopping at the first.
+    pub fn try_wait_for_nth(
+        &mut self,
+        needle: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Option<String> {
+        self.try_wait_for_nth_matching(|l| l.contains(needle), n, timeout)
+    }
+
+    /// [`Process::try_wait_for_nth`] for lines that `matches` accepts (one of several wordings).
+    pub fn try_wait_for_nth_matching(
+        &mut self,
+        matches: impl Fn(&str) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self.seen.iter().filter(|l| l.contains(needle)).nth(n - 1) {
-                return l.clone();
+            if let Some(l) = self.seen.iter().filter(|l| matches(l)).nth(n - 1) {
+                return Some(l.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    eprintln!("[{}] {line}", self.name);
+                    if !self.quiet {
+                        eprintln!("[{}] {line}", self.name);
+                    }
                     self.seen.push(line);
                 }
-                Err(_) => panic!(
-                    "{}: not {n} lines containing {needle:?} within {timeout:?}; output so far:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
+                Err(_) => return None,
             }
         }
+    }
+
+    /// Stops echoing the output to stderr (a run of hundreds of reconnects would drown the
+    /// report); it is still collected.
+    pub fn quiet(&mut self) {
+        self.quiet = true;
     }
 
     /// Sends SIGTERM and waits (up to 10 s) for the exit; returns the exit status and all output.
@@ -227,7 +277,9 @@ impl Process {
         // Readers finish once the pipes close.
         std::thread::sleep(Duration::from_millis(50));
         while let Ok(line) = self.lines.try_recv() {
-            eprintln!("[{}] {line}", self.name);
+            if !self.quiet {
+                eprintln!("[{}] {line}", self.name);
+            }
             self.seen.push(line);
         }
         (status, std::mem::take(&mut self.seen))
@@ -537,6 +589,36 @@ pub fn write_chirp(path: &Path, from: f32, to: f32, seconds: f32) {
         })
         .collect();
     write_wav(path, &samples, 48_000);
+}
+
+/// What a running process holds, from `/proc/PID`: to tell a leak from a steady state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcSample {
+    /// Resident memory (`VmRSS`), KiB.
+    pub rss_kib: u64,
+    /// Threads (`Threads`).
+    pub threads: u64,
+    /// Open file descriptors (entries of `/proc/PID/fd`): sockets, files, pipes.
+    pub fds: u64,
+}
+
+/// Samples `/proc/PID/status` and `/proc/PID/fd` (Linux only).
+pub fn proc_sample(pid: u32) -> std::io::Result<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let value = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no {key} in /proc/{pid}/status")))
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
+    Ok(ProcSample {
+        rss_kib: value("VmRSS:")?,
+        threads: value("Threads:")?,
+        fds,
+    })
 }
 
 /// A UDP port free right now on 127.0.0.1.

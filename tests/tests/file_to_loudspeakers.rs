@@ -40,7 +40,7 @@ fn every_agent_plays_the_file_faithfully_and_completely() {
         agent.wait_for("link up", Duration::from_secs(30));
     }
     server.wait_for("off air", Duration::from_secs(60));
-    // Let the agents play out their buffers (250 ms playout delay) before stopping them.
+    // Let the agents play out their buffers (300 ms playout delay) before stopping them.
     std::thread::sleep(Duration::from_millis(1500));
 
     let frames = signal.len().div_ceil(960);

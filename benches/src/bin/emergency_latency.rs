@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release -p radio-benches --bin emergency_latency -- [ROUNDS]`
 //!
-//! The figure includes the agents' playout delay (250 ms by default), which is there on purpose:
+//! The figure includes the agents' playout delay (300 ms by default), which is there on purpose:
 //! it absorbs network jitter. Goal: p99 ≤ 500 ms.
 
 use std::time::{Duration, Instant};

@@ -4,4 +4,12 @@
 //! # Layout
 //! - `benches/hot_path.rs` — criterion: wire encode/decode of an audio frame, Opus encoding of one
 //!   20 ms frame, and routing one frame to 22 and 1,000 station outputs.
+//! - `src/summary.rs` — medians, percentiles and `--flag VALUE` arguments for the binaries.
 //! - `src/bin/emergency_latency.rs` — command to first emergency frame played at 22 real agents.
+//! - `src/bin/outage_recovery.rs` — audio back after a 30 s blackhole, and the journaled outage.
+//! - `src/bin/loss_resilience.rs` — live frames played at 0–20 % loss, jitter and bursts.
+//! - `src/bin/opus_fec.rs` — Opus in-band FEC against concealment on real speech, offline.
+//! - `src/bin/flapping.rs` — a thunderstorm day of outages in accelerated time.
+//! - `src/bin/playout_spread.rs` — how far apart agents play the same frame.
+
+pub mod summary;

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use radio_benches::summary::percentile;
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::live_input::{spawn_on_air, OnAirSetup};
@@ -32,11 +33,6 @@ fn write_tone(path: &std::path::Path, hz: f32, secs: f32) -> std::io::Result<()>
             .map_err(std::io::Error::other)?;
     }
     w.finalize().map_err(std::io::Error::other)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@
 //! Goal (issue 5): at 10 % random loss plus 30 ms jitter, at least 99.5 % of live frames are
 //! played, not concealed.
 
+use radio_benches::summary::{arg, median};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -292,29 +293,6 @@ fn one_run(
     Ok(outcomes)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} needs a value")),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let seconds: f32 = arg(&args, "--seconds", 60.0)?;
@@ -378,7 +356,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (case, outcomes) in chosen.iter().zip(&all) {
-        let m = |f: &dyn Fn(&Outcome) -> f64| median(outcomes.iter().map(f).collect());
+        let m = |f: &dyn Fn(&Outcome) -> f64| median(&outcomes.iter().map(f).collect::<Vec<_>>());
         let drop_rate = |d: radio_tests::DirectionStats| {
             if d.received == 0 {
                 0.0

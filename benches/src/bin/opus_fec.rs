@@ -15,6 +15,7 @@
 //! against the same stream decoded without loss (what concealment or FEC costs on the frames
 //! they replace), and against the original (what the listener gets overall).
 
+use radio_benches::summary::{arg, median};
 use std::path::Path;
 use std::process::Command;
 
@@ -217,26 +218,6 @@ fn burst_loss(n: usize, rng: &mut StdRng) -> Vec<bool> {
         .collect()
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} needs a value")),
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| !x.is_nan());
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let seed: u64 = arg(&args, "--seed", 1)?;
@@ -319,7 +300,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("medians over {runs} seeded loss patterns:");
     for (pattern, rows) in &summary {
-        let m = |i: usize| median(rows.iter().map(|r| r[i]).collect());
+        let m = |i: usize| median(&rows.iter().map(|r| r[i]).collect::<Vec<_>>());
         println!(
             "| {pattern} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} / {:.2} / {:.2} dB | {:.2} / {:.2} dB |",
             m(0),

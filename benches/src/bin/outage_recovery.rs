@@ -8,11 +8,8 @@
 //! The server and agent are the test kit's (debug) builds of the binaries, as `make test` runs
 //! them; the figure includes the agent's playout delay.
 
+use radio_benches::summary::median;
 use std::time::Duration;
-
-fn median(sorted: &[f64]) -> f64 {
-    sorted[sorted.len() / 2]
-}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -15,6 +15,7 @@
 //!
 //! Goal: p99 ≤ 0.5 ms.
 
+use radio_benches::summary::median;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -153,11 +154,6 @@ fn run_once(run: usize, agents: usize, seconds: f32, direct: bool) -> anyhow::Re
     })
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let v: Vec<f64> = values.collect();
-    quantile(&v, 0.5).unwrap_or(f64::NAN)
-}
-
 fn main() -> anyhow::Result<()> {
     let arg = |i: usize| std::env::args().nth(i);
     let runs: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(5);
@@ -182,9 +178,9 @@ fn main() -> anyhow::Result<()> {
         );
         results.push(r);
     }
-    let p50 = median(results.iter().map(|r| r.p50_us));
-    let p99 = median(results.iter().map(|r| r.p99_us));
-    let max = median(results.iter().map(|r| r.max_us));
+    let p50 = median(&results.iter().map(|r| r.p50_us).collect::<Vec<_>>());
+    let p99 = median(&results.iter().map(|r| r.p99_us).collect::<Vec<_>>());
+    let max = median(&results.iter().map(|r| r.max_us).collect::<Vec<_>>());
     println!(
         "{{\"agents\": {agents}, \"runs\": {runs}, \"seconds\": {seconds}, \"median_p50_us\": {p50:.0}, \"median_p99_us\": {p99:.0}, \"median_max_us\": {max:.0}, \"goal_p99_us\": 500, \"reached\": {}}}",
         p99 <= 500.0

@@ -1,0 +1,63 @@
+//! What every benchmark binary does with its runs: medians and percentiles of the figures, and
+//! `--flag VALUE` arguments.
+
+use anyhow::Context;
+
+/// The median of `values`, NaNs left out (a run that measured nothing); NaN when none is left.
+/// With an even count, the mean of the middle two.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The `p` quantile (0 to 1) of `values` by nearest rank; NaN when there are none.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let Some(last) = v.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    v[((last as f64 * p.clamp(0.0, 1.0)).round() as usize).min(last)]
+}
+
+/// The value after `name` in `args`, or `default` when the flag is absent.
+pub fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} needs a value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_percentile() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[f64::NAN, 5.0]), 5.0);
+        assert!(median(&[]).is_nan());
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn flag_values() {
+        let args: Vec<String> = ["--runs", "7", "--bad"].map(String::from).to_vec();
+        assert_eq!(arg(&args, "--runs", 5u32).expect("--runs"), 7);
+        assert_eq!(arg(&args, "--seed", 5u32).expect("default"), 5);
+        assert!(arg(&args, "--bad", 5u32).is_err());
+    }
+}

@@ -210,39 +210,28 @@ fn run_tool(program: &str, args: &[&str]) -> Result<String, String> {
     String::from_utf8(out.stdout).map_err(|e| e.to_string())
 }
 
-/// `journal id, seq, event` of the records in a `radio-server journal` or
-/// `relay-agent --print-journal` dump.
-fn records(dump: &str) -> Vec<(u64, u64, String)> {
-    dump.lines()
-        .filter(|l| !l.starts_with("link\t"))
-        .filter_map(|l| {
-            let mut f = l.splitn(4, '\t');
-            let id = f.next()?.parse().ok()?;
-            let seq = f.next()?.parse().ok()?;
-            let _unix_ms = f.next()?;
-            Some((id, seq, f.next()?.to_owned()))
-        })
-        .collect()
-}
-
 fn check_journal(server_dump: &str, agent_dump: &str) -> JournalCheck {
-    let stored = records(server_dump);
-    let pending = records(agent_dump);
+    let stored = crate::journal_dump::parse(server_dump);
+    let pending = crate::journal_dump::parse(agent_dump);
     let mut check = JournalCheck {
         stored: stored.len(),
         pending: pending.len(),
         ..JournalCheck::default()
     };
-    let ids: std::collections::BTreeSet<u64> = stored.iter().chain(&pending).map(|r| r.0).collect();
+    let ids: std::collections::BTreeSet<u64> = stored
+        .iter()
+        .chain(&pending)
+        .map(|r| r.journal_id)
+        .collect();
     check.journal_ids = ids.len();
     let mut journal: BTreeMap<u64, String> = BTreeMap::new();
-    for (_, seq, event) in &stored {
-        if journal.insert(*seq, event.clone()).is_some() {
+    for r in &stored {
+        if journal.insert(r.seq, r.event.clone()).is_some() {
             check.duplicates += 1;
         }
     }
-    for (_, seq, event) in &pending {
-        journal.entry(*seq).or_insert_with(|| event.clone());
+    for r in &pending {
+        journal.entry(r.seq).or_insert_with(|| r.event.clone());
     }
     if let (Some(first), Some(last)) = (journal.keys().next(), journal.keys().next_back()) {
         check.missing = (*first..=*last)

@@ -10,6 +10,8 @@
 //! - `rtp_capture.rs` — receives agents' RTP packets with their arrival instants, tells programme
 //!   audio from silence ([`programme_audio`]) and measures how far apart agents played the same
 //!   frame ([`rtp_capture::playout_spread`]).
+//! - `journal_dump.rs` — the uptime journal as the server stored it and as the agent holds it,
+//!   and the check that together they are the whole journal, each record once.
 //! - `outage.rs` — the 30 s blackhole scenario of issue 5, shared by its test and its benchmark.
 //! - `flapping.rs` — a seeded thunderstorm day of outages applied through the proxy in
 //!   accelerated time, with the reconnects, the stored journal and the agent's resources checked
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 pub mod flapping;
 pub mod icecast;
 pub mod impairment_proxy;
+pub mod journal_dump;
 pub mod outage;
 pub mod rtp_capture;
 

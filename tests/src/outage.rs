@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::rtp_capture::{programme_audio, RtpCapture};
 use crate::{
-    binary, enroll, start_agent, start_server, test_signal, write_wav, Impairment, ImpairmentProxy,
+    enroll, start_agent, start_server, test_signal, write_wav, Impairment, ImpairmentProxy,
 };
 
 /// What one run measured.
@@ -83,24 +83,14 @@ pub fn blackhole_during_programme(dir: &std::path::Path, hole: Duration) -> Outa
     let (status, _) = agent.terminate();
     assert!(status.success(), "agent exit {status}");
     let _ = server.terminate();
-    let out = std::process::Command::new(binary("radio-server"))
-        .args(["journal", "--data-dir"])
-        .arg(&data)
-        .args(["--agent", "binh-hai"])
-        .output()
-        .expect("radio-server journal");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let link_events: Vec<(i64, bool)> = text
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let at: i64 = fields.get(2)?.parse().ok()?;
-            let from_start = at - started_unix_ms as i64;
-            let event = fields.get(3)?;
-            if event.starts_with("LinkUp") {
+    let stored = crate::journal_dump::stored(&data, "binh-hai");
+    let link_events: Vec<(i64, bool)> = stored
+        .iter()
+        .filter_map(|r| {
+            let from_start = r.unix_ms - started_unix_ms as i64;
+            if r.event.starts_with("LinkUp") {
                 Some((from_start, true))
-            } else if event.starts_with("LinkDown") {
+            } else if r.event.starts_with("LinkDown") {
                 Some((from_start, false))
             } else {
                 None
@@ -109,7 +99,7 @@ pub fn blackhole_during_programme(dir: &std::path::Path, hole: Duration) -> Outa
         .collect();
     // Up, down at the outage's start, up at its end (the agent's stop was not uploaded).
     let [(_, true), (journal_down_ms, false), (journal_up_ms, true)] = link_events[..] else {
-        panic!("link records (ms from the blackhole): {link_events:?}\n{text}");
+        panic!("link records (ms from the blackhole): {link_events:?}\n{stored:#?}");
     };
     OutageRun {
         hole,

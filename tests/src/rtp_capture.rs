@@ -195,6 +195,21 @@ pub fn quantile(values: &[f64], p: f64) -> Option<f64> {
     sorted.get(i.min(last)).copied()
 }
 
+/// When each packet of programme audio arrived. The agent sends one and the same packet for
+/// every silent slot, while every 20 ms of a programme encodes differently: a payload seen more
+/// than once is silence (or a programme played twice, which the tests using this must notice).
+pub fn programme_audio(arrivals: &[Arrival]) -> Vec<Instant> {
+    let mut seen = HashMap::<&[u8], usize>::new();
+    for (_, payload) in arrivals {
+        *seen.entry(payload).or_default() += 1;
+    }
+    arrivals
+        .iter()
+        .filter(|(_, payload)| seen[payload.as_slice()] == 1)
+        .map(|(at, _)| *at)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,19 +256,4 @@ mod tests {
         assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
         assert_eq!(quantile(&[], 0.5), None);
     }
-}
-
-/// When each packet of programme audio arrived. The agent sends one and the same packet for
-/// every silent slot, while every 20 ms of a programme encodes differently: a payload seen more
-/// than once is silence (or a programme played twice, which the tests using this must notice).
-pub fn programme_audio(arrivals: &[Arrival]) -> Vec<Instant> {
-    let mut seen = HashMap::<&[u8], usize>::new();
-    for (_, payload) in arrivals {
-        *seen.entry(payload).or_default() += 1;
-    }
-    arrivals
-        .iter()
-        .filter(|(_, payload)| seen[payload.as_slice()] == 1)
-        .map(|(at, _)| *at)
-        .collect()
 }

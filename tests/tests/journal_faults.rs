@@ -4,12 +4,10 @@
 //! the agent's remaining ones together are exactly the agent's journal: every sequence number
 //! once, none missing, every start and every crash of the agent accounted for.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use radio_tests::{binary, enroll, free_udp_port, start_server_with, Process};
+use radio_tests::{binary, enroll, free_udp_port, journal_dump, start_server_with, Process};
 
 /// A small, seedable generator (xorshift64*): the test needs reproducible choices, not
 /// cryptography.
@@ -61,34 +59,6 @@ impl Agent<'_> {
         self.launches += 1;
         agent
     }
-}
-
-/// `journal id, seq, unix ms, event` lines of either dump.
-fn parse(dump: &str) -> Vec<(u64, u64, String)> {
-    dump.lines()
-        .filter(|l| !l.starts_with("link\t"))
-        .map(|l| {
-            let mut f = l.splitn(4, '\t');
-            let id = f.next().and_then(|v| v.parse().ok()).expect("journal id");
-            let seq = f.next().and_then(|v| v.parse().ok()).expect("seq");
-            let _unix_ms = f.next();
-            let event = f.next().expect("event").to_owned();
-            (id, seq, event)
-        })
-        .collect()
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(binary(program))
-        .args(args)
-        .output()
-        .expect("run dump");
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
 }
 
 #[test]
@@ -159,51 +129,16 @@ fn no_record_is_lost_or_counted_twice_across_crashes() {
     let (status, _) = server.take().expect("server").terminate();
     assert!(status.success(), "server exit {status}");
 
-    let stored = parse(&run(
-        "radio-server",
-        &[
-            "journal",
-            "--data-dir",
-            data.to_str().expect("utf8"),
-            "--agent",
-            "binh-trung",
-        ],
-    ));
-    let pending = parse(&run(
-        "relay-agent",
-        &[
-            "--print-journal",
-            state.join("journal").to_str().expect("utf8"),
-        ],
-    ));
+    let stored = journal_dump::stored(&data, "binh-trung");
+    let pending = journal_dump::pending(&state);
     eprintln!(
         "{} records on the server, {} still with the agent",
         stored.len(),
         pending.len()
     );
-    // One journal, on both sides.
-    let ids: std::collections::BTreeSet<u64> = stored.iter().chain(&pending).map(|r| r.0).collect();
-    assert_eq!(ids.len(), 1, "journal ids {ids:?}");
-    // Every number once on the server; the agent's remainder agrees with the server where a
-    // lost acknowledgement left a record on both sides.
-    let mut journal: BTreeMap<u64, String> = BTreeMap::new();
-    for (_, seq, event) in &stored {
-        assert!(
-            journal.insert(*seq, event.clone()).is_none(),
-            "the server holds record {seq} twice"
-        );
-    }
-    for (_, seq, event) in &pending {
-        if let Some(stored) = journal.insert(*seq, event.clone()) {
-            assert_eq!(
-                &stored, event,
-                "record {seq} differs between agent and server"
-            );
-        }
-    }
-    let last = *journal.keys().last().expect("records");
-    let missing: Vec<u64> = (1..=last).filter(|s| !journal.contains_key(s)).collect();
-    assert!(missing.is_empty(), "records lost: {missing:?}");
+    // One journal; every number once on the server; the agent's remainder agrees with the
+    // server where a lost acknowledgement left a record on both sides; none missing.
+    let journal = journal_dump::whole_journal(&stored, &pending);
     // Every start and every crash of the agent is there, once.
     let starts = journal
         .values()

@@ -4,14 +4,12 @@
 //! programme up at its live point; and every journal record the agent wrote is stored exactly
 //! once, across both server runs.
 
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use radio_tests::{
-    binary, enroll, free_udp_port, programme_audio, start_agent, start_server_with, test_signal,
-    write_wav, RtpCapture,
+    enroll, free_udp_port, journal_dump, programme_audio, start_agent, start_server_with,
+    test_signal, write_wav, RtpCapture,
 };
 
 const COMMUNE: &str = "binh-hai";
@@ -116,38 +114,8 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
     assert!(status.success(), "agent exit {status}");
     let (status, _) = server.terminate();
     assert!(status.success(), "server exit {status}");
-    let stored = parse(&run(
-        "radio-server",
-        &[
-            "journal",
-            "--data-dir",
-            data.to_str().expect("utf8"),
-            "--agent",
-            COMMUNE,
-        ],
-    ));
-    let pending = parse(&run(
-        "relay-agent",
-        &[
-            "--print-journal",
-            state.join("journal").to_str().expect("utf8"),
-        ],
-    ));
-    let mut journal: BTreeMap<u64, String> = BTreeMap::new();
-    for (seq, event) in &stored {
-        assert!(
-            journal.insert(*seq, event.clone()).is_none(),
-            "the server holds record {seq} twice"
-        );
-    }
-    for (seq, event) in &pending {
-        if let Some(stored) = journal.insert(*seq, event.clone()) {
-            assert_eq!(&stored, event, "record {seq} differs");
-        }
-    }
-    let last = *journal.keys().last().expect("records");
-    let missing: Vec<u64> = (1..=last).filter(|s| !journal.contains_key(s)).collect();
-    assert!(missing.is_empty(), "records lost: {missing:?}");
+    let stored = journal_dump::stored(&data, COMMUNE);
+    let journal = journal_dump::whole_journal(&stored, &journal_dump::pending(&state));
     // Both server runs welcomed the agent, and the programme was journaled on both.
     let runs: std::collections::BTreeSet<&str> = journal
         .values()
@@ -160,34 +128,7 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
         .count();
     assert_eq!(starts, 2, "{journal:#?}");
     assert!(
-        stored.iter().any(|(_, e)| e.starts_with("LinkDown")),
+        stored.iter().any(|r| r.event.starts_with("LinkDown")),
         "the outage was not uploaded to the new server"
     );
-}
-
-/// `journal id, seq, unix ms, event` lines of either dump, as (seq, event).
-fn parse(dump: &str) -> Vec<(u64, String)> {
-    dump.lines()
-        .filter(|l| !l.starts_with("link\t"))
-        .filter_map(|l| {
-            let mut f = l.splitn(4, '\t');
-            let _journal = f.next()?;
-            let seq = f.next()?.parse().ok()?;
-            let _unix_ms = f.next()?;
-            Some((seq, f.next()?.to_owned()))
-        })
-        .collect()
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(binary(program))
-        .args(args)
-        .output()
-        .expect("run dump");
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
 }

@@ -143,6 +143,20 @@ impl Harness {
         self.store = None;
     }
 
+    /// Opens the store again after [`Harness::stop`]. axum's graceful shutdown returns when the
+    /// connections have closed, but a connection task may drop its copy of the state (and with
+    /// it the store's lock) a moment later on a loaded machine.
+    async fn reopen_store(&self) -> Store {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Store::open(self.dir.path()) {
+                Ok(store) => return store,
+                Err(e) if Instant::now() > deadline => panic!("reopen the store: {e:?}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -548,7 +562,7 @@ async fn schedule_changes_are_validated_stored_and_put_on_air() {
 
     // Stored: a new server on this data directory starts with it.
     h.stop().await;
-    let store = Store::open(h.dir.path()).expect("reopen the store");
+    let store = h.reopen_store().await;
     let stored = store.schedule().expect("readable").expect("stored");
     let ids: Vec<&str> = stored.entries.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["le-quoc-khanh", "mit-tinh"]);

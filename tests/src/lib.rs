@@ -12,6 +12,7 @@
 //!   frame ([`rtp_capture::playout_spread`]).
 //! - `journal_dump.rs` — the uptime journal as the server stored it and as the agent holds it,
 //!   and the check that together they are the whole journal, each record once.
+//! - `schedule_file.rs` — a one-off slot written as the server's schedule file.
 //! - `outage.rs` — the 30 s blackhole scenario of issue 5, shared by its test and its benchmark.
 //! - `flapping.rs` — a seeded thunderstorm day of outages applied through the proxy in
 //!   accelerated time, with the reconnects, the stored journal and the agent's resources checked
@@ -31,6 +32,7 @@ pub mod impairment_proxy;
 pub mod journal_dump;
 pub mod outage;
 pub mod rtp_capture;
+pub mod schedule_file;
 
 pub use rtp_capture::{programme_audio, RtpCapture};
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use radio_tests::schedule_file::{slot_start_after, write_one_off_schedule, OneOffSlot};
 use radio_tests::{
     binary, compare, enroll, read_wav, start_agent, start_server_with, test_signal, write_wav,
     Impairment, ImpairmentProxy, Process,
@@ -65,31 +66,20 @@ fn start(entry_id: &str, signal: &[f32]) -> Station {
     let bundle = dir.path().join("bundle.toml");
     enroll(&data, COMMUNE, &bundle);
 
-    // A one-off slot LEAD from now, on a whole second, in UTC (its date is the date it starts).
-    let slot_start = (Timestamp::now() + LEAD)
-        .round(jiff::Unit::Second)
-        .expect("round to a second");
-    let civil = TimeZone::UTC.to_datetime(slot_start);
+    // A one-off slot LEAD from now, on a whole second, in UTC.
+    let slot_start = slot_start_after(LEAD);
     let schedule = dir.path().join("schedule.toml");
-    std::fs::write(
+    write_one_off_schedule(
         &schedule,
-        format!(
-            "timezone = \"UTC\"\n\
-             \n\
-             [[entries]]\n\
-             id = \"{entry_id}\"\n\
-             name = \"{NAME}\"\n\
-             recurrence = {{ once = {{ date = \"{date}\" }} }}\n\
-             start = \"{time}\"\n\
-             end = {{ duration = \"1m\" }}\n\
-             source = {{ kind = \"file\", path = \"{path}\" }}\n\
-             targets = {{ stations = [\"{COMMUNE}\"] }}\n",
-            date = civil.date(),
-            time = civil.time().strftime("%H:%M:%S"),
-            path = recording.display(),
-        ),
-    )
-    .expect("write the schedule");
+        &OneOffSlot {
+            id: entry_id,
+            name: NAME,
+            start: slot_start,
+            duration: "1m",
+            source: format!("{{ kind = \"file\", path = \"{}\" }}", recording.display()),
+            targets: format!("{{ stations = [\"{COMMUNE}\"] }}"),
+        },
+    );
     let (mut server, addr) = start_server_with(
         &data,
         "127.0.0.1:0",

@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use radio_tests::icecast::Icecast;
+use radio_tests::schedule_file::{slot_start_after, write_one_off_schedule, OneOffSlot};
 use radio_tests::{enroll, pitch_track, start_agent, start_server_with, write_chirp};
 
 const SOURCE_HZ: f32 = 440.0;
@@ -102,32 +102,20 @@ fn an_icecast_stream_is_relayed_at_its_slot_and_survives_losing_its_source() {
     let bundle = dir.path().join("bundle.toml");
     enroll(&data, COMMUNE, &bundle);
 
-    // A one-off slot a whole second LEAD from now, in UTC. Its date is the date it starts on,
-    // so a slot that runs past midnight is still right.
-    let slot_start = (Timestamp::now() + LEAD)
-        .round(jiff::Unit::Second)
-        .expect("round to a second")
-        + SignedDuration::from_secs(1);
-    let civil = TimeZone::UTC.to_datetime(slot_start);
+    // A one-off slot a whole second LEAD from now, in UTC.
+    let slot_start = slot_start_after(LEAD) + SignedDuration::from_secs(1);
     let schedule = dir.path().join("schedule.toml");
-    std::fs::write(
+    write_one_off_schedule(
         &schedule,
-        format!(
-            "timezone = \"UTC\"\n\
-             \n\
-             [[entries]]\n\
-             id = \"tiep-song-icecast\"\n\
-             name = \"Tiếp sóng Icecast\"\n\
-             recurrence = {{ once = {{ date = \"{date}\" }} }}\n\
-             start = \"{time}\"\n\
-             end = {{ duration = \"3m\" }}\n\
-             source = {{ kind = \"relay\", url = \"{url}\" }}\n\
-             targets = \"all\"\n",
-            date = civil.date(),
-            time = civil.time().strftime("%H:%M:%S"),
-        ),
-    )
-    .expect("write the schedule");
+        &OneOffSlot {
+            id: "tiep-song-icecast",
+            name: "Tiếp sóng Icecast",
+            start: slot_start,
+            duration: "3m",
+            source: format!("{{ kind = \"relay\", url = \"{url}\" }}"),
+            targets: "\"all\"".into(),
+        },
+    );
     let config = dir.path().join("server.toml");
     std::fs::write(
         &config,

@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
+use radio_tests::schedule_file::{slot_start_after, write_one_off_schedule, OneOffSlot};
 use radio_tests::{
     enroll, free_udp_port, journal_dump, programme_audio, start_agent, start_server_with,
     test_signal, write_wav, RtpCapture,
@@ -25,30 +26,18 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
     write_wav(&programme, &test_signal(60.0), 48_000);
 
     // A one-off slot that starts a few seconds from now and outlasts the test's restart.
-    let slot_start = (Timestamp::now() + SignedDuration::from_secs(6))
-        .round(jiff::Unit::Second)
-        .expect("round to a second");
-    let civil = jiff::tz::TimeZone::UTC.to_datetime(slot_start);
     let schedule = dir.path().join("schedule.toml");
-    std::fs::write(
+    write_one_off_schedule(
         &schedule,
-        format!(
-            "timezone = \"UTC\"\n\
-             \n\
-             [[entries]]\n\
-             id = \"ban-tin\"\n\
-             name = \"Bản tin\"\n\
-             recurrence = {{ once = {{ date = \"{date}\" }} }}\n\
-             start = \"{time}\"\n\
-             end = {{ duration = \"2m\" }}\n\
-             source = {{ kind = \"file\", path = \"{path}\" }}\n\
-             targets = \"all\"\n",
-            date = civil.date(),
-            time = civil.time().strftime("%H:%M:%S"),
-            path = programme.display(),
-        ),
-    )
-    .expect("write the schedule");
+        &OneOffSlot {
+            id: "ban-tin",
+            name: "Bản tin",
+            start: slot_start_after(SignedDuration::from_secs(6)),
+            duration: "2m",
+            source: format!("{{ kind = \"file\", path = \"{}\" }}", programme.display()),
+            targets: "\"all\"".into(),
+        },
+    );
     let listen = format!("127.0.0.1:{}", free_udp_port());
     let args = ["--schedule", schedule.to_str().expect("utf8")];
     let (server, addr) = start_server_with(&data, &listen, &args);

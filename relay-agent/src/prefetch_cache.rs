@@ -429,12 +429,26 @@ mod tests {
         }
     }
 
-    /// Receives `bytes` in chunks of 7 and puts the blob in place.
-    fn receive(cache: &mut PrefetchCache, item: &PrefetchItem, bytes: &[u8]) {
-        let mut d = cache
+    /// A cache in `dir` whose manifest lists `item` alone.
+    fn cache_listing(dir: &Path, item: &PrefetchItem) -> PrefetchCache {
+        let mut cache = PrefetchCache::open(dir, 1 << 20, 0).expect("open");
+        cache
+            .set_manifest(manifest(vec![item.clone()]), 0)
+            .expect("manifest");
+        cache
+    }
+
+    /// A download of `item`'s blob, which the cache must not hold yet.
+    fn download(cache: &mut PrefetchCache, item: &PrefetchItem) -> Download {
+        cache
             .begin(item.blob_sha256, item.blob_size, 0)
             .expect("begin")
-            .expect("not held yet");
+            .expect("not held yet")
+    }
+
+    /// Receives `bytes` in chunks of 7 and puts the blob in place.
+    fn receive(cache: &mut PrefetchCache, item: &PrefetchItem, bytes: &[u8]) {
+        let mut d = download(cache, item);
         let mut done = false;
         for (i, chunk) in bytes.chunks(7).enumerate() {
             done = d.write(i as u64 * 7, chunk).expect("write");
@@ -448,10 +462,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = blob(10, 1);
         let it = item("tin", 1_000, &b, 10);
-        let mut cache = PrefetchCache::open(dir.path(), 1 << 20, 0).expect("open");
-        cache
-            .set_manifest(manifest(vec![it.clone()]), 0)
-            .expect("manifest");
+        let mut cache = cache_listing(dir.path(), &it);
         receive(&mut cache, &it, &b);
         assert!(cache.contains(&it.blob_sha256));
         assert_eq!(
@@ -476,16 +487,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = blob(10, 1);
         let it = item("tin", 1_000, &b, 10);
-        let mut cache = PrefetchCache::open(dir.path(), 1 << 20, 0).expect("open");
-        cache
-            .set_manifest(manifest(vec![it.clone()]), 0)
-            .expect("manifest");
+        let mut cache = cache_listing(dir.path(), &it);
 
         // One byte flipped on the way: the last chunk fails the hash and nothing is kept.
-        let mut d = cache
-            .begin(it.blob_sha256, it.blob_size, 0)
-            .expect("begin")
-            .expect("new");
+        let mut d = download(&mut cache, &it);
         let mut bad = b.clone();
         bad[5] ^= 1;
         let half = bad.len() / 2;
@@ -502,10 +507,7 @@ mod tests {
         );
 
         // Out of order is refused too.
-        let mut d = cache
-            .begin(it.blob_sha256, it.blob_size, 0)
-            .expect("begin")
-            .expect("new");
+        let mut d = download(&mut cache, &it);
         assert!(matches!(
             d.write(3, &b[3..]),
             Err(CacheError::Corrupt { .. })
@@ -537,14 +539,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let b = blob(10, 1);
         let it = item("tin", 1_000, &b, 10);
-        let mut cache = PrefetchCache::open(dir.path(), 1 << 20, 0).expect("open");
-        cache
-            .set_manifest(manifest(vec![it.clone()]), 0)
-            .expect("manifest");
-        let mut d = cache
-            .begin(it.blob_sha256, it.blob_size, 0)
-            .expect("begin")
-            .expect("new");
+        let mut cache = cache_listing(dir.path(), &it);
+        let mut d = download(&mut cache, &it);
         assert!(!d.write(0, &b[..4]).expect("write"));
         assert!(matches!(
             cache.begin(it.blob_sha256, it.blob_size, 0),

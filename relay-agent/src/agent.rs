@@ -196,6 +196,7 @@ impl Agent {
             .unwrap_or_else(|| self.bundle.server.clone());
         // A dual-stack socket reaches the server whether its name resolves to IPv4 or IPv6;
         // hosts with IPv6 disabled fall back to IPv4 only.
+        let expiry = tokio::spawn(watch_certificate_expiry(self.bundle.clone()));
         let dual = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
         let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
         let endpoint = quinn::Endpoint::client(dual)
@@ -287,7 +288,7 @@ impl Agent {
             .await
             .map_err(|e| AgentError::Io(format!("playout thread: {e}")))?
             .map_err(|_| AgentError::Io("playout thread panicked".into()))?;
-        for task in heartbeat.into_iter().chain(loader) {
+        for task in heartbeat.into_iter().chain(loader).chain([expiry]) {
             task.abort();
             let _ = task.await;
         }
@@ -362,5 +363,23 @@ fn sink_target(spec: &SinkSpec, config: &AgentConfig) -> SinkTarget {
         SinkSpec::Pipe { command } => SinkTarget::Pipe {
             command: command.clone(),
         },
+    }
+}
+
+/// Days ahead of its certificate's expiry from which the agent warns its operator.
+const EXPIRY_WARNING_DAYS: i64 = 90;
+
+/// Warns at start and every day while the station's certificate expires within
+/// [`EXPIRY_WARNING_DAYS`]: an agent runs unattended for years, and its log is what the
+/// station's operator reads.
+async fn watch_certificate_expiry(bundle: Bundle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(24 * 3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = i64::try_from(unix_ms() / 1000).unwrap_or(i64::MAX);
+        if let Some(warning) = bundle.expiry_warning(now, EXPIRY_WARNING_DAYS) {
+            tracing::warn!(commune = %bundle.commune, "{warning}");
+        }
     }
 }

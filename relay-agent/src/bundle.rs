@@ -58,6 +58,36 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// When the station's certificate expires (Unix seconds), if the certificate can be read.
+    pub fn certificate_expiry(&self) -> Option<i64> {
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(self.cert.as_bytes()).ok()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
+    /// A warning for the station's operator when its certificate expires within `days`, or
+    /// has expired: the server refuses an expired certificate and the loudspeakers go silent.
+    pub fn expiry_warning(&self, now_unix: i64, days: i64) -> Option<String> {
+        let expiry = self.certificate_expiry()?;
+        let days_left = (expiry - now_unix).div_euclid(86_400);
+        if expiry <= now_unix {
+            Some(format!(
+                "this station's certificate has expired: the server refuses it. Ask the \
+                 district for a new bundle (radio-server enroll --commune {})",
+                self.commune
+            ))
+        } else if days_left < days {
+            Some(format!(
+                "this station's certificate expires in {days_left} days: ask the district \
+                 for a new bundle (radio-server enroll --commune {}) and install it before then",
+                self.commune
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Reads a bundle file.
     pub fn load(path: &Path) -> Result<Self, BundleError> {
         let shown = path.display().to_string();
@@ -136,6 +166,37 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn expiring_in(days: i64, now: i64) -> Bundle {
+        let mut params = rcgen::CertificateParams::new(vec!["binh-trung".into()]).expect("params");
+        let not_after = now + days * 86_400 + 3600;
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).expect("time");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        Bundle {
+            cert: cert.pem(),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn the_operator_is_warned_ahead_of_expiry() {
+        let now = 1_900_000_000;
+        assert_eq!(expiring_in(200, now).expiry_warning(now, 90), None);
+        let soon = expiring_in(30, now)
+            .expiry_warning(now, 90)
+            .expect("warned");
+        assert!(soon.contains("expires in 30 days"), "{soon}");
+        let gone = expiring_in(-3, now)
+            .expiry_warning(now, 90)
+            .expect("warned");
+        assert!(gone.contains("has expired"), "{gone}");
+        assert_eq!(
+            sample().expiry_warning(now, 90),
+            None,
+            "an unreadable certificate"
+        );
+    }
 
     fn sample() -> Bundle {
         Bundle {

@@ -496,7 +496,11 @@ fn connect_error(e: quinn::ConnectionError) -> LinkError {
 /// A failed handshake, with a hint for the mistakes an operator can fix.
 fn explain_connect_error(e: &quinn::ConnectionError) -> String {
     let text = e.to_string();
-    let hint = if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+    // TLS alert 44, certificate_revoked: the server's revocation list names this bundle.
+    let hint = if text.contains("error 44") || text.contains("CertificateRevoked") {
+        "; the server revoked this station's certificate: the district must enrol it again \
+         (`radio-server enroll`) and the new bundle be installed here"
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         "; the server's certificate is not from this bundle's CA: was this station enrolled on \
          this server? Re-run `radio-server enroll` there and install the new bundle"
     } else if text.contains("NotValidForName") {

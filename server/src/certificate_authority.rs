@@ -13,8 +13,14 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use relay_agent::bundle::write_private;
+
+use crate::enrolment_register::{EnrolmentRegister, IssuedCertificate};
 use relay_agent::Bundle;
 use time::{Duration, OffsetDateTime};
+
+/// Lifetime of a station's certificate: five years, the district's review period, and two
+/// days more so that one issued at a review outlasts the next.
+pub const AGENT_CERT_DAYS: i64 = 365 * 5 + 2;
 
 /// Errors of the certificate authority.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +47,9 @@ pub enum CaError {
         /// The CA directory.
         dir: String,
     },
+    /// The enrolment register could not be written.
+    #[error(transparent)]
+    Register(#[from] crate::enrolment_register::RegisterError),
     /// The commune is not a station of the district.
     #[error(
         "unknown commune `{0}`: it is not a station of this district (see `radio-server stations`)"
@@ -132,6 +141,11 @@ impl CertificateAuthority {
         })
     }
 
+    /// `data_dir/ca`: the CA's files, the enrolment register and the revocation list.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
@@ -162,8 +176,7 @@ impl CertificateAuthority {
         params.serial_number = Some(SerialNumber::from(serial));
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::days(1);
-        // Five years: the district reviews its network every five years.
-        params.not_after = now + Duration::days(365 * 5 + 2);
+        params.not_after = now + Duration::days(AGENT_CERT_DAYS);
         Ok((self.sign(params)?, serial))
     }
 
@@ -178,7 +191,8 @@ impl CertificateAuthority {
     }
 
     /// Enrols an agent: issues its certificate and returns its bundle. The caller checks that the
-    /// commune exists. A record of the enrolment is kept under `data_dir/ca/enrolled/`.
+    /// commune exists. The certificate is added to the [`EnrolmentRegister`] under
+    /// `data_dir/ca/enrolled/`, which revocation and the expiry warnings read.
     pub fn enroll(
         &self,
         commune: &str,
@@ -187,17 +201,18 @@ impl CertificateAuthority {
         server_name: &str,
     ) -> Result<Bundle, CaError> {
         let (issued, serial) = self.issue_agent_cert(commune)?;
-        let record_path = self.dir.join("enrolled").join(format!("{commune}.toml"));
-        let record = format!(
-            "commune = {commune:?}\nserial = \"{serial:016x}\"\nissued_at = \"{}\"\n",
-            OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        );
-        write_private(&record_path, record.as_bytes()).map_err(|error| CaError::Io {
-            path: record_path.display().to_string(),
-            error,
-        })?;
+        let now = jiff::Timestamp::now();
+        let expires_at = now
+            .checked_add(jiff::SignedDuration::from_hours(24 * AGENT_CERT_DAYS))
+            .ok();
+        EnrolmentRegister::new(&self.dir).record(
+            commune,
+            IssuedCertificate {
+                serial,
+                issued_at: now,
+                expires_at,
+            },
+        )?;
         Ok(Bundle {
             commune: commune.to_string(),
             station_name: station_name.to_string(),

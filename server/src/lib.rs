@@ -29,6 +29,11 @@
 //! - `reset_key.rs` — the QUIC stateless-reset key, kept in the data directory so that agents
 //!   learn at once that a restarted server lost their connections.
 //! - `certificate_authority.rs` — the district CA, server certificates and agent enrolment.
+//! - `certificate_expiry.rs` — which station certificates are valid, expiring, expired or
+//!   revoked (`radio-server certificates`), and the daily warnings.
+//! - `enrolment_register.rs` — every certificate issued to each station (`data_dir/ca/enrolled/`).
+//! - `revocation_list.rs` — revoked certificates (`data_dir/ca/revoked.toml`, `radio-server
+//!   revoke`), refused at the handshake and their open connections closed.
 //! - `store.rs` — [`store::Store`]: the schedule and the admin token's hash, durable (sled).
 //! - `uptime_journal.rs` — [`uptime_journal::UptimeJournal`]: the agents' uploaded journals and
 //!   the server's own view of their connections, stored once per record, flushed before the
@@ -50,9 +55,11 @@
 pub mod admin;
 pub mod admin_client;
 pub mod certificate_authority;
+pub mod certificate_expiry;
 pub mod clusters;
 pub mod dashboard;
 pub mod demo;
+pub mod enrolment_register;
 pub mod ingest;
 pub mod live_input;
 pub mod media_clock;
@@ -64,6 +71,7 @@ pub mod prefetch;
 pub mod prefetch_sender;
 pub mod report;
 pub mod reset_key;
+pub mod revocation_list;
 pub mod router;
 pub mod schedule;
 pub mod server;

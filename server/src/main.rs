@@ -104,6 +104,30 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revoke a station's certificates: the running server refuses them at the handshake and
+    /// closes the station's open connection within a second. `enroll` then issues a new one.
+    Revoke {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Commune (station) id, e.g. binh-trung.
+        commune: String,
+        /// Revoke only this certificate (16 hex digits, see `certificates`), e.g. the old one
+        /// after a renewal; default: every certificate issued to the station so far.
+        #[arg(long, value_parser = parse_serial)]
+        serial: Option<u64>,
+        /// Why, for the record (e.g. "bundle stolen").
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List every station certificate: serial, issued, expires, days left, and whether it is
+    /// valid, expiring (within 90 days), expired, revoked or superseded by a newer one.
+    Certificates {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the uptime journal records an agent uploaded, one per line (journal id, sequence,
     /// Unix ms, event), and the server's own view of its link. Reads the store: the server
     /// must be stopped.
@@ -377,6 +401,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// A certificate serial as `certificates` prints it: hex, 16 digits or fewer.
+fn parse_serial(text: &str) -> Result<u64, String> {
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).map_err(|_| {
+        format!(
+            "`{text}` is not a certificate serial (hex digits, see `radio-server certificates`)"
+        )
+    })
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -439,6 +472,64 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 station.name,
                 out.display()
             );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Revoke {
+            overrides,
+            commune,
+            serial,
+            reason,
+        } => {
+            let config = radio_config::load_server(&overrides)?;
+            let ca_dir = config.data_dir.join("ca");
+            let revoked = radio_server::revocation_list::revoke(
+                &ca_dir,
+                &commune,
+                serial,
+                &reason,
+                jiff::Timestamp::now(),
+            )?;
+            if revoked.is_empty() {
+                println!("{commune}: already revoked; nothing changed");
+            } else {
+                for r in &revoked {
+                    println!("revoked {} certificate {:016x}", r.commune, r.serial);
+                }
+                println!(
+                    "a running server refuses it from now on and closes its connection within a \
+                     second; `radio-server enroll --commune {commune}` issues a new certificate"
+                );
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Certificates { overrides, json } => {
+            let config = radio_config::load_server(&overrides)?;
+            let all = radio_server::certificate_expiry::certificates(
+                &config.data_dir.join("ca"),
+                jiff::Timestamp::now(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!(
+                    "{:<24} {:<16}  {:<10}  {:<10}  {:>9}  state",
+                    "station", "serial", "issued", "expires", "days left"
+                );
+                for c in &all {
+                    let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
+                    println!(
+                        "{:<24} {:<16}  {:<10}  {:<10}  {:>9}  {}",
+                        c.commune,
+                        c.serial,
+                        day(c.issued_at),
+                        c.expires_at.map(day).unwrap_or_else(|| "?".into()),
+                        c.days_left
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "?".into()),
+                        serde_json::to_value(c.state)?.as_str().unwrap_or("?"),
+                    );
+                }
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Journal { overrides, agent } => {

@@ -24,8 +24,9 @@ use crate::certificate_authority::CertificateAuthority;
 use crate::clusters::{ClusterSeen, WatchedClusters};
 use crate::prefetch::PrefetchPlanner;
 use crate::prefetch_sender::{PrefetchStreams, CHUNK_BYTES};
+use crate::revocation_list::{RevocationError, Revocations, REFRESH_INTERVAL};
 use crate::station_output::StationOutput;
-use crate::tls::{self, TlsError};
+use crate::tls::{self, PeerCertificate, TlsError};
 use crate::uptime_journal::{LinkEvent, RunMarker, UptimeJournal, SERVER_ALIVE_INTERVAL};
 
 /// What the server knows about one agent (station), kept across its reconnects.
@@ -43,8 +44,11 @@ pub struct AgentRecord {
     session_since: Option<std::time::Instant>,
     /// The loudspeaker clusters its agent watches, as its journal last said.
     pub clusters: WatchedClusters,
-    /// The connection currently serving it, to close it when a newer one replaces it.
+    /// The connection currently serving it, to close it when a newer one replaces it or its
+    /// certificate is revoked.
     connection: Option<quinn::Connection>,
+    /// That connection's certificate serial.
+    serial: Option<u64>,
 }
 
 /// A snapshot of one agent, for reports.
@@ -87,6 +91,11 @@ pub struct Server {
     /// The stations' prefetch plans, once planning runs (set after the on-air controller
     /// starts, as it follows its schedule).
     prefetch: std::sync::OnceLock<Arc<PrefetchPlanner>>,
+    /// The revoked certificates, to close the connections of stations revoked while connected.
+    revocations: Revocations,
+    /// Connections per station between their handshake and their session: one station's
+    /// certificate cannot take many of the `max_agents` slots at once.
+    pending: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Server {
@@ -107,6 +116,7 @@ impl Server {
     fn build(config: ServerConfig, district: District, uptime: Option<UptimeJournal>) -> Arc<Self> {
         let (connected_tx, _) = watch::channel(0);
         let slots = config.max_agents as usize;
+        let ca_dir = config.data_dir.join("ca");
         let outputs = district
             .stations
             .iter()
@@ -125,6 +135,11 @@ impl Server {
             run_id: rand::random(),
             connected_tx,
             connection_slots: Arc::new(Semaphore::new(slots)),
+            revocations: Revocations::open(&ca_dir).unwrap_or_else(|e| {
+                tracing::error!("{e}; reading it again until it can be read");
+                Revocations::unread(&ca_dir)
+            }),
+            pending: Mutex::new(BTreeMap::new()),
             uptime,
             prefetch: std::sync::OnceLock::new(),
         })
@@ -212,6 +227,9 @@ pub enum ServerError {
     /// The CA could not be loaded or created.
     #[error(transparent)]
     Ca(#[from] crate::certificate_authority::CaError),
+    /// The revocation list could not be read: starting without it would let revoked stations in.
+    #[error(transparent)]
+    Revocation(#[from] RevocationError),
     /// The stateless-reset key could not be read or stored.
     #[error(transparent)]
     ResetKey(#[from] crate::reset_key::ResetKeyError),
@@ -232,6 +250,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// verified, so a flood of unauthenticated handshakes cannot lock real stations out.
 const MAX_CONCURRENT_HANDSHAKES: usize = 256;
 
+/// Bytes an agent may send ahead of the server's reading: four of the largest frames.
+const AGENT_RECEIVE_WINDOW: u32 = 4 * radio_proto::MAX_FRAME_SIZE as u32;
+
+/// How long a write to an agent's control stream may wait for the agent to read: a peer that
+/// stops reading (stalled, or malicious) is closed instead of holding its session task, its
+/// buffers and a slot for ever. Far longer than any link outage the idle timeout allows.
+const STALLED_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections of one station at once between handshake and session: the session being
+/// replaced and the one replacing it, and a spare.
+const MAX_PENDING_PER_STATION: usize = 3;
+
 /// QUIC transport settings of the server: the agents' keep-alive and idle timeout, no streams
 /// opened by agents beyond the control stream, and a send window of about two seconds of audio
 /// so a slow link pushes back into the station's bounded queue (which drops the oldest audio)
@@ -240,6 +270,13 @@ pub fn transport_config(bitrate: u32) -> quinn::TransportConfig {
     let mut transport = relay_agent::tls::transport_config();
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
+    // What an agent may have in flight towards the server: its control stream only, whose
+    // largest message is one frame. quinn's defaults (1.25 MB per stream, no limit per
+    // connection) would let 10,000 agents park gigabytes in the server.
+    transport.stream_receive_window(AGENT_RECEIVE_WINDOW.into());
+    transport.receive_window(AGENT_RECEIVE_WINDOW.into());
+    // The protocol has no datagrams: refuse them rather than buffer them.
+    transport.datagram_receive_buffer_size(None);
     // Plus room for prefetch chunks in flight, so that they never take the audio's.
     transport.send_window(u64::from(bitrate / 8 * 2).max(16 * 1024) + 2 * CHUNK_BYTES as u64);
     transport
@@ -251,8 +288,13 @@ pub fn bind(
     config: &ServerConfig,
     ca: &CertificateAuthority,
 ) -> Result<quinn::Endpoint, ServerError> {
-    let server_config =
-        tls::server_config(ca, &config.server_name, transport_config(config.bitrate))?;
+    let revocations = Arc::new(Revocations::open(ca.dir())?);
+    let server_config = tls::server_config(
+        ca,
+        &config.server_name,
+        transport_config(config.bitrate),
+        revocations,
+    )?;
     let endpoint_config = crate::reset_key::endpoint_config(&config.data_dir)?;
     let bind_error = |error| ServerError::Bind {
         addr: config.listen,
@@ -276,6 +318,16 @@ pub async fn run(
     let keep_alive = run_marker
         .clone()
         .map(|(uptime, marker)| AbortOnDrop(tokio::spawn(keep_alive(uptime, marker))));
+    let _close_revoked = AbortOnDrop(tokio::spawn(close_revoked(server.clone())));
+    let _expiry = AbortOnDrop(tokio::spawn(crate::certificate_expiry::watch(
+        server.config.data_dir.join("ca"),
+        server
+            .district
+            .stations
+            .iter()
+            .map(|s| s.id.clone())
+            .collect(),
+    )));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
@@ -417,13 +469,23 @@ async fn handle_incoming(
         }
     };
     drop(handshake_permit);
-    let commune = match tls::peer_commune(&conn) {
+    let certificate = match tls::peer_certificate(&conn) {
         Ok(c) => c,
         Err(e) => {
             warn!(%remote, "refused: {e}");
             close(&conn, ErrorCode::UnknownAgent, &e.to_string());
             return;
         }
+    };
+    let commune = certificate.commune.clone();
+    let Some(_pending) = PendingGuard::take(&server, &commune) else {
+        warn!(%remote, %commune, "refused: this station already has {MAX_PENDING_PER_STATION} connections opening");
+        close(
+            &conn,
+            ErrorCode::Busy,
+            "too many connections of this station at once",
+        );
+        return;
     };
     let Ok(_agent_slot) = server.connection_slots.clone().try_acquire_owned() else {
         warn!(%remote, %commune, "agent limit (max_agents) reached; refusing");
@@ -445,7 +507,8 @@ async fn handle_incoming(
             );
             return;
         }
-        match serve_agent(&conn, &commune, &server, stop).await {
+        warn_if_expiring(&certificate);
+        match serve_agent(&conn, &certificate, &server, stop, _pending).await {
             Ok(()) => info!("session ended"),
             Err(e) => warn!("session ended: {e}"),
         }
@@ -458,6 +521,7 @@ async fn handle_incoming(
                 {
                     record.connected = false;
                     record.connection = None;
+                    record.serial = None;
                     record.session_since = None;
                 }
             }
@@ -470,10 +534,13 @@ async fn handle_incoming(
 
 async fn serve_agent(
     conn: &quinn::Connection,
-    commune: &str,
+    certificate: &PeerCertificate,
     server: &Arc<Server>,
     mut stop: watch::Receiver<bool>,
+    pending: PendingGuard,
 ) -> Result<(), String> {
+    let commune = certificate.commune.as_str();
+    let mut pending = Some(pending);
     let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
         .await
         .map_err(|_| {
@@ -528,6 +595,14 @@ async fn serve_agent(
                         );
                         continue;
                     }
+                    if certificate
+                        .serial
+                        .is_some_and(|s| server.revocations.is_revoked(s))
+                    {
+                        warn!("certificate revoked since its handshake");
+                        session.reject(ErrorCode::Revoked, REVOKED_REASON);
+                        continue;
+                    }
                     session.accept(
                         Instant::now().into(),
                         Welcome {
@@ -543,7 +618,8 @@ async fn serve_agent(
                         session.reject(ErrorCode::UnknownAgent, "not a station of this district");
                         continue;
                     };
-                    register(server, commune, conn);
+                    register(server, commune, conn, certificate.serial);
+                    drop(pending.take());
                     info!(software = %hello.software, "session established");
                     if hello.capabilities.contains(Capabilities::PREFETCH) {
                         if let Some(planner) = server.prefetch.get() {
@@ -627,6 +703,7 @@ async fn serve_agent(
             }
         }
         if let Err(e) = flush(&mut session, &mut send).await {
+            close(conn, ErrorCode::Timeout, &e);
             break Err(e);
         }
         if let Some(why) = closed {
@@ -814,7 +891,7 @@ fn closed_for_shutdown(e: &quinn::ReadError) -> bool {
 
 /// Marks the agent connected, closing an older connection it may still have (a reconnect that
 /// beat the old link's timeout).
-fn register(server: &Server, commune: &str, conn: &quinn::Connection) {
+fn register(server: &Server, commune: &str, conn: &quinn::Connection, serial: Option<u64>) {
     let Ok(mut agents) = server.agents.lock() else {
         return;
     };
@@ -833,6 +910,7 @@ fn register(server: &Server, commune: &str, conn: &quinn::Connection) {
             );
         }
     }
+    record.serial = serial;
     record.connected = true;
     record.sessions += 1;
     record.session_since = Some(std::time::Instant::now());
@@ -841,7 +919,95 @@ fn register(server: &Server, commune: &str, conn: &quinn::Connection) {
 
 async fn flush(session: &mut Session, send: &mut quinn::SendStream) -> Result<(), String> {
     while let Some(bytes) = session.poll_transmit() {
-        send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        match tokio::time::timeout(STALLED_PEER_TIMEOUT, send.write_all(&bytes)).await {
+            Ok(written) => written.map_err(|e| e.to_string())?,
+            Err(_) => return Err("the agent stopped reading its control stream".to_owned()),
+        }
     }
     Ok(())
+}
+
+/// What a revoked station is told, at its session or when its open connection is closed.
+const REVOKED_REASON: &str =
+    "this station's certificate was revoked: the district must enrol it again (radio-server enroll)";
+
+/// Warns, in the session's span, when the station's certificate expires within
+/// [`EXPIRY_WARNING_DAYS`]: an expired certificate silences the station's loudspeakers.
+fn warn_if_expiring(certificate: &PeerCertificate) {
+    let now = jiff::Timestamp::now().as_second();
+    let days_left = (certificate.not_after - now) / 86_400;
+    if days_left < crate::certificate_expiry::EXPIRY_WARNING_DAYS {
+        warn!(
+            days_left,
+            "this station's certificate expires in {days_left} days: renew it with \
+             `radio-server enroll --commune {}` and install the new bundle (docs/SECURITY.md)",
+            certificate.commune
+        );
+    }
+}
+
+/// A connection counted against its station's [`MAX_PENDING_PER_STATION`] until its session
+/// is established or it ends.
+struct PendingGuard {
+    server: Arc<Server>,
+    commune: String,
+}
+
+impl PendingGuard {
+    fn take(server: &Arc<Server>, commune: &str) -> Option<Self> {
+        let mut pending = server.pending.lock().ok()?;
+        let n = pending.entry(commune.to_owned()).or_default();
+        if *n >= MAX_PENDING_PER_STATION {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            server: server.clone(),
+            commune: commune.to_owned(),
+        })
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.server.pending.lock() {
+            if let Some(n) = pending.get_mut(&self.commune) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    pending.remove(&self.commune);
+                }
+            }
+        }
+    }
+}
+
+/// Closes, within [`REFRESH_INTERVAL`] of `radio-server revoke`, the connections of stations
+/// whose certificate was revoked while they were connected. Runs until aborted.
+async fn close_revoked(server: Arc<Server>) {
+    let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match server.revocations.refresh() {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::error!("cannot read the revocation list; keeping the last one read: {e}");
+                continue;
+            }
+        }
+        let revoked = server.revocations.revoked();
+        let Ok(agents) = server.agents.lock() else {
+            continue;
+        };
+        for (commune, record) in agents.iter() {
+            let (Some(conn), Some(serial)) = (&record.connection, record.serial) else {
+                continue;
+            };
+            if revoked.contains(&serial) {
+                warn!(%commune, remote = %conn.remote_address(), "certificate revoked: closing its connection");
+                close(conn, ErrorCode::Revoked, REVOKED_REASON);
+            }
+        }
+    }
 }

@@ -1224,7 +1224,9 @@ async fn every_route_checks_the_role_of_every_caller() {
                 (Verb::Post, "/api/v1/bulletins") => serde_json::json!({
                     "id": "kiem-tra", "name": "Kiểm tra",
                     "source": { "kind": "file", "path": wav },
-                    "targets": stations(station)
+                    // Both, so that only the role check keeps the operator from accepting for
+                    // binh-duong.
+                    "targets": { "stations": ["binh-trung", "binh-duong"] }
                 }),
                 (Verb::Post, "/api/v1/bulletins/{id}/accept") => {
                     serde_json::json!({ "station": station })

@@ -45,10 +45,12 @@
 //! mean something over the whole district. They may not read the audit log, which names every
 //! caller and address in the district.
 //!
-//! Every on-air change that reaches its handler (live, emergency, schedule entries, bulletins)
-//! is recorded in the audit log (`audit_log.rs`) with its outcome before the answer is sent,
-//! and logged at info level with the target `audit`. Requests refused before that (401, 403,
-//! 429) change nothing and go to the tracing log only, with the source address.
+//! Every on-air change asked by a caller its role allows (live, emergency, schedule entries,
+//! bulletins) is recorded in the audit log (`audit_log.rs`) with its outcome — done, or the
+//! handler's refusal — before the answer is sent, and logged at info level with the target
+//! `audit`. A body that is not valid JSON of the request is no change asked. Requests refused
+//! for who asks (401, 403, 429) change nothing and go to the tracing log only, with the
+//! source address.
 //!
 //! Failed authentications are limited per source address (`auth_limiter.rs`): after 10 within
 //! 60 s, every request from that address gets 429 for 60 s, even with a right token.
@@ -344,7 +346,8 @@ impl AdminState {
     }
 
     /// Records an on-air change with the outcome its handler came to, durably, before the
-    /// answer goes out; `result` is passed through. A record that cannot be stored is logged
+    /// answer goes out (and logs it, see [`AuditLog::append`](crate::audit_log::AuditLog::append));
+    /// `result` is passed through. A record that cannot be stored is logged
     /// as an error, and the answer still tells the truth about the air.
     async fn audit<T>(
         &self,
@@ -371,17 +374,6 @@ impl AdminState {
             targets,
             outcome,
         };
-        tracing::info!(
-            target: "audit",
-            caller = %record.caller,
-            role = ?record.role,
-            source = %record.source,
-            action = record.action.as_str(),
-            id = %record.id,
-            targets = ?record.targets,
-            "{}",
-            record.outcome.describe()
-        );
         let log = self.store.audit().clone();
         match tokio::task::spawn_blocking(move || log.append(&record)).await {
             Ok(Ok(())) => {}
@@ -1101,24 +1093,27 @@ async fn remove_entry(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<ScheduleChanged>, ApiError> {
     let result = remove(&state, &id).await;
-    let overlaps = state
-        .audit(&actor, AuditAction::ScheduleRemove, &id, None, result)
+    let targets = result.as_ref().ok().map(|(_, targets)| targets.clone());
+    let (overlaps, _) = state
+        .audit(&actor, AuditAction::ScheduleRemove, &id, targets, result)
         .await?;
     Ok(Json(ScheduleChanged { id, overlaps }))
 }
 
-/// Removes entry `id` from the schedule; the overlaps left.
-async fn remove(state: &AdminState, id: &str) -> Result<Vec<String>, ApiError> {
+/// Removes entry `id` from the schedule; the overlaps left, and the targets it had (for the
+/// audit log).
+async fn remove(state: &AdminState, id: &str) -> Result<(Vec<String>, Targets), ApiError> {
     let mut current = state.schedule.lock().await;
-    if current.entry(id).is_none() {
+    let Some(targets) = current.entry(id).map(|e| e.targets.clone()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no schedule entry `{id}`"),
         ));
-    }
+    };
     let mut next = current.clone();
     next.entries.retain(|e| e.id != id);
-    apply(state, &mut current, next, &BTreeSet::new()).await
+    let overlaps = apply(state, &mut current, next, &BTreeSet::new()).await?;
+    Ok((overlaps, targets))
 }
 
 /// Validates `next`, stores it durably, then puts it on air. Stored before it airs: if the

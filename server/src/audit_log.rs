@@ -200,9 +200,21 @@ impl AuditLog {
         })
     }
 
-    /// Stores `record` and flushes. Blocking (it waits for the disk): call it off the async
-    /// runtime's threads.
+    /// Logs `record` at info level with the target `audit` (for log collectors), then stores
+    /// it and flushes. Blocking (it waits for the disk): call it off the async runtime's
+    /// threads.
     pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        tracing::info!(
+            target: "audit",
+            caller = %record.caller,
+            role = ?record.role,
+            source = %record.source,
+            action = record.action.as_str(),
+            id = %record.id,
+            targets = ?record.targets,
+            "{}",
+            record.outcome.describe()
+        );
         let value = record.encode()?;
         let seq = self.db.generate_id().map_err(|e| self.db_error(e))?;
         self.tree

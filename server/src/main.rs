@@ -89,7 +89,7 @@ enum Command {
         kind: ReportCommand,
     },
     /// The audit log: every on-air change (live, emergency, schedule, bulletins), who asked,
-    /// from where, and how it ended (asks the running server; needs an admin or viewer token).
+    /// from where, and how it ended (asks the running server).
     Audit(AuditArgs),
     /// What every station airs now, and the emergencies running (asks the running server).
     Status {

@@ -1346,6 +1346,15 @@ async fn every_route_checks_the_role_of_every_caller() {
         ],
         "{records:#?}"
     );
+    // A removal records the targets the entry had.
+    let removed = records
+        .iter()
+        .find(|r| r.action == AuditAction::ScheduleRemove && r.outcome == Outcome::Done)
+        .expect("removal");
+    assert_eq!(
+        removed.targets,
+        Some(Targets::Stations(vec!["binh-trung".into()]))
+    );
     h.stop().await;
 }
 

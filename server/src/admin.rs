@@ -7,31 +7,59 @@
 //! otherwise (`admin_allow_remote`), so the token never crosses a network in clear text by
 //! accident.
 //!
-//! Routes (v1):
+//! Routes (v1), each with the roles that may call it (`who`: **all** = admin, commune operator
+//! and viewer; **oversight** = admin and viewer; **station** = admin, and a commune operator
+//! for its own station only; **admin** = the district's token and `admin` tokens). The table is
+//! [`route_table`]: a route is added to the router together with its roles, and a route
+//! reached without one is refused to everyone but admins.
 //!
-//! | route | body | does |
-//! |---|---|---|
-//! | `GET /api/v1/status` | – | what every station airs and the emergencies running ([`OnAirStatus`]) |
-//! | `GET /api/v1/stations` | – | every station, its agent's link and its clusters ([`StationView`]) |
-//! | `POST /api/v1/live/start` | [`LiveStart`] | the live input on air |
-//! | `POST /api/v1/live/stop` | [`StopRequest`] | takes it off |
-//! | `POST /api/v1/emergency` | [`EmergencyRequest`] | khẩn cấp, at once |
-//! | `POST /api/v1/emergency/stop` | [`StopRequest`] | ends it |
-//! | `GET /api/v1/schedule` | – | the schedule ([`Schedule`]) |
-//! | `POST /api/v1/schedule/entries` | [`ScheduleEntry`] | adds a timed entry |
-//! | `DELETE /api/v1/schedule/entries/{id}` | – | removes one |
-//! | `POST /api/v1/bulletins` | [`BulletinRequest`] | queues a bulletin |
-//! | `POST /api/v1/bulletins/{id}/accept` | [`AcceptRequest`] | a station accepts it |
-//! | `GET /api/v1/reports/uptime?from=&to=&by=&format=` | – | the uptime report (`report/`) |
-//! | `GET /api/v1/reports/plays?from=&to=&by=&format=` | – | the programmes played |
+//! | route | body | who | does |
+//! |---|---|---|---|
+//! | `GET /api/v1/status` | – | all | what every station airs and the emergencies running ([`OnAirStatus`]) |
+//! | `GET /api/v1/stations` | – | all | every station, its agent's link and its clusters ([`StationView`]) |
+//! | `POST /api/v1/live/start` | [`LiveStart`] | admin | the live input on air |
+//! | `POST /api/v1/live/stop` | [`StopRequest`] | admin | takes it off |
+//! | `POST /api/v1/emergency` | [`EmergencyRequest`] | admin | khẩn cấp, at once |
+//! | `POST /api/v1/emergency/stop` | [`StopRequest`] | admin | ends it |
+//! | `GET /api/v1/schedule` | – | all | the schedule ([`Schedule`]) |
+//! | `POST /api/v1/schedule/entries` | [`ScheduleEntry`] | admin | adds a timed entry |
+//! | `DELETE /api/v1/schedule/entries/{id}` | – | admin | removes one |
+//! | `POST /api/v1/bulletins` | [`BulletinRequest`] | admin | queues a bulletin |
+//! | `POST /api/v1/bulletins/{id}/accept` | [`AcceptRequest`] | station | a station accepts it |
+//! | `DELETE /api/v1/bulletins/{id}` | – | admin | withdraws it everywhere |
+//! | `GET /api/v1/reports/uptime?from=&to=&by=&format=` | – | all | the uptime report (`report/`) |
+//! | `GET /api/v1/reports/plays?from=&to=&by=&format=` | – | all | the programmes played |
+//! | `GET /api/v1/audit?from=&to=` | – | oversight | the audit log ([`AuditListing`]) |
+//! | `GET /metrics` | – | all | Prometheus text (`metrics.rs`) |
+//!
+//! `/health` and the dashboard's files (`/`, `/dashboard.js`, …) answer without a token: they
+//! hold no data.
 //!
 //! Reports take `from` and `to` (local dates, both included), `by` (`day`, `month`, `year`;
 //! default `year`) and `format` (`json` by default, `csv` — UTF-8 with a BOM — or `table`);
 //! they answer in that format rather than in JSON, and a bad parameter gets a 400 naming it.
+//! The audit log takes `from` and `to` the same way, both optional (default: all of it).
+//!
+//! Commune operators read what every role reads, district-wide: what airs at the neighbouring
+//! communes (an emergency there, say) is theirs to know, and the reports' district rows only
+//! mean something over the whole district. They may not read the audit log, which names every
+//! caller and address in the district.
+//!
+//! Every on-air change asked by a caller its role allows (live, emergency, schedule entries,
+//! bulletins) is recorded in the audit log (`audit_log.rs`) with its outcome — done, or the
+//! handler's refusal — before the answer is sent, and logged at info level with the target
+//! `audit`. A body that is not valid JSON of the request is no change asked. Requests refused
+//! for who asks (401, 403, 429) change nothing and go to the tracing log only, with the
+//! source address.
+//!
+//! Failed authentications are limited per source address (`auth_limiter.rs`): after 10 within
+//! 60 s, every request from that address gets 429 for 60 s, even with a right token.
 //!
 //! Errors are `{ "error": "one line" }` with 400 (bad request, refused by the ladder), 401 (no
-//! or wrong token), 404 (unknown entry or route), 409 (id already in use), 503 (the on-air
-//! controller has stopped) or 500.
+//! or wrong token), 403 (the token's role does not allow it; the message says why), 404
+//! (unknown entry or route), 405 (the route does not take that method), 409 (id already in
+//! use), 429 (too many failed authentications from this address; `Retry-After` says in how
+//! many seconds to try again), 503 (the on-air controller has stopped, or no live input) or 500.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -39,14 +67,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, FromRequest, Path as UrlPath, Query, Request, State};
+use axum::extract::{
+    ConnectInfo, Extension, FromRequest, MatchedPath, Path as UrlPath, Query, Request, State,
+};
+use axum::handler::Handler;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, on, MethodFilter};
 use axum::{Json, Router};
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
@@ -57,6 +88,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, Mutex};
 
+use crate::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
+use crate::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::on_air::{CommandError, OnAir, OnAirEvent, OnAirStatus};
 use crate::pipeline::ProgrammeEncoder;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
@@ -81,6 +114,10 @@ const CHECK_BITRATE: u32 = 32_000;
 /// that is under an emergency simply does not start it, and then nothing comes at all.
 const LIVE_OPEN_WAIT: Duration = Duration::from_millis(500);
 
+/// Most audit records in one answer: years of a district's changes, a few megabytes of JSON
+/// (under the 10 MB an answer may have for the operator commands).
+const MAX_AUDIT_RECORDS: usize = 10_000;
+
 /// What the admin endpoint works on.
 #[derive(Debug)]
 pub struct AdminState {
@@ -96,6 +133,9 @@ pub struct AdminState {
     server: Option<Arc<crate::server::Server>>,
     /// Tokens with roles from the config, with their SHA-256 decoded.
     tokens: Vec<(AdminTokenSettings, [u8; 32])>,
+    /// Failed authentications per source address. A plain mutex: held for a table lookup,
+    /// never across an await.
+    limiter: std::sync::Mutex<AuthLimiter>,
 }
 
 /// Who made a request, as its token says.
@@ -109,37 +149,169 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// What the role allows, before the handler looks at the request's content: `None` if
-    /// allowed, else why not.
-    fn refuses(&self, method: &Method, path: &str) -> Option<String> {
-        let reads = [
-            "/api/v1/status",
-            "/api/v1/stations",
-            "/api/v1/schedule",
-            "/metrics",
-        ];
-        let is_read = *method == Method::GET
-            && (reads.contains(&path) || path.starts_with("/api/v1/reports/"));
+    /// Whether the role may call a route with `access` (`None`: a route without a role
+    /// decision, which only admins may call): `None` if allowed, else why not.
+    fn refuses(&self, access: Option<Access>) -> Option<String> {
+        let allowed = match access {
+            Some(access) => access.allows(self.role),
+            None => self.role == Role::Admin,
+        };
+        (!allowed).then(|| self.limits())
+    }
+
+    /// Whether the caller may act for `station` (on a route of [`Access::OwnStation`]): `None`
+    /// if so, else why not.
+    fn refuses_station(&self, station: &str) -> Option<String> {
         match self.role {
             Role::Admin => None,
-            Role::Viewer if *method == Method::GET => None,
-            Role::Viewer => Some(format!("`{}` has a viewer's token: read only", self.name)),
-            Role::Operator if is_read => None,
-            Role::Operator
-                if *method == Method::POST
-                    && path.starts_with("/api/v1/bulletins/")
-                    && path.ends_with("/accept") =>
-            {
-                None
-            }
+            Role::Operator if self.station.as_deref() == Some(station) => None,
             Role::Operator => Some(format!(
-                "`{}` is the operator of {}: it may read and accept bulletins for its station, \
-                 nothing else",
+                "`{}` is the operator of {}, not of {station}",
                 self.name,
-                self.station.as_deref().unwrap_or("a station")
+                self.station.as_deref().unwrap_or("another station"),
             )),
+            Role::Viewer => Some(self.limits()),
         }
     }
+
+    /// What the role may do, as a refusal says it.
+    fn limits(&self) -> String {
+        match self.role {
+            Role::Admin => format!("`{}` may not call this route", self.name),
+            Role::Viewer => format!("`{}` has a viewer's token: read only", self.name),
+            Role::Operator => format!(
+                "`{}` is the operator of {}: it may read the status, schedule and reports and \
+                 accept bulletins for its station, nothing else",
+                self.name,
+                self.station.as_deref().unwrap_or("a station")
+            ),
+        }
+    }
+}
+
+/// Who may call a route. Each route is added to the router with one ([`route_table`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Every role: what the district airs, its schedule and reports.
+    Everyone,
+    /// Admins and viewers: the audit log names every caller and address in the district.
+    Oversight,
+    /// Admins, and a commune operator for its own station: the handler checks the station the
+    /// request names ([`Caller::refuses_station`]).
+    OwnStation,
+    /// The district's admins.
+    Admin,
+}
+
+impl Access {
+    /// Whether `role` passes the role check (an operator's station is checked afterwards).
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Everyone => true,
+            Access::Oversight => role != Role::Operator,
+            Access::OwnStation => role != Role::Viewer,
+            Access::Admin => role == Role::Admin,
+        }
+    }
+}
+
+/// The HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One route and who may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutePolicy {
+    pub verb: Verb,
+    /// axum's pattern, e.g. `/api/v1/bulletins/{id}/accept`.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// The routes behind the token check, built together with their roles: [`Routes::add`] is the
+/// only way a route gets in, and it takes the roles.
+struct Routes {
+    router: Router<Arc<AdminState>>,
+    table: Vec<RoutePolicy>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, verb: Verb, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, Arc<AdminState>>,
+        T: 'static,
+    {
+        self.router = self.router.route(path, on(verb.filter(), handler));
+        self.table.push(RoutePolicy { verb, path, access });
+        self
+    }
+}
+
+/// Every route with a token, and the roles that may call it.
+fn routes() -> Routes {
+    use Access::{Admin, Everyone, Oversight, OwnStation};
+    use Verb::{Delete, Get, Post};
+    Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .add(Get, "/api/v1/status", Everyone, status)
+    .add(Get, "/api/v1/stations", Everyone, stations)
+    .add(Post, "/api/v1/live/start", Admin, live_start)
+    .add(Post, "/api/v1/live/stop", Admin, live_stop)
+    .add(Post, "/api/v1/emergency", Admin, emergency)
+    .add(Post, "/api/v1/emergency/stop", Admin, emergency_stop)
+    .add(Get, "/api/v1/schedule", Everyone, schedule)
+    .add(Post, "/api/v1/schedule/entries", Admin, add_entry)
+    .add(Delete, "/api/v1/schedule/entries/{id}", Admin, remove_entry)
+    .add(Post, "/api/v1/bulletins", Admin, submit_bulletin)
+    .add(
+        Post,
+        "/api/v1/bulletins/{id}/accept",
+        OwnStation,
+        accept_bulletin,
+    )
+    .add(Delete, "/api/v1/bulletins/{id}", Admin, cancel_bulletin)
+    .add(Get, "/api/v1/reports/uptime", Everyone, uptime_report)
+    .add(Get, "/api/v1/reports/plays", Everyone, plays_report)
+    .add(Get, "/api/v1/audit", Oversight, audit_log)
+    .add(Get, "/metrics", Everyone, metrics)
+}
+
+/// Every route behind the token check with the roles that may call it, in the router's
+/// order (for tests that walk them all, and for documentation).
+pub fn route_table() -> Vec<RoutePolicy> {
+    routes().table
+}
+
+/// Who made a request and from where: what the audit log records of it.
+#[derive(Debug, Clone)]
+struct Actor {
+    caller: Caller,
+    /// The peer's address and port.
+    source: String,
 }
 
 impl AdminState {
@@ -153,7 +325,62 @@ impl AdminState {
             upstreams: Vec::new(),
             server: None,
             tokens: Vec::new(),
+            limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
         }
+    }
+
+    /// Other limits on failed authentications than [`AuthLimits::default`] (tests use short
+    /// lock-outs).
+    #[must_use]
+    pub fn with_auth_limits(mut self, limits: AuthLimits) -> Self {
+        self.limiter = std::sync::Mutex::new(AuthLimiter::new(limits));
+        self
+    }
+
+    /// The limiter, also after a thread panicked holding it: its table stays consistent
+    /// (every update is a few field writes), and refusing every caller would be worse.
+    fn limiter(&self) -> std::sync::MutexGuard<'_, AuthLimiter> {
+        self.limiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records an on-air change with the outcome its handler came to, durably, before the
+    /// answer goes out (and logs it, see [`AuditLog::append`](crate::audit_log::AuditLog::append));
+    /// `result` is passed through. A record that cannot be stored is logged
+    /// as an error, and the answer still tells the truth about the air.
+    async fn audit<T>(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        id: &str,
+        targets: Option<Targets>,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let outcome = match &result {
+            Ok(_) => Outcome::Done,
+            Err(e) => Outcome::Refused {
+                status: e.status.as_u16(),
+                error: e.message.replace(['\n', '\r'], " "),
+            },
+        };
+        let record = AuditRecord {
+            unix_ms: Timestamp::now().as_millisecond(),
+            caller: actor.caller.name.clone(),
+            role: actor.caller.role,
+            source: actor.source.clone(),
+            action,
+            id: id.to_owned(),
+            targets,
+            outcome,
+        };
+        let log = self.store.audit().clone();
+        match tokio::task::spawn_blocking(move || log.append(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("admin: {} not audited: {e}", action.as_str()),
+            Err(e) => tracing::error!("admin: {} not audited: {e}", action.as_str()),
+        }
+        result
     }
 
     /// Accepts the config's role tokens besides the district's own. Entries whose hash is not
@@ -311,29 +538,37 @@ pub async fn serve(
 
 /// The routes, all behind the token check (unknown routes too, so that they reveal nothing).
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/live/start", post(live_start))
-        .route("/api/v1/live/stop", post(live_stop))
-        .route("/api/v1/emergency", post(emergency))
-        .route("/api/v1/emergency/stop", post(emergency_stop))
-        .route("/api/v1/schedule", get(schedule))
-        .route("/api/v1/schedule/entries", post(add_entry))
-        .route("/api/v1/schedule/entries/{id}", delete(remove_entry))
-        .route("/api/v1/bulletins", post(submit_bulletin))
-        .route("/api/v1/bulletins/{id}/accept", post(accept_bulletin))
-        .route("/api/v1/bulletins/{id}", delete(cancel_bulletin))
-        .route("/api/v1/reports/uptime", get(uptime_report))
-        .route("/api/v1/reports/plays", get(plays_report))
-        .route("/api/v1/stations", get(stations))
-        .route("/metrics", get(metrics))
+    let Routes { router, table } = routes();
+    let gate = Gate {
+        state: state.clone(),
+        table: table.into(),
+    };
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(gate, require_token))
         // Added after the token layer: these hold no data.
         .merge(crate::dashboard::routes())
         .route("/health", get(health))
         .with_state(state)
+}
+
+/// What the token check works with: the state, and who may call each route.
+#[derive(Debug, Clone)]
+struct Gate {
+    state: Arc<AdminState>,
+    table: Arc<[RoutePolicy]>,
+}
+
+impl Gate {
+    /// The roles of the route `path` (axum's pattern) matched, if it has any.
+    fn access(&self, method: &Method, path: Option<&str>) -> Option<Access> {
+        let path = path?;
+        self.table
+            .iter()
+            .find(|r| r.path == path && r.verb.as_str() == method.as_str())
+            .map(|r| r.access)
+    }
 }
 
 /// The 32 bytes of a hex SHA-256.
@@ -510,46 +745,81 @@ where
     }
 }
 
-async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+/// Authenticates, then checks the role against the route's; counts failures per source and
+/// answers 429 to a source locked out, before looking at its token.
+async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
+    let state = &gate.state;
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let shown_peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+    if let Some(peer) = peer {
+        let verdict = state.limiter().check(peer.ip(), Instant::now());
+        if let Verdict::LockedOut { retry_after } = verdict {
+            // Logged once when the lock-out started; one line per refused request would let a
+            // flood fill the disk.
+            tracing::debug!(%peer, path = %req.uri().path(), "admin: locked out");
+            return locked_out(peer, retry_after);
+        }
+    }
     let header = req.headers().get(header::AUTHORIZATION);
     let token = header
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let problem = match (header, token) {
-        (_, Some(token)) if state.caller(token).is_some() => {
-            let Some(caller) = state.caller(token) else {
-                return ApiError::internal("token check").into_response();
-            };
-            if let Some(why) = caller.refuses(req.method(), req.uri().path()) {
+    let problem = match (token.and_then(|t| state.caller(t)), header, token) {
+        (Some(caller), _, _) => {
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            if let Some(why) = caller.refuses(gate.access(req.method(), path)) {
                 tracing::warn!(
                     caller = %caller.name,
+                    peer = %shown_peer,
                     method = %req.method(),
                     path = %req.uri().path(),
                     "admin: forbidden: {why}"
                 );
                 return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
             }
-            let mut req = req;
-            req.extensions_mut().insert(caller);
+            req.extensions_mut().insert(Actor {
+                caller,
+                source: shown_peer,
+            });
             return next.run(req).await;
         }
-        (_, Some(_)) => "invalid admin token",
-        (Some(_), None) => "the Authorization header must be `Bearer <token>`",
-        (None, None) => "missing `Authorization: Bearer <token>` header",
+        (None, _, Some(_)) => "invalid admin token",
+        (None, Some(_), None) => "the Authorization header must be `Bearer <token>`",
+        (None, None, None) => "missing `Authorization: Bearer <token>` header",
     };
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
     tracing::warn!(
-        %peer,
+        peer = %shown_peer,
         method = %req.method(),
         path = %req.uri().path(),
         "admin: refused: {problem}"
     );
+    if let Some(peer) = peer {
+        let started = {
+            let mut limiter = state.limiter();
+            let limits = limiter.limits();
+            limiter
+                .failed(peer.ip(), Instant::now())
+                .map(|lockout| (lockout, limits))
+        };
+        if let Some((lockout, limits)) = started {
+            tracing::warn!(
+                %peer,
+                "admin: {} failed authentications within {} s: every request from this address \
+                 is refused for {} s",
+                limits.max_failures,
+                limits.window.as_secs(),
+                lockout.as_secs()
+            );
+        }
+    }
     let message = format!(
         "{problem}; the token is in {} on the server",
         state.store.token_path().display()
@@ -558,6 +828,21 @@ async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next:
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// 429 with the whole seconds until the lock-out ends (rounded up: a client that waits that
+/// long is let in).
+fn locked_out(peer: SocketAddr, retry_after: Duration) -> Response {
+    let seconds = (retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)).max(1);
+    let message = format!(
+        "too many failed authentications from {}; try again in {seconds} s",
+        peer.ip()
+    );
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
 
@@ -581,20 +866,28 @@ async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<OnAirStatus
 
 async fn live_start(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Body(request): Body<LiveStart>,
 ) -> Result<Json<Done>, ApiError> {
     let id = request.id.unwrap_or_else(|| DEFAULT_LIVE_ID.to_owned());
     let targets = request.targets.unwrap_or(Targets::All);
+    let result = start_live(&state, &id, targets.clone()).await;
+    state
+        .audit(&actor, AuditAction::LiveStart, &id, Some(targets), result)
+        .await?;
+    Ok(Json(Done { id }))
+}
+
+async fn start_live(state: &AdminState, id: &str, targets: Targets) -> Result<(), ApiError> {
     let mut events = state.on_air.events();
-    state.on_air.live(&id, targets).await?;
+    state.on_air.live(id, targets).await?;
     // The ladder accepts a live broadcast even when the server has no live input; the
     // controller then ends it at once. Report that, rather than a success nobody hears.
-    let item = ItemRef::Live { id: id.clone() };
-    if let Some(error) = open_failure(&mut events, &item).await {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error));
+    let item = ItemRef::Live { id: id.to_owned() };
+    match open_failure(&mut events, &item).await {
+        Some(error) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error)),
+        None => Ok(()),
     }
-    tracing::info!("admin: live `{id}` started");
-    Ok(Json(Done { id }))
 }
 
 /// Waits briefly for `item` to start somewhere or fail to open; the failure, if it failed.
@@ -624,18 +917,44 @@ async fn open_failure(
 
 async fn live_stop(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Body(request): Body<StopRequest>,
 ) -> Result<Json<Done>, ApiError> {
     let id = request.id.unwrap_or_else(|| DEFAULT_LIVE_ID.to_owned());
-    state.on_air.stop_live(&id).await?;
-    tracing::info!("admin: live `{id}` stopped");
+    let result = state.on_air.stop_live(&id).await.map_err(ApiError::from);
+    state
+        .audit(&actor, AuditAction::LiveStop, &id, None, result)
+        .await?;
     Ok(Json(Done { id }))
 }
 
 async fn emergency(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Body(request): Body<EmergencyRequest>,
 ) -> Result<Json<Done>, ApiError> {
+    // Decided before the checks, so that a refused emergency is audited under the id it had.
+    let id = request.id.clone().unwrap_or_else(emergency_id);
+    let targets = request.targets.clone().unwrap_or(Targets::All);
+    let result = start_emergency(&state, &id, targets.clone(), request).await;
+    state
+        .audit(
+            &actor,
+            AuditAction::EmergencyStart,
+            &id,
+            Some(targets),
+            result,
+        )
+        .await?;
+    Ok(Json(Done { id }))
+}
+
+async fn start_emergency(
+    state: &AdminState,
+    id: &str,
+    targets: Targets,
+    request: EmergencyRequest,
+) -> Result<(), ApiError> {
     let (source, default_name) = match (request.file, request.url) {
         (Some(path), None) => {
             check_recording(&path).await?;
@@ -663,18 +982,15 @@ async fn emergency(
             "field `repeat` must be at least 1 (the number of times the recording is played)",
         ));
     }
-    let id = request.id.unwrap_or_else(emergency_id);
     let name = request
         .name
         .or(default_name)
         .unwrap_or_else(|| "Khẩn cấp".to_owned());
-    let targets = request.targets.unwrap_or(Targets::All);
     state
         .on_air
-        .emergency(&id, &name, source, targets, repeat)
+        .emergency(id, &name, source, targets, repeat)
         .await?;
-    tracing::warn!("admin: emergency `{id}` ({name}) started");
-    Ok(Json(Done { id }))
+    Ok(())
 }
 
 /// Refuses a recording that would fail on air: relative (the server does not share the
@@ -712,15 +1028,24 @@ fn emergency_id() -> String {
 
 async fn emergency_stop(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Body(request): Body<StopRequest>,
 ) -> Result<Json<Done>, ApiError> {
-    let Some(id) = request.id else {
-        return Err(ApiError::bad_request(
+    let id = request.id.unwrap_or_default();
+    let result = if id.is_empty() {
+        Err(ApiError::bad_request(
             "field `id`: name the emergency to stop (its id was printed when it started)",
-        ));
+        ))
+    } else {
+        state
+            .on_air
+            .stop_emergency(&id)
+            .await
+            .map_err(ApiError::from)
     };
-    state.on_air.stop_emergency(&id).await?;
-    tracing::warn!("admin: emergency `{id}` stopped");
+    state
+        .audit(&actor, AuditAction::EmergencyStop, &id, None, result)
+        .await?;
     Ok(Json(Done { id }))
 }
 
@@ -730,8 +1055,20 @@ async fn schedule(State(state): State<Arc<AdminState>>) -> Json<Schedule> {
 
 async fn add_entry(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Body(entry): Body<ScheduleEntry>,
 ) -> Result<(StatusCode, Json<ScheduleChanged>), ApiError> {
+    let id = entry.id.clone();
+    let targets = entry.targets.clone();
+    let result = add(&state, entry).await;
+    let overlaps = state
+        .audit(&actor, AuditAction::ScheduleAdd, &id, Some(targets), result)
+        .await?;
+    Ok((StatusCode::CREATED, Json(ScheduleChanged { id, overlaps })))
+}
+
+/// Adds `entry` to the schedule; the overlaps it makes.
+async fn add(state: &AdminState, entry: ScheduleEntry) -> Result<Vec<String>, ApiError> {
     let mut current = state.schedule.lock().await;
     if current.entry(&entry.id).is_some() {
         return Err(ApiError::new(
@@ -742,33 +1079,41 @@ async fn add_entry(
             ),
         ));
     }
-    let id = entry.id.clone();
     // Only the new entry's files are checked: a file of an older entry that has gone missing
     // must not block every other change (including removing that entry).
     let fresh: BTreeSet<PathBuf> = source_paths(&entry.source).into_iter().collect();
     let mut next = current.clone();
     next.entries.push(entry);
-    let overlaps = apply(&state, &mut current, next, &fresh).await?;
-    tracing::info!("admin: schedule entry `{id}` added");
-    Ok((StatusCode::CREATED, Json(ScheduleChanged { id, overlaps })))
+    apply(state, &mut current, next, &fresh).await
 }
 
 async fn remove_entry(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<ScheduleChanged>, ApiError> {
+    let result = remove(&state, &id).await;
+    let targets = result.as_ref().ok().map(|(_, targets)| targets.clone());
+    let (overlaps, _) = state
+        .audit(&actor, AuditAction::ScheduleRemove, &id, targets, result)
+        .await?;
+    Ok(Json(ScheduleChanged { id, overlaps }))
+}
+
+/// Removes entry `id` from the schedule; the overlaps left, and the targets it had (for the
+/// audit log).
+async fn remove(state: &AdminState, id: &str) -> Result<(Vec<String>, Targets), ApiError> {
     let mut current = state.schedule.lock().await;
-    if current.entry(&id).is_none() {
+    let Some(targets) = current.entry(id).map(|e| e.targets.clone()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no schedule entry `{id}`"),
         ));
-    }
+    };
     let mut next = current.clone();
     next.entries.retain(|e| e.id != id);
-    let overlaps = apply(&state, &mut current, next, &BTreeSet::new()).await?;
-    tracing::info!("admin: schedule entry `{id}` removed");
-    Ok(Json(ScheduleChanged { id, overlaps }))
+    let overlaps = apply(state, &mut current, next, &BTreeSet::new()).await?;
+    Ok((overlaps, targets))
 }
 
 /// Validates `next`, stores it durably, then puts it on air. Stored before it airs: if the
@@ -826,8 +1171,25 @@ pub fn describe_overlap(overlap: &Overlap) -> String {
 
 async fn submit_bulletin(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     Body(request): Body<BulletinRequest>,
 ) -> Result<(StatusCode, Json<Done>), ApiError> {
+    let id = request.id.clone();
+    let targets = request.targets.clone();
+    let result = submit(&state, request).await;
+    state
+        .audit(
+            &actor,
+            AuditAction::BulletinSubmit,
+            &id,
+            Some(targets),
+            result,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(Done { id })))
+}
+
+async fn submit(state: &AdminState, request: BulletinRequest) -> Result<(), ApiError> {
     let bulletin = Bulletin {
         id: request.id,
         name: request.name,
@@ -865,43 +1227,108 @@ async fn submit_bulletin(
         })
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    let id = bulletin.id.clone();
-    state.on_air.bulletin(bulletin).await?;
-    tracing::info!("admin: bulletin `{id}` submitted");
-    Ok((StatusCode::CREATED, Json(Done { id })))
+    Ok(state.on_air.bulletin(bulletin).await?)
 }
 
 async fn cancel_bulletin(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Done>, ApiError> {
-    state.on_air.cancel_bulletin(&id).await?;
-    tracing::info!("admin: bulletin `{id}` cancelled");
+    let result = state
+        .on_air
+        .cancel_bulletin(&id)
+        .await
+        .map_err(ApiError::from);
+    state
+        .audit(&actor, AuditAction::BulletinCancel, &id, None, result)
+        .await?;
     Ok(Json(Done { id }))
 }
 
 async fn accept_bulletin(
     State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
     UrlPath(id): UrlPath<String>,
-    caller: Option<axum::Extension<Caller>>,
     Body(request): Body<AcceptRequest>,
 ) -> Result<Json<Done>, ApiError> {
-    if let Some(axum::Extension(caller)) = &caller {
-        if caller.role == Role::Operator && caller.station.as_deref() != Some(&request.station) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "`{}` is the operator of {}, not of {}",
-                    caller.name,
-                    caller.station.as_deref().unwrap_or("another station"),
-                    request.station
-                ),
-            ));
+    let station = request.station;
+    // Beyond the caller's role, like the token check's 403s: refused before anything is
+    // done, so not an on-air change to audit.
+    if let Some(why) = actor.caller.refuses_station(&station) {
+        tracing::warn!(
+            caller = %actor.caller.name,
+            peer = %actor.source,
+            "admin: forbidden: {why}"
+        );
+        return Err(ApiError::new(StatusCode::FORBIDDEN, why));
+    }
+    let result = state
+        .on_air
+        .accept(&station, &id)
+        .await
+        .map_err(ApiError::from);
+    let targets = Targets::Stations(vec![station]);
+    state
+        .audit(
+            &actor,
+            AuditAction::BulletinAccept,
+            &id,
+            Some(targets),
+            result,
+        )
+        .await?;
+    Ok(Json(Done { id }))
+}
+
+/// `GET /api/v1/audit?from=&to=`: the records of those local days (both included; default all),
+/// times shown in the schedule's zone.
+async fn audit_log(
+    State(state): State<Arc<AdminState>>,
+    params: ReportParams,
+) -> Result<Json<AuditListing>, ApiError> {
+    let Query(params) = params
+        .map_err(|e| ApiError::bad_request(format!("the query string: {}", e.body_text())))?;
+    let timezone = state.schedule.lock().await.timezone.clone();
+    let tz = load_timezone(&timezone).map_err(|e| ApiError::internal(e.to_string()))?;
+    let (mut from_ms, mut to_ms) = (i64::MIN, i64::MAX);
+    for (name, value) in &params {
+        if name != "from" && name != "to" {
+            return Err(ApiError::bad_request(format!(
+                "parameter `{name}`: unknown parameter (the audit log takes `from` and `to`)"
+            )));
+        }
+        let date: jiff::civil::Date = value.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "parameter `{name}`: `{value}` is not a date (YYYY-MM-DD)"
+            ))
+        })?;
+        let day_start = |date: jiff::civil::Date| {
+            date.to_zoned_datetime(tz.clone())
+                .map(|z| z.timestamp().as_millisecond())
+                .ok()
+        };
+        if name == "from" {
+            from_ms = day_start(date).unwrap_or(i64::MIN);
+        } else {
+            to_ms = date
+                .tomorrow()
+                .ok()
+                .and_then(day_start)
+                .map_or(i64::MAX, |ms| ms - 1);
         }
     }
-    state.on_air.accept(&request.station, &id).await?;
-    tracing::info!("admin: bulletin `{id}` accepted at {}", request.station);
-    Ok(Json(Done { id }))
+    let log = state.store.audit().clone();
+    let (records, truncated) =
+        tokio::task::spawn_blocking(move || log.range(from_ms, to_ms, MAX_AUDIT_RECORDS))
+            .await
+            .map_err(|e| ApiError::internal(format!("reading the audit log failed: {e}")))?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(AuditListing {
+        timezone,
+        records: records.into_iter().map(|r| r.view(&tz)).collect(),
+        truncated,
+    }))
 }
 
 impl From<ReportError> for ApiError {

@@ -22,7 +22,8 @@ use crate::admin::{
     AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, LiveStart, ScheduleChanged,
     StopRequest,
 };
-use crate::report::{ReportKind, ReportQuery};
+use crate::audit_log::AuditListing;
+use crate::report::{Format, ReportKind, ReportQuery};
 use crate::schedule::{EntryEnd, Recurrence, Schedule, ScheduleEntry, SourceSpec, Targets};
 use crate::store::TOKEN_FILE;
 
@@ -227,6 +228,24 @@ impl AdminClient {
             return Err(self.refusal(status, &text));
         }
         Ok(text)
+    }
+
+    /// `radio-server audit`: the on-air changes of those local days (both included; without
+    /// them, all of the log).
+    pub fn audit(
+        &self,
+        from: Option<jiff::civil::Date>,
+        to: Option<jiff::civil::Date>,
+    ) -> Result<AuditListing, ClientError> {
+        let query: Vec<String> = [("from", from), ("to", to)]
+            .into_iter()
+            .filter_map(|(name, date)| date.map(|d| format!("{name}={d}")))
+            .collect();
+        if query.is_empty() {
+            self.get("/api/v1/audit")
+        } else {
+            self.get(&format!("/api/v1/audit?{}", query.join("&")))
+        }
     }
 
     /// `GET path`, decoding the answer.
@@ -485,6 +504,75 @@ pub fn render_status(status: &OnAirStatus, tz: &TimeZone) -> String {
     out
 }
 
+/// `radio-server audit`: one row per change, oldest first, in local time and UTC; or the
+/// listing as JSON, or CSV (UTF-8 with a BOM, like the reports).
+pub fn render_audit(listing: &AuditListing, format: Format) -> String {
+    let header = [
+        "local time",
+        "UTC",
+        "caller",
+        "role",
+        "source",
+        "action",
+        "id",
+        "targets",
+        "outcome",
+    ];
+    let rows: Vec<[String; 9]> = listing
+        .records
+        .iter()
+        .map(|v| {
+            let r = &v.record;
+            [
+                v.local.clone(),
+                v.utc.clone(),
+                r.caller.clone(),
+                role_name(r.role).to_owned(),
+                r.source.clone(),
+                r.action.as_str().to_owned(),
+                r.id.clone(),
+                r.targets.as_ref().map(targets).unwrap_or_default(),
+                r.outcome.describe(),
+            ]
+        })
+        .collect();
+    let more = "more changes lie in the range than one answer holds: ask for fewer days";
+    match format {
+        Format::Json => serde_json::to_string_pretty(listing)
+            .map(|json| json + "\n")
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n")),
+        Format::Csv => {
+            let mut out = String::from(crate::report::render::BOM);
+            crate::report::render::csv_line(&mut out, &header.map(str::to_owned));
+            for row in &rows {
+                crate::report::render::csv_line(&mut out, row);
+            }
+            out
+        }
+        Format::Table => {
+            let mut out = format!("audit log (local time: {})\n", listing.timezone);
+            if rows.is_empty() {
+                out.push_str("no on-air changes recorded\n");
+            } else {
+                out.push_str(&table(&header, &rows));
+                let _ = writeln!(out, "{}", count(rows.len(), "change"));
+            }
+            if listing.truncated {
+                let _ = writeln!(out, "note: {more}");
+            }
+            out
+        }
+    }
+}
+
+fn role_name(role: radio_config::Role) -> &'static str {
+    match role {
+        radio_config::Role::Admin => "admin",
+        radio_config::Role::Operator => "operator",
+        radio_config::Role::Viewer => "viewer",
+    }
+}
+
 /// "1 station", "22 stations"; `noun` an English noun whose plural takes -s or -ies.
 fn count(n: usize, noun: &str) -> String {
     match (n, noun.strip_suffix('y')) {
@@ -693,6 +781,58 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn audit_listing_renders_as_table_and_csv() {
+        use crate::audit_log::{AuditAction, AuditRecord, Outcome};
+        let tz = crate::schedule::load_timezone("Asia/Ho_Chi_Minh").unwrap();
+        let record = AuditRecord {
+            unix_ms: 1_758_610_800_000, // 2025-09-23T07:00:00Z
+            caller: "district".into(),
+            role: radio_config::Role::Admin,
+            source: "127.0.0.1:50000".into(),
+            action: AuditAction::EmergencyStart,
+            id: "bao".into(),
+            targets: Some(Targets::Stations(vec![
+                "binh-trung".into(),
+                "binh-hai".into(),
+            ])),
+            outcome: Outcome::Refused {
+                status: 409,
+                error: "=already, on air".into(),
+            },
+        };
+        let mut listing = AuditListing {
+            timezone: "Asia/Ho_Chi_Minh".into(),
+            records: vec![record.view(&tz)],
+            truncated: false,
+        };
+        let text = render_audit(&listing, Format::Table);
+        let row = text.lines().nth(2).unwrap_or_default();
+        assert!(
+            row.starts_with("2025-09-23 14:00:00  2025-09-23T07:00:00.000Z  district"),
+            "{text}"
+        );
+        assert!(row.contains("emergency-start  bao"), "{text}");
+        assert!(row.contains("stations binh-trung,binh-hai"), "{text}");
+        assert!(row.ends_with("refused (409): =already, on air"), "{text}");
+        assert!(text.ends_with("1 change\n"), "{text}");
+        let csv = render_audit(&listing, Format::Csv);
+        assert!(csv.starts_with("\u{FEFF}local time,UTC,caller,"), "{csv}");
+        // Quoted for the comma.
+        assert!(
+            csv.contains(",\"refused (409): =already, on air\"\r\n"),
+            "{csv}"
+        );
+        let json: AuditListing =
+            serde_json::from_str(&render_audit(&listing, Format::Json)).unwrap();
+        assert_eq!(json, listing);
+        listing.records.clear();
+        listing.truncated = true;
+        let text = render_audit(&listing, Format::Table);
+        assert!(text.contains("no on-air changes recorded"), "{text}");
+        assert!(text.contains("note: more changes"), "{text}");
     }
 
     #[test]

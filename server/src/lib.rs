@@ -34,13 +34,19 @@
 //! - `enrolment_register.rs` — every certificate issued to each station (`data_dir/ca/enrolled/`).
 //! - `revocation_list.rs` — revoked certificates (`data_dir/ca/revoked.toml`, `radio-server
 //!   revoke`), refused at the handshake and their open connections closed.
-//! - `store.rs` — [`store::Store`]: the schedule and the admin token's hash, durable (sled).
+//! - `store.rs` — [`store::Store`]: the schedule, the admin token's hash and the audit log,
+//!   durable (sled).
 //! - `uptime_journal.rs` — [`uptime_journal::UptimeJournal`]: the agents' uploaded journals and
 //!   the server's own view of their connections, stored once per record, flushed before the
 //!   acknowledgement.
 //! - `report/` — `radio-server report uptime|plays`: availability, outages, hours on air and
 //!   programmes played per station and day, month or year (`docs/REPORTS.md`).
-//! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token).
+//! - `admin.rs` — [`admin::serve`]: the local admin endpoint (HTTP + JSON, bearer token), every
+//!   route with the roles that may call it.
+//! - `auth_limiter.rs` — [`auth_limiter::AuthLimiter`]: failed authentications per source
+//!   address; too many lock the source out for a while (429).
+//! - `audit_log.rs` — [`audit_log::AuditLog`]: every on-air change asked of the admin endpoint,
+//!   who, when, from where and how it ended, durable in the store.
 //! - `clusters.rs` — the loudspeaker clusters' live state: what each agent's journal last said
 //!   of the clusters it watches; the others follow their station.
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
@@ -54,6 +60,8 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod audit_log;
+pub mod auth_limiter;
 pub mod certificate_authority;
 pub mod certificate_expiry;
 pub mod clusters;

@@ -88,6 +88,9 @@ enum Command {
         #[command(subcommand)]
         kind: ReportCommand,
     },
+    /// The audit log: every on-air change (live, emergency, schedule, bulletins), who asked,
+    /// from where, and how it ended (asks the running server).
+    Audit(AuditArgs),
     /// What every station airs now, and the emergencies running (asks the running server).
     Status {
         #[command(flatten)]
@@ -214,6 +217,21 @@ struct ReportArgs {
     /// Uptime only: a row for every loudspeaker cluster under its station's.
     #[arg(long)]
     clusters: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    overrides: ServerOverrides,
+    /// First day, included (a local date, YYYY-MM-DD) [default: the first record].
+    #[arg(long, value_name = "DATE")]
+    from: Option<jiff::civil::Date>,
+    /// Last day, included (a local date, YYYY-MM-DD) [default: the last record].
+    #[arg(long, value_name = "DATE")]
+    to: Option<jiff::civil::Date>,
+    /// `table`, `csv` (UTF-8 with a byte order mark, for Excel) or `json`.
+    #[arg(long, value_name = "table|csv|json", default_value = "table")]
+    format: Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -669,6 +687,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             report_command(kind)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Audit(args) => {
+            let listing = client(&args.overrides)?.audit(args.from, args.to)?;
+            let text = radio_server::admin_client::render_audit(&listing, args.format);
+            print!("{text}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Status { overrides } => {
             let client = client(&overrides)?;
             let status = client.status()?;
@@ -991,6 +1015,9 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     }
     if let Some(path) = from_file {
         store.save_schedule(&schedule)?;
+        let record =
+            radio_server::audit_log::AuditRecord::schedule_from_file(path, jiff::Timestamp::now());
+        store.audit().append(&record)?;
         tracing::info!(
             "schedule from {} stored (it replaces the stored one)",
             path.display()

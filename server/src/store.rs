@@ -1,5 +1,6 @@
 //! The server's durable state in `data_dir/store` (sled): the schedule as the operators last
-//! changed it, the hash of the admin token, and the uptime records (`uptime_journal.rs`).
+//! changed it, the hash of the admin token, the uptime records (`uptime_journal.rs`) and the
+//! audit log of on-air changes (`audit_log.rs`).
 //!
 //! Every write is flushed before it returns: a district server sits on a mains socket in a
 //! commune office, and a schedule change the operator was told succeeded must survive a power
@@ -16,6 +17,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit_log::AuditLog;
 use crate::schedule::Schedule;
 use crate::uptime_journal::UptimeJournal;
 
@@ -64,6 +66,7 @@ pub struct Store {
     path: PathBuf,
     token_path: PathBuf,
     uptime: UptimeJournal,
+    audit: AuditLog,
 }
 
 impl Store {
@@ -87,17 +90,27 @@ impl Store {
                 },
             })?;
         let uptime = UptimeJournal::open(&db, path.clone())?;
+        let audit = AuditLog::open(&db, path.clone()).map_err(|e| StoreError::Db {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Store {
             db,
             path,
             token_path: data_dir.join(TOKEN_FILE),
             uptime,
+            audit,
         })
     }
 
     /// The agents' uptime journals and the server's view of their connections.
     pub fn uptime(&self) -> &UptimeJournal {
         &self.uptime
+    }
+
+    /// The audit log of on-air changes.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// Where the token file is.

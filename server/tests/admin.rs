@@ -11,6 +11,8 @@ use radio_server::admin::{
     serve, AdminState, BulletinRequest, EmergencyRequest, ErrorBody, LiveStart,
 };
 use radio_server::admin_client::{AdminClient, ClientError};
+use radio_server::audit_log::{AuditAction, Outcome};
+use radio_server::auth_limiter::AuthLimits;
 use radio_server::ingest::PcmFrame;
 use radio_server::on_air::{OnAir, OnAirConfig};
 use radio_server::on_air::{OnAirStatus, StationStatus};
@@ -35,7 +37,24 @@ async fn start(with_live_input: bool) -> Harness {
     start_with(with_live_input, &[]).await
 }
 
+/// Other tests send wrong tokens on purpose, more than the limiter allows one address;
+/// [`failed_authentications_lock_the_address_out_until_the_lockout_ends`] tests the limits.
+fn lenient() -> AuthLimits {
+    AuthLimits {
+        max_failures: 1_000,
+        ..AuthLimits::default()
+    }
+}
+
 async fn start_with(with_live_input: bool, tokens: &[radio_config::AdminTokenSettings]) -> Harness {
+    start_limited(with_live_input, tokens, lenient()).await
+}
+
+async fn start_limited(
+    with_live_input: bool,
+    tokens: &[radio_config::AdminTokenSettings],
+    limits: AuthLimits,
+) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let district = District::binh_son();
     let outputs: Vec<Arc<StationOutput>> = district
@@ -63,7 +82,9 @@ async fn start_with(with_live_input: bool, tokens: &[radio_config::AdminTokenSet
         .await
         .expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
-    let state = AdminState::new(on_air, store.clone(), district, schedule).with_tokens(tokens);
+    let state = AdminState::new(on_air, store.clone(), district, schedule)
+        .with_tokens(tokens)
+        .with_auth_limits(limits);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;
@@ -943,15 +964,22 @@ fn role_token(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roles_limit_what_a_token_may_do() {
+/// An endpoint with two role tokens besides the district's: the operator of binh-trung
+/// (`can-bo-binh-trung`) and a viewer (`xem`); their tokens, in that order.
+async fn start_with_roles(with_live_input: bool) -> (Harness, String, String) {
     let (operator, operator_token) = role_token(
         "can-bo-binh-trung",
         radio_config::Role::Operator,
         Some("binh-trung"),
     );
     let (viewer, viewer_token) = role_token("xem", radio_config::Role::Viewer, None);
-    let mut h = start_with(false, &[operator, viewer]).await;
+    let h = start_with(with_live_input, &[operator, viewer]).await;
+    (h, operator_token, viewer_token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_limit_what_a_token_may_do() {
+    let (mut h, operator_token, viewer_token) = start_with_roles(false).await;
     let wav = h.path("tin.wav");
     write_wav(&wav, 20);
     let bulletin = BulletinRequest {
@@ -1037,4 +1065,452 @@ async fn roles_limit_what_a_token_may_do() {
         .expect("answer");
     assert_eq!(status, 401);
     h.stop().await;
+}
+
+/// `GET path` with `token` by hand, for the headers: status, `Retry-After` and body.
+fn get_with_headers(addr: SocketAddr, path: &str, token: &str) -> (u16, Option<String>, String) {
+    let mut response = ureq::get(format!("http://{addr}{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .config()
+        .proxy(None)
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .expect("answer");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().expect("body");
+    (status, retry_after, body)
+}
+
+fn district_token(h: &Harness) -> String {
+    std::fs::read_to_string(h.path("admin.token"))
+        .expect("token")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_lock_the_address_out_until_the_lockout_ends() {
+    let lockout = Duration::from_secs(3);
+    let limits = AuthLimits {
+        lockout,
+        ..AuthLimits::default()
+    };
+    let mut h = start_limited(false, &[], limits).await;
+    let token = district_token(&h);
+    let addr = h.client.addr();
+    let get = move |token: String| {
+        move |_: &AdminClient| get_with_headers(addr, "/api/v1/status", &token)
+    };
+    let (status, _, body) = h.call(get(token.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    for n in 1..=limits.max_failures {
+        let (status, _, body) = h.call(get(format!("sai-{n}"))).await;
+        assert_eq!(status, 401, "wrong token {n}: {body}");
+    }
+    // Now even the right token is refused, so a brute force cannot tell it hit; the answer
+    // says when to come back.
+    let (status, retry_after, body) = h.call(get(token.clone())).await;
+    assert_eq!(status, 429, "{body}");
+    let seconds: u64 = retry_after
+        .expect("Retry-After")
+        .parse()
+        .expect("whole seconds");
+    assert!((1..=lockout.as_secs()).contains(&seconds), "{seconds}");
+    let error: ErrorBody = serde_json::from_str(&body).expect("JSON error");
+    assert!(error.error.contains("127.0.0.1"), "{}", error.error);
+    // A change is refused the same way, and nothing is recorded of it.
+    let (status, body) = h
+        .call(move |c| {
+            c.raw(
+                "POST",
+                "/api/v1/emergency/stop",
+                Some(r#"{"id":"x"}"#.into()),
+            )
+        })
+        .await
+        .expect("answer");
+    assert_eq!(status, 429, "{body}");
+    let store = h.store.clone().expect("store");
+    assert!(store.audit().is_empty(), "{} records", store.audit().len());
+    // Once the lock-out is over, the right token works again.
+    tokio::time::sleep(lockout).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let (status, _, _) = h.call(get(token.clone())).await;
+        if status == 200 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, 200);
+    h.stop().await;
+}
+
+/// Who calls, in the walk over every route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    NoToken,
+    WrongToken,
+    Viewer,
+    /// The operator of binh-trung, acting for binh-trung.
+    OperatorOwn,
+    /// The same operator, naming binh-duong.
+    OperatorOther,
+    Admin,
+}
+
+/// What the refused calls must leave alone: the audit log, the stored schedule, and what airs.
+async fn snapshot(
+    h: &Harness,
+) -> (
+    usize,
+    Option<Schedule>,
+    Vec<(String, Option<String>)>,
+    Vec<String>,
+) {
+    let store = h.store.clone().expect("store");
+    let status = h.full_status().await;
+    (
+        store.audit().len(),
+        store.schedule().expect("schedule"),
+        status
+            .stations
+            .into_iter()
+            .map(|s| (s.station, s.item))
+            .collect(),
+        status.emergencies.into_iter().map(|e| e.id).collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_checks_the_role_of_every_caller() {
+    use radio_server::admin::{route_table, Access, Verb};
+    let (mut h, operator_token, viewer_token) = start_with_roles(true).await;
+    let admin_token = district_token(&h);
+    let wav = h.path("kiem-tra.wav");
+    // Longer than the walk: nothing ends by itself while a refused call is checked.
+    write_wav(&wav, 60);
+    let wav = wav.display().to_string();
+    let stations = |s: &str| serde_json::json!({ "stations": [s] });
+    let mut audited = 0;
+    for route in route_table() {
+        let path = route.path.replace("{id}", "kiem-tra");
+        // A body that would change the air if the caller were allowed (so that a refusal that
+        // let it through would show), naming `station` wherever the request names stations.
+        let body = |station: &str| -> Option<String> {
+            let json = match (route.verb, route.path) {
+                (Verb::Get | Verb::Delete, _) => return None,
+                (Verb::Post, "/api/v1/live/start") => {
+                    serde_json::json!({ "targets": stations(station) })
+                }
+                (Verb::Post, "/api/v1/live/stop") => serde_json::json!({}),
+                (Verb::Post, "/api/v1/emergency") => serde_json::json!({
+                    "id": "kiem-tra", "file": wav, "targets": stations(station)
+                }),
+                (Verb::Post, "/api/v1/emergency/stop") => serde_json::json!({ "id": "kiem-tra" }),
+                (Verb::Post, "/api/v1/schedule/entries") => serde_json::json!({
+                    "id": "kiem-tra", "name": "Kiểm tra",
+                    "recurrence": { "once": { "date": "2099-09-02" } },
+                    "start": "07:00", "end": { "at": "08:00" },
+                    "source": { "kind": "relay", "url": "http://127.0.0.1:9/kt.mp3" },
+                    "targets": stations(station)
+                }),
+                (Verb::Post, "/api/v1/bulletins") => serde_json::json!({
+                    "id": "kiem-tra", "name": "Kiểm tra",
+                    "source": { "kind": "file", "path": wav },
+                    // Both, so that only the role check keeps the operator from accepting for
+                    // binh-duong.
+                    "targets": { "stations": ["binh-trung", "binh-duong"] }
+                }),
+                (Verb::Post, "/api/v1/bulletins/{id}/accept") => {
+                    serde_json::json!({ "station": station })
+                }
+                (verb, path) => panic!("no test case for {verb:?} {path}: add one"),
+            };
+            Some(json.to_string())
+        };
+        let query = match route.path {
+            "/api/v1/reports/uptime" | "/api/v1/reports/plays" => "?from=2025-01-01&to=2025-01-31",
+            _ => "",
+        };
+        let url = format!("{path}{query}");
+        let names_station = body("binh-duong") != body("binh-trung");
+        for who in [
+            Who::NoToken,
+            Who::WrongToken,
+            Who::Viewer,
+            Who::OperatorOwn,
+            Who::OperatorOther,
+            Who::Admin,
+        ] {
+            if who == Who::OperatorOther && !names_station {
+                continue;
+            }
+            let (token, station) = match who {
+                Who::NoToken => (None, "binh-trung"),
+                Who::WrongToken => (Some("sai-0123456789abcdef".to_owned()), "binh-trung"),
+                Who::Viewer => (Some(viewer_token.clone()), "binh-trung"),
+                Who::OperatorOwn => (Some(operator_token.clone()), "binh-trung"),
+                Who::OperatorOther => (Some(operator_token.clone()), "binh-duong"),
+                Who::Admin => (Some(admin_token.clone()), "binh-trung"),
+            };
+            let expected = match who {
+                Who::NoToken | Who::WrongToken => Some(401),
+                Who::Viewer => (!route.access.allows(radio_config::Role::Viewer)).then_some(403),
+                Who::OperatorOwn => {
+                    (!route.access.allows(radio_config::Role::Operator)).then_some(403)
+                }
+                Who::OperatorOther => Some(403),
+                Who::Admin => None,
+            };
+            let before = snapshot(&h).await;
+            let (method, url_sent, body_sent) = (route.verb.as_str(), url.clone(), body(station));
+            let (status, answer) = h
+                .call(move |c| c.exchange(method, &url_sent, body_sent, token.as_deref()))
+                .await
+                .expect("answer");
+            let call = format!("{method} {url} as {who:?}: {status} {answer:.300}");
+            match expected {
+                Some(refused) => {
+                    assert_eq!(status, refused, "{call}");
+                    assert_eq!(
+                        snapshot(&h).await,
+                        before,
+                        "a refused call changed something: {call}"
+                    );
+                }
+                None => {
+                    assert!(![401, 403, 429].contains(&status), "{call}");
+                    let store = h.store.clone().expect("store");
+                    if route.verb != Verb::Get {
+                        // Every change that reaches its handler is audited, whatever its outcome.
+                        audited += 1;
+                        let (records, _) = store.audit().range(0, i64::MAX, 10_000).expect("audit");
+                        let last = records.last().expect("an audit record");
+                        assert_eq!(records.len(), audited, "{call}");
+                        let name = if who == Who::Admin {
+                            "district"
+                        } else {
+                            "can-bo-binh-trung"
+                        };
+                        assert_eq!(last.caller, name, "{call}");
+                        let id = if route.path.starts_with("/api/v1/live/") {
+                            "studio"
+                        } else {
+                            "kiem-tra"
+                        };
+                        assert_eq!(last.id, id, "{call}");
+                    } else {
+                        assert_eq!(store.audit().len(), audited, "a read was audited: {call}");
+                    }
+                }
+            }
+        }
+        // The operator passes the role check only where the table says so.
+        assert_eq!(
+            route.access.allows(radio_config::Role::Operator),
+            matches!(route.access, Access::Everyone | Access::OwnStation),
+            "{}",
+            route.path
+        );
+    }
+    // The admin's calls did what they say: live, emergency, entry and bulletin came and went.
+    assert!(audited >= 9, "{audited}");
+    let store = h.store.clone().expect("store");
+    let (records, _) = store.audit().range(0, i64::MAX, 10_000).expect("audit");
+    let done: Vec<(AuditAction, &str)> = records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Done)
+        .map(|r| (r.action, r.caller.as_str()))
+        .collect();
+    assert_eq!(
+        done,
+        [
+            (AuditAction::LiveStart, "district"),
+            (AuditAction::LiveStop, "district"),
+            (AuditAction::EmergencyStart, "district"),
+            (AuditAction::EmergencyStop, "district"),
+            (AuditAction::ScheduleAdd, "district"),
+            (AuditAction::ScheduleRemove, "district"),
+            (AuditAction::BulletinSubmit, "district"),
+            (AuditAction::BulletinAccept, "can-bo-binh-trung"),
+            // Accepting again where it was accepted changes nothing, and is no error.
+            (AuditAction::BulletinAccept, "district"),
+            (AuditAction::BulletinCancel, "district"),
+        ],
+        "{records:#?}"
+    );
+    // A removal records the targets the entry had.
+    let removed = records
+        .iter()
+        .find(|r| r.action == AuditAction::ScheduleRemove && r.outcome == Outcome::Done)
+        .expect("removal");
+    assert_eq!(
+        removed.targets,
+        Some(Targets::Stations(vec!["binh-trung".into()]))
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_who_changed_what_and_how_it_ended() {
+    let (mut h, operator_token, viewer_token) = start_with_roles(false).await;
+    let wav = h.path("bao.wav");
+    write_wav(&wav, 20);
+    let emergency = EmergencyRequest {
+        id: Some("bao".into()),
+        file: Some(wav.clone()),
+        targets: Some(Targets::Stations(vec![
+            "binh-trung".into(),
+            "binh-hai".into(),
+        ])),
+        ..EmergencyRequest::default()
+    };
+    let again = emergency.clone();
+    h.call(move |c| c.emergency(&emergency))
+        .await
+        .expect("emergency");
+    let (status, _) = refused(h.call(move |c| c.emergency(&again)).await);
+    assert_eq!(status, 409);
+    h.call(|c| c.stop_emergency("bao")).await.expect("stopped");
+    let (status, _) = refused(h.call(|c| c.live_start(&LiveStart::default())).await);
+    assert_eq!(status, 503);
+    let bulletin = BulletinRequest {
+        id: "tin".into(),
+        name: "Tin".into(),
+        source: SourceSpec::File { path: wav },
+        level: Level::Normal,
+        targets: Targets::Stations(vec!["binh-trung".into()]),
+        duration: None,
+    };
+    h.call(move |c| c.submit_bulletin(&bulletin))
+        .await
+        .expect("submitted");
+    let as_operator = |method: &'static str, path: &'static str, body: Option<&str>| {
+        let (body, token) = (body.map(str::to_owned), operator_token.clone());
+        h.call(move |c| c.exchange(method, path, body, Some(&token)))
+    };
+    let (status, body) = as_operator(
+        "POST",
+        "/api/v1/bulletins/tin/accept",
+        Some(r#"{"station":"binh-trung"}"#),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(status, 200, "{body}");
+
+    let listing = h.call(|c| c.audit(None, None)).await.expect("audit");
+    assert_eq!(listing.timezone, "Asia/Ho_Chi_Minh");
+    let rows: Vec<(&str, AuditAction, &str, Option<u16>)> = listing
+        .records
+        .iter()
+        .map(|v| {
+            let r = &v.record;
+            let status = match &r.outcome {
+                Outcome::Done => None,
+                Outcome::Refused { status, .. } => Some(*status),
+            };
+            (r.caller.as_str(), r.action, r.id.as_str(), status)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("district", AuditAction::EmergencyStart, "bao", None),
+            ("district", AuditAction::EmergencyStart, "bao", Some(409)),
+            ("district", AuditAction::EmergencyStop, "bao", None),
+            ("district", AuditAction::LiveStart, "studio", Some(503)),
+            ("district", AuditAction::BulletinSubmit, "tin", None),
+            (
+                "can-bo-binh-trung",
+                AuditAction::BulletinAccept,
+                "tin",
+                None
+            ),
+        ]
+    );
+    let first = &listing.records[0];
+    assert_eq!(
+        first.record.targets,
+        Some(Targets::Stations(vec![
+            "binh-trung".into(),
+            "binh-hai".into()
+        ]))
+    );
+    assert!(first.record.source.starts_with("127.0.0.1:"), "{first:?}");
+    assert!(first.utc.ends_with('Z'), "{first:?}");
+    let utc: jiff::Timestamp = first.utc.parse().expect("RFC 3339");
+    assert_eq!(utc.as_millisecond(), first.record.unix_ms);
+    let Outcome::Refused { error, .. } = &listing.records[3].record.outcome else {
+        panic!("{listing:?}");
+    };
+    assert!(error.contains("no live input"), "{error}");
+    let accept = &listing.records[5].record;
+    assert_eq!(accept.role, radio_config::Role::Operator);
+    assert_eq!(
+        accept.targets,
+        Some(Targets::Stations(vec!["binh-trung".into()]))
+    );
+    assert!(listing
+        .records
+        .windows(2)
+        .all(|w| w[0].record.unix_ms <= w[1].record.unix_ms));
+
+    // Admin and viewer read it; a commune operator does not.
+    let viewer_reads = viewer_token.clone();
+    let (status, body) = h
+        .call(move |c| c.exchange("GET", "/api/v1/audit", None, Some(&viewer_reads)))
+        .await
+        .expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = as_operator("GET", "/api/v1/audit", None)
+        .await
+        .expect("answer");
+    assert_eq!(status, 403, "{body}");
+
+    // Days in the district's time, both included.
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(radio_server::schedule::load_timezone("Asia/Ho_Chi_Minh").expect("tz"))
+        .date();
+    let (yesterday, tomorrow) = (
+        today.yesterday().expect("date"),
+        today.tomorrow().expect("date"),
+    );
+    let around = h
+        .call(move |c| c.audit(Some(yesterday), Some(tomorrow)))
+        .await
+        .expect("audit");
+    assert_eq!(around.records.len(), 6);
+    let past = h
+        .call(|c| {
+            c.audit(
+                Some("2000-01-01".parse().expect("date")),
+                Some("2000-12-31".parse().expect("date")),
+            )
+        })
+        .await
+        .expect("audit");
+    assert!(past.records.is_empty(), "{past:?}");
+    for query in ["from=2025-02-30", "form=2025-01-01"] {
+        let path = format!("/api/v1/audit?{query}");
+        let (status, body) = h
+            .call(move |c| c.raw("GET", &path, None))
+            .await
+            .expect("answer");
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+
+    // Durable: the records are there after a restart.
+    h.stop().await;
+    let store = h.reopen_store().await;
+    let (stored, truncated) = store.audit().range(0, i64::MAX, 100).expect("audit");
+    assert!(!truncated);
+    let listed: Vec<_> = listing.records.into_iter().map(|v| v.record).collect();
+    assert_eq!(stored, listed);
 }

@@ -312,7 +312,8 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn csv_line(out: &mut String, cells: &[String]) {
+/// One CSV row of guarded fields, CRLF-terminated (also the audit listing's CSV).
+pub(crate) fn csv_line(out: &mut String, cells: &[String]) {
     let fields: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
     out.push_str(&fields.join(","));
     out.push_str("\r\n");

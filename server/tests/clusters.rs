@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use radio_config::{District, ServerConfig};
-use radio_proto::{
-    Capabilities, ClusterState, Event, Hello, JournalBatch, JournalEvent, JournalRecord, Session,
-    SessionConfig, PROTOCOL_VERSION,
-};
+use radio_proto::{ClusterState, JournalBatch, JournalEvent, JournalRecord};
 use radio_server::admin::{serve, AdminState, StationView};
 use radio_server::admin_client::AdminClient;
 use radio_server::certificate_authority::CertificateAuthority;
@@ -23,7 +20,10 @@ use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::Schedule;
 use radio_server::server::{self, Server};
 use radio_server::store::Store;
+use support::raw_agent::RawAgent;
 use tokio::sync::oneshot;
+
+mod support;
 
 const JOURNAL: u64 = 5;
 const T0: u64 = 1_764_000_000_000;
@@ -145,91 +145,27 @@ impl Running {
     }
 }
 
-/// The agent side of a session as `binh-trung`, open while it lives.
-struct Agent {
-    _endpoint: quinn::Endpoint,
-    _conn: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    session: Session,
+/// An agent session as `binh-trung`, welcomed.
+async fn connect(addr: SocketAddr, ca: &CertificateAuthority) -> RawAgent {
+    let bundle = ca
+        .enroll("binh-trung", "Bình Trung", &addr.to_string(), "localhost")
+        .expect("enroll");
+    let client = relay_agent::tls::client_config(&bundle).expect("tls");
+    RawAgent::welcomed(addr, client, "binh-trung")
+        .await
+        .expect("welcomed")
 }
 
-impl Agent {
-    async fn connect(addr: SocketAddr, ca: &CertificateAuthority) -> Agent {
-        let bundle = ca
-            .enroll("binh-trung", "Bình Trung", &addr.to_string(), "localhost")
-            .expect("enroll");
-        let client = relay_agent::tls::client_config(&bundle).expect("tls");
-        let endpoint =
-            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
-        let conn = endpoint
-            .connect_with(client, addr, "localhost")
-            .expect("connect")
-            .await
-            .expect("handshake");
-        let (send, recv) = conn.open_bi().await.expect("control stream");
-        let session = Session::agent(
-            Hello {
-                version: PROTOCOL_VERSION,
-                agent_id: "binh-trung".into(),
-                software: "clusters-test".into(),
-                capabilities: Capabilities::OPUS,
-            },
-            SessionConfig::default(),
-            Instant::now(),
-        );
-        let mut agent = Agent {
-            _endpoint: endpoint,
-            _conn: conn,
-            send,
-            recv,
-            session,
-        };
-        agent
-            .until(|e| matches!(e, Event::Welcomed(_)), "welcome")
-            .await;
-        agent
-    }
-
-    /// Exchanges messages until `wanted` accepts an event.
-    async fn until(&mut self, wanted: impl Fn(&Event) -> bool, what: &str) {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            while let Some(bytes) = self.session.poll_transmit() {
-                self.send.write_all(&bytes).await.expect("send");
-            }
-            while let Some(event) = self.session.poll_event() {
-                if wanted(&event) {
-                    return;
-                }
-                assert!(
-                    !matches!(event, Event::Closed { .. }),
-                    "closed while waiting for {what}: {event:?}"
-                );
-            }
-            let n = tokio::time::timeout(Duration::from_secs(10), self.recv.read(&mut buf))
-                .await
-                .unwrap_or_else(|_| panic!("no {what} within 10 s"))
-                .expect("read")
-                .expect("open stream");
-            self.session.handle_input(Instant::now(), &buf[..n]);
-        }
-    }
-
-    /// Uploads records as the agent's journal does, and waits for the server's acknowledgement
-    /// (sent once they are stored).
-    async fn upload(&mut self, records: Vec<JournalRecord>) {
-        let last = records.last().expect("records").seq;
-        self.session.send_journal_batch(JournalBatch {
+/// Uploads records as the agent's journal does, and waits for the server's acknowledgement
+/// (sent once they are stored).
+async fn upload(agent: &mut RawAgent, records: Vec<JournalRecord>) {
+    agent
+        .upload(JournalBatch {
             journal_id: JOURNAL,
             records,
-        });
-        self.until(
-            |e| matches!(e, Event::JournalAck(ack) if ack.last_seq == last),
-            "journal acknowledgement",
-        )
-        .await;
-    }
+        })
+        .await
+        .expect("stored and acknowledged");
 }
 
 fn record(seq: u64, event: JournalEvent) -> JournalRecord {
@@ -297,7 +233,7 @@ async fn watched_clusters_are_up_or_down_and_the_others_follow_their_station() {
     assert_eq!(configured.len(), 24);
 
     let run = start(&config, &ca, &store).await;
-    let mut agent = Agent::connect(run.quic, &ca).await;
+    let mut agent = connect(run.quic, &ca).await;
     // Connected, nothing recorded yet: every cluster follows the station.
     let view = run.station_until("binh-trung", |v| v.connected).await;
     assert!(view.connected);
@@ -311,8 +247,9 @@ async fn watched_clusters_are_up_or_down_and_the_others_follow_their_station() {
 
     // The agent watches c01 and c02, and c99 — not a cluster of Bình Trung (a typo in its
     // configuration) — and journals what it sees.
-    agent
-        .upload(vec![
+    upload(
+        &mut agent,
+        vec![
             started(1),
             record(2, JournalEvent::LinkUp { server_run: 0 }),
             cluster(3, "c01", ClusterState::Up, "RTCP receiver reports arrive"),
@@ -323,8 +260,9 @@ async fn watched_clusters_are_up_or_down_and_the_others_follow_their_station() {
                 "receiver unreachable: Connection refused (os error 111)",
             ),
             cluster(5, "c99", ClusterState::Up, "no error from the receiver"),
-        ])
-        .await;
+        ],
+    )
+    .await;
     let view = run.station("binh-trung").await;
     assert_eq!(view.clusters.len(), 25, "{:?}", view.clusters);
     assert_eq!(
@@ -375,14 +313,16 @@ async fn watched_clusters_are_up_or_down_and_the_others_follow_their_station() {
     assert!(sessions[0].contains("station=\"binh-trung\""), "{body}");
 
     // c01 goes down: the newest record wins.
-    agent
-        .upload(vec![cluster(
+    upload(
+        &mut agent,
+        vec![cluster(
             6,
             "c01",
             ClusterState::Down,
             "no RTCP receiver report for 30 s",
-        )])
-        .await;
+        )],
+    )
+    .await;
     let view = run.station("binh-trung").await;
     assert_eq!(view.clusters[0].state, ClusterHealth::Down);
     assert_eq!(view.clusters[0].reason, "no RTCP receiver report for 30 s");
@@ -416,13 +356,15 @@ async fn watched_clusters_are_up_or_down_and_the_others_follow_their_station() {
 
     // The agent restarts with a corrected configuration: what its previous run watched is
     // stale, and only what the new run records counts.
-    let mut agent = Agent::connect(run.quic, &ca).await;
-    agent
-        .upload(vec![
+    let mut agent = connect(run.quic, &ca).await;
+    upload(
+        &mut agent,
+        vec![
             started(7),
             cluster(8, "c03", ClusterState::Up, "RTCP receiver reports arrive"),
-        ])
-        .await;
+        ],
+    )
+    .await;
     let view = run.station("binh-trung").await;
     assert!(view.connected);
     assert_eq!(view.clusters.len(), 24);

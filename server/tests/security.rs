@@ -146,6 +146,26 @@ async fn a_certificate_from_another_ca_never_completes_the_handshake() {
 }
 
 #[tokio::test]
+async fn a_certificate_for_a_commune_that_is_not_a_station_is_refused() {
+    let running = start(|_| {}).await;
+    let mut good = good_station(&running).await;
+    // Signed by the right CA (a mistaken enrolment), but the district has no such station.
+    let result = RawAgent::welcomed(
+        running.addr,
+        running.client("xa-khong-ton-tai"),
+        "xa-khong-ton-tai",
+    )
+    .await;
+    let Err(e) = result else {
+        panic!("an unknown commune got in");
+    };
+    assert!(e.contains("not a station"), "{e}");
+    still_serving(&running, &mut good, 1).await;
+    nothing_stored_for(&running, "xa-khong-ton-tai");
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn a_revoked_station_is_closed_within_a_second_and_refused_until_enrolled_again() {
     let running = start(|_| {}).await;
     let mut good = good_station(&running).await;

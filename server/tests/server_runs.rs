@@ -5,70 +5,32 @@
 use std::time::{Duration, Instant};
 
 use radio_config::{District, ServerConfig};
-use radio_proto::{
-    Capabilities, Event, Hello, JournalBatch, JournalEvent, JournalRecord, Session, SessionConfig,
-    PROTOCOL_VERSION,
-};
+use radio_proto::{JournalBatch, JournalEvent, JournalRecord};
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::report::load::timelines;
 use radio_server::report::timeline::{session_ends, Condition, REPORTING_GRACE_MS};
 use radio_server::server::{self, Server};
 use radio_server::store::Store;
 use relay_agent::journal::unix_ms;
+use support::raw_agent::RawAgent;
 
-/// The client side of a session, open while it lives.
-struct Client {
-    _endpoint: quinn::Endpoint,
-    _conn: quinn::Connection,
-    _control: (quinn::SendStream, quinn::RecvStream),
-}
+mod support;
 
 /// Runs the agent side of a session as `binh-trung` until welcomed; the server run's id.
-async fn welcomed(addr: std::net::SocketAddr, ca: &CertificateAuthority) -> (Client, u64) {
+async fn welcomed(addr: std::net::SocketAddr, ca: &CertificateAuthority) -> (RawAgent, u64) {
     let bundle = ca
         .enroll("binh-trung", "Bình Trung", &addr.to_string(), "localhost")
         .expect("enroll");
     let client = relay_agent::tls::client_config(&bundle).expect("tls");
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
-    let conn = endpoint
-        .connect_with(client, addr, "localhost")
-        .expect("connect")
+    let agent = RawAgent::welcomed(addr, client, "binh-trung")
         .await
-        .expect("handshake");
-    let (mut send, mut recv) = conn.open_bi().await.expect("control stream");
-    let mut session = Session::agent(
-        Hello {
-            version: PROTOCOL_VERSION,
-            agent_id: "binh-trung".into(),
-            software: "server-runs-test".into(),
-            capabilities: Capabilities::OPUS,
-        },
-        SessionConfig::default(),
-        Instant::now(),
-    );
-    let mut buf = vec![0u8; 4096];
-    loop {
-        while let Some(bytes) = session.poll_transmit() {
-            send.write_all(&bytes).await.expect("send");
-        }
-        if let Some(event) = session.poll_event() {
-            let Event::Welcomed(welcome) = event else {
-                panic!("not welcomed: {event:?}");
-            };
-            let client = Client {
-                _endpoint: endpoint,
-                _conn: conn,
-                _control: (send, recv),
-            };
-            return (client, welcome.session_id);
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), recv.read(&mut buf))
-            .await
-            .expect("an answer within 10 s")
-            .expect("read")
-            .expect("open stream");
-        session.handle_input(Instant::now(), &buf[..n]);
-    }
+        .expect("welcomed");
+    let run = agent
+        .welcome
+        .as_ref()
+        .map(|w| w.session_id)
+        .expect("welcome");
+    (agent, run)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use radio_proto::{
-    Capabilities, ErrorCode, Event, Hello, JournalBatch, Session, SessionConfig, PROTOCOL_VERSION,
+    Capabilities, ErrorCode, Event, Hello, JournalBatch, Session, SessionConfig, Welcome,
+    PROTOCOL_VERSION,
 };
 
 /// How long a test waits for any one answer of the server.
@@ -35,6 +36,8 @@ pub struct RawAgent {
     pub send: quinn::SendStream,
     pub recv: quinn::RecvStream,
     pub session: Session,
+    /// The server's welcome, once welcomed.
+    pub welcome: Option<Welcome>,
 }
 
 impl RawAgent {
@@ -63,6 +66,7 @@ impl RawAgent {
             send,
             recv,
             session,
+            welcome: None,
         })
     }
 
@@ -74,7 +78,10 @@ impl RawAgent {
     ) -> Result<RawAgent, String> {
         let mut agent = Self::open(addr, client, agent_id).await?;
         match agent.next_event().await? {
-            Event::Welcomed(_) => Ok(agent),
+            Event::Welcomed(welcome) => {
+                agent.welcome = Some(welcome);
+                Ok(agent)
+            }
             other => Err(format!("not welcomed: {other:?}")),
         }
     }

@@ -496,8 +496,15 @@ fn connect_error(e: quinn::ConnectionError) -> LinkError {
 /// A failed handshake, with a hint for the mistakes an operator can fix.
 fn explain_connect_error(e: &quinn::ConnectionError) -> String {
     let text = e.to_string();
-    // TLS alert 44, certificate_revoked: the server's revocation list names this bundle.
-    let hint = if text.contains("error 44") || text.contains("CertificateRevoked") {
+    format!("{text}{}", hint(&text))
+}
+
+/// What an operator can do about a connection error, from its text (rustls and quinn errors
+/// carry their reasons in their messages only).
+fn hint(text: &str) -> &'static str {
+    // TLS alert 44, certificate_revoked: the server's revocation list names this bundle. With
+    // TLS 1.3 it arrives after the agent's side of the handshake is done, as a lost connection.
+    if text.contains("error 44") || text.contains("Revoked") {
         "; the server revoked this station's certificate: the district must enrol it again \
          (`radio-server enroll`) and the new bundle be installed here"
     } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
@@ -506,12 +513,14 @@ fn explain_connect_error(e: &quinn::ConnectionError) -> String {
     } else if text.contains("NotValidForName") {
         "; the server's certificate does not carry the name in the bundle (`server_name`): \
          check the server's `server_name` setting and re-enrol"
+    } else if text.contains("CertificateExpired") || text.contains("error 45") {
+        "; this station's certificate has expired: the district must enrol it again \
+         (`radio-server enroll`) and the new bundle be installed here"
     } else if text.contains("timed out") {
         "; no answer from the server: check the address, the firewall (UDP) and the link"
     } else {
         ""
-    };
-    format!("{text}{hint}")
+    }
 }
 
 /// Turns a lost connection into what the operator needs to know: a refusal by the server names its
@@ -525,7 +534,16 @@ fn connection_error(e: quinn::ConnectionError) -> LinkError {
                 .unwrap_or(ErrorCode::Internal),
             reason: String::from_utf8_lossy(&close.reason).into_owned(),
         },
-        other => LinkError::Lost(other.to_string()),
+        other => {
+            let text = other.to_string();
+            // A refused certificate, told after the agent's side of the TLS 1.3 handshake.
+            let hint = if text.contains("handshake failed") {
+                hint(&text)
+            } else {
+                ""
+            };
+            LinkError::Lost(format!("{text}{hint}"))
+        }
     }
 }
 
@@ -566,4 +584,19 @@ async fn resolve(server: &str) -> Result<SocketAddr, LinkError> {
         .map_err(|e| LinkError::Resolve(format!("{server}: {e}")))?
         .next()
         .ok_or_else(|| LinkError::Resolve(server.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revoked_certificate_is_explained_as_the_server_says_it() {
+        // The text quinn gives when the server's verifier refuses the certificate.
+        let text = "aborted by peer: the cryptographic handshake failed: error 44: invalid peer \
+                    certificate: Revoked";
+        assert!(hint(text).contains("revoked this station's certificate"));
+        assert!(hint("timed out").contains("no answer"));
+        assert_eq!(hint("connection reset"), "");
+    }
 }

@@ -66,6 +66,11 @@ pub fn server_config(
         .with_single_cert(vec![cert], key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     tls.alpn_protocols = vec![radio_proto::ALPN.to_vec()];
+    // No TLS session resumption: a resumed session skips the client-certificate verifier, so a
+    // revoked or expired certificate would keep getting in for the ticket's lifetime. A full
+    // handshake per reconnect costs the agents a few milliseconds.
+    tls.send_tls13_tickets = 0;
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));

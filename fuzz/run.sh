@@ -58,7 +58,7 @@ status=0
 nice -n 19 cargo fuzz run "${build[@]}" "$target" "$corpus" -- \
     -seed=1 -runs="$runs" -print_final_stats=1 >"$log" 2>&1 || status=$?
 grep -E '^stat::|^Done [0-9]+ runs' "$log" || true
-echo "corpus at end: $(ls "$corpus" | wc -l) files, $(du -sk "$corpus" | cut -f1) KiB; log: $log"
+echo "corpus at end: $(ls "$corpus" | wc -l) files, $(cat "$corpus"/* | wc -c) bytes; log: $log"
 if [ "$status" -ne 0 ]; then
     tail -n 40 "$log" >&2
     echo "== $target FAILED (exit $status)" >&2

@@ -1,7 +1,7 @@
 //! The config files an operator writes: any text through the server config, agent config and
 //! district file parsers (TOML, then every validation rule), never a panic.
 //!
-//! Run with `./run.sh config_parse` from `fuzz/` (see README.md).
+//! Run with `fuzz/run.sh config_parse` (see fuzz/README.md).
 //! Beyond "no panic":
 //! - an error has a message, and a line/column it names is inside the text;
 //! - a server or agent config that is accepted serialises to TOML that is accepted again as the

@@ -6,7 +6,7 @@
 #   fuzz/run.sh --list            the targets (the [[bin]] entries of fuzz/Cargo.toml)
 #
 # Environment: CARGO_TARGET_DIR (build and scratch corpus; default fuzz/target),
-# FUZZ_SANITIZER (default none, as the recorded runs; `address` works on stable too, ~5x
+# FUZZ_SANITIZER (default none, as the recorded runs; `address` works on stable too, 2.5-5.4x
 # slower here; see README.md).
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`). On a stable toolchain the -Z flags
 # cargo-fuzz passes to rustc are unlocked with RUSTC_BOOTSTRAP=1; on nightly it is harmless.

@@ -390,8 +390,8 @@ mod tests {
     use super::*;
 
     /// Found by the `proto_decode` fuzz target: a record numbered `u64::MAX` followed by
-    /// another overflowed `previous.seq + 1` (a panic with overflow checks, and without them a
-    /// batch `u64::MAX, 0` passed as consecutive).
+    /// another overflowed `previous.seq + 1`, a panic wherever overflow checks are on (debug
+    /// builds: `make build`, `make demo`). Without them it wrapped to 0, which no record has.
     #[test]
     fn a_sequence_number_after_the_last_one_is_refused() {
         let record = |seq| JournalRecord {

@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh Debian machine:
 #   make demo   build and run the demo on the embedded Bình Sơn district
 #   make test   build and run every test
+#   make fuzz   run every cargo-fuzz target FUZZ_RUNS times (fuzz/README.md; not part of test)
 # System packages: cmake (builds the bundled libopus), pkg-config, ffmpeg (a real RTP sender and
 # receiver and format encoder for the interop tests), icecast2 (a real upstream station for the
 # relay tests), chromium and chromium-driver with a font that has Vietnamese (the dashboard's
@@ -11,8 +12,9 @@ CARGO ?= cargo
 APT_PACKAGES := cmake pkg-config ffmpeg icecast2 chromium chromium-driver fonts-liberation \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 DEMO_ARGS ?=
+FUZZ_RUNS ?= 10000000
 
-.PHONY: all deps build demo test fmt clippy clean
+.PHONY: all deps build demo test fuzz fmt clippy clean
 
 all: build
 
@@ -41,6 +43,11 @@ demo: build
 
 test: build
 	RADIO_REQUIRE_TOOLS=1 $(CARGO) test --workspace --no-fail-fast
+
+# One target after the other, never in parallel: the targets are listed by fuzz/run.sh --list
+# (the [[bin]] entries of fuzz/Cargo.toml). Needs cargo-fuzz; see fuzz/README.md.
+fuzz:
+	@set -e; for t in $$(fuzz/run.sh --list); do fuzz/run.sh $$t $(FUZZ_RUNS); done
 
 fmt:
 	$(CARGO) fmt --all

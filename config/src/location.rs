@@ -30,6 +30,13 @@ pub(crate) fn toml_error(err: &toml::de::Error, text: &str, source_name: &str) -
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
+    // toml has no words for some errors (a lone carriage return, a control character in a
+    // comment): name what is at the position instead of an empty message.
+    let message = if message.is_empty() {
+        unexplained(text, err.span())
+    } else {
+        message
+    };
     let mut out = ConfigError::new(source_name, message.clone());
     let Some(span) = err.span() else {
         if let Some(field) = missing_field(&message) {
@@ -64,6 +71,24 @@ pub(crate) fn toml_error(err: &toml::de::Error, text: &str, source_name: &str) -
         None => key_on_line(text, line),
     };
     out
+}
+
+/// What is wrong at `span`, for a toml error that came without a message.
+fn unexplained(text: &str, span: Option<Range<usize>>) -> String {
+    let found = span
+        .and_then(|span| text.get(span.start..))
+        .and_then(|rest| rest.chars().next());
+    match found {
+        Some('\r') => "a carriage return must be followed by a line feed".to_owned(),
+        Some(c) if c.is_control() => {
+            format!(
+                "control character U+{:04X} is not allowed here",
+                u32::from(c)
+            )
+        }
+        Some(c) => format!("unexpected `{c}`"),
+        None => "invalid TOML".to_owned(),
+    }
 }
 
 /// Locates the value of a key path (e.g. `bitrate`, `station[3].speakers`) in `text`,
@@ -309,6 +334,46 @@ sinks = [
   \"y\",
 ]
 ";
+
+    /// Found by the `config_parse` fuzz target (minimised: a lone `\r`): toml reports these
+    /// with an empty message, and the operator got `server.toml:1:1: ` and nothing else.
+    #[test]
+    fn errors_toml_leaves_unexplained_still_say_what_is_wrong() {
+        for (text, line, column, message) in [
+            (
+                "\r",
+                1,
+                1,
+                "a carriage return must be followed by a line feed",
+            ),
+            (
+                "a = 1\n\r",
+                2,
+                1,
+                "a carriage return must be followed by a line feed",
+            ),
+            (
+                "# a\0b\n",
+                1,
+                4,
+                "control character U+0000 is not allowed here",
+            ),
+            (
+                "a = 1\n# \u{7f}\n",
+                2,
+                3,
+                "control character U+007F is not allowed here",
+            ),
+        ] {
+            let err = parse_toml::<toml::Table>(text, "server.toml").expect_err(text);
+            assert_eq!(err.message, message, "{text:?}");
+            assert_eq!(
+                (err.line, err.column),
+                (Some(line), Some(column)),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn locates_paths() {

@@ -1,7 +1,7 @@
 //! Journal records as stored on disk (agent and server) and carried in `JournalBatch`: any
 //! bytes decode to a record or an error, never a panic, and a record re-encodes to itself.
 //!
-//! Run with `cargo fuzz run journal_record` from the repository root.
+//! Run with `fuzz/run.sh journal_record` (see fuzz/README.md).
 
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to every decoding entry point.
 //!
-//! Run with `cargo fuzz run proto_decode` from the repository root.
+//! Run with `fuzz/run.sh proto_decode` (see fuzz/README.md).
 //! Beyond "no panic", it checks the properties a peer could otherwise abuse:
 //! the reader never buffers a frame beyond `MAX_FRAME_SIZE`, stays poisoned
 //! after an error, and agrees with one-shot `Message::decode`.

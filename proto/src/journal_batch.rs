@@ -365,7 +365,8 @@ impl Decode for JournalBatch {
         for _ in 0..count {
             let record = JournalRecord::decode(buf)?;
             if let Some(previous) = records.last() {
-                if record.seq != previous.seq + 1 {
+                // `checked_add`: a peer can send `u64::MAX`, and nothing follows it.
+                if previous.seq.checked_add(1) != Some(record.seq) {
                     return Err(DecodeError::Invalid {
                         field: "records",
                         reason: format!(
@@ -387,6 +388,57 @@ impl Decode for JournalBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `proto_decode` fuzz target: a record numbered `u64::MAX` followed by
+    /// another overflowed `previous.seq + 1`, a panic wherever overflow checks are on (debug
+    /// builds: `make build`, `make demo`). Without them it wrapped to 0, which no record has.
+    #[test]
+    fn a_sequence_number_after_the_last_one_is_refused() {
+        let record = |seq| JournalRecord {
+            seq,
+            unix_ms: 1_790_000_000_000,
+            event: JournalEvent::ProcessStop,
+        };
+        for next in [0, 1, u64::MAX] {
+            let batch = JournalBatch {
+                journal_id: 0x1234_5678,
+                records: vec![record(u64::MAX), record(next)],
+            };
+            let mut buf = Vec::new();
+            batch.encode(&mut buf);
+            // (0 is refused by the record itself: sequence numbers start at 1.)
+            assert!(
+                JournalBatch::decode(&mut buf.as_slice()).is_err(),
+                "u64::MAX then {next}"
+            );
+        }
+        let last = JournalBatch {
+            journal_id: 1,
+            records: vec![record(u64::MAX - 1), record(u64::MAX)],
+        };
+        let mut buf = Vec::new();
+        last.encode(&mut buf);
+        assert_eq!(JournalBatch::decode(&mut buf.as_slice()), Ok(last));
+    }
+
+    /// The fuzzer's input itself: the stream after its chunk-size byte, a framed
+    /// `JournalBatch` whose first record is numbered `u64::MAX`, then bytes the fuzzer added.
+    #[test]
+    fn the_fuzzers_input_is_refused_not_a_panic() {
+        let input: &[u8] = &[
+            0x40, 0x40, 0x58, 0x00, 0x00, 0x00, 0x00, 0x12, 0x34, 0x56, 0x78, 0x03, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0xa0, 0xc4, 0x50, 0x6c, 0x00,
+            0x01, 0x00, 0x11, 0x72, 0x65, 0x6c, 0x61, 0x79, 0x2d, 0x61, 0x67, 0x65, 0x6e, 0x74,
+            0x2f, 0x30, 0x2e, 0x31, 0x2e, 0x30, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
+            0x00, 0x00, 0x01, 0xa0, 0xc4, 0x50, 0x6f, 0xe8, 0x03, 0x00, 0x00, 0x60, 0x12, 0x1a,
+            0x00, 0x05, 0x02, 0x2c, 0x00, 0x01, 0x15, 0x72, 0x61, 0x64, 0x80, 0x04, 0x00, 0x00,
+            0x01, 0xa0, 0xc4, 0x50, 0x73, 0xd0, 0x05, 0xff, 0xfe, 0x01, 0x02, 0x03, 0x10,
+        ];
+        let mut reader = crate::FrameReader::new();
+        reader.push(input);
+        assert!(reader.next_message().is_err());
+        assert!(crate::Message::decode(&mut &input[..]).is_err());
+    }
 
     #[test]
     fn max_lengths_are_tight() {

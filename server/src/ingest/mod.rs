@@ -15,4 +15,5 @@ pub mod live_rtp;
 pub mod pcm_pipe;
 pub mod relay;
 pub mod srtp;
+pub mod stream_url;
 pub mod upstream;

@@ -58,7 +58,7 @@
 //! equal channels, so nothing is lost. L16 is big-endian, any channel count (averaged) and
 //! any rate within the pipeline resampler's range (resampled to 48 kHz). The resampler
 //! holds back its filter delay and emits whole blocks, so a stream that needs it starts
-//! later by that latency (measured once per rate when the receiver is built: ~40 ms at
+//! later by that latency (measured once per rate and process: ~40 ms at
 //! 44.1 kHz, ~190 ms at 8 kHz) and keeps the full `jitter_delay` for reordering. A stream
 //! that switches payload type mid-way keeps the delay it started with.
 //!
@@ -527,6 +527,27 @@ struct Payload {
 /// its end. Measured with silence rather than derived from the resampler's parameters, so
 /// that it follows whatever the resampler does.
 fn resampler_latency(rate: u32) -> Result<Duration, String> {
+    // Measuring runs the resampler over up to two seconds of input, and the result depends
+    // on the rate alone: keep it for the process, not per receiver.
+    static MEASURED: Mutex<Vec<(u32, Duration)>> = Mutex::new(Vec::new());
+    let known = MEASURED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|(r, _)| *r == rate)
+        .map(|&(_, l)| l);
+    if let Some(l) = known {
+        return Ok(l);
+    }
+    let l = measure_resampler_latency(rate)?;
+    MEASURED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((rate, l));
+    Ok(l)
+}
+
+fn measure_resampler_latency(rate: u32) -> Result<Duration, String> {
     if rate == 48_000 {
         return Ok(Duration::ZERO);
     }
@@ -1035,15 +1056,7 @@ impl LiveRtpReceiver {
                 latency: Duration::ZERO,
             });
         }
-        let mut latencies: Vec<(u32, Duration)> = Vec::new();
-        let mut latency = |rate: u32| -> Result<Duration, String> {
-            if let Some(&(_, l)) = latencies.iter().find(|(r, _)| *r == rate) {
-                return Ok(l);
-            }
-            let l = resampler_latency(rate)?;
-            latencies.push((rate, l));
-            Ok(l)
-        };
+        let latency = resampler_latency;
         for l16 in STATIC_L16 {
             let bad = |reason| LiveConfigError::L16 {
                 payload_type: l16.payload_type,

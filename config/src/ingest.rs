@@ -7,7 +7,10 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +37,12 @@ pub struct LiveSettings {
     /// Senders allowed to send RTP; everyone else is dropped and counted. Empty means nobody,
     /// so an `rtp` address without `allow` is refused as a mistake.
     pub allow: Vec<IpAddr>,
+    /// A file holding the SRTP master key (base64 of 16 key and 14 salt bytes, ffmpeg's
+    /// `-srtp_out_params`): with it, only SRTP (AES_CM_128_HMAC_SHA1_80) under that key is
+    /// accepted, since a source address alone can be forged. The key is kept out of this
+    /// file so that the config can be shown; the key file must be mode 0600.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srtp_key_file: Option<PathBuf>,
     /// Raw s16le PCM from a local mixer: `"-"` for standard input, else a path (a FIFO made
     /// with `mkfifo`, or a file). `None`: no PCM input.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +77,7 @@ impl Default for LiveSettings {
         LiveSettings {
             rtp: None,
             allow: Vec::new(),
+            srtp_key_file: None,
             pipe: None,
             pipe_sample_rate: 48_000,
             pipe_channels: 1,
@@ -103,6 +113,16 @@ impl LiveSettings {
                 "the studio has one live input: set either rtp or pipe, not both",
             ));
         }
+        if let Some(path) = &self.srtp_key_file {
+            if self.rtp.is_none() {
+                return Err(Invalid::between(
+                    &["live.srtp_key_file", "live.rtp"],
+                    "an SRTP key without an rtp address protects nothing: set rtp too, or \
+                     leave srtp_key_file out",
+                ));
+            }
+            read_srtp_key(path).map_err(|m| Invalid::new("live.srtp_key_file", m))?;
+        }
         if let Some(pipe) = &self.pipe {
             if pipe.as_os_str().is_empty() {
                 return Err(Invalid::new(
@@ -110,6 +130,7 @@ impl LiveSettings {
                     "must not be empty: \"-\" for standard input, or a path",
                 ));
             }
+            check_pipe_permissions(pipe).map_err(|m| Invalid::new("live.pipe", m))?;
         }
         if !PCM_RATES.contains(&self.pipe_sample_rate) {
             // An odd rate (a typo such as 44101) would make the resampler work in huge blocks.
@@ -145,6 +166,88 @@ impl LiveSettings {
         )?;
         in_range("live.jitter_delay_ms", self.jitter_delay_ms, 0, 2_000)?;
         Ok(())
+    }
+}
+
+/// Bytes of an SRTP master key and salt (AES_CM_128_HMAC_SHA1_80).
+pub const SRTP_KEY_LEN: usize = 30;
+
+/// Reads an SRTP key file (`live.srtp_key_file`): one line of base64 that decodes to the
+/// 30 bytes of master key and salt. A file that others can read is refused: whoever has
+/// the key can speak to every loudspeaker.
+pub fn read_srtp_key(path: &Path) -> Result<[u8; SRTP_KEY_LEN], String> {
+    let shown = path.display();
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown} can be read or written by group or others (mode {:04o}): it holds the \
+             live studio's key; run `chmod 600 {shown}`",
+            mode & 0o7777
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("{shown} is not base64 ({e}); make a key with `head -c 30 /dev/urandom | base64 > {shown}`"))?;
+    <[u8; SRTP_KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "{shown} holds {} bytes once decoded; an AES_CM_128_HMAC_SHA1_80 key is {SRTP_KEY_LEN} \
+             (16 of key, 14 of salt): make one with `head -c 30 /dev/urandom | base64 > {shown}`",
+            bytes.len()
+        )
+    })
+}
+
+/// Refuses a live PCM pipe that users other than the server's own can write to.
+///
+/// Whatever is written to the pipe goes on air at every loudspeaker of the district, and
+/// a local FIFO has no other credential than its permissions: they are its shared secret.
+/// A path writable by others is refused; one writable by its group is allowed (a mixer
+/// often runs as another user of the server's group) but worth a look, so it is reported
+/// by [`pipe_permission_warning`]. A path that does not exist yet is fine here (the mixer
+/// may create it later, with its own permissions: `mkfifo -m 600`), and standard input
+/// (`-`) is whatever the server was started with.
+pub fn check_pipe_permissions(path: &Path) -> Result<(), String> {
+    let Some(mode) = pipe_mode(path) else {
+        return Ok(());
+    };
+    if mode & 0o002 != 0 {
+        let shown = path.display();
+        return Err(format!(
+            "{shown} can be written by any user (mode {:04o}), and whatever is written to it \
+             goes on air at every loudspeaker: run `chmod o-w {shown}` (or make it with \
+             `mkfifo -m 600 {shown}`)",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// `live.pipe`'s permission bits, unless it is standard input or does not exist.
+fn pipe_mode(path: &Path) -> Option<u32> {
+    if path.as_os_str() == "-" {
+        return None;
+    }
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode())
+}
+
+impl LiveSettings {
+    /// A warning worth logging at start: `live.pipe` can be written by its group, whose
+    /// members can all put audio on air.
+    pub fn pipe_permission_warning(&self) -> Option<String> {
+        let path = self.pipe.as_deref()?;
+        let mode = pipe_mode(path)?;
+        (mode & 0o020 != 0).then(|| {
+            format!(
+                "live.pipe: {} can be written by its group (mode {:04o}): every member of \
+                 that group can put audio on air; `chmod g-w` it unless that is intended",
+                path.display(),
+                mode & 0o7777
+            )
+        })
     }
 }
 
@@ -376,5 +479,106 @@ mod tests {
             check_upstreams(&upstreams).expect_err("bad server").fields[0],
             "upstream[0].server"
         );
+    }
+
+    fn with_mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    fn rtp_with_key(path: &Path) -> LiveSettings {
+        LiveSettings {
+            rtp: Some("0.0.0.0:5004".parse().expect("addr")),
+            allow: vec!["192.168.1.20".parse().expect("ip")],
+            srtp_key_file: Some(path.to_owned()),
+            ..LiveSettings::default()
+        }
+    }
+
+    fn refusal(live: &LiveSettings) -> Invalid {
+        live.check().expect_err("refused")
+    }
+
+    #[test]
+    fn srtp_key_file_must_be_private_and_hold_30_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("live-srtp.key");
+        // base64 of bytes 0..30, as `head -c 30 /dev/urandom | base64` writes it.
+        std::fs::write(&path, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd\n").expect("write");
+        with_mode(&path, 0o600);
+        let live = rtp_with_key(&path);
+        assert_eq!(live.check(), Ok(()));
+        let want: [u8; SRTP_KEY_LEN] = std::array::from_fn(|i| i as u8);
+        assert_eq!(read_srtp_key(&path), Ok(want));
+
+        for mode in [0o640, 0o604, 0o620] {
+            with_mode(&path, mode);
+            let err = refusal(&live);
+            assert_eq!(err.fields[0], "live.srtp_key_file");
+            assert!(
+                err.message
+                    .contains(&format!("chmod 600 {}", path.display())),
+                "{mode:o}: {}",
+                err.message
+            );
+        }
+        with_mode(&path, 0o400);
+        assert_eq!(live.check(), Ok(()), "read-only for its owner is fine");
+
+        // 29 bytes, then something that is not base64.
+        with_mode(&path, 0o600);
+        std::fs::write(&path, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxw=").expect("write");
+        let err = refusal(&live);
+        assert_eq!(err.fields[0], "live.srtp_key_file");
+        assert!(err.message.contains("holds 29 bytes"), "{}", err.message);
+        std::fs::write(&path, "not a key!").expect("write");
+        assert!(refusal(&live).message.contains("is not base64"));
+
+        let missing = rtp_with_key(&dir.path().join("nowhere.key"));
+        let err = refusal(&missing);
+        assert_eq!(err.fields[0], "live.srtp_key_file");
+        assert!(err.message.contains("cannot read"), "{}", err.message);
+
+        let no_rtp = LiveSettings { rtp: None, ..live };
+        assert_eq!(refusal(&no_rtp).fields[0], "live.srtp_key_file");
+    }
+
+    fn pipe(path: &Path) -> LiveSettings {
+        LiveSettings {
+            pipe: Some(path.to_owned()),
+            ..LiveSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_pipe_anyone_can_write_to_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("studio.pcm");
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "622"])
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let err = refusal(&pipe(&fifo));
+        assert_eq!(err.fields[0], "live.pipe");
+        assert!(err.message.contains("mode 0622"), "{}", err.message);
+        assert!(err.message.contains("chmod o-w"), "{}", err.message);
+        assert!(err.message.contains("mkfifo -m 600"), "{}", err.message);
+
+        with_mode(&fifo, 0o600);
+        assert_eq!(pipe(&fifo).check(), Ok(()));
+        assert_eq!(pipe(&fifo).pipe_permission_warning(), None);
+        with_mode(&fifo, 0o660);
+        assert_eq!(pipe(&fifo).check(), Ok(()), "group-writable is allowed");
+        let warning = pipe(&fifo).pipe_permission_warning().expect("warned");
+        assert!(warning.contains("g-w"), "{warning}");
+
+        // A plain file too, and not a path that does not exist yet, nor standard input.
+        let file = dir.path().join("recording.pcm");
+        std::fs::write(&file, [0u8; 4]).expect("write");
+        with_mode(&file, 0o666);
+        assert_eq!(refusal(&pipe(&file)).fields[0], "live.pipe");
+        assert_eq!(pipe(&dir.path().join("later.pcm")).check(), Ok(()));
+        assert_eq!(pipe(Path::new("-")).check(), Ok(()));
     }
 }

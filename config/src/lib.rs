@@ -37,7 +37,10 @@ pub use admin_token::{AdminTokenSettings, Role};
 pub use agent::{AgentConfig, SinkSpec, SinkSpecError};
 pub use district::{is_slug, District, Station, StationKind, MAX_SLUG_BYTES};
 pub use error::ConfigError;
-pub use ingest::{LiveSettings, RelaySettings, UpstreamSettings, Upstreams};
+pub use ingest::{
+    check_pipe_permissions, read_srtp_key, LiveSettings, RelaySettings, UpstreamSettings,
+    Upstreams, SRTP_KEY_LEN,
+};
 pub use merge::{
     load_agent, load_server, merge_agent, merge_server, AgentOverrides, ServerOverrides,
     AGENT_CONFIG_ENV, AGENT_ENV_PREFIX, SERVER_CONFIG_ENV, SERVER_ENV_PREFIX,

@@ -634,7 +634,9 @@ fn source(source: &SourceSpec) -> String {
             [one] => format!("playlist {}", one.display()),
             _ => format!("playlist of {} files", paths.len()),
         },
-        SourceSpec::Relay { url } => format!("relay {url}"),
+        SourceSpec::Relay { url } => {
+            format!("relay {}", crate::ingest::stream_url::mask(url))
+        }
         SourceSpec::Upstream { name } => format!("upstream {name}"),
         SourceSpec::Live => "live".to_owned(),
     }

@@ -298,7 +298,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         });
     }
     let playing = match &options.relay {
-        Some(url) => format!("relaying {url}"),
+        Some(url) => format!("relaying {}", crate::ingest::stream_url::mask(url)),
         None => format!("playing {}", programme.display()),
     };
     println!("demo: {n} agents connected to {addr}; {playing}");
@@ -336,7 +336,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     }
     let mut bulletin = file_bulletin("demo", &name, &programme);
     if let Some(url) = &options.relay {
-        bulletin.name = format!("Tiếp sóng {url}");
+        bulletin.name = format!("Tiếp sóng {}", crate::ingest::stream_url::mask(url));
         bulletin.source = crate::schedule::SourceSpec::Relay { url: url.clone() };
     }
     bulletin.targets = targets;

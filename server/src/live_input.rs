@@ -16,6 +16,7 @@ use crate::ingest::live_rtp::{
     LiveStatsHandle,
 };
 use crate::ingest::pcm_pipe::{run_pcm_pipe_with, PcmFormat, PipeConfig};
+use crate::ingest::srtp::MasterKey;
 use crate::ingest::upstream::Upstream;
 use crate::ingest::PcmFrame;
 use crate::on_air::{CommandError, OnAir, OnAirConfig};
@@ -49,18 +50,28 @@ pub enum LiveInputError {
     /// `live.pipe` names something that cannot be read as a pipe.
     #[error("live.pipe: {0}")]
     Pipe(String),
+    /// `live.srtp_key_file` cannot be used.
+    #[error("live.srtp_key_file: {0}")]
+    SrtpKey(String),
 }
 
-/// The RTP settings of `live`.
-pub fn rtp_config(live: &LiveSettings) -> LiveRtpConfig {
-    LiveRtpConfig {
+/// The RTP settings of `live`, its SRTP key read.
+pub fn rtp_config(live: &LiveSettings) -> Result<LiveRtpConfig, LiveInputError> {
+    let srtp = match &live.srtp_key_file {
+        Some(path) => Some(MasterKey::from_bytes(
+            &radio_config::read_srtp_key(path).map_err(LiveInputError::SrtpKey)?,
+        )),
+        None => None,
+    };
+    Ok(LiveRtpConfig {
         allow: live.allow.clone(),
+        srtp,
         jitter_delay: Duration::from_millis(live.jitter_delay_ms),
         no_packet_timeout: Duration::from_millis(live.no_packet_timeout_ms),
         silence_timeout: Duration::from_millis(live.silence_timeout_ms),
         silence_threshold_dbfs: live.silence_threshold_dbfs as f32,
         ..LiveRtpConfig::default()
-    }
+    })
 }
 
 /// The pipe settings of `live`.
@@ -233,6 +244,9 @@ async fn open_pcm(path: &Path) -> std::io::Result<(PipeKind, PcmReader)> {
         return Err(unsupported(path));
     }
     let kind = tokio::fs::metadata(path).await?.file_type();
+    // Checked again at every open: the mixer may have made the FIFO after the server started.
+    radio_config::check_pipe_permissions(path)
+        .map_err(|m| std::io::Error::new(std::io::ErrorKind::PermissionDenied, m))?;
     if kind.is_fifo() {
         let receiver = pipe::OpenOptions::new().open_receiver(path)?;
         return Ok((PipeKind::Fifo, Box::new(receiver)));
@@ -280,7 +294,9 @@ pub fn check_pipe(path: &Path) -> Result<(), LiveInputError> {
         }
     };
     match kind {
-        Ok(kind) if kind.is_fifo() || kind.is_file() => Ok(()),
+        Ok(kind) if kind.is_fifo() || kind.is_file() => {
+            radio_config::check_pipe_permissions(path).map_err(LiveInputError::Pipe)
+        }
         Ok(_) => Err(LiveInputError::Pipe(unsupported(path).to_string())),
         Err(e) => Err(LiveInputError::Pipe(format!("{}: {e}", path.display()))),
     }
@@ -417,12 +433,15 @@ pub async fn spawn_on_air(
 ) -> Result<(OnAir, Studio), LiveInputError> {
     let mut studio = Studio::default();
     let (frames, events) = if let Some(addr) = setup.live.rtp {
-        let (input, frames, events) = LiveInput::start(addr, rtp_config(&setup.live)).await?;
+        let (input, frames, events) = LiveInput::start(addr, rtp_config(&setup.live)?).await?;
         tracing::info!("live studio RTP on {}", input.addr);
         studio.rtp = Some(input);
         (Some(frames), Some(events))
     } else if let Some(path) = &setup.live.pipe {
         check_pipe(path)?;
+        if let Some(warning) = setup.live.pipe_permission_warning() {
+            tracing::warn!("{warning}");
+        }
         let (input, frames, events) = PipeInput::start(path, pipe_config(&setup.live));
         tracing::info!("live studio PCM from {}", path.display());
         studio.pipe = Some(input);

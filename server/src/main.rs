@@ -63,6 +63,10 @@ enum Command {
         /// no [live] allow: 127.0.0.1].
         #[arg(long, value_delimiter = ',')]
         live_allow: Vec<std::net::IpAddr>,
+        /// Accept only SRTP (AES_CM_128_HMAC_SHA1_80) under the key in this file (base64 of
+        /// 30 bytes, mode 0600). Overrides `srtp_key_file` in the config's [live] table.
+        #[arg(long, value_name = "FILE")]
+        live_srtp_key_file: Option<PathBuf>,
     },
     /// Send bulletins and accept them (asks the running server).
     Bulletin {
@@ -446,6 +450,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             no_schedule,
             live_rtp,
             live_allow,
+            live_srtp_key_file,
         } => {
             let config = radio_config::load_server(&overrides)?;
             init_tracing(&config.log);
@@ -459,6 +464,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     no_schedule,
                     live_rtp,
                     live_allow,
+                    live_srtp_key_file,
                 },
             ))?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -917,6 +923,7 @@ struct RunOptions {
     no_schedule: bool,
     live_rtp: Option<std::net::SocketAddr>,
     live_allow: Vec<std::net::IpAddr>,
+    live_srtp_key_file: Option<PathBuf>,
 }
 
 async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> anyhow::Result<()> {
@@ -928,6 +935,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         no_schedule,
         live_rtp,
         live_allow,
+        live_srtp_key_file,
     } = options;
     let district = config.district()?;
     if wait_agents > district.stations.len() {
@@ -1068,6 +1076,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         live.rtp = Some(addr);
         live.pipe = None;
     }
+    live.srtp_key_file = live_srtp_key_file.or(live.srtp_key_file);
     if !live_allow.is_empty() {
         live.allow = live_allow;
     } else if live_rtp.is_some() && live.allow.is_empty() {

@@ -12,15 +12,21 @@
 //! # What happens to a datagram
 //! 1. A source address not in [`LiveRtpConfig::allow`] is dropped before any parsing
 //!    (`rejected_source`, the address is kept, warnings are rate-limited).
-//! 2. Anything that is not RTP version 2 with a configured payload type and a well-formed
+//! 2. With an SRTP key ([`LiveRtpConfig::srtp`], [`super::srtp`]), a datagram whose
+//!    HMAC-SHA1-80 tag does not verify is dropped before parsing (`not_authenticated`,
+//!    plain RTP included), and one authenticated before (or more than 64 packets older than
+//!    the newest) is `replayed`; the rest is decrypted. The allowlist still comes first:
+//!    the key proves who made a packet, the allowlist keeps everyone else from costing
+//!    an HMAC.
+//! 3. Anything that is not RTP version 2 with a configured payload type and a well-formed
 //!    payload (an Opus packet that `opus_packet_parse` accepts, of 2.5–120 ms; L16 of whole
 //!    sample frames) is `malformed`.
-//! 3. The first valid packet while idle starts a stream ([`LiveEvent::Receiving`]) keyed by
+//! 4. The first valid packet while idle starts a stream ([`LiveEvent::Receiving`]) keyed by
 //!    its SSRC. A packet with another SSRC takes over only once the current SSRC has been
 //!    quiet for `jitter_delay` — a restarted encoder, in practice — because two senders
 //!    taking turns packet by packet would reset the decoder every 20 ms. Until then it is
 //!    `foreign_ssrc`. A takeover drops the held packets and the decoder state.
-//! 4. Packets are held by extended sequence number (16-bit wrap-around handled). Duplicates
+//! 5. Packets are held by extended sequence number (16-bit wrap-around handled). Duplicates
 //!    (held, or already played) are `duplicate`; packets whose turn has passed are `late`.
 //!    A sequence number more than 3000 ahead or 1024 behind is `late` too, unless the next
 //!    packet continues from it: then the sender restarted its numbering and the stream is
@@ -52,7 +58,7 @@
 //! equal channels, so nothing is lost. L16 is big-endian, any channel count (averaged) and
 //! any rate within the pipeline resampler's range (resampled to 48 kHz). The resampler
 //! holds back its filter delay and emits whole blocks, so a stream that needs it starts
-//! later by that latency (measured once per rate when the receiver is built: ~40 ms at
+//! later by that latency (measured once per rate and process: ~40 ms at
 //! 44.1 kHz, ~190 ms at 8 kHz) and keeps the full `jitter_delay` for reordering. A stream
 //! that switches payload type mid-way keeps the delay it started with.
 //!
@@ -79,6 +85,9 @@
 //!   types 10 (or 11), which need no configuration.
 //! - `?localaddr=127.0.0.2` on the URL makes ffmpeg send from that address (used by the
 //!   allowlist test).
+//! - SRTP: `ffmpeg -re -i speech.wav -c:a libopus -f rtp -srtp_out_suite
+//!   AES_CM_128_HMAC_SHA1_80 -srtp_out_params $(cat live-srtp.key) srtp://SERVER:PORT`,
+//!   with the same key in `[live] srtp_key_file`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -92,6 +101,7 @@ use rtp_rs::{RtpReader, Seq};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::srtp::{MasterKey, SrtpError, SrtpReceiver};
 use super::{PcmFrame, FRAME_SAMPLES};
 use crate::pipeline::resampler::{Resampler, SUPPORTED_RATES};
 
@@ -157,6 +167,8 @@ pub struct L16Format {
 pub struct LiveRtpConfig {
     /// Addresses allowed to send; everyone else is dropped unread. Empty: nobody.
     pub allow: Vec<IpAddr>,
+    /// When set, every packet must be SRTP (AES_CM_128_HMAC_SHA1_80) under this key.
+    pub srtp: Option<MasterKey>,
     /// Payload types that carry Opus. Default: 96–127 (which includes the customary 111),
     /// minus any that `l16` configures.
     pub opus_payload_types: Vec<u8>,
@@ -176,6 +188,7 @@ impl Default for LiveRtpConfig {
     fn default() -> Self {
         LiveRtpConfig {
             allow: Vec::new(),
+            srtp: None,
             opus_payload_types: (96..=127).collect(),
             l16: Vec::new(),
             jitter_delay: Duration::from_millis(60),
@@ -234,7 +247,7 @@ pub enum LiveEvent {
 }
 
 /// A snapshot of [`LiveStatsHandle`]. Every datagram lands in exactly one of
-/// `rejected_source`, `malformed`, `foreign_ssrc`, `duplicate`, `late` or `accepted`.
+/// `rejected_source`, `not_authenticated`, `replayed`, `malformed`, `foreign_ssrc`, `duplicate`, `late` or `accepted`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveStats {
     /// Datagrams received, whatever they were.
@@ -247,6 +260,11 @@ pub struct LiveStats {
     pub rejected_source: u64,
     /// The most recent of those addresses.
     pub last_rejected_source: Option<SocketAddr>,
+    /// With an SRTP key: datagrams whose tag did not verify (plain RTP, a wrong key, an
+    /// altered packet).
+    pub not_authenticated: u64,
+    /// With an SRTP key: authenticated datagrams that had been received before.
+    pub replayed: u64,
     /// Not RTP v2, unknown payload type, or an undecodable payload.
     pub malformed: u64,
     /// From a second SSRC while the current one was still sending.
@@ -266,6 +284,20 @@ pub struct LiveStats {
     pub frames_dropped: u64,
 }
 
+impl LiveStats {
+    /// The sum of the counters every datagram lands in exactly one of: always `packets`.
+    pub fn sorted(&self) -> u64 {
+        self.rejected_source
+            + self.not_authenticated
+            + self.replayed
+            + self.malformed
+            + self.foreign_ssrc
+            + self.duplicate
+            + self.late
+            + self.accepted
+    }
+}
+
 /// Live counters, shared between the receiver and whoever watches it.
 #[derive(Debug, Default)]
 pub struct LiveStatsHandle {
@@ -274,6 +306,8 @@ pub struct LiveStatsHandle {
     accepted: AtomicU64,
     rejected_source: AtomicU64,
     last_rejected_source: Mutex<Option<SocketAddr>>,
+    not_authenticated: AtomicU64,
+    replayed: AtomicU64,
     malformed: AtomicU64,
     foreign_ssrc: AtomicU64,
     duplicate: AtomicU64,
@@ -296,6 +330,8 @@ impl LiveStatsHandle {
                 .last_rejected_source
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
+            not_authenticated: get(&self.not_authenticated),
+            replayed: get(&self.replayed),
             malformed: get(&self.malformed),
             foreign_ssrc: get(&self.foreign_ssrc),
             duplicate: get(&self.duplicate),
@@ -505,6 +541,27 @@ struct Payload {
 /// its end. Measured with silence rather than derived from the resampler's parameters, so
 /// that it follows whatever the resampler does.
 fn resampler_latency(rate: u32) -> Result<Duration, String> {
+    // Measuring runs the resampler over up to two seconds of input, and the result depends
+    // on the rate alone: keep it for the process, not per receiver.
+    static MEASURED: Mutex<Vec<(u32, Duration)>> = Mutex::new(Vec::new());
+    let known = MEASURED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|(r, _)| *r == rate)
+        .map(|&(_, l)| l);
+    if let Some(l) = known {
+        return Ok(l);
+    }
+    let l = measure_resampler_latency(rate)?;
+    MEASURED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((rate, l));
+    Ok(l)
+}
+
+fn measure_resampler_latency(rate: u32) -> Result<Duration, String> {
     if rate == 48_000 {
         return Ok(Duration::ZERO);
     }
@@ -950,9 +1007,21 @@ impl Stream {
     }
 }
 
+/// [`LiveRtpReceiver::backlog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Packets held for reordering.
+    pub packets: usize,
+    /// Audio waiting: those packets and the decoded samples not yet in a frame, at 48 kHz.
+    pub samples: usize,
+    /// The playout delay + 1 s, in samples at 48 kHz.
+    pub limit: usize,
+}
+
 /// The sans-IO live RTP receiver. See the module docs.
 pub struct LiveRtpReceiver {
     allow: Vec<IpAddr>,
+    srtp: Option<SrtpReceiver>,
     formats: [Option<Payload>; 128],
     jitter_delay: Duration,
     no_packet_timeout: Duration,
@@ -961,6 +1030,7 @@ pub struct LiveRtpReceiver {
     events: VecDeque<LiveEvent>,
     stats: Arc<LiveStatsHandle>,
     warn_rejected: WarnLimiter,
+    warn_unauthenticated: WarnLimiter,
     warn_malformed: WarnLimiter,
     warn_foreign: WarnLimiter,
 }
@@ -969,6 +1039,7 @@ impl fmt::Debug for LiveRtpReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LiveRtpReceiver")
             .field("allow", &self.allow)
+            .field("srtp", &self.srtp.is_some())
             .field("jitter_delay", &self.jitter_delay)
             .field("ssrc", &self.stream.as_ref().map(|s| s.ssrc))
             .field("playout", &self.stream.as_ref().map(|s| s.playout))
@@ -999,15 +1070,7 @@ impl LiveRtpReceiver {
                 latency: Duration::ZERO,
             });
         }
-        let mut latencies: Vec<(u32, Duration)> = Vec::new();
-        let mut latency = |rate: u32| -> Result<Duration, String> {
-            if let Some(&(_, l)) = latencies.iter().find(|(r, _)| *r == rate) {
-                return Ok(l);
-            }
-            let l = resampler_latency(rate)?;
-            latencies.push((rate, l));
-            Ok(l)
-        };
+        let latency = resampler_latency;
         for l16 in STATIC_L16 {
             let bad = |reason| LiveConfigError::L16 {
                 payload_type: l16.payload_type,
@@ -1056,6 +1119,7 @@ impl LiveRtpReceiver {
 
         Ok(LiveRtpReceiver {
             allow: config.allow.iter().map(IpAddr::to_canonical).collect(),
+            srtp: config.srtp.as_ref().map(SrtpReceiver::new),
             formats,
             jitter_delay: config.jitter_delay,
             no_packet_timeout: config.no_packet_timeout,
@@ -1064,6 +1128,7 @@ impl LiveRtpReceiver {
             air: AirState::new(config.silence_timeout, config.silence_threshold_dbfs),
             stats: Arc::default(),
             warn_rejected: WarnLimiter::default(),
+            warn_unauthenticated: WarnLimiter::default(),
             warn_malformed: WarnLimiter::default(),
             warn_foreign: WarnLimiter::default(),
         })
@@ -1100,6 +1165,31 @@ impl LiveRtpReceiver {
             }
             return;
         }
+
+        let decrypted;
+        let bytes = match &mut self.srtp {
+            None => bytes,
+            Some(srtp) => match srtp.unprotect(bytes) {
+                Ok(rtp) => {
+                    decrypted = rtp;
+                    &decrypted[..]
+                }
+                Err(e) => {
+                    bump(if e == SrtpError::Replayed {
+                        &self.stats.replayed
+                    } else {
+                        &self.stats.not_authenticated
+                    });
+                    if let Some(quiet) = self.warn_unauthenticated.check(now) {
+                        tracing::warn!(
+                            "live RTP: dropped a packet from {from}: SRTP {e} \
+                             ({quiet} more dropped since the last warning)"
+                        );
+                    }
+                    return;
+                }
+            },
+        };
 
         let (packet, ssrc, seq) = match self.parse(bytes) {
             Ok(parsed) => parsed,
@@ -1244,6 +1334,17 @@ impl LiveRtpReceiver {
 
     pub fn poll_event(&mut self) -> Option<LiveEvent> {
         self.events.pop_front()
+    }
+
+    /// What is waiting to be played, `None` while idle. Whenever [`Self::poll_frame`] has
+    /// just returned a frame, `samples <= limit` (the latency bound of the module docs).
+    pub fn backlog(&self) -> Option<Backlog> {
+        let stream = self.stream.as_ref()?;
+        Some(Backlog {
+            packets: stream.held.len(),
+            samples: stream.held_samples + stream.fifo.len(),
+            limit: stream.limits.hard,
+        })
     }
 
     /// When [`Self::handle_timeout`] / [`Self::poll_frame`] next have something to do;
@@ -1773,13 +1874,101 @@ pub(super) mod tests {
         assert_eq!(rx.stats().accepted, 1);
     }
 
+    fn test_key(byte: u8) -> MasterKey {
+        MasterKey::from_bytes(&[byte; crate::ingest::srtp::MASTER_LEN])
+    }
+
+    fn srtp_config(byte: u8) -> LiveRtpConfig {
+        LiveRtpConfig {
+            srtp: Some(test_key(byte)),
+            ..config()
+        }
+    }
+
+    /// `arrivals` as a sender holding `key` sends them.
+    fn protected(arrivals: &[Arrival], key: &MasterKey) -> Vec<Arrival> {
+        let mut sender = crate::ingest::srtp::SrtpSender::new(key);
+        arrivals
+            .iter()
+            .map(|a| Arrival {
+                bytes: sender.protect(&a.bytes).unwrap(),
+                ..a.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_a_key_srtp_plays_and_plain_rtp_is_not_authenticated() {
+        let packets = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
+        let plain = paced(&packets, 65_500, SSRC);
+
+        let mut h = Harness::new(srtp_config(7));
+        h.run(&protected(&plain, &test_key(7)), ms(49 * 20 + 40));
+        assert_same(&h.pcm(), &reference_decode(&all(&packets)));
+        let stats = h.rx.stats();
+        assert_eq!((stats.accepted, stats.not_authenticated), (50, 0));
+
+        // Plain RTP, and SRTP under another key, from the allowlisted address.
+        for arrivals in [plain.clone(), protected(&plain, &test_key(8))] {
+            let mut h = Harness::new(srtp_config(7));
+            h.run(&arrivals, ms(3_000));
+            let stats = h.rx.stats();
+            assert!(h.frames.is_empty() && h.events.is_empty());
+            assert_eq!((stats.not_authenticated, stats.accepted), (50, 0));
+            assert_eq!(stats.sorted(), stats.packets);
+        }
+    }
+
+    #[test]
+    fn with_a_key_replayed_and_altered_packets_are_dropped() {
+        let packets = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
+        let genuine = protected(&paced(&packets, 0, SSRC), &test_key(7));
+        // An altered copy of each packet just before it (so that the forgery must not
+        // spoil the genuine packet), and the genuine packet again 5 ms later.
+        let mut arrivals = Vec::new();
+        for a in &genuine {
+            let mut bytes = a.bytes.clone();
+            let in_payload = bytes.len() - 15;
+            bytes[in_payload] ^= 0x80;
+            arrivals.push(Arrival { bytes, ..a.clone() });
+            arrivals.push(a.clone());
+            arrivals.push(Arrival {
+                at: a.at + ms(5),
+                ..a.clone()
+            });
+        }
+        let mut h = Harness::new(srtp_config(7));
+        h.run(&arrivals, ms(49 * 20 + 40));
+        assert_same(&h.pcm(), &reference_decode(&all(&packets)));
+        let stats = h.rx.stats();
+        assert_eq!(
+            (stats.accepted, stats.replayed, stats.not_authenticated),
+            (50, 50, 50)
+        );
+        assert_eq!(stats.sorted(), stats.packets);
+    }
+
+    #[test]
+    fn the_allowlist_applies_before_srtp() {
+        let packets = encode_opus(&multitone(0.2, 48_000), FRAME_SAMPLES);
+        let intruder: SocketAddr = "10.20.30.41:5004".parse().unwrap();
+        let arrivals: Vec<Arrival> = protected(&paced(&packets, 0, SSRC), &test_key(7))
+            .into_iter()
+            .map(|a| Arrival {
+                from: intruder,
+                ..a
+            })
+            .collect();
+        let mut h = Harness::new(srtp_config(7));
+        h.run(&arrivals, ms(1_000));
+        let stats = h.rx.stats();
+        assert_eq!((stats.rejected_source, stats.accepted), (10, 0));
+        assert_eq!(stats.not_authenticated, 0, "never even checked");
+    }
+
     fn opus_payload() -> &'static [u8] {
         static PACKET: OnceLock<Vec<u8>> = OnceLock::new();
         PACKET.get_or_init(|| encode_opus(&multitone(0.02, 48_000), FRAME_SAMPLES).remove(0))
-    }
-
-    fn accounted(s: &LiveStats) -> u64 {
-        s.rejected_source + s.malformed + s.foreign_ssrc + s.duplicate + s.late + s.accepted
     }
 
     #[test]
@@ -1823,7 +2012,7 @@ pub(super) mod tests {
         assert_eq!(rx.poll_event(), None);
         let stats = rx.stats();
         assert_eq!(stats.accepted, 0);
-        assert_eq!(accounted(&stats), stats.packets);
+        assert_eq!(stats.sorted(), stats.packets);
         rx.handle_packet(now, studio(), &good);
         assert_eq!(
             rx.stats().accepted,
@@ -1843,7 +2032,7 @@ pub(super) mod tests {
             let _ = rx.poll_frame(now + ms(100));
             let _ = rx.poll_frame(now + ms(10_000));
             let s = rx.stats();
-            prop_assert_eq!(accounted(&s), 1);
+            prop_assert_eq!(s.sorted(), 1);
         }
     }
 
@@ -1874,7 +2063,7 @@ pub(super) mod tests {
             let mut h = Harness::new(config());
             h.run(&arrivals, t + ms(6_000));
             let s = h.rx.stats();
-            prop_assert_eq!(accounted(&s), s.packets);
+            prop_assert_eq!(s.sorted(), s.packets);
             prop_assert_eq!(s.packets, packets.len() as u64);
             // Everything ends: nothing is left once the no-packet timeout has passed.
             prop_assert_eq!(h.rx.poll_timeout(), None);
@@ -2450,6 +2639,12 @@ pub(super) mod tests {
         url_query: &str,
     ) -> String {
         let sdp = wav.with_extension("sdp");
+        // ffmpeg's SRTP is a protocol: the same RTP muxer, written to an srtp:// URL.
+        let scheme = if args.contains(&"-srtp_out_suite") {
+            "srtp"
+        } else {
+            "rtp"
+        };
         let status = tokio::process::Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
             .arg(wav)
@@ -2457,7 +2652,7 @@ pub(super) mod tests {
             .arg("-sdp_file")
             .arg(&sdp)
             .args(["-f", "rtp"])
-            .arg(format!("rtp://127.0.0.1:{port}{url_query}"))
+            .arg(format!("{scheme}://127.0.0.1:{port}{url_query}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .status()
@@ -2615,5 +2810,63 @@ pub(super) mod tests {
             stats.last_rejected_source.map(|a| a.ip()),
             Some("127.0.0.2".parse().unwrap())
         );
+    }
+
+    /// `base64(bytes 0..30)`, what `-srtp_out_params` takes.
+    const FFMPEG_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd";
+
+    fn ffmpeg_key_config() -> LiveRtpConfig {
+        let bytes: [u8; crate::ingest::srtp::MASTER_LEN] = std::array::from_fn(|i| i as u8);
+        LiveRtpConfig {
+            srtp: Some(MasterKey::from_bytes(&bytes)),
+            ..loopback_config()
+        }
+    }
+
+    fn ffmpeg_srtp_args(key: &str) -> [&str; 6] {
+        [
+            "-c:a",
+            "libopus",
+            "-srtp_out_suite",
+            "AES_CM_128_HMAC_SHA1_80",
+            "-srtp_out_params",
+            key,
+        ]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ffmpeg_srtp_with_the_right_key_is_heard() {
+        let Some(FfmpegRun {
+            stats, pcm, source, ..
+        }) = ffmpeg_case(ffmpeg_key_config(), &ffmpeg_srtp_args(FFMPEG_KEY), "").await
+        else {
+            return;
+        };
+        eprintln!("ffmpeg SRTP: {stats:?}");
+        let (lag, corr) = aligned_correlation(&source, &pcm, 4_800);
+        eprintln!("ffmpeg SRTP: lag {lag}, correlation {corr:.4}");
+        assert!(corr >= 0.9, "correlation {corr}");
+        assert_eq!(
+            stats.not_authenticated + stats.replayed + stats.malformed,
+            0,
+            "{stats:?}"
+        );
+        assert!(pcm.len() >= source.len() - 2 * FRAME_SAMPLES);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ffmpeg_srtp_with_a_wrong_key_is_not_heard() {
+        let wrong = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0e";
+        let Some(FfmpegRun {
+            stats, pcm, events, ..
+        }) = ffmpeg_case(ffmpeg_key_config(), &ffmpeg_srtp_args(wrong), "").await
+        else {
+            return;
+        };
+        eprintln!("ffmpeg SRTP, wrong key: {stats:?}");
+        assert!(pcm.is_empty());
+        assert!(events.is_empty());
+        assert!(stats.packets > 100, "{stats:?}");
+        assert_eq!(stats.not_authenticated, stats.packets, "{stats:?}");
     }
 }

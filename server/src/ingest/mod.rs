@@ -14,4 +14,6 @@ pub type PcmFrame = [f32; FRAME_SAMPLES];
 pub mod live_rtp;
 pub mod pcm_pipe;
 pub mod relay;
+pub mod srtp;
+pub mod stream_url;
 pub mod upstream;

@@ -27,6 +27,7 @@ use rand::Rng;
 use symphonia::core::io::MediaSource;
 use tokio::sync::{mpsc, watch};
 
+use crate::ingest::stream_url::{mask, StreamUrl};
 use crate::ingest::{PcmFrame, FRAME_SAMPLES};
 use crate::pipeline::decoder::{MonoChunk, SourceDecoder};
 use crate::pipeline::resampler::Resampler;
@@ -169,83 +170,15 @@ pub enum RelayError {
     Stalled { url: String, secs: f64 },
 }
 
-/// A URL that passed [`validate_relay_url`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayUrl {
-    uri: ureq::http::Uri,
-    text: String,
-}
+/// A URL that passed [`validate_relay_url`]: shown with its password masked.
+pub type RelayUrl = StreamUrl;
 
-impl RelayUrl {
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    pub fn host(&self) -> &str {
-        self.uri.host().unwrap_or_default()
-    }
-
-    pub fn is_https(&self) -> bool {
-        self.uri.scheme_str() == Some("https")
-    }
-
-    /// Lower-case extension of the last path segment (`/live.mp3` gives `mp3`).
-    fn extension(&self) -> Option<String> {
-        let segment = self.uri.path().rsplit('/').next()?;
-        let (stem, ext) = segment.rsplit_once('.')?;
-        let plausible = !stem.is_empty()
-            && (1..=5).contains(&ext.len())
-            && ext.bytes().all(|b| b.is_ascii_alphanumeric());
-        plausible.then(|| ext.to_ascii_lowercase())
-    }
-}
-
-impl fmt::Display for RelayUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// Accepts absolute `http`/`https` URLs with a host. Credentials in the URL are refused: every
-/// failure is logged with the URL, so they would end up in the logs.
+/// The one stream URL check ([`StreamUrl::parse`]), as a [`RelayError`] naming the URL
+/// (masked) and what is wrong with it.
 pub fn validate_relay_url(url: &str) -> Result<RelayUrl, RelayError> {
-    let invalid = |reason: String| RelayError::InvalidUrl {
-        url: url.to_string(),
-        reason,
-    };
-    let text = url.trim();
-    if text.is_empty() {
-        return Err(invalid("empty".into()));
-    }
-    if !text.contains("://") {
-        return Err(invalid("missing http:// or https://".into()));
-    }
-    let uri: ureq::http::Uri = text
-        .parse()
-        .map_err(|e| invalid(format!("not a valid URL ({e})")))?;
-    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("http" | "https") => {}
-        Some(other) => {
-            return Err(invalid(format!(
-                "scheme {other:?} is not supported, use http:// or https://"
-            )))
-        }
-        None => return Err(invalid("missing http:// or https://".into())),
-    }
-    let Some(authority) = uri.authority() else {
-        return Err(invalid("no host".into()));
-    };
-    if authority.as_str().contains('@') {
-        return Err(invalid(
-            "credentials in the URL are not supported (they would appear in logs)".into(),
-        ));
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid("no host".into()));
-    }
-    Ok(RelayUrl {
-        uri,
-        text: text.to_string(),
+    StreamUrl::parse(url).map_err(|e| RelayError::InvalidUrl {
+        url: mask(url).into_owned(),
+        reason: e.to_string(),
     })
 }
 
@@ -747,11 +680,12 @@ impl FetchJob {
 
     /// `Ok` only when the relay thread is no longer interested.
     fn fetch(&self) -> Result<(), RelayError> {
-        let url = self.url.as_str();
+        let masked = self.url.to_string();
+        let url = masked.as_str();
         // No `Icy-MetaData` header: without it Icecast sends plain audio, no metadata blocks.
         let response =
             self.agent
-                .get(self.url.uri.clone())
+                .get(self.url.uri().clone())
                 .call()
                 .map_err(|e| RelayError::Connect {
                     url: url.to_string(),
@@ -1056,8 +990,8 @@ mod tests {
 
     #[test]
     fn urls_are_validated() {
-        let ok = validate_relay_url(" http://radio.example.vn:8000/live.mp3 ").unwrap();
-        assert_eq!(ok.as_str(), "http://radio.example.vn:8000/live.mp3");
+        let ok = validate_relay_url("http://radio.example.vn:8000/live.mp3").unwrap();
+        assert_eq!(ok.to_string(), "http://radio.example.vn:8000/live.mp3");
         assert_eq!(ok.host(), "radio.example.vn");
         assert!(!ok.is_https());
         assert!(validate_relay_url("HTTPS://radio.example.vn/a")
@@ -1068,9 +1002,9 @@ mod tests {
             ("radio.example.vn/live", "http"),
             ("ftp://radio.example.vn/live", "scheme"),
             ("rtsp://radio.example.vn/live", "scheme"),
-            ("http:///live", "URL"),
-            ("http://user:pw@radio.example.vn/live", "credentials"),
-            ("http://radio example/live", "URL"),
+            ("http:///live", "no host"),
+            ("http://radio example/live", "space"),
+            (" http://radio.example.vn/live", "space"),
             ("/live.mp3", "http"),
         ] {
             let e = validate_relay_url(bad).unwrap_err();
@@ -1082,6 +1016,15 @@ mod tests {
             );
             assert!(msg.contains(why), "{bad}: {msg} should mention {why}");
         }
+    }
+
+    #[test]
+    fn icecast_credentials_are_accepted_and_never_shown() {
+        let url = validate_relay_url("http://source:hackme@icecast.vn:8000/live").unwrap();
+        assert_eq!(url.to_string(), "http://source:***@icecast.vn:8000/live");
+        let bad = validate_relay_url("rtsp://source:hackme@icecast.vn/live").unwrap_err();
+        assert!(!bad.to_string().contains("hackme"), "{bad}");
+        assert!(bad.to_string().contains("source:***@"), "{bad}");
     }
 
     #[test]

@@ -1,0 +1,614 @@
+//! SRTP (RFC 3711) for the live studio's RTP: AES_CM_128_HMAC_SHA1_80 with a pre-shared
+//! master key, the suite ffmpeg sends with `-srtp_out_suite AES_CM_128_HMAC_SHA1_80
+//! -srtp_out_params <base64 of 16 key + 14 salt bytes>` to `srtp://SERVER:PORT`.
+//!
+//! # Why
+//! The live RTP allowlist checks the source address of a UDP datagram, which anyone on the
+//! studio's network can forge, and whoever gets audio into the live input speaks to every
+//! loudspeaker of the district. With a key, only a sender that holds it can put audio on
+//! air: every packet must carry a valid HMAC-SHA1-80 tag or it is dropped unread, and a
+//! packet heard before is dropped too.
+//!
+//! # Shape
+//! [`SrtpReceiver::unprotect`] is sans-IO: an SRTP datagram in, the plain RTP packet or a
+//! typed [`SrtpError`] out. It keeps, per SSRC, the rollover counter and the replay window,
+//! and only ever updates them from packets that authenticated, so forged packets cannot
+//! move them. [`SrtpSender`] is the other end, for tests and fuzzing.
+//!
+//! # Rules (RFC 3711)
+//! - Session keys are derived once (key derivation rate 0, which is what ffmpeg uses, §4.3).
+//! - The packet index is estimated from the sequence number and the highest one
+//!   authenticated so far (§3.3.1, Appendix A).
+//! - A 64-packet replay window (§3.3.2): a packet whose index was authenticated already, or
+//!   that is 64 or more behind the highest, is [`SrtpError::Replayed`].
+//! - The tag is checked in constant time before anything is decrypted (§3.3, step 5).
+//!
+//! # What it does not protect against
+//! The key is static, as ffmpeg's `srtp://` has no key exchange. The replay state is kept
+//! in memory, for the last [`MAX_CONTEXTS`] SSRCs: after a server restart, a recording of
+//! an earlier broadcast made with the same key would authenticate again. Rotating the key
+//! (a new file on both sides) ends that; so does not reusing a key across many broadcasts.
+//! SRTCP is not handled: the live input does not read RTCP.
+
+use std::fmt;
+
+use aes::cipher::{KeyIvInit, StreamCipher};
+use ring::hmac;
+use subtle::ConstantTimeEq;
+
+type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
+
+/// Bytes of the master key.
+pub const MASTER_KEY_LEN: usize = 16;
+/// Bytes of the master salt.
+pub const MASTER_SALT_LEN: usize = 14;
+/// Bytes of ffmpeg's `-srtp_out_params` (base64-decoded): key then salt.
+pub const MASTER_LEN: usize = MASTER_KEY_LEN + MASTER_SALT_LEN;
+/// Bytes of the HMAC-SHA1-80 tag at the end of every packet.
+pub const TAG_LEN: usize = 10;
+/// Bytes of the HMAC-SHA1 session authentication key.
+const AUTH_KEY_LEN: usize = 20;
+/// RFC 3711's minimum replay window.
+const REPLAY_WINDOW: u64 = 64;
+/// SSRCs whose rollover counter and replay window are remembered. A restarted encoder
+/// picks a new SSRC; remembering the old ones keeps their packets from being replayed while
+/// the server runs. Only authenticated packets create an entry, so this bounds memory, not
+/// what an attacker without the key can do.
+pub const MAX_CONTEXTS: usize = 64;
+/// Key derivation labels (RFC 3711 §4.3.1).
+const LABEL_ENCRYPTION: u8 = 0x00;
+const LABEL_AUTHENTICATION: u8 = 0x01;
+const LABEL_SALT: u8 = 0x02;
+
+/// An SRTP master key and salt, as ffmpeg's `-srtp_out_params` carries them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterKey {
+    key: [u8; MASTER_KEY_LEN],
+    salt: [u8; MASTER_SALT_LEN],
+}
+
+impl fmt::Debug for MasterKey {
+    // A key must never reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl MasterKey {
+    /// The key from its 30 bytes: 16 of key, then 14 of salt.
+    pub fn from_bytes(bytes: &[u8; MASTER_LEN]) -> Self {
+        let mut key = [0; MASTER_KEY_LEN];
+        let mut salt = [0; MASTER_SALT_LEN];
+        key.copy_from_slice(&bytes[..MASTER_KEY_LEN]);
+        salt.copy_from_slice(&bytes[MASTER_KEY_LEN..]);
+        MasterKey { key, salt }
+    }
+
+    /// The key derivation function (RFC 3711 §4.3.1, key derivation rate 0): AES-CM keyed
+    /// with the master key, the IV the master salt with `label` at byte 7, shifted 16 bits.
+    fn derive(&self, label: u8, out: &mut [u8]) {
+        let mut iv = [0u8; 16];
+        iv[..MASTER_SALT_LEN].copy_from_slice(&self.salt);
+        iv[7] ^= label;
+        out.fill(0);
+        Aes128Ctr::new(&self.key.into(), &iv.into()).apply_keystream(out);
+    }
+}
+
+/// The session keys of one direction of SRTP.
+#[derive(Clone)]
+struct SessionKeys {
+    cipher_key: [u8; MASTER_KEY_LEN],
+    salt: [u8; MASTER_SALT_LEN],
+    auth: hmac::Key,
+}
+
+impl SessionKeys {
+    fn derive(master: &MasterKey) -> Self {
+        let mut cipher_key = [0; MASTER_KEY_LEN];
+        let mut salt = [0; MASTER_SALT_LEN];
+        let mut auth_key = [0; AUTH_KEY_LEN];
+        master.derive(LABEL_ENCRYPTION, &mut cipher_key);
+        master.derive(LABEL_SALT, &mut salt);
+        master.derive(LABEL_AUTHENTICATION, &mut auth_key);
+        SessionKeys {
+            cipher_key,
+            salt,
+            auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &auth_key),
+        }
+    }
+
+    /// Encrypts or decrypts `payload` in place (AES-CM, RFC 3711 §4.1.1).
+    fn apply_keystream(&self, ssrc: u32, index: u64, payload: &mut [u8]) {
+        Aes128Ctr::new(&self.cipher_key.into(), &iv(&self.salt, ssrc, index).into())
+            .apply_keystream(payload);
+    }
+
+    /// The full HMAC-SHA1 of the authenticated portion and the rollover counter (§4.2).
+    fn tag(&self, authenticated: &[u8], roc: u32) -> hmac::Tag {
+        let mut context = hmac::Context::with_key(&self.auth);
+        context.update(authenticated);
+        context.update(&roc.to_be_bytes());
+        context.sign()
+    }
+}
+
+/// The AES-CM IV: (salt · 2^16) XOR (SSRC · 2^64) XOR (index · 2^16).
+fn iv(salt: &[u8; MASTER_SALT_LEN], ssrc: u32, index: u64) -> [u8; 16] {
+    let mut iv = [0u8; 16];
+    iv[..MASTER_SALT_LEN].copy_from_slice(salt);
+    for (b, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
+        *b ^= s;
+    }
+    for (b, i) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
+        *b ^= i;
+    }
+    iv
+}
+
+/// Why a datagram was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SrtpError {
+    /// Too short for an RTP header and a tag, or not RTP version 2: it cannot be SRTP.
+    #[error("not an SRTP packet: {0}")]
+    Malformed(&'static str),
+    /// The tag is not right: sent without the key (plain RTP included), or altered.
+    #[error("not authenticated")]
+    NotAuthenticated,
+    /// Authenticated before, or too old to tell (§3.3.2).
+    #[error("replayed")]
+    Replayed,
+}
+
+/// Where the parts of an SRTP packet are.
+struct Layout {
+    ssrc: u32,
+    seq: u16,
+    /// Bytes of the RTP header, CSRCs and extension: sent in the clear.
+    header: usize,
+    /// Bytes before the tag.
+    body: usize,
+}
+
+fn layout(packet: &[u8]) -> Result<Layout, SrtpError> {
+    const FIXED: usize = 12;
+    let byte = |i: usize| {
+        packet
+            .get(i)
+            .copied()
+            .ok_or(SrtpError::Malformed("too short"))
+    };
+    let first = byte(0)?;
+    if first >> 6 != 2 {
+        return Err(SrtpError::Malformed("not RTP version 2"));
+    }
+    let mut header = FIXED + 4 * usize::from(first & 0x0f);
+    if first & 0x10 != 0 {
+        let words = u16::from_be_bytes([byte(header + 2)?, byte(header + 3)?]);
+        header += 4 + 4 * usize::from(words);
+    }
+    let body = packet
+        .len()
+        .checked_sub(TAG_LEN)
+        .filter(|&body| body >= header)
+        .ok_or(SrtpError::Malformed("too short for its header and a tag"))?;
+    Ok(Layout {
+        ssrc: u32::from_be_bytes([byte(8)?, byte(9)?, byte(10)?, byte(11)?]),
+        seq: u16::from_be_bytes([byte(2)?, byte(3)?]),
+        header,
+        body,
+    })
+}
+
+/// What is known of one SSRC's stream, from authenticated packets only.
+#[derive(Debug, Clone, Copy)]
+struct Context {
+    ssrc: u32,
+    roc: u32,
+    /// Highest sequence number authenticated (RFC 3711's s_l).
+    s_l: u16,
+    /// Highest index authenticated, and which of the 64 before it were (bit n: index − n).
+    highest: u64,
+    window: u64,
+    /// For evicting the least recently heard.
+    last_used: u64,
+}
+
+impl Context {
+    /// The rollover counter the sender used for `seq` (RFC 3711 Appendix A), or `None` when
+    /// it would precede the stream's first rollover counter, which no sender can have used.
+    fn estimate_roc(&self, seq: u16) -> Option<u32> {
+        const HALF: u16 = 1 << 15;
+        if self.s_l < HALF {
+            if seq > self.s_l && seq - self.s_l > HALF {
+                return self.roc.checked_sub(1);
+            }
+        } else if self.s_l - HALF > seq {
+            return self.roc.checked_add(1);
+        }
+        Some(self.roc)
+    }
+
+    fn check_replay(&self, index: u64) -> Result<(), SrtpError> {
+        if index > self.highest {
+            return Ok(());
+        }
+        let behind = self.highest - index;
+        if behind >= REPLAY_WINDOW || self.window & (1 << behind) != 0 {
+            return Err(SrtpError::Replayed);
+        }
+        Ok(())
+    }
+
+    /// Notes an authenticated packet (RFC 3711 §3.3.1 step 7 and §3.3.2).
+    fn accept(&mut self, roc: u32, seq: u16, index: u64) {
+        if roc > self.roc {
+            self.roc = roc;
+            self.s_l = seq;
+        } else if roc == self.roc && seq > self.s_l {
+            self.s_l = seq;
+        }
+        if index > self.highest {
+            let ahead = index - self.highest;
+            self.window = if ahead >= REPLAY_WINDOW {
+                0
+            } else {
+                self.window << ahead
+            };
+            self.window |= 1;
+            self.highest = index;
+        } else {
+            self.window |= 1 << (self.highest - index);
+        }
+    }
+}
+
+fn index_of(roc: u32, seq: u16) -> u64 {
+    (u64::from(roc) << 16) | u64::from(seq)
+}
+
+/// The receiving end of SRTP. See the module docs.
+pub struct SrtpReceiver {
+    keys: SessionKeys,
+    contexts: Vec<Context>,
+    clock: u64,
+}
+
+impl fmt::Debug for SrtpReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpReceiver")
+            .field("ssrcs", &self.contexts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SrtpReceiver {
+    pub fn new(master: &MasterKey) -> Self {
+        SrtpReceiver {
+            keys: SessionKeys::derive(master),
+            contexts: Vec::new(),
+            clock: 0,
+        }
+    }
+
+    /// Checks one SRTP datagram and returns its RTP packet, decrypted.
+    pub fn unprotect(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let Layout {
+            ssrc,
+            seq,
+            header,
+            body,
+        } = layout(packet)?;
+        let known = self.contexts.iter().position(|c| c.ssrc == ssrc);
+        // A new SSRC starts at rollover counter 0 with its first packet (RFC 3711 §3.3.1).
+        let roc = match known {
+            Some(i) => self.contexts[i]
+                .estimate_roc(seq)
+                .ok_or(SrtpError::NotAuthenticated)?,
+            None => 0,
+        };
+        let index = index_of(roc, seq);
+        if let Some(i) = known {
+            self.contexts[i].check_replay(index)?;
+        }
+        let tag = self.keys.tag(&packet[..body], roc);
+        let expected = tag.as_ref().get(..TAG_LEN).unwrap_or_default();
+        if !bool::from(expected.ct_eq(&packet[body..])) {
+            return Err(SrtpError::NotAuthenticated);
+        }
+
+        self.clock += 1;
+        match known {
+            Some(i) => {
+                let context = &mut self.contexts[i];
+                context.accept(roc, seq, index);
+                context.last_used = self.clock;
+            }
+            None => self.remember(Context {
+                ssrc,
+                roc: 0,
+                s_l: seq,
+                highest: index,
+                window: 1,
+                last_used: self.clock,
+            }),
+        }
+        let mut rtp = packet[..body].to_vec();
+        self.keys.apply_keystream(ssrc, index, &mut rtp[header..]);
+        Ok(rtp)
+    }
+
+    fn remember(&mut self, context: Context) {
+        if self.contexts.len() < MAX_CONTEXTS {
+            self.contexts.push(context);
+        } else if let Some(oldest) = self.contexts.iter_mut().min_by_key(|c| c.last_used) {
+            *oldest = context;
+        }
+    }
+}
+
+/// The sending end of SRTP, for one SSRC: what ffmpeg does, for tests and fuzzing.
+pub struct SrtpSender {
+    keys: SessionKeys,
+    roc: u32,
+    last_seq: Option<u16>,
+}
+
+impl fmt::Debug for SrtpSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpSender")
+            .field("roc", &self.roc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SrtpSender {
+    pub fn new(master: &MasterKey) -> Self {
+        SrtpSender {
+            keys: SessionKeys::derive(master),
+            roc: 0,
+            last_seq: None,
+        }
+    }
+
+    /// Encrypts and tags one RTP packet. Packets must come in sequence order (the rollover
+    /// counter advances when the sequence number wraps).
+    pub fn protect(&mut self, rtp: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let mut out = rtp.to_vec();
+        out.extend_from_slice(&[0; TAG_LEN]);
+        let Layout {
+            ssrc,
+            seq,
+            header,
+            body,
+        } = layout(&out)?;
+        if self.last_seq.is_some_and(|last| seq < last) {
+            self.roc = self.roc.wrapping_add(1);
+        }
+        self.last_seq = Some(seq);
+        self.keys
+            .apply_keystream(ssrc, index_of(self.roc, seq), &mut out[header..body]);
+        let tag = self.keys.tag(&out[..body], self.roc);
+        out[body..].copy_from_slice(tag.as_ref().get(..TAG_LEN).unwrap_or_default());
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn master(key: &str, salt: &str) -> MasterKey {
+        let bytes: [u8; MASTER_LEN] = [hex(key), hex(salt)].concat().try_into().expect("30");
+        MasterKey::from_bytes(&bytes)
+    }
+
+    fn rfc_master() -> MasterKey {
+        master(
+            "E1F97A0D3E018BE0D64FA32C06DE4139",
+            "0EC675AD498AFEEBB6960B3AABE6",
+        )
+    }
+
+    #[test]
+    fn key_derivation_matches_rfc_3711_b3() {
+        let keys = SessionKeys::derive(&rfc_master());
+        assert_eq!(
+            keys.cipher_key.to_vec(),
+            hex("C61E7A93744F39EE10734AFE3FF7A087")
+        );
+        assert_eq!(keys.salt.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
+        let mut auth = [0; AUTH_KEY_LEN];
+        rfc_master().derive(LABEL_AUTHENTICATION, &mut auth);
+        assert_eq!(
+            auth.to_vec(),
+            hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")
+        );
+    }
+
+    #[test]
+    fn keystream_matches_rfc_3711_b2() {
+        // B.2 gives the session key and salt directly; SSRC 0, index 0.
+        let keys = SessionKeys {
+            cipher_key: hex("2B7E151628AED2A6ABF7158809CF4F3C")
+                .try_into()
+                .expect("16"),
+            salt: hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().expect("14"),
+            auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &[]),
+        };
+        let mut stream = vec![0u8; 16 * 0xff02];
+        keys.apply_keystream(0, 0, &mut stream);
+        let block = |n: usize| stream[16 * n..16 * (n + 1)].to_vec();
+        assert_eq!(block(0), hex("E03EAD0935C95E80E166B16DD92B4EB4"));
+        assert_eq!(block(1), hex("D23513162B02D0F72A43A2FE4A5F97AB"));
+        assert_eq!(block(2), hex("41E95B3BB0A2E8DD477901E4FCA894C0"));
+        assert_eq!(block(0xfeff), hex("EC8CDF7398607CB0F2D21675EA9EA1E4"));
+        assert_eq!(block(0xff00), hex("362B7C3C6773516318A077D7FC5073AE"));
+        assert_eq!(block(0xff01), hex("6A2CC3787889374FBEB4C81B17BA6C44"));
+    }
+
+    fn rtp(seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 97];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn pair() -> (SrtpSender, SrtpReceiver) {
+        let key = rfc_master();
+        (SrtpSender::new(&key), SrtpReceiver::new(&key))
+    }
+
+    #[test]
+    fn protect_then_unprotect_gives_the_packet_back_with_the_payload_hidden() {
+        let (mut tx, mut rx) = pair();
+        let plain = rtp(7, 0x1234, b"studio audio, twenty ms of it");
+        let srtp = tx.protect(&plain).expect("protect");
+        assert_eq!(srtp.len(), plain.len() + TAG_LEN);
+        assert_eq!(srtp[..12], plain[..12], "the header stays in the clear");
+        assert_ne!(
+            srtp[12..plain.len()],
+            plain[12..],
+            "the payload is encrypted"
+        );
+        assert_eq!(rx.unprotect(&srtp), Ok(plain));
+    }
+
+    #[test]
+    fn tampered_packets_are_not_authenticated() {
+        let (mut tx, mut rx) = pair();
+        let srtp = tx.protect(&rtp(1, 5, b"payload bytes")).expect("protect");
+        for i in 0..srtp.len() {
+            let mut bad = srtp.clone();
+            bad[i] ^= 0x01;
+            let got = rx.unprotect(&bad);
+            assert!(
+                matches!(
+                    got,
+                    Err(SrtpError::NotAuthenticated | SrtpError::Malformed(_))
+                ),
+                "byte {i} flipped: {got:?}"
+            );
+        }
+        assert!(
+            rx.unprotect(&srtp).is_ok(),
+            "the genuine packet still passes"
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_and_plain_rtp_are_not_authenticated() {
+        let mut tx = SrtpSender::new(&master(
+            "000102030405060708090A0B0C0D0E0F",
+            "0EC675AD498AFEEBB6960B3AABE6",
+        ));
+        let (_, mut rx) = pair();
+        let plain = rtp(1, 5, b"hello loudspeakers");
+        let srtp = tx.protect(&plain).expect("protect");
+        assert_eq!(rx.unprotect(&srtp), Err(SrtpError::NotAuthenticated));
+        // Plain RTP with ten bytes of payload where the tag would be.
+        assert_eq!(rx.unprotect(&plain), Err(SrtpError::NotAuthenticated));
+        assert_eq!(
+            rx.unprotect(&plain[..15]),
+            Err(SrtpError::Malformed("too short for its header and a tag"))
+        );
+    }
+
+    #[test]
+    fn replays_are_refused_within_and_behind_the_window() {
+        let (mut tx, mut rx) = pair();
+        let packets: Vec<Vec<u8>> = (0..100u16)
+            .map(|seq| tx.protect(&rtp(seq, 9, b"x")).expect("protect"))
+            .collect();
+        // Out of order within the window is fine, once.
+        assert!(rx.unprotect(&packets[10]).is_ok());
+        assert!(rx.unprotect(&packets[5]).is_ok());
+        assert_eq!(rx.unprotect(&packets[5]), Err(SrtpError::Replayed));
+        assert_eq!(rx.unprotect(&packets[10]), Err(SrtpError::Replayed));
+        assert!(rx.unprotect(&packets[9]).is_ok());
+        assert!(rx.unprotect(&packets[99]).is_ok());
+        // 35 behind the highest (99): inside the window, never seen.
+        assert!(rx.unprotect(&packets[64]).is_ok());
+        // 64 behind: too old to tell, refused.
+        assert_eq!(rx.unprotect(&packets[35]), Err(SrtpError::Replayed));
+        assert_eq!(rx.unprotect(&packets[99]), Err(SrtpError::Replayed));
+    }
+
+    #[test]
+    fn the_rollover_counter_follows_the_sequence_number_wrap() {
+        let (mut tx, mut rx) = pair();
+        // 65 530 is held back and arrives after the wrap: it must still be placed before it.
+        let mut held_back = None;
+        for seq in (65_500..=u16::MAX).chain(0..200) {
+            let plain = rtp(seq, 3, b"audio");
+            let srtp = tx.protect(&plain).expect("protect");
+            if seq == 65_530 {
+                held_back = Some((srtp, plain));
+                continue;
+            }
+            assert_eq!(rx.unprotect(&srtp), Ok(plain), "seq {seq}");
+            if seq == 10 {
+                let (srtp, plain) = held_back.take().expect("held back");
+                assert_eq!(rx.unprotect(&srtp), Ok(plain), "reordered across the wrap");
+            }
+        }
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (1, 199));
+    }
+
+    #[test]
+    fn forged_packets_do_not_move_the_rollover_counter() {
+        let (mut tx, mut rx) = pair();
+        assert!(rx
+            .unprotect(&tx.protect(&rtp(100, 3, b"a")).expect("protect"))
+            .is_ok());
+        // A forged packet that would imply a wrap.
+        let mut forged = rtp(40_000, 3, b"a");
+        forged.extend_from_slice(&[0; TAG_LEN]);
+        assert_eq!(rx.unprotect(&forged), Err(SrtpError::NotAuthenticated));
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (0, 100));
+        assert!(rx
+            .unprotect(&tx.protect(&rtp(101, 3, b"a")).expect("protect"))
+            .is_ok());
+    }
+
+    #[test]
+    fn ssrc_contexts_are_bounded_and_old_ones_evicted() {
+        let key = rfc_master();
+        let mut rx = SrtpReceiver::new(&key);
+        for ssrc in 0..(MAX_CONTEXTS as u32 + 10) {
+            let mut tx = SrtpSender::new(&key);
+            let srtp = tx.protect(&rtp(1, ssrc, b"a")).expect("protect");
+            assert!(rx.unprotect(&srtp).is_ok());
+        }
+        assert_eq!(rx.contexts.len(), MAX_CONTEXTS);
+        assert!(rx.contexts.iter().all(|c| c.ssrc >= 10));
+    }
+
+    #[test]
+    fn header_extensions_and_csrcs_stay_in_the_clear() {
+        let (mut tx, mut rx) = pair();
+        // CC = 1, X = 1 with one word of extension.
+        let mut plain = vec![0x91, 97, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7];
+        plain.extend_from_slice(&[1, 2, 3, 4]); // CSRC
+        plain.extend_from_slice(&[0xbe, 0xde, 0, 1, 9, 9, 9, 9]); // extension
+        plain.extend_from_slice(b"payload");
+        let srtp = tx.protect(&plain).expect("protect");
+        assert_eq!(srtp[..24], plain[..24]);
+        assert_ne!(srtp[24..plain.len()], plain[24..]);
+        assert_eq!(rx.unprotect(&srtp), Ok(plain.clone()));
+        // An extension that claims more than the packet holds.
+        let mut bad = plain.clone();
+        bad[18] = 0xff;
+        assert!(matches!(rx.unprotect(&bad), Err(SrtpError::Malformed(_))));
+    }
+}

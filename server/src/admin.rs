@@ -1049,8 +1049,21 @@ async fn emergency_stop(
     Ok(Json(Done { id }))
 }
 
-async fn schedule(State(state): State<Arc<AdminState>>) -> Json<Schedule> {
-    Json(state.schedule.lock().await.clone())
+async fn schedule(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+) -> Json<Schedule> {
+    let mut schedule = state.schedule.lock().await.clone();
+    // A stream's credentials (an Icecast source password) are for the admins who set them:
+    // viewers and operators read the schedule with them masked.
+    if actor.caller.role != Role::Admin {
+        for entry in &mut schedule.entries {
+            if let SourceSpec::Relay { url } = &mut entry.source {
+                *url = crate::ingest::stream_url::mask(url).into_owned();
+            }
+        }
+    }
+    Json(schedule)
 }
 
 async fn add_entry(

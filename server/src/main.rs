@@ -782,7 +782,11 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
                         .unwrap_or_default();
                     (SourceSpec::File { path }, name)
                 }
-                (None, Some(url)) => (SourceSpec::Relay { url: url.clone() }, url),
+                // The name is shown in the status and the logs: never an Icecast password.
+                (None, Some(url)) => {
+                    let name = radio_server::ingest::stream_url::mask(&url).into_owned();
+                    (SourceSpec::Relay { url }, name)
+                }
                 (None, None) => bail!("give --file or --url"),
             };
             let level = match args.level {

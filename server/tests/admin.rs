@@ -1514,3 +1514,40 @@ async fn the_audit_log_records_who_changed_what_and_how_it_ended() {
     let listed: Vec<_> = listing.records.into_iter().map(|v| v.record).collect();
     assert_eq!(stored, listed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_password_in_the_schedule_is_for_admins_only() {
+    let (mut h, operator_token, viewer_token) = start_with_roles(false).await;
+    let relay = entry(
+        "tinh",
+        r#"
+        recurrence = { once = { date = "2099-09-02" } }
+        start = "05:00"
+        end = { at = "07:00" }
+        source = { kind = "relay", url = "http://source:hackme@127.0.0.1:9/tinh.mp3" }
+        targets = "all"
+        "#,
+    );
+    h.call(move |c| c.add_entry(&relay))
+        .await
+        .expect("the district adds it");
+    let full = h.call(|c| c.schedule()).await.expect("schedule");
+    assert!(
+        matches!(&full.entries[0].source, SourceSpec::Relay { url } if url.contains("hackme")),
+        "the admin reads what it stored: {:?}",
+        full.entries[0].source
+    );
+    for token in [operator_token, viewer_token] {
+        let (status, body) = h
+            .call(move |c| c.exchange("GET", "/api/v1/schedule", None, Some(&token)))
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !body.contains("hackme"),
+            "a reader saw the password: {body}"
+        );
+        assert!(body.contains("source:***@127.0.0.1:9"), "{body}");
+    }
+    h.stop().await;
+}

@@ -265,17 +265,28 @@ impl Process {
     }
 
     /// Sends SIGTERM and waits (up to 10 s) for the exit; returns the exit status and all output.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+    pub fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Waits (up to `timeout`) for a process that ends by itself, such as the demo: a SIGTERM
+    /// sent as it prints its last line could kill it between that line and its exit.
+    pub fn finish(self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        self.wait_exit(timeout)
+    }
+
+    fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
         let status = loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 break status;
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("{} did not stop within 10 s of SIGTERM", self.name);
+                panic!("{} did not stop within {timeout:?}", self.name);
             }
             std::thread::sleep(Duration::from_millis(20));
         };

@@ -57,7 +57,7 @@ fn the_studio_preempts_the_programme_which_resumes_after() {
     // The studio.
     send(&studio, port, "127.0.0.1");
     demo.wait_for("agents played the programme", Duration::from_secs(60));
-    let (status, output) = demo.terminate();
+    let (status, output) = demo.finish(Duration::from_secs(10));
     let text = output.join("\n");
     assert!(status.success(), "demo failed:\n{text}");
     assert!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use radio_proto::codec::encode_varint;
 use radio_proto::{ErrorCode, Event, Message, MessageType, MAX_FRAME_SIZE};
-use support::raw_agent::{connect, RawAgent};
+use support::raw_agent::{closed_within, connect, RawAgent};
 use support::{records, start, Running};
 
 /// The station that keeps working through every attack.
@@ -362,17 +362,10 @@ async fn silent_peers_are_closed_and_give_their_slots_back() {
     };
     assert!(e.contains("agent limit") || e.contains("Busy"), "{e}");
 
-    let close = |conn: quinn::Connection| async move {
-        match tokio::time::timeout(Duration::from_secs(20), conn.closed()).await {
-            Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
-                u16::try_from(c.error_code.into_inner())
-                    .ok()
-                    .and_then(ErrorCode::from_u16)
-            }
-            other => panic!("not closed by the server: {other:?}"),
-        }
-    };
-    assert_eq!(close(quiet).await, Some(ErrorCode::Timeout));
+    assert_eq!(
+        closed_within(&quiet, Duration::from_secs(20)).await,
+        ErrorCode::Timeout
+    );
     assert_eq!(refusal(&mut halfway).await, ErrorCode::Timeout);
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(20), "held for {waited:?}");
@@ -398,15 +391,10 @@ async fn one_stolen_certificate_cannot_take_every_slot() {
     let (_endpoint, fourth) = connect(running.addr, running.client(ATTACKER))
         .await
         .expect("handshake");
-    let code = match tokio::time::timeout(Duration::from_secs(5), fourth.closed()).await {
-        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
-            u16::try_from(c.error_code.into_inner())
-                .ok()
-                .and_then(ErrorCode::from_u16)
-        }
-        other => panic!("the fourth connection was not refused: {other:?}"),
-    };
-    assert_eq!(code, Some(ErrorCode::Busy));
+    assert_eq!(
+        closed_within(&fourth, Duration::from_secs(5)).await,
+        ErrorCode::Busy
+    );
     still_serving(&running, &mut good, 1).await;
     drop(held);
     running.stop().await;

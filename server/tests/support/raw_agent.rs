@@ -137,15 +137,28 @@ impl RawAgent {
 
     /// Waits for the connection to end; the server's close code, if it closed it.
     pub async fn closed_by_server(&self) -> Option<ErrorCode> {
-        match self.conn.closed().await {
-            quinn::ConnectionError::ApplicationClosed(close) => {
-                u16::try_from(close.error_code.into_inner())
-                    .ok()
-                    .and_then(ErrorCode::from_u16)
-            }
-            _ => None,
-        }
+        close_code(&self.conn.closed().await)
     }
+}
+
+/// The wire error code a connection was closed with by the application (the server), if any.
+pub fn close_code(e: &quinn::ConnectionError) -> Option<ErrorCode> {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            u16::try_from(close.error_code.into_inner())
+                .ok()
+                .and_then(ErrorCode::from_u16)
+        }
+        _ => None,
+    }
+}
+
+/// The code a connection is closed with by the server within `within`; panics otherwise.
+pub async fn closed_within(conn: &quinn::Connection, within: Duration) -> ErrorCode {
+    let e = tokio::time::timeout(within, conn.closed())
+        .await
+        .unwrap_or_else(|_| panic!("not closed within {within:?}"));
+    close_code(&e).unwrap_or_else(|| panic!("not closed by the server: {e}"))
 }
 
 /// A stream error with the connection's close reason, which says what the server refused

@@ -191,6 +191,12 @@ fn median_sample(s: &[ProcSample]) -> ProcSample {
     };
     ProcSample {
         rss_kib: med(|s| s.rss_kib),
+        peak_rss_kib: med(|s| s.peak_rss_kib),
+        cpu_seconds: {
+            let mut v: Vec<f64> = s.iter().map(|s| s.cpu_seconds).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        },
         threads: med(|s| s.threads),
         fds: med(|s| s.fds),
     }

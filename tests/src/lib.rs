@@ -77,37 +77,54 @@ fn is_package_variable(name: &str) -> bool {
         )
 }
 
-/// Path of a workspace binary (`radio-server` or `relay-agent`), built on first use.
+/// Path of a workspace binary (`radio-server` or `relay-agent`), built on first use: the debug
+/// build, as `make test` runs it.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(workspace_root()).args([
-            "build",
-            "--bins",
-            "-p",
-            "radio-server",
-            "-p",
-            "relay-agent",
-        ]);
-        // Cargo gives a test the variables of its own package (CARGO_MANIFEST_DIR, …). Passed
-        // on, they differ between the crates whose tests build the binaries, and ring's build
-        // script reruns when CARGO_MANIFEST_DIR changes: ring, rustls and quinn were rebuilt
-        // (about 35 s) each time another crate's tests came first.
-        for (name, _) in std::env::vars_os() {
-            let Some(name) = name.to_str() else { continue };
-            if is_package_variable(name) {
-                build.env_remove(name);
-            }
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of the binaries failed");
-    });
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    BUILT.get_or_init(|| build_binaries(false));
+    target_dir().join("debug").join(name)
+}
+
+/// Path of a workspace binary's release build, built on first use: what a station runs, and
+/// what the performance benchmarks measure.
+pub fn release_binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| build_binaries(true));
+    target_dir().join("release").join(name)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug").join(name)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn build_binaries(release: bool) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.current_dir(workspace_root()).args([
+        "build",
+        "--bins",
+        "-p",
+        "radio-server",
+        "-p",
+        "relay-agent",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    // Cargo gives a test the variables of its own package (CARGO_MANIFEST_DIR, …). Passed
+    // on, they differ between the crates whose tests build the binaries, and ring's build
+    // script reruns when CARGO_MANIFEST_DIR changes: ring, rustls and quinn were rebuilt
+    // (about 35 s) each time another crate's tests came first.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if is_package_variable(name) {
+            build.env_remove(name);
+        }
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build of the binaries failed");
 }
 
 /// A child process whose output lines are collected; killed when dropped.
@@ -608,10 +625,14 @@ pub fn write_chirp(path: &Path, from: f32, to: f32, seconds: f32) {
 }
 
 /// What a running process holds, from `/proc/PID`: to tell a leak from a steady state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProcSample {
     /// Resident memory (`VmRSS`), KiB.
     pub rss_kib: u64,
+    /// Peak resident memory since the process started (`VmHWM`), KiB.
+    pub peak_rss_kib: u64,
+    /// CPU time used so far, user plus system (`/proc/PID/stat`), in seconds.
+    pub cpu_seconds: f64,
     /// Threads (`Threads`).
     pub threads: u64,
     /// Open file descriptors (entries of `/proc/PID/fd`): sockets, files, pipes.
@@ -632,9 +653,31 @@ pub fn proc_sample(pid: u32) -> std::io::Result<ProcSample> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
     Ok(ProcSample {
         rss_kib: value("VmRSS:")?,
+        peak_rss_kib: value("VmHWM:")?,
+        cpu_seconds: cpu_seconds(pid)?,
         threads: value("Threads:")?,
         fds,
     })
+}
+
+/// User plus system CPU time of a process, from fields 14 and 15 of `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| std::io::Error::other(format!("/proc/{pid}/stat: no command name")))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name, field 3 (state) is index 0: utime (14) is index 11, stime (15) index 12.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| std::io::Error::other(format!("/proc/{pid}/stat: field {}", i + 3)))
+    };
+    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
+    Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 /// A UDP port free right now on 127.0.0.1.

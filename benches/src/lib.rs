@@ -5,6 +5,11 @@
 //! - `benches/hot_path.rs` — criterion: wire encode/decode of an audio frame, Opus encoding of one
 //!   20 ms frame, and routing one frame to 22 and 1,000 station outputs.
 //! - `src/summary.rs` — medians, percentiles and `--flag VALUE` arguments for the binaries.
+//! - `src/bin/radio_bench.rs` (`radio-bench`) — the load harness: the real server, N simulated
+//!   agents and one real agent; JSON of frames, latency, CPU and memory.
+//! - `src/simulated_agent.rs` — the harness's agent: real QUIC, TLS and protocol, no decoding.
+//! - `src/load_district.rs` — a district of N stations, each enrolled with the district CA.
+//! - `src/latency_histogram.rs` — lock-free latency buckets that thousands of agents fill.
 //! - `src/bin/emergency_latency.rs` — command to first emergency frame played at 22 real agents.
 //! - `src/bin/outage_recovery.rs` — audio back after a 30 s blackhole, and the journaled outage.
 //! - `src/bin/loss_resilience.rs` — live frames played at 0–20 % loss, jitter and bursts.
@@ -12,4 +17,7 @@
 //! - `src/bin/flapping.rs` — a thunderstorm day of outages in accelerated time.
 //! - `src/bin/playout_spread.rs` — how far apart agents play the same frame.
 
+pub mod latency_histogram;
+pub mod load_district;
+pub mod simulated_agent;
 pub mod summary;

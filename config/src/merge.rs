@@ -28,7 +28,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 14] = [
+const SERVER_FIELDS: [&str; 15] = [
     "listen",
     "public_address",
     "server_name",
@@ -39,6 +39,7 @@ const SERVER_FIELDS: [&str; 14] = [
     "idle_timeout_ms",
     "max_agents",
     "send_queue_frames",
+    "audio_packet_budget",
     "prefetch_horizon_hours",
     "log",
     "admin_listen",
@@ -153,6 +154,9 @@ pub fn merge_server(
             "idle_timeout_ms" => cfg.idle_timeout_ms = env_parse(var, value, "milliseconds")?,
             "max_agents" => cfg.max_agents = env_parse(var, value, "a count")?,
             "send_queue_frames" => cfg.send_queue_frames = env_parse(var, value, "a frame count")?,
+            "audio_packet_budget" => {
+                cfg.audio_packet_budget = env_parse(var, value, "packets a second")?
+            }
             "prefetch_horizon_hours" => {
                 cfg.prefetch_horizon_hours = env_parse(var, value, "hours")?
             }
@@ -636,6 +640,7 @@ log = \"debug\"
             idle_timeout_ms: 3_000,
             max_agents: 22,
             send_queue_frames: 50,
+            audio_packet_budget: 25_000,
             prefetch_horizon_hours: 6,
             log: "trace".into(),
             admin_listen: "0.0.0.0:4481".parse().expect("addr"),

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub max_agents: u32,
     /// Per-agent outgoing audio queue, in 20 ms frames.
     pub send_queue_frames: u32,
+    /// Audio packets a second the server sends before it packs several 20 ms frames into each
+    /// packet (up to 100 ms): past it, thousands of agents cost more in packets than the
+    /// machine can send. Measured on two cores (BENCHMARKS.md, "Load").
+    pub audio_packet_budget: u32,
     /// Hours ahead that scheduled recordings (file and playlist entries) are sent to the
     /// agents, which keep them and air them at their slots even if the link is down; 0 sends
     /// none.
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             max_agents: 10_000,
             // 5 s of 20 ms frames: rides out a short stall without unbounded memory per agent.
             send_queue_frames: 250,
+            audio_packet_budget: 25_000,
             prefetch_horizon_hours: 24,
             log: "info".to_owned(),
             admin_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480),
@@ -159,6 +164,12 @@ impl ServerConfig {
             return Err(Invalid::new("max_agents", "must be at least 1 (got 0)"));
         }
         in_range("send_queue_frames", self.send_queue_frames, 10, 3_000)?;
+        in_range(
+            "audio_packet_budget",
+            self.audio_packet_budget,
+            1_000,
+            10_000_000,
+        )?;
         // A week: the longest recurrence; beyond it the plan repeats itself.
         in_range(
             "prefetch_horizon_hours",
@@ -204,6 +215,7 @@ mod tests {
         assert_eq!(cfg.idle_timeout_ms, 15_000);
         assert_eq!(cfg.max_agents, 10_000);
         assert_eq!(cfg.send_queue_frames, 250);
+        assert_eq!(cfg.audio_packet_budget, 25_000);
         assert_eq!(cfg.log, "info");
         assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:4480");
         assert!(!cfg.admin_allow_remote);
@@ -293,6 +305,13 @@ mod tests {
                     ..d()
                 },
                 "send_queue_frames",
+            ),
+            (
+                ServerConfig {
+                    audio_packet_budget: 999,
+                    ..d()
+                },
+                "audio_packet_budget",
             ),
             (
                 ServerConfig {

@@ -26,12 +26,14 @@
 //! - `server.rs` — [`server::run`]: accepts agents, checks identity, drives each control session
 //!   and audio stream; shutdown notifies then drains.
 //! - `tls.rs` — the server's side of mutual TLS; identity from the client certificate.
+//! - `udp_socket.rs` — the QUIC socket, its kernel buffers sized for bursts from thousands of agents.
 //! - `reset_key.rs` — the QUIC stateless-reset key, kept in the data directory so that agents
 //!   learn at once that a restarted server lost their connections.
 //! - `certificate_authority.rs` — the district CA, server certificates and agent enrolment.
 //! - `certificate_expiry.rs` — which station certificates are valid, expiring, expired or
 //!   revoked (`radio-server certificates`), and the daily warnings.
 //! - `enrolment_register.rs` — every certificate issued to each station (`data_dir/ca/enrolled/`).
+//! - `group_commit.rs` — concurrent journal writers share one disk flush.
 //! - `revocation_list.rs` — revoked certificates (`data_dir/ca/revoked.toml`, `radio-server
 //!   revoke`), refused at the handshake and their open connections closed.
 //! - `store.rs` — [`store::Store`]: the schedule, the admin token's hash and the audit log,
@@ -68,6 +70,7 @@ pub mod clusters;
 pub mod dashboard;
 pub mod demo;
 pub mod enrolment_register;
+pub mod group_commit;
 pub mod ingest;
 pub mod live_input;
 pub mod media_clock;
@@ -86,4 +89,5 @@ pub mod server;
 pub mod station_output;
 pub mod store;
 pub mod tls;
+pub mod udp_socket;
 pub mod uptime_journal;

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use radio_config::{District, ServerConfig};
 use radio_proto::{
     Capabilities, ErrorCode, Event, Heartbeat, Session, SessionConfig, Welcome, PROTOCOL_VERSION,
@@ -96,6 +97,8 @@ pub struct Server {
     /// Connections per station between their handshake and their session: one station's
     /// certificate cannot take many of the `max_agents` slots at once.
     pending: Mutex<BTreeMap<String, usize>>,
+    /// Audio frames per write to each agent, from the number connected ([`frames_per_write`]).
+    frames_per_write: std::sync::atomic::AtomicU64,
 }
 
 impl Server {
@@ -142,6 +145,7 @@ impl Server {
             pending: Mutex::new(BTreeMap::new()),
             uptime,
             prefetch: std::sync::OnceLock::new(),
+            frames_per_write: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -207,6 +211,13 @@ impl Server {
     fn count_connected(&self, agents: &BTreeMap<String, AgentRecord>) {
         let n = agents.values().filter(|r| r.connected).count();
         self.connected_tx.send_replace(n);
+        let per_write = frames_per_write(n, self.config.audio_packet_budget);
+        if self.frames_per_write.swap(per_write, Ordering::Relaxed) != per_write {
+            info!(agents = n, frames = per_write, "audio frames per packet");
+            for output in self.outputs.values() {
+                output.set_frames_per_write(per_write);
+            }
+        }
     }
 
     fn session_config(&self) -> SessionConfig {
@@ -282,6 +293,20 @@ pub fn transport_config(bitrate: u32) -> quinn::TransportConfig {
     transport
 }
 
+/// Frames packed into one write at most: 100 ms, a third of the agents' default playout delay.
+pub const MAX_FRAMES_PER_WRITE: u64 = 5;
+
+/// Frames per write to each agent when `connected` agents are connected: one while every
+/// frame can have its own packet within `budget` packets a second (`audio_packet_budget`), up
+/// to [`MAX_FRAMES_PER_WRITE`]. Every 20 ms tick sends one frame to every agent; past a few
+/// thousand agents the cost is the packets (a system call, an encryption, an acknowledgement
+/// back, and the wake-ups of the tasks involved, each), not the bytes.
+pub fn frames_per_write(connected: usize, budget: u32) -> u64 {
+    let frames_per_second = (radio_proto::SAMPLE_RATE / radio_proto::FRAME_SAMPLES) as usize;
+    let packets = connected * frames_per_second;
+    (packets.div_ceil(budget.max(1) as usize) as u64).clamp(1, MAX_FRAMES_PER_WRITE)
+}
+
 /// Binds the QUIC endpoint on `config.listen` with the CA's fresh server certificate and the
 /// data directory's stateless-reset key (`reset_key.rs`).
 pub fn bind(
@@ -300,7 +325,19 @@ pub fn bind(
         addr: config.listen,
         error,
     };
-    let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+    let (socket, sizes) =
+        crate::udp_socket::bind(config.listen, crate::udp_socket::SOCKET_BUFFER_BYTES)
+            .map_err(bind_error)?;
+    // A district's few dozen agents never fill the default buffers; a province's thousands do.
+    if sizes.capped(crate::udp_socket::SOCKET_BUFFER_BYTES) && config.max_agents > 1000 {
+        warn!(
+            receive = sizes.receive,
+            send = sizes.send,
+            "the kernel capped the QUIC socket's buffers: with thousands of agents, bursts will \
+             be dropped; raise the cap with `sysctl -w net.core.rmem_max=16777216 \
+             net.core.wmem_max=16777216`"
+        );
+    }
     let runtime = quinn::default_runtime()
         .ok_or_else(|| bind_error(std::io::Error::other("no async runtime")))?;
     quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime).map_err(bind_error)
@@ -550,7 +587,6 @@ async fn serve_agent(
         .map_err(|e| e.to_string())?;
     let mut session = Session::server(server.session_config(), Instant::now().into());
     session.set_media_clock(crate::media_clock::media_clock());
-    let mut buf = vec![0u8; 16 * 1024];
     // Dropped on every way out of this function (including cancellation at shutdown): detaches
     // the station's output and stops the audio writer.
     let mut audio: Option<AudioStream> = None;
@@ -560,8 +596,10 @@ async fn serve_agent(
     let result = loop {
         let deadline = session.poll_timeout().map(Instant::from_std);
         tokio::select! {
-            read = recv.read(&mut buf) => match read {
-                Ok(Some(n)) => session.handle_input(Instant::now().into(), &buf[..n]),
+            // Chunks as quinn holds them, not copied into a buffer of our own: at 10,000 agents a
+            // 16 KiB read buffer each was 160 MB of the server's memory.
+            read = recv.read_chunk(usize::MAX, true) => match read {
+                Ok(Some(chunk)) => session.handle_input(Instant::now().into(), &chunk.bytes),
                 Ok(None) => break Err("agent closed the control stream".to_string()),
                 Err(e) if closed_for_shutdown(&e) => break Ok(()),
                 Err(e) => break Err(e.to_string()),
@@ -635,6 +673,13 @@ async fn serve_agent(
                     }
                     audio = Some(AudioStream::start(output, conn.clone()));
                     established = true;
+                    // The Welcome goes out before the link is recorded: the record waits for the
+                    // disk, and the agent's session need not.
+                    if let Err(e) = flush(&mut session, &mut send).await {
+                        close(conn, ErrorCode::Timeout, &e);
+                        closed = Some(e);
+                        break;
+                    }
                     record_link(server, commune, true, String::new()).await;
                 }
                 Event::JournalBatch(batch) => match &server.uptime {
@@ -852,13 +897,16 @@ impl AudioStream {
                     .await
                     .map_err(|e| format!("cannot open audio stream: {e}"))?;
                 loop {
-                    for (bytes, is_frame) in source.next_batch().await {
-                        let len = bytes.len();
-                        stream
-                            .write_chunk(bytes)
-                            .await
-                            .map_err(|e| format!("audio stream closed: {e}"))?;
-                        source.sent(len, is_frame);
+                    let batch = source.next_batch().await;
+                    // One write for the whole batch: one wake-up of the connection, and frames
+                    // queued together leave in one packet.
+                    let mut chunks: Vec<Bytes> = batch.iter().map(|(b, _)| b.clone()).collect();
+                    stream
+                        .write_all_chunks(&mut chunks)
+                        .await
+                        .map_err(|e| format!("audio stream closed: {e}"))?;
+                    for (bytes, is_frame) in &batch {
+                        source.sent(bytes.len(), *is_frame);
                     }
                 }
             }
@@ -1009,5 +1057,23 @@ async fn close_revoked(server: Arc<Server>) {
                 close(conn, ErrorCode::Revoked, REVOKED_REASON);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_packed_only_past_the_packet_budget_and_never_beyond_100_ms() {
+        // Bình Sơn's 22 agents, and a province's 500: one frame per packet.
+        assert_eq!(frames_per_write(22, 25_000), 1);
+        assert_eq!(frames_per_write(500, 25_000), 1);
+        assert_eq!(frames_per_write(501, 25_000), 2);
+        assert_eq!(frames_per_write(2_000, 25_000), 4);
+        // Every commune of Vietnam: capped at five frames (100 ms).
+        assert_eq!(frames_per_write(10_599, 25_000), MAX_FRAMES_PER_WRITE);
+        assert_eq!(frames_per_write(10_599, 1_000_000), 1);
+        assert_eq!(frames_per_write(0, 25_000), 1);
     }
 }

@@ -65,6 +65,8 @@ struct State {
     current: Option<Current>,
     /// Frames of each recent programme sent to this station, across interruptions.
     sent_per_programme: VecDeque<(u64, u64)>,
+    /// The queue is due to be written (a batch is complete, or a marker waits).
+    due: bool,
 }
 
 impl State {
@@ -105,6 +107,11 @@ pub struct StationOutput {
     notify: Notify,
     capacity: usize,
     counters: SendCounters,
+    /// Audio frames written to the agent together (see [`StationOutput::set_frames_per_write`]).
+    frames_per_write: AtomicU64,
+    /// Which ticks complete this station's batches: a hash of its id, so that the stations'
+    /// writes spread evenly over the ticks instead of all falling on the same one.
+    flush_phase: u64,
 }
 
 impl StationOutput {
@@ -116,7 +123,21 @@ impl StationOutput {
             notify: Notify::new(),
             capacity: capacity.max(1),
             counters: SendCounters::default(),
+            frames_per_write: AtomicU64::new(1),
+            flush_phase: station.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            }),
         }
+    }
+
+    /// Writes the agent's audio `n` frames at a time (at least 1): one QUIC packet, one wake-up
+    /// of the connection and one acknowledgement for every `n` frames instead of every frame.
+    /// The server raises it when thousands of agents would otherwise need more packets a second
+    /// than it can send (`server.rs`, `frames_per_write`); each frame then waits up to `n - 1`
+    /// ticks, which the agents' playout delay absorbs. Markers are written at once whatever it
+    /// is: an emergency never waits for a batch.
+    pub fn set_frames_per_write(&self, n: u64) {
+        self.frames_per_write.store(n.max(1), Ordering::Relaxed);
     }
 
     /// The station id.
@@ -165,6 +186,7 @@ impl StationOutput {
             });
             if state.attached {
                 state.queue.push_back(Entry::Marker(end));
+                state.due = true;
             }
         }
         if let Some((programme_id, name, level)) = programme {
@@ -177,11 +199,15 @@ impl StationOutput {
             if state.attached {
                 let start = state.start_marker(&current);
                 state.queue.push_back(start);
+                state.due = true;
             }
             state.current = Some(current);
         }
+        let due = state.due;
         drop(state);
-        self.notify.notify_one();
+        if due {
+            self.notify.notify_one();
+        }
     }
 
     /// Queues one frame of the programme on air, of the tick at media time `server_time_us`.
@@ -206,6 +232,12 @@ impl StationOutput {
             server_time_us,
         });
         state.queued_frames += 1;
+        let per_write = self.frames_per_write.load(Ordering::Relaxed).max(1);
+        if state.queued_frames as u64 >= per_write
+            || sequence.wrapping_add(self.flush_phase) % per_write == 0
+        {
+            state.due = true;
+        }
         if state.queued_frames > self.capacity {
             if let Some(i) = state
                 .queue
@@ -217,8 +249,11 @@ impl StationOutput {
                 self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let due = state.due;
         drop(state);
-        self.notify.notify_one();
+        if due {
+            self.notify.notify_one();
+        }
     }
 
     /// An agent connection starts draining this output. Whatever an earlier connection left
@@ -232,12 +267,14 @@ impl StationOutput {
         let generation = state.generation;
         state.queue.clear();
         state.queued_frames = 0;
+        state.due = false;
         state.attached = true;
         if let Some(mut current) = state.current.clone() {
             current.first_sequence = state.next_sequence;
             let start = state.start_marker(&current);
             state.queue.push_back(start);
             state.current = Some(current);
+            state.due = true;
         }
         drop(state);
         self.notify.notify_one();
@@ -254,22 +291,25 @@ impl StationOutput {
             state.attached = false;
             state.queue.clear();
             state.queued_frames = 0;
+            state.due = false;
         }
     }
 
-    /// Waits for queued messages and returns them serialised, oldest first, with a flag telling
-    /// audio frames from markers.
+    /// Waits until the queue is due to be written (a batch of frames is complete, or a marker
+    /// waits) and returns it serialised, oldest first, with a flag telling audio frames from
+    /// markers.
     pub async fn next_batch(&self) -> Vec<(Bytes, bool)> {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let batch: Vec<Entry> = match self.state.lock() {
-                Ok(mut state) => {
+                Ok(mut state) if state.due => {
+                    state.due = false;
                     state.queued_frames = 0;
                     state.queue.drain(..).collect()
                 }
-                Err(_) => Vec::new(),
+                _ => Vec::new(),
             };
             if !batch.is_empty() {
                 return batch
@@ -393,5 +433,81 @@ mod tests {
         assert!(matches!(msgs[0], Message::ProgrammeStart(_)));
         assert_eq!(seqs(&msgs), vec![3, 4]);
         assert_eq!(out.counters().frames_dropped.load(Ordering::Relaxed), 3);
+    }
+
+    /// The batch due now, if one is, without waiting.
+    fn ready(out: &StationOutput) -> Option<Vec<Message>> {
+        use std::future::Future;
+        let mut batch = Box::pin(drain(out));
+        let waker = std::task::Waker::noop();
+        match batch
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+        {
+            std::task::Poll::Ready(msgs) => Some(msgs),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn frames_go_out_in_batches_and_markers_at_once() {
+        let out = StationOutput::new("binh-thanh", 100);
+        out.set_frames_per_write(3);
+        out.attach();
+        out.switch(Some((1, "x", ProgrammeLevel::Normal)));
+        // The start marker is due at once: an emergency never waits for a batch.
+        let first = ready(&out).expect("the marker at once");
+        assert!(matches!(first[..], [Message::ProgrammeStart(_)]));
+        let mut batches = Vec::new();
+        for _ in 0..9 {
+            out.push_frame(Bytes::from_static(b"f"), 0);
+            if let Some(msgs) = ready(&out) {
+                batches.push(seqs(&msgs));
+            }
+        }
+        // Batches end on this station's phase, so the first may be short; none is longer than
+        // three frames, and together they are the whole unbroken stream.
+        assert!(
+            batches.iter().all(|b| !b.is_empty() && b.len() <= 3),
+            "{batches:?}"
+        );
+        assert!((3..=4).contains(&batches.len()), "{batches:?}");
+        let all: Vec<u64> = batches.concat();
+        let queued = 9 - all.len() as u64;
+        assert!(queued < 3);
+        assert_eq!(all, (0..all.len() as u64).collect::<Vec<_>>());
+        out.switch(None);
+        let rest = ready(&out).expect("the end marker flushes what is queued");
+        assert_eq!(seqs(&rest).len() as u64, queued);
+        assert!(matches!(rest.last(), Some(Message::ProgrammeEnd(_))));
+    }
+
+    #[test]
+    fn stations_complete_their_batches_on_different_ticks() {
+        // 100 stations writing every 5 frames: if all wrote on the same tick, every fifth tick
+        // would carry all 100 writes at once.
+        let outputs: Vec<StationOutput> = (0..100)
+            .map(|i| {
+                let o = StationOutput::new(&format!("xa-{i:05}"), 100);
+                o.set_frames_per_write(5);
+                o.attach();
+                o.switch(Some((1, "x", ProgrammeLevel::Normal)));
+                let _ = ready(&o);
+                o
+            })
+            .collect();
+        let mut per_tick = Vec::new();
+        for _ in 0..5 {
+            let mut writes = 0;
+            for o in &outputs {
+                o.push_frame(Bytes::from_static(b"f"), 0);
+                if ready(o).is_some() {
+                    writes += 1;
+                }
+            }
+            per_tick.push(writes);
+        }
+        assert_eq!(per_tick.iter().sum::<usize>(), 100, "{per_tick:?}");
+        assert!(per_tick.iter().all(|&w| w <= 40), "{per_tick:?}");
     }
 }

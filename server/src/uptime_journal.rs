@@ -99,6 +99,8 @@ pub struct UptimeJournal {
     clusters: sled::Tree,
     runs: sled::Tree,
     path: PathBuf,
+    /// Flushes shared by concurrent writers (`group_commit.rs`).
+    group: std::sync::Arc<crate::group_commit::GroupCommit>,
 }
 
 fn agent_prefix(agent: &str) -> Vec<u8> {
@@ -122,6 +124,7 @@ impl UptimeJournal {
             clusters: open(CLUSTERS_TREE)?,
             runs: open(RUNS_TREE)?,
             path: path.clone(),
+            group: Default::default(),
         })
     }
 
@@ -150,7 +153,7 @@ impl UptimeJournal {
         self.records
             .apply_batch(writes)
             .map_err(|e| self.db_error(e))?;
-        self.db.flush().map_err(|e| self.db_error(e))?;
+        self.flush()?;
         Ok(JournalAck {
             journal_id: batch.journal_id,
             first_seq: first.seq,
@@ -177,8 +180,14 @@ impl UptimeJournal {
         self.links
             .insert(key, value)
             .map_err(|e| self.db_error(e))?;
-        self.db.flush().map_err(|e| self.db_error(e))?;
-        Ok(())
+        self.flush()
+    }
+
+    /// Makes what this thread wrote durable, sharing the disk sync with concurrent writers.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.group
+            .commit(|| self.db.flush().map(drop))
+            .map_err(|e| self.db_error(e))
     }
 
     /// Every record `agent` uploaded, by journal then sequence.
@@ -306,7 +315,7 @@ impl UptimeJournal {
             },
         };
         self.write_run(&marker)?;
-        self.db.flush().map_err(|e| self.db_error(e))?;
+        self.flush()?;
         Ok(marker)
     }
 
@@ -322,8 +331,7 @@ impl UptimeJournal {
     /// is then its stop. Blocking.
     pub fn record_stop(&self, marker: &mut RunMarker, unix_ms: u64) -> Result<(), StoreError> {
         self.record_alive(marker, unix_ms)?;
-        self.db.flush().map_err(|e| self.db_error(e))?;
-        Ok(())
+        self.flush()
     }
 
     fn write_run(&self, marker: &RunMarker) -> Result<(), StoreError> {

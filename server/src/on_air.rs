@@ -221,7 +221,12 @@ impl OnAir {
         config: OnAirConfig,
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        let (events, _) = broadcast::channel(1024);
+        let outputs: Vec<Arc<StationOutput>> = outputs.into_iter().collect();
+        // One tick can switch every station: a programme's end and the next one's start are two
+        // events per station, all sent before any subscriber runs. A channel smaller than that
+        // made subscribers lag at a province's size (3,000 stations): `play_bulletin` missed the
+        // end of `--repeat`'s programme and never started the next.
+        let (events, _) = broadcast::channel(1024.max(4 * outputs.len()));
         let (schedule_tx, schedule) = watch::channel(Arc::new(ladder.scheduler().clone()));
         let mut controller = Controller::new(Router::new(outputs), ladder, config, events.clone());
         controller.schedule = Some(schedule_tx);

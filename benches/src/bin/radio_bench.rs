@@ -41,6 +41,8 @@ struct Options {
     window: Duration,
     late_ms: f64,
     handshakes: usize,
+    /// Where to write the server's log (it is otherwise only summarised).
+    server_log: Option<String>,
     /// A profiler to start the server under (`--wrap "heaptrack"`, `--wrap "perf record -g --"`).
     wrap: Option<String>,
 }
@@ -54,6 +56,8 @@ fn main() -> anyhow::Result<()> {
         window: Duration::from_secs(arg(&args, "--window", 30)?),
         late_ms: arg(&args, "--late-ms", 300.0)?,
         handshakes: arg(&args, "--handshakes", 64)?,
+        server_log: arg(&args, "--server-log", String::new())
+            .map(|w| Some(w).filter(|w| !w.is_empty()))?,
         wrap: arg(&args, "--wrap", String::new()).map(|w| Some(w).filter(|w| !w.is_empty()))?,
     };
     let server_bin = release_binary("radio-server");
@@ -71,7 +75,12 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let programme = dir.path().join("programme.wav");
-    radio_tests::write_wav(&programme, &radio_tests::test_signal(60.0), 48_000);
+    let programme_secs: f32 = arg(&args, "--programme-secs", 60.0)?;
+    radio_tests::write_wav(
+        &programme,
+        &radio_tests::test_signal(programme_secs),
+        48_000,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -254,7 +263,28 @@ async fn one_run(
         e.close(0u32.into(), b"bench over");
     }
     let _ = real_agent.terminate();
-    let (status, _) = server.terminate();
+    if opts.wrap.is_some() {
+        // The profiler waits for the server: stop the server itself, and the profiler writes
+        // its data and exits.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &server_pid.to_string()])
+            .status();
+    }
+    let (status, lines) = server.terminate();
+    if let Some(path) = &opts.server_log {
+        std::fs::write(path, lines.join("\n"))?;
+    }
+    // What went wrong on the server's side, if anything, for the operator of the bench.
+    let problems: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .collect();
+    if !problems.is_empty() {
+        eprintln!("server: {} warnings and errors; the first:", problems.len());
+        for l in problems.iter().take(5) {
+            eprintln!("  {l}");
+        }
+    }
 
     let received = stats.received.load(Ordering::Relaxed);
     let missing = stats.missing.load(Ordering::Relaxed);

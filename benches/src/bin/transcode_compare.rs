@@ -76,7 +76,7 @@ fn make_inputs(dir: &Path, minutes: u32) -> anyhow::Result<Vec<PathBuf>> {
                     "-f",
                     "lavfi",
                     "-i",
-                    "anoisesrc=color=pink:amplitude=0.02:r=44100",
+                    "anoisesrc=color=pink:amplitude=0.02:r=44100:seed=2026",
                 ])
                 .args([
                     "-filter_complex",

@@ -55,6 +55,47 @@ fn udp_receive_buffer_drops() -> u64 {
         .unwrap_or(0)
 }
 
+/// Datagrams dropped so far by this process's UDP sockets (the `drops` column of
+/// `/proc/net/udp`, sockets found by inode among `/proc/self/fd`): the server's socket (by its
+/// port) and the agents' together.
+fn socket_drops(server_port: u16) -> (u64, u64) {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
+    let (mut server, mut agents) = (0, 0);
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(inode), Some(drops)) = (f.get(1), f.get(9), f.get(12)) else {
+            continue;
+        };
+        if !inodes.contains(*inode) {
+            continue;
+        }
+        let drops: u64 = drops.parse().unwrap_or(0);
+        let port = local
+            .rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        if port == Some(server_port) {
+            server += drops;
+        } else {
+            agents += drops;
+        }
+    }
+    (server, agents)
+}
+
 /// The idle timeout of both ends here instead of the 3 s they use. A thousand agents, the server
 /// and other builds share two cores, and a connection starved of keep-alives for 3 s was closed
 /// in one of five runs; the timeout decides when a dead link is noticed, not what a frame costs.
@@ -270,6 +311,7 @@ fn quic_fanout(c: &mut Criterion) {
         };
         let mut agents = rt.block_on(connect(n, server.addr, client_config.clone()));
         let drops = udp_receive_buffer_drops();
+        let (server_drops, agent_drops) = socket_drops(server.addr.port());
         let mut sequence = 0;
         let mut server_ns_per_frame = Vec::new();
         g.throughput(Throughput::Elements(n as u64));
@@ -298,12 +340,15 @@ fn quic_fanout(c: &mut Criterion) {
         println!(
             "quic_fanout/{name}/{n}: server thread CPU per frame, median of {} \
              samples: {:.1} µs ({:.2} µs per agent); {} frames; datagrams dropped by full \
-             receive buffers meanwhile (machine-wide): {}",
+             receive buffers meanwhile: {} machine-wide, {} at the server's socket, {} at the \
+             agents'",
             server_ns_per_frame.len(),
             radio_benches::summary::median(&server_ns_per_frame) / 1e3,
             radio_benches::summary::median(&server_ns_per_frame) / 1e3 / n as f64,
             sequence,
             udp_receive_buffer_drops() - drops,
+            socket_drops(server.addr.port()).0 - server_drops,
+            socket_drops(server.addr.port()).1 - agent_drops,
         );
         drop(agents);
         drop(server);

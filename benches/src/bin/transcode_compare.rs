@@ -13,10 +13,12 @@
 //! - server: `radio_server::pipeline::ProgrammeEncoder`, in this process, exactly as a playback
 //!   pulls it (symphonia → downmix → rubato to 48 kHz → libopus), every packet pulled and
 //!   dropped: the server streams packets, it writes no file.
-//! - ffmpeg: `-c:a libopus` with what `FrameEncoder` sets: 32 kb/s VBR, `voip`, 20 ms frames,
-//!   mono, 48 kHz, no FEC, and complexity 9 (`-compression_level 9`): the server never sets
-//!   one, and the libopus it links (the copy bundled with `audiopus_sys`) defaults to 9, not to
-//!   ffmpeg's 10. Output to an Ogg Opus file in the temporary directory.
+//! - ffmpeg: `-c:a libopus` with what `FrameEncoder` gets: 32 kb/s, `voip`, 20 ms frames, mono,
+//!   48 kHz, no FEC, and what libopus defaults to where the server sets nothing (the copy
+//!   bundled with `audiopus_sys`, 1.3.1, `opus_encoder_init`): complexity 9
+//!   (`-compression_level 9`, ffmpeg's own default is 10) and constrained VBR (`-vbr
+//!   constrained`, ffmpeg's `on` is unconstrained). Output to an Ogg Opus file in the temporary
+//!   directory.
 //!
 //! The two alternate within each run (which goes first alternates too), so a noisy neighbour
 //! on the shared machine slows both. Reported: wall time of each, CPU time (the server's own
@@ -143,7 +145,7 @@ fn ffmpeg(input: &Path, output: &Path) -> anyhow::Result<Timing> {
             .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
             .arg(input)
             .args(["-ac", "1", "-ar", "48000", "-c:a", "libopus"])
-            .args(["-b:a", &BITRATE.to_string(), "-vbr", "on"])
+            .args(["-b:a", &BITRATE.to_string(), "-vbr", "constrained"])
             .args(["-application", "voip", "-frame_duration", "20"])
             .args(["-compression_level", "9", "-fec", "0"])
             .arg(output),

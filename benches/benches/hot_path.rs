@@ -29,6 +29,17 @@ fn wire(c: &mut Criterion) {
         let msg = frame(42);
         b.iter(|| std::hint::black_box(msg.to_bytes()))
     });
+    let one = frame(42).to_bytes();
+    g.bench_function("decode_audio_frame", |b| {
+        b.iter(|| {
+            let mut reader = FrameReader::new();
+            reader.push(std::hint::black_box(&one));
+            match reader.next_message() {
+                Ok(Some(Message::AudioFrame(f))) => f.sequence,
+                other => panic!("not an audio frame: {other:?}"),
+            }
+        })
+    });
     let stream: Vec<u8> = (0..1000)
         .flat_map(|s| frame(s).to_bytes().to_vec())
         .collect();
@@ -63,7 +74,7 @@ fn opus_encode(c: &mut Criterion) {
 
 fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
-    for agents in [22usize, 1000] {
+    for agents in [22usize, 1000, 10_000] {
         g.throughput(Throughput::Elements(agents as u64));
         g.bench_with_input(
             BenchmarkId::new("route_one_frame", agents),

@@ -3,7 +3,12 @@
 //!
 //! # Layout
 //! - `benches/hot_path.rs` — criterion: wire encode/decode of an audio frame, Opus encoding of one
-//!   20 ms frame, and routing one frame to 22 and 1,000 station outputs.
+//!   20 ms frame, and routing one frame to 22, 1,000 and 10,000 station outputs.
+//! - `benches/quic_fanout.rs` — criterion: one frame written to N real QUIC connections (mutual
+//!   TLS) until every agent has read it.
+//! - `benches/journal.rs` — criterion: the server storing a journal batch, the agent appending a
+//!   record and applying an acknowledgement, on disk.
+//! - `src/bin/transcode_compare.rs` — the server's pipeline against `ffmpeg -c:a libopus`.
 //! - `src/summary.rs` — medians, percentiles and `--flag VALUE` arguments for the binaries.
 //! - `src/bin/radio_bench.rs` (`radio-bench`) — the load harness: the real server, N simulated
 //!   agents and one real agent; JSON of frames, latency, CPU and memory.

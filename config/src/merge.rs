@@ -28,7 +28,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 15] = [
+const SERVER_FIELDS: [&str; 16] = [
     "listen",
     "public_address",
     "server_name",
@@ -40,6 +40,7 @@ const SERVER_FIELDS: [&str; 15] = [
     "max_agents",
     "send_queue_frames",
     "audio_packet_budget",
+    "quic_sockets",
     "prefetch_horizon_hours",
     "log",
     "admin_listen",
@@ -157,6 +158,7 @@ pub fn merge_server(
             "audio_packet_budget" => {
                 cfg.audio_packet_budget = env_parse(var, value, "packets a second")?
             }
+            "quic_sockets" => cfg.quic_sockets = env_parse(var, value, "a socket count")?,
             "prefetch_horizon_hours" => {
                 cfg.prefetch_horizon_hours = env_parse(var, value, "hours")?
             }
@@ -641,6 +643,7 @@ log = \"debug\"
             max_agents: 22,
             send_queue_frames: 50,
             audio_packet_budget: 25_000,
+            quic_sockets: 1,
             prefetch_horizon_hours: 6,
             log: "trace".into(),
             admin_listen: "0.0.0.0:4481".parse().expect("addr"),

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// packet (up to 100 ms): past it, thousands of agents cost more in packets than the
     /// machine can send. Measured on two cores (BENCHMARKS.md, "Load").
     pub audio_packet_budget: u32,
+    /// UDP sockets sharing the QUIC port (`SO_REUSEPORT`), each with its own endpoint: one is
+    /// enough for a district; a province's thousands of agents need several (see
+    /// docs/ARCHITECTURE.md, "Thousands of agents").
+    pub quic_sockets: u32,
     /// Hours ahead that scheduled recordings (file and playlist entries) are sent to the
     /// agents, which keep them and air them at their slots even if the link is down; 0 sends
     /// none.
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             // 5 s of 20 ms frames: rides out a short stall without unbounded memory per agent.
             send_queue_frames: 250,
             audio_packet_budget: 25_000,
+            quic_sockets: 1,
             prefetch_horizon_hours: 24,
             log: "info".to_owned(),
             admin_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480),
@@ -164,6 +169,7 @@ impl ServerConfig {
             return Err(Invalid::new("max_agents", "must be at least 1 (got 0)"));
         }
         in_range("send_queue_frames", self.send_queue_frames, 10, 3_000)?;
+        in_range("quic_sockets", self.quic_sockets, 1, 64)?;
         in_range(
             "audio_packet_budget",
             self.audio_packet_budget,
@@ -216,6 +222,7 @@ mod tests {
         assert_eq!(cfg.max_agents, 10_000);
         assert_eq!(cfg.send_queue_frames, 250);
         assert_eq!(cfg.audio_packet_budget, 25_000);
+        assert_eq!(cfg.quic_sockets, 1);
         assert_eq!(cfg.log, "info");
         assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:4480");
         assert!(!cfg.admin_allow_remote);
@@ -312,6 +319,13 @@ mod tests {
                     ..d()
                 },
                 "audio_packet_budget",
+            ),
+            (
+                ServerConfig {
+                    quic_sockets: 0,
+                    ..d()
+                },
+                "quic_sockets",
             ),
             (
                 ServerConfig {

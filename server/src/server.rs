@@ -307,12 +307,33 @@ pub fn frames_per_write(connected: usize, budget: u32) -> u64 {
     (packets.div_ceil(budget.max(1) as usize) as u64).clamp(1, MAX_FRAMES_PER_WRITE)
 }
 
-/// Binds the QUIC endpoint on `config.listen` with the CA's fresh server certificate and the
-/// data directory's stateless-reset key (`reset_key.rs`).
-pub fn bind(
-    config: &ServerConfig,
-    ca: &CertificateAuthority,
-) -> Result<quinn::Endpoint, ServerError> {
+/// The server's QUIC endpoints: one per socket (`quic_sockets`), all on the listening port.
+///
+/// One quinn endpoint takes every datagram of its socket in one task, a slice of at most 50 µs
+/// at a time between the other tasks' turns; with thousands of agents' acknowledgements, that
+/// task fell behind and its socket overflowed while the workers still had time to spare
+/// (BENCHMARKS.md, "Load"). With `SO_REUSEPORT` the kernel spreads the agents over several
+/// sockets by address and port, each with its own endpoint; an agent's datagrams always reach
+/// the same one, as long as its address and port stay the same. An agent whose NAT gives it a
+/// new port mid-session reaches another endpoint, which answers with a stateless reset: the
+/// agent reconnects at once. So several sockets are for a province's thousands of agents; a
+/// district keeps the default, one.
+#[derive(Debug, Clone)]
+pub struct Endpoints(Vec<quinn::Endpoint>);
+
+impl Endpoints {
+    /// The address the endpoints listen on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0
+            .first()
+            .ok_or_else(|| std::io::Error::other("no endpoint"))?
+            .local_addr()
+    }
+}
+
+/// Binds the QUIC endpoints on `config.listen` (`quic_sockets` of them) with the CA's fresh
+/// server certificate and the data directory's stateless-reset key (`reset_key.rs`).
+pub fn bind(config: &ServerConfig, ca: &CertificateAuthority) -> Result<Endpoints, ServerError> {
     let revocations = Arc::new(Revocations::open(ca.dir())?);
     let server_config = tls::server_config(
         ca,
@@ -325,30 +346,46 @@ pub fn bind(
         addr: config.listen,
         error,
     };
-    let (socket, sizes) =
-        crate::udp_socket::bind(config.listen, crate::udp_socket::SOCKET_BUFFER_BYTES)
-            .map_err(bind_error)?;
-    // A district's few dozen agents never fill the default buffers; a province's thousands do.
-    if sizes.capped(crate::udp_socket::SOCKET_BUFFER_BYTES) && config.max_agents > 1000 {
-        warn!(
-            receive = sizes.receive,
-            send = sizes.send,
-            "the kernel capped the QUIC socket's buffers: with thousands of agents, bursts will \
-             be dropped; raise the cap with `sysctl -w net.core.rmem_max=16777216 \
-             net.core.wmem_max=16777216`"
+    let sockets = config.quic_sockets.max(1) as usize;
+    let mut endpoints = Vec::with_capacity(sockets);
+    let mut addr = config.listen;
+    for _ in 0..sockets {
+        let (socket, sizes) =
+            crate::udp_socket::bind(addr, crate::udp_socket::SOCKET_BUFFER_BYTES, sockets > 1)
+                .map_err(bind_error)?;
+        // With port 0, the first socket's port is the one the others share.
+        addr = socket.local_addr().map_err(bind_error)?;
+        // A district's few dozen agents never fill the default buffers; a province's thousands
+        // do.
+        if endpoints.is_empty()
+            && sizes.capped(crate::udp_socket::SOCKET_BUFFER_BYTES)
+            && config.max_agents > 1000
+        {
+            warn!(
+                receive = sizes.receive,
+                send = sizes.send,
+                "the kernel capped the QUIC socket's buffers: with thousands of agents, bursts \
+                 will be dropped; raise the cap with `sysctl -w net.core.rmem_max=16777216 \
+                 net.core.wmem_max=16777216`"
+            );
+        }
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| bind_error(std::io::Error::other("no async runtime")))?;
+        endpoints.push(
+            quinn::Endpoint::new(
+                endpoint_config.clone(),
+                Some(server_config.clone()),
+                socket,
+                runtime,
+            )
+            .map_err(bind_error)?,
         );
     }
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| bind_error(std::io::Error::other("no async runtime")))?;
-    quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime).map_err(bind_error)
+    Ok(Endpoints(endpoints))
 }
 
 /// Accepts agents on `endpoint` until `shutdown` completes, then closes every session and drains.
-pub async fn run(
-    endpoint: quinn::Endpoint,
-    server: Arc<Server>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn run(endpoints: Endpoints, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
     let run_marker = start_run(&server).await;
     load_clusters(&server).await;
     // Aborted however `run` ends, even dropped mid-way.
@@ -368,10 +405,27 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    // Every endpoint's new connections, in one queue: the handshake limit is the server's.
+    let (incoming_tx, mut incoming_rx) = tokio::sync::mpsc::channel(MAX_CONCURRENT_HANDSHAKES);
+    let _accepting: Vec<AbortOnDrop> = endpoints
+        .0
+        .iter()
+        .map(|endpoint| {
+            let (endpoint, tx) = (endpoint.clone(), incoming_tx.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                while let Some(incoming) = endpoint.accept().await {
+                    if tx.send(incoming).await.is_err() {
+                        break;
+                    }
+                }
+            }))
+        })
+        .collect();
+    drop(incoming_tx);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            incoming = endpoint.accept() => {
+            incoming = incoming_rx.recv() => {
                 let Some(incoming) = incoming else { break };
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                     // Under a flood, make unproven addresses prove they can receive first.
@@ -405,11 +459,18 @@ pub async fn run(
     {
         warn!("some sessions did not close in time");
     }
-    endpoint.close(
-        quinn::VarInt::from_u32(ErrorCode::Shutdown.as_u16().into()),
-        b"server shutting down",
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    for endpoint in &endpoints.0 {
+        endpoint.close(
+            quinn::VarInt::from_u32(ErrorCode::Shutdown.as_u16().into()),
+            b"server shutting down",
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        for endpoint in &endpoints.0 {
+            endpoint.wait_idle().await;
+        }
+    })
+    .await;
     drop(keep_alive);
     if let Some((uptime, mut marker)) = run_marker {
         // The sessions' ends are recorded by now; this makes the run's end as precise as

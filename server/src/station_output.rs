@@ -12,9 +12,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use radio_proto::{
-    AudioFrame, Message, ProgrammeEnd, ProgrammeLevel, ProgrammeStart, FRAME_SAMPLES,
+    AudioFrame, Encode, Message, ProgrammeEnd, ProgrammeLevel, ProgrammeStart, FRAME_SAMPLES,
 };
 use tokio::sync::Notify;
 
@@ -71,10 +71,11 @@ struct State {
 
 impl State {
     fn sent_of(&mut self, programme_id: u64) -> &mut u64 {
+        // From the back: the programme on air is the newest, and this runs for every frame.
         if let Some(i) = self
             .sent_per_programme
             .iter()
-            .position(|(id, _)| *id == programme_id)
+            .rposition(|(id, _)| *id == programme_id)
         {
             return &mut self.sent_per_programme[i].1;
         }
@@ -312,7 +313,7 @@ impl StationOutput {
                 _ => Vec::new(),
             };
             if !batch.is_empty() {
-                return batch
+                let messages: Vec<(Message, bool)> = batch
                     .into_iter()
                     .map(|e| match e {
                         Entry::Frame {
@@ -326,11 +327,21 @@ impl StationOutput {
                                 timestamp: sequence * u64::from(FRAME_SAMPLES),
                                 server_time_us,
                                 payload,
-                            })
-                            .to_bytes(),
+                            }),
                             true,
                         ),
-                        Entry::Marker(m) => (m.to_bytes(), false),
+                        Entry::Marker(m) => (m, false),
+                    })
+                    .collect();
+                // One buffer for the whole batch, each message a view into it: one allocation
+                // per write instead of one per frame, for every agent.
+                let mut buf =
+                    BytesMut::with_capacity(messages.iter().map(|(m, _)| m.encoded_len()).sum());
+                return messages
+                    .iter()
+                    .map(|(m, is_frame)| {
+                        m.encode(&mut buf);
+                        (buf.split().freeze(), *is_frame)
                     })
                     .collect();
             }

@@ -33,9 +33,17 @@ impl BufferSizes {
 }
 
 /// Binds a UDP socket on `addr` with receive and send buffers of `buffer` bytes, or as much as
-/// the kernel allows.
-pub fn bind(addr: SocketAddr, buffer: usize) -> std::io::Result<(UdpSocket, BufferSizes)> {
+/// the kernel allows; with `shared`, other sockets may bind the same port (`SO_REUSEPORT`) and
+/// the kernel spreads the peers over them by address and port.
+pub fn bind(
+    addr: SocketAddr,
+    buffer: usize,
+    shared: bool,
+) -> std::io::Result<(UdpSocket, BufferSizes)> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         // As std's bind does: a socket on `[::]` takes IPv4 too only where the system says so.
         let _ = socket.set_only_v6(false);
@@ -58,7 +66,7 @@ mod tests {
     #[test]
     fn binds_with_larger_buffers_than_the_default() {
         let (socket, sizes) =
-            bind("127.0.0.1:0".parse().expect("addr"), 1024 * 1024).expect("bind");
+            bind("127.0.0.1:0".parse().expect("addr"), 1024 * 1024, false).expect("bind");
         assert_ne!(socket.local_addr().expect("addr").port(), 0);
         // Linux's default is 208 KiB; even a machine capped at that would not pass this.
         assert!(
@@ -68,5 +76,42 @@ mod tests {
         );
         assert!(sizes.send > 256 * 1024, "send buffer {}", sizes.send);
         assert!(!sizes.capped(1024 * 1024));
+    }
+
+    #[test]
+    fn shared_sockets_bind_one_port_and_a_peer_always_reaches_the_same_one() {
+        let (first, _) = bind("127.0.0.1:0".parse().expect("addr"), 1 << 20, true).expect("bind");
+        let addr = first.local_addr().expect("addr");
+        let (second, _) = bind(addr, 1 << 20, true).expect("a second socket on the port");
+        for s in [&first, &second] {
+            s.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+                .expect("timeout");
+        }
+        let peers: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("peer"))
+            .collect();
+        let mut reached = [0usize; 2];
+        for peer in &peers {
+            for _ in 0..3 {
+                peer.send_to(b"x", addr).expect("send");
+            }
+            let mut got = [0usize; 2];
+            let mut buf = [0u8; 8];
+            for (i, s) in [&first, &second].into_iter().enumerate() {
+                while let Ok((_, from)) = s.recv_from(&mut buf) {
+                    assert_eq!(from, peer.local_addr().expect("addr"));
+                    got[i] += 1;
+                }
+            }
+            // All of a peer's datagrams at one socket: its endpoint knows its connection.
+            assert!(got == [3, 0] || got == [0, 3], "{got:?}");
+            reached[0] += got[0];
+            reached[1] += got[1];
+        }
+        assert_eq!(reached.iter().sum::<usize>(), 48);
+        assert!(
+            reached.iter().all(|&n| n > 0),
+            "all peers on one socket: {reached:?}"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! ```sh
 //! cargo run --release -p radio-benches --bin radio-bench -- [--agents N] [--runs R]
-//!     [--warmup SECS] [--window SECS] [--late-ms MS] [--handshakes K]
+//!     [--warmup SECS] [--window SECS] [--late-ms MS] [--handshakes K] [--quic-sockets K]
+//!     [--programme-secs S] [--server-log FILE] [--wrap "PROFILER ARGS"]
 //! ```
 //!
 //! Latency runs from the frame's stamp on the server's media clock (its router tick) to the
@@ -41,6 +42,8 @@ struct Options {
     window: Duration,
     late_ms: f64,
     handshakes: usize,
+    /// The server's `quic_sockets`.
+    quic_sockets: u32,
     /// Where to write the server's log (it is otherwise only summarised).
     server_log: Option<String>,
     /// A profiler to start the server under (`--wrap "heaptrack"`, `--wrap "perf record -g --"`).
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         window: Duration::from_secs(arg(&args, "--window", 30)?),
         late_ms: arg(&args, "--late-ms", 300.0)?,
         handshakes: arg(&args, "--handshakes", 64)?,
+        quic_sockets: arg(&args, "--quic-sockets", 1)?,
         server_log: arg(&args, "--server-log", String::new())
             .map(|w| Some(w).filter(|w| !w.is_empty()))?,
         wrap: arg(&args, "--wrap", String::new()).map(|w| Some(w).filter(|w| !w.is_empty()))?,
@@ -125,9 +129,10 @@ async fn one_run(
     std::fs::write(
         &config,
         format!(
-            "district_file = {:?}\nmax_agents = {}\n",
+            "district_file = {:?}\nmax_agents = {}\nquic_sockets = {}\n",
             district.district_file.display().to_string(),
-            opts.agents + 1
+            opts.agents + 1,
+            opts.quic_sockets
         ),
     )?;
     let server_args = [
@@ -314,6 +319,7 @@ async fn one_run(
             "p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": q(1.0),
         },
         "server": {
+            "quic_sockets": opts.quic_sockets,
             "cpu_seconds": round(after.0.cpu_seconds - before.0.cpu_seconds, 2),
             "cpu_cores": round((after.0.cpu_seconds - before.0.cpu_seconds) / window, 3),
             "rss_mib": round(after.0.rss_kib as f64 / 1024.0, 1),
@@ -339,6 +345,7 @@ fn client_endpoint() -> anyhow::Result<quinn::Endpoint> {
     let (socket, _) = radio_server::udp_socket::bind(
         "127.0.0.1:0".parse()?,
         radio_server::udp_socket::SOCKET_BUFFER_BYTES,
+        false,
     )?;
     let runtime = quinn::default_runtime().context("no async runtime")?;
     Ok(quinn::Endpoint::new(

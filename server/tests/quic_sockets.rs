@@ -1,0 +1,45 @@
+//! Several UDP sockets on the QUIC port (`quic_sockets`, `SO_REUSEPORT`): the kernel spreads the
+//! agents over them, and every one of them must be served. The real server in process on
+//! loopback; every Bình Sơn station connects from its own port.
+
+use support::raw_agent::RawAgent;
+
+mod support;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_socket_of_the_port_takes_agents() {
+    let running = support::start(|config| config.quic_sockets = 4).await;
+    let stations: Vec<String> = running
+        .server
+        .district()
+        .stations
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let sessions = stations.iter().map(|id| {
+        let client = running.client(id);
+        let (addr, id) = (running.addr, id.clone());
+        async move { (id.clone(), RawAgent::welcomed(addr, client, &id).await) }
+    });
+    // 22 agents over 4 sockets: were any socket not served, about a quarter of them would never
+    // be welcomed.
+    for (id, welcomed) in futures_join_all(sessions).await {
+        assert!(welcomed.is_ok(), "{id}: {:?}", welcomed.err());
+    }
+    assert_eq!(running.server.connected(), stations.len());
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}

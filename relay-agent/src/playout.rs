@@ -57,6 +57,13 @@ pub const MAX_SLEW: Duration = Duration::from_micros(50);
 /// A frame due this close after a tick is played in it.
 const ON_TIME: Duration = Duration::from_micros(500);
 
+/// A run's first frame that missed its instant by less than a slot is played at once, and the
+/// run is in step from its next slot. Idle slots come every 20 ms on the playout's own grid, so
+/// a first frame that arrives just after one of them is found up to a slot after its instant;
+/// with a short playout delay (a live studio, 20 ms) that is the usual case, and the late path
+/// (played a delay after arrival, out of step) would never rejoin the clock.
+const LATE_START: Duration = SLOT;
+
 /// Programme records kept for reporting; older ones are forgotten first.
 const PROGRAMME_HISTORY: usize = 256;
 
@@ -454,6 +461,16 @@ impl Playout {
                 mode: Mode::Synced,
             });
         }
+        if due + LATE_START > now {
+            // Just missed (it arrived after the idle slot before its instant): played now, and
+            // the next slot exactly at its frame's instant.
+            self.rephase = true;
+            return Some(State::Playing {
+                next: first,
+                misses: 0,
+                mode: Mode::Synced,
+            });
+        }
         if now >= buffered.arrived + self.delay {
             self.stats.late_runs += 1;
             return Some(State::Playing {
@@ -484,13 +501,16 @@ impl Playout {
         if mode == Mode::Late {
             // Back in step as soon as the link allows, with a margin so that a link hovering
             // around the playout delay does not re-anchor over and over: once a buffered frame
-            // is due more than the threshold from now, the late ones are skipped.
+            // is due more than the threshold from now, the late ones are skipped. With a short
+            // delay (a live studio at 20 ms) no frame can ever be due that far ahead: there the
+            // margin is half the delay.
+            let margin = (SLOT + RESYNC_THRESHOLD).min(self.delay / 2);
             let recovered = self
                 .jitter
                 .iter()
                 .last()
                 .and_then(|(_, b)| self.frame_instant(&clock, b.frame.server_time_us))
-                .is_some_and(|t| t > now + SLOT + RESYNC_THRESHOLD);
+                .is_some_and(|t| t > now + margin);
             if recovered {
                 self.stats.resyncs += 1;
                 self.state = State::Idle;
@@ -1592,6 +1612,33 @@ mod tests {
         for (at, k) in plays.iter().filter(|(at, _)| *at > known + SLOT * 25) {
             assert_eq!(*at, t0 + DELAY + SLOT * *k as u32, "frame {k}");
         }
+    }
+
+    #[test]
+    fn a_first_frame_found_just_after_its_instant_starts_the_run_in_step() {
+        // A live studio at a 20 ms delay: every frame arrives 1 ms after its server time, and
+        // the idle slots fall 0.8 ms after the first frame's server time, before it arrived.
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_micros(800),
+            t0 + Duration::from_secs(1),
+            stream(t0, 40, Duration::from_millis(1), |_| 0),
+            |_, _| {},
+        );
+        let plays = played(&slots);
+        assert_eq!(plays.len(), 40);
+        // Frame 0 was due at t0 + 20 ms and is found by the idle slot at t0 + 20.8 ms...
+        assert_eq!(plays[0], (t0 + delay + Duration::from_micros(800), 0));
+        // ...and every later frame is played exactly at its instant.
+        for (at, k) in &plays[1..] {
+            assert_eq!(*at, t0 + delay + SLOT * *k as u32, "frame {k}");
+        }
+        assert_eq!(p.stats().late_runs, 0);
+        assert_eq!(p.stats().frames_late, 0);
     }
 
     #[test]

@@ -500,17 +500,16 @@ impl Playout {
         };
         if mode == Mode::Late {
             // Back in step as soon as the link allows, with a margin so that a link hovering
-            // around the playout delay does not re-anchor over and over: once a buffered frame
-            // is due more than the threshold from now, the late ones are skipped. With a short
-            // delay (a live studio at 20 ms) no frame can ever be due that far ahead: there the
-            // margin is half the delay.
+            // around the playout delay does not re-anchor over and over: once the newest frame
+            // arrived more than the margin before its instant, and that instant is still to
+            // come, the late ones are skipped. The margin is 60 ms, or half the delay when that
+            // is shorter (a live studio at 20 ms: no frame ever arrives 60 ms ahead of its
+            // instant there, and a late run would never end).
             let margin = (SLOT + RESYNC_THRESHOLD).min(self.delay / 2);
-            let recovered = self
-                .jitter
-                .iter()
-                .last()
-                .and_then(|(_, b)| self.frame_instant(&clock, b.frame.server_time_us))
-                .is_some_and(|t| t > now + margin);
+            let recovered = self.jitter.iter().last().is_some_and(|(_, b)| {
+                self.frame_instant(&clock, b.frame.server_time_us)
+                    .is_some_and(|t| t > now && t > b.arrived + margin)
+            });
             if recovered {
                 self.stats.resyncs += 1;
                 self.state = State::Idle;
@@ -1639,6 +1638,42 @@ mod tests {
         }
         assert_eq!(p.stats().late_runs, 0);
         assert_eq!(p.stats().frames_late, 0);
+    }
+
+    #[test]
+    fn with_a_short_delay_a_late_run_rejoins_once_frames_are_on_time_again() {
+        // A live studio at a 20 ms delay; for its first second the link takes 100 ms (more
+        // than the delay), then 1 ms.
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        let arrivals = (0..100u64)
+            .map(|k| {
+                let latency = Duration::from_millis(if k < 50 { 100 } else { 1 });
+                (
+                    t0 + SLOT * k as u32 + latency,
+                    timed(k, BASE_US + k * 20_000),
+                )
+            })
+            .collect();
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_millis(7),
+            t0 + Duration::from_millis(2_100),
+            arrivals,
+            |_, _| {},
+        );
+        assert_eq!(p.stats().late_runs, 1);
+        assert_eq!(p.stats().resyncs, 1);
+        let plays = played(&slots);
+        let in_step: Vec<_> = plays
+            .iter()
+            .filter(|(at, k)| *at == t0 + delay + SLOT * *k as u32)
+            .collect();
+        // In step again within a few slots of the frames coming on time (frame 50).
+        assert!(in_step[0].1 <= 53, "rejoined at frame {}", in_step[0].1);
+        assert_eq!(in_step.last().map(|(_, k)| *k), Some(99));
     }
 
     #[test]

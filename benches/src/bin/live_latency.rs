@@ -333,11 +333,13 @@ fn run_once(run: usize, s: &Settings) -> anyhow::Result<RunResult> {
     let output = capture.stop();
     let (_, agent_log) = agent.terminate();
     let (_, server_log) = server.terminate();
-    for line in agent_log
-        .iter()
-        .chain(&server_log)
-        .filter(|l| l.contains(" WARN ") || l.contains("ERROR"))
-    {
+    let debug = std::env::var_os("LIVE_DEBUG").is_some();
+    for line in agent_log.iter().chain(&server_log).filter(|l| {
+        l.contains(" WARN ")
+            || l.contains("ERROR")
+            || l.contains("stopped cleanly")
+            || (debug && l.contains("live"))
+    }) {
         println!("  run {run}: {line}");
     }
 
@@ -389,6 +391,13 @@ fn run_once(run: usize, s: &Settings) -> anyhow::Result<RunResult> {
             .filter(|o| *o > i)
             .map(|o| o.duration_since(*i).as_secs_f64())
             .min_by(|a, b| (a - mode).abs().total_cmp(&(b - mode).abs()));
+        if debug {
+            println!(
+                "  run {run}: burst at {:.3} s: nearest output {:.1} ms later",
+                i.duration_since(start).as_secs_f64(),
+                best.unwrap_or(f64::NAN) * 1000.0
+            );
+        }
         if let Some(d) = best.filter(|d| (d - mode).abs() <= PAIRING) {
             latencies.push(d * 1000.0);
         }

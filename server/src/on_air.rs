@@ -38,6 +38,10 @@ const RELAY_AHEAD: usize = 8;
 /// Clocked live frames handed to the live playback; each is routed at once, so one would do.
 const LIVE_FEED: usize = 4;
 
+/// A clocked live input that has released nothing for this long (µs of media time) is
+/// carried on with silence on the tick ([`Controller::live_silence`]).
+const LIVE_SILENCE_AFTER_US: u64 = 40_000;
+
 /// The next frame of a live input, or `None` once it has closed (never while there is none:
 /// the branch that awaits it is disabled then).
 async fn recv_live(live: &mut Option<mpsc::Receiver<Box<PcmFrame>>>) -> Option<Box<PcmFrame>> {
@@ -511,6 +515,7 @@ impl Controller {
                     // station's frame of this tick carries the same media time, on a steady 20 ms
                     // grid even when a stalled runtime catches up in a burst.
                     let at = crate::media_clock::media_clock().micros(tick.into_std());
+                    self.live_silence(at);
                     let events = self.router.tick(at);
                     for event in events {
                         self.playback_ended(event);
@@ -531,6 +536,33 @@ impl Controller {
                     self.live_frame(frame);
                 }
             }
+        }
+    }
+
+    /// While a clocked live input releases nothing (the studio stopped sending: its input
+    /// stalls after 100 ms of concealment), the live programme carries silence on the tick, as
+    /// the tick-driven live playback does: the stations' streams stay continuous, and agents do
+    /// not count the frames after a pause as late.
+    fn live_silence(&mut self, at: u64) {
+        if self.live_release.is_none() || self.live_feed.is_none() {
+            return;
+        }
+        let Some(id) = self
+            .by_key
+            .get(&PlaybackKey::Stream(StreamKey::Live))
+            .copied()
+        else {
+            return;
+        };
+        if self
+            .live_last_us
+            .is_some_and(|last| at <= last.saturating_add(LIVE_SILENCE_AFTER_US))
+        {
+            return;
+        }
+        self.live_last_us = Some(at);
+        for event in self.router.tick_one(id, at) {
+            self.playback_ended(event);
         }
     }
 
@@ -892,7 +924,10 @@ impl Controller {
                         // Each frame is handed over and routed at once (`live_frame`).
                         let (feed, rx) = mpsc::channel(LIVE_FEED);
                         self.live_feed = Some(feed);
-                        self.live_last_us = None;
+                        // Silence fills in only if the input releases nothing from now on.
+                        self.live_last_us = Some(
+                            crate::media_clock::media_clock().micros(std::time::Instant::now()),
+                        );
                         Playback::pcm(programme_id, &name, rx, bitrate)
                             .map(|p| (p, None))
                             .map_err(|e| e.to_string())

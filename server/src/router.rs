@@ -336,6 +336,50 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_driven_playback_goes_out_when_asked_and_grids_are_kept_a_gap_apart() {
+        let a = Arc::new(StationOutput::new("a", 100));
+        a.attach();
+        let mut r = Router::new([a.clone()]);
+        let programme = r.add(Playback::frames(1, "programme", frames(b'P', 10)));
+        let live = r.add_driven(Playback::frames(2, "live", frames(b'L', 10)));
+        r.route("a", Some(programme));
+        r.tick(0);
+        r.tick(20_000);
+        // Live on a grid 5 ms after the tick's: its first frame would come 25 ms after the
+        // programme's last, less than a slot and a half, so it is not given to the station.
+        r.route("a", Some(live));
+        r.tick_one(live, 45_000);
+        r.tick_one(live, 65_000);
+        // The tick leaves the driven playback alone.
+        r.tick(60_000);
+        r.tick_one(live, 85_000);
+        // Back to the tick's grid: 15 ms after the last live frame would overlap it, 35 ms is
+        // a gap the agent re-phases on.
+        r.route("a", Some(programme));
+        r.tick(100_000);
+        r.tick(120_000);
+        assert_eq!(r.skipped(), 2);
+        let got: Vec<(Vec<u8>, u64)> = received(&a)
+            .await
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::AudioFrame(f) => Some((f.payload.to_vec(), f.server_time_us)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![b'P', 0], 0),
+                (vec![b'P', 1], 20_000),
+                (vec![b'L', 1], 65_000),
+                (vec![b'L', 2], 85_000),
+                (vec![b'P', 4], 120_000),
+            ]
+        );
+    }
+
     #[test]
     fn unknown_stations_and_playbacks_are_refused() {
         let mut r = Router::new([Arc::new(StationOutput::new("a", 10))]);

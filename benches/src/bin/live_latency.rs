@@ -124,7 +124,7 @@ impl Decoded {
 
 /// Decodes `(instant, rtp timestamp, payload)` in order; a timestamp gap of up to a second is
 /// filled with silence, a larger one (a new stream) is not.
-fn decode(packets: &[(Instant, u32, Vec<u8>)]) -> anyhow::Result<Decoded> {
+fn decode(packets: &[Packet]) -> anyhow::Result<Decoded> {
     let mut dec = Decoder::new(RATE, Channels::Mono)?;
     let mut samples = Vec::new();
     let mut starts = Vec::new();
@@ -148,10 +148,13 @@ fn decode(packets: &[(Instant, u32, Vec<u8>)]) -> anyhow::Result<Decoded> {
     })
 }
 
-/// Records RTP packets arriving on a local port: instant, RTP timestamp, payload.
+/// One RTP packet: when it arrived (or was sent), its RTP timestamp and its payload.
+type Packet = (Instant, u32, Vec<u8>);
+
+/// Records RTP packets arriving on a local port.
 struct Capture {
     port: u16,
-    packets: Arc<Mutex<Vec<(Instant, u32, Vec<u8>)>>>,
+    packets: Arc<Mutex<Vec<Packet>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -190,7 +193,7 @@ impl Capture {
         })
     }
 
-    fn stop(mut self) -> Vec<(Instant, u32, Vec<u8>)> {
+    fn stop(mut self) -> Vec<Packet> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

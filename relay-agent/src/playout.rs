@@ -225,6 +225,10 @@ pub struct Playout {
     /// The next frame is played exactly at its instant rather than slewed towards it (the
     /// start of a run, the end of a gap: there is no audio before it to keep continuous).
     rephase: bool,
+    /// The last slot found nothing at all to play and kept its sequence number (synchronised
+    /// playout): its frame decides when it comes — played at its instant if it is stamped after
+    /// a pause in the stream, dropped as late if its instant has passed.
+    waiting: bool,
 }
 
 impl Playout {
@@ -243,6 +247,7 @@ impl Playout {
             next_at: None,
             gap_next: false,
             rephase: false,
+            waiting: false,
         }
     }
 
@@ -377,7 +382,50 @@ impl Playout {
             };
             return Tick::Underrun;
         }
-        if let Some(buffered) = self.jitter.take(next) {
+        let mut next = next;
+        if std::mem::take(&mut self.waiting) {
+            if let Some(clock) = self.clock {
+                // Frames that came after their instant while the slots waited for them are
+                // late, as they would have been had their slots gone by.
+                while let Some(t) = self
+                    .jitter
+                    .get(next)
+                    .and_then(|b| self.frame_instant(&clock, b.frame.server_time_us))
+                {
+                    if t + ON_TIME >= now {
+                        break;
+                    }
+                    self.jitter.take(next);
+                    self.stats.frames_late += 1;
+                    next += 1;
+                }
+                // One stamped after a pause is not due yet: this slot waits for it too, and
+                // the schedule re-phases on it.
+                let due_later = self
+                    .jitter
+                    .get(next)
+                    .and_then(|b| self.frame_instant(&clock, b.frame.server_time_us))
+                    .is_some_and(|t| t > now + ON_TIME);
+                if due_later {
+                    let misses = misses + 1;
+                    self.stats.underrun_slots += 1;
+                    self.rephase = true;
+                    self.state = if misses >= MAX_UNDERRUN_SLOTS {
+                        State::Idle
+                    } else {
+                        State::Playing { next, misses, mode }
+                    };
+                    return Tick::Underrun;
+                }
+            }
+        }
+        if let Some(buffered) = self
+            .jitter
+            .get(next)
+            .is_some()
+            .then(|| self.jitter.take(next))
+            .flatten()
+        {
             self.state = State::Playing {
                 next: next + 1,
                 misses: 0,
@@ -396,6 +444,7 @@ impl Playout {
             return Tick::Play(buffered.frame);
         }
         if self.jitter.has_at_or_after(next + 1) {
+            self.jitter.take(next);
             self.state = State::Playing {
                 next: next + 1,
                 misses: 0,
@@ -405,17 +454,30 @@ impl Playout {
             return Tick::Lost { sequence: next };
         }
         if self.programme_ended_before(next) {
+            self.jitter.take(next);
             self.state = State::Idle;
             self.stats.idle_slots += 1;
             return Tick::Idle;
         }
         let misses = misses + 1;
         self.stats.underrun_slots += 1;
+        // Nothing at all to play. In step with the server's clock the slot keeps its sequence
+        // number: a pause in the stream (a switch to or from live) cannot be told from a late
+        // frame until the frame comes, and at a short playout delay the frame after a pause
+        // usually comes after this slot; giving its number up would count it, and every frame
+        // after it, as late.
+        let keep = mode == Mode::Synced && self.clock.is_some();
+        if keep {
+            self.waiting = true;
+        } else {
+            self.jitter.take(next);
+        }
         self.state = if misses >= MAX_UNDERRUN_SLOTS {
+            self.waiting = false;
             State::Idle
         } else {
             State::Playing {
-                next: next + 1,
+                next: if keep { next } else { next + 1 },
                 misses,
                 mode,
             }
@@ -425,6 +487,7 @@ impl Playout {
 
     /// Starts a run at `now` if its first frame is due, or `None` to stay idle.
     fn start_run(&mut self, now: Instant) -> Option<State> {
+        self.waiting = false;
         let Some(clock) = self.clock else {
             let (first, buffered) = self.jitter.first()?;
             return (now >= buffered.arrived + self.delay).then_some(State::Playing {
@@ -515,6 +578,10 @@ impl Playout {
                 self.state = State::Idle;
                 self.next_at = Some(now);
             }
+            return;
+        }
+        if self.waiting && self.jitter.get(next).is_none() {
+            // Waiting for a frame that has not come (`decide`): one slot later, on the cadence.
             return;
         }
         let Some(due) = self.instant_of(&clock, next) else {
@@ -1674,6 +1741,73 @@ mod tests {
         // In step again within a few slots of the frames coming on time (frame 50).
         assert!(in_step[0].1 <= 53, "rejoined at frame {}", in_step[0].1);
         assert_eq!(in_step.last().map(|(_, k)| *k), Some(99));
+    }
+
+    #[test]
+    fn with_a_short_delay_the_frames_after_a_pause_are_played_at_their_instants() {
+        // A live studio at a 20 ms delay, frames arriving 1 ms after their server time; the
+        // stream pauses for 5 slots after frame 19 (a switch to live: the frames after it are
+        // stamped later).
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        let tick = |k: u64| if k < 20 { k } else { k + 5 };
+        let arrivals = (0..60u64)
+            .map(|k| {
+                (
+                    t0 + SLOT * tick(k) as u32 + Duration::from_millis(1),
+                    timed(k, BASE_US + tick(k) * 20_000),
+                )
+            })
+            .collect();
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_micros(800),
+            t0 + Duration::from_millis(1_400),
+            arrivals,
+            |_, _| {},
+        );
+        let plays = played(&slots);
+        assert_eq!(plays.len(), 60, "{:?}", p.stats());
+        for (at, k) in &plays[1..] {
+            assert_eq!(*at, t0 + delay + SLOT * tick(*k) as u32, "frame {k}");
+        }
+        assert_eq!(p.stats().frames_late, 0);
+        assert_eq!(p.stats().resyncs, 0);
+    }
+
+    #[test]
+    fn with_a_short_delay_a_frame_that_comes_after_its_instant_is_late_and_the_next_on_time() {
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        // Frame 10 takes 30 ms (10 ms after its instant), the others 1 ms.
+        let arrivals = (0..30u64)
+            .map(|k| {
+                let latency = Duration::from_millis(if k == 10 { 30 } else { 1 });
+                (
+                    t0 + SLOT * k as u32 + latency,
+                    timed(k, BASE_US + k * 20_000),
+                )
+            })
+            .collect();
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_micros(800),
+            t0 + Duration::from_millis(700),
+            arrivals,
+            |_, _| {},
+        );
+        let plays = played(&slots);
+        assert_eq!(plays.len(), 29);
+        assert!(plays.iter().all(|(_, k)| *k != 10));
+        for (at, k) in &plays[1..] {
+            assert_eq!(*at, t0 + delay + SLOT * *k as u32, "frame {k}");
+        }
+        assert_eq!(p.stats().frames_late, 1);
+        assert_eq!(p.stats().resyncs, 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - `benches/journal.rs` — criterion: the server storing a journal batch, the agent appending a
 //!   record and applying an acknowledgement, on disk.
 //! - `src/bin/transcode_compare.rs` — the server's pipeline against `ffmpeg -c:a libopus`.
+//! - `src/bin/live_latency.rs` — live studio RTP in at the server to RTP out at a real agent.
 //! - `src/summary.rs` — medians, percentiles and `--flag VALUE` arguments for the binaries.
 //! - `src/bin/radio_bench.rs` (`radio-bench`) — the load harness: the real server, N simulated
 //!   agents and one real agent; JSON of frames, latency, CPU and memory.

@@ -57,6 +57,13 @@ pub const MAX_SLEW: Duration = Duration::from_micros(50);
 /// A frame due this close after a tick is played in it.
 const ON_TIME: Duration = Duration::from_micros(500);
 
+/// A run's first frame that missed its instant by less than a slot is played at once, and the
+/// run is in step from its next slot. Idle slots come every 20 ms on the playout's own grid, so
+/// a first frame that arrives just after one of them is found up to a slot after its instant;
+/// with a short playout delay (a live studio, 20 ms) that is the usual case, and the late path
+/// (played a delay after arrival, out of step) would never rejoin the clock.
+const LATE_START: Duration = SLOT;
+
 /// Programme records kept for reporting; older ones are forgotten first.
 const PROGRAMME_HISTORY: usize = 256;
 
@@ -218,6 +225,10 @@ pub struct Playout {
     /// The next frame is played exactly at its instant rather than slewed towards it (the
     /// start of a run, the end of a gap: there is no audio before it to keep continuous).
     rephase: bool,
+    /// The last slot found nothing at all to play and kept its sequence number (synchronised
+    /// playout): its frame decides when it comes — played at its instant if it is stamped after
+    /// a pause in the stream, dropped as late if its instant has passed.
+    waiting: bool,
 }
 
 impl Playout {
@@ -236,6 +247,7 @@ impl Playout {
             next_at: None,
             gap_next: false,
             rephase: false,
+            waiting: false,
         }
     }
 
@@ -370,7 +382,50 @@ impl Playout {
             };
             return Tick::Underrun;
         }
-        if let Some(buffered) = self.jitter.take(next) {
+        let mut next = next;
+        if std::mem::take(&mut self.waiting) {
+            if let Some(clock) = self.clock {
+                // Frames that came after their instant while the slots waited for them are
+                // late, as they would have been had their slots gone by.
+                while let Some(t) = self
+                    .jitter
+                    .get(next)
+                    .and_then(|b| self.frame_instant(&clock, b.frame.server_time_us))
+                {
+                    if t + ON_TIME >= now {
+                        break;
+                    }
+                    self.jitter.take(next);
+                    self.stats.frames_late += 1;
+                    next += 1;
+                }
+                // One stamped after a pause is not due yet: this slot waits for it too, and
+                // the schedule re-phases on it.
+                let due_later = self
+                    .jitter
+                    .get(next)
+                    .and_then(|b| self.frame_instant(&clock, b.frame.server_time_us))
+                    .is_some_and(|t| t > now + ON_TIME);
+                if due_later {
+                    let misses = misses + 1;
+                    self.stats.underrun_slots += 1;
+                    self.rephase = true;
+                    self.state = if misses >= MAX_UNDERRUN_SLOTS {
+                        State::Idle
+                    } else {
+                        State::Playing { next, misses, mode }
+                    };
+                    return Tick::Underrun;
+                }
+            }
+        }
+        if let Some(buffered) = self
+            .jitter
+            .get(next)
+            .is_some()
+            .then(|| self.jitter.take(next))
+            .flatten()
+        {
             self.state = State::Playing {
                 next: next + 1,
                 misses: 0,
@@ -389,6 +444,7 @@ impl Playout {
             return Tick::Play(buffered.frame);
         }
         if self.jitter.has_at_or_after(next + 1) {
+            self.jitter.take(next);
             self.state = State::Playing {
                 next: next + 1,
                 misses: 0,
@@ -398,17 +454,30 @@ impl Playout {
             return Tick::Lost { sequence: next };
         }
         if self.programme_ended_before(next) {
+            self.jitter.take(next);
             self.state = State::Idle;
             self.stats.idle_slots += 1;
             return Tick::Idle;
         }
         let misses = misses + 1;
         self.stats.underrun_slots += 1;
+        // Nothing at all to play. In step with the server's clock the slot keeps its sequence
+        // number: a pause in the stream (a switch to or from live) cannot be told from a late
+        // frame until the frame comes, and at a short playout delay the frame after a pause
+        // usually comes after this slot; giving its number up would count it, and every frame
+        // after it, as late.
+        let keep = mode == Mode::Synced && self.clock.is_some();
+        if keep {
+            self.waiting = true;
+        } else {
+            self.jitter.take(next);
+        }
         self.state = if misses >= MAX_UNDERRUN_SLOTS {
+            self.waiting = false;
             State::Idle
         } else {
             State::Playing {
-                next: next + 1,
+                next: if keep { next } else { next + 1 },
                 misses,
                 mode,
             }
@@ -418,6 +487,7 @@ impl Playout {
 
     /// Starts a run at `now` if its first frame is due, or `None` to stay idle.
     fn start_run(&mut self, now: Instant) -> Option<State> {
+        self.waiting = false;
         let Some(clock) = self.clock else {
             let (first, buffered) = self.jitter.first()?;
             return (now >= buffered.arrived + self.delay).then_some(State::Playing {
@@ -454,6 +524,16 @@ impl Playout {
                 mode: Mode::Synced,
             });
         }
+        if due + LATE_START > now {
+            // Just missed (it arrived after the idle slot before its instant): played now, and
+            // the next slot exactly at its frame's instant.
+            self.rephase = true;
+            return Some(State::Playing {
+                next: first,
+                misses: 0,
+                mode: Mode::Synced,
+            });
+        }
         if now >= buffered.arrived + self.delay {
             self.stats.late_runs += 1;
             return Some(State::Playing {
@@ -483,19 +563,25 @@ impl Playout {
         };
         if mode == Mode::Late {
             // Back in step as soon as the link allows, with a margin so that a link hovering
-            // around the playout delay does not re-anchor over and over: once a buffered frame
-            // is due more than the threshold from now, the late ones are skipped.
-            let recovered = self
-                .jitter
-                .iter()
-                .last()
-                .and_then(|(_, b)| self.frame_instant(&clock, b.frame.server_time_us))
-                .is_some_and(|t| t > now + SLOT + RESYNC_THRESHOLD);
+            // around the playout delay does not re-anchor over and over: once the newest frame
+            // arrived more than the margin before its instant, and that instant is still to
+            // come, the late ones are skipped. The margin is 60 ms, or half the delay when that
+            // is shorter (a live studio at 20 ms: no frame ever arrives 60 ms ahead of its
+            // instant there, and a late run would never end).
+            let margin = (SLOT + RESYNC_THRESHOLD).min(self.delay / 2);
+            let recovered = self.jitter.iter().last().is_some_and(|(_, b)| {
+                self.frame_instant(&clock, b.frame.server_time_us)
+                    .is_some_and(|t| t > now && t > b.arrived + margin)
+            });
             if recovered {
                 self.stats.resyncs += 1;
                 self.state = State::Idle;
                 self.next_at = Some(now);
             }
+            return;
+        }
+        if self.waiting && self.jitter.get(next).is_none() {
+            // Waiting for a frame that has not come (`decide`): one slot later, on the cadence.
             return;
         }
         let Some(due) = self.instant_of(&clock, next) else {
@@ -1592,6 +1678,136 @@ mod tests {
         for (at, k) in plays.iter().filter(|(at, _)| *at > known + SLOT * 25) {
             assert_eq!(*at, t0 + DELAY + SLOT * *k as u32, "frame {k}");
         }
+    }
+
+    #[test]
+    fn a_first_frame_found_just_after_its_instant_starts_the_run_in_step() {
+        // A live studio at a 20 ms delay: every frame arrives 1 ms after its server time, and
+        // the idle slots fall 0.8 ms after the first frame's server time, before it arrived.
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_micros(800),
+            t0 + Duration::from_secs(1),
+            stream(t0, 40, Duration::from_millis(1), |_| 0),
+            |_, _| {},
+        );
+        let plays = played(&slots);
+        assert_eq!(plays.len(), 40);
+        // Frame 0 was due at t0 + 20 ms and is found by the idle slot at t0 + 20.8 ms...
+        assert_eq!(plays[0], (t0 + delay + Duration::from_micros(800), 0));
+        // ...and every later frame is played exactly at its instant.
+        for (at, k) in &plays[1..] {
+            assert_eq!(*at, t0 + delay + SLOT * *k as u32, "frame {k}");
+        }
+        assert_eq!(p.stats().late_runs, 0);
+        assert_eq!(p.stats().frames_late, 0);
+    }
+
+    #[test]
+    fn with_a_short_delay_a_late_run_rejoins_once_frames_are_on_time_again() {
+        // A live studio at a 20 ms delay; for its first second the link takes 100 ms (more
+        // than the delay), then 1 ms.
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        let arrivals = (0..100u64)
+            .map(|k| {
+                let latency = Duration::from_millis(if k < 50 { 100 } else { 1 });
+                (
+                    t0 + SLOT * k as u32 + latency,
+                    timed(k, BASE_US + k * 20_000),
+                )
+            })
+            .collect();
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_millis(7),
+            t0 + Duration::from_millis(2_100),
+            arrivals,
+            |_, _| {},
+        );
+        assert_eq!(p.stats().late_runs, 1);
+        assert_eq!(p.stats().resyncs, 1);
+        let plays = played(&slots);
+        let in_step: Vec<_> = plays
+            .iter()
+            .filter(|(at, k)| *at == t0 + delay + SLOT * *k as u32)
+            .collect();
+        // In step again within a few slots of the frames coming on time (frame 50).
+        assert!(in_step[0].1 <= 53, "rejoined at frame {}", in_step[0].1);
+        assert_eq!(in_step.last().map(|(_, k)| *k), Some(99));
+    }
+
+    #[test]
+    fn with_a_short_delay_the_frames_after_a_pause_are_played_at_their_instants() {
+        // A live studio at a 20 ms delay, frames arriving 1 ms after their server time; the
+        // stream pauses for 5 slots after frame 19 (a switch to live: the frames after it are
+        // stamped later).
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        let tick = |k: u64| if k < 20 { k } else { k + 5 };
+        let arrivals = (0..60u64)
+            .map(|k| {
+                (
+                    t0 + SLOT * tick(k) as u32 + Duration::from_millis(1),
+                    timed(k, BASE_US + tick(k) * 20_000),
+                )
+            })
+            .collect();
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_micros(800),
+            t0 + Duration::from_millis(1_400),
+            arrivals,
+            |_, _| {},
+        );
+        let plays = played(&slots);
+        assert_eq!(plays.len(), 60, "{:?}", p.stats());
+        for (at, k) in &plays[1..] {
+            assert_eq!(*at, t0 + delay + SLOT * tick(*k) as u32, "frame {k}");
+        }
+        assert_eq!(p.stats().frames_late, 0);
+        assert_eq!(p.stats().resyncs, 0);
+    }
+
+    #[test]
+    fn with_a_short_delay_a_frame_that_comes_after_its_instant_is_late_and_the_next_on_time() {
+        let delay = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Playout::new(delay, 100);
+        p.set_clock(Some(clock_at(t0)));
+        // Frame 10 takes 30 ms (10 ms after its instant), the others 1 ms.
+        let arrivals = (0..30u64)
+            .map(|k| {
+                let latency = Duration::from_millis(if k == 10 { 30 } else { 1 });
+                (
+                    t0 + SLOT * k as u32 + latency,
+                    timed(k, BASE_US + k * 20_000),
+                )
+            })
+            .collect();
+        let slots = drive(
+            &mut p,
+            t0 + Duration::from_micros(800),
+            t0 + Duration::from_millis(700),
+            arrivals,
+            |_, _| {},
+        );
+        let plays = played(&slots);
+        assert_eq!(plays.len(), 29);
+        assert!(plays.iter().all(|(_, k)| *k != 10));
+        for (at, k) in &plays[1..] {
+            assert_eq!(*at, t0 + delay + SLOT * *k as u32, "frame {k}");
+        }
+        assert_eq!(p.stats().frames_late, 1);
+        assert_eq!(p.stats().resyncs, 0);
     }
 
     #[test]

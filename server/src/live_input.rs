@@ -12,8 +12,8 @@ use radio_config::{LiveSettings, RelaySettings};
 use tokio::sync::{mpsc, watch};
 
 use crate::ingest::live_rtp::{
-    run_live_rtp, LiveConfigError, LiveEvent, LiveRtpConfig, LiveRtpReceiver, LiveStats,
-    LiveStatsHandle,
+    run_live_rtp_timed, LiveConfigError, LiveEvent, LiveRtpConfig, LiveRtpReceiver, LiveStats,
+    LiveStatsHandle, ReleaseTimes,
 };
 use crate::ingest::pcm_pipe::{run_pcm_pipe_with, PcmFormat, PipeConfig};
 use crate::ingest::srtp::MasterKey;
@@ -92,6 +92,7 @@ pub struct LiveInput {
     /// Where it listens.
     pub addr: SocketAddr,
     stats: Arc<LiveStatsHandle>,
+    release: Arc<ReleaseTimes>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<LiveStats>,
 }
@@ -122,10 +123,12 @@ impl LiveInput {
         let (frames_tx, frames_rx) = mpsc::channel(LIVE_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(16);
         let (stop, mut stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run_live_rtp(
+        let release = Arc::new(ReleaseTimes::default());
+        let task = tokio::spawn(run_live_rtp_timed(
             socket,
             receiver,
             frames_tx,
+            Some(release.clone()),
             events_tx,
             async move {
                 let _ = stop_rx.changed().await;
@@ -135,6 +138,7 @@ impl LiveInput {
             LiveInput {
                 addr,
                 stats,
+                release,
                 stop,
                 task,
             },
@@ -146,6 +150,12 @@ impl LiveInput {
     /// Counters so far.
     pub fn stats(&self) -> LiveStats {
         self.stats.snapshot()
+    }
+
+    /// When each frame in the channel was due on the jitter buffer's release grid
+    /// ([`crate::on_air::OnAirConfig::live_release`]).
+    pub fn release_times(&self) -> Arc<ReleaseTimes> {
+        self.release.clone()
     }
 
     /// Stops listening; returns the final counters.
@@ -432,9 +442,13 @@ pub async fn spawn_on_air(
     setup: OnAirSetup,
 ) -> Result<(OnAir, Studio), LiveInputError> {
     let mut studio = Studio::default();
+    let mut live_release = None;
     let (frames, events) = if let Some(addr) = setup.live.rtp {
         let (input, frames, events) = LiveInput::start(addr, rtp_config(&setup.live)?).await?;
         tracing::info!("live studio RTP on {}", input.addr);
+        // Its frames go out as soon as its jitter buffer releases them; a pipe has no clock of
+        // its own and is paced by the tick.
+        live_release = Some(input.release_times());
         studio.rtp = Some(input);
         (Some(frames), Some(events))
     } else if let Some(path) = &setup.live.pipe {
@@ -455,6 +469,7 @@ pub async fn spawn_on_air(
         OnAirConfig {
             bitrate: setup.bitrate,
             live: frames,
+            live_release,
             relay: setup.relay,
             upstreams: setup.upstreams,
         },

@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
+use crate::ingest::live_rtp::ReleaseTimes;
 use crate::ingest::relay::{spawn_relay, Fallback, RelayConfig, RelayHandle};
 use crate::ingest::upstream::{Upstream, UpstreamHandle};
 use crate::ingest::PcmFrame;
@@ -33,6 +34,22 @@ use radio_proto::ProgrammeLevel;
 /// Frames a relay may deliver ahead of the clock; its thread blocks beyond that, so the
 /// upstream is read at real-time pace.
 const RELAY_AHEAD: usize = 8;
+
+/// Clocked live frames handed to the live playback; each is routed at once, so one would do.
+const LIVE_FEED: usize = 4;
+
+/// A clocked live input that has released nothing for this long (µs of media time) is
+/// carried on with silence on the tick ([`Controller::live_silence`]).
+const LIVE_SILENCE_AFTER_US: u64 = 40_000;
+
+/// The next frame of a live input, or `None` once it has closed (never while there is none:
+/// the branch that awaits it is disabled then).
+async fn recv_live(live: &mut Option<mpsc::Receiver<Box<PcmFrame>>>) -> Option<Box<PcmFrame>> {
+    match live {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What happened on air, for the demo, tests, logs and (later) the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +196,12 @@ pub struct OnAirConfig {
     pub bitrate: u32,
     /// The live input (studio RTP or pipe), if the server has one.
     pub live: Option<mpsc::Receiver<Box<PcmFrame>>>,
+    /// Set when the live input releases its frames on its own real-time clock (the RTP
+    /// input's jitter buffer does), with the instant each frame in `live` was due: each frame
+    /// is then encoded and sent as soon as it is released, stamped with that instant, instead
+    /// of waiting up to 20 ms for the next tick. `None` for a pipe, which has no clock of its
+    /// own and is paced by the tick.
+    pub live_release: Option<Arc<ReleaseTimes>>,
     /// How HTTP/Icecast relays fail over and retry.
     pub relay: radio_config::RelaySettings,
     /// Upstream radio servers that `SourceSpec::Upstream` names.
@@ -190,6 +213,7 @@ impl Default for OnAirConfig {
         OnAirConfig {
             bitrate: radio_config::ServerConfig::default().bitrate,
             live: None,
+            live_release: None,
             relay: radio_config::RelaySettings::default(),
             upstreams: Vec::new(),
         }
@@ -411,6 +435,12 @@ struct Controller {
     bulletin_levels: BTreeMap<String, Level>,
     emergency_repeats: BTreeMap<String, u32>,
     live: Option<mpsc::Receiver<Box<PcmFrame>>>,
+    /// [`OnAirConfig::live_release`]: `live` stays here, and each frame is handed to the live
+    /// playback through `live_feed` and routed at once.
+    live_release: Option<Arc<ReleaseTimes>>,
+    live_feed: Option<mpsc::Sender<Box<PcmFrame>>>,
+    /// The stamp of the last clocked live frame, to keep the next on its 20 ms grid.
+    live_last_us: Option<u64>,
     relay: radio_config::RelaySettings,
     upstreams: BTreeMap<String, Upstream>,
     /// When the ladder next has something to do (a slot boundary, a bulletin's end), as of
@@ -450,6 +480,9 @@ impl Controller {
             bulletin_levels: BTreeMap::new(),
             emergency_repeats: BTreeMap::new(),
             live: config.live,
+            live_release: config.live_release,
+            live_feed: None,
+            live_last_us: None,
             relay: config.relay,
             upstreams: config
                 .upstreams
@@ -480,13 +513,14 @@ impl Controller {
                     // Studio audio before live first goes on air is not heard by anyone: drop
                     // it, so the studio is never held back (a pipe would block the mixer) and
                     // the first broadcast starts with what is said now, not a backlog.
-                    if let Some(live) = &mut self.live {
+                    if let (Some(live), None) = (&mut self.live, &self.live_release) {
                         while live.try_recv().is_ok() {}
                     }
                     // Stamped with the tick's scheduled instant, not the time the task woke: every
                     // station's frame of this tick carries the same media time, on a steady 20 ms
                     // grid even when a stalled runtime catches up in a burst.
                     let at = crate::media_clock::media_clock().micros(tick.into_std());
+                    self.live_silence(at);
                     let events = self.router.tick(at);
                     for event in events {
                         self.playback_ended(event);
@@ -503,6 +537,82 @@ impl Controller {
                     }
                 },
                 Some(done) = opened.recv() => self.opened(done),
+                frame = recv_live(&mut self.live), if self.live_release.is_some() && self.live.is_some() => {
+                    self.live_frame(frame);
+                }
+            }
+        }
+    }
+
+    /// While a clocked live input releases nothing (the studio stopped sending: its input
+    /// stalls after 100 ms of concealment), the live programme carries silence on the tick, as
+    /// the tick-driven live playback does: the stations' streams stay continuous, and agents do
+    /// not count the frames after a pause as late.
+    fn live_silence(&mut self, at: u64) {
+        if self.live_release.is_none() || self.live_feed.is_none() {
+            return;
+        }
+        let Some(id) = self
+            .by_key
+            .get(&PlaybackKey::Stream(StreamKey::Live))
+            .copied()
+        else {
+            return;
+        };
+        if self
+            .live_last_us
+            .is_some_and(|last| at <= last.saturating_add(LIVE_SILENCE_AFTER_US))
+        {
+            return;
+        }
+        self.live_last_us = Some(at);
+        for event in self.router.tick_one(id, at) {
+            self.playback_ended(event);
+        }
+    }
+
+    /// A frame from a clocked live input ([`OnAirConfig::live_release`]): encoded and sent to
+    /// the stations airing live now, stamped with the instant it was due on the input's release
+    /// grid (not when this task got to it: after a stall, the frames keep their grid), or
+    /// dropped when live is not on air. `None`: the input has closed, and so does the live
+    /// playback.
+    fn live_frame(&mut self, frame: Option<Box<PcmFrame>>) {
+        let id = self
+            .by_key
+            .get(&PlaybackKey::Stream(StreamKey::Live))
+            .copied();
+        let released = self.live_release.as_ref().and_then(|r| r.pop());
+        let clock = crate::media_clock::media_clock();
+        let mut at = clock.micros(released.unwrap_or_else(std::time::Instant::now));
+        // Exactly one slot after the last frame when it is one slot after it to the rounding of
+        // the µs, so that the grid stays exact.
+        if let Some(next) = self.live_last_us.map(|l| l.saturating_add(20_000)) {
+            if at.abs_diff(next) <= 100 {
+                at = next;
+            }
+        }
+        match frame {
+            Some(frame) => {
+                let (Some(id), Some(feed)) = (id, &self.live_feed) else {
+                    // Not on air: nobody hears it.
+                    return;
+                };
+                if feed.try_send(frame).is_err() {
+                    return;
+                }
+                self.live_last_us = Some(at);
+                for event in self.router.tick_one(id, at) {
+                    self.playback_ended(event);
+                }
+            }
+            None => {
+                self.live = None;
+                self.live_feed = None;
+                if let Some(id) = id {
+                    for event in self.router.tick_one(id, at) {
+                        self.playback_ended(event);
+                    }
+                }
             }
         }
     }
@@ -813,6 +923,24 @@ impl Controller {
                 });
                 self.opened(Opened { key, result });
             }
+            SourceSpec::Live if self.live_release.is_some() => {
+                let result = match &self.live {
+                    Some(_) => {
+                        // Each frame is handed over and routed at once (`live_frame`).
+                        let (feed, rx) = mpsc::channel(LIVE_FEED);
+                        self.live_feed = Some(feed);
+                        // Silence fills in only if the input releases nothing from now on.
+                        self.live_last_us = Some(
+                            crate::media_clock::media_clock().micros(std::time::Instant::now()),
+                        );
+                        Playback::pcm(programme_id, &name, rx, bitrate)
+                            .map(|p| (p, None))
+                            .map_err(|e| e.to_string())
+                    }
+                    None => Err("this server has no live input configured".to_string()),
+                };
+                self.opened(Opened { key, result });
+            }
             SourceSpec::Live => {
                 let result = match self.live.take() {
                     Some(rx) => Playback::pcm(programme_id, &name, rx, bitrate)
@@ -833,7 +961,13 @@ impl Controller {
             Ok((mut playback, relay)) => {
                 playback.level = self.level_of(&item);
                 let programme_id = playback.programme_id;
-                let id = self.router.add(playback);
+                let id = if self.live_release.is_some()
+                    && opened.key == PlaybackKey::Stream(StreamKey::Live)
+                {
+                    self.router.add_driven(playback)
+                } else {
+                    self.router.add(playback)
+                };
                 self.by_key.insert(opened.key.clone(), id);
                 let start_frame = match &opened.key {
                     PlaybackKey::File { offset_ms, .. } => (*offset_ms / 20).max(0) as u64,

@@ -4,8 +4,17 @@
 //! boundary; each station's output renumbers the frames into its own unbroken stream
 //! (`station_output.rs`). The router is plain data driven by `tick()`: the clock that calls it
 //! lives in `on_air.rs`, so tests drive it without waiting.
+//!
+//! A playback added with [`Router::add_driven`] (the live studio's RTP input, which releases
+//! frames on its own real-time clock) is left out of the tick: each of its frames is routed by
+//! [`Router::tick_one`] as soon as it is released, stamped with its own instant, instead of
+//! waiting up to 20 ms for the next tick. Its stamps are on its own 20 ms grid, not the tick's,
+//! so where a station passes from one grid to the other the router keeps the stamps apart by
+//! more than a slot and a half ([`Router::tick_one`] and [`Router::tick`] skip the frames that
+//! would come closer): the agent then sees a gap and re-phases on the new grid exactly, rather
+//! than slewing towards it for seconds (`relay-agent/src/playout.rs`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::pipeline::PipelineError;
@@ -14,6 +23,28 @@ use crate::station_output::StationOutput;
 
 /// Handle of a playback inside the router.
 pub type PlaybackId = u64;
+
+/// One 20 ms slot, in µs of media time.
+const SLOT_US: u64 = 20_000;
+
+/// How far a frame's stamp may be from one slot after the station's last frame and still
+/// count as the same grid (stamps are exact to the µs; this only absorbs rounding).
+const SAME_GRID_US: u64 = 500;
+
+/// A frame on another grid must be stamped at least this long after the station's last one:
+/// past the agents' half-slot gap threshold (`relay-agent/src/playout.rs`, `gap_before`).
+const REPHASE_US: u64 = SLOT_US + SLOT_US / 2;
+
+/// Whether a frame stamped `at_us` may follow a station's last frame stamped `last_us`: the
+/// next slot of the same grid, or a gap the agent re-phases on. Anything else would overlap
+/// the last frame or shift the grid by less than the agent notices as a gap.
+fn may_follow(last_us: Option<u64>, at_us: u64) -> bool {
+    let Some(last) = last_us else {
+        return true;
+    };
+    let next = last.saturating_add(SLOT_US);
+    at_us.abs_diff(next) <= SAME_GRID_US || at_us > last.saturating_add(REPHASE_US)
+}
 
 /// Something that happened during a tick.
 #[derive(Debug)]
@@ -38,7 +69,14 @@ pub enum TickEvent {
 pub struct Router {
     outputs: BTreeMap<String, Arc<StationOutput>>,
     playbacks: BTreeMap<PlaybackId, Playback>,
+    /// Playbacks that [`Router::tick`] leaves out: [`Router::tick_one`] routes their frames.
+    driven: BTreeSet<PlaybackId>,
     routes: BTreeMap<String, PlaybackId>,
+    /// The stamp of the last frame each station was given.
+    last_at: BTreeMap<String, u64>,
+    /// Frames not given to a station because their stamp was too close to its last frame's
+    /// (a switch between two grids).
+    skipped: u64,
     next_id: PlaybackId,
 }
 
@@ -51,7 +89,10 @@ impl Router {
                 .map(|o| (o.station().to_string(), o))
                 .collect(),
             playbacks: BTreeMap::new(),
+            driven: BTreeSet::new(),
             routes: BTreeMap::new(),
+            last_at: BTreeMap::new(),
+            skipped: 0,
             next_id: 1,
         }
     }
@@ -62,6 +103,19 @@ impl Router {
         self.next_id += 1;
         self.playbacks.insert(id, playback);
         id
+    }
+
+    /// Adds a playback that the tick leaves out: each of its frames goes to its stations when
+    /// [`Router::tick_one`] is called for it.
+    pub fn add_driven(&mut self, playback: Playback) -> PlaybackId {
+        let id = self.add(playback);
+        self.driven.insert(id);
+        id
+    }
+
+    /// Frames not given to a station at a switch between two grids, so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// Switches `station` to `playback` (None: silence) from the next tick on. Unknown stations or
@@ -120,13 +174,34 @@ impl Router {
         self.playbacks.contains_key(&id)
     }
 
-    /// One 20 ms tick: a frame from every playback to every station routed to it, stamped with
-    /// the tick's media time `at_us` (`media_clock.rs`).
+    /// One 20 ms tick: a frame from every playback (but the driven ones) to every station
+    /// routed to it, stamped with the tick's media time `at_us` (`media_clock.rs`).
     pub fn tick(&mut self, at_us: u64) -> Vec<TickEvent> {
+        let ids: Vec<PlaybackId> = self
+            .playbacks
+            .keys()
+            .filter(|id| !self.driven.contains(id))
+            .copied()
+            .collect();
+        self.route_frames(&ids, at_us)
+    }
+
+    /// One frame of the driven playback `id` to the stations routed to it, stamped `at_us`.
+    pub fn tick_one(&mut self, id: PlaybackId, at_us: u64) -> Vec<TickEvent> {
+        if !self.playbacks.contains_key(&id) {
+            return Vec::new();
+        }
+        self.route_frames(&[id], at_us)
+    }
+
+    fn route_frames(&mut self, ids: &[PlaybackId], at_us: u64) -> Vec<TickEvent> {
         let mut events = Vec::new();
         let mut ended = Vec::new();
         let mut frames = BTreeMap::new();
-        for (id, playback) in self.playbacks.iter_mut() {
+        for id in ids {
+            let Some(playback) = self.playbacks.get_mut(id) else {
+                continue;
+            };
             match playback.next_frame() {
                 Next::Frame(payload) => {
                     frames.insert(*id, payload);
@@ -137,6 +212,12 @@ impl Router {
         }
         for (station, id) in &self.routes {
             if let (Some(payload), Some(output)) = (frames.get(id), self.outputs.get(station)) {
+                let last = self.last_at.get(station).copied();
+                if !may_follow(last, at_us) {
+                    self.skipped += 1;
+                    continue;
+                }
+                self.last_at.insert(station.clone(), at_us);
                 output.push_frame(payload.clone(), at_us);
             }
         }
@@ -252,6 +333,50 @@ mod tests {
         assert_eq!(
             times(&got_b),
             vec![0, 20_000, 40_000, 60_000, 80_000, 100_000]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_driven_playback_goes_out_when_asked_and_grids_are_kept_a_gap_apart() {
+        let a = Arc::new(StationOutput::new("a", 100));
+        a.attach();
+        let mut r = Router::new([a.clone()]);
+        let programme = r.add(Playback::frames(1, "programme", frames(b'P', 10)));
+        let live = r.add_driven(Playback::frames(2, "live", frames(b'L', 10)));
+        r.route("a", Some(programme));
+        r.tick(0);
+        r.tick(20_000);
+        // Live on a grid 5 ms after the tick's: its first frame would come 25 ms after the
+        // programme's last, less than a slot and a half, so it is not given to the station.
+        r.route("a", Some(live));
+        r.tick_one(live, 45_000);
+        r.tick_one(live, 65_000);
+        // The tick leaves the driven playback alone.
+        r.tick(60_000);
+        r.tick_one(live, 85_000);
+        // Back to the tick's grid: 15 ms after the last live frame would overlap it, 35 ms is
+        // a gap the agent re-phases on.
+        r.route("a", Some(programme));
+        r.tick(100_000);
+        r.tick(120_000);
+        assert_eq!(r.skipped(), 2);
+        let got: Vec<(Vec<u8>, u64)> = received(&a)
+            .await
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::AudioFrame(f) => Some((f.payload.to_vec(), f.server_time_us)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![b'P', 0], 0),
+                (vec![b'P', 1], 20_000),
+                (vec![b'L', 1], 65_000),
+                (vec![b'L', 2], 85_000),
+                (vec![b'P', 4], 120_000),
+            ]
         );
     }
 

@@ -47,7 +47,7 @@
 //!
 //! Latency is kept bounded because an encoder's clock is never exactly ours: over a
 //! two-hour ceremony 100 ppm is 0.7 s. When more than the playout delay (`jitter_delay`,
-//! plus resampler latency, below) + 100 ms of audio is waiting, silent frames (below the
+//! plus resampler latency, below) + 40 ms of audio is waiting, silent frames (below the
 //! silence threshold) are skipped, at most one per frame slot, so the catch-up happens in
 //! speech pauses where nobody hears it. Beyond the delay + 1 s, frames are skipped
 //! regardless. Both count in `frames_skipped`.
@@ -139,8 +139,11 @@ const MAX_MISORDER: u64 = 100;
 /// Sequence numbers are extended to 64 bits from here, so that packets numbered before
 /// the stream's first never underflow.
 const EXT_BASE: u64 = 1 << 32;
-/// Waiting audio beyond `jitter_delay` above which silent frames are skipped.
-const CATCH_UP_SLACK: Duration = Duration::from_millis(100);
+/// Waiting audio beyond `jitter_delay` above which silent frames are skipped: two frames, as
+/// senders such as ffmpeg send packets in pairs. A stream whose grid was anchored on a packet
+/// that came late (a sender or link that stalled, then delivered in a burst) keeps that lateness
+/// until it is taken out, so the margin is kept small (it was 100 ms).
+const CATCH_UP_SLACK: Duration = Duration::from_millis(40);
 /// Waiting audio beyond `jitter_delay` above which any frame is skipped.
 const MAX_EXTRA_DELAY: Duration = Duration::from_secs(1);
 /// A caller that comes back later than this (a suspended process, an overloaded runtime)
@@ -1027,6 +1030,9 @@ pub struct LiveRtpReceiver {
     no_packet_timeout: Duration,
     stream: Option<Stream>,
     air: AirState,
+    /// When the frame [`Self::poll_frame`] last returned was due: its slot on the release grid,
+    /// not the instant of the call.
+    last_release: Option<Instant>,
     events: VecDeque<LiveEvent>,
     stats: Arc<LiveStatsHandle>,
     warn_rejected: WarnLimiter,
@@ -1124,6 +1130,7 @@ impl LiveRtpReceiver {
             jitter_delay: config.jitter_delay,
             no_packet_timeout: config.no_packet_timeout,
             stream: None,
+            last_release: None,
             events: VecDeque::new(),
             air: AirState::new(config.silence_timeout, config.silence_threshold_dbfs),
             stats: Arc::default(),
@@ -1327,9 +1334,16 @@ impl LiveRtpReceiver {
             }
             if deliver {
                 bump(&self.stats.frames_out);
+                self.last_release = Some(slot);
                 return Some(frame);
             }
         }
+    }
+
+    /// The instant the frame [`Self::poll_frame`] last returned was due on the release grid
+    /// (a steady 20 ms from the end of the buffering window), whenever the call came.
+    pub fn last_release(&self) -> Option<Instant> {
+        self.last_release
     }
 
     pub fn poll_event(&mut self) -> Option<LiveEvent> {
@@ -1364,6 +1378,40 @@ impl LiveRtpReceiver {
     }
 }
 
+/// The release instants ([`LiveRtpReceiver::last_release`]) of the frames in the channel of
+/// [`run_live_rtp_timed`], in the same order: the on-air controller stamps each live frame with
+/// the instant it was due rather than the instant it was received.
+#[derive(Debug, Default)]
+pub struct ReleaseTimes(Mutex<VecDeque<Instant>>);
+
+impl ReleaseTimes {
+    /// At most this many are kept: more than the frame channel holds.
+    const MAX: usize = 256;
+
+    fn push(&self, at: Instant) {
+        let mut q = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if q.len() == Self::MAX {
+            q.pop_front();
+        }
+        q.push_back(at);
+    }
+
+    fn unpush(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_back();
+    }
+
+    /// The release instant of the next frame taken from the channel.
+    pub fn pop(&self) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+}
+
 /// Receives RTP on `socket` until `shutdown` resolves or the frame receiver is dropped,
 /// and returns the final counters. Frames go out with `try_send`: when the channel is full
 /// the frame is dropped and counted, because live audio must never wait. Events are kept
@@ -1372,8 +1420,20 @@ impl LiveRtpReceiver {
 /// Create the receiver first to keep its [`LiveRtpReceiver::stats_handle`].
 pub async fn run_live_rtp(
     socket: UdpSocket,
+    receiver: LiveRtpReceiver,
+    frames: mpsc::Sender<Box<PcmFrame>>,
+    events: mpsc::Sender<LiveEvent>,
+    shutdown: impl Future<Output = ()>,
+) -> LiveStats {
+    run_live_rtp_timed(socket, receiver, frames, None, events, shutdown).await
+}
+
+/// [`run_live_rtp`], noting in `times` when each frame sent on `frames` was due.
+pub async fn run_live_rtp_timed(
+    socket: UdpSocket,
     mut receiver: LiveRtpReceiver,
     frames: mpsc::Sender<Box<PcmFrame>>,
+    times: Option<Arc<ReleaseTimes>>,
     events: mpsc::Sender<LiveEvent>,
     shutdown: impl Future<Output = ()>,
 ) -> LiveStats {
@@ -1412,9 +1472,18 @@ pub async fn run_live_rtp(
         let now = Instant::now();
         receiver.handle_timeout(now);
         while let Some(frame) = receiver.poll_frame(now) {
+            // Noted before the frame is sent, so that it is there when the frame is received.
+            if let (Some(times), Some(at)) = (&times, receiver.last_release()) {
+                times.push(at);
+            }
             match frames.try_send(frame) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => bump(&stats.frames_dropped),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if let Some(times) = &times {
+                        times.unpush();
+                    }
+                    bump(&stats.frames_dropped);
+                }
                 Err(mpsc::error::TrySendError::Closed(_)) => return stats.snapshot(),
             }
         }

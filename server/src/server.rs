@@ -384,7 +384,8 @@ pub fn bind(config: &ServerConfig, ca: &CertificateAuthority) -> Result<Endpoint
     Ok(Endpoints(endpoints))
 }
 
-/// Accepts agents on `endpoint` until `shutdown` completes, then closes every session and drains.
+/// Accepts agents on every endpoint until `shutdown` completes, then closes every session and
+/// drains.
 pub async fn run(endpoints: Endpoints, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
     let run_marker = start_run(&server).await;
     load_clusters(&server).await;

@@ -5,31 +5,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use radio_proto::{AudioFrame, FrameReader, Message};
+use radio_benches::voice_frame::voice_frame;
+use radio_proto::{FrameReader, Message};
 use radio_server::pipeline::EncodedFrame;
 use radio_server::playback::Playback;
 use radio_server::router::Router;
 use radio_server::station_output::StationOutput;
 
-fn frame(sequence: u64) -> Message {
-    Message::AudioFrame(AudioFrame {
-        channel: 0,
-        sequence,
-        timestamp: sequence * 960,
-        server_time_us: sequence * 20_000,
-        // 32 kb/s × 20 ms = 80 bytes of Opus.
-        payload: Bytes::from(vec![0x5a; 80]),
-    })
-}
-
 fn wire(c: &mut Criterion) {
     let mut g = c.benchmark_group("wire");
     g.throughput(Throughput::Elements(1));
     g.bench_function("encode_audio_frame", |b| {
-        let msg = frame(42);
+        let msg = voice_frame(42);
         b.iter(|| std::hint::black_box(msg.to_bytes()))
     });
-    let one = frame(42).to_bytes();
+    let one = voice_frame(42).to_bytes();
     g.bench_function("decode_audio_frame", |b| {
         b.iter(|| {
             let mut reader = FrameReader::new();
@@ -41,7 +31,7 @@ fn wire(c: &mut Criterion) {
         })
     });
     let stream: Vec<u8> = (0..1000)
-        .flat_map(|s| frame(s).to_bytes().to_vec())
+        .flat_map(|s| voice_frame(s).to_bytes().to_vec())
         .collect();
     g.throughput(Throughput::Elements(1000));
     g.bench_function("decode_1000_frames_in_1200_byte_chunks", |b| {

@@ -21,23 +21,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use radio_proto::{AudioFrame, FrameReader, Message};
+use radio_benches::voice_frame::voice_frame;
+use radio_proto::FrameReader;
 use radio_server::certificate_authority::CertificateAuthority;
 use radio_server::revocation_list::Revocations;
 use tokio::sync::mpsc;
 
 const SERVER_NAME: &str = "localhost";
-
-fn frame_bytes(sequence: u64) -> Bytes {
-    Message::AudioFrame(AudioFrame {
-        channel: 0,
-        sequence,
-        timestamp: sequence * 960,
-        server_time_us: sequence * 20_000,
-        payload: Bytes::from(vec![0x5a; 80]),
-    })
-    .to_bytes()
-}
 
 /// Datagrams the kernel dropped because a UDP socket's receive buffer was full, machine-wide
 /// (`/proc/net/snmp`): on loopback the only way a packet is lost.
@@ -164,7 +154,9 @@ impl Server {
                         let conn = incoming.await.expect("server handshake");
                         let mut send = conn.open_uni().await.expect("open audio stream");
                         // A stream reaches the peer with its first bytes.
-                        send.write_chunk(frame_bytes(0)).await.expect("first frame");
+                        send.write_chunk(voice_frame(0).to_bytes())
+                            .await
+                            .expect("first frame");
                         (conn, send)
                     });
                 }
@@ -325,7 +317,7 @@ fn quic_fanout(c: &mut Criterion) {
                         sequence += 1;
                         server
                             .frames
-                            .send(frame_bytes(sequence))
+                            .send(voice_frame(sequence).to_bytes())
                             .expect("server thread");
                         for _ in 0..n {
                             agents.received.recv().await.expect("agent reader");

@@ -11,6 +11,7 @@
 //! - `src/bin/transcode_compare.rs` — the server's pipeline against `ffmpeg -c:a libopus`.
 //! - `src/bin/live_latency.rs` — live studio RTP in at the server to RTP out at a real agent.
 //! - `src/summary.rs` — medians, percentiles and `--flag VALUE` arguments for the binaries.
+//! - `src/voice_frame.rs` — the 80-byte Opus frame the benchmarks send.
 //! - `src/bin/radio_bench.rs` (`radio-bench`) — the load harness: the real server, N simulated
 //!   agents and one real agent; JSON of frames, latency, CPU and memory.
 //! - `src/simulated_agent.rs` — the harness's agent: real QUIC, TLS and protocol, no decoding.
@@ -27,3 +28,4 @@ pub mod latency_histogram;
 pub mod load_district;
 pub mod simulated_agent;
 pub mod summary;
+pub mod voice_frame;

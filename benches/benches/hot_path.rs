@@ -7,10 +7,10 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use radio_benches::voice_frame::voice_frame;
 use radio_proto::{FrameReader, Message};
+use radio_server::broadcast::playback::Playback;
+use radio_server::broadcast::router::Router;
+use radio_server::broadcast::station_output::StationOutput;
 use radio_server::pipeline::EncodedFrame;
-use radio_server::playback::Playback;
-use radio_server::router::Router;
-use radio_server::station_output::StationOutput;
 
 fn wire(c: &mut Criterion) {
     let mut g = c.benchmark_group("wire");

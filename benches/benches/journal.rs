@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use radio_proto::{JournalAck, JournalBatch, JournalEvent, JournalRecord, OutputState};
-use radio_server::store::Store;
+use radio_server::records::store::Store;
 use relay_agent::journal::Journal;
 
 fn heartbeat(seq: u64) -> JournalRecord {

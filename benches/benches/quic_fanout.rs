@@ -23,8 +23,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use radio_benches::voice_frame::voice_frame;
 use radio_proto::FrameReader;
-use radio_server::certificate_authority::CertificateAuthority;
-use radio_server::revocation_list::Revocations;
+use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::identity::revocation_list::Revocations;
 use tokio::sync::mpsc;
 
 const SERVER_NAME: &str = "localhost";
@@ -117,7 +117,7 @@ struct Server {
 
 impl Server {
     /// `receive_buffer`: the socket's receive buffer in bytes, or the system's default (what
-    /// `radio_server::server::bind` gets) when `None`.
+    /// `radio_server::link::server::bind` gets) when `None`.
     fn start(config: quinn::ServerConfig, n: usize, receive_buffer: Option<usize>) -> Server {
         let (frames, mut to_send) = mpsc::unbounded_channel::<Bytes>();
         let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -287,15 +287,15 @@ fn quic_fanout(c: &mut Criterion) {
         (1000, Some(4 << 20)),
     ];
     for (n, receive_buffer) in cases {
-        let mut server_config = radio_server::tls::server_config(
+        let mut server_config = radio_server::identity::tls::server_config(
             &ca,
             SERVER_NAME,
-            radio_server::server::transport_config(32_000),
+            radio_server::link::server::transport_config(32_000),
             revocations.clone(),
         )
         .expect("server TLS");
         server_config.transport_config(with_bench_idle_timeout(
-            radio_server::server::transport_config(32_000),
+            radio_server::link::server::transport_config(32_000),
         ));
         let server = Server::start(server_config, n, receive_buffer);
         let name = match receive_buffer {

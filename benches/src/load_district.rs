@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use radio_server::certificate_authority::CertificateAuthority;
+use radio_server::identity::certificate_authority::CertificateAuthority;
 use relay_agent::bundle::Bundle;
 
 use crate::simulated_agent::SimulatedAgent;

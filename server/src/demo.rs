@@ -12,13 +12,13 @@ use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
 use relay_agent::{Agent, AgentReport, Bundle};
 use tokio::sync::watch;
 
-use crate::certificate_authority::CertificateAuthority;
-use crate::on_air::{file_bulletin, play_bulletin};
+use crate::broadcast::on_air::{file_bulletin, play_bulletin};
+use crate::identity::certificate_authority::CertificateAuthority;
+use crate::link::server::{self, Server};
 use crate::pipeline::{PipelineError, ProgrammeEncoder};
 use crate::schedule::ladder::{Ladder, LadderConfig};
 use crate::schedule::scheduler::Scheduler;
 use crate::schedule::Schedule;
-use crate::server::{self, Server};
 
 /// The bundled sample programme: a Vietnamese announcement (espeak-ng) after a chime.
 pub const SAMPLE_PROGRAMME: &[u8] = include_bytes!("../assets/ban-tin-mau.ogg");
@@ -65,7 +65,7 @@ pub enum DemoError {
     Server(#[from] server::ServerError),
     /// Enrolment failed.
     #[error(transparent)]
-    Ca(#[from] crate::certificate_authority::CaError),
+    Ca(#[from] crate::identity::certificate_authority::CaError),
     /// An agent could not start.
     #[error("agent {commune}: {reason}")]
     Agent {
@@ -315,10 +315,10 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         no_packet_timeout_ms: 1_000,
         ..Default::default()
     };
-    let (on_air, studio) = crate::live_input::spawn_on_air(
+    let (on_air, studio) = crate::broadcast::live_input::spawn_on_air(
         server.outputs(),
         ladder,
-        crate::live_input::OnAirSetup {
+        crate::broadcast::live_input::OnAirSetup {
             bitrate,
             live,
             live_targets: targets.clone(),

@@ -7,17 +7,19 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use radio_config::ServerOverrides;
-use radio_server::admin::{self, AdminState, BulletinRequest, EmergencyRequest, LiveStart};
-use radio_server::admin_client::{render_schedule, render_status, AdminClient};
-use radio_server::certificate_authority::CertificateAuthority;
+use radio_server::broadcast::on_air::{file_bulletin, play_bulletin};
 use radio_server::demo::{run_demo, DemoOptions};
-use radio_server::on_air::{file_bulletin, play_bulletin};
+use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::link::server::{self, Server};
+use radio_server::operator::admin::{
+    self, AdminState, BulletinRequest, EmergencyRequest, LiveStart,
+};
+use radio_server::operator::admin_client::{render_schedule, render_status, AdminClient};
+use radio_server::records::store::Store;
 use radio_server::report::{Format, Granularity, ReportKind, ReportQuery, ReportRequest};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{load_timezone, Level, Schedule, ScheduleEntry, SourceSpec, Targets};
-use radio_server::server::{self, Server};
-use radio_server::store::Store;
 use relay_agent::process::{init_tracing, shutdown_signal};
 use tokio::sync::watch;
 
@@ -506,7 +508,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => {
             let config = radio_config::load_server(&overrides)?;
             let ca_dir = config.data_dir.join("ca");
-            let revoked = radio_server::revocation_list::revoke(
+            let revoked = radio_server::identity::revocation_list::revoke(
                 &ca_dir,
                 &commune,
                 serial,
@@ -528,7 +530,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Certificates { overrides, json } => {
             let config = radio_config::load_server(&overrides)?;
-            let all = radio_server::certificate_expiry::certificates(
+            let all = radio_server::identity::certificate_expiry::certificates(
                 &config.data_dir.join("ca"),
                 jiff::Timestamp::now(),
             )?;
@@ -695,7 +697,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Audit(args) => {
             let listing = client(&args.overrides)?.audit(args.from, args.to)?;
-            let text = radio_server::admin_client::render_audit(&listing, args.format);
+            let text = radio_server::operator::admin_client::render_audit(&listing, args.format);
             print!("{text}");
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -1027,8 +1029,10 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     }
     if let Some(path) = from_file {
         store.save_schedule(&schedule)?;
-        let record =
-            radio_server::audit_log::AuditRecord::schedule_from_file(path, jiff::Timestamp::now());
+        let record = radio_server::operator::audit_log::AuditRecord::schedule_from_file(
+            path,
+            jiff::Timestamp::now(),
+        );
         store.audit().append(&record)?;
         tracing::info!(
             "schedule from {} stored (it replaces the stored one)",
@@ -1092,10 +1096,10 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
              [live] table of the config)"
         );
     }
-    let (on_air, studio) = radio_server::live_input::spawn_on_air(
+    let (on_air, studio) = radio_server::broadcast::live_input::spawn_on_air(
         server.outputs(),
         ladder,
-        radio_server::live_input::OnAirSetup {
+        radio_server::broadcast::live_input::OnAirSetup {
             bitrate,
             live,
             live_targets,

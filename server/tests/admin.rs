@@ -7,20 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use radio_config::District;
-use radio_server::admin::{
+use radio_server::broadcast::on_air::{OnAir, OnAirConfig};
+use radio_server::broadcast::on_air::{OnAirStatus, StationStatus};
+use radio_server::broadcast::station_output::StationOutput;
+use radio_server::ingest::PcmFrame;
+use radio_server::operator::admin::{
     serve, AdminState, BulletinRequest, EmergencyRequest, ErrorBody, LiveStart,
 };
-use radio_server::admin_client::{AdminClient, ClientError};
-use radio_server::audit_log::{AuditAction, Outcome};
-use radio_server::auth_limiter::AuthLimits;
-use radio_server::ingest::PcmFrame;
-use radio_server::on_air::{OnAir, OnAirConfig};
-use radio_server::on_air::{OnAirStatus, StationStatus};
+use radio_server::operator::admin_client::{AdminClient, ClientError};
+use radio_server::operator::audit_log::{AuditAction, Outcome};
+use radio_server::operator::auth_limiter::AuthLimits;
+use radio_server::records::store::Store;
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{Level, Schedule, ScheduleEntry, SourceSpec, Targets};
-use radio_server::station_output::StationOutput;
-use radio_server::store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 struct Harness {
@@ -934,7 +934,7 @@ async fn metrics_health_stations_and_the_dashboard() {
         .await
         .expect("answer");
     assert_eq!(status, 200);
-    let stations: Vec<radio_server::admin::StationView> =
+    let stations: Vec<radio_server::operator::admin::StationView> =
         serde_json::from_str(&body).expect("JSON");
     assert_eq!(stations.len(), 22);
     assert_eq!(stations[0].name, "Thị trấn Châu Ổ");
@@ -1190,7 +1190,7 @@ async fn snapshot(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_checks_the_role_of_every_caller() {
-    use radio_server::admin::{route_table, Access, Verb};
+    use radio_server::operator::admin::{route_table, Access, Verb};
     let (mut h, operator_token, viewer_token) = start_with_roles(true).await;
     let admin_token = district_token(&h);
     let wav = h.path("kiem-tra.wav");

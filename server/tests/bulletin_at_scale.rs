@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use radio_config::{District, Station, StationKind};
-use radio_server::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
+use radio_server::broadcast::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
+use radio_server::broadcast::station_output::StationOutput;
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::Schedule;
-use radio_server::station_output::StationOutput;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulletin_to_thousands_of_stations_ends_and_plays_again() {

@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use radio_config::{District, ServerConfig};
 use radio_proto::{ClusterState, JournalBatch, JournalEvent, JournalRecord};
-use radio_server::admin::{serve, AdminState, StationView};
-use radio_server::admin_client::AdminClient;
-use radio_server::certificate_authority::CertificateAuthority;
-use radio_server::clusters::ClusterHealth;
-use radio_server::on_air::{OnAir, OnAirConfig};
+use radio_server::broadcast::on_air::{OnAir, OnAirConfig};
+use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::link::server::{self, Server};
+use radio_server::operator::admin::{serve, AdminState, StationView};
+use radio_server::operator::admin_client::AdminClient;
+use radio_server::records::clusters::ClusterHealth;
+use radio_server::records::store::Store;
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::Schedule;
-use radio_server::server::{self, Server};
-use radio_server::store::Store;
 use support::raw_agent::RawAgent;
 use tokio::sync::oneshot;
 

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
 use radio_proto::ProgrammeLevel;
-use radio_server::certificate_authority::CertificateAuthority;
-use radio_server::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
+use radio_server::broadcast::on_air::{file_bulletin, play_bulletin, OnAir, OnAirConfig};
+use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::link::server::{self, Server};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{Schedule, SourceSpec, Targets};
-use radio_server::server::{self, Server};
 use relay_agent::Agent;
 
 const RATE: u32 = 48_000;

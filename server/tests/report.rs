@@ -24,7 +24,7 @@ use jiff::civil::{date, Date};
 use jiff::tz::TimeZone;
 use radio_config::District;
 use radio_proto::{JournalBatch, JournalEvent, JournalRecord, OutputState, ProgrammeLevel};
-use radio_server::store::Store;
+use radio_server::records::store::Store;
 use radio_tests::{binary, start_server_with};
 
 const YEARS: [i16; 5] = [2021, 2022, 2023, 2024, 2025];

@@ -116,11 +116,12 @@ async fn a_certificate_from_another_ca_never_completes_the_handshake() {
     let running = start(|_| {}).await;
     let mut good = good_station(&running).await;
     let other_dir = tempfile::tempdir().expect("tempdir");
-    let other_ca = radio_server::certificate_authority::CertificateAuthority::load_or_create(
-        other_dir.path(),
-        "Kẻ lạ",
-    )
-    .expect("ca");
+    let other_ca =
+        radio_server::identity::certificate_authority::CertificateAuthority::load_or_create(
+            other_dir.path(),
+            "Kẻ lạ",
+        )
+        .expect("ca");
     let mut forged = other_ca
         .enroll(
             ATTACKER,

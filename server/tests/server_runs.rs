@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use radio_config::{District, ServerConfig};
 use radio_proto::{JournalBatch, JournalEvent, JournalRecord};
-use radio_server::certificate_authority::CertificateAuthority;
+use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::link::server::{self, Server};
+use radio_server::records::store::Store;
 use radio_server::report::load::timelines;
 use radio_server::report::timeline::{session_ends, Condition, REPORTING_GRACE_MS};
-use radio_server::server::{self, Server};
-use radio_server::store::Store;
 use relay_agent::journal::unix_ms;
 use support::raw_agent::RawAgent;
 

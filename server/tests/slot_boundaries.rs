@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use radio_config::District;
-use radio_server::on_air::{OnAir, OnAirConfig, OnAirEvent};
+use radio_server::broadcast::on_air::{OnAir, OnAirConfig, OnAirEvent};
+use radio_server::broadcast::station_output::StationOutput;
 use radio_server::schedule::ladder::{ItemRef, Ladder, LadderConfig, StopReason};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::Schedule;
-use radio_server::station_output::StationOutput;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_entry_starts_and_ends_at_its_boundaries() {

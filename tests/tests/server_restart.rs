@@ -60,7 +60,7 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
     drop(server); // SIGKILL
     let (server, _) = start_server_with(&data, &listen, &args);
     let listening_again = Instant::now();
-    // The new server keeps the old one's reset keys (`server/src/reset_key.rs`): it answers the
+    // The new server keeps the old one's reset keys (`server/src/identity/reset_key.rs`): it answers the
     // agent's next keep-alive with a stateless reset the agent trusts, so the agent does not
     // wait out its 3 s idle timer.
     let lost = agent.wait_for("connection lost", Duration::from_secs(15));

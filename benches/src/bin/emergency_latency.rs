@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use radio_benches::summary::percentile;
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
-use radio_server::certificate_authority::CertificateAuthority;
-use radio_server::live_input::{spawn_on_air, OnAirSetup};
-use radio_server::on_air::file_bulletin;
+use radio_server::broadcast::live_input::{spawn_on_air, OnAirSetup};
+use radio_server::broadcast::on_air::file_bulletin;
+use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::link::server::{self, Server};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{Schedule, SourceSpec, Targets};
-use radio_server::server::{self, Server};
 use relay_agent::Agent;
 
 fn write_tone(path: &std::path::Path, hz: f32, secs: f32) -> std::io::Result<()> {

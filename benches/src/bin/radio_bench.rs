@@ -342,9 +342,9 @@ async fn one_run(
 /// A client endpoint whose socket buffers hold a tick's burst for its agents, as the server's
 /// do (`udp_socket.rs`): the harness must not be the one dropping datagrams.
 fn client_endpoint() -> anyhow::Result<quinn::Endpoint> {
-    let (socket, _) = radio_server::udp_socket::bind(
+    let (socket, _) = radio_server::link::udp_socket::bind(
         "127.0.0.1:0".parse()?,
-        radio_server::udp_socket::SOCKET_BUFFER_BYTES,
+        radio_server::link::udp_socket::SOCKET_BUFFER_BYTES,
         false,
     )?;
     let runtime = quinn::default_runtime().context("no async runtime")?;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use radio_config::District;
 
 use super::timeline::{merge_journals, Timeline, TimelineBuilder, REPORTING_GRACE_MS};
-use crate::store::StoreError;
-use crate::uptime_journal::UptimeJournal;
+use crate::records::store::StoreError;
+use crate::records::uptime_journal::UptimeJournal;
 
 /// Every station's timeline up to `now_ms`. Records are streamed station by station, journal
 /// by journal, so memory holds one station's transitions, never five years of heartbeats.

@@ -4,7 +4,7 @@
 //! has no data in January and one that never reported.
 
 use super::*;
-use crate::uptime_journal::{LinkEvent, ServerRun, StoredRecord};
+use crate::records::uptime_journal::{LinkEvent, ServerRun, StoredRecord};
 use jiff::civil::date;
 use radio_config::{Station, StationKind};
 use radio_proto::{JournalEvent, JournalRecord, OutputState, ProgrammeLevel};

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use radio_proto::{ClusterState, JournalEvent, JournalRecord, OutputState, ProgrammeLevel};
 
-use crate::uptime_journal::{LinkEvent, ServerRun, StoredRecord};
+use crate::records::uptime_journal::{LinkEvent, ServerRun, StoredRecord};
 
 /// One 20 ms frame.
 pub const FRAME_MS: i64 = 20;

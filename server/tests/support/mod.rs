@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use radio_config::{District, ServerConfig};
 use radio_proto::{JournalBatch, JournalEvent, JournalRecord, OutputState};
-use radio_server::certificate_authority::CertificateAuthority;
-use radio_server::server::{self, Server};
-use radio_server::store::Store;
+use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::link::server::{self, Server};
+use radio_server::records::store::Store;
 use relay_agent::Bundle;
 use tokio::sync::oneshot;
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Buf;
 use radio_proto::{Decode, Encode, JournalAck, JournalBatch, JournalRecord};
 
-use crate::store::StoreError;
+use crate::records::store::StoreError;
 
 /// Tree of the agents' records: `agent \0 journal_id(8, BE) seq(8, BE)` → the encoded record.
 const RECORDS_TREE: &str = "uptime-records";
@@ -35,7 +35,7 @@ const RECORDS_TREE: &str = "uptime-records";
 /// events are in the order they were written, across runs.
 const LINKS_TREE: &str = "uptime-links";
 /// Tree of each agent's watched-cluster states: `agent` → a snapshot
-/// (`crate::clusters::WatchedClusters::to_bytes`), rewritten when they change.
+/// (`crate::records::clusters::WatchedClusters::to_bytes`), rewritten when they change.
 const CLUSTERS_TREE: &str = "uptime-clusters";
 /// Tree of the server's runs: `order(8, BE)` → `run_id(8) started_ms(8) alive_ms(8)`, all BE.
 /// The order is a sled id, increasing across restarts, so a clock stepping back cannot
@@ -90,7 +90,7 @@ pub struct StoredRecord {
     pub record: JournalRecord,
 }
 
-/// The uptime trees of a [`crate::store::Store`].
+/// The uptime trees of a [`crate::records::store::Store`].
 #[derive(Debug, Clone)]
 pub struct UptimeJournal {
     db: sled::Db,
@@ -100,7 +100,7 @@ pub struct UptimeJournal {
     runs: sled::Tree,
     path: PathBuf,
     /// Flushes shared by concurrent writers (`group_commit.rs`).
-    group: std::sync::Arc<crate::group_commit::GroupCommit>,
+    group: std::sync::Arc<crate::records::group_commit::GroupCommit>,
 }
 
 fn agent_prefix(agent: &str) -> Vec<u8> {
@@ -408,7 +408,7 @@ mod tests {
     #[test]
     fn batches_are_stored_once_per_journal_and_sequence() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(dir.path()).expect("store");
+        let store = crate::records::store::Store::open(dir.path()).expect("store");
         let journal = store.uptime();
         let ack = journal
             .store_batch("binh-trung", &batch(7, 1..=3))
@@ -454,7 +454,7 @@ mod tests {
         );
         drop(store);
         // Durable: a new process sees the same.
-        let store = crate::store::Store::open(dir.path()).expect("reopen");
+        let store = crate::records::store::Store::open(dir.path()).expect("reopen");
         assert_eq!(
             store.uptime().records("binh-trung").expect("records").len(),
             7
@@ -473,7 +473,7 @@ mod tests {
     #[test]
     fn link_events_stored_before_runs_were_recorded_still_read() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(dir.path()).expect("store");
+        let store = crate::records::store::Store::open(dir.path()).expect("store");
         let journal = store.uptime();
         // The old form: time, up (0 or 1), reason.
         let mut old = 7u64.to_be_bytes().to_vec();
@@ -506,14 +506,14 @@ mod tests {
     #[test]
     fn runs_are_listed_in_start_order_with_their_last_alive_time() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(dir.path()).expect("store");
+        let store = crate::records::store::Store::open(dir.path()).expect("store");
         let journal = store.uptime();
         let mut first = journal.start_run(900, 1_000).expect("start");
         journal.record_alive(&mut first, 61_000).expect("alive");
         // A clock stepping back does not move the alive time back.
         journal.record_alive(&mut first, 50_000).expect("alive");
         drop(store);
-        let store = crate::store::Store::open(dir.path()).expect("reopen");
+        let store = crate::records::store::Store::open(dir.path()).expect("reopen");
         // The next run's clock is behind the first's: still listed after it.
         store.uptime().start_run(3, 500).expect("start");
         assert_eq!(

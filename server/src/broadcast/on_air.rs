@@ -19,16 +19,16 @@ use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
+use crate::broadcast::playback::{Playback, FRAME_PERIOD};
+use crate::broadcast::router::{PlaybackId, Router, TickEvent};
+use crate::broadcast::station_output::StationOutput;
 use crate::ingest::live_rtp::ReleaseTimes;
 use crate::ingest::relay::{spawn_relay, Fallback, RelayConfig, RelayHandle};
 use crate::ingest::upstream::{Upstream, UpstreamHandle};
 use crate::ingest::PcmFrame;
-use crate::playback::{Playback, FRAME_PERIOD};
-use crate::router::{PlaybackId, Router, TickEvent};
 use crate::schedule::ladder::{Change, ItemRef, Ladder, StopReason};
 use crate::schedule::scheduler::Scheduler;
 use crate::schedule::{Bulletin, Level, ScheduleError, SourceSpec, Targets};
-use crate::station_output::StationOutput;
 use radio_proto::ProgrammeLevel;
 
 /// Frames a relay may deliver ahead of the clock; its thread blocks beyond that, so the
@@ -519,7 +519,7 @@ impl Controller {
                     // Stamped with the tick's scheduled instant, not the time the task woke: every
                     // station's frame of this tick carries the same media time, on a steady 20 ms
                     // grid even when a stalled runtime catches up in a burst.
-                    let at = crate::media_clock::media_clock().micros(tick.into_std());
+                    let at = crate::broadcast::media_clock::media_clock().micros(tick.into_std());
                     self.live_silence(at);
                     let events = self.router.tick(at);
                     for event in events {
@@ -582,7 +582,7 @@ impl Controller {
             .get(&PlaybackKey::Stream(StreamKey::Live))
             .copied();
         let released = self.live_release.as_ref().and_then(|r| r.pop());
-        let clock = crate::media_clock::media_clock();
+        let clock = crate::broadcast::media_clock::media_clock();
         let mut at = clock.micros(released.unwrap_or_else(std::time::Instant::now));
         // Exactly one slot after the last frame when it is one slot after it to the rounding of
         // the µs, so that the grid stays exact.
@@ -931,7 +931,8 @@ impl Controller {
                         self.live_feed = Some(feed);
                         // Silence fills in only if the input releases nothing from now on.
                         self.live_last_us = Some(
-                            crate::media_clock::media_clock().micros(std::time::Instant::now()),
+                            crate::broadcast::media_clock::media_clock()
+                                .micros(std::time::Instant::now()),
                         );
                         Playback::pcm(programme_id, &name, rx, bitrate)
                             .map(|p| (p, None))

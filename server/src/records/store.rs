@@ -17,9 +17,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::audit_log::AuditLog;
+use crate::operator::audit_log::AuditLog;
+use crate::records::uptime_journal::UptimeJournal;
 use crate::schedule::Schedule;
-use crate::uptime_journal::UptimeJournal;
 
 /// Key of the schedule (JSON).
 const SCHEDULE_KEY: &[u8] = b"schedule";

@@ -5,7 +5,7 @@
 //! running server); they read the token from `data_dir/admin.token` and ask the server at
 //! `admin_listen`. Every failure becomes one line an operator can act on.
 
-use crate::on_air::OnAirStatus;
+use crate::broadcast::on_air::OnAirStatus;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,14 +18,14 @@ use radio_config::ServerConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::admin::{
+use crate::operator::admin::{
     AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, LiveStart, ScheduleChanged,
     StopRequest,
 };
-use crate::audit_log::AuditListing;
+use crate::operator::audit_log::AuditListing;
+use crate::records::store::TOKEN_FILE;
 use crate::report::{Format, ReportKind, ReportQuery};
 use crate::schedule::{EntryEnd, Recurrence, Schedule, ScheduleEntry, SourceSpec, Targets};
-use crate::store::TOKEN_FILE;
 
 /// The server is local; a slow connect means it is not there.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -681,7 +681,7 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::on_air::{EmergencyStatus, StationStatus};
+    use crate::broadcast::on_air::{EmergencyStatus, StationStatus};
     use crate::schedule::Level;
     use jiff::civil;
 
@@ -787,7 +787,7 @@ mod tests {
 
     #[test]
     fn audit_listing_renders_as_table_and_csv() {
-        use crate::audit_log::{AuditAction, AuditRecord, Outcome};
+        use crate::operator::audit_log::{AuditAction, AuditRecord, Outcome};
         let tz = crate::schedule::load_timezone("Asia/Ho_Chi_Minh").unwrap();
         let record = AuditRecord {
             unix_ms: 1_758_610_800_000, // 2025-09-23T07:00:00Z

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::enrolment_register::{EnrolmentRegister, RegisterError};
+use crate::identity::enrolment_register::{EnrolmentRegister, RegisterError};
 
 /// How often the running server looks at the file: an open connection of a revoked station
 /// is closed within this plus a round trip, well inside the second the district asked for.
@@ -70,7 +70,7 @@ pub struct Revoked {
     /// The station it was issued to.
     pub commune: String,
     /// Its serial number.
-    #[serde(with = "crate::enrolment_register::serial_hex")]
+    #[serde(with = "crate::identity::enrolment_register::serial_hex")]
     pub serial: u64,
     /// When it was revoked.
     pub revoked_at: Timestamp,
@@ -315,7 +315,7 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enrolment_register::IssuedCertificate;
+    use crate::identity::enrolment_register::IssuedCertificate;
 
     fn enrol(ca_dir: &Path, commune: &str, serial: u64) {
         EnrolmentRegister::new(ca_dir)

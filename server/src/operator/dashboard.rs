@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-const PAGE: &str = include_str!("../assets/dashboard.html");
-const SCRIPT: &str = include_str!("../assets/dashboard.js");
+const PAGE: &str = include_str!("../../assets/dashboard.html");
+const SCRIPT: &str = include_str!("../../assets/dashboard.js");
 
 /// `/` and `/dashboard.js`, without a token (they hold no data).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use radio_config::{LiveSettings, RelaySettings};
 use tokio::sync::{mpsc, watch};
 
+use crate::broadcast::on_air::{CommandError, OnAir, OnAirConfig};
 use crate::ingest::live_rtp::{
     run_live_rtp_timed, LiveConfigError, LiveEvent, LiveRtpConfig, LiveRtpReceiver, LiveStats,
     LiveStatsHandle, ReleaseTimes,
@@ -19,7 +20,6 @@ use crate::ingest::pcm_pipe::{run_pcm_pipe_with, PcmFormat, PipeConfig};
 use crate::ingest::srtp::MasterKey;
 use crate::ingest::upstream::Upstream;
 use crate::ingest::PcmFrame;
-use crate::on_air::{CommandError, OnAir, OnAirConfig};
 use crate::schedule::{ScheduleError, Targets};
 
 /// PCM frames of live audio buffered between the ingest and the clock.
@@ -99,7 +99,7 @@ pub struct LiveInput {
 
 impl LiveInput {
     /// Listens for studio RTP on `addr` from the senders `config.allow`s. Returns the input and
-    /// the PCM frames for the on-air controller ([`crate::on_air::OnAirConfig::live`]) and its
+    /// the PCM frames for the on-air controller ([`crate::broadcast::on_air::OnAirConfig::live`]) and its
     /// start/stop events.
     pub async fn start(
         addr: SocketAddr,
@@ -153,7 +153,7 @@ impl LiveInput {
     }
 
     /// When each frame in the channel was due on the jitter buffer's release grid
-    /// ([`crate::on_air::OnAirConfig::live_release`]).
+    /// ([`crate::broadcast::on_air::OnAirConfig::live_release`]).
     pub fn release_times(&self) -> Arc<ReleaseTimes> {
         self.release.clone()
     }
@@ -437,7 +437,7 @@ pub struct Studio {
 
 /// Starts the on-air controller and the studio input `setup.live` describes.
 pub async fn spawn_on_air(
-    outputs: impl IntoIterator<Item = Arc<crate::station_output::StationOutput>>,
+    outputs: impl IntoIterator<Item = Arc<crate::broadcast::station_output::StationOutput>>,
     ladder: crate::schedule::ladder::Ladder,
     setup: OnAirSetup,
 ) -> Result<(OnAir, Studio), LiveInputError> {

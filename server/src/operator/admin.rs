@@ -88,10 +88,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, Mutex};
 
-use crate::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
-use crate::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
-use crate::on_air::{CommandError, OnAir, OnAirEvent, OnAirStatus};
+use crate::broadcast::on_air::{CommandError, OnAir, OnAirEvent, OnAirStatus};
+use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
+use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::pipeline::ProgrammeEncoder;
+use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
 use crate::schedule::ladder::ItemRef;
 use crate::schedule::scheduler::Scheduler;
@@ -100,7 +101,6 @@ use crate::schedule::{
     load_timezone, Bulletin, Level, Schedule, ScheduleEntry, ScheduleError, SourceSpec, Targets,
     DEFAULT_TIMEZONE,
 };
-use crate::store::Store;
 
 /// Live broadcasts without an id use this one, so `live start` / `live stop` pair up without
 /// the operator ever naming it.
@@ -130,7 +130,7 @@ pub struct AdminState {
     /// Names of the configured upstream servers.
     upstreams: Vec<String>,
     /// The QUIC server, for what its agents report (stations, metrics).
-    server: Option<Arc<crate::server::Server>>,
+    server: Option<Arc<crate::link::server::Server>>,
     /// Tokens with roles from the config, with their SHA-256 decoded.
     tokens: Vec<(AdminTokenSettings, [u8; 32])>,
     /// Failed authentications per source address. A plain mutex: held for a table lookup,
@@ -346,7 +346,7 @@ impl AdminState {
     }
 
     /// Records an on-air change with the outcome its handler came to, durably, before the
-    /// answer goes out (and logs it, see [`AuditLog::append`](crate::audit_log::AuditLog::append));
+    /// answer goes out (and logs it, see [`AuditLog::append`](crate::operator::audit_log::AuditLog::append));
     /// `result` is passed through. A record that cannot be stored is logged
     /// as an error, and the answer still tells the truth about the air.
     async fn audit<T>(
@@ -420,7 +420,7 @@ impl AdminState {
 
     /// The QUIC server whose agents `/api/v1/stations` and `/metrics` report on.
     #[must_use]
-    pub fn with_server(mut self, server: Arc<crate::server::Server>) -> Self {
+    pub fn with_server(mut self, server: Arc<crate::link::server::Server>) -> Self {
         self.server = Some(server);
         self
     }
@@ -548,7 +548,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(gate, require_token))
         // Added after the token layer: these hold no data.
-        .merge(crate::dashboard::routes())
+        .merge(crate::operator::dashboard::routes())
         .route("/health", get(health))
         .with_state(state)
 }
@@ -593,12 +593,12 @@ async fn health() -> Json<serde_json::Value> {
 /// `GET /metrics`: Prometheus text format (see `metrics.rs`).
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     let stations = match &state.server {
-        Some(server) => crate::metrics::station_metrics(server),
+        Some(server) => crate::operator::metrics::station_metrics(server),
         None => state
             .district
             .stations
             .iter()
-            .map(|s| crate::metrics::StationMetrics {
+            .map(|s| crate::operator::metrics::StationMetrics {
                 id: s.id.clone(),
                 name: s.name.clone(),
                 agent: None,
@@ -610,7 +610,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&stations),
+        crate::operator::metrics::render(&stations),
     )
         .into_response()
 }
@@ -623,7 +623,7 @@ pub struct StationView {
     pub kind: String,
     /// Every loudspeaker cluster of the station in the district's order, with its live state
     /// (`clusters.rs`), then any cluster the agent watches that the district does not have.
-    pub clusters: Vec<crate::clusters::ClusterView>,
+    pub clusters: Vec<crate::records::clusters::ClusterView>,
     pub connected: bool,
     /// Seconds since the agent's last heartbeat; `None` if none this server run.
     pub heartbeat_age_s: Option<f64>,
@@ -633,7 +633,7 @@ pub struct StationView {
 
 /// `GET /api/v1/stations`.
 async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>> {
-    let agents: std::collections::BTreeMap<String, crate::server::AgentSnapshot> = state
+    let agents: std::collections::BTreeMap<String, crate::link::server::AgentSnapshot> = state
         .server
         .as_ref()
         .map(|s| {
@@ -654,7 +654,10 @@ async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>
                     id: s.id.clone(),
                     name: s.name.clone(),
                     kind: format!("{:?}", s.kind).to_lowercase(),
-                    clusters: crate::clusters::station_clusters(s, agent.map(|a| &a.clusters)),
+                    clusters: crate::records::clusters::station_clusters(
+                        s,
+                        agent.map(|a| &a.clusters),
+                    ),
                     connected: agent.is_some_and(|a| a.connected),
                     heartbeat_age_s: agent
                         .and_then(|a| a.last_heartbeat_age)

@@ -15,8 +15,8 @@ use radio_proto::{BlobDigest, Message, PrefetchChunk};
 use tokio::sync::watch;
 use tracing::{debug, info, Instrument};
 
-use crate::prefetch::{Blob, StationPlan};
-use crate::station_output::StationOutput;
+use super::planner::{Blob, StationPlan};
+use crate::broadcast::station_output::StationOutput;
 
 /// Below the audio stream's priority (0): quinn sends higher priorities first.
 const PREFETCH_PRIORITY: i32 = -1;

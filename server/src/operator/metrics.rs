@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use radio_proto::ClusterState;
 
-use crate::server::{AgentSnapshot, Server};
+use crate::link::server::{AgentSnapshot, Server};
 
 /// One station's row: its id, Vietnamese name, and what the server knows of its agent.
 #[derive(Debug, Clone)]
@@ -218,7 +218,7 @@ mod tests {
                         .map(|(id, state)| {
                             (
                                 id.to_owned(),
-                                crate::clusters::ClusterSeen {
+                                crate::records::clusters::ClusterSeen {
                                     state,
                                     reason: "test".into(),
                                     unix_ms: 0,

@@ -17,9 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::broadcast::playback::{Next, Playback};
+use crate::broadcast::station_output::StationOutput;
 use crate::pipeline::PipelineError;
-use crate::playback::{Next, Playback};
-use crate::station_output::StationOutput;
 
 /// Handle of a playback inside the router.
 pub type PlaybackId = u64;

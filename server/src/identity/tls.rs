@@ -9,8 +9,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName};
 
-use crate::certificate_authority::{CaError, CertificateAuthority};
-use crate::revocation_list::Revocations;
+use crate::identity::certificate_authority::{CaError, CertificateAuthority};
+use crate::identity::revocation_list::Revocations;
 
 /// Errors building the TLS configuration or reading a peer's identity.
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +222,7 @@ mod tests {
             .unwrap();
         let der = CertificateDer::from_pem_slice(bundle.cert.as_bytes()).unwrap();
         let cert = read_certificate(der.as_ref()).unwrap();
-        let issued = crate::enrolment_register::EnrolmentRegister::new(ca.dir())
+        let issued = crate::identity::enrolment_register::EnrolmentRegister::new(ca.dir())
             .certificates("binh-trung")
             .unwrap();
         assert_eq!(cert.commune, "binh-trung");

@@ -11,8 +11,8 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::enrolment_register::{EnrolmentRegister, IssuedCertificate, RegisterError};
-use crate::revocation_list::{RevocationError, RevocationList};
+use crate::identity::enrolment_register::{EnrolmentRegister, IssuedCertificate, RegisterError};
+use crate::identity::revocation_list::{RevocationError, RevocationList};
 
 /// Days before a station's certificate expires from which the server warns (at every
 /// session start of that station, and in the daily check).
@@ -180,7 +180,7 @@ pub fn days_after(now: Timestamp, days: i64) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revocation_list::revoke;
+    use crate::identity::revocation_list::revoke;
 
     fn enrol(ca_dir: &Path, commune: &str, serial: u64, issued: Timestamp, days: i64) {
         EnrolmentRegister::new(ca_dir)

@@ -21,14 +21,14 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
-use crate::certificate_authority::CertificateAuthority;
-use crate::clusters::{ClusterSeen, WatchedClusters};
+use crate::broadcast::station_output::StationOutput;
+use crate::identity::certificate_authority::CertificateAuthority;
+use crate::identity::revocation_list::{RevocationError, Revocations, REFRESH_INTERVAL};
+use crate::identity::tls::{self, PeerCertificate, TlsError};
+use crate::prefetch::sender::{PrefetchStreams, CHUNK_BYTES};
 use crate::prefetch::PrefetchPlanner;
-use crate::prefetch_sender::{PrefetchStreams, CHUNK_BYTES};
-use crate::revocation_list::{RevocationError, Revocations, REFRESH_INTERVAL};
-use crate::station_output::StationOutput;
-use crate::tls::{self, PeerCertificate, TlsError};
-use crate::uptime_journal::{LinkEvent, RunMarker, UptimeJournal, SERVER_ALIVE_INTERVAL};
+use crate::records::clusters::{ClusterSeen, WatchedClusters};
+use crate::records::uptime_journal::{LinkEvent, RunMarker, UptimeJournal, SERVER_ALIVE_INTERVAL};
 
 /// What the server knows about one agent (station), kept across its reconnects.
 #[derive(Debug, Default)]
@@ -237,13 +237,13 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     /// The CA could not be loaded or created.
     #[error(transparent)]
-    Ca(#[from] crate::certificate_authority::CaError),
+    Ca(#[from] crate::identity::certificate_authority::CaError),
     /// The revocation list could not be read: starting without it would let revoked stations in.
     #[error(transparent)]
     Revocation(#[from] RevocationError),
     /// The stateless-reset key could not be read or stored.
     #[error(transparent)]
-    ResetKey(#[from] crate::reset_key::ResetKeyError),
+    ResetKey(#[from] crate::identity::reset_key::ResetKeyError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {error}")]
     Bind {
@@ -341,7 +341,7 @@ pub fn bind(config: &ServerConfig, ca: &CertificateAuthority) -> Result<Endpoint
         transport_config(config.bitrate),
         revocations,
     )?;
-    let endpoint_config = crate::reset_key::endpoint_config(&config.data_dir)?;
+    let endpoint_config = crate::identity::reset_key::endpoint_config(&config.data_dir)?;
     let bind_error = |error| ServerError::Bind {
         addr: config.listen,
         error,
@@ -350,15 +350,18 @@ pub fn bind(config: &ServerConfig, ca: &CertificateAuthority) -> Result<Endpoint
     let mut endpoints = Vec::with_capacity(sockets);
     let mut addr = config.listen;
     for _ in 0..sockets {
-        let (socket, sizes) =
-            crate::udp_socket::bind(addr, crate::udp_socket::SOCKET_BUFFER_BYTES, sockets > 1)
-                .map_err(bind_error)?;
+        let (socket, sizes) = crate::link::udp_socket::bind(
+            addr,
+            crate::link::udp_socket::SOCKET_BUFFER_BYTES,
+            sockets > 1,
+        )
+        .map_err(bind_error)?;
         // With port 0, the first socket's port is the one the others share.
         addr = socket.local_addr().map_err(bind_error)?;
         // A district's few dozen agents never fill the default buffers; a province's thousands
         // do.
         if endpoints.is_empty()
-            && sizes.capped(crate::udp_socket::SOCKET_BUFFER_BYTES)
+            && sizes.capped(crate::link::udp_socket::SOCKET_BUFFER_BYTES)
             && config.max_agents > 1000
         {
             warn!(
@@ -394,7 +397,7 @@ pub async fn run(endpoints: Endpoints, server: Arc<Server>, shutdown: impl Futur
         .clone()
         .map(|(uptime, marker)| AbortOnDrop(tokio::spawn(keep_alive(uptime, marker))));
     let _close_revoked = AbortOnDrop(tokio::spawn(close_revoked(server.clone())));
-    let _expiry = AbortOnDrop(tokio::spawn(crate::certificate_expiry::watch(
+    let _expiry = AbortOnDrop(tokio::spawn(crate::identity::certificate_expiry::watch(
         server.config.data_dir.join("ca"),
         server
             .district
@@ -648,7 +651,7 @@ async fn serve_agent(
         })?
         .map_err(|e| e.to_string())?;
     let mut session = Session::server(server.session_config(), Instant::now().into());
-    session.set_media_clock(crate::media_clock::media_clock());
+    session.set_media_clock(crate::broadcast::media_clock::media_clock());
     // Dropped on every way out of this function (including cancellation at shutdown): detaches
     // the station's output and stops the audio writer.
     let mut audio: Option<AudioStream> = None;
@@ -863,7 +866,7 @@ fn watch_clusters(server: &Server, commune: &str, batch: &radio_proto::JournalBa
         warn!(
             dropped,
             "cluster records ignored: the agent names more than {} clusters",
-            crate::clusters::MAX_WATCHED_CLUSTERS
+            crate::records::clusters::MAX_WATCHED_CLUSTERS
         );
     }
 }
@@ -1046,7 +1049,7 @@ const REVOKED_REASON: &str =
 fn warn_if_expiring(certificate: &PeerCertificate) {
     let now = jiff::Timestamp::now().as_second();
     let days_left = (certificate.not_after - now) / 86_400;
-    if days_left < crate::certificate_expiry::EXPIRY_WARNING_DAYS {
+    if days_left < crate::identity::certificate_expiry::EXPIRY_WARNING_DAYS {
         warn!(
             days_left,
             "this station's certificate expires in {days_left} days: renew it with \

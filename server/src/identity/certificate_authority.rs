@@ -14,7 +14,7 @@ use rcgen::{
 };
 use relay_agent::bundle::write_private;
 
-use crate::enrolment_register::{EnrolmentRegister, IssuedCertificate};
+use crate::identity::enrolment_register::{EnrolmentRegister, IssuedCertificate};
 use relay_agent::Bundle;
 use time::{Duration, OffsetDateTime};
 
@@ -49,7 +49,7 @@ pub enum CaError {
     },
     /// The enrolment register could not be written.
     #[error(transparent)]
-    Register(#[from] crate::enrolment_register::RegisterError),
+    Register(#[from] crate::identity::enrolment_register::RegisterError),
     /// The commune is not a station of the district.
     #[error(
         "unknown commune `{0}`: it is not a station of this district (see `radio-server stations`)"

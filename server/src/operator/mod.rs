@@ -1,0 +1,19 @@
+//! The people's side: the admin endpoint (HTTP + JSON) with its roles per route, the command-line
+//! client of it, who may authenticate and how often, the audit log of every on-air change, the
+//! web dashboard and `/metrics`.
+//!
+//! # Layout
+//! - `admin.rs` — [`admin::serve`]: every route with the roles that may call it.
+//! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it, and
+//!   how their answers are printed.
+//! - `auth_limiter.rs` — failed authentications per source address; too many lock it out (429).
+//! - `audit_log.rs` — who asked for which on-air change, when, from where, and how it ended.
+//! - `dashboard.rs` — the web dashboard (`server/assets/`) served at `/`.
+//! - `metrics.rs` — `/metrics` in the Prometheus text format.
+
+pub mod admin;
+pub mod admin_client;
+pub mod audit_log;
+pub mod auth_limiter;
+pub(crate) mod dashboard;
+pub(crate) mod metrics;

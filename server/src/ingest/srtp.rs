@@ -24,7 +24,8 @@
 //!   of the sequence number before this receiver heard it, as after a server restart in
 //!   the middle of a broadcast. Then a bounded, rate-limited search tries other rollover
 //!   counters, up to [`MAX_SEARCHED_ROC`], and the stream resumes at the one whose tag
-//!   is right (see `SrtpReceiver::search`).
+//!   is right (see `SrtpReceiver::search`). The same search, forward only, resumes a known
+//!   SSRC unheard for half a wrap or more, which the estimate cannot place.
 //! - A 64-packet replay window (§3.3.2): a packet whose index was authenticated already, or
 //!   that is 64 or more behind the highest, is [`SrtpError::Replayed`].
 //! - The tag is checked in constant time before anything is decrypted (§3.3, step 5).
@@ -350,24 +351,28 @@ impl SrtpReceiver {
         } = layout(packet)?;
         let tag = &packet[body..];
         let known = self.contexts.iter().position(|c| c.ssrc == ssrc);
+        let mac = self.keys.mac(&packet[..body]);
         // A new SSRC starts at rollover counter 0 with its first packet (RFC 3711 §3.3.1).
         let estimate = match known {
-            Some(i) => self.contexts[i]
-                .estimate_roc(seq)
-                .ok_or(SrtpError::NotAuthenticated)?,
-            None => 0,
+            Some(i) => self.contexts[i].estimate_roc(seq),
+            None => Some(0),
         };
-        if let Some(i) = known {
-            self.contexts[i].check_replay(index_of(estimate, seq))?;
-        }
-        let mac = self.keys.mac(&packet[..body]);
-        let roc = if self.authenticates(&mac, estimate, tag) {
-            estimate
-        } else if known.is_none() {
-            self.search(now, seq, estimate, &mac, tag)
-                .ok_or(SrtpError::NotAuthenticated)?
-        } else {
-            return Err(SrtpError::NotAuthenticated);
+        let at_estimate = match (estimate, known) {
+            (None, _) => Err(SrtpError::NotAuthenticated),
+            (Some(roc), Some(i)) if self.contexts[i].check_replay(index_of(roc, seq)).is_err() => {
+                Err(SrtpError::Replayed)
+            }
+            (Some(roc), _) if self.authenticates(&mac, roc, tag) => Ok(roc),
+            (Some(_), _) => Err(SrtpError::NotAuthenticated),
+        };
+        let roc = match at_estimate {
+            Ok(roc) => roc,
+            Err(e) => {
+                // Only ever forward of a known stream, past all it authenticated: a sender's
+                // rollover counter does not go back, and nothing there can be a replay.
+                let after = known.map(|i| (self.contexts[i].roc, self.contexts[i].highest));
+                self.search(now, seq, after, estimate, &mac, tag).ok_or(e)?
+            }
         };
         let index = index_of(roc, seq);
 
@@ -375,11 +380,17 @@ impl SrtpReceiver {
         match known {
             Some(i) => {
                 let context = &mut self.contexts[i];
+                if Some(roc) != estimate {
+                    tracing::info!(
+                        "SRTP: SSRC {ssrc:#010x} resumed at rollover counter {roc} after \
+                         half a wrap of its sequence number (32 768 packets) or more unheard"
+                    );
+                }
                 context.accept(roc, seq, index);
                 context.last_used = self.clock;
             }
             None => {
-                if roc != estimate {
+                if Some(roc) != estimate {
                     tracing::info!(
                         "SRTP: SSRC {ssrc:#010x} resumed at rollover counter {roc} after \
                          restart (its sequence number had wrapped before this server heard it)"
@@ -408,11 +419,17 @@ impl SrtpReceiver {
         bool::from(expected.ct_eq(tag))
     }
 
-    /// The rollover counter of a packet from an SSRC not heard before, whose tag is not
-    /// right at `tried`: the sender's sequence number may have wrapped before this receiver
-    /// heard it, as when the server restarts in the middle of a long broadcast. Without
-    /// this, RFC 3711's rollover counter 0 for a new SSRC would refuse every packet until
-    /// the sender restarts.
+    /// The rollover counter of a packet whose tag is not right at `tried`, RFC 3711's
+    /// estimate (`None`: it had none), when the sender's sequence number may have wrapped
+    /// without this receiver hearing it:
+    /// - from an SSRC not heard before (`after` is `None`): as when the server restarts in
+    ///   the middle of a long broadcast. RFC 3711's rollover counter 0 for a new SSRC
+    ///   would refuse every packet until the sender restarts;
+    /// - from a known SSRC (`after` is its rollover counter and highest index), unheard
+    ///   for half a wrap or more, as in a network outage of 11 minutes of 20 ms packets:
+    ///   the estimate, from the highest sequence number heard, can then never be right
+    ///   again. Only counters from the known one on, and indices past the highest, are
+    ///   tried, so that replay protection stays whole.
     ///
     /// Why this shape: nothing in a packet tells its rollover counter (the RTP timestamp
     /// starts anywhere too), and one kept in the data directory would be stale whenever the
@@ -430,7 +447,8 @@ impl SrtpReceiver {
         &mut self,
         now: Instant,
         seq: u16,
-        tried: u32,
+        after: Option<(u32, u64)>,
+        tried: Option<u32>,
         mac: &hmac::Context,
         tag: &[u8],
     ) -> Option<u32> {
@@ -438,10 +456,13 @@ impl SrtpReceiver {
             return None;
         }
         self.next_search = Some(now + SEARCH_INTERVAL);
+        let (from, highest) = after.map_or((0, None), |(roc, highest)| (roc, Some(highest)));
         let slice = NEAR_ROCS + u32::from(seq % SWEEP_SLICES) * SWEEP_SLICE;
         (0..NEAR_ROCS)
             .chain(slice..slice + SWEEP_SLICE)
-            .filter(|&roc| roc != tried)
+            .filter_map(|offset| from.checked_add(offset))
+            .filter(|&roc| Some(roc) != tried)
+            .filter(|&roc| highest.is_none_or(|highest| index_of(roc, seq) > highest))
             .find(|&roc| self.authenticates(mac, roc, tag))
     }
 
@@ -835,6 +856,38 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_stream_unheard_for_more_than_half_a_wrap_resumes() {
+        // Heard from 60 000 to 60 099, then not for 35 000 packets (a network outage of
+        // 12 minutes): it comes back at 30 100 after a wrap, where RFC 3711's estimate
+        // from 60 099 says rollover counter 0 (a replay) and will never say 1.
+        let (mut tx, mut rx) = pair();
+        let mut now = t0();
+        let mut sent = Vec::new();
+        for k in 0..35_200u16 {
+            let plain = rtp(60_000u16.wrapping_add(k), 77, &k.to_be_bytes());
+            sent.push((tx.protect(&plain).expect("protect"), plain));
+        }
+        for (srtp, plain) in sent[..100].iter().chain(&sent[35_100..]) {
+            now += Duration::from_millis(20);
+            assert_eq!(rx.unprotect(now, srtp).as_ref(), Ok(plain));
+        }
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (1, 29_663));
+        // Replays are still refused: from after the outage as replays, and from before it,
+        // more than half a wrap ago, as RFC 3711 places them: ahead, where their tags are
+        // wrong at every rollover counter tried.
+        for (k, refused) in [
+            (50, SrtpError::NotAuthenticated),
+            (99, SrtpError::NotAuthenticated),
+            (35_100, SrtpError::Replayed),
+            (35_199, SrtpError::Replayed),
+        ] {
+            now += Duration::from_millis(20);
+            assert_eq!(rx.unprotect(now, &sent[k].0), Err(refused), "packet {k}");
+        }
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (1, 29_663));
+    }
+
     /// A packet that parses as SRTP with anything in it, as a flood of forgeries would be.
     fn forgeries(seed: u64) -> impl Iterator<Item = Vec<u8>> {
         let mut state = seed;
@@ -874,6 +927,21 @@ mod tests {
         tx.roc = 5;
         let plain = rtp(9, 1, b"on air again");
         let srtp = tx.protect(&plain).expect("protect");
-        assert_eq!(rx.unprotect(now + SEARCH_INTERVAL, &srtp), Ok(plain));
+        now += SEARCH_INTERVAL;
+        assert_eq!(rx.unprotect(now, &srtp), Ok(plain));
+        // Forgeries in its name, which search forward of its rollover counter, are bounded
+        // the same way, and do not move it.
+        let before = rx.tag_checks();
+        for mut forged in forgeries(11).take(10_000) {
+            forged[8..12].copy_from_slice(&1u32.to_be_bytes());
+            now += Duration::from_micros(500);
+            let got = rx.unprotect(now, &forged);
+            assert!(
+                matches!(got, Err(SrtpError::NotAuthenticated | SrtpError::Replayed)),
+                "{got:?}"
+            );
+        }
+        assert!(rx.tag_checks() - before <= 10_000 + 2_501 * SEARCH_TRIES);
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (5, 9));
     }
 }

@@ -15,7 +15,9 @@
 //! 2. With an SRTP key ([`LiveRtpConfig::srtp`], [`super::srtp`]), a datagram whose
 //!    HMAC-SHA1-80 tag does not verify is dropped before parsing (`not_authenticated`,
 //!    plain RTP included), and one authenticated before (or more than 64 packets older than
-//!    the newest) is `replayed`; the rest is decrypted. The allowlist still comes first:
+//!    the newest) is `replayed`; the rest is decrypted. A sender already on air for more
+//!    than one wrap of its sequence number when the server starts is found by a
+//!    rate-limited rollover counter search, after which it authenticates. The allowlist still comes first:
 //!    the key proves who made a packet, the allowlist keeps everyone else from costing
 //!    an HMAC.
 //! 3. Anything that is not RTP version 2 with a configured payload type and a well-formed
@@ -1176,7 +1178,7 @@ impl LiveRtpReceiver {
         let decrypted;
         let bytes = match &mut self.srtp {
             None => bytes,
-            Some(srtp) => match srtp.unprotect(bytes) {
+            Some(srtp) => match srtp.unprotect(now, bytes) {
                 Ok(rtp) => {
                     decrypted = rtp;
                     &decrypted[..]
@@ -2033,6 +2035,59 @@ pub(super) mod tests {
         let stats = h.rx.stats();
         assert_eq!((stats.rejected_source, stats.accepted), (10, 0));
         assert_eq!(stats.not_authenticated, 0, "never even checked");
+    }
+
+    /// `arrivals` as a sender holding `key` sends them after its sequence number wrapped
+    /// `wraps` times (each wrap shown to it by a packet at 65 535 and one at 0), as a
+    /// studio on air for hours before the server (re)started would.
+    fn protected_after_wraps(arrivals: &[Arrival], key: &MasterKey, wraps: u32) -> Vec<Arrival> {
+        let mut sender = crate::ingest::srtp::SrtpSender::new(key);
+        for _ in 0..wraps {
+            for seq in [u16::MAX, 0] {
+                sender.protect(&rtp(PT_OPUS, seq, 0, SSRC, b"x")).unwrap();
+            }
+        }
+        arrivals
+            .iter()
+            .map(|a| Arrival {
+                bytes: sender.protect(&a.bytes).unwrap(),
+                ..a.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_freshly_started_input_plays_srtp_whose_sequence_number_wrapped_long_ago() {
+        let packets = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
+        // One wrap: found with the first packet, so everything plays.
+        let mut h = Harness::new(srtp_config(7));
+        h.run(
+            &protected_after_wraps(&paced(&packets, 100, SSRC), &test_key(7), 1),
+            ms(49 * 20 + 100),
+        );
+        let want = reference_decode(&all(&packets));
+        let got = h.pcm();
+        assert!(got.len() >= want.len(), "{} < {}", got.len(), want.len());
+        assert_same(&got[..want.len()], &want);
+        let stats = h.rx.stats();
+        assert_eq!((stats.accepted, stats.not_authenticated), (50, 0));
+
+        // 40 000 wraps (two years of 20 ms packets) is beyond what the first packet tries:
+        // found within a sweep of sequence numbers (1 024 packets), then it plays.
+        let packets = encode_opus(&multitone(21.0, 48_000), FRAME_SAMPLES);
+        let mut h = Harness::new(srtp_config(7));
+        h.run(
+            &protected_after_wraps(&paced(&packets, 0, SSRC), &test_key(7), 40_000),
+            ms(1_049 * 20 + 100),
+        );
+        let stats = h.rx.stats();
+        let refused = stats.not_authenticated as usize;
+        assert!((1..1_024).contains(&refused), "{refused} refused");
+        assert_eq!(stats.accepted as usize, 1_050 - refused);
+        let want = reference_decode(&all(&packets[refused..]));
+        let got = h.pcm();
+        assert!(got.len() >= want.len(), "{} < {}", got.len(), want.len());
+        assert_same(&got[..want.len()], &want);
     }
 
     fn opus_payload() -> &'static [u8] {

@@ -19,6 +19,13 @@
 //! - Session keys are derived once (key derivation rate 0, which is what ffmpeg uses, §4.3).
 //! - The packet index is estimated from the sequence number and the highest one
 //!   authenticated so far (§3.3.1, Appendix A).
+//! - An SSRC not heard before is at rollover counter 0 (§3.3.1), unless its first packets
+//!   do not authenticate there: the sender may have been sending for longer than one wrap
+//!   of the sequence number before this receiver heard it, as after a server restart in
+//!   the middle of a broadcast. Then a bounded, rate-limited search tries other rollover
+//!   counters, up to [`MAX_SEARCHED_ROC`], and the stream resumes at the one whose tag
+//!   is right (see `SrtpReceiver::search`). The same search, forward only, resumes a known
+//!   SSRC unheard for half a wrap or more, which the estimate cannot place.
 //! - A 64-packet replay window (§3.3.2): a packet whose index was authenticated already, or
 //!   that is 64 or more behind the highest, is [`SrtpError::Replayed`].
 //! - The tag is checked in constant time before anything is decrypted (§3.3, step 5).
@@ -26,11 +33,14 @@
 //! # What it does not protect against
 //! The key is static, as ffmpeg's `srtp://` has no key exchange. The replay state is kept
 //! in memory, for the last [`MAX_CONTEXTS`] SSRCs: after a server restart, a recording of
-//! an earlier broadcast made with the same key would authenticate again. Rotating the key
-//! (a new file on both sides) ends that; so does not reusing a key across many broadcasts.
+//! an earlier broadcast made with the same key would authenticate again, from any point of
+//! it, since the rollover counter search that resumes a genuine stream resumes a recording
+//! too. Rotating the key (a new file on both sides) ends that; so does not reusing a key
+//! across many broadcasts.
 //! SRTCP is not handled: the live input does not read RTCP.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use aes::cipher::{KeyIvInit, StreamCipher};
 use ring::hmac;
@@ -55,6 +65,26 @@ const REPLAY_WINDOW: u64 = 64;
 /// the server runs. Only authenticated packets create an entry, so this bounds memory, not
 /// what an attacker without the key can do.
 pub const MAX_CONTEXTS: usize = 64;
+/// Rollover counters every search tries, from 0: a stream that wrapped up to 31 times
+/// before the receiver heard it (11 hours of ffmpeg's 20 ms Opus packets; fewer hours of
+/// shorter packets) is resumed at its first packet.
+const NEAR_ROCS: u32 = 32;
+/// Rollover counters a search tries beyond the near ones: slice `seq % SWEEP_SLICES` of
+/// [`NEAR_ROCS`]..=[`MAX_SEARCHED_ROC`]. Choosing the slice by the packet's sequence
+/// number sweeps them all over that many consecutive packets with no state to keep, and
+/// packets from others cannot stop or restart the sweep.
+const SWEEP_SLICE: u32 = 64;
+const SWEEP_SLICES: u16 = 1024;
+/// Highest rollover counter a search reaches: 65 567 wraps, more than two years of 20 ms
+/// packets without a restart of the sender.
+pub const MAX_SEARCHED_ROC: u32 = NEAR_ROCS + SWEEP_SLICES as u32 * SWEEP_SLICE - 1;
+/// A search is at most one every this often, whatever arrives, so that forgeries cannot
+/// make the receiver check more than 500 × ([`NEAR_ROCS`] + [`SWEEP_SLICE`]) tags a second
+/// on top of one per packet. It is shorter than any packet a studio sends (Opus packets
+/// last 2.5 ms or more), so that every packet of a genuine sender gets its search when no
+/// one else sends: were only every other packet searched, the sequence numbers of the
+/// searched ones would all be even and half the slices would never be tried.
+const SEARCH_INTERVAL: Duration = Duration::from_millis(2);
 /// Key derivation labels (RFC 3711 §4.3.1).
 const LABEL_ENCRYPTION: u8 = 0x00;
 const LABEL_AUTHENTICATION: u8 = 0x01;
@@ -124,10 +154,18 @@ impl SessionKeys {
             .apply_keystream(payload);
     }
 
-    /// The full HMAC-SHA1 of the authenticated portion and the rollover counter (§4.2).
-    fn tag(&self, authenticated: &[u8], roc: u32) -> hmac::Tag {
+    /// The HMAC-SHA1 state after the authenticated portion of a packet: the tag under each
+    /// rollover counter is then one 4-byte update and a finish away (§4.2), which is what
+    /// makes trying many rollover counters on one packet cheap.
+    fn mac(&self, authenticated: &[u8]) -> hmac::Context {
         let mut context = hmac::Context::with_key(&self.auth);
         context.update(authenticated);
+        context
+    }
+
+    /// The full HMAC-SHA1 of the authenticated portion (in `mac`) and the rollover counter.
+    fn tag(mac: &hmac::Context, roc: u32) -> hmac::Tag {
+        let mut context = mac.clone();
         context.update(&roc.to_be_bytes());
         context.sign()
     }
@@ -272,12 +310,16 @@ pub struct SrtpReceiver {
     keys: SessionKeys,
     contexts: Vec<Context>,
     clock: u64,
+    /// No rollover counter search before this (see [`SEARCH_INTERVAL`]).
+    next_search: Option<Instant>,
+    tag_checks: u64,
 }
 
 impl fmt::Debug for SrtpReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SrtpReceiver")
             .field("ssrcs", &self.contexts.len())
+            .field("tag_checks", &self.tag_checks)
             .finish_non_exhaustive()
     }
 }
@@ -288,54 +330,140 @@ impl SrtpReceiver {
             keys: SessionKeys::derive(master),
             contexts: Vec::new(),
             clock: 0,
+            next_search: None,
+            tag_checks: 0,
         }
     }
 
-    /// Checks one SRTP datagram and returns its RTP packet, decrypted.
-    pub fn unprotect(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+    /// Tags computed so far: the receiver's work, which forgeries must not multiply.
+    pub fn tag_checks(&self) -> u64 {
+        self.tag_checks
+    }
+
+    /// Checks one SRTP datagram, which arrived at `now`, and returns its RTP packet,
+    /// decrypted.
+    pub fn unprotect(&mut self, now: Instant, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
         let Layout {
             ssrc,
             seq,
             header,
             body,
         } = layout(packet)?;
+        let tag = &packet[body..];
         let known = self.contexts.iter().position(|c| c.ssrc == ssrc);
+        let mac = self.keys.mac(&packet[..body]);
         // A new SSRC starts at rollover counter 0 with its first packet (RFC 3711 §3.3.1).
-        let roc = match known {
-            Some(i) => self.contexts[i]
-                .estimate_roc(seq)
-                .ok_or(SrtpError::NotAuthenticated)?,
-            None => 0,
+        let estimate = match known {
+            Some(i) => self.contexts[i].estimate_roc(seq),
+            None => Some(0),
+        };
+        let at_estimate = match (estimate, known) {
+            (None, _) => Err(SrtpError::NotAuthenticated),
+            (Some(roc), Some(i)) if self.contexts[i].check_replay(index_of(roc, seq)).is_err() => {
+                Err(SrtpError::Replayed)
+            }
+            (Some(roc), _) if self.authenticates(&mac, roc, tag) => Ok(roc),
+            (Some(_), _) => Err(SrtpError::NotAuthenticated),
+        };
+        let roc = match at_estimate {
+            Ok(roc) => roc,
+            Err(e) => {
+                // Only ever forward of a known stream, past all it authenticated: a sender's
+                // rollover counter does not go back, and nothing there can be a replay.
+                let after = known.map(|i| (self.contexts[i].roc, self.contexts[i].highest));
+                self.search(now, seq, after, estimate, &mac, tag).ok_or(e)?
+            }
         };
         let index = index_of(roc, seq);
-        if let Some(i) = known {
-            self.contexts[i].check_replay(index)?;
-        }
-        let tag = self.keys.tag(&packet[..body], roc);
-        let expected = tag.as_ref().get(..TAG_LEN).unwrap_or_default();
-        if !bool::from(expected.ct_eq(&packet[body..])) {
-            return Err(SrtpError::NotAuthenticated);
-        }
 
         self.clock += 1;
         match known {
             Some(i) => {
                 let context = &mut self.contexts[i];
+                if Some(roc) != estimate {
+                    tracing::info!(
+                        "SRTP: SSRC {ssrc:#010x} resumed at rollover counter {roc} after \
+                         half a wrap of its sequence number (32 768 packets) or more unheard"
+                    );
+                }
                 context.accept(roc, seq, index);
                 context.last_used = self.clock;
             }
-            None => self.remember(Context {
-                ssrc,
-                roc: 0,
-                s_l: seq,
-                highest: index,
-                window: 1,
-                last_used: self.clock,
-            }),
+            None => {
+                if Some(roc) != estimate {
+                    tracing::info!(
+                        "SRTP: SSRC {ssrc:#010x} resumed at rollover counter {roc} after \
+                         restart (its sequence number had wrapped before this server heard it)"
+                    );
+                }
+                self.remember(Context {
+                    ssrc,
+                    roc,
+                    s_l: seq,
+                    highest: index,
+                    window: 1,
+                    last_used: self.clock,
+                })
+            }
         }
         let mut rtp = packet[..body].to_vec();
         self.keys.apply_keystream(ssrc, index, &mut rtp[header..]);
         Ok(rtp)
+    }
+
+    /// Whether `tag` is the packet's tag under rollover counter `roc`, in constant time.
+    fn authenticates(&mut self, mac: &hmac::Context, roc: u32, tag: &[u8]) -> bool {
+        self.tag_checks += 1;
+        let expected = SessionKeys::tag(mac, roc);
+        let expected = expected.as_ref().get(..TAG_LEN).unwrap_or_default();
+        bool::from(expected.ct_eq(tag))
+    }
+
+    /// The rollover counter of a packet whose tag is not right at `tried`, RFC 3711's
+    /// estimate (`None`: it had none), when the sender's sequence number may have wrapped
+    /// without this receiver hearing it:
+    /// - from an SSRC not heard before (`after` is `None`): as when the server restarts in
+    ///   the middle of a long broadcast. RFC 3711's rollover counter 0 for a new SSRC
+    ///   would refuse every packet until the sender restarts;
+    /// - from a known SSRC (`after` is its rollover counter and highest index), unheard
+    ///   for half a wrap or more, as in a network outage of 11 minutes of 20 ms packets:
+    ///   the estimate, from the highest sequence number heard, can then never be right
+    ///   again. Only counters from the known one on, and indices past the highest, are
+    ///   tried, so that replay protection stays whole.
+    ///
+    /// Why this shape: nothing in a packet tells its rollover counter (the RTP timestamp
+    /// starts anywhere too), and one kept in the data directory would be stale whenever the
+    /// sender went on while the server was down, so the receiver tries counters until the
+    /// tag is right. A try is one HMAC-SHA1 finish, about a microsecond, as the packet is
+    /// hashed once (`mac`). Each search tries the smallest counters, since broadcasts are
+    /// mostly hours long, and one slice of the rest up to [`MAX_SEARCHED_ROC`], chosen by
+    /// the sequence number, so that the sender's consecutive packets sweep them all in
+    /// [`SWEEP_SLICES`] packets (20 s of 20 ms packets). The searches, not the SSRCs, are
+    /// rate-limited, since forgeries can carry any SSRC: a flood of them delays the
+    /// recovery but costs at most 500 searches a second, a few percent of a core, next to
+    /// the flood's own cost of one tag and one datagram each. Each try is one more chance
+    /// for a forged tag, 96 in 2^80 at most per packet, which changes nothing.
+    fn search(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        after: Option<(u32, u64)>,
+        tried: Option<u32>,
+        mac: &hmac::Context,
+        tag: &[u8],
+    ) -> Option<u32> {
+        if self.next_search.is_some_and(|next| now < next) {
+            return None;
+        }
+        self.next_search = Some(now + SEARCH_INTERVAL);
+        let (from, highest) = after.map_or((0, None), |(roc, highest)| (roc, Some(highest)));
+        let slice = NEAR_ROCS + u32::from(seq % SWEEP_SLICES) * SWEEP_SLICE;
+        (0..NEAR_ROCS)
+            .chain(slice..slice + SWEEP_SLICE)
+            .filter_map(|offset| from.checked_add(offset))
+            .filter(|&roc| Some(roc) != tried)
+            .filter(|&roc| highest.is_none_or(|highest| index_of(roc, seq) > highest))
+            .find(|&roc| self.authenticates(mac, roc, tag))
     }
 
     fn remember(&mut self, context: Context) {
@@ -388,7 +516,7 @@ impl SrtpSender {
         self.last_seq = Some(seq);
         self.keys
             .apply_keystream(ssrc, index_of(self.roc, seq), &mut out[header..body]);
-        let tag = self.keys.tag(&out[..body], self.roc);
+        let tag = SessionKeys::tag(&self.keys.mac(&out[..body]), self.roc);
         out[body..].copy_from_slice(tag.as_ref().get(..TAG_LEN).unwrap_or_default());
         Ok(out)
     }
@@ -396,7 +524,15 @@ impl SrtpSender {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
+
     use super::*;
+
+    /// When packets arrive in the tests that are not about time.
+    fn t0() -> Instant {
+        static T0: OnceLock<Instant> = OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
@@ -481,7 +617,7 @@ mod tests {
             plain[12..],
             "the payload is encrypted"
         );
-        assert_eq!(rx.unprotect(&srtp), Ok(plain));
+        assert_eq!(rx.unprotect(t0(), &srtp), Ok(plain));
     }
 
     #[test]
@@ -491,7 +627,7 @@ mod tests {
         for i in 0..srtp.len() {
             let mut bad = srtp.clone();
             bad[i] ^= 0x01;
-            let got = rx.unprotect(&bad);
+            let got = rx.unprotect(t0(), &bad);
             assert!(
                 matches!(
                     got,
@@ -501,7 +637,7 @@ mod tests {
             );
         }
         assert!(
-            rx.unprotect(&srtp).is_ok(),
+            rx.unprotect(t0(), &srtp).is_ok(),
             "the genuine packet still passes"
         );
     }
@@ -515,11 +651,11 @@ mod tests {
         let (_, mut rx) = pair();
         let plain = rtp(1, 5, b"hello loudspeakers");
         let srtp = tx.protect(&plain).expect("protect");
-        assert_eq!(rx.unprotect(&srtp), Err(SrtpError::NotAuthenticated));
+        assert_eq!(rx.unprotect(t0(), &srtp), Err(SrtpError::NotAuthenticated));
         // Plain RTP with ten bytes of payload where the tag would be.
-        assert_eq!(rx.unprotect(&plain), Err(SrtpError::NotAuthenticated));
+        assert_eq!(rx.unprotect(t0(), &plain), Err(SrtpError::NotAuthenticated));
         assert_eq!(
-            rx.unprotect(&plain[..15]),
+            rx.unprotect(t0(), &plain[..15]),
             Err(SrtpError::Malformed("too short for its header and a tag"))
         );
     }
@@ -531,17 +667,17 @@ mod tests {
             .map(|seq| tx.protect(&rtp(seq, 9, b"x")).expect("protect"))
             .collect();
         // Out of order within the window is fine, once.
-        assert!(rx.unprotect(&packets[10]).is_ok());
-        assert!(rx.unprotect(&packets[5]).is_ok());
-        assert_eq!(rx.unprotect(&packets[5]), Err(SrtpError::Replayed));
-        assert_eq!(rx.unprotect(&packets[10]), Err(SrtpError::Replayed));
-        assert!(rx.unprotect(&packets[9]).is_ok());
-        assert!(rx.unprotect(&packets[99]).is_ok());
+        assert!(rx.unprotect(t0(), &packets[10]).is_ok());
+        assert!(rx.unprotect(t0(), &packets[5]).is_ok());
+        assert_eq!(rx.unprotect(t0(), &packets[5]), Err(SrtpError::Replayed));
+        assert_eq!(rx.unprotect(t0(), &packets[10]), Err(SrtpError::Replayed));
+        assert!(rx.unprotect(t0(), &packets[9]).is_ok());
+        assert!(rx.unprotect(t0(), &packets[99]).is_ok());
         // 35 behind the highest (99): inside the window, never seen.
-        assert!(rx.unprotect(&packets[64]).is_ok());
+        assert!(rx.unprotect(t0(), &packets[64]).is_ok());
         // 64 behind: too old to tell, refused.
-        assert_eq!(rx.unprotect(&packets[35]), Err(SrtpError::Replayed));
-        assert_eq!(rx.unprotect(&packets[99]), Err(SrtpError::Replayed));
+        assert_eq!(rx.unprotect(t0(), &packets[35]), Err(SrtpError::Replayed));
+        assert_eq!(rx.unprotect(t0(), &packets[99]), Err(SrtpError::Replayed));
     }
 
     #[test]
@@ -556,10 +692,14 @@ mod tests {
                 held_back = Some((srtp, plain));
                 continue;
             }
-            assert_eq!(rx.unprotect(&srtp), Ok(plain), "seq {seq}");
+            assert_eq!(rx.unprotect(t0(), &srtp), Ok(plain), "seq {seq}");
             if seq == 10 {
                 let (srtp, plain) = held_back.take().expect("held back");
-                assert_eq!(rx.unprotect(&srtp), Ok(plain), "reordered across the wrap");
+                assert_eq!(
+                    rx.unprotect(t0(), &srtp),
+                    Ok(plain),
+                    "reordered across the wrap"
+                );
             }
         }
         assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (1, 199));
@@ -569,15 +709,18 @@ mod tests {
     fn forged_packets_do_not_move_the_rollover_counter() {
         let (mut tx, mut rx) = pair();
         assert!(rx
-            .unprotect(&tx.protect(&rtp(100, 3, b"a")).expect("protect"))
+            .unprotect(t0(), &tx.protect(&rtp(100, 3, b"a")).expect("protect"))
             .is_ok());
         // A forged packet that would imply a wrap.
         let mut forged = rtp(40_000, 3, b"a");
         forged.extend_from_slice(&[0; TAG_LEN]);
-        assert_eq!(rx.unprotect(&forged), Err(SrtpError::NotAuthenticated));
+        assert_eq!(
+            rx.unprotect(t0(), &forged),
+            Err(SrtpError::NotAuthenticated)
+        );
         assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (0, 100));
         assert!(rx
-            .unprotect(&tx.protect(&rtp(101, 3, b"a")).expect("protect"))
+            .unprotect(t0(), &tx.protect(&rtp(101, 3, b"a")).expect("protect"))
             .is_ok());
     }
 
@@ -588,7 +731,7 @@ mod tests {
         for ssrc in 0..(MAX_CONTEXTS as u32 + 10) {
             let mut tx = SrtpSender::new(&key);
             let srtp = tx.protect(&rtp(1, ssrc, b"a")).expect("protect");
-            assert!(rx.unprotect(&srtp).is_ok());
+            assert!(rx.unprotect(t0(), &srtp).is_ok());
         }
         assert_eq!(rx.contexts.len(), MAX_CONTEXTS);
         assert!(rx.contexts.iter().all(|c| c.ssrc >= 10));
@@ -605,10 +748,200 @@ mod tests {
         let srtp = tx.protect(&plain).expect("protect");
         assert_eq!(srtp[..24], plain[..24]);
         assert_ne!(srtp[24..plain.len()], plain[24..]);
-        assert_eq!(rx.unprotect(&srtp), Ok(plain.clone()));
+        assert_eq!(rx.unprotect(t0(), &srtp), Ok(plain.clone()));
         // An extension that claims more than the packet holds.
         let mut bad = plain.clone();
         bad[18] = 0xff;
-        assert!(matches!(rx.unprotect(&bad), Err(SrtpError::Malformed(_))));
+        assert!(matches!(
+            rx.unprotect(t0(), &bad),
+            Err(SrtpError::Malformed(_))
+        ));
+    }
+
+    /// Tag checks one search may make at most.
+    const SEARCH_TRIES: u64 = (NEAR_ROCS + SWEEP_SLICE) as u64;
+
+    #[test]
+    fn a_fresh_receiver_resumes_a_stream_that_wrapped_before_it_heard_it() {
+        // The sender started at 65 000 and sent 1 000 packets: it wrapped at the 537th. The
+        // receiver, as after a server restart, hears it from the 600th on.
+        let (mut tx, mut rx) = pair();
+        let sent: Vec<(Vec<u8>, Vec<u8>)> = (0..1_000u16)
+            .map(|k| {
+                let plain = rtp(65_000u16.wrapping_add(k), 0xfeed, &k.to_be_bytes());
+                (tx.protect(&plain).expect("protect"), plain)
+            })
+            .collect();
+        let mut now = t0();
+        let mut checks = rx.tag_checks();
+        for (srtp, plain) in &sent[600..] {
+            now += Duration::from_millis(20);
+            assert_eq!(rx.unprotect(now, srtp).as_ref(), Ok(plain));
+        }
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (1, 463));
+        checks = rx.tag_checks() - checks;
+        assert!(
+            checks <= 400 + SEARCH_TRIES,
+            "{checks} tag checks: one search, then one per packet"
+        );
+        // Replays, and a packet from before the wrap, far behind, are still refused.
+        assert_eq!(rx.unprotect(now, &sent[999].0), Err(SrtpError::Replayed));
+        assert_eq!(rx.unprotect(now, &sent[600].0), Err(SrtpError::Replayed));
+        assert_eq!(rx.unprotect(now, &sent[500].0), Err(SrtpError::Replayed));
+        // The next packet still comes through: nothing above moved the context.
+        let plain = rtp(464, 0xfeed, b"next");
+        let srtp = tx.protect(&plain).expect("protect");
+        assert_eq!(rx.unprotect(now, &srtp), Ok(plain));
+    }
+
+    /// Sends from `first_seq` on, `every` apart, at rollover counter `roc` until the wrap,
+    /// until a fresh receiver authenticates a packet or `give_up` packets have gone; then
+    /// checks the next 100. How many packets were refused, or `None` if all were.
+    fn packets_refused_before_resuming(
+        roc: u32,
+        first_seq: u16,
+        every: Duration,
+        give_up: u16,
+    ) -> Option<u16> {
+        let (mut tx, mut rx) = pair();
+        tx.roc = roc;
+        let mut now = t0();
+        let mut send = |k: u16, rx: &mut SrtpReceiver| {
+            let plain = rtp(first_seq.wrapping_add(k), 42, &[k as u8; 160]);
+            now += every;
+            (
+                rx.unprotect(now, &tx.protect(&plain).expect("protect")),
+                plain,
+            )
+        };
+        let refused = (0..give_up).find(|&k| match send(k, &mut rx) {
+            (Ok(got), plain) => {
+                assert_eq!(got, plain);
+                true
+            }
+            (got, _) => {
+                assert_eq!(got, Err(SrtpError::NotAuthenticated), "packet {k}");
+                false
+            }
+        })?;
+        for k in refused + 1..refused + 101 {
+            let (got, plain) = send(k, &mut rx);
+            assert_eq!(got, Ok(plain), "packet {k} after resuming");
+        }
+        Some(refused)
+    }
+
+    #[test]
+    fn far_rollover_counters_are_found_within_one_sweep_of_sequence_numbers() {
+        let ms = Duration::from_millis;
+        for roc in [1, NEAR_ROCS - 1, NEAR_ROCS, 40_000, MAX_SEARCHED_ROC] {
+            // Opus packets of 20 ms, as ffmpeg sends, and the shortest there are.
+            for (first_seq, every) in [(0, ms(20)), (1_000, ms(20)), (65_500, ms(20))]
+                .into_iter()
+                .chain([(7, Duration::from_micros(2_500))])
+            {
+                let refused =
+                    packets_refused_before_resuming(roc, first_seq, every, 2 * SWEEP_SLICES);
+                let within = if roc < NEAR_ROCS { 0 } else { SWEEP_SLICES };
+                assert!(
+                    refused.is_some_and(|n| n <= within),
+                    "rollover counter {roc} from {first_seq}: {refused:?} refused"
+                );
+            }
+        }
+        // Beyond the search, the sender has to restart (a new SSRC starts at 0).
+        assert_eq!(
+            packets_refused_before_resuming(MAX_SEARCHED_ROC + 2, 0, ms(20), 2 * SWEEP_SLICES),
+            None
+        );
+    }
+
+    #[test]
+    fn a_stream_unheard_for_more_than_half_a_wrap_resumes() {
+        // Heard from 60 000 to 60 099, then not for 35 000 packets (a network outage of
+        // 12 minutes): it comes back at 30 100 after a wrap, where RFC 3711's estimate
+        // from 60 099 says rollover counter 0 (a replay) and will never say 1.
+        let (mut tx, mut rx) = pair();
+        let mut now = t0();
+        let mut sent = Vec::new();
+        for k in 0..35_200u16 {
+            let plain = rtp(60_000u16.wrapping_add(k), 77, &k.to_be_bytes());
+            sent.push((tx.protect(&plain).expect("protect"), plain));
+        }
+        for (srtp, plain) in sent[..100].iter().chain(&sent[35_100..]) {
+            now += Duration::from_millis(20);
+            assert_eq!(rx.unprotect(now, srtp).as_ref(), Ok(plain));
+        }
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (1, 29_663));
+        // Replays are still refused: from after the outage as replays, and from before it,
+        // more than half a wrap ago, as RFC 3711 places them: ahead, where their tags are
+        // wrong at every rollover counter tried.
+        for (k, refused) in [
+            (50, SrtpError::NotAuthenticated),
+            (99, SrtpError::NotAuthenticated),
+            (35_100, SrtpError::Replayed),
+            (35_199, SrtpError::Replayed),
+        ] {
+            now += Duration::from_millis(20);
+            assert_eq!(rx.unprotect(now, &sent[k].0), Err(refused), "packet {k}");
+        }
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (1, 29_663));
+    }
+
+    /// A packet that parses as SRTP with anything in it, as a flood of forgeries would be.
+    fn forgeries(seed: u64) -> impl Iterator<Item = Vec<u8>> {
+        let mut state = seed;
+        std::iter::repeat_with(move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut p = rtp(state as u16, (state >> 16) as u32, &state.to_le_bytes());
+            p.extend_from_slice(&state.to_be_bytes()[..TAG_LEN - 2]);
+            p.extend_from_slice(&[0x5a, 0xa5]);
+            p
+        })
+    }
+
+    #[test]
+    fn forgeries_cost_a_bounded_number_of_tag_checks() {
+        let (mut tx, mut rx) = pair();
+        // All at once: one search in all.
+        let before = rx.tag_checks();
+        for forged in forgeries(0x9e37_79b9_7f4a_7c15).take(10_000) {
+            assert_eq!(
+                rx.unprotect(t0(), &forged),
+                Err(SrtpError::NotAuthenticated)
+            );
+        }
+        assert!(rx.tag_checks() - before <= 10_000 + SEARCH_TRIES);
+        // One every 500 µs for 5 s: a search at most every 2 ms.
+        let before = rx.tag_checks();
+        let mut now = t0();
+        for forged in forgeries(7).take(10_000) {
+            now += Duration::from_micros(500);
+            assert_eq!(rx.unprotect(now, &forged), Err(SrtpError::NotAuthenticated));
+        }
+        assert!(rx.tag_checks() - before <= 10_000 + 2_501 * SEARCH_TRIES);
+        assert!(rx.contexts.is_empty());
+        // A wrapped sender is still resumed once the flood stops.
+        tx.roc = 5;
+        let plain = rtp(9, 1, b"on air again");
+        let srtp = tx.protect(&plain).expect("protect");
+        now += SEARCH_INTERVAL;
+        assert_eq!(rx.unprotect(now, &srtp), Ok(plain));
+        // Forgeries in its name, which search forward of its rollover counter, are bounded
+        // the same way, and do not move it.
+        let before = rx.tag_checks();
+        for mut forged in forgeries(11).take(10_000) {
+            forged[8..12].copy_from_slice(&1u32.to_be_bytes());
+            now += Duration::from_micros(500);
+            let got = rx.unprotect(now, &forged);
+            assert!(
+                matches!(got, Err(SrtpError::NotAuthenticated | SrtpError::Replayed)),
+                "{got:?}"
+            );
+        }
+        assert!(rx.tag_checks() - before <= 10_000 + 2_501 * SEARCH_TRIES);
+        assert_eq!((rx.contexts[0].roc, rx.contexts[0].s_l), (5, 9));
     }
 }

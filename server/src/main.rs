@@ -23,6 +23,10 @@ use radio_server::schedule::{load_timezone, Level, Schedule, ScheduleEntry, Sour
 use relay_agent::process::{init_tracing, shutdown_signal};
 use tokio::sync::watch;
 
+/// Exit status when a task the audio depends on died (`EX_SOFTWARE`): the process is broken and
+/// must be restarted, not left running silent.
+const EXIT_AUDIO_TASK_DIED: i32 = 70;
+
 /// Central server of the smart radio broadcast system: encodes programmes once to Opus and
 /// streams them over QUIC to the relay agents of every commune station.
 #[derive(Debug, Parser)]
@@ -1137,6 +1141,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             tracing::error!("admin endpoint stopped: {e}");
         }
     });
+    let controller = on_air.clone();
     if let Some(path) = programme {
         let server: Arc<Server> = server.clone();
         tokio::spawn(async move {
@@ -1161,7 +1166,18 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             }
         });
     }
-    server::run(endpoint, server, stopped(stop_rx)).await;
+    tokio::select! {
+        () = server::run(endpoint, server, stopped(stop_rx)) => {}
+        why = controller.died() => {
+            // Exiting at once, not draining: nothing airs any more, and the sooner the service
+            // manager restarts the server the shorter the silence at every station.
+            tracing::error!(
+                "on-air controller panicked ({why}): no station can air; exiting so that the \
+                 service manager restarts radio-server"
+            );
+            std::process::exit(EXIT_AUDIO_TASK_DIED);
+        }
+    }
     // Requests in flight finish; a client that hangs on does not hold the shutdown up.
     if tokio::time::timeout(Duration::from_secs(5), admin_task)
         .await

@@ -51,6 +51,33 @@ async fn recv_live(live: &mut Option<mpsc::Receiver<Box<PcmFrame>>>) -> Option<B
     }
 }
 
+/// The text a panic was raised with, as the default hook prints it.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(text) => (*text).to_owned(),
+            Err(_) => "a panic without a message".to_owned(),
+        },
+    }
+}
+
+/// Debug builds only, for the tests that check a dead controller ends the process:
+/// `RADIO_TEST_PANIC=on_air` makes the controller panic at its tick number
+/// `RADIO_TEST_PANIC_AFTER_TICKS` (default 50). Release builds have no such hook.
+#[cfg(debug_assertions)]
+fn injected_panic_tick() -> Option<u64> {
+    if std::env::var("RADIO_TEST_PANIC").ok()? != "on_air" {
+        return None;
+    }
+    Some(
+        std::env::var("RADIO_TEST_PANIC_AFTER_TICKS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(50),
+    )
+}
+
 /// What happened on air, for the demo, tests, logs and (later) the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnAirEvent {
@@ -187,6 +214,8 @@ pub struct OnAir {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<OnAirEvent>,
     schedule: watch::Receiver<Arc<Scheduler>>,
+    /// Set once, with the panic's message, if the controller's task panics.
+    died: watch::Receiver<Option<Arc<str>>>,
 }
 
 /// Settings of the controller.
@@ -254,11 +283,39 @@ impl OnAir {
         let (schedule_tx, schedule) = watch::channel(Arc::new(ladder.scheduler().clone()));
         let mut controller = Controller::new(Router::new(outputs), ladder, config, events.clone());
         controller.schedule = Some(schedule_tx);
-        tokio::spawn(controller.run(rx));
+        let task = tokio::spawn(controller.run(rx));
+        // Tokio keeps a panicking task's panic to itself: without this watch, a dead controller
+        // leaves a process that answers the admin API, keeps its agents' links up and airs
+        // nothing, so no service manager would ever restart it.
+        let (died_tx, died) = watch::channel(None);
+        tokio::spawn(async move {
+            if let Err(error) = task.await {
+                if error.is_panic() {
+                    let _ = died_tx.send(Some(panic_message(error.into_panic()).into()));
+                }
+            }
+        });
         Self {
             tx,
             events,
             schedule,
+            died,
+        }
+    }
+
+    /// Resolves, with the panic's message, if the controller dies: from then on no station
+    /// airs anything, and the process must end so that its service manager restarts it. Never
+    /// resolves while the controller runs, nor after it ends normally.
+    pub async fn died(&self) -> Arc<str> {
+        let mut died = self.died.clone();
+        let why = match died.wait_for(Option::is_some).await {
+            Ok(why) => why.clone(),
+            // The watcher ended without a panic: the controller stopped normally.
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
         }
     }
 
@@ -507,9 +564,19 @@ impl Controller {
             return;
         };
         self.advance();
+        #[cfg(debug_assertions)]
+        let (panic_at, mut ticks) = (injected_panic_tick(), 0u64);
         loop {
             tokio::select! {
                 tick = clock.tick() => {
+                    #[cfg(debug_assertions)]
+                    {
+                        ticks += 1;
+                        if panic_at == Some(ticks) {
+                            tracing::warn!("RADIO_TEST_PANIC=on_air: panicking at tick {ticks}");
+                            panic!("injected panic (RADIO_TEST_PANIC=on_air) at tick {ticks}");
+                        }
+                    }
                     // Studio audio before live first goes on air is not heard by anyone: drop
                     // it, so the studio is never held back (a pipe would block the mixer) and
                     // the first broadcast starts with what is said now, not a backlog.

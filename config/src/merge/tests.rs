@@ -1,0 +1,676 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn no_env() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+fn wav_sink() -> AgentOverrides {
+    AgentOverrides {
+        sinks: vec!["wav:/tmp/out.wav".parse().expect("valid sink")],
+        ..AgentOverrides::default()
+    }
+}
+
+const SERVER_FILE: &str = "\
+# radio-server
+listen = \"0.0.0.0:5000\"
+server_name = \"radio.binhson.gov.vn\"
+bitrate = 24000
+log = \"debug\"
+";
+
+// --- defaults ---
+
+#[test]
+fn server_defaults_when_nothing_is_given() {
+    let cfg = merge_server(None, &no_env(), &ServerOverrides::default()).expect("defaults");
+    assert_eq!(cfg, ServerConfig::default());
+    let cfg = merge_server(
+        Some(("", "empty.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect("empty file");
+    assert_eq!(cfg, ServerConfig::default());
+}
+
+#[test]
+fn agent_defaults_apart_from_the_required_sink() {
+    let cfg = merge_agent(None, &no_env(), &wav_sink()).expect("defaults");
+    assert_eq!(
+        cfg,
+        AgentConfig {
+            sinks: wav_sink().sinks,
+            ..AgentConfig::default()
+        }
+    );
+    let err = merge_agent(None, &no_env(), &AgentOverrides::default()).expect_err("no sink");
+    assert_eq!(err.key.as_deref(), Some("sinks"));
+    assert_eq!(err.source_name, "relay-agent config");
+    let err = merge_agent(
+        Some(("log = \"info\"\n", "agent.toml")),
+        &no_env(),
+        &AgentOverrides::default(),
+    )
+    .expect_err("no sink");
+    assert_eq!(err.source_name, "agent.toml");
+    assert_eq!(err.key.as_deref(), Some("sinks"));
+    assert_eq!(err.line, None);
+}
+
+// --- precedence ---
+
+#[test]
+fn server_file_overrides_defaults() {
+    let cfg = merge_server(
+        Some((SERVER_FILE, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(cfg.listen.to_string(), "0.0.0.0:5000");
+    assert_eq!(cfg.server_name, "radio.binhson.gov.vn");
+    assert_eq!(cfg.bitrate, 24_000);
+    assert_eq!(cfg.log, "debug");
+    assert_eq!(cfg.data_dir, ServerConfig::default().data_dir);
+}
+
+#[test]
+fn server_env_overrides_file() {
+    let e = env(&[
+        ("RADIO_SERVER_BITRATE", "48000"),
+        ("RADIO_SERVER_DATA_DIR", "/srv/radio"),
+        ("RADIO_SERVER_CONFIG", "/ignored/by/merge.toml"),
+        ("UNRELATED", "x"),
+    ]);
+    let cfg = merge_server(
+        Some((SERVER_FILE, "server.toml")),
+        &e,
+        &ServerOverrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(cfg.bitrate, 48_000);
+    assert_eq!(cfg.data_dir, PathBuf::from("/srv/radio"));
+    assert_eq!(cfg.server_name, "radio.binhson.gov.vn", "file value kept");
+}
+
+#[test]
+fn server_cli_overrides_env_and_file() {
+    let e = env(&[
+        ("RADIO_SERVER_BITRATE", "48000"),
+        ("RADIO_SERVER_LOG", "warn"),
+    ]);
+    let cli = ServerOverrides {
+        bitrate: Some(64_000),
+        listen: Some("127.0.0.1:6000".parse().expect("addr")),
+        public_address: Some("radio.example:443".into()),
+        ..ServerOverrides::default()
+    };
+    let cfg = merge_server(Some((SERVER_FILE, "server.toml")), &e, &cli).expect("valid");
+    assert_eq!(cfg.bitrate, 64_000);
+    assert_eq!(cfg.listen.to_string(), "127.0.0.1:6000");
+    assert_eq!(cfg.public_address(), "radio.example:443");
+    assert_eq!(cfg.log, "warn", "env beats file where the cli is silent");
+}
+
+#[test]
+fn every_server_field_has_an_env_var() {
+    let e = env(&[
+        ("RADIO_SERVER_LISTEN", "10.0.0.1:7000"),
+        ("RADIO_SERVER_PUBLIC_ADDRESS", "radio.example:7000"),
+        ("RADIO_SERVER_SERVER_NAME", "radio.example"),
+        ("RADIO_SERVER_DATA_DIR", "/d"),
+        ("RADIO_SERVER_BITRATE", "16000"),
+        ("RADIO_SERVER_DISTRICT_FILE", "/d/district.toml"),
+        ("RADIO_SERVER_HEARTBEAT_INTERVAL_MS", " 1000 "),
+        ("RADIO_SERVER_IDLE_TIMEOUT_MS", "3000"),
+        ("RADIO_SERVER_MAX_AGENTS", "22"),
+        ("RADIO_SERVER_SEND_QUEUE_FRAMES", "50"),
+        ("RADIO_SERVER_PREFETCH_HORIZON_HOURS", "6"),
+        ("RADIO_SERVER_LOG", "trace"),
+        ("RADIO_SERVER_ADMIN_LISTEN", "0.0.0.0:4481"),
+        ("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "true"),
+    ]);
+    let cfg = merge_server(None, &e, &ServerOverrides::default()).expect("valid");
+    let expected = ServerConfig {
+        listen: "10.0.0.1:7000".parse().expect("addr"),
+        public_address: Some("radio.example:7000".into()),
+        server_name: "radio.example".into(),
+        data_dir: "/d".into(),
+        bitrate: 16_000,
+        district_file: Some("/d/district.toml".into()),
+        heartbeat_interval_ms: 1_000,
+        idle_timeout_ms: 3_000,
+        max_agents: 22,
+        send_queue_frames: 50,
+        audio_packet_budget: 25_000,
+        quic_sockets: 1,
+        prefetch_horizon_hours: 6,
+        log: "trace".into(),
+        admin_listen: "0.0.0.0:4481".parse().expect("addr"),
+        admin_allow_remote: true,
+        ..ServerConfig::default()
+    };
+    assert_eq!(cfg, expected);
+    // The field table matches the struct: every serialised scalar key is listed (tables
+    // such as `[live]` are file-only).
+    let table = toml::Table::try_from(&expected).expect("serialises");
+    let keys: Vec<&str> = table
+        .iter()
+        .filter(|(_, value)| !value.is_table())
+        .map(|(key, _)| key.as_str())
+        .collect();
+    let mut fields = SERVER_FIELDS.to_vec();
+    fields.sort_unstable();
+    assert_eq!(keys, fields);
+}
+
+#[test]
+fn empty_env_value_unsets_an_optional_field() {
+    let file = "public_address = \"a.example:1\"\n";
+    let e = env(&[("RADIO_SERVER_PUBLIC_ADDRESS", "")]);
+    let cfg = merge_server(Some((file, "s.toml")), &e, &ServerOverrides::default()).expect("valid");
+    assert_eq!(cfg.public_address, None);
+}
+
+#[test]
+fn agent_layers_in_order() {
+    let file = "\
+sinks = [\"wav:/file.wav\"]
+playout_delay_ms = 350
+bundle = \"/file/bundle.toml\"
+log = \"debug\"
+";
+    let e = env(&[
+        ("RELAY_AGENT_PLAYOUT_DELAY_MS", "400"),
+        (
+            "RELAY_AGENT_SINKS",
+            "rtp:127.0.0.1:5004,sdp=/tmp/a.sdp; wav:/env.wav",
+        ),
+        ("RELAY_AGENT_SERVER", "radio.example:4433"),
+        ("RELAY_AGENT_LOG", "warn"),
+    ]);
+    let from_file = merge_agent(
+        Some((file, "agent.toml")),
+        &no_env(),
+        &AgentOverrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(from_file.playout_delay_ms, 350);
+    assert_eq!(from_file.sinks.len(), 1);
+
+    let from_env =
+        merge_agent(Some((file, "agent.toml")), &e, &AgentOverrides::default()).expect("valid");
+    assert_eq!(from_env.playout_delay_ms, 400);
+    assert_eq!(
+        from_env
+            .sinks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["rtp:127.0.0.1:5004,sdp=/tmp/a.sdp", "wav:/env.wav"]
+    );
+    assert_eq!(from_env.server.as_deref(), Some("radio.example:4433"));
+    assert_eq!(from_env.bundle, PathBuf::from("/file/bundle.toml"));
+
+    let cli = AgentOverrides {
+        playout_delay_ms: Some(100),
+        sinks: vec!["pipe:cat > /dev/null".parse().expect("valid")],
+        server: Some("10.0.0.1:4433".into()),
+        bundle: Some("/cli/bundle.toml".into()),
+        state_dir: Some("/cli/state".into()),
+        ..AgentOverrides::default()
+    };
+    let from_cli = merge_agent(Some((file, "agent.toml")), &e, &cli).expect("valid");
+    assert_eq!(from_cli.playout_delay_ms, 100);
+    assert_eq!(from_cli.sinks, cli.sinks, "cli sinks replace, not extend");
+    assert_eq!(from_cli.server.as_deref(), Some("10.0.0.1:4433"));
+    assert_eq!(from_cli.bundle, PathBuf::from("/cli/bundle.toml"));
+    assert_eq!(from_cli.state_dir, PathBuf::from("/cli/state"));
+    assert_eq!(from_cli.log, "warn");
+}
+
+#[test]
+fn every_agent_field_has_an_env_var() {
+    let e = env(&[
+        ("RELAY_AGENT_BUNDLE", "/b.toml"),
+        ("RELAY_AGENT_SERVER", "s.example:1"),
+        ("RELAY_AGENT_STATE_DIR", "/s"),
+        ("RELAY_AGENT_SINKS", "wav:/a.wav"),
+        ("RELAY_AGENT_PLAYOUT_DELAY_MS", "100"),
+        ("RELAY_AGENT_JITTER_CAPACITY_FRAMES", "20"),
+        ("RELAY_AGENT_RECONNECT_MIN_MS", "50"),
+        ("RELAY_AGENT_RECONNECT_MAX_MS", "60"),
+        ("RELAY_AGENT_JOURNAL_HEARTBEAT_SECS", "5"),
+        ("RELAY_AGENT_JOURNAL_MAX_RECORDS", "500"),
+        ("RELAY_AGENT_CLUSTER_TIMEOUT_SECS", "45"),
+        ("RELAY_AGENT_PREFETCH_MAX_MB", "64"),
+        ("RELAY_AGENT_LOG", "trace"),
+    ]);
+    let cfg = merge_agent(None, &e, &AgentOverrides::default()).expect("valid");
+    let expected = AgentConfig {
+        bundle: "/b.toml".into(),
+        server: Some("s.example:1".into()),
+        state_dir: "/s".into(),
+        sinks: vec!["wav:/a.wav".parse().expect("valid")],
+        playout_delay_ms: 100,
+        jitter_capacity_frames: 20,
+        reconnect_min_ms: 50,
+        reconnect_max_ms: 60,
+        journal_heartbeat_secs: 5,
+        journal_max_records: 500,
+        cluster_timeout_secs: 45,
+        prefetch_max_mb: 64,
+        log: "trace".into(),
+    };
+    assert_eq!(cfg, expected);
+    let table = toml::Table::try_from(&expected).expect("serialises");
+    let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+    let mut fields = AGENT_FIELDS.to_vec();
+    fields.sort_unstable();
+    assert_eq!(keys, fields);
+}
+
+// --- file errors ---
+
+#[test]
+fn unknown_field_in_file_names_line_and_key() {
+    let text = "listen = \"0.0.0.0:4433\"\n\nbitrat = 32000\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("typo");
+    assert_eq!(err.key.as_deref(), Some("bitrat"));
+    assert_eq!((err.line, err.column), (Some(3), Some(1)));
+    assert!(
+        err.to_string()
+            .starts_with("server.toml:3:1: key `bitrat`: unknown field `bitrat`"),
+        "{err}"
+    );
+
+    let text = "sinks = [\"wav:/a\"]\nplayout = 3\n";
+    let err = merge_agent(
+        Some((text, "agent.toml")),
+        &no_env(),
+        &AgentOverrides::default(),
+    )
+    .expect_err("typo");
+    assert_eq!(err.key.as_deref(), Some("playout"));
+    assert_eq!(err.line, Some(2));
+}
+
+#[test]
+fn type_error_in_file_names_line_and_key() {
+    let text = "listen = \"0.0.0.0:4433\"\nbitrate = \"fast\"\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("string for u32");
+    assert_eq!(err.key.as_deref(), Some("bitrate"));
+    assert_eq!((err.line, err.column), (Some(2), Some(11)));
+    assert!(err.message.contains("invalid type"), "{err}");
+
+    let text = "listen = \"somewhere\"\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("bad address");
+    assert_eq!(err.key.as_deref(), Some("listen"));
+    assert_eq!(err.line, Some(1));
+}
+
+#[test]
+fn bad_sink_in_file_names_its_element() {
+    let text = "log = \"info\"\nsinks = [\n  \"wav:/a.wav\",\n  \"mp3:/b.mp3\",\n]\n";
+    let err = merge_agent(
+        Some((text, "agent.toml")),
+        &no_env(),
+        &AgentOverrides::default(),
+    )
+    .expect_err("bad sink");
+    assert_eq!(err.key.as_deref(), Some("sinks[1]"));
+    assert_eq!((err.line, err.column), (Some(4), Some(3)));
+    assert!(err.message.contains("unknown sink kind `mp3`"), "{err}");
+}
+
+#[test]
+fn syntax_error_in_file_names_line_and_key() {
+    let text = "listen = \"0.0.0.0:4433\"\nbitrate = 32_000_\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("bad number");
+    assert_eq!(err.key.as_deref(), Some("bitrate"));
+    assert_eq!(err.line, Some(2));
+}
+
+#[test]
+fn validation_error_from_file_names_key_and_line() {
+    let text = "listen = \"0.0.0.0:4433\"\n\n\n\n\n\n\n\n\n\n\n    bitrate = 900\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("too low");
+    assert_eq!(
+        err.to_string(),
+        "server.toml:12:15: key `bitrate`: must be between 6000 and 510000 (got 900)"
+    );
+}
+
+#[test]
+fn errors_inside_tables_name_the_dotted_key_and_line() {
+    let text = "bitrate = 32000\n\n[live]\nrtp = \"0.0.0.0:5004\"\nallow = [\"127.0.0.1\"]\n\
+                silence_timeout_ms = 30\n\n[[upstream]]\nname = \"tinh\"\nbundle = \"/etc/p.toml\"\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("30 ms is too short");
+    assert_eq!(
+        err.to_string(),
+        "server.toml:6:22: key `live.silence_timeout_ms`: must be between 1000 and 3600000 \
+         (got 30)"
+    );
+    let text = text.replace("silence_timeout_ms = 30", "silence_timeout_ms = 0");
+    let cfg = merge_server(
+        Some((&text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(cfg.live.rtp, Some("0.0.0.0:5004".parse().expect("addr")));
+    assert_eq!(cfg.upstreams[0].name, "tinh");
+    assert_eq!(cfg.upstreams[0].playout_delay_ms, 500);
+    let text = "[[upstream]]\nname = \"tinh\"\nbundle = \"/b.toml\"\n\n[[upstream]]\n\
+                name = \"tinh\"\nbundle = \"/c.toml\"\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("two upstreams with one name");
+    assert!(
+        err.to_string()
+            .starts_with("server.toml:6:8: key `upstream[1].name`"),
+        "{err}"
+    );
+    let text = "[relay]\nfallback = \"/srv/a.mp3\"\nbackoff_min = 3\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("unknown key");
+    assert!(
+        err.to_string()
+            .starts_with("server.toml:3:1: key `relay.backoff_min`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cross_field_rule_blames_the_field_that_was_set() {
+    // Only the heartbeat was set, so the default idle timeout is not the one to blame.
+    let text = "log = \"info\"\nheartbeat_interval_ms = 20000\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("idle <= heartbeat");
+    assert_eq!(err.key.as_deref(), Some("heartbeat_interval_ms"));
+    assert_eq!(err.line, Some(2));
+    assert!(err.message.contains("idle_timeout_ms (15000)"), "{err}");
+
+    let text = "idle_timeout_ms = 5000\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("idle <= heartbeat");
+    assert_eq!(err.key.as_deref(), Some("idle_timeout_ms"));
+    assert_eq!(err.line, Some(1));
+
+    let text = "sinks = [\"wav:/a\"]\nplayout_delay_ms = 10000\n";
+    let err = merge_agent(
+        Some((text, "agent.toml")),
+        &no_env(),
+        &AgentOverrides::default(),
+    )
+    .expect_err("jitter too small");
+    assert_eq!(err.key.as_deref(), Some("playout_delay_ms"));
+    assert_eq!(err.line, Some(2));
+}
+
+// --- environment and flag errors ---
+
+#[test]
+fn unknown_env_var_is_named() {
+    let e = env(&[("RADIO_SERVER_BITRATES", "32000")]);
+    let err = merge_server(None, &e, &ServerOverrides::default()).expect_err("typo");
+    assert_eq!(err.source_name, "environment");
+    assert_eq!(err.key.as_deref(), Some("RADIO_SERVER_BITRATES"));
+    assert!(err.message.contains("RADIO_SERVER_BITRATE,"), "{err}");
+
+    // Lower-case suffixes are a different variable on Unix, so they are typos too.
+    let e = env(&[("RELAY_AGENT_log", "info")]);
+    let err = merge_agent(None, &e, &wav_sink()).expect_err("typo");
+    assert_eq!(err.key.as_deref(), Some("RELAY_AGENT_log"));
+}
+
+#[test]
+fn bad_env_value_names_the_variable() {
+    let e = env(&[("RADIO_SERVER_BITRATE", "fast")]);
+    let err = merge_server(None, &e, &ServerOverrides::default()).expect_err("not a number");
+    assert_eq!(err.key.as_deref(), Some("RADIO_SERVER_BITRATE"));
+    assert_eq!(err.line, None);
+    assert!(
+        err.to_string()
+            .starts_with("environment: key `RADIO_SERVER_BITRATE`: cannot read `fast`"),
+        "{err}"
+    );
+
+    let e = env(&[("RADIO_SERVER_LISTEN", "localhost:4433")]);
+    let err = merge_server(None, &e, &ServerOverrides::default()).expect_err("not an ip");
+    assert_eq!(err.key.as_deref(), Some("RADIO_SERVER_LISTEN"));
+
+    let e = env(&[("RELAY_AGENT_SINKS", "wav:/a.wav;mp3:/b")]);
+    let err = merge_agent(None, &e, &AgentOverrides::default()).expect_err("bad sink");
+    assert_eq!(err.key.as_deref(), Some("RELAY_AGENT_SINKS"));
+    assert!(err.message.starts_with("sink 2 `mp3:/b`"), "{err}");
+}
+
+#[test]
+fn validation_error_from_env_or_cli_names_the_variable_or_flag() {
+    let text = "bitrate = 24000\n";
+    let e = env(&[("RADIO_SERVER_BITRATE", "900")]);
+    let err = merge_server(Some((text, "server.toml")), &e, &ServerOverrides::default())
+        .expect_err("too low");
+    assert_eq!(
+        err.to_string(),
+        "environment: key `RADIO_SERVER_BITRATE`: must be between 6000 and 510000 (got 900)"
+    );
+
+    let cli = ServerOverrides {
+        bitrate: Some(900),
+        ..ServerOverrides::default()
+    };
+    let err = merge_server(Some((text, "server.toml")), &e, &cli).expect_err("too low");
+    assert_eq!(
+        err.to_string(),
+        "command line: key `--bitrate`: must be between 6000 and 510000 (got 900)"
+    );
+
+    let cli = AgentOverrides {
+        playout_delay_ms: Some(5),
+        ..wav_sink()
+    };
+    let err = merge_agent(None, &no_env(), &cli).expect_err("too short");
+    assert_eq!(err.key.as_deref(), Some("--playout-delay-ms"));
+
+    let e = env(&[("RELAY_AGENT_SINKS", " ; ")]);
+    let err = merge_agent(
+        Some(("sinks = [\"wav:/a\"]\n", "agent.toml")),
+        &e,
+        &AgentOverrides::default(),
+    )
+    .expect_err("env emptied the sinks");
+    assert_eq!(err.key.as_deref(), Some("RELAY_AGENT_SINKS"));
+}
+
+#[test]
+fn remote_admin_listen_is_blamed_where_it_was_set() {
+    let text = "log = \"info\"\nadmin_listen = \"0.0.0.0:4480\"\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("not loopback");
+    assert_eq!(err.key.as_deref(), Some("admin_listen"));
+    assert_eq!(err.line, Some(2));
+
+    let allowed = format!("{text}admin_allow_remote = true\n");
+    let cfg = merge_server(
+        Some((&allowed, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect("remote allowed");
+    assert!(cfg.admin_allow_remote);
+
+    let cli = ServerOverrides {
+        admin_listen: Some("192.168.1.5:4480".parse().expect("addr")),
+        ..ServerOverrides::default()
+    };
+    let err = merge_server(None, &no_env(), &cli).expect_err("not loopback");
+    assert_eq!(err.key.as_deref(), Some("--admin-listen"));
+    assert_eq!(err.source_name, "command line");
+
+    let e = env(&[("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "yes")]);
+    let err = merge_server(None, &e, &ServerOverrides::default()).expect_err("not a bool");
+    assert_eq!(err.key.as_deref(), Some("RADIO_SERVER_ADMIN_ALLOW_REMOTE"));
+}
+
+// --- clap and the impure wrappers ---
+
+#[derive(Debug, clap::Parser)]
+struct ServerCli {
+    #[command(flatten)]
+    overrides: ServerOverrides,
+}
+
+#[derive(Debug, clap::Parser)]
+struct AgentCli {
+    #[command(flatten)]
+    overrides: AgentOverrides,
+}
+
+#[test]
+fn flags_parse_with_clap() {
+    use clap::Parser;
+    let cli = ServerCli::try_parse_from([
+        "radio-server",
+        "--listen",
+        "127.0.0.1:1",
+        "--public-address",
+        "a.example:1",
+        "--bitrate",
+        "16000",
+        "--district-file",
+        "/d.toml",
+        "--admin-listen",
+        "127.0.0.1:4481",
+    ])
+    .expect("parses");
+    assert_eq!(cli.overrides.bitrate, Some(16_000));
+    assert_eq!(cli.overrides.public_address.as_deref(), Some("a.example:1"));
+    assert_eq!(
+        cli.overrides.admin_listen,
+        Some("127.0.0.1:4481".parse().expect("addr"))
+    );
+
+    let cli = AgentCli::try_parse_from([
+        "relay-agent",
+        "--sink",
+        "rtp:127.0.0.1:5004",
+        "--sink",
+        "pipe:aplay -q -t raw -f S16_LE -r 48000 -c 1",
+        "--playout-delay-ms",
+        "100",
+    ])
+    .expect("parses");
+    assert_eq!(cli.overrides.sinks.len(), 2);
+    assert_eq!(cli.overrides.sinks[1].kind(), "pipe");
+
+    let err = AgentCli::try_parse_from(["relay-agent", "--sink", "mp3:/x"]).expect_err("bad sink");
+    assert!(err.to_string().contains("unknown sink kind `mp3`"), "{err}");
+}
+
+#[test]
+fn load_reads_the_named_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("server.toml");
+    std::fs::write(&path, "bitrate = 900\n").expect("write");
+    let cli = ServerOverrides {
+        config: Some(path.clone()),
+        ..ServerOverrides::default()
+    };
+    let err = load_server(&cli).expect_err("invalid file");
+    assert_eq!(err.source_name, path.display().to_string());
+    assert_eq!(err.line, Some(1));
+
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, "sinks = [\"wav:/tmp/a.wav\"]\n").expect("write");
+    let cli = AgentOverrides {
+        config: Some(path),
+        ..AgentOverrides::default()
+    };
+    // Only asserts what the file sets: the test runner's environment is not ours.
+    let cfg = load_agent(&cli).expect("valid file");
+    assert_eq!(cfg.sinks.len(), 1);
+
+    let cli = AgentOverrides {
+        config: Some(dir.path().join("missing.toml")),
+        ..AgentOverrides::default()
+    };
+    let err = load_agent(&cli).expect_err("missing file");
+    assert!(err.message.starts_with("cannot read config file"), "{err}");
+}
+
+#[test]
+fn config_file_falls_back_to_the_env_var() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, "log = \"x\"\n").expect("write");
+    let e = env(&[(AGENT_CONFIG_ENV, path.to_str().expect("utf-8 temp path"))]);
+    let (text, source) = read_config(None, &e, AGENT_CONFIG_ENV)
+        .expect("readable")
+        .expect("named by env");
+    assert_eq!(text, "log = \"x\"\n");
+    assert_eq!(source, path.display().to_string());
+    let flag = dir.path().join("other.toml");
+    let err =
+        read_config(Some(&flag), &e, AGENT_CONFIG_ENV).expect_err("flag wins, and is missing");
+    assert_eq!(err.source_name, flag.display().to_string());
+    assert_eq!(read_config(None, &no_env(), AGENT_CONFIG_ENV), Ok(None));
+}

@@ -2565,9 +2565,6 @@ pub(super) mod tests {
         stop: tokio::sync::oneshot::Sender<()>,
         task: tokio::task::JoinHandle<LiveStats>,
         port: u16,
-        /// Sends [`Running::caught_up`]'s marker; bound from the start, so that no sender in
-        /// the test (ffmpeg from 127.0.0.2 in the allowlist case) can have its address.
-        marker: UdpSocket,
     }
 
     async fn start(config: LiveRtpConfig, capacity: usize) -> Running {
@@ -2588,7 +2585,6 @@ pub(super) mod tests {
             stop,
             task,
             port,
-            marker: UdpSocket::bind("127.0.0.2:0").await.unwrap(),
         }
     }
 
@@ -2607,45 +2603,6 @@ pub(super) mod tests {
                 ev.push(e);
             }
             (stats, pcm, ev)
-        }
-    }
-
-    /// The marker [`Running::caught_up`] sends, from an address `loopback_config` does not
-    /// allow (the one the allowlist case has ffmpeg send from).
-    const MARKER: &[u8] = b"marker";
-
-    impl Running {
-        /// Stops the runner once it has handled everything sent before this call and played
-        /// out the stream that started, if one did. Evidence, not a wait: a marker datagram
-        /// queues behind every earlier one on the socket, and a stream is over once its
-        /// `Ended { NoPackets }` has come (the timeout after its last packet, by when its
-        /// last frames were released). The marker is taken out of the counters again.
-        async fn caught_up(mut self) -> (LiveStats, Vec<f32>, Vec<LiveEvent>) {
-            let marker = self.marker.local_addr().unwrap();
-            self.marker
-                .send_to(MARKER, ("127.0.0.1", self.port))
-                .await
-                .unwrap();
-            let handled = wait_for_stats(&self.stats, "the marker handled", |s| {
-                s.last_rejected_source == Some(marker)
-            })
-            .await;
-            let mut events = Vec::new();
-            if handled.accepted > 0 {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                while !events.iter().any(|e| matches!(e, LiveEvent::Ended { .. })) {
-                    let event = tokio::time::timeout_at(deadline, self.events.recv())
-                        .await
-                        .unwrap_or_else(|_| panic!("the stream never ended: {events:?}"));
-                    events.push(event.expect("the runner runs"));
-                }
-            }
-            let (mut stats, pcm, rest) = self.stop().await;
-            events.extend(rest);
-            stats.packets -= 1;
-            stats.bytes -= MARKER.len() as u64;
-            stats.rejected_source -= 1;
-            (stats, pcm, events)
         }
     }
 
@@ -2864,10 +2821,13 @@ pub(super) mod tests {
         sdp: String,
     }
 
+    /// ffmpeg's stream of `speech_wav` through a receiver with `config`; `rate` is the RTP
+    /// clock of what `args` make ffmpeg send.
     async fn ffmpeg_case(
         config: LiveRtpConfig,
         args: &[&str],
         url_query: &str,
+        rate: u32,
     ) -> Option<FfmpegRun> {
         if !have("ffmpeg") {
             eprintln!("SKIPPED: ffmpeg is not installed");
@@ -2875,22 +2835,92 @@ pub(super) mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let (wav, source) = speech_wav(dir.path());
-        // What ffmpeg sends is the subject, not latency: the longest reorder window keeps the
-        // stalls of a loaded machine (of ffmpeg, or of the runner) from making packets late.
-        let config = LiveRtpConfig {
-            jitter_delay: MAX_JITTER_DELAY,
-            ..config
-        };
-        let run = start(config, 4_096).await;
-        let sdp = ffmpeg_rtp(&wav, run.port, args, url_query).await;
-        let (stats, pcm, events) = run.caught_up().await;
+        let (datagrams, sdp) = ffmpeg_capture(&wav, args, url_query).await;
+        // Played on the virtual clock, as ffmpeg paced them: what ffmpeg sends is the subject
+        // here. Played as they arrived, the stalls of a loaded machine (of ffmpeg, which then
+        // catches up in a burst, or of a receiving task) made packets late or the catch-up
+        // skip silent frames. The runner on a real socket is the runner tests' subject.
+        let arrivals = arrivals_at_their_timestamps(&datagrams, rate);
+        let last = arrivals.last().map_or(Duration::ZERO, |a| a.at);
+        let end = last + config.no_packet_timeout + ms(1_000);
+        let mut h = Harness::new(config);
+        h.run(&arrivals, end);
         Some(FfmpegRun {
-            stats,
-            pcm,
-            events,
+            stats: h.rx.stats(),
+            pcm: h.pcm(),
+            events: h.events.into_iter().map(|(_, e)| e).collect(),
             source,
             sdp,
         })
+    }
+
+    /// Streams `wav` in real time to a capturing socket; returns every datagram ffmpeg sent,
+    /// with its source, and the SDP ffmpeg wrote.
+    async fn ffmpeg_capture(
+        wav: &std::path::Path,
+        args: &[&str],
+        url_query: &str,
+    ) -> (Vec<(SocketAddr, Vec<u8>)>, String) {
+        // Room for the whole clip: a capture held up by a loaded machine loses nothing.
+        let (socket, _) =
+            crate::link::udp_socket::bind("127.0.0.1:0".parse().unwrap(), 8 << 20, false).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let socket = UdpSocket::from_std(socket).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        // Bound before ffmpeg starts, so that ffmpeg (from 127.0.0.2 in the allowlist case)
+        // cannot be given its address.
+        let marker = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+        let marker_from = marker.local_addr().unwrap();
+        let capture = tokio::spawn(async move {
+            let mut datagrams = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+                if from == marker_from {
+                    return datagrams;
+                }
+                datagrams.push((from, buf[..n].to_vec()));
+            }
+        });
+        let sdp = ffmpeg_rtp(wav, port, args, url_query).await;
+        // Queued behind every datagram ffmpeg sent: once it is read, they all are.
+        marker
+            .send_to(b"marker", ("127.0.0.1", port))
+            .await
+            .unwrap();
+        let datagrams = tokio::time::timeout(Duration::from_secs(60), capture)
+            .await
+            .expect("the marker reaches the capture")
+            .unwrap();
+        (datagrams, sdp)
+    }
+
+    /// `datagrams` as a sender pacing them exactly by their RTP timestamps (`rate` Hz) would
+    /// deliver them, which is what `ffmpeg -re` does when nothing holds it up. The header is in
+    /// the clear in SRTP too.
+    fn arrivals_at_their_timestamps(
+        datagrams: &[(SocketAddr, Vec<u8>)],
+        rate: u32,
+    ) -> Vec<Arrival> {
+        let timestamp = |bytes: &[u8]| {
+            RtpReader::new(bytes)
+                .unwrap_or_else(|e| panic!("ffmpeg sent something else than RTP: {e:?}"))
+                .timestamp()
+        };
+        let Some((_, first)) = datagrams.first() else {
+            return Vec::new();
+        };
+        let first = timestamp(first);
+        datagrams
+            .iter()
+            .map(|(from, bytes)| Arrival {
+                at: Duration::from_secs_f64(
+                    f64::from(timestamp(bytes).wrapping_sub(first)) / f64::from(rate),
+                ),
+                from: *from,
+                bytes: bytes.clone(),
+            })
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2901,7 +2931,7 @@ pub(super) mod tests {
             events,
             source,
             sdp,
-        }) = ffmpeg_case(loopback_config(), &["-c:a", "libopus"], "").await
+        }) = ffmpeg_case(loopback_config(), &["-c:a", "libopus"], "", 48_000).await
         else {
             return;
         };
@@ -2958,7 +2988,7 @@ pub(super) mod tests {
             source,
             sdp,
             ..
-        }) = ffmpeg_case(config, &args, "").await
+        }) = ffmpeg_case(config, &args, "", 48_000).await
         else {
             return;
         };
@@ -2981,7 +3011,7 @@ pub(super) mod tests {
             source,
             sdp,
             ..
-        }) = ffmpeg_case(loopback_config(), &args, "").await
+        }) = ffmpeg_case(loopback_config(), &args, "", 44_100).await
         else {
             return;
         };
@@ -3006,6 +3036,7 @@ pub(super) mod tests {
             loopback_config(),
             &["-c:a", "libopus"],
             "?localaddr=127.0.0.2",
+            48_000,
         )
         .await
         else {
@@ -3048,7 +3079,13 @@ pub(super) mod tests {
     async fn ffmpeg_srtp_with_the_right_key_is_heard() {
         let Some(FfmpegRun {
             stats, pcm, source, ..
-        }) = ffmpeg_case(ffmpeg_key_config(), &ffmpeg_srtp_args(FFMPEG_KEY), "").await
+        }) = ffmpeg_case(
+            ffmpeg_key_config(),
+            &ffmpeg_srtp_args(FFMPEG_KEY),
+            "",
+            48_000,
+        )
+        .await
         else {
             return;
         };
@@ -3069,7 +3106,7 @@ pub(super) mod tests {
         let wrong = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0e";
         let Some(FfmpegRun {
             stats, pcm, events, ..
-        }) = ffmpeg_case(ffmpeg_key_config(), &ffmpeg_srtp_args(wrong), "").await
+        }) = ffmpeg_case(ffmpeg_key_config(), &ffmpeg_srtp_args(wrong), "", 48_000).await
         else {
             return;
         };

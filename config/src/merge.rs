@@ -13,10 +13,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::agent::{AgentConfig, SinkSpec};
+use crate::agent::{
+    AgentConfig, SinkSpec, DEFAULT_AGENT_BUNDLE, DEFAULT_AGENT_STATE_DIR, DEFAULT_LOG,
+    DEFAULT_PLAYOUT_DELAY_MS, PLAYOUT_DELAY_MS_RANGE,
+};
 use crate::error::{ConfigError, Invalid};
 use crate::location::{error_at_path, parse_toml, toml_error};
-use crate::server::ServerConfig;
+use crate::server::{
+    ServerConfig, BITRATE_RANGE, DEFAULT_ADMIN_LISTEN, DEFAULT_BITRATE, DEFAULT_DATA_DIR,
+    DEFAULT_LISTEN, DEFAULT_SERVER_NAME,
+};
 
 /// Environment variables of the server are `RADIO_SERVER_<FIELD>`, e.g. `RADIO_SERVER_BITRATE`.
 pub const SERVER_ENV_PREFIX: &str = "RADIO_SERVER_";
@@ -74,29 +80,41 @@ pub struct ServerOverrides {
     /// Config file (TOML); also RADIO_SERVER_CONFIG.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// QUIC listen address [default: 0.0.0.0:4433].
-    #[arg(long)]
+    /// QUIC listen address.
+    #[arg(long, help = stating_default("QUIC listen address", DEFAULT_LISTEN))]
     pub listen: Option<SocketAddr>,
     /// host:port written into enrolment bundles [default: derived from --listen].
     #[arg(long)]
     pub public_address: Option<String>,
-    /// DNS name in the server certificate [default: localhost].
-    #[arg(long)]
+    /// DNS name in the server certificate.
+    #[arg(long, help = stating_default("DNS name in the server certificate", DEFAULT_SERVER_NAME))]
     pub server_name: Option<String>,
-    /// Directory for keys, enrolments and state [default: /var/lib/radio-server].
-    #[arg(long)]
+    /// Directory for keys, enrolments and state.
+    #[arg(
+        long,
+        help = stating_default("Directory for keys, enrolments and state", DEFAULT_DATA_DIR)
+    )]
     pub data_dir: Option<PathBuf>,
-    /// Opus bitrate in bits/s, 6000-510000 [default: 32000].
-    #[arg(long)]
+    /// Opus bitrate in bits/s.
+    #[arg(long, help = stating_default(
+        format!("Opus bitrate in bits/s, {}-{}", BITRATE_RANGE.0, BITRATE_RANGE.1),
+        DEFAULT_BITRATE,
+    ))]
     pub bitrate: Option<u32>,
     /// District file (TOML) [default: embedded Bình Sơn district].
     #[arg(long)]
     pub district_file: Option<PathBuf>,
-    /// tracing filter, e.g. `info,radio_server=debug` [default: info].
-    #[arg(long)]
+    /// tracing filter, e.g. `info,radio_server=debug`.
+    #[arg(
+        long,
+        help = stating_default("tracing filter, e.g. `info,radio_server=debug`", DEFAULT_LOG)
+    )]
     pub log: Option<String>,
-    /// Admin endpoint (HTTP) address; the operator commands call it [default: 127.0.0.1:4480].
-    #[arg(long)]
+    /// Admin endpoint (HTTP) address; the operator commands call it.
+    #[arg(long, help = stating_default(
+        "Admin endpoint (HTTP) address; the operator commands call it",
+        DEFAULT_ADMIN_LISTEN,
+    ))]
     pub admin_listen: Option<SocketAddr>,
 }
 
@@ -108,25 +126,41 @@ pub struct AgentOverrides {
     /// Config file (TOML); also RELAY_AGENT_CONFIG.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Enrolment bundle from `radio-server enroll` [default: /etc/relay-agent/bundle.toml].
-    #[arg(long)]
+    /// Enrolment bundle from `radio-server enroll`.
+    #[arg(long, help = stating_default(
+        "Enrolment bundle from `radio-server enroll`",
+        DEFAULT_AGENT_BUNDLE,
+    ))]
     pub bundle: Option<PathBuf>,
     /// host:port overriding the server address in the bundle.
     #[arg(long)]
     pub server: Option<String>,
-    /// Directory for agent state [default: /var/lib/relay-agent].
-    #[arg(long)]
+    /// Directory for agent state.
+    #[arg(long, help = stating_default("Directory for agent state", DEFAULT_AGENT_STATE_DIR))]
     pub state_dir: Option<PathBuf>,
     /// Audio output, repeatable: rtp:IP:PORT[,sdp=PATH], wav:PATH or pipe:COMMAND.
     /// Replaces (does not extend) sinks from the file or environment.
     #[arg(long = "sink")]
     pub sinks: Vec<SinkSpec>,
-    /// Playout delay in ms, 20-10000 [default: 250].
-    #[arg(long)]
+    /// Playout delay in ms.
+    #[arg(long, help = stating_default(
+        format!(
+            "Playout delay in ms, {}-{}",
+            PLAYOUT_DELAY_MS_RANGE.0, PLAYOUT_DELAY_MS_RANGE.1
+        ),
+        DEFAULT_PLAYOUT_DELAY_MS,
+    ))]
     pub playout_delay_ms: Option<u32>,
-    /// tracing filter [default: info].
-    #[arg(long)]
+    /// tracing filter.
+    #[arg(long, help = stating_default("tracing filter", DEFAULT_LOG))]
     pub log: Option<String>,
+}
+
+/// A flag's help that states its default, from the constant the default itself is: the
+/// flags are `Option`s (the default is the lowest layer of the merge, not clap's), so clap
+/// cannot show it, and a default written into the text by hand goes stale.
+fn stating_default(help: impl Display, default: impl Display) -> String {
+    format!("{help} [default: {default}]")
 }
 
 /// Merges defaults, an optional `(text, source name)` config file, environment variables and
@@ -491,6 +525,7 @@ fn read_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Args as _;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -517,6 +552,98 @@ server_name = \"radio.binhson.gov.vn\"
 bitrate = 24000
 log = \"debug\"
 ";
+
+    // --- help texts ---
+
+    /// `(flag id, stated default)` for every flag of `args` whose help states a default, in
+    /// declaration order.
+    fn stated_defaults<A: clap::Args>() -> Vec<(String, String)> {
+        let cmd = A::augment_args(clap::Command::new("help"));
+        cmd.get_arguments()
+            .filter_map(|arg| {
+                let help = arg.get_help()?.to_string();
+                let (_, stated) = help.split_once("[default: ")?;
+                let stated = stated.strip_suffix(']').unwrap_or_else(|| {
+                    panic!("--{}: text after the stated default: {help}", arg.get_id())
+                });
+                Some((arg.get_id().to_string(), stated.to_owned()))
+            })
+            .collect()
+    }
+
+    fn pairs(expected: &[(&str, String)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(id, default)| ((*id).to_owned(), default.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn agent_flags_state_the_defaults_the_agent_has() {
+        let d = AgentConfig::default();
+        assert_eq!(
+            stated_defaults::<AgentOverrides>(),
+            pairs(&[
+                ("bundle", d.bundle.display().to_string()),
+                ("state_dir", d.state_dir.display().to_string()),
+                ("playout_delay_ms", d.playout_delay_ms.to_string()),
+                ("log", d.log),
+            ]),
+            "a flag whose help states a default must state the one the agent has"
+        );
+    }
+
+    #[test]
+    fn server_flags_state_the_defaults_the_server_has() {
+        let d = ServerConfig::default();
+        assert_eq!(d.public_address, None);
+        assert_eq!(d.district_file, None);
+        assert_eq!(
+            stated_defaults::<ServerOverrides>(),
+            pairs(&[
+                ("listen", d.listen.to_string()),
+                ("public_address", "derived from --listen".into()),
+                ("server_name", d.server_name),
+                ("data_dir", d.data_dir.display().to_string()),
+                ("bitrate", d.bitrate.to_string()),
+                ("district_file", "embedded Bình Sơn district".into()),
+                ("log", d.log),
+                ("admin_listen", d.admin_listen.to_string()),
+            ]),
+            "a flag whose help states a default must state the one the server has"
+        );
+    }
+
+    #[test]
+    fn flags_state_the_ranges_the_rules_enforce() {
+        let help = |cmd: clap::Command, id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        };
+        let agent = AgentOverrides::augment_args(clap::Command::new("help"));
+        let (min, max) = PLAYOUT_DELAY_MS_RANGE;
+        let mut cfg = AgentConfig {
+            sinks: vec!["wav:/tmp/x.wav".parse().expect("sink")],
+            ..AgentConfig::default()
+        };
+        for (delay, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+            cfg.playout_delay_ms = delay;
+            cfg.jitter_capacity_frames = delay / 20 + 10;
+            assert_eq!(cfg.validate().is_ok(), valid, "playout_delay_ms {delay}");
+        }
+        assert!(help(agent, "playout_delay_ms").contains(&format!("{min}-{max}")));
+        let server = ServerOverrides::augment_args(clap::Command::new("help"));
+        let (min, max) = BITRATE_RANGE;
+        let mut cfg = ServerConfig::default();
+        for (bitrate, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+            cfg.bitrate = bitrate;
+            assert_eq!(cfg.validate().is_ok(), valid, "bitrate {bitrate}");
+        }
+        assert!(help(server, "bitrate").contains(&format!("{min}-{max}")));
+    }
 
     // --- defaults ---
 

@@ -1,5 +1,8 @@
 //! `relay-agent`: the commune station daemon. See the crate docs of `relay_agent`.
 
+use std::io::Write as _;
+use std::path::Path;
+
 use anyhow::Context;
 use clap::Parser;
 use radio_config::AgentOverrides;
@@ -36,11 +39,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(dir) = &cli.print_journal {
-        let (journal_id, records) = relay_agent::journal::Journal::read_pending(dir)?;
-        for r in records {
-            println!("{journal_id}\t{}\t{}\t{:?}", r.seq, r.unix_ms, r.event);
-        }
-        return Ok(());
+        return print_journal(dir);
     }
     let config = radio_config::load_agent(&cli.overrides)?;
     init_tracing(&config.log);
@@ -92,4 +91,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// `--print-journal DIR`. A reader that goes away (`| head -1`) ends the output quietly:
+/// `println!` would panic on the broken pipe.
+fn print_journal(dir: &Path) -> anyhow::Result<()> {
+    let (journal_id, records) = relay_agent::journal::Journal::read_pending(dir)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = records
+        .iter()
+        .try_for_each(|r| writeln!(out, "{journal_id}\t{}\t{}\t{:?}", r.seq, r.unix_ms, r.event))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("cannot write the journal to standard output"),
+    }
 }

@@ -11,6 +11,24 @@ use crate::district::District;
 use crate::error::{in_range, not_blank, ConfigError, Invalid};
 use crate::ingest::{check_upstreams, LiveSettings, RelaySettings, Upstreams};
 
+/// Default of [`ServerConfig::listen`].
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4433);
+
+/// Default of [`ServerConfig::server_name`].
+pub const DEFAULT_SERVER_NAME: &str = "localhost";
+
+/// Default of [`ServerConfig::data_dir`].
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/radio-server";
+
+/// Default of [`ServerConfig::bitrate`], in bits/s.
+pub const DEFAULT_BITRATE: u32 = 32_000;
+
+/// The Opus bitrates the server accepts, in bits/s.
+pub const BITRATE_RANGE: (u32, u32) = (6_000, 510_000);
+
+/// Default of [`ServerConfig::admin_listen`].
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480);
+
 /// The settings `radio-server` runs with, after merging file, environment and flags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,11 +86,11 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4433),
+            listen: DEFAULT_LISTEN,
             public_address: None,
-            server_name: "localhost".to_owned(),
-            data_dir: PathBuf::from("/var/lib/radio-server"),
-            bitrate: 32_000,
+            server_name: DEFAULT_SERVER_NAME.to_owned(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            bitrate: DEFAULT_BITRATE,
             district_file: None,
             heartbeat_interval_ms: 5_000,
             idle_timeout_ms: 15_000,
@@ -82,8 +100,8 @@ impl Default for ServerConfig {
             audio_packet_budget: 25_000,
             quic_sockets: 1,
             prefetch_horizon_hours: 24,
-            log: "info".to_owned(),
-            admin_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480),
+            log: crate::agent::DEFAULT_LOG.to_owned(),
+            admin_listen: DEFAULT_ADMIN_LISTEN,
             admin_allow_remote: false,
             live: LiveSettings::default(),
             relay: RelaySettings::default(),
@@ -140,7 +158,8 @@ impl ServerConfig {
             return Err(Invalid::new("data_dir", "must not be empty"));
         }
         // libopus refuses anything outside this range.
-        in_range("bitrate", self.bitrate, 6_000, 510_000)?;
+        let (min, max) = BITRATE_RANGE;
+        in_range("bitrate", self.bitrate, min, max)?;
         if let Some(path) = &self.district_file {
             if path.as_os_str().is_empty() {
                 return Err(Invalid::new(

@@ -22,11 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use radio_proto::{Decode, Encode, JournalAck, JournalBatch, JournalEvent, JournalRecord};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
+
+use crate::supervise::{spawn_thread, SupervisedThread};
 
 /// Events waiting for the writer thread. Far above any real burst: events are transitions.
 const QUEUE: usize = 4096;
@@ -292,23 +293,22 @@ impl JournalSender {
     }
 }
 
-/// The thread that writes events to the journal, and wakes the uploader after each.
+/// The thread that writes events to the journal, and wakes the uploader after each. It ends
+/// once every [`JournalSender`] is gone.
 pub fn spawn_writer(
     journal: Arc<Journal>,
     written: Arc<tokio::sync::Notify>,
-) -> std::io::Result<(JournalSender, JoinHandle<()>)> {
+) -> std::io::Result<(JournalSender, SupervisedThread<()>)> {
     let (tx, rx): (_, Receiver<(u64, JournalEvent)>) = sync_channel(QUEUE);
-    let thread = std::thread::Builder::new()
-        .name("journal".into())
-        .spawn(move || {
-            for (unix_ms, event) in rx {
-                match journal.append(unix_ms, event) {
-                    Ok(Some(_)) => written.notify_one(),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!("{e}"),
-                }
+    let thread = spawn_thread("journal", "journal writer thread", move || {
+        for (unix_ms, event) in rx {
+            match journal.append(unix_ms, event) {
+                Ok(Some(_)) => written.notify_one(),
+                Ok(None) => {}
+                Err(e) => tracing::error!("{e}"),
             }
-        })?;
+        }
+    })?;
     Ok((JournalSender { tx }, thread))
 }
 

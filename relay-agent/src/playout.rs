@@ -22,7 +22,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use radio_proto::{
@@ -36,6 +35,7 @@ use crate::journal::JournalSender;
 use crate::proof_of_play::{ProofOfPlay, SlotKind};
 use crate::retime::{Retimer, MAX_RETIME};
 use crate::sink::{Sink, SinkStats, Slot, FRAME_SAMPLES};
+use crate::supervise::{spawn_thread, Died, SupervisedThread};
 
 /// One slot of audio.
 pub const SLOT: Duration = Duration::from_millis(20);
@@ -736,261 +736,281 @@ pub struct CacheInput {
     pub link_up: Arc<AtomicBool>,
 }
 
+/// What the playout thread returns: the sinks' statistics once `stop` was set, or why it
+/// could not go on (the agent then ends; see `supervise.rs`).
+pub type PlayoutEnd = Result<Vec<(String, SinkStats)>, Died>;
+
 /// Runs the playout on the real clock until `stop` is set, then finishes every sink. Returns the
-/// sinks' statistics.
+/// sinks' statistics. The thread ends early, with the reason, when it cannot play any more: the
+/// playout state was poisoned by a panic elsewhere, or a sink died for good.
 pub fn spawn_playout_thread(
     playout: Arc<Mutex<Playout>>,
     mut sinks: Vec<Box<dyn Sink>>,
     stop: Arc<AtomicBool>,
     report: PlayoutReport,
-) -> std::io::Result<JoinHandle<Vec<(String, SinkStats)>>> {
-    std::thread::Builder::new()
-        .name("playout".into())
-        .spawn(move || {
-            let mut voice = match Voice::new() {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::error!("opus decoder unavailable, playing silence: {e}");
-                    None
+) -> std::io::Result<SupervisedThread<PlayoutEnd>> {
+    spawn_thread("playout", "playout thread", move || {
+        #[cfg(debug_assertions)]
+        let panic_after = crate::test_panic::armed("playout");
+        let mut voice = match Voice::new() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!("opus decoder unavailable, playing silence: {e}");
+                None
+            }
+        };
+        let silence_packet = voice
+            .as_ref()
+            .map(|v| v.silence_packet.clone())
+            .unwrap_or_default();
+        let mut pcm = vec![0i16; FRAME_SAMPLES];
+        let mut timed = Vec::with_capacity(FRAME_SAMPLES + MAX_RETIME);
+        let mut retimer = Retimer::default();
+        let (mut resyncs, mut late_runs) = (0, 0);
+        let mut deadline = Instant::now();
+        let mut proof = ProofOfPlay::default();
+        let mut events = Vec::new();
+        // The last slot aired from the prefetch cache: the next streamed frame is a switch.
+        let mut from_cache = false;
+        while !stop.load(Ordering::Relaxed) {
+            // The slot is decided and decoded a little ahead, then released on time: the
+            // instant it reaches the sinks must not depend on how long decoding took.
+            if let Some(early) = deadline.checked_sub(PREPARE_AHEAD) {
+                let now = Instant::now();
+                if now < early {
+                    std::thread::sleep(early - now);
                 }
-            };
-            let silence_packet = voice
-                .as_ref()
-                .map(|v| v.silence_packet.clone())
-                .unwrap_or_default();
-            let mut pcm = vec![0i16; FRAME_SAMPLES];
-            let mut timed = Vec::with_capacity(FRAME_SAMPLES + MAX_RETIME);
-            let mut retimer = Retimer::default();
-            let (mut resyncs, mut late_runs) = (0, 0);
-            let mut deadline = Instant::now();
-            let mut proof = ProofOfPlay::default();
-            let mut events = Vec::new();
-            // The last slot aired from the prefetch cache: the next streamed frame is a switch.
-            let mut from_cache = false;
-            while !stop.load(Ordering::Relaxed) {
-                // The slot is decided and decoded a little ahead, then released on time: the
-                // instant it reaches the sinks must not depend on how long decoding took.
-                if let Some(early) = deadline.checked_sub(PREPARE_AHEAD) {
-                    let now = Instant::now();
-                    if now < early {
-                        std::thread::sleep(early - now);
+            }
+            let behind = Instant::now().saturating_duration_since(deadline);
+            let (tick, boundary, next_deadline, airing) = match playout.lock() {
+                Ok(mut p) => {
+                    // Holding the lock, as a real fault in the playout would: the state is
+                    // poisoned for everyone else.
+                    #[cfg(debug_assertions)]
+                    crate::test_panic::check("playout", panic_after, p.stats().frames_played);
+                    // Without the server's clock, a stalled machine plays the missed slots
+                    // back to back rather than dropping them, so outputs keep a true
+                    // timeline; beyond a second it gives up and re-bases. With it, the true
+                    // timeline is the server's: past the resync threshold the slot is
+                    // decided now, and the playout skips what is no longer on time rather
+                    // than playing it late (a burst, then back in step).
+                    let limit = if p.clock().is_some() {
+                        RESYNC_THRESHOLD
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    if behind > limit {
+                        tracing::warn!(
+                            "playout clock fell {} ms behind; re-basing",
+                            behind.as_millis()
+                        );
+                        deadline = Instant::now();
                     }
-                }
-                let behind = Instant::now().saturating_duration_since(deadline);
-                let (tick, boundary, next_deadline, airing) = match playout.lock() {
-                    Ok(mut p) => {
-                        // Without the server's clock, a stalled machine plays the missed slots
-                        // back to back rather than dropping them, so outputs keep a true
-                        // timeline; beyond a second it gives up and re-bases. With it, the true
-                        // timeline is the server's: past the resync threshold the slot is
-                        // decided now, and the playout skips what is no longer on time rather
-                        // than playing it late (a burst, then back in step).
-                        let limit = if p.clock().is_some() {
-                            RESYNC_THRESHOLD
-                        } else {
-                            Duration::from_secs(1)
-                        };
-                        if behind > limit {
-                            tracing::warn!(
-                                "playout clock fell {} ms behind; re-basing",
-                                behind.as_millis()
-                            );
-                            deadline = Instant::now();
-                        }
-                        let tick = p.tick(deadline);
-                        let next_deadline = p.next_deadline();
-                        let stats = p.stats();
-                        if stats.resyncs > resyncs {
-                            tracing::warn!(
+                    let tick = p.tick(deadline);
+                    let next_deadline = p.next_deadline();
+                    let stats = p.stats();
+                    if stats.resyncs > resyncs {
+                        tracing::warn!(
                                 "playout re-anchored on the server clock (it was off by more than {} ms)",
                                 RESYNC_THRESHOLD.as_millis()
                             );
-                        }
-                        if stats.late_runs > late_runs {
-                            tracing::warn!(
-                                "frames arrive after their playout instant: playing late, out of \
+                    }
+                    if stats.late_runs > late_runs {
+                        tracing::warn!(
+                            "frames arrive after their playout instant: playing late, out of \
                                  step with the other stations (is playout_delay_ms shorter than \
                                  the link's delay?)"
-                            );
-                        }
-                        (resyncs, late_runs) = (stats.resyncs, stats.late_runs);
-                        let boundary = match &tick {
-                            Tick::Play(frame) => p.boundary(frame.sequence),
-                            _ => Boundary::default(),
-                        };
-                        let programme = match &tick {
-                            Tick::Play(frame) => p.programme_at(frame.sequence),
-                            _ => None,
-                        };
-                        let airing = match &report.cache {
-                            Some(cache) => {
-                                let stream = match &tick {
-                                    Tick::Play(_) => StreamSlot::Playing(
-                                        programme.map(|(_, name, level)| (name, level)),
-                                    ),
-                                    _ => StreamSlot::Quiet,
-                                };
-                                let link_up = cache.link_up.load(Ordering::Relaxed);
-                                match cache.airing.lock() {
-                                    Ok(mut c) => c.decide(slot_unix_ms(deadline), link_up, stream),
-                                    Err(_) => Airing::Stream,
-                                }
-                            }
-                            None => Airing::Stream,
-                        };
-                        let slot = match (&airing, &tick) {
-                            (Airing::Cached { airing, .. }, _) => SlotKind::Played(Some((
-                                airing.item.programme_id,
-                                &airing.item.name,
-                                airing.item.level,
-                            ))),
-                            (Airing::Suppressed, _) => SlotKind::Idle,
-                            (Airing::Stream, Tick::Play(_)) => SlotKind::Played(programme),
-                            (Airing::Stream, Tick::Lost { .. } | Tick::Underrun) => {
-                                SlotKind::Missing
-                            }
-                            (Airing::Stream, Tick::Idle) => SlotKind::Idle,
-                        };
-                        proof.slot(slot, &mut events);
-                        if let (Airing::Cached { .. } | Airing::Suppressed, Tick::Play(frame)) =
-                            (&airing, &tick)
-                        {
-                            p.displaced(frame);
-                        }
-                        (tick, boundary, next_deadline, airing)
-                    }
-                    Err(_) => break,
-                };
-                report.output.store(proof.output() as u8, Ordering::Relaxed);
-                if let Some(journal) = &report.journal {
-                    for event in events.drain(..) {
-                        journal.record(event);
-                    }
-                }
-                events.clear();
-                let due = deadline;
-                deadline = next_deadline.unwrap_or(deadline + SLOT);
-                let (opus, silent): (Option<&[u8]>, bool) = match (&airing, &tick) {
-                    (
-                        Airing::Cached {
-                            airing,
-                            index,
-                            starts,
-                            ends,
-                        },
-                        _,
-                    ) => {
-                        let payload = usize::try_from(*index)
-                            .ok()
-                            .and_then(|i| airing.packets.get(i));
-                        if *starts {
-                            // Another encoder made these packets: start the decoder afresh.
-                            if let Some(v) = voice.as_mut() {
-                                v.reset();
-                            }
-                        }
-                        let decoded = voice
-                            .as_mut()
-                            .zip(payload)
-                            .map(|(v, packet)| v.decode(Some(packet), &mut pcm));
-                        if !matches!(decoded, Some(true)) {
-                            pcm.fill(0);
-                        }
-                        smooth_switch(
-                            &mut pcm,
-                            Boundary {
-                                starts: *starts,
-                                ends: *ends,
-                            },
                         );
-                        (payload.map(|p| &p[..]), false)
                     }
-                    (Airing::Suppressed, _) => {
-                        pcm.fill(0);
-                        (Some(&silence_packet), true)
-                    }
-                    (Airing::Stream, Tick::Play(frame)) => {
-                        let boundary = Boundary {
-                            starts: boundary.starts || from_cache,
-                            ..boundary
-                        };
-                        if boundary.starts {
-                            // Another encoder made this stream: start the decoder afresh.
-                            if let Some(v) = voice.as_mut() {
-                                v.reset();
+                    (resyncs, late_runs) = (stats.resyncs, stats.late_runs);
+                    let boundary = match &tick {
+                        Tick::Play(frame) => p.boundary(frame.sequence),
+                        _ => Boundary::default(),
+                    };
+                    let programme = match &tick {
+                        Tick::Play(frame) => p.programme_at(frame.sequence),
+                        _ => None,
+                    };
+                    let airing = match &report.cache {
+                        Some(cache) => {
+                            let stream = match &tick {
+                                Tick::Play(_) => StreamSlot::Playing(
+                                    programme.map(|(_, name, level)| (name, level)),
+                                ),
+                                _ => StreamSlot::Quiet,
+                            };
+                            let link_up = cache.link_up.load(Ordering::Relaxed);
+                            match cache.airing.lock() {
+                                Ok(mut c) => c.decide(slot_unix_ms(deadline), link_up, stream),
+                                Err(_) => Airing::Stream,
                             }
                         }
-                        let decoded = voice
-                            .as_mut()
-                            .map(|v| v.decode(Some(&frame.payload), &mut pcm));
-                        if !matches!(decoded, Some(true)) {
-                            pcm.fill(0);
-                        }
-                        smooth_switch(&mut pcm, boundary);
-                        (Some(&frame.payload), false)
+                        None => Airing::Stream,
+                    };
+                    let slot = match (&airing, &tick) {
+                        (Airing::Cached { airing, .. }, _) => SlotKind::Played(Some((
+                            airing.item.programme_id,
+                            &airing.item.name,
+                            airing.item.level,
+                        ))),
+                        (Airing::Suppressed, _) => SlotKind::Idle,
+                        (Airing::Stream, Tick::Play(_)) => SlotKind::Played(programme),
+                        (Airing::Stream, Tick::Lost { .. } | Tick::Underrun) => SlotKind::Missing,
+                        (Airing::Stream, Tick::Idle) => SlotKind::Idle,
+                    };
+                    proof.slot(slot, &mut events);
+                    if let (Airing::Cached { .. } | Airing::Suppressed, Tick::Play(frame)) =
+                        (&airing, &tick)
+                    {
+                        p.displaced(frame);
                     }
-                    (Airing::Stream, Tick::Lost { .. } | Tick::Underrun) => {
-                        let concealed = voice.as_mut().map(|v| v.decode(None, &mut pcm));
-                        if !matches!(concealed, Some(true)) {
-                            pcm.fill(0);
-                        }
-                        (None, false)
-                    }
-                    (Airing::Stream, Tick::Idle) => {
-                        pcm.fill(0);
-                        (Some(&silence_packet), true)
-                    }
-                };
-                from_cache = matches!(airing, Airing::Cached { .. });
-                // The slot lasts until the next one: a slewed slot's PCM gains or loses the
-                // samples that keeps file and pipe outputs on the synchronised timeline.
-                retimer.retime(deadline.saturating_duration_since(due), &pcm, &mut timed);
-                let slot = Slot {
-                    opus,
-                    pcm: &timed,
-                    silent,
-                };
-                wait_until(due);
-                let now = Instant::now();
-                for sink in sinks.iter_mut() {
-                    if let Err(e) = sink.play(&slot) {
-                        tracing::warn!("{e}");
-                    }
-                    if let Some((cluster, change)) = sink.cluster_change(now) {
-                        match change.state {
-                            ClusterState::Up => {
-                                tracing::info!("cluster {cluster} up: {}", change.reason)
-                            }
-                            ClusterState::Down => {
-                                tracing::warn!("cluster {cluster} down: {}", change.reason)
-                            }
-                        }
-                        if let Some(journal) = &report.journal {
-                            journal.record(JournalEvent::Cluster {
-                                cluster,
-                                state: change.state,
-                                reason: change.reason,
-                            });
-                        }
-                    }
+                    (tick, boundary, next_deadline, airing)
                 }
-            }
-            proof.finish(&mut events);
+                Err(_) => {
+                    return Err(Died::ended(
+                        "playout thread",
+                        "the playout state is poisoned (a thread panicked while holding it)",
+                    ))
+                }
+            };
+            report.output.store(proof.output() as u8, Ordering::Relaxed);
             if let Some(journal) = &report.journal {
                 for event in events.drain(..) {
                     journal.record(event);
                 }
             }
-            sinks
-                .iter_mut()
-                .map(|sink| {
-                    if let Err(e) = sink.finish() {
-                        tracing::warn!("{e}");
+            events.clear();
+            let due = deadline;
+            deadline = next_deadline.unwrap_or(deadline + SLOT);
+            let (opus, silent): (Option<&[u8]>, bool) = match (&airing, &tick) {
+                (
+                    Airing::Cached {
+                        airing,
+                        index,
+                        starts,
+                        ends,
+                    },
+                    _,
+                ) => {
+                    let payload = usize::try_from(*index)
+                        .ok()
+                        .and_then(|i| airing.packets.get(i));
+                    if *starts {
+                        // Another encoder made these packets: start the decoder afresh.
+                        if let Some(v) = voice.as_mut() {
+                            v.reset();
+                        }
                     }
-                    (sink.describe(), sink.stats())
-                })
-                .collect()
-        })
+                    let decoded = voice
+                        .as_mut()
+                        .zip(payload)
+                        .map(|(v, packet)| v.decode(Some(packet), &mut pcm));
+                    if !matches!(decoded, Some(true)) {
+                        pcm.fill(0);
+                    }
+                    smooth_switch(
+                        &mut pcm,
+                        Boundary {
+                            starts: *starts,
+                            ends: *ends,
+                        },
+                    );
+                    (payload.map(|p| &p[..]), false)
+                }
+                (Airing::Suppressed, _) => {
+                    pcm.fill(0);
+                    (Some(&silence_packet), true)
+                }
+                (Airing::Stream, Tick::Play(frame)) => {
+                    let boundary = Boundary {
+                        starts: boundary.starts || from_cache,
+                        ..boundary
+                    };
+                    if boundary.starts {
+                        // Another encoder made this stream: start the decoder afresh.
+                        if let Some(v) = voice.as_mut() {
+                            v.reset();
+                        }
+                    }
+                    let decoded = voice
+                        .as_mut()
+                        .map(|v| v.decode(Some(&frame.payload), &mut pcm));
+                    if !matches!(decoded, Some(true)) {
+                        pcm.fill(0);
+                    }
+                    smooth_switch(&mut pcm, boundary);
+                    (Some(&frame.payload), false)
+                }
+                (Airing::Stream, Tick::Lost { .. } | Tick::Underrun) => {
+                    let concealed = voice.as_mut().map(|v| v.decode(None, &mut pcm));
+                    if !matches!(concealed, Some(true)) {
+                        pcm.fill(0);
+                    }
+                    (None, false)
+                }
+                (Airing::Stream, Tick::Idle) => {
+                    pcm.fill(0);
+                    (Some(&silence_packet), true)
+                }
+            };
+            from_cache = matches!(airing, Airing::Cached { .. });
+            // The slot lasts until the next one: a slewed slot's PCM gains or loses the
+            // samples that keeps file and pipe outputs on the synchronised timeline.
+            retimer.retime(deadline.saturating_duration_since(due), &pcm, &mut timed);
+            let slot = Slot {
+                opus,
+                pcm: &timed,
+                silent,
+            };
+            wait_until(due);
+            let now = Instant::now();
+            for sink in sinks.iter_mut() {
+                match sink.play(&slot) {
+                    Ok(()) => {}
+                    // Its output stays silent until the agent restarts: so restart it.
+                    Err(e) if e.is_fatal() => {
+                        return Err(Died {
+                            what: "sink",
+                            how: e.to_string(),
+                        })
+                    }
+                    Err(e) => tracing::warn!("{e}"),
+                }
+                if let Some((cluster, change)) = sink.cluster_change(now) {
+                    match change.state {
+                        ClusterState::Up => {
+                            tracing::info!("cluster {cluster} up: {}", change.reason)
+                        }
+                        ClusterState::Down => {
+                            tracing::warn!("cluster {cluster} down: {}", change.reason)
+                        }
+                    }
+                    if let Some(journal) = &report.journal {
+                        journal.record(JournalEvent::Cluster {
+                            cluster,
+                            state: change.state,
+                            reason: change.reason,
+                        });
+                    }
+                }
+            }
+        }
+        proof.finish(&mut events);
+        if let Some(journal) = &report.journal {
+            for event in events.drain(..) {
+                journal.record(event);
+            }
+        }
+        Ok(sinks
+            .iter_mut()
+            .map(|sink| {
+                if let Err(e) = sink.finish() {
+                    tracing::warn!("{e}");
+                }
+                (sink.describe(), sink.stats())
+            })
+            .collect())
+    })
 }
 
 /// The wall-clock time (Unix ms) of the slot due at `due`: the cache airs by the agent's own

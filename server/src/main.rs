@@ -250,8 +250,8 @@ enum LiveCommand {
     Start {
         #[command(flatten)]
         overrides: ServerOverrides,
-        /// Id of the broadcast [default: studio].
-        #[arg(long)]
+        /// Id of the broadcast.
+        #[arg(long, help = format!("Id of the broadcast [default: {}]", admin::DEFAULT_LIVE_ID))]
         id: Option<String>,
         #[command(flatten)]
         targets: TargetArgs,
@@ -260,8 +260,8 @@ enum LiveCommand {
     Stop {
         #[command(flatten)]
         overrides: ServerOverrides,
-        /// Id of the broadcast [default: studio].
-        #[arg(long)]
+        /// Id of the broadcast.
+        #[arg(long, help = format!("Id of the broadcast [default: {}]", admin::DEFAULT_LIVE_ID))]
         id: Option<String>,
     },
 }

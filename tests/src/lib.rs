@@ -140,12 +140,23 @@ pub struct Process {
 impl Process {
     /// Starts `program` with `args`, capturing stdout and stderr line by line.
     pub fn start(name: &str, program: &Path, args: &[&str]) -> Process {
+        Process::start_with_env(name, program, args, &[])
+    }
+
+    /// [`Process::start`] with extra environment variables, e.g. a debug build's test hook.
+    pub fn start_with_env(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Process {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
         let (tx, rx) = mpsc::channel();
@@ -401,6 +412,18 @@ pub fn start_agent(
     state_dir: &Path,
     sinks: &[String],
 ) -> Process {
+    start_agent_with_env(name, bundle, server, state_dir, sinks, &[])
+}
+
+/// [`start_agent`] with extra environment variables.
+pub fn start_agent_with_env(
+    name: &str,
+    bundle: &Path,
+    server: &str,
+    state_dir: &Path,
+    sinks: &[String],
+    env: &[(&str, &str)],
+) -> Process {
     let mut args = vec![
         "--bundle".to_string(),
         bundle.display().to_string(),
@@ -414,7 +437,7 @@ pub fn start_agent(
         args.push(sink.clone());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Process::start(name, &binary("relay-agent"), &args)
+    Process::start_with_env(name, &binary("relay-agent"), &args, env)
 }
 
 /// A test signal at 48 kHz: tones whose pitch and loudness change every 100 ms, so that any

@@ -1,4 +1,5 @@
 use super::*;
+use clap::Args as _;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -25,6 +26,98 @@ server_name = \"radio.binhson.gov.vn\"
 bitrate = 24000
 log = \"debug\"
 ";
+
+// --- help texts ---
+
+/// `(flag id, stated default)` for every flag of `args` whose help states a default, in
+/// declaration order.
+fn stated_defaults<A: clap::Args>() -> Vec<(String, String)> {
+    let cmd = A::augment_args(clap::Command::new("help"));
+    cmd.get_arguments()
+        .filter_map(|arg| {
+            let help = arg.get_help()?.to_string();
+            let (_, stated) = help.split_once("[default: ")?;
+            let stated = stated.strip_suffix(']').unwrap_or_else(|| {
+                panic!("--{}: text after the stated default: {help}", arg.get_id())
+            });
+            Some((arg.get_id().to_string(), stated.to_owned()))
+        })
+        .collect()
+}
+
+fn pairs(expected: &[(&str, String)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(id, default)| ((*id).to_owned(), default.clone()))
+        .collect()
+}
+
+#[test]
+fn agent_flags_state_the_defaults_the_agent_has() {
+    let d = AgentConfig::default();
+    assert_eq!(
+        stated_defaults::<AgentOverrides>(),
+        pairs(&[
+            ("bundle", d.bundle.display().to_string()),
+            ("state_dir", d.state_dir.display().to_string()),
+            ("playout_delay_ms", d.playout_delay_ms.to_string()),
+            ("log", d.log),
+        ]),
+        "a flag whose help states a default must state the one the agent has"
+    );
+}
+
+#[test]
+fn server_flags_state_the_defaults_the_server_has() {
+    let d = ServerConfig::default();
+    assert_eq!(d.public_address, None);
+    assert_eq!(d.district_file, None);
+    assert_eq!(
+        stated_defaults::<ServerOverrides>(),
+        pairs(&[
+            ("listen", d.listen.to_string()),
+            ("public_address", "derived from --listen".into()),
+            ("server_name", d.server_name),
+            ("data_dir", d.data_dir.display().to_string()),
+            ("bitrate", d.bitrate.to_string()),
+            ("district_file", "embedded Bình Sơn district".into()),
+            ("log", d.log),
+            ("admin_listen", d.admin_listen.to_string()),
+        ]),
+        "a flag whose help states a default must state the one the server has"
+    );
+}
+
+#[test]
+fn flags_state_the_ranges_the_rules_enforce() {
+    let help = |cmd: clap::Command, id: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_id() == id)
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    };
+    let agent = AgentOverrides::augment_args(clap::Command::new("help"));
+    let (min, max) = PLAYOUT_DELAY_MS_RANGE;
+    let mut cfg = AgentConfig {
+        sinks: vec!["wav:/tmp/x.wav".parse().expect("sink")],
+        ..AgentConfig::default()
+    };
+    for (delay, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+        cfg.playout_delay_ms = delay;
+        cfg.jitter_capacity_frames = delay / 20 + 10;
+        assert_eq!(cfg.validate().is_ok(), valid, "playout_delay_ms {delay}");
+    }
+    assert!(help(agent, "playout_delay_ms").contains(&format!("{min}-{max}")));
+    let server = ServerOverrides::augment_args(clap::Command::new("help"));
+    let (min, max) = BITRATE_RANGE;
+    let mut cfg = ServerConfig::default();
+    for (bitrate, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+        cfg.bitrate = bitrate;
+        assert_eq!(cfg.validate().is_ok(), valid, "bitrate {bitrate}");
+    }
+    assert!(help(server, "bitrate").contains(&format!("{min}-{max}")));
+}
 
 // --- defaults ---
 

@@ -1,0 +1,89 @@
+//! `radio-server`'s help texts state the defaults the server has: every option of these
+//! subcommands that states a default states the one from the constant the default is.
+
+use std::process::Command;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_radio-server");
+
+/// `(flag, stated default)` for every option of a `--help` text that states one.
+fn stated_defaults(help: &str) -> Vec<(String, String)> {
+    // An option's entry starts on a line whose first word is a flag; its help follows, on the
+    // same line or the next ones.
+    let mut entries: Vec<String> = Vec::new();
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('-') {
+            entries.push(trimmed.to_owned());
+        } else if let Some(entry) = entries.last_mut() {
+            entry.push(' ');
+            entry.push_str(trimmed);
+        }
+    }
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let flag = entry
+                .split([' ', ','])
+                .find(|w| w.starts_with("--"))?
+                .to_owned();
+            let (_, stated) = entry.split_once("[default: ")?;
+            let (stated, _) = stated.split_once(']')?;
+            Some((flag, stated.to_owned()))
+        })
+        .collect()
+}
+
+/// The default each flag has, where the help states one.
+fn expected(flag: &str) -> Option<String> {
+    let d = radio_config::ServerConfig::default();
+    Some(match flag {
+        "--listen" => d.listen.to_string(),
+        "--public-address" => "derived from --listen".into(),
+        "--server-name" => d.server_name,
+        "--data-dir" => d.data_dir.display().to_string(),
+        "--bitrate" => d.bitrate.to_string(),
+        "--district-file" => "embedded Bình Sơn district".into(),
+        "--log" => d.log,
+        "--admin-listen" => d.admin_listen.to_string(),
+        "--id" => radio_server::operator::admin::DEFAULT_LIVE_ID.into(),
+        "--targets" => "all stations".into(),
+        // clap's own `default_value_t`: the help is made from the default itself.
+        "--wait-agents" => "0".into(),
+        _ => return None,
+    })
+}
+
+#[test]
+fn help_states_the_defaults_the_server_has() {
+    for subcommand in [
+        &["run"][..],
+        &["status"],
+        &["enroll"],
+        &["live", "start"],
+        &["live", "stop"],
+    ] {
+        let out = Command::new(SERVER)
+            .args(subcommand)
+            .arg("--help")
+            .output()
+            .expect("run radio-server");
+        assert!(
+            out.status.success(),
+            "{subcommand:?} --help: {}",
+            out.status
+        );
+        let help = String::from_utf8(out.stdout).expect("utf8");
+        let stated = stated_defaults(&help);
+        assert!(
+            !stated.is_empty(),
+            "{subcommand:?}: no default found in\n{help}"
+        );
+        for (flag, default) in stated {
+            assert_eq!(
+                Some(&default),
+                expected(&flag).as_ref(),
+                "radio-server {subcommand:?} {flag} states the default `{default}`:\n{help}"
+            );
+        }
+    }
+}

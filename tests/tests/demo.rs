@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use radio_tests::{binary, have};
+use radio_tests::{binary, tool_runs};
 
 fn demo(args: &[&str], out: &Path) -> (bool, String, String) {
     let output = Command::new(binary("radio-server"))
@@ -44,7 +44,7 @@ fn all_22_stations_play_the_bundled_programme() {
 #[test]
 fn every_supported_format_plays() {
     assert!(
-        have("ffmpeg"),
+        tool_runs("ffmpeg"),
         "ffmpeg is required: run `make test`, which installs it"
     );
     let dir = tempfile::tempdir().expect("tempdir");

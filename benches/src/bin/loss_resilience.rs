@@ -298,7 +298,7 @@ fn main() -> anyhow::Result<()> {
     let seconds: f32 = arg(&args, "--seconds", 60.0)?;
     let runs: u64 = arg(&args, "--runs", 5)?;
     let seed: u64 = arg(&args, "--seed", 1)?;
-    if !radio_tests::have("mkfifo") {
+    if !radio_tests::tool_runs("mkfifo") {
         bail!("mkfifo is needed for the studio FIFO");
     }
     // `--case TEXT`: only the cases whose name contains TEXT (a quicker look at one link).

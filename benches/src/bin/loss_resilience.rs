@@ -333,7 +333,7 @@ fn main() -> anyhow::Result<()> {
         only,
         copies,
     } = Cli::parse();
-    if !radio_tests::have("mkfifo") {
+    if !radio_tests::tool_runs("mkfifo") {
         bail!("mkfifo is needed for the studio FIFO");
     }
     let chosen: Vec<Case> = CASES

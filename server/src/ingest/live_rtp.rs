@@ -2666,32 +2666,20 @@ pub(super) mod tests {
 
     // --- With ffmpeg as the studio encoder ------------------------------------------
 
-    fn have(tool: &str) -> bool {
-        std::process::Command::new(tool)
-            .arg(if tool == "espeak-ng" {
-                "--version"
-            } else {
-                "-version"
-            })
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
     /// Vietnamese speech from espeak-ng at 48 kHz mono, or a multi-tone signal where
-    /// espeak-ng is missing. Returns the file and its samples.
+    /// espeak-ng is missing (a skip, counted: `make test` refuses it). Returns the file and its
+    /// samples.
     pub(crate) fn speech_wav(dir: &std::path::Path) -> (std::path::PathBuf, Vec<f32>) {
         let path = dir.join("speech.wav");
         let raw = dir.join("speech_raw.wav");
-        let spoke = have("espeak-ng")
-            && std::process::Command::new("espeak-ng")
+        if radio_test_tools::require_tool("espeak-ng") {
+            let spoke = std::process::Command::new("espeak-ng")
                 .args(["-v", "vi", "-w"])
                 .arg(&raw)
                 .arg("Xin chào bà con huyện Bình Sơn. Hôm nay là lễ chào cờ đầu tháng.")
                 .status()
-                .is_ok_and(|s| s.success());
-        if spoke {
+                .unwrap();
+            assert!(spoke.success(), "espeak-ng failed: {spoke}");
             let ok = std::process::Command::new("ffmpeg")
                 .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
                 .arg(&raw)
@@ -2701,7 +2689,6 @@ pub(super) mod tests {
                 .unwrap();
             assert!(ok.success());
         } else {
-            eprintln!("espeak-ng missing: using a multi-tone signal");
             let spec = hound::WavSpec {
                 channels: 1,
                 sample_rate: 48_000,
@@ -2799,8 +2786,7 @@ pub(super) mod tests {
         args: &[&str],
         url_query: &str,
     ) -> Option<FfmpegRun> {
-        if !have("ffmpeg") {
-            eprintln!("SKIPPED: ffmpeg is not installed");
+        if !radio_test_tools::require_tool("ffmpeg") {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -118,6 +118,12 @@ const LIVE_OPEN_WAIT: Duration = Duration::from_millis(500);
 /// (under the 10 MB an answer may have for the operator commands).
 const MAX_AUDIT_RECORDS: usize = 10_000;
 
+/// How to get a token, after every 401. The `radio-server` operator commands read the district
+/// token from the data directory themselves; anyone else needs one made for them.
+pub const TOKEN_HELP: &str = "ask the server's administrator for a token (`radio-server token` \
+     makes one with a role); on the server machine the operator commands (`radio-server status`, \
+     `emergency`, `live`, `schedule`, `report`...) read it themselves";
+
 /// What the admin endpoint works on.
 #[derive(Debug)]
 pub struct AdminState {
@@ -823,10 +829,9 @@ async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -
             );
         }
     }
-    let message = format!(
-        "{problem}; the token is in {} on the server",
-        state.store.token_path().display()
-    );
+    // Whoever asks without a token may be anyone who reaches the port: tell them what to do,
+    // not where the server keeps its files.
+    let message = format!("{problem}; {TOKEN_HELP}");
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
     response
         .headers_mut()

@@ -301,7 +301,9 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         Some(url) => format!("relaying {}", crate::ingest::stream_url::mask(url)),
         None => format!("playing {}", programme.display()),
     };
-    println!("demo: {n} agents connected to {addr}; {playing}");
+    say(format_args!(
+        "demo: {n} agents connected to {addr}; {playing}\n"
+    ));
     let scheduler = Scheduler::new(Schedule::default(), &district)
         .map_err(|e| DemoError::Options(e.to_string()))?;
     let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
@@ -329,10 +331,10 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     .map_err(|e| DemoError::Options(e.to_string()))?;
     let live_input = studio.rtp;
     if let Some(input) = &live_input {
-        println!(
-            "demo: live studio RTP accepted from 127.0.0.1 on {}",
+        say(format_args!(
+            "demo: live studio RTP accepted from 127.0.0.1 on {}\n",
             input.addr
-        );
+        ));
     }
     let mut bulletin = file_bulletin("demo", &name, &programme);
     if let Some(url) = &options.relay {
@@ -364,11 +366,14 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         let report = match task.await {
             Ok(Ok(r)) => Some(r),
             Ok(Err(e)) => {
-                eprintln!("demo: agent {} failed: {e}", station.id);
+                complain(format_args!("demo: agent {} failed: {e}\n", station.id));
                 None
             }
             Err(e) => {
-                eprintln!("demo: agent {} task failed: {e}", station.id);
+                complain(format_args!(
+                    "demo: agent {} task failed: {e}\n",
+                    station.id
+                ));
                 None
             }
         };
@@ -430,6 +435,20 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         rows,
         live,
     })
+}
+
+/// A progress line on standard output. One the reader went away before (`radio-server demo |
+/// head -1`) is dropped: the demo still runs to its end, and `println!` would panic instead.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.flush());
+}
+
+/// A problem on standard error, with the same tolerance of a closed stream as [`say`].
+fn complain(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(line);
 }
 
 fn agent_error(commune: &str, e: impl std::fmt::Display) -> DemoError {

@@ -414,12 +414,59 @@ struct EmergencyArgs {
     stop: Option<String>,
 }
 
+/// Standard output went away under a command (`radio-server stations | head`): the reader has
+/// what it wanted, so the command ends there, quietly and successfully.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+struct ReaderGone;
+
+/// Writes a command's output. Rust ignores SIGPIPE, so a reader that went away shows up here
+/// as `BrokenPipe` (which `println!` would turn into a panic); any other failure is an error.
+fn write_out(text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ReaderGone.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// Writes a note for the operator on standard error. Nothing can be said about a failure to
+/// say it, so failures (a closed stderr) are ignored rather than panicking like `eprintln!`.
+fn write_note(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(text);
+}
+
+/// `print!` through [`write_out`]; returns from the command when the reader went away.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_out(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` through [`write_out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// `eprintln!` through [`write_note`].
+macro_rules! note {
+    ($($arg:tt)*) => {
+        write_note(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
+        Err(e) if e.is::<ReaderGone>() => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("radio-server: {e:#}");
+            note!("radio-server: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -492,7 +539,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 &config.server_name,
             )?;
             bundle.save(&out)?;
-            println!(
+            outln!(
                 "enrolled {} ({}): bundle written to {} (keep it secret: it holds the agent's key)",
                 station.id,
                 station.name,
@@ -516,12 +563,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 jiff::Timestamp::now(),
             )?;
             if revoked.is_empty() {
-                println!("{commune}: already revoked; nothing changed");
+                outln!("{commune}: already revoked; nothing changed");
             } else {
                 for r in &revoked {
-                    println!("revoked {} certificate {:016x}", r.commune, r.serial);
+                    outln!("revoked {} certificate {:016x}", r.commune, r.serial);
                 }
-                println!(
+                outln!(
                     "a running server refuses it from now on and closes its connection within a \
                      second; `radio-server enroll --commune {commune}` issues a new certificate"
                 );
@@ -535,15 +582,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 jiff::Timestamp::now(),
             )?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                outln!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<16}  {:<10}  {:<10}  {:>9}  state",
-                    "station", "serial", "issued", "expires", "days left"
+                    "station",
+                    "serial",
+                    "issued",
+                    "expires",
+                    "days left"
                 );
                 for c in &all {
                     let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
-                    println!(
+                    outln!(
                         "{:<24} {:<16}  {:<10}  {:<10}  {:>9}  {}",
                         c.commune,
                         c.serial,
@@ -562,13 +613,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let config = radio_config::load_server(&overrides)?;
             let store = Store::open(&config.data_dir)?;
             for r in store.uptime().records(&agent)? {
-                println!(
+                outln!(
                     "{}\t{}\t{}\t{:?}",
-                    r.journal_id, r.record.seq, r.record.unix_ms, r.record.event
+                    r.journal_id,
+                    r.record.seq,
+                    r.record.unix_ms,
+                    r.record.event
                 );
             }
             for l in store.uptime().links(&agent)? {
-                println!(
+                outln!(
                     "link\t{}\t{}\t{}\t{}",
                     l.unix_ms,
                     if l.up { "up" } else { "down" },
@@ -597,22 +651,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 TokenRole::Operator => "operator",
                 TokenRole::Viewer => "viewer",
             };
-            eprintln!("Give this token to {name}; it is shown once and is not stored anywhere:");
-            println!("{token}");
-            eprintln!("\nAdd this to the server's config and restart it:\n");
-            eprintln!("[[admin_token]]\nname = \"{name}\"\nrole = \"{role}\"");
+            note!("Give this token to {name}; it is shown once and is not stored anywhere:");
+            outln!("{token}");
+            note!("\nAdd this to the server's config and restart it:\n");
+            note!("[[admin_token]]\nname = \"{name}\"\nrole = \"{role}\"");
             if let Some(station) = station {
-                eprintln!("station = \"{station}\"");
+                note!("station = \"{station}\"");
             }
-            eprintln!("sha256 = \"{hash}\"");
+            note!("sha256 = \"{hash}\"");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Stations { overrides } => {
             let config = radio_config::load_server(&overrides)?;
             let district = config.district()?;
-            println!("{} ({}), {}", district.name, district.id, district.province);
+            outln!("{} ({}), {}", district.name, district.id, district.province);
             for s in &district.stations {
-                println!(
+                outln!(
                     "{:<18} {:<16} {:<9} {:>3} clusters {:>4} speakers",
                     s.id,
                     s.name,
@@ -621,7 +675,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     s.speakers
                 );
             }
-            println!(
+            outln!(
                 "{} stations, {} clusters, {} speakers",
                 district.stations.len(),
                 district.total_clusters(),
@@ -650,7 +704,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 live_rtp,
                 relay,
             }))?;
-            print!("{}", outcome.render());
+            out!("{}", outcome.render());
             Ok(if outcome.played() == outcome.rows.len() {
                 std::process::ExitCode::SUCCESS
             } else {
@@ -670,11 +724,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         targets: targets.targets(),
                     };
                     let id = client(&overrides)?.live_start(&request)?;
-                    println!("live `{id}` on air at {shown}");
+                    outln!("live `{id}` on air at {shown}");
                 }
                 LiveCommand::Stop { overrides, id } => {
                     let id = client(&overrides)?.live_stop(id.as_deref())?;
-                    println!("live `{id}` stopped");
+                    outln!("live `{id}` stopped");
                 }
             }
             Ok(std::process::ExitCode::SUCCESS)
@@ -698,7 +752,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Audit(args) => {
             let listing = client(&args.overrides)?.audit(args.from, args.to)?;
             let text = radio_server::operator::admin_client::render_audit(&listing, args.format);
-            print!("{text}");
+            out!("{text}");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Status { overrides } => {
@@ -713,7 +767,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     || load_timezone(radio_server::schedule::DEFAULT_TIMEZONE),
                     Ok,
                 )?;
-            print!("{}", render_status(&status, &tz));
+            out!("{}", render_status(&status, &tz));
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
@@ -742,7 +796,7 @@ fn emergency(args: EmergencyArgs) -> anyhow::Result<()> {
             bail!("--stop ends the emergency everywhere it airs; leave out --targets/--groups");
         }
         let id = client.stop_emergency(&id)?;
-        println!("emergency `{id}` stopped");
+        outln!("emergency `{id}` stopped");
         return Ok(());
     }
     // The server does not share this shell's working directory.
@@ -761,10 +815,8 @@ fn emergency(args: EmergencyArgs) -> anyhow::Result<()> {
     };
     let id = client.emergency(&request)?;
     // The id alone on stdout, for scripts; the rest for the operator.
-    println!("{id}");
-    eprintln!(
-        "emergency `{id}` on air at {shown}; stop it with: radio-server emergency --stop {id}"
-    );
+    outln!("{id}");
+    note!("emergency `{id}` on air at {shown}; stop it with: radio-server emergency --stop {id}");
     Ok(())
 }
 
@@ -804,20 +856,20 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
                 duration: args.duration,
             };
             let id = client.submit_bulletin(&request)?;
-            println!("{id}");
+            outln!("{id}");
             match level {
-                Level::Normal => eprintln!(
+                Level::Normal => note!(
                     "bulletin `{id}` offered to {shown}; each station airs it once its operator \
                      runs: radio-server bulletin accept {id} --station STATION"
                 ),
                 _ => {
-                    eprintln!("priority bulletin `{id}` goes to {shown} at the next item boundary")
+                    note!("priority bulletin `{id}` goes to {shown} at the next item boundary")
                 }
             }
         }
         BulletinCommand::Cancel { overrides, id } => {
             let id = client(&overrides)?.cancel_bulletin(&id)?;
-            println!("bulletin `{id}` cancelled");
+            outln!("bulletin `{id}` cancelled");
         }
         BulletinCommand::Accept {
             overrides,
@@ -825,14 +877,13 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
             station,
         } => {
             let id = client(&overrides)?.accept_bulletin(&id, &station)?;
-            println!("bulletin `{id}` accepted at {station}");
+            outln!("bulletin `{id}` accepted at {station}");
         }
     }
     Ok(())
 }
 
 fn report_command(kind: ReportCommand) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let (kind, args) = match kind {
         ReportCommand::Uptime(args) => (ReportKind::Uptime, args),
         ReportCommand::Plays(args) => (ReportKind::Plays, args),
@@ -852,31 +903,27 @@ fn report_command(kind: ReportCommand) -> anyhow::Result<()> {
         format: args.format,
     };
     let text = client(&args.overrides)?.report(kind, &query)?;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        // `… | head`: the reader has what it wanted.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write the report"),
-    }
+    out!("{text}");
+    Ok(())
 }
 
 fn schedule_command(action: ScheduleCommand) -> anyhow::Result<()> {
     match action {
         ScheduleCommand::List { overrides } => {
             let schedule = client(&overrides)?.schedule()?;
-            print!("{}", render_schedule(&schedule));
+            out!("{}", render_schedule(&schedule));
         }
         ScheduleCommand::Add { overrides, file } => {
             let entry = read_entry(&file)?;
             let changed = client(&overrides)?.add_entry(&entry)?;
-            println!("entry `{}` added", changed.id);
+            outln!("entry `{}` added", changed.id);
             for overlap in changed.overlaps {
-                println!("note: {overlap}");
+                outln!("note: {overlap}");
             }
         }
         ScheduleCommand::Remove { overrides, id } => {
             let changed = client(&overrides)?.remove_entry(&id)?;
-            println!("entry `{}` removed", changed.id);
+            outln!("entry `{}` removed", changed.id);
         }
     }
     Ok(())
@@ -1064,9 +1111,11 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         district.stations.len(),
         district.name
     );
-    println!("admin endpoint on {admin_addr}");
-    // Tests bind port 0 and read the port from here.
-    println!("listening on {addr}");
+    // Tests bind port 0 and read the ports from here. A server whose standard output went
+    // away keeps serving: these lines are a courtesy.
+    let _ = write_out(format_args!(
+        "admin endpoint on {admin_addr}\nlistening on {addr}\n"
+    ));
     let bitrate = config.bitrate;
     let ladder = Ladder::new(
         scheduler,

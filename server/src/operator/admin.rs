@@ -15,7 +15,7 @@
 //!
 //! | route | body | who | does |
 //! |---|---|---|---|
-//! | `GET /api/v1/status` | – | all | what every station airs and the emergencies running ([`OnAirStatus`]) |
+//! | `GET /api/v1/status` | – | all | what every station airs, its agent's link and the emergencies running ([`StatusView`]) |
 //! | `GET /api/v1/stations` | – | all | every station, its agent's link and its clusters ([`StationView`]) |
 //! | `POST /api/v1/live/start` | [`LiveStart`] | admin | the live input on air |
 //! | `POST /api/v1/live/stop` | [`StopRequest`] | admin | takes it off |
@@ -88,7 +88,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, Mutex};
 
-use crate::broadcast::on_air::{CommandError, OnAir, OnAirEvent, OnAirStatus};
+use crate::broadcast::on_air::{
+    CommandError, EmergencyStatus, OnAir, OnAirEvent, OnAirStatus, StationStatus,
+};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::pipeline::ProgrammeEncoder;
@@ -332,6 +334,46 @@ impl AdminState {
             server: None,
             tokens: Vec::new(),
             limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
+        }
+    }
+
+    /// The status as the API answers it: what airs, with each station's link.
+    fn status_view(&self, on_air: OnAirStatus) -> StatusView {
+        let agents: std::collections::BTreeMap<String, crate::link::server::AgentSnapshot> = self
+            .server
+            .as_ref()
+            .map(|s| {
+                s.agents()
+                    .into_iter()
+                    .map(|a| (a.commune.clone(), a))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stations: Vec<StationRow> = on_air
+            .stations
+            .into_iter()
+            .map(|station| {
+                let agent = agents.get(&station.station);
+                let link = match agent {
+                    Some(a) if a.connected => Link::Up,
+                    Some(a) if a.sessions > 0 => Link::Down,
+                    _ => Link::Never,
+                };
+                StationRow {
+                    link_since: agent.and_then(|a| a.link_since),
+                    link,
+                    station,
+                }
+            })
+            .collect();
+        StatusView {
+            heard: stations
+                .iter()
+                .filter(|r| r.station.item.is_some() && r.link == Link::Up)
+                .count(),
+            without_agent: stations.iter().filter(|r| r.link != Link::Up).count(),
+            stations,
+            emergencies: on_air.emergencies,
         }
     }
 
@@ -621,6 +663,52 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
+/// `GET /api/v1/status`: what every station airs ([`OnAirStatus`], whose fields it keeps, so
+/// older clients still read it), each station's link and the counts an operator reads first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub stations: Vec<StationRow>,
+    pub emergencies: Vec<EmergencyStatus>,
+    /// Stations heard: something on air and their agent connected. A station on air without
+    /// an agent airs to nobody.
+    pub heard: usize,
+    /// Stations whose agent is not connected.
+    pub without_agent: usize,
+}
+
+/// One station in [`StatusView`]: its [`StationStatus`] fields, and its agent's link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StationRow {
+    #[serde(flatten)]
+    pub station: StationStatus,
+    pub link: Link,
+    /// Since when the link is up, or down (this server run); `None` if never up.
+    #[serde(default)]
+    pub link_since: Option<Timestamp>,
+}
+
+/// A station's agent link as this server run saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// A session is established.
+    Up,
+    /// There was one; it ended.
+    Down,
+    /// No session since the server started.
+    Never,
+}
+
+impl Link {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::Up => "up",
+            Link::Down => "down",
+            Link::Never => "never",
+        }
+    }
+}
+
 /// One station for the dashboard: who it is and how its agent is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StationView {
@@ -868,8 +956,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<OnAirStatus>, ApiError> {
-    Ok(Json(state.on_air.status().await?))
+async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<StatusView>, ApiError> {
+    let on_air = state.on_air.status().await?;
+    Ok(Json(state.status_view(on_air)))
 }
 
 async fn live_start(

@@ -45,4 +45,4 @@ pub use merge::{
     load_agent, load_server, merge_agent, merge_server, AgentOverrides, ServerOverrides,
     AGENT_CONFIG_ENV, AGENT_ENV_PREFIX, SERVER_CONFIG_ENV, SERVER_ENV_PREFIX,
 };
-pub use server::ServerConfig;
+pub use server::{ServerConfig, DEFAULT_PROVINCIAL_STREAM};

@@ -28,7 +28,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 16] = [
+const SERVER_FIELDS: [&str; 17] = [
     "listen",
     "public_address",
     "server_name",
@@ -45,6 +45,7 @@ const SERVER_FIELDS: [&str; 16] = [
     "log",
     "admin_listen",
     "admin_allow_remote",
+    "provincial_stream",
 ];
 const AGENT_FIELDS: [&str; 13] = [
     "bundle",
@@ -169,6 +170,7 @@ pub fn merge_server(
             "admin_allow_remote" => {
                 cfg.admin_allow_remote = env_parse(var, value, "true or false")?
             }
+            "provincial_stream" => cfg.provincial_stream = value.trim().to_owned(),
             _ => return Err(unhandled(var)),
         }
         layers.set(field, Origin::Env(var.to_owned()));
@@ -629,6 +631,10 @@ log = \"debug\"
             ("RADIO_SERVER_LOG", "trace"),
             ("RADIO_SERVER_ADMIN_LISTEN", "0.0.0.0:4481"),
             ("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "true"),
+            (
+                "RADIO_SERVER_PROVINCIAL_STREAM",
+                "http://radio.quangngai.example:8000/qng.mp3",
+            ),
         ]);
         let cfg = merge_server(None, &e, &ServerOverrides::default()).expect("valid");
         let expected = ServerConfig {
@@ -648,6 +654,7 @@ log = \"debug\"
             log: "trace".into(),
             admin_listen: "0.0.0.0:4481".parse().expect("addr"),
             admin_allow_remote: true,
+            provincial_stream: "http://radio.quangngai.example:8000/qng.mp3".into(),
             ..ServerConfig::default()
         };
         assert_eq!(cfg, expected);
@@ -990,6 +997,39 @@ log = \"debug\"
         let err = merge_agent(None, &e, &AgentOverrides::default()).expect_err("bad sink");
         assert_eq!(err.key.as_deref(), Some("RELAY_AGENT_SINKS"));
         assert!(err.message.starts_with("sink 2 `mp3:/b`"), "{err}");
+    }
+
+    #[test]
+    fn provincial_stream_from_file_or_environment_is_checked_where_it_was_set() {
+        let text = "bitrate = 24000\nprovincial_stream = \"radio.quangngai.example/qng.mp3\"\n";
+        let err = merge_server(
+            Some((text, "server.toml")),
+            &no_env(),
+            &ServerOverrides::default(),
+        )
+        .expect_err("no scheme");
+        assert_eq!(err.line, Some(2), "{err}");
+        assert_eq!(err.key.as_deref(), Some("provincial_stream"), "{err}");
+
+        let e = env(&[("RADIO_SERVER_PROVINCIAL_STREAM", "ftp://radio.example/qng")]);
+        let err = merge_server(Some((text, "server.toml")), &e, &ServerOverrides::default())
+            .expect_err("not http");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("RADIO_SERVER_PROVINCIAL_STREAM"),
+            "{err}"
+        );
+
+        let e = env(&[(
+            "RADIO_SERVER_PROVINCIAL_STREAM",
+            "http://radio.quangngai.example:8000/qng.mp3",
+        )]);
+        let cfg = merge_server(Some((text, "server.toml")), &e, &ServerOverrides::default())
+            .expect("the environment wins over the file");
+        assert_eq!(
+            cfg.provincial_stream,
+            "http://radio.quangngai.example:8000/qng.mp3"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use radio_config::ServerOverrides;
 use radio_server::broadcast::on_air::{file_bulletin, play_bulletin};
 use radio_server::demo::{run_demo, DemoOptions};
 use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::ingest::relay_probe::{self, RelayProbes, StreamOrigin};
 use radio_server::link::server::{self, Server};
 use radio_server::operator::admin::{
     self, AdminState, BulletinRequest, EmergencyRequest, LiveStart,
@@ -49,7 +50,7 @@ enum Command {
         repeat: bool,
         /// The schedule (TOML, see docs/SCHEDULING.md); it replaces the stored one. Default: the
         /// stored schedule (as last changed with `radio-server schedule`), else the embedded Bình
-        /// Sơn schedule (the provincial relay 05:00–07:00 and 17:00–19:00).
+        /// Sơn schedule (the config's `provincial_stream`, relayed 05:00–07:00 and 17:00–19:00).
         #[arg(long, conflicts_with = "no_schedule")]
         schedule: Option<PathBuf>,
         /// Run without any timed schedule; the stored one is left as it is, until a schedule
@@ -1031,6 +1032,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
     let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
+    let mut embedded = false;
     let (schedule, from_file) = match &schedule {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -1040,10 +1042,23 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             (schedule, Some(path))
         }
         None if no_schedule => (Schedule::default(), None),
-        None => (
-            store.schedule()?.unwrap_or_else(Schedule::binh_son_default),
-            None,
-        ),
+        None => match store.schedule()? {
+            Some(stored) => (stored, None),
+            None => {
+                radio_server::ingest::relay::validate_relay_url(&config.provincial_stream)
+                    .context("config key `provincial_stream`")?;
+                embedded = true;
+                (Schedule::binh_son_relaying(&config.provincial_stream), None)
+            }
+        },
+    };
+    // Where the warning about an unreachable stream sends the operator to set the real one.
+    let stream_origin = if embedded {
+        StreamOrigin::Config {
+            provincial_stream: config.provincial_stream.clone(),
+        }
+    } else {
+        StreamOrigin::Schedule
     };
     let scheduler =
         Scheduler::new(schedule.clone(), &district).with_context(|| match from_file {
@@ -1167,6 +1182,13 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             bitrate,
         ));
     }
+    // In the background: a stream that does not answer must not hold the start-up up.
+    let relay_probes = RelayProbes::spawn(
+        on_air.schedule(),
+        stream_origin,
+        relay_probe::PROBE_INTERVAL,
+        relay_probe::PROBE_TIMEOUT,
+    );
     // One signal stops both endpoints.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -1179,6 +1201,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let admin_state = AdminState::new(on_air.clone(), store, district, schedule)
         .with_upstreams(upstream_names)
         .with_server(server.clone())
+        .with_relay_probes(relay_probes)
         .with_tokens(&admin_tokens);
     let admin_stop = stopped(stop_rx.clone());
     let admin_task = tokio::spawn(async move {

@@ -15,7 +15,7 @@
 //!
 //! | route | body | who | does |
 //! |---|---|---|---|
-//! | `GET /api/v1/status` | – | all | what every station airs, its agent's link and the emergencies running ([`StatusView`]) |
+//! | `GET /api/v1/status` | – | all | what every station airs, its agent's link, the emergencies running and the relay streams' last probes ([`StatusView`]) |
 //! | `GET /api/v1/stations` | – | all | every station, its agent's link and its clusters ([`StationView`]) |
 //! | `POST /api/v1/live/start` | [`LiveStart`] | admin | the live input on air |
 //! | `POST /api/v1/live/stop` | [`StopRequest`] | admin | takes it off |
@@ -91,6 +91,7 @@ use tokio::sync::{broadcast, Mutex};
 use crate::broadcast::on_air::{
     CommandError, EmergencyStatus, OnAir, OnAirEvent, OnAirStatus, StationStatus,
 };
+use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::pipeline::ProgrammeEncoder;
@@ -139,6 +140,8 @@ pub struct AdminState {
     upstreams: Vec<String>,
     /// The QUIC server, for what its agents report (stations, metrics).
     server: Option<Arc<crate::link::server::Server>>,
+    /// The schedule's relay streams, as last probed.
+    relay_probes: Option<RelayProbes>,
     /// Tokens with roles from the config, with their SHA-256 decoded.
     tokens: Vec<(AdminTokenSettings, [u8; 32])>,
     /// Failed authentications per source address. A plain mutex: held for a table lookup,
@@ -332,9 +335,17 @@ impl AdminState {
             schedule: Arc::new(Mutex::new(schedule)),
             upstreams: Vec::new(),
             server: None,
+            relay_probes: None,
             tokens: Vec::new(),
             limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
         }
+    }
+
+    /// Shows the relay streams' probes in the status.
+    #[must_use]
+    pub fn with_relay_probes(mut self, probes: RelayProbes) -> Self {
+        self.relay_probes = Some(probes);
+        self
     }
 
     /// The status as the API answers it: what airs, with each station's link.
@@ -374,6 +385,11 @@ impl AdminState {
             without_agent: stations.iter().filter(|r| r.link != Link::Up).count(),
             stations,
             emergencies: on_air.emergencies,
+            relay_streams: self
+                .relay_probes
+                .as_ref()
+                .map(RelayProbes::snapshot)
+                .unwrap_or_default(),
         }
     }
 
@@ -664,7 +680,8 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 /// `GET /api/v1/status`: what every station airs ([`OnAirStatus`], whose fields it keeps, so
-/// older clients still read it), each station's link and the counts an operator reads first.
+/// older clients still read it), each station's link, the counts an operator reads first, and
+/// the schedule's relay streams as last probed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusView {
     pub stations: Vec<StationRow>,
@@ -674,6 +691,9 @@ pub struct StatusView {
     pub heard: usize,
     /// Stations whose agent is not connected.
     pub without_agent: usize,
+    /// The streams the schedule relays; empty when there is none (or no prober runs).
+    #[serde(default)]
+    pub relay_streams: Vec<RelayStreamStatus>,
 }
 
 /// One station in [`StatusView`]: its [`StationStatus`] fields, and its agent's link.

@@ -442,7 +442,8 @@ fn local_time(at: &str, tz: &TimeZone) -> String {
 }
 
 /// `radio-server status`: what each station airs and its agent's link, how many are heard,
-/// and the emergencies running with the id that stops each; times in `tz`.
+/// the emergencies running with the id that stops each, and the relay streams of the schedule
+/// as last probed; times in `tz`.
 pub fn render_status(status: &StatusView, tz: &TimeZone) -> String {
     let rows = &status.stations;
     let header = ["station", "link", "level", "on air", "since"];
@@ -517,6 +518,40 @@ pub fn render_status(status: &StatusView, tz: &TimeZone) -> String {
             table(&header, &body),
             count(status.emergencies.len(), "emergency")
         );
+    }
+    if !status.relay_streams.is_empty() {
+        let header = ["relay stream", "reachable", "checked", "used by", "error"];
+        let body: Vec<[String; 5]> = status
+            .relay_streams
+            .iter()
+            .map(|r| {
+                [
+                    r.url.clone(),
+                    match r.reachable {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "not yet checked",
+                    }
+                    .to_owned(),
+                    r.checked
+                        .map(|t| local_timestamp(t, tz))
+                        .unwrap_or_default(),
+                    r.slots.join(", "),
+                    r.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let _ = write!(out, "\nrelay streams\n{}", table(&header, &body));
+        if status
+            .relay_streams
+            .iter()
+            .any(|r| r.reachable == Some(false))
+        {
+            out.push_str(
+                "a stream that cannot be reached airs the fallback in its slots; the server's \
+                 log says how to set the real one\n",
+            );
+        }
     }
     out
 }
@@ -609,7 +644,8 @@ fn short_item(item: &str) -> &str {
     item.split_once('@').map_or(item, |(head, _)| head)
 }
 
-fn days(recurrence: &Recurrence) -> String {
+/// When an entry recurs: `daily`, `Mon,Wed` or a date.
+pub(crate) fn days(recurrence: &Recurrence) -> String {
     match recurrence {
         Recurrence::Daily => "daily".to_owned(),
         Recurrence::Weekly { days } => days
@@ -629,7 +665,8 @@ fn hm(t: jiff::civil::Time) -> String {
     }
 }
 
-fn slot(entry: &ScheduleEntry) -> String {
+/// An entry's time of day, e.g. `05:00–07:00`.
+pub(crate) fn slot(entry: &ScheduleEntry) -> String {
     let start = entry.start;
     match entry.end {
         EntryEnd::At(end) => {
@@ -704,6 +741,7 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 mod tests {
     use super::*;
     use crate::broadcast::on_air::{EmergencyStatus, StationStatus};
+    use crate::ingest::relay_probe::RelayStreamStatus;
     use crate::operator::admin::StationRow;
     use crate::schedule::Level;
     use jiff::civil;
@@ -787,6 +825,7 @@ mod tests {
             emergencies: Vec::new(),
             heard: 1,
             without_agent: 1,
+            relay_streams: Vec::new(),
         };
         let text = render_status(&status, &tz);
         assert!(text.contains("2025-09-23 14:00:00"), "{text}");
@@ -820,6 +859,26 @@ mod tests {
             ),
             "{text}"
         );
+        status.relay_streams = vec![RelayStreamStatus {
+            url: "http://127.0.0.1:8000/qng.mp3".into(),
+            slots: vec!["tiep-song-sang (daily 05:00–07:00)".into()],
+            reachable: Some(false),
+            checked: Some("2025-09-23T07:00:05Z".parse().unwrap()),
+            error: Some("cannot connect: Connection refused".into()),
+        }];
+        let text = render_status(&status, &tz);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("http://127.0.0.1:8000/qng.mp3"))
+            .unwrap_or_else(|| panic!("no relay stream row: {text}"));
+        for needle in [
+            "NO",
+            "2025-09-23 14:00:05",
+            "tiep-song-sang (daily 05:00–07:00)",
+            "Connection refused",
+        ] {
+            assert!(row.contains(needle), "{needle}: {row}");
+        }
     }
 
     #[test]

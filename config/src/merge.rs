@@ -999,6 +999,93 @@ log = \"debug\"
         assert!(err.message.starts_with("sink 2 `mp3:/b`"), "{err}");
     }
 
+    /// The variables named in `text` that start with `prefix` (`RADIO_SERVER_*` and
+    /// `RADIO_SERVER_…`, which stand for them all, are not names).
+    fn variables_named(text: &str, prefix: &str) -> std::collections::BTreeSet<String> {
+        let is_name_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+        let mut found = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices(prefix) {
+            if text[..i].chars().next_back().is_some_and(is_name_char) {
+                continue;
+            }
+            let rest = &text[i..];
+            let end = rest.find(|c| !is_name_char(c)).unwrap_or(rest.len());
+            let name = rest[..end].trim_end_matches('_');
+            if name.len() > prefix.trim_end_matches('_').len() {
+                found.insert(name.to_owned());
+            }
+        }
+        found
+    }
+
+    /// The variables the environment layer reads for `fields`, and the config file's.
+    fn variables_read(
+        prefix: &str,
+        config_var: &str,
+        fields: &[&str],
+    ) -> std::collections::BTreeSet<String> {
+        fields
+            .iter()
+            .map(|f| format!("{prefix}{}", f.to_ascii_uppercase()))
+            .chain([config_var.to_owned()])
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_names_exactly_the_variables_the_environment_layer_reads() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        for (prefix, config_var, fields) in [
+            (SERVER_ENV_PREFIX, SERVER_CONFIG_ENV, &SERVER_FIELDS[..]),
+            (AGENT_ENV_PREFIX, AGENT_CONFIG_ENV, &AGENT_FIELDS[..]),
+        ] {
+            let read = variables_read(prefix, config_var, fields);
+            let named = variables_named(&readme, prefix);
+            let unread: Vec<&String> = named.difference(&read).collect();
+            let unnamed: Vec<&String> = read.difference(&named).collect();
+            assert!(
+                unread.is_empty(),
+                "README.md names {unread:?}, which the environment layer does not read"
+            );
+            assert!(
+                unnamed.is_empty(),
+                "the environment layer reads {unnamed:?}, which README.md does not name"
+            );
+            // The other documents may name fewer, but none that does not exist.
+            for doc in std::fs::read_dir(root.join("docs")).expect("docs/") {
+                let path = doc.expect("entry").path();
+                let text = std::fs::read_to_string(&path).expect("read a document");
+                let unread: Vec<String> = variables_named(&text, prefix)
+                    .into_iter()
+                    .filter(|v| !read.contains(v))
+                    .collect();
+                assert!(
+                    unread.is_empty(),
+                    "{} names {unread:?}, which the environment layer does not read",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn variables_are_found_as_whole_names() {
+        let text = "`RADIO_SERVER_LOG`, RADIO_SERVER_* and RADIO_SERVER_…; \
+                    XRADIO_SERVER_NOT; RADIO_SERVER_BITRATE=32000, RELAY_AGENT_SINKS.";
+        let names: Vec<String> = variables_named(text, SERVER_ENV_PREFIX)
+            .into_iter()
+            .collect();
+        assert_eq!(names, ["RADIO_SERVER_BITRATE", "RADIO_SERVER_LOG"]);
+        assert_eq!(
+            variables_named(text, AGENT_ENV_PREFIX)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["RELAY_AGENT_SINKS"]
+        );
+    }
+
     #[test]
     fn provincial_stream_from_file_or_environment_is_checked_where_it_was_set() {
         let text = "bitrate = 24000\nprovincial_stream = \"radio.quangngai.example/qng.mp3\"\n";

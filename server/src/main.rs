@@ -176,14 +176,18 @@ enum Command {
         /// Programme file (default: a bundled Vietnamese sample announcement).
         #[arg(long)]
         programme: Option<PathBuf>,
-        /// Output directory: <station>.wav and <station>.sdp per agent.
+        /// Output directory: <station>.wav and <station>.sdp per agent. Open an SDP with a
+        /// player while the demo plays to hear that station, e.g. `ffplay -nodisp
+        /// -protocol_whitelist file,udp,rtp -i demo-out/binh-trung.sdp`.
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
         /// Opus bitrate in bits per second.
         #[arg(long, default_value_t = 32_000)]
         bitrate: u32,
-        /// Log filter for the demo (server and agents).
-        #[arg(long, default_value = "warn")]
+        /// Log filter for the demo (server and agents). By default the agents' refused RTP
+        /// sends are not shown: nothing listens on a station's receiver port until a player
+        /// opens its SDP, and each agent says once that its receiver (cluster c01) is down.
+        #[arg(long, default_value = "warn,relay_agent::sink::rtp=error")]
         log: String,
         /// Accept live studio RTP (Opus or L16) on ADDR:PORT from 127.0.0.1; it pre-empts the
         /// programme while packets arrive and the programme resumes after.

@@ -34,7 +34,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 16] = [
+const SERVER_FIELDS: [&str; 17] = [
     "listen",
     "public_address",
     "server_name",
@@ -51,6 +51,7 @@ const SERVER_FIELDS: [&str; 16] = [
     "log",
     "admin_listen",
     "admin_allow_remote",
+    "provincial_stream",
 ];
 const AGENT_FIELDS: [&str; 13] = [
     "bundle",
@@ -203,6 +204,7 @@ pub fn merge_server(
             "admin_allow_remote" => {
                 cfg.admin_allow_remote = env_parse(var, value, "true or false")?
             }
+            "provincial_stream" => cfg.provincial_stream = value.trim().to_owned(),
             _ => return Err(unhandled(var)),
         }
         layers.set(field, Origin::Env(var.to_owned()));

@@ -682,34 +682,8 @@ impl FetchJob {
     fn fetch(&self) -> Result<(), RelayError> {
         let masked = self.url.to_string();
         let url = masked.as_str();
-        // No `Icy-MetaData` header: without it Icecast sends plain audio, no metadata blocks.
-        let response =
-            self.agent
-                .get(self.url.uri().clone())
-                .call()
-                .map_err(|e| RelayError::Connect {
-                    url: url.to_string(),
-                    reason: one_line(e),
-                })?;
-        let status = response.status();
-        if status != ureq::http::StatusCode::OK {
-            return Err(RelayError::Status {
-                url: url.to_string(),
-                status: status.as_u16(),
-                reason: status.canonical_reason().unwrap_or_default().to_string(),
-            });
-        }
-        let content_type = response
-            .headers()
-            .get(ureq::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let hint = format_hint(content_type.as_deref(), &self.url).map_err(|reason| {
-            RelayError::UnsupportedContent {
-                url: url.to_string(),
-                reason,
-            }
-        })?;
+        let response = request(self.agent.get(self.url.uri().clone()), &self.url)?;
+        let (content_type, hint) = accept_response(&response, &self.url)?;
         if self
             .events
             .blocking_send(Event::Connected { content_type })
@@ -725,7 +699,7 @@ impl FetchJob {
         };
         let read_error = body.error.clone();
         let (mut decoder, info) = SourceDecoder::from_stream(Box::new(body), hint.as_deref(), url)
-            .map_err(|e| self.stream_error(e, &read_error))?;
+            .map_err(|e| stream_error(&self.url, e, &read_error))?;
         tracing::debug!(
             url,
             codec = %info.codec,
@@ -754,7 +728,7 @@ impl FetchJob {
                         },
                     })
                 }
-                Err(e) => return Err(self.stream_error(e, &read_error)),
+                Err(e) => return Err(stream_error(&self.url, e, &read_error)),
             }
             while let Some(frame) = frames.pop() {
                 if self.events.blocking_send(Event::Frame(frame)).is_err() {
@@ -763,29 +737,115 @@ impl FetchJob {
             }
         }
     }
+}
 
-    /// A read error is the real cause of whatever the decoder made of it.
-    fn stream_error(&self, error: PipelineError, read_error: &OnceLock<String>) -> RelayError {
-        let url = self.url.to_string();
-        if let Some(reason) = read_error.get() {
-            return RelayError::ConnectionLost {
-                url,
+/// Sends a stream request. No `Icy-MetaData` header: without it Icecast sends plain audio, no
+/// metadata blocks.
+fn request(
+    request: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    url: &RelayUrl,
+) -> Result<ureq::http::Response<ureq::Body>, RelayError> {
+    request.call().map_err(|e| RelayError::Connect {
+        url: url.to_string(),
+        reason: one_line(e),
+    })
+}
+
+/// Whether an answer can be a stream the relay plays: HTTP 200 and audio (or unknown)
+/// content. Its content type and the decoder's format hint.
+fn accept_response(
+    response: &ureq::http::Response<ureq::Body>,
+    url: &RelayUrl,
+) -> Result<(Option<String>, Option<String>), RelayError> {
+    let status = response.status();
+    if status != ureq::http::StatusCode::OK {
+        return Err(RelayError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or_default().to_string(),
+        });
+    }
+    let content_type = response
+        .headers()
+        .get(ureq::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let hint = format_hint(content_type.as_deref(), url).map_err(|reason| {
+        RelayError::UnsupportedContent {
+            url: url.to_string(),
+            reason,
+        }
+    })?;
+    Ok((content_type, hint))
+}
+
+/// A read error is the real cause of whatever the decoder made of it.
+fn stream_error(url: &RelayUrl, error: PipelineError, read_error: &OnceLock<String>) -> RelayError {
+    let url = url.to_string();
+    if let Some(reason) = read_error.get() {
+        return RelayError::ConnectionLost {
+            url,
+            reason: reason.clone(),
+        };
+    }
+    match error {
+        PipelineError::Unsupported { reason, .. } => RelayError::UnsupportedContent { url, reason },
+        PipelineError::Empty { .. } => RelayError::Decode {
+            url,
+            reason: "no audio in the stream".into(),
+        },
+        PipelineError::Open { reason, .. } | PipelineError::Corrupt { reason, .. } => {
+            RelayError::Decode { url, reason }
+        }
+        PipelineError::Encoder(reason) => RelayError::Decode { url, reason },
+    }
+}
+
+/// What [`probe_stream`] found at a stream that works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamProbe {
+    /// The answer's `Content-Type`, if it had one.
+    pub content_type: Option<String>,
+}
+
+/// Checks that `url` can be relayed, the way the relay itself would open it: the URL check,
+/// an HTTP 200 with audio content, and a first block of audio that decodes. `timeout` bounds
+/// each step (resolving, connecting, the answer, each read) and the whole probe twice over.
+/// Blocking: call it off the async runtime's threads.
+pub fn probe_stream(url: &str, timeout: Duration) -> Result<StreamProbe, RelayError> {
+    let config = RelayConfig {
+        connect_timeout: timeout,
+        stall_timeout: timeout,
+        ..RelayConfig::new(url)
+    };
+    let url = config.check_settings()?;
+    let agent = make_agent(&config);
+    let get = agent
+        .get(url.uri().clone())
+        .config()
+        .timeout_global(Some(timeout * 2))
+        .build();
+    let response = request(get, &url)?;
+    let (content_type, hint) = accept_response(&response, &url)?;
+    let body = HttpBody {
+        reader: response.into_body().into_reader(),
+        cancel: Arc::default(),
+        error: Arc::default(),
+    };
+    let read_error = body.error.clone();
+    let masked = url.to_string();
+    let (mut decoder, _) = SourceDecoder::from_stream(Box::new(body), hint.as_deref(), &masked)
+        .map_err(|e| stream_error(&url, e, &read_error))?;
+    match decoder.next_chunk() {
+        Ok(Some(_)) => Ok(StreamProbe { content_type }),
+        Ok(None) => Err(match read_error.get() {
+            Some(reason) => RelayError::ConnectionLost {
+                url: masked,
                 reason: reason.clone(),
-            };
-        }
-        match error {
-            PipelineError::Unsupported { reason, .. } => {
-                RelayError::UnsupportedContent { url, reason }
-            }
-            PipelineError::Empty { .. } => RelayError::Decode {
-                url,
-                reason: "no audio in the stream".into(),
             },
-            PipelineError::Open { reason, .. } | PipelineError::Corrupt { reason, .. } => {
-                RelayError::Decode { url, reason }
-            }
-            PipelineError::Encoder(reason) => RelayError::Decode { url, reason },
-        }
+            None => RelayError::EndOfStream { url: masked },
+        }),
+        Err(e) => Err(stream_error(&url, e, &read_error)),
     }
 }
 

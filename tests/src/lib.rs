@@ -18,6 +18,15 @@
 //!   accelerated time, with the reconnects, the stored journal and the agent's resources checked
 //!   (`tests/flapping_link.rs`, and the `flapping` benchmark).
 //! - `tests/*.rs` — one file per end-to-end scenario.
+//!
+//! # Waiting
+//! A test waits for evidence, never for time to pass: a line a process printed
+//! ([`Process::wait_for`]), an agent's proof of play or the server's acknowledgement of its
+//! journal ([`Process::wait_played_out`], [`Process::wait_acknowledged`]), programme audio at a
+//! capture ([`RtpCapture::wait_for_programme_audio`]), ffmpeg's own progress
+//! ([`FfmpegReceiver`]); each bounded by [`PATIENCE`]. A sleep is left only where it paces a
+//! signal or times a deliberate window, and says so. A test that needs an outside tool asks
+//! [`require_tool`].
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

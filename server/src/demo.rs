@@ -51,7 +51,7 @@ pub struct DemoOptions {
 }
 
 /// How long a relayed programme plays when `--duration` is not given.
-const DEFAULT_RELAY_SECS: u64 = 30;
+pub const DEFAULT_RELAY_SECS: u64 = 30;
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,9 @@ use tokio::sync::watch;
 /// must be restarted, not left running silent.
 const EXIT_AUDIO_TASK_DIED: i32 = 70;
 
+/// Who may send live RTP when `--live-rtp` is given and nothing else says: the machine itself.
+const DEFAULT_LIVE_ALLOW: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 /// Central server of the smart radio broadcast system: encodes programmes once to Opus and
 /// streams them over QUIC to the relay agents of every commune station.
 #[derive(Debug, Parser)]
@@ -65,10 +68,12 @@ enum Command {
         /// itself while packets arrive (and `radio-server live start` can target it).
         #[arg(long, value_name = "ADDR:PORT")]
         live_rtp: Option<std::net::SocketAddr>,
-        /// Senders allowed to send live RTP (comma-separated addresses); others are dropped and
-        /// counted. Overrides `allow` in the config's [live] table [default with --live-rtp and
-        /// no [live] allow: 127.0.0.1].
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', help = format!(
+            "Senders allowed to send live RTP (comma-separated addresses); others are dropped \
+             and counted. Overrides `allow` in the config's [live] table [default with \
+             --live-rtp and no [live] allow: {}]",
+            DEFAULT_LIVE_ALLOW
+        ))]
         live_allow: Vec<std::net::IpAddr>,
         /// Accept only SRTP (AES_CM_128_HMAC_SHA1_80) under the key in this file (base64 of
         /// 30 bytes, mode 0600). Overrides `srtp_key_file` in the config's [live] table.
@@ -186,7 +191,7 @@ enum Command {
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
         /// Opus bitrate in bits per second.
-        #[arg(long, default_value_t = 32_000)]
+        #[arg(long, default_value_t = radio_config::DEFAULT_BITRATE)]
         bitrate: u32,
         /// Log filter for the demo (server and agents). By default the agents' refused RTP
         /// sends are not shown: nothing listens on a station's receiver port until a player
@@ -197,9 +202,11 @@ enum Command {
         /// programme while packets arrive and the programme resumes after.
         #[arg(long, value_name = "ADDR:PORT")]
         live_rtp: Option<std::net::SocketAddr>,
-        /// Relay this HTTP/Icecast stream (MP3, AAC, Ogg) as the programme instead of a file
-        /// (for --duration seconds, default 30).
-        #[arg(long, value_name = "URL", conflicts_with = "programme")]
+        #[arg(long, value_name = "URL", conflicts_with = "programme", help = format!(
+            "Relay this HTTP/Icecast stream (MP3, AAC, Ogg) as the programme instead of a file \
+             for --duration seconds [default: {}]",
+            radio_server::demo::DEFAULT_RELAY_SECS
+        ))]
         relay: Option<String>,
     },
 }
@@ -415,8 +422,10 @@ struct EmergencyArgs {
     id: Option<String>,
     #[command(flatten)]
     targets: TargetArgs,
-    /// Play the recording this many times, then end [default: 1].
-    #[arg(long, conflicts_with = "stop")]
+    #[arg(long, conflicts_with = "stop", help = format!(
+        "Play the recording this many times, then end [default: {}]",
+        admin::DEFAULT_EMERGENCY_REPEAT
+    ))]
     repeat: Option<u32>,
     /// Stop the emergency with this id instead; what it interrupted resumes.
     #[arg(long, value_name = "ID")]
@@ -1160,7 +1169,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     if !live_allow.is_empty() {
         live.allow = live_allow;
     } else if live_rtp.is_some() && live.allow.is_empty() {
-        live.allow = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        live.allow = vec![DEFAULT_LIVE_ALLOW];
     }
     if live.rtp.is_some() && live.allow.is_empty() {
         bail!(

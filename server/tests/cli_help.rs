@@ -34,8 +34,19 @@ fn stated_defaults(help: &str) -> Vec<(String, String)> {
 }
 
 /// The default each flag has, where the help states one.
-fn expected(flag: &str) -> Option<String> {
+fn expected(subcommand: &[&str], flag: &str) -> Option<String> {
     let d = radio_config::ServerConfig::default();
+    if subcommand == ["demo"] {
+        return Some(match flag {
+            "--relay" => radio_server::demo::DEFAULT_RELAY_SECS.to_string(),
+            "--bitrate" => radio_config::DEFAULT_BITRATE.to_string(),
+            // clap's own `default_value_t`/`default_value`: the help is made from the default.
+            "--agents" => "22".into(),
+            "--out" => "demo-out".into(),
+            "--log" => "warn,relay_agent::sink::rtp=error".into(),
+            _ => return None,
+        });
+    }
     Some(match flag {
         "--listen" => d.listen.to_string(),
         "--public-address" => "derived from --listen".into(),
@@ -45,10 +56,14 @@ fn expected(flag: &str) -> Option<String> {
         "--district-file" => "embedded Bình Sơn district".into(),
         "--log" => d.log,
         "--admin-listen" => d.admin_listen.to_string(),
+        "--id" if subcommand == ["emergency"] => "generated from the time, and printed".into(),
         "--id" => radio_server::operator::admin::DEFAULT_LIVE_ID.into(),
         "--targets" => "all stations".into(),
         // clap's own `default_value_t`: the help is made from the default itself.
         "--wait-agents" => "0".into(),
+        "--name" => "the file's name".into(),
+        "--repeat" => radio_server::operator::admin::DEFAULT_EMERGENCY_REPEAT.to_string(),
+        "--live-allow" => "with --live-rtp and no [live] allow: 127.0.0.1".into(),
         _ => return None,
     })
 }
@@ -61,6 +76,8 @@ fn help_states_the_defaults_the_server_has() {
         &["enroll"],
         &["live", "start"],
         &["live", "stop"],
+        &["emergency"],
+        &["demo"],
     ] {
         let out = Command::new(SERVER)
             .args(subcommand)
@@ -81,7 +98,7 @@ fn help_states_the_defaults_the_server_has() {
         for (flag, default) in stated {
             assert_eq!(
                 Some(&default),
-                expected(&flag).as_ref(),
+                expected(subcommand, &flag).as_ref(),
                 "radio-server {subcommand:?} {flag} states the default `{default}`:\n{help}"
             );
         }

@@ -109,6 +109,9 @@ use crate::schedule::{
 /// the operator ever naming it.
 pub const DEFAULT_LIVE_ID: &str = "studio";
 
+/// How many times an emergency plays its recording when the request does not say.
+pub const DEFAULT_EMERGENCY_REPEAT: u32 = 1;
+
 /// Only decoding is checked before an emergency goes on air; the bitrate is irrelevant to that.
 const CHECK_BITRATE: u32 = 32_000;
 
@@ -1093,7 +1096,7 @@ async fn start_emergency(
             ))
         }
     };
-    let repeat = request.repeat.unwrap_or(1);
+    let repeat = request.repeat.unwrap_or(DEFAULT_EMERGENCY_REPEAT);
     if repeat == 0 {
         return Err(ApiError::bad_request(
             "field `repeat` must be at least 1 (the number of times the recording is played)",

@@ -30,7 +30,11 @@ pub async fn run(cache: Arc<Mutex<PrefetchCache>>, airing: Arc<Mutex<CachedAirin
 
 /// One pass: evict, drop loaded airings the manifest no longer lists, load the ones due soon.
 pub async fn load_due(cache: &Mutex<PrefetchCache>, airing: &Mutex<CachedAiring>) {
-    let now = unix_ms();
+    load_due_at(cache, airing, unix_ms()).await;
+}
+
+/// [`load_due`] as of `now` (Unix ms): tests pass the instants they mean.
+async fn load_due_at(cache: &Mutex<PrefetchCache>, airing: &Mutex<CachedAiring>, now: u64) {
     let (listed, due, evicted) = {
         let Ok(mut c) = cache.lock() else { return };
         let evicted = c.evict(now);
@@ -186,13 +190,14 @@ mod tests {
         let path = cache.blob_path(&item.blob_sha256);
         let cache = Mutex::new(cache);
         let airing = Mutex::new(CachedAiring::new());
-        load_due(&cache, &airing).await;
+        // On the slot's own clock, not the machine's: the first pass 28 s into the slot, the
+        // second just after its end.
+        load_due_at(&cache, &airing, item.start_unix_ms + 28_000).await;
         assert!(airing
             .lock()
             .expect("lock")
             .is_ready("tin", item.start_unix_ms));
-        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
-        load_due(&cache, &airing).await;
+        load_due_at(&cache, &airing, item.end_unix_ms + 1).await;
         assert!(!airing
             .lock()
             .expect("lock")

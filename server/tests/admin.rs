@@ -23,6 +23,10 @@ use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{Level, Schedule, ScheduleEntry, SourceSpec, Targets};
 use tokio::sync::{mpsc, oneshot};
 
+/// How long a test waits for what the server is expected to do: far longer than it takes, so
+/// that only a server that never does it fails, not a loaded machine.
+const WAIT: Duration = Duration::from_secs(60);
+
 struct Harness {
     client: AdminClient,
     dir: tempfile::TempDir,
@@ -124,7 +128,7 @@ impl Harness {
 
     /// The ids of the emergencies the status lists, polled until `check` holds.
     async fn emergencies_until(&self, check: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + WAIT;
         loop {
             let ids: Vec<String> = self
                 .full_status()
@@ -142,7 +146,7 @@ impl Harness {
 
     /// Polls the status until `check` holds; the last status either way.
     async fn status_until(&self, check: impl Fn(&[StationStatus]) -> bool) -> Vec<StationStatus> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + WAIT;
         loop {
             let rows = self.status().await;
             if check(&rows) || Instant::now() > deadline {
@@ -158,7 +162,7 @@ impl Harness {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(5), task)
+            tokio::time::timeout(WAIT, task)
                 .await
                 .expect("endpoint stops")
                 .expect("task")
@@ -171,7 +175,7 @@ impl Harness {
     /// connections have closed, but a connection task may drop its copy of the state (and with
     /// it the store's lock) a moment later on a loaded machine.
     async fn reopen_store(&self) -> Store {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + WAIT;
         loop {
             match Store::open(self.dir.path()) {
                 Ok(store) => return store,
@@ -1117,7 +1121,9 @@ fn district_token(h: &Harness) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentications_lock_the_address_out_until_the_lockout_ends() {
-    let lockout = Duration::from_secs(3);
+    // Long enough that the calls made while locked out all come before its end, however
+    // loaded the machine (they take milliseconds).
+    let lockout = Duration::from_secs(10);
     let limits = AuthLimits {
         lockout,
         ..AuthLimits::default()
@@ -1160,8 +1166,9 @@ async fn failed_authentications_lock_the_address_out_until_the_lockout_ends() {
     let store = h.store.clone().expect("store");
     assert!(store.audit().is_empty(), "{} records", store.audit().len());
     // Once the lock-out is over, the right token works again.
+    // Waits the lock-out out: the condition the next calls are about.
     tokio::time::sleep(lockout).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + WAIT;
     let status = loop {
         let (status, _, _) = h.call(get(token.clone())).await;
         if status == 200 || Instant::now() > deadline {

@@ -43,7 +43,7 @@ async fn a_bulletin_to_thousands_of_stations_ends_and_plays_again() {
     for n in 1..=2 {
         let bulletin = file_bulletin(&format!("programme-{n}"), "Tin", &recording);
         let summary =
-            tokio::time::timeout(Duration::from_secs(30), play_bulletin(&on_air, bulletin))
+            tokio::time::timeout(Duration::from_secs(60), play_bulletin(&on_air, bulletin))
                 .await
                 .unwrap_or_else(|_| panic!("play {n} of the bulletin never ended"))
                 .expect("played");

@@ -103,7 +103,8 @@ impl Running {
 
     /// Polls the station until `check` holds; the last view either way.
     async fn station_until(&self, id: &str, check: impl Fn(&StationView) -> bool) -> StationView {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Far longer than it takes, so that only a state that never shows fails.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let view = self.station(id).await;
             if check(&view) || Instant::now() > deadline {
@@ -137,7 +138,7 @@ impl Running {
             let _ = stop.send(());
         }
         for task in self.tasks.drain(..) {
-            tokio::time::timeout(Duration::from_secs(10), task)
+            tokio::time::timeout(Duration::from_secs(60), task)
                 .await
                 .expect("stops")
                 .expect("task");

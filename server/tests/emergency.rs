@@ -5,8 +5,10 @@
 //! this process on loopback. The programme is a slow chirp, so the pitch heard tells where in the
 //! programme a moment is: after the emergency it must pick up at the pitch it stopped at.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
 use radio_proto::ProgrammeLevel;
@@ -16,7 +18,7 @@ use radio_server::link::server::{self, Server};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
 use radio_server::schedule::scheduler::Scheduler;
 use radio_server::schedule::{Schedule, SourceSpec, Targets};
-use relay_agent::Agent;
+use relay_agent::{Agent, AgentStatus};
 
 const RATE: u32 = 48_000;
 const PROGRAMME_SECS: f32 = 6.0;
@@ -24,6 +26,35 @@ const EMERGENCY_SECS: f32 = 1.5;
 const CHIRP_FROM: f32 = 300.0;
 const CHIRP_TO: f32 = 800.0;
 const ALARM_HZ: f32 = 1200.0;
+
+/// How long the test waits for something bound to happen: far longer than it takes, so that
+/// only a broadcast that never gets there fails, not a loaded machine.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `done` until it holds; panics with `what` after [`WAIT`].
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether an agent has dealt with every frame it was sent: all `segments` stretches of
+/// programme seen, the end of each announced (with how many frames the programme had), and that
+/// many frames played, or late, or dropped.
+fn played_out(agent: &AgentStatus, segments: usize) -> bool {
+    let records = agent.programmes();
+    let seen: usize = records.iter().map(|p| p.segments.len()).sum();
+    let ended = records
+        .iter()
+        .flat_map(|p| &p.segments)
+        .all(|s| s.last.is_some());
+    let sent: u64 = records.iter().map(|p| p.frames).sum();
+    let s = agent.stats();
+    let done = s.frames_played + s.frames_late + s.frames_overflow + s.frames_displaced;
+    seen >= segments && ended && done >= sent
+}
 
 fn write_wav(path: &Path, samples: &[f32]) {
     let spec = hound::WavSpec {
@@ -122,6 +153,7 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
     let stations = ["binh-trung", "binh-chau", "binh-hai"];
     let (stop_agents, stop_agents_rx) = tokio::sync::watch::channel(false);
     let mut agents = Vec::new();
+    let mut statuses = Vec::new();
     for id in stations {
         let bundle = ca
             .enroll(id, id, &addr.to_string(), &config.server_name)
@@ -141,16 +173,14 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
         )
         .expect("agent");
         let mut rx = stop_agents_rx.clone();
+        statuses.push(agent.status());
         agents.push(tokio::spawn(agent.run(async move {
             let _ = rx.changed().await;
         })));
     }
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        server.wait_connected(stations.len()),
-    )
-    .await
-    .expect("agents connect");
+    tokio::time::timeout(WAIT, server.wait_connected(stations.len()))
+        .await
+        .expect("agents connect");
 
     let scheduler = Scheduler::new(Schedule::default(), &district).expect("scheduler");
     let on_air = OnAir::spawn(
@@ -167,7 +197,15 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
         let on_air = on_air.clone();
         tokio::spawn(async move { play_bulletin(&on_air, bulletin).await })
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Before nothing airs, so what binh-trung has been sent is programme. The emergency comes
+    // once 2 s of it have gone out, however long that took.
+    let trung = server
+        .outputs()
+        .find(|o| o.station() == "binh-trung")
+        .expect("binh-trung's output");
+    let sent = || trung.counters().frames_sent.load(Ordering::Relaxed);
+    wait_until("2 s of programme sent", || sent() >= 100).await;
+    let asked_after = sent();
     on_air
         .emergency(
             "bao",
@@ -180,17 +218,33 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
         )
         .await
         .expect("emergency accepted");
-    let summary = tokio::time::timeout(Duration::from_secs(30), programme_done)
+    let summary = tokio::time::timeout(WAIT, programme_done)
         .await
         .expect("programme finishes")
         .expect("task")
         .expect("played");
     assert_eq!(summary.error, None);
-    // The agents play 500 ms behind the server.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The agents play 500 ms behind the server: wait until each has played all it was sent
+    // (the programme, and at the targets its two parts and the emergency between them).
+    for (id, status) in stations.iter().zip(&statuses) {
+        let segments = if *id == "binh-hai" { 1 } else { 3 };
+        wait_until(&format!("{id} played out"), || played_out(status, segments)).await;
+    }
     let _ = stop_agents.send(true);
+    // Frames of the programme each station was sent before the alarm took over, from the
+    // first of its segments in the agent's proof of play.
+    let mut first_part = BTreeMap::new();
     for a in agents {
         let report = a.await.expect("agent task").expect("agent ran");
+        if let Some(segment) = report
+            .programmes
+            .iter()
+            .find(|p| p.name == "Bản tin thử")
+            .and_then(|p| p.segments.first())
+        {
+            let frames = segment.last.map(|last| last + 1 - segment.first);
+            first_part.insert(report.commune.clone(), frames.unwrap_or_default());
+        }
         println!(
             "{}: {:?}\n{:?}",
             report.commune, report.stats, report.programmes
@@ -276,10 +330,22 @@ async fn an_emergency_interrupts_its_targets_and_the_programme_resumes_where_it_
             .iter()
             .filter(|(i, _)| *i > alarm_end)
             .collect();
+        // The alarm came once 2 s of programme had been sent, and cut in where the station's
+        // programme stopped: before it, what was sent until then (±3 windows for the edges,
+        // which mix in silence or the alarm).
+        let sent_before = first_part.get(id).copied().unwrap_or_default();
         assert!(
-            (15..=25).contains(&before.len()),
-            "about 2 s of programme before the alarm\n{summary}"
+            sent_before >= asked_after,
+            "{sent_before} frames of programme before the alarm, {asked_after} sent before it \
+             was asked for\n{summary}"
         );
+        let expected = sent_before as usize / 5;
+        assert!(
+            before.len() + 3 >= expected && before.len() <= expected + 3,
+            "{} windows of programme before the alarm, {sent_before} frames sent\n{summary}",
+            before.len()
+        );
+        assert!(after.len() >= 2, "no programme after the alarm\n{summary}");
         // Resumed where it stopped: the pitch after the alarm continues the pitch before it
         // (the chirp rises 8 Hz per window; a skip or a restart would jump by far more). The
         // windows next to the alarm mix both sounds, so compare the ones just beyond.

@@ -16,7 +16,9 @@ use radio_server::schedule::Schedule;
 async fn a_timed_entry_starts_and_ends_at_its_boundaries() {
     let dir = tempfile::tempdir().expect("tempdir");
     let recording = dir.path().join("tin.wav");
-    radio_tests::write_chirp(&recording, 440.0, 440.0, 30.0);
+    // Far longer than the slot: a controller that did not wake for the slot's end would stop
+    // the entry only when the recording runs out, 88 s after it.
+    radio_tests::write_chirp(&recording, 440.0, 440.0, 90.0);
     let district = District::binh_son();
     // Whole seconds in UTC: the slot starts 2 s from now (at least 1 s after the controller's
     // first look at the schedule) and lasts 2 s.
@@ -52,7 +54,7 @@ async fn a_timed_entry_starts_and_ends_at_its_boundaries() {
         occurrence_start: start,
     };
     let mut started = None;
-    let stopped = tokio::time::timeout(Duration::from_secs(10), async {
+    let stopped = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             match events.recv().await.expect("events") {
                 OnAirEvent::Started { station, item, .. } if station == "binh-trung" => {
@@ -72,9 +74,10 @@ async fn a_timed_entry_starts_and_ends_at_its_boundaries() {
         }
     })
     .await
-    .expect("the slot started and ended by itself within 10 s");
+    .expect("the slot started and ended by itself within 60 s");
     let started = started.expect("started before it stopped");
-    // Not before its boundaries; how late depends on the machine, so it is only bounded loosely.
+    // Not before its boundaries; how late depends on the machine, so it is only bounded loosely:
+    // well short of the recording's end, however loaded the machine.
     assert!(
         started >= start,
         "started at {started}, before the slot ({start})"
@@ -85,7 +88,7 @@ async fn a_timed_entry_starts_and_ends_at_its_boundaries() {
         "stopped at {stopped}, before the slot's end ({end})"
     );
     assert!(
-        stopped.duration_since(end) < jiff::SignedDuration::from_secs(2),
+        stopped.duration_since(end) < jiff::SignedDuration::from_secs(30),
         "stopped at {stopped}, long after the slot's end ({end})"
     );
 }

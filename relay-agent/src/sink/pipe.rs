@@ -496,8 +496,12 @@ mod tests {
         t.elapsed()
     }
 
-    fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + limit;
+    /// How long a test waits for the writer thread or the command: far longer than they take,
+    /// so that only a sink that never gets there fails, not a loaded machine.
+    const WAIT: Duration = Duration::from_secs(60);
+
+    fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if cond() {
                 return true;
@@ -521,7 +525,8 @@ mod tests {
                 expected.extend_from_slice(&s.to_le_bytes());
             }
             play(&mut sink, &pcm);
-            // Paced a little so the 50-slot queue never fills.
+            // Paces the slots a little, as the playout clock would; the 50-slot queue holds
+            // all 40 even if `cat` is slow.
             std::thread::sleep(Duration::from_millis(2));
         }
         sink.finish().expect("finish");
@@ -553,31 +558,32 @@ mod tests {
     fn dying_command_never_blocks_play_and_is_restarted() {
         let mut sink = PipeSink::spawn("true").expect("spawn");
         let pcm = slot_pcm(1);
-        let mut worst = Duration::ZERO;
-        for _ in 0..200 {
-            worst = worst.max(play(&mut sink, &pcm));
-        }
-        assert!(worst < Duration::from_millis(100), "play took {worst:?}");
+        // 200 slots while the command is dead for the 1 s of the default backoff: a play that
+        // waited for the command (or the writer) would take seconds each; in total they take
+        // milliseconds, and far less than the generous bound even on a loaded machine.
+        let took: Duration = (0..200).map(|_| play(&mut sink, &pcm)).sum();
+        assert!(took < WAIT, "200 plays took {took:?}");
         // Every slot ends up either written into the (dead) pipe or dropped, and most are
         // dropped: a pipe nobody reads holds at most 64 KiB (34 slots).
-        assert!(wait_for(Duration::from_secs(2), || {
+        assert!(wait_for(|| {
             let s = sink.stats();
             s.packets_sent + s.dropped == 200
         }));
         let stats = sink.stats();
         assert_eq!(stats.slots, 200);
         assert!(stats.dropped >= 150, "{stats:?}");
-        // The default backoff restarts after 1 s; keep playing in real time meanwhile.
+        // The default backoff restarts after 1 s; keep playing meanwhile, paced as the
+        // playout clock plays.
         let start = Instant::now();
-        while sink.restarts() == 0 && start.elapsed() < Duration::from_secs(3) {
-            worst = worst.max(play(&mut sink, &pcm));
+        while sink.restarts() == 0 {
+            assert!(start.elapsed() < WAIT, "never restarted");
+            play(&mut sink, &pcm);
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(sink.restarts() >= 1, "never restarted");
-        assert!(worst < Duration::from_millis(100), "play took {worst:?}");
+        // Its bounded waits end `finish` in seconds; one that waited on the command would hang.
         let t = Instant::now();
         sink.finish().expect("finish");
-        assert!(t.elapsed() < Duration::from_secs(4));
+        assert!(t.elapsed() < WAIT, "finish took {:?}", t.elapsed());
     }
 
     #[test]
@@ -589,15 +595,32 @@ mod tests {
         };
         let mut sink = PipeSink::spawn_with("exit 3", options).expect("spawn");
         let pcm = slot_pcm(2);
-        // Delays 20, 40, 80, 80, 80...: within 1 s there are several restarts but far fewer
-        // than an unthrottled loop would make.
+        // Delays 20, 40, 80, 80, 80...: each restart waits its delay, so the first three take
+        // at least 20 + 40 + 80 ms (a fixed 20 ms would take 60, an unthrottled loop next to
+        // nothing), however fast or slow the machine. (A command that ran for the cap's 80 ms,
+        // which a loaded machine can make of `exit 3`, restarts after 20 ms again; but those
+        // 80 ms count too.) Twelve restarts come within seconds because the delay stops
+        // growing at 80 ms: doubling on, the twelfth alone would wait 40 s.
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(1) {
+        let mut first_three = None;
+        while sink.restarts() < 12 {
+            assert!(
+                start.elapsed() < WAIT,
+                "{} restarts in {WAIT:?}",
+                sink.restarts()
+            );
+            if first_three.is_none() && sink.restarts() >= 3 {
+                first_three = Some(start.elapsed());
+            }
             play(&mut sink, &pcm);
+            // Paces the slots, as the playout clock would (faster, to keep the test short).
             std::thread::sleep(Duration::from_millis(5));
         }
-        let restarts = sink.restarts();
-        assert!((4..=16).contains(&restarts), "{restarts} restarts");
+        let first_three = first_three.unwrap_or_else(|| start.elapsed());
+        assert!(
+            first_three >= Duration::from_millis(140),
+            "three restarts within {first_three:?}"
+        );
         sink.finish().expect("finish");
         assert!(sink.stats().dropped > 0);
     }
@@ -609,17 +632,19 @@ mod tests {
             ..PipeOptions::default()
         };
         // Never reads stdin, and `; true` keeps the shell from exec'ing sleep, so the pipe is
-        // held by a grandchild that only a process-group kill reaches.
-        let mut sink = PipeSink::spawn_with("sleep 30; true", options).expect("spawn");
+        // held by a grandchild that only a process-group kill reaches. It sleeps for longer
+        // than the bounds below, so that a sink waiting for it to end fails them.
+        let mut sink = PipeSink::spawn_with("sleep 300; true", options).expect("spawn");
         let pcm = slot_pcm(3);
-        let mut worst = Duration::ZERO;
-        for _ in 0..200 {
-            worst = worst.max(play(&mut sink, &pcm));
-        }
-        assert!(worst < Duration::from_millis(100), "play took {worst:?}");
+        // The writer is stuck in a write after 34 slots: a play that waited for it would
+        // never return.
+        let took: Duration = (0..200).map(|_| play(&mut sink, &pcm)).sum();
+        assert!(took < WAIT, "200 plays took {took:?}");
+        // An `Ok` means the writer thread ended, which its stuck write allows only once the
+        // grandchild is dead; the bound fails a finish that waited for the sleep instead.
         let t = Instant::now();
         sink.finish().expect("finish kills the stuck command");
-        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+        assert!(t.elapsed() < WAIT, "{:?}", t.elapsed());
         let stats = sink.stats();
         assert_eq!(stats.slots, 200);
         assert!(stats.dropped > 0, "{stats:?}");

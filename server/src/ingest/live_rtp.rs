@@ -2565,6 +2565,9 @@ pub(super) mod tests {
         stop: tokio::sync::oneshot::Sender<()>,
         task: tokio::task::JoinHandle<LiveStats>,
         port: u16,
+        /// Sends [`Running::caught_up`]'s marker; bound from the start, so that no sender in
+        /// the test (ffmpeg from 127.0.0.2 in the allowlist case) can have its address.
+        marker: UdpSocket,
     }
 
     async fn start(config: LiveRtpConfig, capacity: usize) -> Running {
@@ -2585,6 +2588,7 @@ pub(super) mod tests {
             stop,
             task,
             port,
+            marker: UdpSocket::bind("127.0.0.2:0").await.unwrap(),
         }
     }
 
@@ -2606,6 +2610,45 @@ pub(super) mod tests {
         }
     }
 
+    /// The marker [`Running::caught_up`] sends, from an address `loopback_config` does not
+    /// allow (the one the allowlist case has ffmpeg send from).
+    const MARKER: &[u8] = b"marker";
+
+    impl Running {
+        /// Stops the runner once it has handled everything sent before this call and played
+        /// out the stream that started, if one did. Evidence, not a wait: a marker datagram
+        /// queues behind every earlier one on the socket, and a stream is over once its
+        /// `Ended { NoPackets }` has come (the timeout after its last packet, by when its
+        /// last frames were released). The marker is taken out of the counters again.
+        async fn caught_up(mut self) -> (LiveStats, Vec<f32>, Vec<LiveEvent>) {
+            let marker = self.marker.local_addr().unwrap();
+            self.marker
+                .send_to(MARKER, ("127.0.0.1", self.port))
+                .await
+                .unwrap();
+            let handled = wait_for_stats(&self.stats, "the marker handled", |s| {
+                s.last_rejected_source == Some(marker)
+            })
+            .await;
+            let mut events = Vec::new();
+            if handled.accepted > 0 {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while !events.iter().any(|e| matches!(e, LiveEvent::Ended { .. })) {
+                    let event = tokio::time::timeout_at(deadline, self.events.recv())
+                        .await
+                        .unwrap_or_else(|_| panic!("the stream never ended: {events:?}"));
+                    events.push(event.expect("the runner runs"));
+                }
+            }
+            let (mut stats, pcm, rest) = self.stop().await;
+            events.extend(rest);
+            stats.packets -= 1;
+            stats.bytes -= MARKER.len() as u64;
+            stats.rejected_source -= 1;
+            (stats, pcm, events)
+        }
+    }
+
     fn loopback_config() -> LiveRtpConfig {
         LiveRtpConfig {
             allow: vec!["127.0.0.1".parse().unwrap()],
@@ -2613,15 +2656,38 @@ pub(super) mod tests {
         }
     }
 
-    async fn send_paced(port: u16, packets: &[Vec<u8>]) -> SocketAddr {
+    /// Sends `packets` at once. The receiver holds them in sequence order and releases one
+    /// frame per 20 ms, so none can be late however slowly this task gets to run on a loaded
+    /// machine (a paced sender that stalled would make its next packets late); pacing and
+    /// lateness are the sans-IO tests' subject.
+    async fn send_all(port: u16, packets: &[Vec<u8>]) -> SocketAddr {
         let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let mut tick = tokio::time::interval(ms(20));
         for (k, p) in packets.iter().enumerate() {
-            tick.tick().await;
             let bytes = rtp(PT_OPUS, k as u16, (k * 960) as u32, SSRC, p);
             tx.send_to(&bytes, ("127.0.0.1", port)).await.unwrap();
         }
         tx.local_addr().unwrap()
+    }
+
+    /// Polls the live counters (readable while the runner runs) until `done` holds; panics
+    /// with `what` and the counters after a deadline far beyond any machine's load.
+    async fn wait_for_stats(
+        stats: &LiveStatsHandle,
+        what: &str,
+        done: impl Fn(&LiveStats) -> bool,
+    ) -> LiveStats {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = stats.snapshot();
+            if done(&now) {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within 60 s; {now:?}"
+            );
+            tokio::time::sleep(ms(5)).await;
+        }
     }
 
     #[tokio::test]
@@ -2629,11 +2695,10 @@ pub(super) mod tests {
         let packets = encode_opus(&multitone(1.0, 48_000), FRAME_SAMPLES);
         let run = start(loopback_config(), 256).await;
         let stats = Arc::clone(&run.stats);
-        let from = send_paced(run.port, &packets[..25]).await;
-        // Readable while running.
-        tokio::time::sleep(ms(50)).await;
-        assert_eq!(stats.snapshot().accepted, 25);
-        send_paced(run.port, &[]).await;
+        let from = send_all(run.port, &packets[..25]).await;
+        // Readable while running: every packet counted, then every frame released.
+        wait_for_stats(&stats, "25 packets accepted", |s| s.accepted == 25).await;
+        wait_for_stats(&stats, "25 frames released", |s| s.frames_out >= 25).await;
         let (final_stats, pcm, events) = run.stop().await;
         assert_eq!(
             events,
@@ -2641,10 +2706,10 @@ pub(super) mod tests {
                 from: LiveSource::Rtp(from)
             }]
         );
-        // Stopped 50 ms after the last packet: frames for 22–25 packets, plus concealment.
-        assert!(pcm.len() >= 22 * FRAME_SAMPLES, "{}", pcm.len());
+        // Every packet's frame, and perhaps some concealment after the last.
+        assert!(pcm.len() >= 25 * FRAME_SAMPLES, "{}", pcm.len());
         assert_same(
-            &pcm[..22 * FRAME_SAMPLES],
+            &pcm[..25 * FRAME_SAMPLES],
             &reference_decode(&all(&packets[..25])),
         );
         assert_eq!(final_stats.frames_dropped, 0);
@@ -2655,8 +2720,13 @@ pub(super) mod tests {
     async fn a_full_frame_channel_drops_instead_of_blocking() {
         let packets = encode_opus(&multitone(0.6, 48_000), FRAME_SAMPLES);
         let run = start(loopback_config(), 2).await;
-        send_paced(run.port, &packets).await;
-        tokio::time::sleep(ms(100)).await;
+        send_all(run.port, &packets).await;
+        // Nobody reads the channel: every packet is still handled and its frame released
+        // (and dropped), rather than the runner waiting for room.
+        wait_for_stats(&run.stats, "30 frames released", |s| {
+            s.accepted == 30 && s.frames_out >= 30
+        })
+        .await;
         let (stats, pcm, _) = run.stop().await;
         assert_eq!(pcm.len(), 2 * FRAME_SAMPLES);
         assert!(stats.frames_dropped >= 25, "{stats:?}");
@@ -2793,8 +2863,7 @@ pub(super) mod tests {
         let (wav, source) = speech_wav(dir.path());
         let run = start(config, 4_096).await;
         let sdp = ffmpeg_rtp(&wav, run.port, args, url_query).await;
-        tokio::time::sleep(ms(300)).await;
-        let (stats, pcm, events) = run.stop().await;
+        let (stats, pcm, events) = run.caught_up().await;
         Some(FfmpegRun {
             stats,
             pcm,
@@ -2828,7 +2897,18 @@ pub(super) mod tests {
             "{stats:?}"
         );
         assert!(stats.lost <= u64::from(MAX_CONCEALED_RUN), "{stats:?}");
-        assert!(matches!(events[..], [LiveEvent::Receiving { .. }]));
+        assert!(
+            matches!(
+                events[..],
+                [
+                    LiveEvent::Receiving { .. },
+                    LiveEvent::Ended {
+                        reason: EndReason::NoPackets
+                    }
+                ]
+            ),
+            "{events:?}"
+        );
         assert!(pcm.len() >= source.len() - 2 * FRAME_SAMPLES);
     }
 

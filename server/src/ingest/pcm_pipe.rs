@@ -498,6 +498,7 @@ mod tests {
         let mut n = 0;
         while let Some(_frame) = frame_rx.recv().await {
             n += 1;
+            // Paces the consumer: slower than the pipe, which must wait for it.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         assert_eq!(n, 50);

@@ -179,6 +179,12 @@ impl Server {
         *self.connected_tx.borrow()
     }
 
+    /// Agent slots (of `max_agents`) free now: a connection takes one once its certificate
+    /// is verified and holds it until it ends, session or not.
+    pub fn free_slots(&self) -> usize {
+        self.connection_slots.available_permits()
+    }
+
     /// Waits until at least `n` agents are connected.
     pub async fn wait_connected(&self, n: usize) {
         let mut rx = self.connected_tx.subscribe();

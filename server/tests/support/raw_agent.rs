@@ -10,8 +10,9 @@ use radio_proto::{
     PROTOCOL_VERSION,
 };
 
-/// How long a test waits for any one answer of the server.
-pub const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How long a test waits for any one answer of the server: far longer than it takes, so that
+/// only a server that never answers fails, not a loaded machine.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
 /// Opens a QUIC connection to the server as `client`; Err is a failed handshake, as text.
 pub async fn connect(
@@ -24,7 +25,7 @@ pub async fn connect(
         .map_err(|e| e.to_string())?;
     let conn = tokio::time::timeout(ANSWER_WITHIN, connecting)
         .await
-        .map_err(|_| "no handshake within 10 s".to_owned())?
+        .map_err(|_| format!("no handshake within {ANSWER_WITHIN:?}"))?
         .map_err(|e| e.to_string())?;
     Ok((endpoint, conn))
 }
@@ -101,7 +102,7 @@ impl RawAgent {
                 Ok(Ok(Some(n))) => self.session.handle_input(Instant::now(), &buf[..n]),
                 Ok(Ok(None)) => return Err("stream finished".into()),
                 Ok(Err(e)) => return Err(why(&self.conn, e)),
-                Err(_) => return Err("no answer within 10 s".into()),
+                Err(_) => return Err(format!("no answer within {ANSWER_WITHIN:?}")),
             }
         }
     }

@@ -1,40 +1,13 @@
 //! The `relay-agent` command line as an operator meets it: help texts that state the defaults
 //! the agent really has, and output into a pipe whose reader goes away (`| head -1`).
 
+use radio_test_tools::stated_defaults;
 use std::process::{Command, Stdio};
 
 use radio_proto::JournalEvent;
 use relay_agent::journal::Journal;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_relay-agent");
-
-/// `(flag, stated default)` for every option of a `--help` text that states one.
-fn stated_defaults(help: &str) -> Vec<(String, String)> {
-    // An option's entry starts on a line whose first word is a flag; its help follows, on the
-    // same line or the next ones.
-    let mut entries: Vec<String> = Vec::new();
-    for line in help.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('-') {
-            entries.push(trimmed.to_owned());
-        } else if let Some(entry) = entries.last_mut() {
-            entry.push(' ');
-            entry.push_str(trimmed);
-        }
-    }
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let flag = entry
-                .split([' ', ','])
-                .find(|w| w.starts_with("--"))?
-                .to_owned();
-            let (_, stated) = entry.split_once("[default: ")?;
-            let (stated, _) = stated.split_once(']')?;
-            Some((flag, stated.to_owned()))
-        })
-        .collect()
-}
 
 #[test]
 fn help_states_the_defaults_the_agent_has() {

@@ -1,37 +1,10 @@
 //! `radio-server`'s help texts state the defaults the server has: every option of these
 //! subcommands that states a default states the one from the constant the default is.
 
+use radio_test_tools::stated_defaults;
 use std::process::Command;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_radio-server");
-
-/// `(flag, stated default)` for every option of a `--help` text that states one.
-fn stated_defaults(help: &str) -> Vec<(String, String)> {
-    // An option's entry starts on a line whose first word is a flag; its help follows, on the
-    // same line or the next ones.
-    let mut entries: Vec<String> = Vec::new();
-    for line in help.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('-') {
-            entries.push(trimmed.to_owned());
-        } else if let Some(entry) = entries.last_mut() {
-            entry.push(' ');
-            entry.push_str(trimmed);
-        }
-    }
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let flag = entry
-                .split([' ', ','])
-                .find(|w| w.starts_with("--"))?
-                .to_owned();
-            let (_, stated) = entry.split_once("[default: ")?;
-            let (stated, _) = stated.split_once(']')?;
-            Some((flag, stated.to_owned()))
-        })
-        .collect()
-}
 
 /// The default each flag has, where the help states one.
 fn expected(subcommand: &[&str], flag: &str) -> Option<String> {

@@ -20,8 +20,10 @@
 //! `radio-server` and `relay-agent` can use it as well as the end-to-end kit (`radio-tests`).
 
 pub mod ffmpeg;
+pub mod help_text;
 
 pub use ffmpeg::FfmpegReceiver;
+pub use help_text::stated_defaults;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

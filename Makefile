@@ -5,12 +5,18 @@
 # System packages: cmake (builds the bundled libopus), pkg-config, ffmpeg (a real RTP sender and
 # receiver and format encoder for the interop tests), icecast2 (a real upstream station for the
 # relay tests), chromium and chromium-driver with a font that has Vietnamese (the dashboard's
-# browser test). As root they are installed with apt-get; otherwise the exact command is printed.
+# browser test), GStreamer (an RTCP-reporting receiver for the cluster health test), sox (a
+# studio's PCM source for the pipe ingest) and espeak-ng (Vietnamese speech for the live input
+# tests). As root they are installed with apt-get; otherwise the exact command is printed.
+# `make test` runs with RADIO_REQUIRE_TOOLS=1: a test that would skip for want of one of them
+# fails instead, and any skip recorded in the ledger (SKIP_LEDGER) fails the run.
 
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := cmake pkg-config ffmpeg icecast2 chromium chromium-driver fonts-liberation \
-	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good sox espeak-ng
+# Where the test tools (test-tools/) append every skip: the target directory's.
+SKIP_LEDGER := $(or $(CARGO_TARGET_DIR),target)/skipped-tests.log
 DEMO_ARGS ?=
 FUZZ_RUNS ?= 10000000
 
@@ -41,8 +47,15 @@ build: deps
 demo: build
 	$(CARGO) run -q -p radio-server --bin radio-server -- demo $(DEMO_ARGS)
 
+# A skip panics under RADIO_REQUIRE_TOOLS; the ledger also catches one whose panic was lost
+# (in a thread nobody joined).
 test: build
-	RADIO_REQUIRE_TOOLS=1 $(CARGO) test --workspace --no-fail-fast
+	@rm -f $(SKIP_LEDGER)
+	RADIO_REQUIRE_TOOLS=1 RADIO_SKIP_LEDGER=$(abspath $(SKIP_LEDGER)) \
+	  $(CARGO) test --workspace --no-fail-fast; status=$$?; \
+	if [ -s $(SKIP_LEDGER) ]; then \
+	  echo "tests tried to skip (make test runs every one):"; cat $(SKIP_LEDGER); exit 1; \
+	fi; exit $$status
 
 # One target after the other, never in parallel: the targets are listed by fuzz/run.sh --list
 # (the [[bin]] entries of fuzz/Cargo.toml). Needs cargo-fuzz; see fuzz/README.md.

@@ -1,7 +1,4 @@
-//! What every benchmark binary does with its runs: medians and percentiles of the figures, and
-//! `--flag VALUE` arguments.
-
-use anyhow::Context;
+//! What every benchmark binary does with its runs: medians and percentiles of the figures.
 
 /// The median of `values`, NaNs left out (a run that measured nothing); NaN when none is left.
 /// With an even count, the mean of the middle two.
@@ -25,17 +22,6 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     v[((last as f64 * p.clamp(0.0, 1.0)).round() as usize).min(last)]
 }
 
-/// The value after `name` in `args`, or `default` when the flag is absent.
-pub fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} needs a value")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,13 +37,5 @@ mod tests {
         assert_eq!(percentile(&v, 1.0), 100.0);
         assert_eq!(percentile(&v, 0.0), 1.0);
         assert!(percentile(&[], 0.5).is_nan());
-    }
-
-    #[test]
-    fn flag_values() {
-        let args: Vec<String> = ["--runs", "7", "--bad"].map(String::from).to_vec();
-        assert_eq!(arg(&args, "--runs", 5u32).expect("--runs"), 7);
-        assert_eq!(arg(&args, "--seed", 5u32).expect("default"), 5);
-        assert!(arg(&args, "--bad", 5u32).is_err());
     }
 }

@@ -16,6 +16,24 @@ const FRAME_MS: u32 = 20;
 /// Headroom beyond the playout delay so a burst after a stall is absorbed, not dropped.
 const JITTER_SPARE_FRAMES: u32 = 10;
 
+/// Default of [`AgentConfig::bundle`].
+pub const DEFAULT_AGENT_BUNDLE: &str = "/etc/relay-agent/bundle.toml";
+
+/// Default of [`AgentConfig::state_dir`].
+pub const DEFAULT_AGENT_STATE_DIR: &str = "/var/lib/relay-agent";
+
+/// Default of [`AgentConfig::playout_delay_ms`].
+// 300, not 200: on a link losing 10 % of its datagrams with 30 ms of jitter, a frame lost twice
+// in a row needs two QUIC retransmissions, which 200 ms did not always cover (99.45 % of live
+// frames played, median; 300 ms: 100 %; BENCHMARKS.md, "Loss resilience").
+pub const DEFAULT_PLAYOUT_DELAY_MS: u32 = 300;
+
+/// The playout delays an agent accepts, in ms.
+pub const PLAYOUT_DELAY_MS_RANGE: (u32, u32) = (20, 10_000);
+
+/// Default `tracing` filter of both daemons ([`AgentConfig::log`], `ServerConfig::log`).
+pub const DEFAULT_LOG: &str = "info";
+
 /// The settings `relay-agent` runs with, after merging file, environment and flags.
 ///
 /// [`Default`] leaves `sinks` empty, which does not validate: an agent must be told where to
@@ -58,15 +76,11 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            bundle: PathBuf::from("/etc/relay-agent/bundle.toml"),
+            bundle: PathBuf::from(DEFAULT_AGENT_BUNDLE),
             server: None,
-            state_dir: PathBuf::from("/var/lib/relay-agent"),
+            state_dir: PathBuf::from(DEFAULT_AGENT_STATE_DIR),
             sinks: Vec::new(),
-            // 300, not 200: on a link losing 10 % of its datagrams with 30 ms of jitter, a frame
-            // lost twice in a row needs two QUIC retransmissions, which 200 ms did not always
-            // cover (99.45 % of live frames played, median; 300 ms: 100 %; BENCHMARKS.md, "Loss
-            // resilience").
-            playout_delay_ms: 300,
+            playout_delay_ms: DEFAULT_PLAYOUT_DELAY_MS,
             jitter_capacity_frames: 500,
             reconnect_min_ms: 500,
             reconnect_max_ms: 10_000,
@@ -75,7 +89,7 @@ impl Default for AgentConfig {
             cluster_timeout_secs: 30,
             // About 36 hours of speech at 32 kb/s: a day's recordings and the next ones.
             prefetch_max_mb: 512,
-            log: "info".to_owned(),
+            log: DEFAULT_LOG.to_owned(),
         }
     }
 }
@@ -102,7 +116,8 @@ impl AgentConfig {
                 format!("at least one sink is required; {SINK_FORMS}"),
             ));
         }
-        in_range("playout_delay_ms", self.playout_delay_ms, 20, 10_000)?;
+        let (min, max) = PLAYOUT_DELAY_MS_RANGE;
+        in_range("playout_delay_ms", self.playout_delay_ms, min, max)?;
         let needed = self.playout_delay_ms / FRAME_MS + JITTER_SPARE_FRAMES;
         if self.jitter_capacity_frames < needed {
             return Err(Invalid::between(

@@ -34,7 +34,10 @@ mod merge;
 mod server;
 
 pub use admin_token::{AdminTokenSettings, Role};
-pub use agent::{AgentConfig, SinkSpec, SinkSpecError};
+pub use agent::{
+    AgentConfig, SinkSpec, SinkSpecError, DEFAULT_AGENT_BUNDLE, DEFAULT_AGENT_STATE_DIR,
+    DEFAULT_LOG, DEFAULT_PLAYOUT_DELAY_MS, PLAYOUT_DELAY_MS_RANGE,
+};
 pub use district::{is_slug, District, Station, StationKind, MAX_SLUG_BYTES};
 pub use error::ConfigError;
 pub use ingest::{
@@ -45,4 +48,7 @@ pub use merge::{
     load_agent, load_server, merge_agent, merge_server, AgentOverrides, ServerOverrides,
     AGENT_CONFIG_ENV, AGENT_ENV_PREFIX, SERVER_CONFIG_ENV, SERVER_ENV_PREFIX,
 };
-pub use server::ServerConfig;
+pub use server::{
+    ServerConfig, BITRATE_RANGE, DEFAULT_ADMIN_LISTEN, DEFAULT_BITRATE, DEFAULT_DATA_DIR,
+    DEFAULT_LISTEN, DEFAULT_PROVINCIAL_STREAM, DEFAULT_SERVER_NAME,
+};

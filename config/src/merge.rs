@@ -13,10 +13,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::agent::{AgentConfig, SinkSpec};
+use crate::agent::{
+    AgentConfig, SinkSpec, DEFAULT_AGENT_BUNDLE, DEFAULT_AGENT_STATE_DIR, DEFAULT_LOG,
+    DEFAULT_PLAYOUT_DELAY_MS, PLAYOUT_DELAY_MS_RANGE,
+};
 use crate::error::{ConfigError, Invalid};
 use crate::location::{error_at_path, parse_toml, toml_error};
-use crate::server::ServerConfig;
+use crate::server::{
+    ServerConfig, BITRATE_RANGE, DEFAULT_ADMIN_LISTEN, DEFAULT_BITRATE, DEFAULT_DATA_DIR,
+    DEFAULT_LISTEN, DEFAULT_SERVER_NAME,
+};
 
 /// Environment variables of the server are `RADIO_SERVER_<FIELD>`, e.g. `RADIO_SERVER_BITRATE`.
 pub const SERVER_ENV_PREFIX: &str = "RADIO_SERVER_";
@@ -28,7 +34,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 16] = [
+const SERVER_FIELDS: [&str; 17] = [
     "listen",
     "public_address",
     "server_name",
@@ -45,6 +51,7 @@ const SERVER_FIELDS: [&str; 16] = [
     "log",
     "admin_listen",
     "admin_allow_remote",
+    "provincial_stream",
 ];
 const AGENT_FIELDS: [&str; 13] = [
     "bundle",
@@ -74,29 +81,41 @@ pub struct ServerOverrides {
     /// Config file (TOML); also RADIO_SERVER_CONFIG.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// QUIC listen address [default: 0.0.0.0:4433].
-    #[arg(long)]
+    /// QUIC listen address.
+    #[arg(long, help = stating_default("QUIC listen address", DEFAULT_LISTEN))]
     pub listen: Option<SocketAddr>,
     /// host:port written into enrolment bundles [default: derived from --listen].
     #[arg(long)]
     pub public_address: Option<String>,
-    /// DNS name in the server certificate [default: localhost].
-    #[arg(long)]
+    /// DNS name in the server certificate.
+    #[arg(long, help = stating_default("DNS name in the server certificate", DEFAULT_SERVER_NAME))]
     pub server_name: Option<String>,
-    /// Directory for keys, enrolments and state [default: /var/lib/radio-server].
-    #[arg(long)]
+    /// Directory for keys, enrolments and state.
+    #[arg(
+        long,
+        help = stating_default("Directory for keys, enrolments and state", DEFAULT_DATA_DIR)
+    )]
     pub data_dir: Option<PathBuf>,
-    /// Opus bitrate in bits/s, 6000-510000 [default: 32000].
-    #[arg(long)]
+    /// Opus bitrate in bits/s.
+    #[arg(long, help = stating_default(
+        format!("Opus bitrate in bits/s, {}-{}", BITRATE_RANGE.0, BITRATE_RANGE.1),
+        DEFAULT_BITRATE,
+    ))]
     pub bitrate: Option<u32>,
     /// District file (TOML) [default: embedded Bình Sơn district].
     #[arg(long)]
     pub district_file: Option<PathBuf>,
-    /// tracing filter, e.g. `info,radio_server=debug` [default: info].
-    #[arg(long)]
+    /// tracing filter, e.g. `info,radio_server=debug`.
+    #[arg(
+        long,
+        help = stating_default("tracing filter, e.g. `info,radio_server=debug`", DEFAULT_LOG)
+    )]
     pub log: Option<String>,
-    /// Admin endpoint (HTTP) address; the operator commands call it [default: 127.0.0.1:4480].
-    #[arg(long)]
+    /// Admin endpoint (HTTP) address; the operator commands call it.
+    #[arg(long, help = stating_default(
+        "Admin endpoint (HTTP) address; the operator commands call it",
+        DEFAULT_ADMIN_LISTEN,
+    ))]
     pub admin_listen: Option<SocketAddr>,
 }
 
@@ -108,25 +127,41 @@ pub struct AgentOverrides {
     /// Config file (TOML); also RELAY_AGENT_CONFIG.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Enrolment bundle from `radio-server enroll` [default: /etc/relay-agent/bundle.toml].
-    #[arg(long)]
+    /// Enrolment bundle from `radio-server enroll`.
+    #[arg(long, help = stating_default(
+        "Enrolment bundle from `radio-server enroll`",
+        DEFAULT_AGENT_BUNDLE,
+    ))]
     pub bundle: Option<PathBuf>,
     /// host:port overriding the server address in the bundle.
     #[arg(long)]
     pub server: Option<String>,
-    /// Directory for agent state [default: /var/lib/relay-agent].
-    #[arg(long)]
+    /// Directory for agent state.
+    #[arg(long, help = stating_default("Directory for agent state", DEFAULT_AGENT_STATE_DIR))]
     pub state_dir: Option<PathBuf>,
     /// Audio output, repeatable: rtp:IP:PORT[,sdp=PATH], wav:PATH or pipe:COMMAND.
     /// Replaces (does not extend) sinks from the file or environment.
     #[arg(long = "sink")]
     pub sinks: Vec<SinkSpec>,
-    /// Playout delay in ms, 20-10000 [default: 250].
-    #[arg(long)]
+    /// Playout delay in ms.
+    #[arg(long, help = stating_default(
+        format!(
+            "Playout delay in ms, {}-{}",
+            PLAYOUT_DELAY_MS_RANGE.0, PLAYOUT_DELAY_MS_RANGE.1
+        ),
+        DEFAULT_PLAYOUT_DELAY_MS,
+    ))]
     pub playout_delay_ms: Option<u32>,
-    /// tracing filter [default: info].
-    #[arg(long)]
+    /// tracing filter.
+    #[arg(long, help = stating_default("tracing filter", DEFAULT_LOG))]
     pub log: Option<String>,
+}
+
+/// A flag's help that states its default, from the constant the default itself is: the
+/// flags are `Option`s (the default is the lowest layer of the merge, not clap's), so clap
+/// cannot show it, and a default written into the text by hand goes stale.
+fn stating_default(help: impl Display, default: impl Display) -> String {
+    format!("{help} [default: {default}]")
 }
 
 /// Merges defaults, an optional `(text, source name)` config file, environment variables and
@@ -169,6 +204,7 @@ pub fn merge_server(
             "admin_allow_remote" => {
                 cfg.admin_allow_remote = env_parse(var, value, "true or false")?
             }
+            "provincial_stream" => cfg.provincial_stream = value.trim().to_owned(),
             _ => return Err(unhandled(var)),
         }
         layers.set(field, Origin::Env(var.to_owned()));

@@ -11,6 +11,28 @@ use crate::district::District;
 use crate::error::{in_range, not_blank, ConfigError, Invalid};
 use crate::ingest::{check_upstreams, LiveSettings, RelaySettings, Upstreams};
 
+/// Default of [`ServerConfig::listen`].
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4433);
+
+/// Default of [`ServerConfig::server_name`].
+pub const DEFAULT_SERVER_NAME: &str = "localhost";
+
+/// Default of [`ServerConfig::data_dir`].
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/radio-server";
+
+/// Default of [`ServerConfig::bitrate`], in bits/s.
+pub const DEFAULT_BITRATE: u32 = 32_000;
+
+/// The Opus bitrates the server accepts, in bits/s.
+pub const BITRATE_RANGE: (u32, u32) = (6_000, 510_000);
+
+/// Default of [`ServerConfig::admin_listen`].
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480);
+
+/// Placeholder of `provincial_stream`: where a trial Icecast server on the machine itself
+/// would serve the provincial programme.
+pub const DEFAULT_PROVINCIAL_STREAM: &str = "http://127.0.0.1:8000/qng.mp3";
+
 /// The settings `radio-server` runs with, after merging file, environment and flags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +75,10 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Lets `admin_listen` be a non-loopback address (behind a TLS proxy or a VPN).
     pub admin_allow_remote: bool,
+    /// The provincial station's stream (HTTP/Icecast), which the embedded schedule relays
+    /// 05:00–07:00 and 17:00–19:00. The default is a placeholder nothing serves: the server
+    /// warns at start that it cannot be reached.
+    pub provincial_stream: String,
     /// The studio's live input (`[live]`); none by default.
     pub live: LiveSettings,
     /// How HTTP/Icecast streams are relayed (`[relay]`).
@@ -68,11 +94,11 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4433),
+            listen: DEFAULT_LISTEN,
             public_address: None,
-            server_name: "localhost".to_owned(),
-            data_dir: PathBuf::from("/var/lib/radio-server"),
-            bitrate: 32_000,
+            server_name: DEFAULT_SERVER_NAME.to_owned(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            bitrate: DEFAULT_BITRATE,
             district_file: None,
             heartbeat_interval_ms: 5_000,
             idle_timeout_ms: 15_000,
@@ -82,9 +108,10 @@ impl Default for ServerConfig {
             audio_packet_budget: 25_000,
             quic_sockets: 1,
             prefetch_horizon_hours: 24,
-            log: "info".to_owned(),
-            admin_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480),
+            log: crate::agent::DEFAULT_LOG.to_owned(),
+            admin_listen: DEFAULT_ADMIN_LISTEN,
             admin_allow_remote: false,
+            provincial_stream: DEFAULT_PROVINCIAL_STREAM.to_owned(),
             live: LiveSettings::default(),
             relay: RelaySettings::default(),
             upstreams: Upstreams::new(),
@@ -140,7 +167,8 @@ impl ServerConfig {
             return Err(Invalid::new("data_dir", "must not be empty"));
         }
         // libopus refuses anything outside this range.
-        in_range("bitrate", self.bitrate, 6_000, 510_000)?;
+        let (min, max) = BITRATE_RANGE;
+        in_range("bitrate", self.bitrate, min, max)?;
         if let Some(path) = &self.district_file {
             if path.as_os_str().is_empty() {
                 return Err(Invalid::new(
@@ -197,12 +225,40 @@ impl ServerConfig {
                 ),
             ));
         }
+        check_stream_url(&self.provincial_stream)
+            .map_err(|m| Invalid::new("provincial_stream", m))?;
         self.live.check()?;
         self.relay.check()?;
         check_upstreams(&self.upstreams)?;
         check_admin_tokens(&self.admin_tokens)?;
         Ok(())
     }
+}
+
+/// The shape of a stream URL: `http://` or `https://`, a host, no whitespace. The server
+/// checks it fully when it starts (as it checks every stream URL), but a typo is found here
+/// with the config line that holds it.
+fn check_stream_url(url: &str) -> Result<(), String> {
+    if let Some(at) = url.find(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{}` contains a space or control character at byte {at}",
+            url.escape_debug()
+        ));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "`{url}` is not a stream URL: expected http://HOST[:PORT]/PATH or https://…"
+        ));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!("`{url}`: scheme `{scheme}` is not http or https"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -226,6 +282,40 @@ mod tests {
         assert_eq!(cfg.log, "info");
         assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:4480");
         assert!(!cfg.admin_allow_remote);
+        assert_eq!(cfg.provincial_stream, "http://127.0.0.1:8000/qng.mp3");
+    }
+
+    #[test]
+    fn provincial_stream_must_be_an_http_url() {
+        for good in [
+            "http://radio.quangngai.example:8000/qng.mp3",
+            "https://stream.example/live",
+            "http://source:pass@10.0.0.5:8000/mount",
+        ] {
+            let cfg = ServerConfig {
+                provincial_stream: good.to_owned(),
+                ..ServerConfig::default()
+            };
+            assert_eq!(cfg.validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "radio.quangngai.example/qng.mp3",
+            "ftp://radio.example/qng.mp3",
+            "http:///qng.mp3",
+            "http://radio.example/qng.mp3 ",
+        ] {
+            let cfg = ServerConfig {
+                provincial_stream: bad.to_owned(),
+                ..ServerConfig::default()
+            };
+            let err = cfg.validate().expect_err(bad);
+            assert_eq!(
+                err.key.as_deref(),
+                Some("provincial_stream"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::playout::{
 };
 use crate::prefetch_cache::{CacheError, PrefetchCache};
 use crate::sink::{open_sink, ClusterWatch, Sink, SinkError, SinkStats, SinkTarget};
+use crate::supervise::{Died, SupervisedThread};
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,10 @@ pub enum AgentError {
     /// The prefetch cache cannot be opened.
     #[error(transparent)]
     Prefetch(#[from] CacheError),
+    /// A thread or task the agent needs ended while it was running (a panic, a sink that died):
+    /// the agent stopped at once, without closing its journal, as a crash would.
+    #[error(transparent)]
+    Died(#[from] Died),
 }
 
 /// What an agent did, returned when it stops.
@@ -188,6 +193,10 @@ impl Agent {
     }
 
     /// Runs until `shutdown` completes: connects (and reconnects) to the server and plays out.
+    ///
+    /// Every thread and task it starts runs until then. Should one end before (a panic, a sink
+    /// that died), the others are stopped at once and [`AgentError::Died`] says which and how;
+    /// the journal is left open, so the next start records that this run did not end cleanly.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<AgentReport, AgentError> {
         let server = self
             .config
@@ -196,7 +205,7 @@ impl Agent {
             .unwrap_or_else(|| self.bundle.server.clone());
         // A dual-stack socket reaches the server whether its name resolves to IPv4 or IPv6;
         // hosts with IPv6 disabled fall back to IPv4 only.
-        let expiry = tokio::spawn(watch_certificate_expiry(self.bundle.clone()));
+        let mut expiry = tokio::spawn(watch_certificate_expiry(self.bundle.clone()));
         let dual = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
         let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
         let endpoint = quinn::Endpoint::client(dual)
@@ -205,7 +214,7 @@ impl Agent {
         // The journal first: the start is its first record, and every later producer needs
         // the writer.
         let written = Arc::new(tokio::sync::Notify::new());
-        let journal = match &self.journal {
+        let mut journal = match &self.journal {
             Some((journal, clean_previous)) => {
                 journal.append(
                     unix_ms(),
@@ -239,11 +248,11 @@ impl Agent {
                 link_up: link_up.clone(),
             }),
         };
-        let loader = self
+        let mut loader = self
             .prefetch
             .clone()
             .map(|cache| tokio::spawn(crate::prefetch_loader::run(cache, airing.clone())));
-        let heartbeat = journal.as_ref().map(|(_, sender, _)| {
+        let mut heartbeat = journal.as_ref().map(|(_, sender, _)| {
             tokio::spawn(journal_heartbeats(
                 sender.clone(),
                 self.status.clone(),
@@ -252,7 +261,7 @@ impl Agent {
             ))
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let playout_thread = spawn_playout_thread(
+        let mut playout_thread = spawn_playout_thread(
             self.status.playout.clone(),
             self.sinks,
             stop.clone(),
@@ -277,8 +286,52 @@ impl Agent {
             prefetch: self.prefetch.clone(),
             link_up,
         };
-        let link_task = tokio::spawn(link.run(stop_rx));
-        shutdown.await;
+        let mut link_task = tokio::spawn(link.run(stop_rx));
+        let ended = {
+            let writer = journal.as_mut().map(|(_, _, writer)| writer);
+            tokio::select! {
+                _ = shutdown => None,
+                _ = playout_thread.ended() => Some(Early::Playout),
+                _ = thread_ended(writer) => Some(Early::Died(Died::ended(
+                    "journal writer thread",
+                    "it stopped while the agent was running",
+                ))),
+                ended = &mut link_task => Some(Early::Died(Died::task("link task", ended))),
+                ended = task_ended(&mut heartbeat) => {
+                    Some(Early::Died(Died::task("journal heartbeat task", ended)))
+                }
+                ended = task_ended(&mut loader) => {
+                    Some(Early::Died(Died::task("prefetch loader task", ended)))
+                }
+                ended = &mut expiry => {
+                    Some(Early::Died(Died::task("certificate expiry task", ended)))
+                }
+            }
+        };
+        if let Some(early) = ended {
+            let died = match early {
+                // It has ended: its result says how.
+                Early::Playout => match playout_thread.join() {
+                    Ok(Ok(_)) => {
+                        Died::ended("playout thread", "it returned while the agent was running")
+                    }
+                    Ok(Err(died)) | Err(died) => died,
+                },
+                Early::Died(died) => died,
+            };
+            // Nothing waits for a clean stop: not the link's goodbye, not the sinks' finish,
+            // not the journal's close, whose absence is how the next start knows of the crash.
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = stop_link.send(true);
+            for task in [Some(link_task), heartbeat, loader, Some(expiry)]
+                .into_iter()
+                .flatten()
+            {
+                task.abort();
+            }
+            endpoint.close(quinn::VarInt::from_u32(0), b"agent failed");
+            return Err(died.into());
+        }
         tracing::info!(commune = %self.bundle.commune, "shutting down");
         let _ = stop_link.send(true);
         let _ = link_task.await;
@@ -286,8 +339,7 @@ impl Agent {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let sinks = tokio::task::spawn_blocking(move || playout_thread.join())
             .await
-            .map_err(|e| AgentError::Io(format!("playout thread: {e}")))?
-            .map_err(|_| AgentError::Io("playout thread panicked".into()))?;
+            .map_err(|e| AgentError::Io(format!("playout thread: {e}")))???;
         for task in heartbeat.into_iter().chain(loader).chain([expiry]) {
             task.abort();
             let _ = task.await;
@@ -297,8 +349,7 @@ impl Agent {
             drop(sender);
             tokio::task::spawn_blocking(move || writer.join())
                 .await
-                .map_err(|e| AgentError::Io(format!("journal thread: {e}")))?
-                .map_err(|_| AgentError::Io("journal thread panicked".into()))?;
+                .map_err(|e| AgentError::Io(format!("journal thread: {e}")))??;
             journal.close(unix_ms())?;
         }
         let status = self.status;
@@ -309,6 +360,30 @@ impl Agent {
             sinks,
             sessions: status.link.lock().map(|l| l.sessions).unwrap_or(0),
         })
+    }
+}
+
+/// What ended before the agent was asked to stop.
+enum Early {
+    Playout,
+    Died(Died),
+}
+
+/// Completes when the thread has ended; never without one.
+async fn thread_ended<T>(thread: Option<&mut SupervisedThread<T>>) {
+    match thread {
+        Some(thread) => thread.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the task returned once it has ended; never without one.
+async fn task_ended(
+    task: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Result<(), tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
     }
 }
 

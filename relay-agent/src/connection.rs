@@ -300,7 +300,15 @@ impl Link {
                     }
                     session.set_unix_ms(unix_ms());
                 }
-                Some(_) = audio.join_next(), if !audio.is_empty() => {}
+                Some(ended) = audio.join_next(), if !audio.is_empty() => {
+                    // A stream's task that panicked may have poisoned the playout state: the
+                    // link must not go on as if audio flowed, so the panic becomes the link's.
+                    if let Err(e) = ended {
+                        if e.is_panic() {
+                            std::panic::resume_unwind(e.into_panic());
+                        }
+                    }
+                }
                 // New records: upload them unless a batch is already on its way.
                 _ = notified(written.as_deref()), if trace.welcomed_at.is_some() && in_flight.is_none() => {
                     if let Some(journal) = &self.journal {

@@ -22,11 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use radio_proto::{Decode, Encode, JournalAck, JournalBatch, JournalEvent, JournalRecord};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
+
+use crate::supervise::{spawn_thread, SupervisedThread};
 
 /// Events waiting for the writer thread. Far above any real burst: events are transitions.
 const QUEUE: usize = 4096;
@@ -192,6 +193,10 @@ impl Journal {
         let seq = result.map_err(|e| self.db_error(format!("{e:?}")))?;
         self.waiting.fetch_add(1, Ordering::Relaxed);
         self.db.flush().map_err(|e| self.db_error(e))?;
+        // The event's name only: its fields (a link-down reason) would read like the log lines
+        // that announced it. With `acknowledged up to` below, what a test waits for before it
+        // reads the server's copy of the journal.
+        tracing::debug!("journaled #{seq}: {}", event_name(&event));
         Ok(Some(seq))
     }
 
@@ -243,6 +248,11 @@ impl Journal {
         self.waiting
             .fetch_sub(deleted.min(self.len()), Ordering::Relaxed);
         self.db.flush().map_err(|e| self.db_error(e))?;
+        tracing::debug!(
+            "journal acknowledged up to #{} ({deleted} deleted, {} waiting)",
+            ack.last_seq,
+            self.len()
+        );
         Ok(deleted)
     }
 
@@ -292,23 +302,32 @@ impl JournalSender {
     }
 }
 
-/// The thread that writes events to the journal, and wakes the uploader after each.
+/// The name of `event`'s variant (`LinkUp`, `ProgrammeEnd`, …), without its fields.
+fn event_name(event: &JournalEvent) -> String {
+    let shown = format!("{event:?}");
+    shown
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The thread that writes events to the journal, and wakes the uploader after each. It ends
+/// once every [`JournalSender`] is gone.
 pub fn spawn_writer(
     journal: Arc<Journal>,
     written: Arc<tokio::sync::Notify>,
-) -> std::io::Result<(JournalSender, JoinHandle<()>)> {
+) -> std::io::Result<(JournalSender, SupervisedThread<()>)> {
     let (tx, rx): (_, Receiver<(u64, JournalEvent)>) = sync_channel(QUEUE);
-    let thread = std::thread::Builder::new()
-        .name("journal".into())
-        .spawn(move || {
-            for (unix_ms, event) in rx {
-                match journal.append(unix_ms, event) {
-                    Ok(Some(_)) => written.notify_one(),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!("{e}"),
-                }
+    let thread = spawn_thread("journal", "journal writer thread", move || {
+        for (unix_ms, event) in rx {
+            match journal.append(unix_ms, event) {
+                Ok(Some(_)) => written.notify_one(),
+                Ok(None) => {}
+                Err(e) => tracing::error!("{e}"),
             }
-        })?;
+        }
+    })?;
     Ok((JournalSender { tx }, thread))
 }
 
@@ -325,6 +344,15 @@ mod tests {
             frames_lost: 0,
             heartbeats_dropped: 0,
         }
+    }
+
+    #[test]
+    fn the_logged_name_of_an_event_has_none_of_its_fields() {
+        let down = JournalEvent::LinkDown {
+            reason: "connection lost: timed out".into(),
+        };
+        assert_eq!(event_name(&down), "LinkDown");
+        assert_eq!(event_name(&JournalEvent::ProcessStop), "ProcessStop");
     }
 
     #[test]

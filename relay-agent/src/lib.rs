@@ -26,7 +26,13 @@
 //!   written aside and renamed, with the server's latest manifest.
 //! - `prefetch_receiver.rs` — the prefetch streams (manifests, one stream per blob) into the cache.
 //! - `prefetch_loader.rs` — reads prefetched recordings back and checks them before their slots.
-//! - `process.rs` — logging set-up and the SIGTERM/Ctrl-C shutdown signal, shared with the server.
+//! - `process.rs` — logging set-up, the one-line panic report and the SIGTERM/Ctrl-C shutdown
+//!   signal, shared with the server.
+//! - `supervise.rs` — the agent's threads and tasks watched: one that dies ends the agent, so
+//!   the service manager restarts it instead of leaving a station that looks alive and airs
+//!   nothing.
+//! - `test_panic.rs` — debug builds only: a panic injected into a thread for the end-to-end
+//!   test of that supervision.
 //! - `cluster_health.rs` — whether a loudspeaker cluster fed over RTP hears the station, from
 //!   its RTCP receiver reports and ICMP errors.
 //! - `sink/` — the outputs: `rtp.rs` (RFC 7587) with `sdp.rs` and `rtcp.rs` (receiver reports
@@ -49,6 +55,9 @@ pub mod proof_of_play;
 pub mod reconnect;
 pub mod retime;
 pub mod sink;
+pub mod supervise;
+#[cfg(debug_assertions)]
+pub(crate) mod test_panic;
 pub mod tls;
 
 pub use agent::{Agent, AgentError, AgentReport, AgentStatus};

@@ -1,10 +1,17 @@
 //! `relay-agent`: the commune station daemon. See the crate docs of `relay_agent`.
 
+use std::io::Write as _;
+use std::path::Path;
+
 use anyhow::Context;
 use clap::Parser;
 use radio_config::AgentOverrides;
-use relay_agent::process::{init_tracing, shutdown_signal};
-use relay_agent::{Agent, Bundle};
+use relay_agent::process::{init_tracing, install_panic_hook, shutdown_signal};
+use relay_agent::{Agent, AgentError, Bundle};
+
+/// Exit status when a thread or task of the running agent died (EX_SOFTWARE, an internal
+/// error): the service manager restarts the agent, and the status tells it from a bad config.
+const EXIT_DIED: i32 = 70;
 
 /// Relay agent of the smart radio broadcast system: receives the district's programmes over QUIC
 /// and plays them to this station's loudspeaker clusters.
@@ -32,14 +39,11 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(dir) = &cli.print_journal {
-        let (journal_id, records) = relay_agent::journal::Journal::read_pending(dir)?;
-        for r in records {
-            println!("{journal_id}\t{}\t{}\t{:?}", r.seq, r.unix_ms, r.event);
-        }
-        return Ok(());
+        return print_journal(dir);
     }
     let config = radio_config::load_agent(&cli.overrides)?;
     init_tracing(&config.log);
+    install_panic_hook();
     let bundle = Bundle::load(&config.bundle)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -49,7 +53,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let agent = Agent::new(config, bundle)?;
         tracing::info!("{agent:?} starting");
-        let report = agent.run(shutdown_signal()).await?;
+        let report = match agent.run(shutdown_signal()).await {
+            Ok(report) => report,
+            Err(AgentError::Died(died)) => {
+                tracing::error!("{died}; exiting so the service manager restarts the agent");
+                // At once: dropping the runtime would wait for blocking tasks (a journal flush,
+                // a cache write) that may be what hangs.
+                std::process::exit(EXIT_DIED);
+            }
+            Err(e) => return Err(e.into()),
+        };
         for p in &report.programmes {
             // Proof of play, until the uptime journal records it durably.
             tracing::info!(
@@ -78,4 +91,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// `--print-journal DIR`. A reader that goes away (`| head -1`) ends the output quietly:
+/// `println!` would panic on the broken pipe.
+fn print_journal(dir: &Path) -> anyhow::Result<()> {
+    let (journal_id, records) = relay_agent::journal::Journal::read_pending(dir)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = records
+        .iter()
+        .try_for_each(|r| writeln!(out, "{journal_id}\t{}\t{}\t{:?}", r.seq, r.unix_ms, r.event))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("cannot write the journal to standard output"),
+    }
 }

@@ -1,11 +1,13 @@
 //! `radio-server demo`: the whole path on one machine. It starts the server and one relay agent
 //! per Bình Sơn station on loopback, each enrolled like a real agent (certificate, bundle file,
 //! mutual TLS), plays the programme once every agent is connected, and reports per station.
+//!
+//! Each agent sends RTP to a receiver port on loopback that its SDP names and that the demo
+//! keeps free (`reserve_rtp_ports`): a player opening the SDP (ffplay, ffmpeg, VLC) hears the
+//! station while the demo plays. The table's RTP packets are the agents' own counts.
 
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-
 use std::time::Duration;
 
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
@@ -49,7 +51,7 @@ pub struct DemoOptions {
 }
 
 /// How long a relayed programme plays when `--duration` is not given.
-const DEFAULT_RELAY_SECS: u64 = 30;
+pub const DEFAULT_RELAY_SECS: u64 = 30;
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +111,7 @@ pub struct DemoRow {
     pub played: u64,
     /// Frames of the programme it did not play.
     pub lost: u64,
-    /// RTP packets its RTP sink delivered to the demo's receiver.
+    /// RTP packets its RTP sink sent towards the station's receiver (the port its SDP names).
     pub rtp_packets: u64,
     /// Whether it played the whole programme.
     pub complete: bool,
@@ -234,9 +236,13 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     }));
 
     let (stop_agents, stop_agents_rx) = watch::channel(false);
-    let stop_rtp = Arc::new(AtomicBool::new(false));
+    // Held while the agents bind their own sockets, released before anything plays.
+    let reserved = reserve_rtp_ports(stations.len()).map_err(|error| DemoError::Io {
+        path: "RTP receiver ports".into(),
+        error,
+    })?;
     let mut agents = Vec::new();
-    for station in &stations {
+    for (station, (rtp_port, _)) in stations.iter().zip(&reserved) {
         let bundle_path = data_dir
             .join("bundles")
             .join(format!("{}.toml", station.id));
@@ -249,11 +255,6 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .save(&bundle_path)
         .map_err(|e| agent_error(&station.id, e))?;
         let bundle = Bundle::load(&bundle_path).map_err(|e| agent_error(&station.id, e))?;
-        let rtp = RtpListener::start(stop_rtp.clone()).map_err(|error| DemoError::Io {
-            path: "RTP receiver socket".into(),
-            error,
-        })?;
-        let rtp_port = rtp.port;
         let agent_config = AgentConfig {
             bundle: bundle_path,
             state_dir: data_dir.join("agents").join(&station.id),
@@ -264,7 +265,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                 // The RTP receiver is the station's first loudspeaker cluster: its health shows
                 // on the dashboard (down until a player such as ffplay opens the SDP).
                 SinkSpec::Rtp {
-                    dest: std::net::SocketAddr::from(([127, 0, 0, 1], rtp_port)),
+                    dest: std::net::SocketAddr::from(([127, 0, 0, 1], *rtp_port)),
                     sdp: Some(options.out.join(format!("{}.sdp", station.id))),
                     cluster: Some("c01".to_owned()),
                     port: None,
@@ -279,8 +280,10 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         let task = tokio::spawn(agent.run(async move {
             let _ = rx.changed().await;
         }));
-        agents.push((station.clone(), status, task, rtp));
+        agents.push((station.clone(), status, task));
     }
+    // The receivers' ports are free for a player from now on.
+    drop(reserved);
 
     let wait = Duration::from_secs(30);
     if tokio::time::timeout(wait, server.wait_connected(n))
@@ -288,7 +291,6 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .is_err()
     {
         let connected = server.connected();
-        stop_rtp.store(true, Ordering::Relaxed);
         let _ = stop_agents.send(true);
         let _ = stop_server.send(true);
         return Err(DemoError::NotConnected {
@@ -301,7 +303,16 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         Some(url) => format!("relaying {}", crate::ingest::stream_url::mask(url)),
         None => format!("playing {}", programme.display()),
     };
-    println!("demo: {n} agents connected to {addr}; {playing}");
+    say(format_args!(
+        "demo: {n} agents connected to {addr}; {playing}\n"
+    ));
+    if let Some(first) = stations.first() {
+        say(format_args!(
+            "demo: listen to a station while it plays: ffplay -nodisp -protocol_whitelist \
+             file,udp,rtp -i {}\n",
+            options.out.join(format!("{}.sdp", first.id)).display()
+        ));
+    }
     let scheduler = Scheduler::new(Schedule::default(), &district)
         .map_err(|e| DemoError::Options(e.to_string()))?;
     let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
@@ -329,10 +340,10 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     .map_err(|e| DemoError::Options(e.to_string()))?;
     let live_input = studio.rtp;
     if let Some(input) = &live_input {
-        println!(
-            "demo: live studio RTP accepted from 127.0.0.1 on {}",
+        say(format_args!(
+            "demo: live studio RTP accepted from 127.0.0.1 on {}\n",
             input.addr
-        );
+        ));
     }
     let mut bulletin = file_bulletin("demo", &name, &programme);
     if let Some(url) = &options.relay {
@@ -353,32 +364,30 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let drain_until = tokio::time::Instant::now()
         + Duration::from_millis(u64::from(DEMO_PLAYOUT_DELAY_MS) + 2000);
     while tokio::time::Instant::now() < drain_until {
-        if agents.iter().all(|(_, s, _, _)| !s.on_air()) {
+        if agents.iter().all(|(_, s, _)| !s.on_air()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_agents.send(true);
-    let mut reports: Vec<(String, Option<AgentReport>, u64)> = Vec::new();
-    for (station, _, task, rtp) in agents {
+    let mut reports: Vec<(String, Option<AgentReport>)> = Vec::new();
+    for (station, _, task) in agents {
         let report = match task.await {
             Ok(Ok(r)) => Some(r),
             Ok(Err(e)) => {
-                eprintln!("demo: agent {} failed: {e}", station.id);
+                complain(format_args!("demo: agent {} failed: {e}\n", station.id));
                 None
             }
             Err(e) => {
-                eprintln!("demo: agent {} task failed: {e}", station.id);
+                complain(format_args!(
+                    "demo: agent {} task failed: {e}\n",
+                    station.id
+                ));
                 None
             }
         };
-        reports.push((
-            station.id.clone(),
-            report,
-            rtp.packets.load(Ordering::Relaxed),
-        ));
+        reports.push((station.id.clone(), report));
     }
-    stop_rtp.store(true, Ordering::Relaxed);
     let snapshots = server.agents();
     let _ = stop_server.send(true);
     let _ = server_task.await;
@@ -390,7 +399,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let rows = stations
         .iter()
         .zip(reports)
-        .map(|(station, (_, report, rtp_packets))| {
+        .map(|(station, (_, report))| {
             let sent = snapshots
                 .iter()
                 .find(|s| s.commune == station.id)
@@ -416,7 +425,12 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                     .unwrap_or(0),
                 played,
                 lost: summary.frames.saturating_sub(played),
-                rtp_packets,
+                // The agent's own count: the demo does not listen on the receiver's port, which
+                // is left to a player.
+                rtp_packets: report
+                    .as_ref()
+                    .and_then(|r| r.sinks.iter().find(|(name, _)| name.starts_with("rtp:")))
+                    .map_or(0, |(_, stats)| stats.packets_sent),
                 complete: record.is_some_and(|p| p.complete() && p.frames + 2 >= summary.frames),
             }
         })
@@ -430,6 +444,20 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         rows,
         live,
     })
+}
+
+/// A progress line on standard output. One the reader went away before (`radio-server demo |
+/// head -1`) is dropped: the demo still runs to its end, and `println!` would panic instead.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.flush());
+}
+
+/// A problem on standard error, with the same tolerance of a closed stream as [`say`].
+fn complain(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(line);
 }
 
 fn agent_error(commune: &str, e: impl std::fmt::Display) -> DemoError {
@@ -452,32 +480,33 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Stands in for an IP speaker receiver: a UDP socket on loopback that counts the RTP packets an
-/// agent sends it.
-struct RtpListener {
-    port: u16,
-    packets: Arc<AtomicU64>,
-}
+/// Tries at finding each free port pair.
+const PORT_PAIR_TRIES: usize = 64;
 
-impl RtpListener {
-    fn start(stop: Arc<AtomicBool>) -> std::io::Result<Self> {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-        let port = socket.local_addr()?.port();
-        let packets = Arc::new(AtomicU64::new(0));
-        let counter = packets.clone();
-        std::thread::Builder::new()
-            .name(format!("rtp-{port}"))
-            .spawn(move || {
-                let mut buf = [0u8; 2048];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(n) = socket.recv(&mut buf) {
-                        if n >= 12 && buf[0] >> 6 == 2 {
-                            counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+/// For each of `n` stations, the port of its RTP receiver (the one its SDP names), free for a
+/// player such as ffplay to open while the demo plays: an even port and the next one, free on
+/// every address (a player binds both, RTP and RTCP, RFC 3550 §11). The demo itself does not
+/// listen there, or a player would find the port in use. The pairs are bound here and held
+/// until the agents have bound their own sockets, so that none of those lands on a receiver's
+/// port; dropping them frees the ports. The kernel does not hand ports out again soon, so
+/// another program is unlikely to take them meanwhile.
+fn reserve_rtp_ports(n: usize) -> std::io::Result<Vec<(u16, [UdpSocket; 2])>> {
+    (0..n)
+        .map(|_| {
+            for _ in 0..PORT_PAIR_TRIES {
+                let rtp = UdpSocket::bind("0.0.0.0:0")?;
+                let port = rtp.local_addr()?.port();
+                if port % 2 != 0 || port == u16::MAX {
+                    continue;
                 }
-            })?;
-        Ok(Self { port, packets })
-    }
+                if let Ok(rtcp) = UdpSocket::bind(("0.0.0.0", port + 1)) {
+                    return Ok((port, [rtp, rtcp]));
+                }
+            }
+            Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("no free RTP/RTCP port pair in {PORT_PAIR_TRIES} tries"),
+            ))
+        })
+        .collect()
 }

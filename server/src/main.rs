@@ -10,6 +10,7 @@ use radio_config::ServerOverrides;
 use radio_server::broadcast::on_air::{file_bulletin, play_bulletin};
 use radio_server::demo::{run_demo, DemoOptions};
 use radio_server::identity::certificate_authority::CertificateAuthority;
+use radio_server::ingest::relay_probe::{self, RelayProbes, StreamOrigin};
 use radio_server::link::server::{self, Server};
 use radio_server::operator::admin::{
     self, AdminState, BulletinRequest, EmergencyRequest, LiveStart,
@@ -26,6 +27,9 @@ use tokio::sync::watch;
 /// Exit status when a task the audio depends on died (`EX_SOFTWARE`): the process is broken and
 /// must be restarted, not left running silent.
 const EXIT_AUDIO_TASK_DIED: i32 = 70;
+
+/// Who may send live RTP when `--live-rtp` is given and nothing else says: the machine itself.
+const DEFAULT_LIVE_ALLOW: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// Central server of the smart radio broadcast system: encodes programmes once to Opus and
 /// streams them over QUIC to the relay agents of every commune station.
@@ -53,7 +57,7 @@ enum Command {
         repeat: bool,
         /// The schedule (TOML, see docs/SCHEDULING.md); it replaces the stored one. Default: the
         /// stored schedule (as last changed with `radio-server schedule`), else the embedded Bình
-        /// Sơn schedule (the provincial relay 05:00–07:00 and 17:00–19:00).
+        /// Sơn schedule (the config's `provincial_stream`, relayed 05:00–07:00 and 17:00–19:00).
         #[arg(long, conflicts_with = "no_schedule")]
         schedule: Option<PathBuf>,
         /// Run without any timed schedule; the stored one is left as it is, until a schedule
@@ -64,10 +68,12 @@ enum Command {
         /// itself while packets arrive (and `radio-server live start` can target it).
         #[arg(long, value_name = "ADDR:PORT")]
         live_rtp: Option<std::net::SocketAddr>,
-        /// Senders allowed to send live RTP (comma-separated addresses); others are dropped and
-        /// counted. Overrides `allow` in the config's [live] table [default with --live-rtp and
-        /// no [live] allow: 127.0.0.1].
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', help = format!(
+            "Senders allowed to send live RTP (comma-separated addresses); others are dropped \
+             and counted. Overrides `allow` in the config's [live] table [default with \
+             --live-rtp and no [live] allow: {}]",
+            DEFAULT_LIVE_ALLOW
+        ))]
         live_allow: Vec<std::net::IpAddr>,
         /// Accept only SRTP (AES_CM_128_HMAC_SHA1_80) under the key in this file (base64 of
         /// 30 bytes, mode 0600). Overrides `srtp_key_file` in the config's [live] table.
@@ -179,22 +185,28 @@ enum Command {
         /// Programme file (default: a bundled Vietnamese sample announcement).
         #[arg(long)]
         programme: Option<PathBuf>,
-        /// Output directory: <station>.wav and <station>.sdp per agent.
+        /// Output directory: <station>.wav and <station>.sdp per agent. Open an SDP with a
+        /// player while the demo plays to hear that station, e.g. `ffplay -nodisp
+        /// -protocol_whitelist file,udp,rtp -i demo-out/binh-trung.sdp`.
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
         /// Opus bitrate in bits per second.
-        #[arg(long, default_value_t = 32_000)]
+        #[arg(long, default_value_t = radio_config::DEFAULT_BITRATE)]
         bitrate: u32,
-        /// Log filter for the demo (server and agents).
-        #[arg(long, default_value = "warn")]
+        /// Log filter for the demo (server and agents). By default the agents' refused RTP
+        /// sends are not shown: nothing listens on a station's receiver port until a player
+        /// opens its SDP, and each agent says once that its receiver (cluster c01) is down.
+        #[arg(long, default_value = "warn,relay_agent::sink::rtp=error")]
         log: String,
         /// Accept live studio RTP (Opus or L16) on ADDR:PORT from 127.0.0.1; it pre-empts the
         /// programme while packets arrive and the programme resumes after.
         #[arg(long, value_name = "ADDR:PORT")]
         live_rtp: Option<std::net::SocketAddr>,
-        /// Relay this HTTP/Icecast stream (MP3, AAC, Ogg) as the programme instead of a file
-        /// (for --duration seconds, default 30).
-        #[arg(long, value_name = "URL", conflicts_with = "programme")]
+        #[arg(long, value_name = "URL", conflicts_with = "programme", help = format!(
+            "Relay this HTTP/Icecast stream (MP3, AAC, Ogg) as the programme instead of a file \
+             for --duration seconds [default: {}]",
+            radio_server::demo::DEFAULT_RELAY_SECS
+        ))]
         relay: Option<String>,
     },
 }
@@ -250,8 +262,8 @@ enum LiveCommand {
     Start {
         #[command(flatten)]
         overrides: ServerOverrides,
-        /// Id of the broadcast [default: studio].
-        #[arg(long)]
+        /// Id of the broadcast.
+        #[arg(long, help = format!("Id of the broadcast [default: {}]", admin::DEFAULT_LIVE_ID))]
         id: Option<String>,
         #[command(flatten)]
         targets: TargetArgs,
@@ -260,8 +272,8 @@ enum LiveCommand {
     Stop {
         #[command(flatten)]
         overrides: ServerOverrides,
-        /// Id of the broadcast [default: studio].
-        #[arg(long)]
+        /// Id of the broadcast.
+        #[arg(long, help = format!("Id of the broadcast [default: {}]", admin::DEFAULT_LIVE_ID))]
         id: Option<String>,
     },
 }
@@ -410,20 +422,69 @@ struct EmergencyArgs {
     id: Option<String>,
     #[command(flatten)]
     targets: TargetArgs,
-    /// Play the recording this many times, then end [default: 1].
-    #[arg(long, conflicts_with = "stop")]
+    #[arg(long, conflicts_with = "stop", help = format!(
+        "Play the recording this many times, then end [default: {}]",
+        admin::DEFAULT_EMERGENCY_REPEAT
+    ))]
     repeat: Option<u32>,
     /// Stop the emergency with this id instead; what it interrupted resumes.
     #[arg(long, value_name = "ID")]
     stop: Option<String>,
 }
 
+/// Standard output went away under a command (`radio-server stations | head`): the reader has
+/// what it wanted, so the command ends there, quietly and successfully.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed")]
+struct ReaderGone;
+
+/// Writes a command's output. Rust ignores SIGPIPE, so a reader that went away shows up here
+/// as `BrokenPipe` (which `println!` would turn into a panic); any other failure is an error.
+fn write_out(text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(text).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ReaderGone.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// Writes a note for the operator on standard error. Nothing can be said about a failure to
+/// say it, so failures (a closed stderr) are ignored rather than panicking like `eprintln!`.
+fn write_note(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(text);
+}
+
+/// `print!` through [`write_out`]; returns from the command when the reader went away.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_out(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` through [`write_out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+/// `eprintln!` through [`write_note`].
+macro_rules! note {
+    ($($arg:tt)*) => {
+        write_note(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
+        Err(e) if e.is::<ReaderGone>() => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("radio-server: {e:#}");
+            note!("radio-server: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -496,7 +557,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 &config.server_name,
             )?;
             bundle.save(&out)?;
-            println!(
+            outln!(
                 "enrolled {} ({}): bundle written to {} (keep it secret: it holds the agent's key)",
                 station.id,
                 station.name,
@@ -520,12 +581,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 jiff::Timestamp::now(),
             )?;
             if revoked.is_empty() {
-                println!("{commune}: already revoked; nothing changed");
+                outln!("{commune}: already revoked; nothing changed");
             } else {
                 for r in &revoked {
-                    println!("revoked {} certificate {:016x}", r.commune, r.serial);
+                    outln!("revoked {} certificate {:016x}", r.commune, r.serial);
                 }
-                println!(
+                outln!(
                     "a running server refuses it from now on and closes its connection within a \
                      second; `radio-server enroll --commune {commune}` issues a new certificate"
                 );
@@ -539,15 +600,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 jiff::Timestamp::now(),
             )?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                outln!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<16}  {:<10}  {:<10}  {:>9}  state",
-                    "station", "serial", "issued", "expires", "days left"
+                    "station",
+                    "serial",
+                    "issued",
+                    "expires",
+                    "days left"
                 );
                 for c in &all {
                     let day = |t: jiff::Timestamp| t.strftime("%Y-%m-%d").to_string();
-                    println!(
+                    outln!(
                         "{:<24} {:<16}  {:<10}  {:<10}  {:>9}  {}",
                         c.commune,
                         c.serial,
@@ -566,13 +631,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let config = radio_config::load_server(&overrides)?;
             let store = Store::open(&config.data_dir)?;
             for r in store.uptime().records(&agent)? {
-                println!(
+                outln!(
                     "{}\t{}\t{}\t{:?}",
-                    r.journal_id, r.record.seq, r.record.unix_ms, r.record.event
+                    r.journal_id,
+                    r.record.seq,
+                    r.record.unix_ms,
+                    r.record.event
                 );
             }
             for l in store.uptime().links(&agent)? {
-                println!(
+                outln!(
                     "link\t{}\t{}\t{}\t{}",
                     l.unix_ms,
                     if l.up { "up" } else { "down" },
@@ -601,22 +669,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 TokenRole::Operator => "operator",
                 TokenRole::Viewer => "viewer",
             };
-            eprintln!("Give this token to {name}; it is shown once and is not stored anywhere:");
-            println!("{token}");
-            eprintln!("\nAdd this to the server's config and restart it:\n");
-            eprintln!("[[admin_token]]\nname = \"{name}\"\nrole = \"{role}\"");
+            note!("Give this token to {name}; it is shown once and is not stored anywhere:");
+            outln!("{token}");
+            note!("\nAdd this to the server's config and restart it:\n");
+            note!("[[admin_token]]\nname = \"{name}\"\nrole = \"{role}\"");
             if let Some(station) = station {
-                eprintln!("station = \"{station}\"");
+                note!("station = \"{station}\"");
             }
-            eprintln!("sha256 = \"{hash}\"");
+            note!("sha256 = \"{hash}\"");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Stations { overrides } => {
             let config = radio_config::load_server(&overrides)?;
             let district = config.district()?;
-            println!("{} ({}), {}", district.name, district.id, district.province);
+            outln!("{} ({}), {}", district.name, district.id, district.province);
             for s in &district.stations {
-                println!(
+                outln!(
                     "{:<18} {:<16} {:<9} {:>3} clusters {:>4} speakers",
                     s.id,
                     s.name,
@@ -625,7 +693,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     s.speakers
                 );
             }
-            println!(
+            outln!(
                 "{} stations, {} clusters, {} speakers",
                 district.stations.len(),
                 district.total_clusters(),
@@ -654,7 +722,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 live_rtp,
                 relay,
             }))?;
-            print!("{}", outcome.render());
+            out!("{}", outcome.render());
             Ok(if outcome.played() == outcome.rows.len() {
                 std::process::ExitCode::SUCCESS
             } else {
@@ -674,11 +742,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         targets: targets.targets(),
                     };
                     let id = client(&overrides)?.live_start(&request)?;
-                    println!("live `{id}` on air at {shown}");
+                    outln!("live `{id}` on air at {shown}");
                 }
                 LiveCommand::Stop { overrides, id } => {
                     let id = client(&overrides)?.live_stop(id.as_deref())?;
-                    println!("live `{id}` stopped");
+                    outln!("live `{id}` stopped");
                 }
             }
             Ok(std::process::ExitCode::SUCCESS)
@@ -702,7 +770,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Audit(args) => {
             let listing = client(&args.overrides)?.audit(args.from, args.to)?;
             let text = radio_server::operator::admin_client::render_audit(&listing, args.format);
-            print!("{text}");
+            out!("{text}");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Status { overrides } => {
@@ -717,7 +785,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     || load_timezone(radio_server::schedule::DEFAULT_TIMEZONE),
                     Ok,
                 )?;
-            print!("{}", render_status(&status, &tz));
+            out!("{}", render_status(&status, &tz));
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
@@ -746,7 +814,7 @@ fn emergency(args: EmergencyArgs) -> anyhow::Result<()> {
             bail!("--stop ends the emergency everywhere it airs; leave out --targets/--groups");
         }
         let id = client.stop_emergency(&id)?;
-        println!("emergency `{id}` stopped");
+        outln!("emergency `{id}` stopped");
         return Ok(());
     }
     // The server does not share this shell's working directory.
@@ -765,10 +833,8 @@ fn emergency(args: EmergencyArgs) -> anyhow::Result<()> {
     };
     let id = client.emergency(&request)?;
     // The id alone on stdout, for scripts; the rest for the operator.
-    println!("{id}");
-    eprintln!(
-        "emergency `{id}` on air at {shown}; stop it with: radio-server emergency --stop {id}"
-    );
+    outln!("{id}");
+    note!("emergency `{id}` on air at {shown}; stop it with: radio-server emergency --stop {id}");
     Ok(())
 }
 
@@ -808,20 +874,20 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
                 duration: args.duration,
             };
             let id = client.submit_bulletin(&request)?;
-            println!("{id}");
+            outln!("{id}");
             match level {
-                Level::Normal => eprintln!(
+                Level::Normal => note!(
                     "bulletin `{id}` offered to {shown}; each station airs it once its operator \
                      runs: radio-server bulletin accept {id} --station STATION"
                 ),
                 _ => {
-                    eprintln!("priority bulletin `{id}` goes to {shown} at the next item boundary")
+                    note!("priority bulletin `{id}` goes to {shown} at the next item boundary")
                 }
             }
         }
         BulletinCommand::Cancel { overrides, id } => {
             let id = client(&overrides)?.cancel_bulletin(&id)?;
-            println!("bulletin `{id}` cancelled");
+            outln!("bulletin `{id}` cancelled");
         }
         BulletinCommand::Accept {
             overrides,
@@ -829,14 +895,13 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
             station,
         } => {
             let id = client(&overrides)?.accept_bulletin(&id, &station)?;
-            println!("bulletin `{id}` accepted at {station}");
+            outln!("bulletin `{id}` accepted at {station}");
         }
     }
     Ok(())
 }
 
 fn report_command(kind: ReportCommand) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let (kind, args) = match kind {
         ReportCommand::Uptime(args) => (ReportKind::Uptime, args),
         ReportCommand::Plays(args) => (ReportKind::Plays, args),
@@ -856,31 +921,27 @@ fn report_command(kind: ReportCommand) -> anyhow::Result<()> {
         format: args.format,
     };
     let text = client(&args.overrides)?.report(kind, &query)?;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        // `… | head`: the reader has what it wanted.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write the report"),
-    }
+    out!("{text}");
+    Ok(())
 }
 
 fn schedule_command(action: ScheduleCommand) -> anyhow::Result<()> {
     match action {
         ScheduleCommand::List { overrides } => {
             let schedule = client(&overrides)?.schedule()?;
-            print!("{}", render_schedule(&schedule));
+            out!("{}", render_schedule(&schedule));
         }
         ScheduleCommand::Add { overrides, file } => {
             let entry = read_entry(&file)?;
             let changed = client(&overrides)?.add_entry(&entry)?;
-            println!("entry `{}` added", changed.id);
+            outln!("entry `{}` added", changed.id);
             for overlap in changed.overlaps {
-                println!("note: {overlap}");
+                outln!("note: {overlap}");
             }
         }
         ScheduleCommand::Remove { overrides, id } => {
             let changed = client(&overrides)?.remove_entry(&id)?;
-            println!("entry `{}` removed", changed.id);
+            outln!("entry `{}` removed", changed.id);
         }
     }
     Ok(())
@@ -988,6 +1049,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let ca = CertificateAuthority::load_or_create(&config.data_dir, &district.name)?;
     let store = Arc::new(Store::open(&config.data_dir)?);
     let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
+    let mut embedded = false;
     let (schedule, from_file) = match &schedule {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -997,10 +1059,23 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             (schedule, Some(path))
         }
         None if no_schedule => (Schedule::default(), None),
-        None => (
-            store.schedule()?.unwrap_or_else(Schedule::binh_son_default),
-            None,
-        ),
+        None => match store.schedule()? {
+            Some(stored) => (stored, None),
+            None => {
+                radio_server::ingest::relay::validate_relay_url(&config.provincial_stream)
+                    .context("config key `provincial_stream`")?;
+                embedded = true;
+                (Schedule::binh_son_relaying(&config.provincial_stream), None)
+            }
+        },
+    };
+    // Where the warning about an unreachable stream sends the operator to set the real one.
+    let stream_origin = if embedded {
+        StreamOrigin::Config {
+            provincial_stream: config.provincial_stream.clone(),
+        }
+    } else {
+        StreamOrigin::Schedule
     };
     let scheduler =
         Scheduler::new(schedule.clone(), &district).with_context(|| match from_file {
@@ -1068,9 +1143,11 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         district.stations.len(),
         district.name
     );
-    println!("admin endpoint on {admin_addr}");
-    // Tests bind port 0 and read the port from here.
-    println!("listening on {addr}");
+    // Tests bind port 0 and read the ports from here. A server whose standard output went
+    // away keeps serving: these lines are a courtesy.
+    let _ = write_out(format_args!(
+        "admin endpoint on {admin_addr}\nlistening on {addr}\n"
+    ));
     let bitrate = config.bitrate;
     let ladder = Ladder::new(
         scheduler,
@@ -1092,7 +1169,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     if !live_allow.is_empty() {
         live.allow = live_allow;
     } else if live_rtp.is_some() && live.allow.is_empty() {
-        live.allow = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        live.allow = vec![DEFAULT_LIVE_ALLOW];
     }
     if live.rtp.is_some() && live.allow.is_empty() {
         bail!(
@@ -1122,6 +1199,13 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             bitrate,
         ));
     }
+    // In the background: a stream that does not answer must not hold the start-up up.
+    let relay_probes = RelayProbes::spawn(
+        on_air.schedule(),
+        stream_origin,
+        relay_probe::PROBE_INTERVAL,
+        relay_probe::PROBE_TIMEOUT,
+    );
     // One signal stops both endpoints.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -1134,6 +1218,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let admin_state = AdminState::new(on_air.clone(), store, district, schedule)
         .with_upstreams(upstream_names)
         .with_server(server.clone())
+        .with_relay_probes(relay_probes)
         .with_tokens(&admin_tokens);
     let admin_stop = stopped(stop_rx.clone());
     let admin_task = tokio::spawn(async move {

@@ -327,6 +327,7 @@ pub fn run_flapping(dir: &Path, options: &FlapOptions) -> Result<FlapReport, Str
     agent
         .try_wait_for_nth("link up", 1, Duration::from_secs(60))
         .ok_or("the agent never linked up")?;
+    // The link's up time between storms, from the modelled day: pacing.
     std::thread::sleep(options.up);
     let pid = agent.id();
     let first_sample = proc_sample(pid).map_err(|e| e.to_string())?;
@@ -347,6 +348,7 @@ pub fn run_flapping(dir: &Path, options: &FlapOptions) -> Result<FlapReport, Str
             downs += 1;
         }
         let restore = hole + applied;
+        // The outage's modelled length: pacing.
         std::thread::sleep(restore.saturating_duration_since(Instant::now()));
         let up_after = if down_after.is_some() {
             agent
@@ -358,6 +360,7 @@ pub fn run_flapping(dir: &Path, options: &FlapOptions) -> Result<FlapReport, Str
         if up_after.is_some() {
             ups += 1;
         }
+        // The up time before the next outage: pacing.
         std::thread::sleep(options.up);
         let sample = proc_sample(pid).ok();
         if options.verbose {

@@ -6,6 +6,7 @@
 //! drop to another user, which must then reach the temp dir (mode 755) and write the log dir
 //! (mode 777); [`Icecast::start`] arranges both.
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -27,21 +28,11 @@ impl Icecast {
     pub const IP: &'static str = "127.0.0.5";
 
     /// Starts `icecast2` on a free port of [`Icecast::IP`] and waits until it listens. `None`
-    /// (after printing `SKIPPED: ...`) only if icecast2 or ffmpeg cannot be run; anything else
-    /// that goes wrong panics.
+    /// (the test skipped, [`crate::require_tool`]) only if icecast2 or ffmpeg cannot be run;
+    /// anything else that goes wrong panics.
     pub fn start() -> Option<Icecast> {
-        for tool in ["icecast2", "ffmpeg"] {
-            let runs = Command::new(tool)
-                .arg(if tool == "icecast2" { "-v" } else { "-version" })
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if let Err(e) = runs {
-                crate::skip(&format!(
-                    "cannot run {tool} ({e}); install the icecast2 and ffmpeg packages"
-                ));
-                return None;
-            }
+        if !["icecast2", "ffmpeg"].into_iter().all(crate::require_tool) {
+            return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let port = TcpListener::bind((Self::IP, 0))
@@ -118,10 +109,11 @@ impl Icecast {
                 panic!("icecast2 exited with {status}: {}", ice.output());
             }
             assert!(
-                t.elapsed() < Duration::from_secs(10),
+                t.elapsed() < crate::PATIENCE,
                 "icecast2 not listening: {}",
                 ice.output()
             );
+            // A poll of the port, which icecast2 announces nowhere else.
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(ice)
@@ -146,8 +138,9 @@ impl Icecast {
         format!("http://{}:{}/live.mp3", Self::IP, self.port)
     }
 
-    /// ffmpeg as the live source, looping `wav` at real time as 64 kb/s MP3. Retried briefly,
-    /// because right after a source was killed Icecast may still hold the mount.
+    /// ffmpeg as the live source, looping `wav` at real time as 64 kb/s MP3; returns once
+    /// Icecast serves the mount. Retried, because right after a source was killed Icecast may
+    /// still hold the mount and refuse the new one.
     pub fn start_source(&mut self, wav: &Path) {
         let target = format!(
             "icecast://source:{}@{}:{}/live.mp3",
@@ -170,10 +163,24 @@ impl Icecast {
                 .stderr(log)
                 .spawn()
                 .expect("start ffmpeg");
-            std::thread::sleep(Duration::from_millis(500));
-            if matches!(child.try_wait(), Ok(None)) {
-                self.source = Some(child);
-                return;
+            // Until Icecast serves the mount (this source is on), or ffmpeg gives up (refused).
+            let deadline = Instant::now() + crate::PATIENCE;
+            loop {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    break;
+                }
+                if self.mount_is_served() {
+                    self.source = Some(child);
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "Icecast does not serve the mount of a running ffmpeg: {}\nicecast2: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default(),
+                    self.output()
+                );
+                // A poll of Icecast, which tells nobody when a source comes on.
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
         panic!(
@@ -183,19 +190,52 @@ impl Icecast {
         );
     }
 
+    /// Whether Icecast answers a listener of the mount with `200 OK` (no source: `404`).
+    fn mount_is_served(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect((Self::IP, self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!(
+            "GET /live.mp3 HTTP/1.0\r\nHost: {}:{}\r\n\r\n",
+            Self::IP,
+            self.port
+        );
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut status = String::new();
+        let _ = BufReader::new(stream).read_line(&mut status);
+        status.split_whitespace().nth(1) == Some("200")
+    }
+
     /// Kills the source with SIGKILL (a studio link that drops, no goodbye): Icecast ends the
-    /// mount and disconnects its listeners.
+    /// mount and disconnects its listeners. Returns once the mount is gone, so that a mount
+    /// served afterwards is a new source's.
     pub fn kill_source(&mut self) {
         if let Some(mut child) = self.source.take() {
             let _ = child.kill();
             let _ = child.wait();
+            let deadline = Instant::now() + crate::PATIENCE;
+            while self.mount_is_served() {
+                assert!(
+                    Instant::now() < deadline,
+                    "Icecast still serves the mount of a killed source: {}",
+                    self.output()
+                );
+                // A poll of Icecast, which tells nobody when a mount ends.
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 }
 
 impl Drop for Icecast {
     fn drop(&mut self) {
-        self.kill_source();
+        if let Some(mut source) = self.source.take() {
+            let _ = source.kill();
+            let _ = source.wait();
+        }
         let _ = self.server.kill();
         let _ = self.server.wait();
     }

@@ -562,7 +562,8 @@ fn front_loop(shared: &Arc<Shared>) {
             }
             Err(e) if is_timeout(&e) => {}
             // Anything else (an ICMP error left by a client that went away) concerns one client
-            // at most: keep serving the others, without spinning on a persistent error.
+            // at most: keep serving the others, without spinning on a persistent error (a
+            // back-off, not a wait for anything).
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
@@ -633,7 +634,8 @@ fn client_loop(shared: &Arc<Shared>, upstream: &UdpSocket, client: SocketAddr) {
         match upstream.recv(&mut buf) {
             Ok(n) => process(shared, Direction::ServerToClient, client, &buf[..n]),
             Err(e) if is_timeout(&e) => {}
-            // ECONNREFUSED while the server is down: it may come back on the same port.
+            // ECONNREFUSED while the server is down: it may come back on the same port (a
+            // back-off, not a wait for anything).
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
@@ -921,6 +923,7 @@ mod tests {
         let deadline = Instant::now() + LONG;
         while !done() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            // A poll of the condition.
             std::thread::sleep(Duration::from_micros(100));
         }
     }
@@ -1084,6 +1087,7 @@ mod tests {
             socket
                 .send_to(&seq.to_be_bytes(), proxy.local_addr())
                 .expect("send");
+            // Paced, so that there is a later datagram to overtake an earlier one.
             std::thread::sleep(Duration::from_millis(1));
         }
         wait_until("all 100", || sink.count() == 100);
@@ -1130,6 +1134,7 @@ mod tests {
         let mut buf = [0u8; 16];
         assert!(socket.recv_from(&mut buf).is_err(), "through a blackhole");
         while proxy.is_blackholed() {
+            // A poll of the condition.
             std::thread::sleep(POLL);
         }
         assert!(started.elapsed() >= hole);

@@ -18,6 +18,15 @@
 //!   accelerated time, with the reconnects, the stored journal and the agent's resources checked
 //!   (`tests/flapping_link.rs`, and the `flapping` benchmark).
 //! - `tests/*.rs` — one file per end-to-end scenario.
+//!
+//! # Waiting
+//! A test waits for evidence, never for time to pass: a line a process printed
+//! ([`Process::wait_for`]), an agent's proof of play or the server's acknowledgement of its
+//! journal ([`Process::wait_played_out`], [`Process::wait_acknowledged`]), programme audio at a
+//! capture ([`RtpCapture::wait_for_programme_audio`]), ffmpeg's own progress
+//! ([`FfmpegReceiver`]); each bounded by [`PATIENCE`]. A sleep is left only where it paces a
+//! signal or times a deliberate window, and says so. A test that needs an outside tool asks
+//! [`require_tool`].
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -40,17 +49,14 @@ pub use impairment_proxy::{
     DirectionStats, GilbertElliott, Impairment, ImpairmentProxy, Jitter, LinkImpairment, ProxyStats,
 };
 
-/// Set by `make test` (and so by CI): a test that would skip for want of a tool fails instead,
-/// so a missing package cannot turn an acceptance test into a silent pass.
-pub const REQUIRE_TOOLS_ENV: &str = "RADIO_REQUIRE_TOOLS";
+/// The one skip helper (`test-tools/`): a test that needs an outside tool asks
+/// [`require_tool`] (or calls [`skip`]), which panics under `make test` ([`REQUIRE_TOOLS_ENV`]).
+pub use radio_test_tools::{require_tool, skip, tool_runs, FfmpegReceiver, REQUIRE_TOOLS_ENV};
 
-/// Says why a test is skipped, or panics if [`REQUIRE_TOOLS_ENV`] is set.
-pub fn skip(reason: &str) {
-    if std::env::var_os(REQUIRE_TOOLS_ENV).is_some() {
-        panic!("{reason} ({REQUIRE_TOOLS_ENV} is set: this test must run)");
-    }
-    eprintln!("SKIPPED: {reason}");
-}
+/// How long a test waits for evidence from a peer (a line, a packet, a record stored) before
+/// it gives up: minutes, for a loaded machine whose page cache is cold. Only a failing test
+/// waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -140,12 +146,25 @@ pub struct Process {
 impl Process {
     /// Starts `program` with `args`, capturing stdout and stderr line by line.
     pub fn start(name: &str, program: &Path, args: &[&str]) -> Process {
+        Process::start_with_env(name, program, args, &[])
+    }
+
+    /// [`Process::start`] with extra environment variables, e.g. a debug build's test hook.
+    pub fn start_with_env(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Process {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
+            // The agent's journal writes and the server's acknowledgements (debug lines): what
+            // a test waits for before it reads the server's copy of the journal.
+            .env("RUST_LOG", "info,relay_agent::journal=debug")
+            .envs(env.iter().copied())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
         let (tx, rx) = mpsc::channel();
@@ -275,6 +294,69 @@ impl Process {
         }
     }
 
+    /// For a relay agent: waits until it has journaled its `n`-th record of `kind` (the
+    /// event's name: `LinkUp`, `ProgrammeEnd`, `Cluster`, …; its `journaled #SEQ: KIND` debug
+    /// line); returns the record's number.
+    pub fn wait_journaled(&mut self, kind: &str, n: usize, timeout: Duration) -> u64 {
+        let line = self
+            .try_wait_for_nth_matching(|l| journaled(l, kind).is_some(), n, timeout)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no {n}th `{kind}` journaled within {timeout:?}; output so far:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                )
+            });
+        journaled(&line, kind).unwrap_or_default()
+    }
+
+    /// For a relay agent: waits until it has played its `n`-th programme to the end, i.e. its
+    /// proof of play (`ProgrammeEnd`) is journaled: the programme's last frame has gone to the
+    /// sinks.
+    pub fn wait_played_out(&mut self, n: usize, timeout: Duration) {
+        self.wait_journaled("ProgrammeEnd", n, timeout);
+    }
+
+    /// For a relay agent: waits until, after `since` (by the lines' timestamps), the server
+    /// acknowledged its journal with nothing left waiting: the server's copy has caught up.
+    /// `since` must be after every server but the agent's current one died: only a live server
+    /// acknowledges.
+    pub fn wait_caught_up(&mut self, since: jiff::Timestamp, timeout: Duration) {
+        let caught_up = |l: &str| {
+            acknowledged_up_to(l).is_some()
+                && l.contains(" 0 waiting)")
+                && logged_at(l).is_some_and(|t| t >= since)
+        };
+        if self
+            .try_wait_for_nth_matching(caught_up, 1, timeout)
+            .is_none()
+        {
+            panic!(
+                "{}: the server did not catch up with the journal within {timeout:?}; output \
+                 so far:\n{}",
+                self.name,
+                self.seen.join("\n")
+            );
+        }
+    }
+
+    /// For a relay agent: waits until the server has acknowledged its journal up to record
+    /// `seq`, i.e. stored and flushed it (the server's copy is then complete up to there:
+    /// records go up oldest first).
+    pub fn wait_acknowledged(&mut self, seq: u64, timeout: Duration) {
+        if self
+            .try_wait_for_nth_matching(|l| acknowledged_up_to(l) >= Some(seq), 1, timeout)
+            .is_none()
+        {
+            panic!(
+                "{}: journal record {seq} not acknowledged by the server within {timeout:?}; \
+                 output so far:\n{}",
+                self.name,
+                self.seen.join("\n")
+            );
+        }
+    }
+
     /// Stops echoing the output to stderr (a run of hundreds of reconnects would drown the
     /// report); it is still collected.
     pub fn quiet(&mut self) {
@@ -295,8 +377,17 @@ impl Process {
         self.wait_exit(timeout)
     }
 
+    /// Keeps a line of output (and echoes it unless quiet).
+    fn note(&mut self, line: String) {
+        if !self.quiet {
+            eprintln!("[{}] {line}", self.name);
+        }
+        self.seen.push(line);
+    }
+
     fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
         let deadline = Instant::now() + timeout;
+        let mut closed = false;
         let status = loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 break status;
@@ -305,18 +396,49 @@ impl Process {
                 let _ = self.child.kill();
                 panic!("{} did not stop within {timeout:?}", self.name);
             }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // Readers finish once the pipes close.
-        std::thread::sleep(Duration::from_millis(50));
-        while let Ok(line) = self.lines.try_recv() {
-            if !self.quiet {
-                eprintln!("[{}] {line}", self.name);
+            // A poll of the exit, paced by the wait for the next line while there can be one.
+            if closed {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
             }
-            self.seen.push(line);
+            match self.lines.recv_timeout(Duration::from_millis(20)) {
+                Ok(line) => self.note(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        };
+        // The rest of its output: the readers end when the last holder of its stdout and
+        // stderr closes them, the process or a child it left behind (not waited for long).
+        let drained = Instant::now() + Duration::from_secs(5);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(drained.saturating_duration_since(Instant::now()))
+        {
+            self.note(line);
         }
         (status, std::mem::take(&mut self.seen))
     }
+}
+
+/// The record number in an agent's `journaled #SEQ: KIND` line, if it is one for `kind`.
+fn journaled(line: &str, kind: &str) -> Option<u64> {
+    let rest = line.split("journaled #").nth(1)?;
+    let (seq, name) = rest.split_once(": ")?;
+    (name.trim_end() == kind).then(|| seq.parse().ok())?
+}
+
+/// The timestamp `tracing` puts first on each line (RFC 3339, UTC).
+fn logged_at(line: &str) -> Option<jiff::Timestamp> {
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// The record number in an agent's `journal acknowledged up to #SEQ` line.
+fn acknowledged_up_to(line: &str) -> Option<u64> {
+    let rest = line.split("journal acknowledged up to #").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Drop for Process {
@@ -401,6 +523,18 @@ pub fn start_agent(
     state_dir: &Path,
     sinks: &[String],
 ) -> Process {
+    start_agent_with_env(name, bundle, server, state_dir, sinks, &[])
+}
+
+/// [`start_agent`] with extra environment variables.
+pub fn start_agent_with_env(
+    name: &str,
+    bundle: &Path,
+    server: &str,
+    state_dir: &Path,
+    sinks: &[String],
+    env: &[(&str, &str)],
+) -> Process {
     let mut args = vec![
         "--bundle".to_string(),
         bundle.display().to_string(),
@@ -414,7 +548,7 @@ pub fn start_agent(
         args.push(sink.clone());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Process::start(name, &binary("relay-agent"), &args)
+    Process::start_with_env(name, &binary("relay-agent"), &args, env)
 }
 
 /// A test signal at 48 kHz: tones whose pitch and loudness change every 100 ms, so that any
@@ -688,19 +822,21 @@ pub fn free_udp_port() -> u16 {
         .expect("bind a UDP port")
 }
 
-/// Whether a program is on PATH.
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_lines_of_the_agent_are_read() {
+        let line = "2026-12-07T12:00:00.1Z DEBUG relay_agent::journal: journaled #12: ProgrammeEnd";
+        assert_eq!(journaled(line, "ProgrammeEnd"), Some(12));
+        assert_eq!(journaled(line, "Programme"), None);
+        assert_eq!(journaled("journaled #x: LinkUp", "LinkUp"), None);
+        let ack =
+            "DEBUG relay_agent::journal: journal acknowledged up to #31 (4 deleted, 0 waiting)";
+        assert_eq!(acknowledged_up_to(ack), Some(31));
+        assert_eq!(acknowledged_up_to(line), None);
+    }
 
     #[test]
     fn compare_finds_the_lag_and_sees_a_missing_block() {

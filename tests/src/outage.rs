@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::rtp_capture::{programme_audio, RtpCapture};
 use crate::{
     enroll, start_agent, start_server, test_signal, write_wav, Impairment, ImpairmentProxy,
+    PATIENCE,
 };
 
 /// What one run measured.
@@ -48,7 +49,8 @@ pub fn blackhole_during_programme(dir: &std::path::Path, hole: Duration) -> Outa
     agent.wait_for("link up", Duration::from_secs(30));
     server.wait_for("on air", Duration::from_secs(10));
     // A session that lasted (10 s, `relay_agent::reconnect::STABLE_AFTER`) is what a station
-    // has before a storm; a link that keeps dropping sooner is backed off instead.
+    // has before a storm; a link that keeps dropping sooner is backed off instead. A deliberate
+    // duration, not a wait for anything.
     std::thread::sleep(Duration::from_secs(8));
 
     let started = Instant::now();
@@ -56,10 +58,11 @@ pub fn blackhole_during_programme(dir: &std::path::Path, hole: Duration) -> Outa
     proxy.blackhole(hole);
     agent.wait_for("connection lost", hole);
     agent.wait_for_nth("link up", 2, hole + Duration::from_secs(15));
-    std::thread::sleep(Duration::from_secs(3));
+    let restored = started + hole;
+    // The audio back at the loudspeaker: a second of programme after the link's return.
+    capture.wait_for_programme_audio(restored, 50, PATIENCE);
     let audio = programme_audio(&capture.stop());
 
-    let restored = started + hole;
     let settled = started + Duration::from_secs(2).min(hole / 2);
     let last_packet = audio
         .iter()
@@ -78,8 +81,10 @@ pub fn blackhole_during_programme(dir: &std::path::Path, hole: Duration) -> Outa
         resumed - started
     );
 
-    // The upload of the journal, then the server's store, read with the server stopped.
-    std::thread::sleep(Duration::from_secs(2));
+    // The outage's records uploaded (the link's return is the last of them), then the
+    // server's store, read with the server stopped.
+    let returned = agent.wait_journaled("LinkUp", 2, PATIENCE);
+    agent.wait_acknowledged(returned, PATIENCE);
     let (status, _) = agent.terminate();
     assert!(status.success(), "agent exit {status}");
     let _ = server.terminate();

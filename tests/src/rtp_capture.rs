@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,8 @@ pub type Arrival = (Instant, Vec<u8>);
 #[derive(Debug)]
 pub struct RtpCapture {
     port: u16,
-    packets: Arc<Mutex<Vec<Arrival>>>,
+    /// The packets so far, and a signal each time one arrives.
+    packets: Arc<(Mutex<Vec<Arrival>>, Condvar)>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -33,7 +34,7 @@ impl RtpCapture {
         // Short, so that the thread notices `stop` soon; arrivals are timed when `recv` returns,
         // which the timeout does not affect.
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-        let packets = Arc::new(Mutex::new(Vec::new()));
+        let packets = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let packets = packets.clone();
@@ -48,9 +49,11 @@ impl RtpCapture {
                         };
                         let at = Instant::now();
                         if let Some(payload) = rtp_payload(&buf[..n]) {
-                            if let Ok(mut p) = packets.lock() {
+                            let (list, arrived) = &*packets;
+                            if let Ok(mut p) = list.lock() {
                                 p.push((at, payload.to_vec()));
                             }
+                            arrived.notify_all();
                         }
                     }
                 })?
@@ -75,12 +78,52 @@ impl RtpCapture {
 
     /// Packets so far.
     pub fn len(&self) -> usize {
-        self.packets.lock().map(|p| p.len()).unwrap_or(0)
+        self.packets.0.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     /// Whether nothing arrived yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Waits until `frames` packets of programme audio (as [`programme_audio`] tells them from
+    /// silence) arrived after `after`; returns how many there are, fewer only if `timeout`
+    /// passed first. The evidence that an agent plays, rather than a guess at how long it takes.
+    pub fn wait_for_programme_audio(
+        &self,
+        after: Instant,
+        frames: usize,
+        timeout: Duration,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        let (list, arrived) = &*self.packets;
+        let Ok(mut packets) = list.lock() else {
+            return 0;
+        };
+        // Kept up to date packet by packet: per payload, how often it came and when first.
+        let mut seen: HashMap<Vec<u8>, (usize, Instant)> = HashMap::new();
+        let (mut counted, mut heard) = (0, 0usize);
+        loop {
+            for (at, payload) in &packets[counted..] {
+                let entry = seen.entry(payload.clone()).or_insert((0, *at));
+                entry.0 += 1;
+                match entry.0 {
+                    1 if entry.1 > after => heard += 1,
+                    // Seen twice: silence after all.
+                    2 if entry.1 > after => heard -= 1,
+                    _ => {}
+                }
+            }
+            counted = packets.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if heard >= frames || left.is_zero() {
+                return heard;
+            }
+            packets = match arrived.wait_timeout(packets, left) {
+                Ok((p, _)) => p,
+                Err(_) => return heard,
+            };
+        }
     }
 
     /// Stops recording and returns every packet, in arrival order.
@@ -90,6 +133,7 @@ impl RtpCapture {
             let _ = t.join();
         }
         self.packets
+            .0
             .lock()
             .map(|mut p| std::mem::take(&mut *p))
             .unwrap_or_default()

@@ -57,6 +57,7 @@ fn status_until(data: &Path, admin: &str, station: &str, check: impl Fn(&str) ->
             Instant::now() < deadline,
             "{station} never reached the expected state; last status:\n{all}"
         );
+        // A poll: the status is asked for, nothing announces it.
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -93,7 +94,9 @@ fn bulletins_are_offered_accepted_and_prioritised_from_the_command_line() {
         "{all}"
     );
 
-    // Offered, not aired: nothing is on at either station until an operator accepts.
+    // Offered, not aired: nothing is on at either station until an operator accepts. A
+    // bulletin that went on air by itself would within a tick (20 ms): half a second is the
+    // deliberate window in which nothing may happen.
     std::thread::sleep(Duration::from_millis(500));
     let before = status_until(&data, &admin, "binh-trung", |_| true);
     assert!(

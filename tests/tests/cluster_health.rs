@@ -14,7 +14,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use radio_tests::{binary, enroll, free_udp_port, have, skip, start_agent, start_server};
+use radio_tests::{
+    binary, enroll, free_udp_port, require_tool, start_agent, start_server, PATIENCE,
+};
 
 /// A GStreamer receiver on `port` (RTCP in on `port + 1`) reporting to `report_to`.
 fn gstreamer(port: u16, report_to: u16) -> Child {
@@ -53,11 +55,8 @@ fn ffmpeg(sdp: &std::path::Path) -> Child {
 
 #[test]
 fn cluster_health_follows_real_receivers_into_the_servers_journal() {
-    for tool in ["gst-launch-1.0", "ffmpeg"] {
-        if !have(tool) {
-            skip(&format!("{tool} is not installed (make test installs it)"));
-            return;
-        }
+    if !["gst-launch-1.0", "ffmpeg"].into_iter().all(require_tool) {
+        return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("server-data");
@@ -91,7 +90,7 @@ fn cluster_health_follows_real_receivers_into_the_servers_journal() {
     assert!(first.contains("unreachable"), "{first}");
 
     let mut gst = gstreamer(receiver, local + 1);
-    let up = agent.wait_for("cluster c01 up", Duration::from_secs(20));
+    let up = agent.wait_for("cluster c01 up", PATIENCE);
     assert!(up.contains("RTCP"), "{up}");
 
     let _ = gst.kill();
@@ -101,9 +100,10 @@ fn cluster_health_follows_real_receivers_into_the_servers_journal() {
     assert!(down.contains("unreachable"), "{down}");
 
     let mut ff = ffmpeg(&sdp);
-    agent.wait_for_nth("cluster c01 up", 2, Duration::from_secs(20));
-    // Long enough for ffmpeg's first receiver report (it answers sender reports, every 5 s).
-    std::thread::sleep(Duration::from_secs(6));
+    // ffmpeg answers the agent's sender reports (every 5 s) with receiver reports: up by RTCP,
+    // before 10 s without errors could say so.
+    let up = agent.wait_for_nth("cluster c01 up", 2, PATIENCE);
+    assert!(up.contains("RTCP"), "{up}");
     let _ = ff.kill();
     let _ = ff.wait();
     let down = agent.wait_for_nth("cluster c01 down", 3, Duration::from_secs(20));
@@ -113,9 +113,10 @@ fn cluster_health_follows_real_receivers_into_the_servers_journal() {
     // Up once 10 s pass without an ICMP error.
     let up = agent.wait_for_nth("cluster c01 up", 3, Duration::from_secs(20));
     assert!(up.contains("no error"), "{up}");
-    // Time for the journal's upload; then stop everyone.
-    std::thread::sleep(Duration::from_secs(2));
-    drop(bare);
+    // The sixth change uploaded: the server's copy has them all. The receiver stays until the
+    // agent has stopped: gone sooner, it would be a seventh change.
+    let sixth = agent.wait_journaled("Cluster", 6, PATIENCE);
+    agent.wait_acknowledged(sixth, PATIENCE);
 
     // The uptime report has a row per cluster: c01 lost time to its receiver, c02 and the
     // others follow the station.
@@ -156,6 +157,7 @@ fn cluster_health_follows_real_receivers_into_the_servers_journal() {
 
     let (status, _) = agent.terminate();
     assert!(status.success(), "agent exit {status}");
+    drop(bare);
     let (status, _) = server.terminate();
     assert!(status.success(), "server exit {status}");
 

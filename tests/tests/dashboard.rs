@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use radio_tests::{
     enroll, free_udp_port, start_agent, start_server_with, test_signal, workspace_root, write_wav,
+    PATIENCE,
 };
 
 /// The W3C WebDriver element key.
@@ -25,16 +26,14 @@ struct Driver {
 }
 
 impl Driver {
-    /// Starts chromedriver and a headless Chromium session; `None` (after [`radio_tests::skip`])
+    /// Starts chromedriver and a headless Chromium session; `None` (after [`radio_tests::require_tool`] skipped)
     /// when they are not installed.
     fn start() -> Option<Driver> {
-        for tool in ["chromedriver", "chromium"] {
-            if !radio_tests::have(tool) {
-                radio_tests::skip(&format!(
-                    "{tool} is not installed; install the chromium and chromium-driver packages"
-                ));
-                return None;
-            }
+        if !["chromedriver", "chromium"]
+            .into_iter()
+            .all(radio_tests::require_tool)
+        {
+            return None;
         }
         let port = free_udp_port();
         let child = Command::new("chromedriver")
@@ -49,9 +48,10 @@ impl Driver {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         while agent.get(format!("{base}/status")).call().is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not start");
+            // A poll: chromedriver announces nothing but its answers.
             std::thread::sleep(Duration::from_millis(100));
         }
         let mut driver = Driver {
@@ -135,7 +135,7 @@ impl Driver {
     /// Accepts the confirmation the last click opened; its text.
     fn accept_confirmation(&self) -> String {
         let url = format!("{}/session/{}/alert/text", self.base, self.session);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         let text = loop {
             let answer = self.agent.get(&url).call().expect("WebDriver alert text");
             if answer.status().is_success() {
@@ -143,6 +143,7 @@ impl Driver {
                 break value["value"].as_str().unwrap_or_default().to_owned();
             }
             assert!(Instant::now() < deadline, "no confirmation dialog opened");
+            // A poll of the browser, as for every state below.
             std::thread::sleep(Duration::from_millis(100));
         };
         self.session("POST", "/alert/accept", json!({}));
@@ -159,7 +160,7 @@ impl Driver {
 
     /// Polls `script` until `check` accepts its value (the page loads data asynchronously).
     fn wait_for(&self, script: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let value = self.script(script);
             if check(&value) {

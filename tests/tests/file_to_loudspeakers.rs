@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use radio_tests::{compare, enroll, read_wav, start_agent, start_server, test_signal, write_wav};
+use radio_tests::{
+    compare, enroll, read_wav, start_agent, start_server, test_signal, write_wav, PATIENCE,
+};
 
 const COMMUNES: [&str; 3] = ["binh-trung", "binh-duong", "binh-thanh-nang"];
 
@@ -40,8 +42,10 @@ fn every_agent_plays_the_file_faithfully_and_completely() {
         agent.wait_for("link up", Duration::from_secs(30));
     }
     server.wait_for("off air", Duration::from_secs(60));
-    // Let the agents play out their buffers (300 ms playout delay) before stopping them.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The agents play out their buffers (300 ms playout delay) before they are stopped.
+    for agent in &mut agents {
+        agent.wait_played_out(1, PATIENCE);
+    }
 
     let frames = signal.len().div_ceil(960);
     for (commune, agent) in COMMUNES.iter().zip(agents) {

@@ -28,6 +28,8 @@ fn agent_rides_out_a_short_blackhole_and_reconnects_after_a_long_one() {
     server.wait_for("session established", Duration::from_secs(10));
 
     // Well inside the idle timeout, with keep-alives every 500 ms to notice that it is over.
+    // The link is watched for the idle timeout (3 s) from the hole's start: a deliberate
+    // duration, long enough for a link that was going to die of it to have died.
     proxy.blackhole(Duration::from_secs(1));
     std::thread::sleep(Duration::from_secs(3));
 

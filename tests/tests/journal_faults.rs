@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use radio_tests::{binary, enroll, free_udp_port, journal_dump, start_server_with, Process};
+use radio_tests::{
+    binary, enroll, free_udp_port, journal_dump, start_server_with, Process, PATIENCE,
+};
 
 /// A small, seedable generator (xorshift64*): the test needs reproducible choices, not
 /// cryptography.
@@ -97,6 +99,7 @@ fn no_record_is_lost_or_counted_twice_across_crashes() {
     let mut agent_kills = 0u64;
     let started = Instant::now();
     for _ in 0..iterations {
+        // The seeded crash point: pacing, not a wait for anything.
         std::thread::sleep(Duration::from_millis(rng.below(700)));
         match rng.below(5) {
             0 | 1 => {
@@ -122,9 +125,11 @@ fn no_record_is_lost_or_counted_twice_across_crashes() {
         started.elapsed().as_secs_f64(),
         agent_runner.launches
     );
-    // Time to catch up, then a clean stop of both.
-    std::thread::sleep(Duration::from_secs(3));
-    let (status, _) = agent.take().expect("agent").terminate();
+    // The server's copy catches up (every server before this one is dead, so an
+    // acknowledgement from now on is this one's), then a clean stop of both.
+    let mut agent = agent.take().expect("agent");
+    agent.wait_caught_up(jiff::Timestamp::now(), PATIENCE);
+    let (status, _) = agent.terminate();
     assert!(status.success(), "agent exit {status}");
     let (status, _) = server.take().expect("server").terminate();
     assert!(status.success(), "server exit {status}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use radio_tests::{enroll, pitch_track, start_agent, start_server_with, Process};
+use radio_tests::{enroll, pitch_track, start_agent, start_server_with, Process, PATIENCE};
 
 const MIXER_HZ: f32 = 700.0;
 
@@ -92,7 +92,13 @@ fn pcm_from_a_fifo_goes_on_air_and_off_again() {
             off.contains("EndOfInput"),
             "ended by the end of input: {off} (after {on})"
         );
-        std::thread::sleep(Duration::from_secs(1));
+        // The session's end reaches the WAV a playout delay after the server sent it.
+        agent.wait_played_out(session, PATIENCE);
+        if session == 1 {
+            // A second of silence between the sessions, which the check below tells apart:
+            // pacing, not a wait for anything.
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     let (status, _) = agent.terminate();

@@ -2,31 +2,88 @@
 //! playing. Every agent switches to the studio, and back to the file where it stopped; a sender
 //! from an address that is not allowed is dropped and counted and never heard.
 
-use std::process::Command;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use radio_tests::{binary, free_udp_port, have, pitch_track, write_chirp, Process};
+use radio_tests::{
+    binary, free_udp_port, pitch_track, require_tool, write_chirp, Process, PATIENCE,
+};
 
 const STUDIO_HZ: f32 = 1200.0;
 
-fn send(studio: &std::path::Path, port: u16, from: &str) {
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
-        .arg(studio)
-        .args(["-c:a", "libopus", "-f", "rtp"])
-        .arg(format!("rtp://127.0.0.1:{port}?localaddr={from}"))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg sending from {from} failed");
+/// ffmpeg as a studio encoder sending Opus RTP from `from`, reading its audio from a FIFO. It
+/// is started, and known to be up (it has opened the FIFO), before the programme starts: when
+/// the test hands it the recording the studio comes in at once, however slowly ffmpeg started
+/// (a cold page cache).
+struct Studio {
+    ffmpeg: Child,
+    input: std::fs::File,
+    from: String,
+}
+
+impl Studio {
+    fn start(dir: &Path, port: u16, from: &str) -> Studio {
+        let fifo = dir.join(format!("studio-{from}.wav"));
+        let status = Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(status.success(), "mkfifo failed");
+        let mut ffmpeg = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(["-f", "wav", "-i"])
+            .arg(&fifo)
+            .args(["-c:a", "libopus", "-f", "rtp"])
+            .arg(format!("rtp://127.0.0.1:{port}?localaddr={from}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ffmpeg");
+        // Opening for writing returns once ffmpeg has opened the FIFO for reading: it is up. In
+        // a thread, so that an ffmpeg that never gets there fails the test instead of hanging
+        // it.
+        let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = opened_tx.send(std::fs::OpenOptions::new().write(true).open(&path));
+        });
+        let input = match opened_rx.recv_timeout(PATIENCE) {
+            Ok(opened) => opened.expect("open the FIFO"),
+            Err(_) => {
+                let _ = ffmpeg.kill();
+                panic!(
+                    "ffmpeg sending from {from} never opened its input: {:?}",
+                    ffmpeg.wait()
+                );
+            }
+        };
+        Studio {
+            ffmpeg,
+            input,
+            from: from.to_owned(),
+        }
+    }
+
+    /// Hands ffmpeg `recording`, which it sends in real time; returns once it has sent it all.
+    fn send(mut self, recording: &Path) {
+        let audio = std::fs::read(recording).expect("read the recording");
+        self.input
+            .write_all(&audio)
+            .expect("write the recording to ffmpeg");
+        // The end of its input: ffmpeg sends the rest and exits.
+        drop(self.input);
+        let status = self.ffmpeg.wait().expect("wait for ffmpeg");
+        assert!(status.success(), "ffmpeg sending from {} failed", self.from);
+    }
 }
 
 #[test]
 fn the_studio_preempts_the_programme_which_resumes_after() {
-    assert!(
-        have("ffmpeg"),
-        "ffmpeg is required: run `make test`, which installs it"
-    );
+    if !require_tool("ffmpeg") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let programme = dir.path().join("programme.wav");
     let studio = dir.path().join("studio.wav");
@@ -35,6 +92,9 @@ fn the_studio_preempts_the_programme_which_resumes_after() {
     let port = free_udp_port();
     let out = dir.path().join("out");
     let live = format!("127.0.0.1:{port}");
+    // Not allowed, and the studio.
+    let intruder = Studio::start(dir.path(), port, "127.0.0.2");
+    let studio_encoder = Studio::start(dir.path(), port, "127.0.0.1");
     let mut demo = Process::start(
         "demo",
         &binary("radio-server"),
@@ -50,13 +110,13 @@ fn the_studio_preempts_the_programme_which_resumes_after() {
             &live,
         ],
     );
-    demo.wait_for("agents connected", Duration::from_secs(60));
+    demo.wait_for("agents connected", PATIENCE);
+    // Two seconds of the programme before anyone sends: pacing, not a wait for anything.
     std::thread::sleep(Duration::from_secs(2));
     // Not allowed: must change nothing on air.
-    send(&studio, port, "127.0.0.2");
-    // The studio.
-    send(&studio, port, "127.0.0.1");
-    demo.wait_for("agents played the programme", Duration::from_secs(60));
+    intruder.send(&studio);
+    studio_encoder.send(&studio);
+    demo.wait_for("agents played the programme", PATIENCE);
     let (status, output) = demo.finish(Duration::from_secs(10));
     let text = output.join("\n");
     assert!(status.success(), "demo failed:\n{text}");

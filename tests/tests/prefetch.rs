@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use radio_tests::schedule_file::{slot_start_after, write_one_off_schedule, OneOffSlot};
 use radio_tests::{
     binary, compare, enroll, read_wav, start_agent, start_server_with, test_signal, write_wav,
-    Impairment, ImpairmentProxy, Process,
+    Impairment, ImpairmentProxy, Process, PATIENCE,
 };
 
 const COMMUNE: &str = "binh-trung";
@@ -39,6 +39,7 @@ fn logged_at(line: &str) -> Timestamp {
         .unwrap_or_else(|| panic!("no timestamp at the start of {line:?}"))
 }
 
+/// Waits for a wall-clock instant of the schedule: pacing by the clock the slots are set in.
 fn sleep_until(t: Timestamp) {
     if let Ok(d) = Duration::try_from(t - Timestamp::now()) {
         std::thread::sleep(d);
@@ -130,15 +131,17 @@ fn plays_report(data: &Path, admin: &str) -> serde_json::Value {
 
 /// Polls the plays report until it shows `NAME` aired at least once; returns its figures.
 fn reported_plays(data: &Path, admin: &str) -> serde_json::Value {
-    let mut row = None;
-    for _ in 0..60 {
-        row = programme_row(&plays_report(data, admin));
-        if row.as_ref().is_some_and(|r| r["plays"].as_u64() >= Some(1)) {
-            break;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let row = programme_row(&plays_report(data, admin));
+        if row.as_ref().is_some_and(|r| r["plays"].as_u64() >= Some(1))
+            || std::time::Instant::now() > deadline
+        {
+            return row.unwrap_or_else(|| panic!("`{NAME}` is not in the plays report"));
         }
+        // A poll: the report is asked for, nothing announces it.
         std::thread::sleep(Duration::from_millis(500));
     }
-    row.unwrap_or_else(|| panic!("`{NAME}` is not in the plays report"))
 }
 
 /// The station's figures for the programme `NAME`, if the report has it.
@@ -362,6 +365,8 @@ fn a_link_back_mid_programme_finishes_it_from_the_cache_and_nothing_is_heard_twi
     let row = reported_plays(&st.data, &st.admin);
     println!("plays report: {row}");
     assert_eq!(row["plays"], 1, "{row}");
+    // The stream's copy must not be heard after the cache's: two seconds past the end are the
+    // deliberate window in which nothing may happen.
     std::thread::sleep(Duration::from_secs(2));
 
     let (status, agent_log) = st.agent.terminate();

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use radio_tests::{enroll, free_udp_port, start_agent, start_server, test_signal, write_wav};
+use radio_tests::{
+    enroll, free_udp_port, start_agent, start_server, test_signal, write_wav, PATIENCE,
+};
 
 #[test]
 fn agent_reconnects_after_the_server_is_killed_and_plays_on() {
@@ -31,7 +33,9 @@ fn agent_reconnects_after_the_server_is_killed_and_plays_on() {
     let (mut second, _) = start_server(&data, &listen, Some(&signal_path), 1);
     second.wait_for("session established", Duration::from_secs(30));
     second.wait_for("off air", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(1000));
+    // The programme's last frame reaches the WAV 300 ms (the playout delay) after the server
+    // sent it.
+    agent.wait_played_out(1, PATIENCE);
     let (status, output) = agent.terminate();
     assert!(status.success());
     let links = output.iter().filter(|l| l.contains("link up")).count();

@@ -154,7 +154,8 @@ fn an_icecast_stream_is_relayed_at_its_slot_and_survives_losing_its_source() {
     agent.wait_for("link up", Duration::from_secs(30));
     println!("slot starts at {slot_start}");
 
-    // The slot starts; the source plays for a while.
+    // The slot starts; the source plays for a while (a deliberate 4 s, checked below as at
+    // least 2.5 s of it heard).
     server.wait_for("relaying upstream", Duration::from_secs(45));
     std::thread::sleep(Duration::from_secs(4));
 
@@ -168,12 +169,14 @@ fn an_icecast_stream_is_relayed_at_its_slot_and_survives_losing_its_source() {
     let lost = logged_at(&first_failure);
     server.wait_for_nth(FAILED, 3, Duration::from_secs(20));
     let waited = Duration::try_from(Timestamp::now() - lost).unwrap_or_default();
+    // The outage's deliberate length.
     std::thread::sleep(OUTAGE.saturating_sub(waited));
 
     // The studio comes back.
     let restarted = Timestamp::now();
     ice.start_source(&source);
     server.wait_for(RECOVERED, Duration::from_secs(20));
+    // The source plays again for a deliberate 4 s (at least 2.5 s of it heard, checked below).
     std::thread::sleep(Duration::from_secs(4));
 
     let (status, agent_log) = agent.terminate();

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use radio_tests::rtp_capture::{programme_audio, RtpCapture};
-use radio_tests::{binary, enroll, start_agent, start_server, test_signal, write_wav};
+use radio_tests::{binary, enroll, start_agent, start_server, test_signal, write_wav, PATIENCE};
 
 /// The agent's playout delay (its default): audio it already holds still plays after the cut.
 const PLAYOUT_DELAY: Duration = Duration::from_millis(300);
@@ -43,8 +43,15 @@ fn a_revoked_station_goes_silent_at_once_and_is_back_only_when_enrolled_again() 
     );
     revoked_agent.wait_for("link up", Duration::from_secs(30));
     good_agent.wait_for("link up", Duration::from_secs(30));
-    // Both play the programme for a while.
-    std::thread::sleep(Duration::from_secs(3));
+    // Both play the programme: a second of it at each.
+    let linked = Instant::now();
+    for capture in [&revoked_out, &good_out] {
+        let heard = capture.wait_for_programme_audio(linked, 50, PATIENCE);
+        assert!(
+            heard >= 50,
+            "a station did not play the programme: {heard} frames"
+        );
+    }
 
     let output = Command::new(binary("radio-server"))
         .args([
@@ -74,7 +81,13 @@ fn a_revoked_station_goes_silent_at_once_and_is_back_only_when_enrolled_again() 
         Duration::from_secs(30),
     );
     server.wait_for("refused a revoked certificate", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_secs(2));
+    // The other station plays on: two seconds of programme since the revocation, long enough
+    // to hear the revoked one had it kept playing.
+    let heard = good_out.wait_for_programme_audio(revoked_at, 100, PATIENCE);
+    assert!(
+        heard >= 100,
+        "the other station stopped too: {heard} frames"
+    );
 
     let stopped = Instant::now();
     let revoked_heard = programme_audio(&revoked_out.stop());

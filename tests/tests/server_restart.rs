@@ -10,7 +10,7 @@ use jiff::SignedDuration;
 use radio_tests::schedule_file::{slot_start_after, write_one_off_schedule, OneOffSlot};
 use radio_tests::{
     enroll, free_udp_port, journal_dump, programme_audio, start_agent, start_server_with,
-    test_signal, write_wav, RtpCapture,
+    test_signal, write_wav, RtpCapture, PATIENCE,
 };
 
 const COMMUNE: &str = "binh-hai";
@@ -53,7 +53,8 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
     );
     agent.wait_for("link up", Duration::from_secs(30));
     agent.wait_for("programme start", Duration::from_secs(20));
-    // Well into the programme, and the session is a stable one.
+    // Well into the programme, and the session is a stable one (10 s,
+    // `relay_agent::reconnect::STABLE_AFTER`): a deliberate duration, not a wait for anything.
     std::thread::sleep(Duration::from_secs(11));
 
     let killed = Instant::now();
@@ -70,7 +71,8 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
     );
     agent.wait_for_nth("link up", 2, Duration::from_secs(15));
     agent.wait_for_nth("programme start", 2, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(4));
+    // Three seconds of the programme from the new server.
+    capture.wait_for_programme_audio(killed + Duration::from_secs(1), 150, PATIENCE);
     // Programme packets seen twice are not counted: a server that replayed the programme from
     // its beginning instead of joining it at its live point would show no new audio here.
     let audio = programme_audio(&capture.stop());
@@ -97,8 +99,9 @@ fn agents_resume_after_the_server_is_killed_mid_programme_and_nothing_is_lost() 
         resumed - killed
     );
 
-    // Time for the upload, then the journals on both sides.
-    std::thread::sleep(Duration::from_secs(2));
+    // The outage uploaded to the new server, then the journals on both sides.
+    let outage = agent.wait_journaled("LinkDown", 1, PATIENCE);
+    agent.wait_acknowledged(outage, PATIENCE);
     let (status, _) = agent.terminate();
     assert!(status.success(), "agent exit {status}");
     let (status, _) = server.terminate();

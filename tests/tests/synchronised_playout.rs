@@ -11,7 +11,7 @@ use std::time::Duration;
 use radio_tests::rtp_capture::{playout_spread, quantile, RtpCapture};
 use radio_tests::{
     enroll, start_agent, start_server, test_signal, write_wav, Impairment, ImpairmentProxy,
-    LinkImpairment,
+    LinkImpairment, PATIENCE,
 };
 
 #[test]
@@ -50,7 +50,10 @@ fn an_agent_100_ms_further_away_plays_in_step() {
         agent.wait_for("server clock known", Duration::from_secs(30));
     }
     server.wait_for("off air", Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(1_500));
+    // Both play out their buffers (the playout delay) before they are stopped.
+    for agent in &mut agents {
+        agent.wait_played_out(1, PATIENCE);
+    }
     for agent in agents {
         let (status, _) = agent.terminate();
         assert!(status.success());

@@ -120,6 +120,7 @@ fn a_district_server_relays_its_province_and_survives_its_restart() {
     );
     agent.wait_for("link up", Duration::from_secs(20));
     province.wait_for("programme-1", Duration::from_secs(20));
+    // The province plays for a deliberate 4 s (at least 2 s of it heard, checked below).
     std::thread::sleep(Duration::from_secs(4));
 
     // The province dies without a word: the district notices, plays its fallback, retries.
@@ -128,9 +129,11 @@ fn a_district_server_relays_its_province_and_survives_its_restart() {
         "upstream `tinh` unreachable: playing the fallback",
         Duration::from_secs(20),
     );
+    // The outage's deliberate length (at least 1 s of fallback heard, checked below).
     std::thread::sleep(Duration::from_secs(3));
     let province = start_province(&province_data, &province_district, port, &tone);
     district.wait_for("upstream `tinh` recovered after", Duration::from_secs(30));
+    // The province plays again for a deliberate 4 s (at least 2 s of it heard).
     std::thread::sleep(Duration::from_secs(4));
 
     let (status, _) = agent.terminate();

@@ -35,12 +35,18 @@ fn write_tone(path: &std::path::Path, hz: f32, secs: f32) -> std::io::Result<()>
     w.finalize().map_err(std::io::Error::other)
 }
 
+/// Emergency latency: from the emergency command to the first emergency frame played at each of
+/// the 22 Bình Sơn agents, on loopback, with the real server and agents (in this process).
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    /// Emergencies to measure.
+    #[arg(default_value_t = 5)]
+    rounds: usize,
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(5);
+    let Cli { rounds } = clap::Parser::parse();
     let dir = tempfile::tempdir()?;
     let programme = dir.path().join("programme.wav");
     let alarm = dir.path().join("alarm.wav");
@@ -160,4 +166,18 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop_server.send(());
     let _ = server_task.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn the_documented_command_parses() {
+        // BENCHMARKS.md, "Emergency latency".
+        let cli = Cli::try_parse_from(["emergency_latency", "5"]).expect("parses");
+        assert_eq!(cli.rounds, 5);
+        assert!(Cli::try_parse_from(["emergency_latency", "five"]).is_err());
+    }
 }

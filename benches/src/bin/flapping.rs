@@ -11,24 +11,51 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use radio_benches::summary::{arg, percentile};
+use anyhow::bail;
+use clap::Parser;
+use radio_benches::summary::percentile;
 use radio_tests::flapping::{run_flapping, thunderstorm_day, FlapOptions};
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let seed: u64 = arg(&args, "--seed", 2026)?;
-    let cap = Duration::from_secs_f64(arg(&args, "--cap-secs", 8.0)?);
-    let up = Duration::from_secs_f64(arg(&args, "--up-secs", 2.0)?);
-    let backoff: String = arg(&args, "--backoff-ms", "100,1000".to_owned())?;
-    let (min, max) = backoff
-        .split_once(',')
+/// A thunderstorm day on one station's link, in accelerated time, through the impairment proxy
+/// between a real relay-agent and a real radio-server.
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Seed of the day's outage model.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Run the first N outages of the day only (a short run) [default: all].
+    #[arg(long, value_name = "N")]
+    outages: Option<usize>,
+    /// Longest an outage is applied for, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 8.0)]
+    cap_secs: f64,
+    /// Seconds the link stays up after each reconnect.
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
+    up_secs: f64,
+    /// The agent's reconnect backoff, MIN,MAX in ms.
+    #[arg(long, value_name = "MIN,MAX", default_value = "100,1000", value_parser = backoff)]
+    backoff_ms: (u64, u64),
+    /// Do not echo the processes' output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn backoff(text: &str) -> Result<(u64, u64), String> {
+    text.split_once(',')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .context("--backoff-ms MIN,MAX")?;
+        .ok_or_else(|| format!("`{text}` is not MIN,MAX in ms"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let seed = cli.seed;
+    let cap = Duration::try_from_secs_f64(cli.cap_secs)?;
+    let up = Duration::try_from_secs_f64(cli.up_secs)?;
+    let (min, max) = cli.backoff_ms;
     let mut outages = thunderstorm_day(seed);
     let day = outages.len();
     let modelled: Duration = outages.iter().map(|o| o.length).sum();
-    outages.truncate(arg(&args, "--outages", day)?);
+    outages.truncate(cli.outages.unwrap_or(day));
     println!(
         "seed {seed}: the day has {day} outages, {:.0} min down in all; running {} of them, each applied for at most {:.0} s, {:.1} s up after each reconnect, agent backoff {min}–{max} ms",
         modelled.as_secs_f64() / 60.0,
@@ -44,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             cap,
             up,
             backoff_ms: (min, max),
-            verbose: !args.iter().any(|a| a == "--quiet"),
+            verbose: !cli.quiet,
         },
     )
     .map_err(anyhow::Error::msg)?;
@@ -150,4 +177,21 @@ fn main() -> anyhow::Result<()> {
     }
     println!("every outage: one LinkDown and one LinkUp in the stored journal, every reconnect succeeded, no record missing");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_commands_parse() {
+        // BENCHMARKS.md, "Flapping link".
+        let cli = Cli::try_parse_from(["flapping", "--seed", "2026"]).expect("parses");
+        assert_eq!((cli.seed, cli.outages), (2026, None));
+        assert_eq!((cli.cap_secs, cli.up_secs), (8.0, 2.0));
+        assert_eq!(cli.backoff_ms, (100, 1000));
+        let cli = Cli::try_parse_from(["flapping", "--outages", "20"]).expect("parses");
+        assert_eq!(cli.outages, Some(20));
+        assert!(Cli::try_parse_from(["flapping", "--backoff-ms", "100"]).is_err());
+    }
 }

@@ -31,8 +31,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use opus::{Application, Bitrate, Channels, Decoder, Encoder};
-use radio_benches::summary::{arg, median, percentile};
+use radio_benches::summary::{median, percentile};
 use radio_tests::{free_udp_port, release_binary, Process};
 
 const RATE: u32 = 48_000;
@@ -417,21 +418,31 @@ fn run_once(run: usize, s: &Settings) -> anyhow::Result<RunResult> {
     })
 }
 
+/// Live latency: from a studio RTP packet arriving at the server's live input to the same audio
+/// leaving a relay agent as RTP, on loopback (release builds).
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Runs.
+    #[arg(default_value_t = 5)]
+    runs: usize,
+    /// Seconds of live audio per run.
+    #[arg(long, value_name = "S", default_value_t = 30.0)]
+    seconds: f64,
+    /// The server's `[live] jitter_delay_ms` [default: the server's].
+    #[arg(long, value_name = "D")]
+    jitter_delay_ms: Option<u64>,
+    /// The agent's `--playout-delay-ms` [default: the agent's].
+    #[arg(long, value_name = "P")]
+    playout_delay_ms: Option<u32>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let runs: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let cli = Cli::parse();
+    let runs = cli.runs;
     let settings = Settings {
-        seconds: arg(&args, "--seconds", 30.0)?,
-        jitter_delay_ms: args
-            .iter()
-            .any(|a| a == "--jitter-delay-ms")
-            .then(|| arg(&args, "--jitter-delay-ms", 0))
-            .transpose()?,
-        playout_delay_ms: args
-            .iter()
-            .any(|a| a == "--playout-delay-ms")
-            .then(|| arg(&args, "--playout-delay-ms", 0))
-            .transpose()?,
+        seconds: cli.seconds,
+        jitter_delay_ms: cli.jitter_delay_ms,
+        playout_delay_ms: cli.playout_delay_ms,
     };
     let shown = |v: Option<String>| v.unwrap_or_else(|| "default".into());
     println!(
@@ -463,4 +474,32 @@ fn main() -> anyhow::Result<()> {
         p99 <= 50.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_commands_parse() {
+        // BENCHMARKS.md, "Live latency".
+        let cli = Cli::try_parse_from(["live_latency", "5"]).expect("parses");
+        assert_eq!(
+            (cli.runs, cli.jitter_delay_ms, cli.playout_delay_ms),
+            (5, None, None)
+        );
+        let cli = Cli::try_parse_from([
+            "live_latency",
+            "5",
+            "--jitter-delay-ms",
+            "10",
+            "--playout-delay-ms",
+            "20",
+        ])
+        .expect("parses");
+        assert_eq!(
+            (cli.jitter_delay_ms, cli.playout_delay_ms),
+            (Some(10), Some(20))
+        );
+    }
 }

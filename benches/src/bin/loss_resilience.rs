@@ -18,7 +18,8 @@
 //! Goal (issue 5): at 10 % random loss plus 30 ms jitter, at least 99.5 % of live frames are
 //! played, not concealed.
 
-use radio_benches::summary::{arg, median};
+use clap::Parser;
+use radio_benches::summary::median;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -293,32 +294,57 @@ fn one_run(
     Ok(outcomes)
 }
 
+/// Loss resilience of live audio: real relay-agents, each behind its own impairment proxy (loss
+/// both ways, 30 ms jitter), count what they played of the server's live input.
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Seconds of live audio per run.
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    seconds: f32,
+    /// Runs.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    runs: u64,
+    /// Seed of the first run's proxies (run N uses SEED + N).
+    #[arg(long, value_name = "X", default_value_t = 1)]
+    seed: u64,
+    /// The agents' playout delay [default: theirs].
+    #[arg(long, value_name = "MS")]
+    playout_delay_ms: Option<u32>,
+    /// Only the cases whose name contains TEXT (a quicker look at one link) [default: all].
+    #[arg(
+        long = "case",
+        value_name = "TEXT",
+        default_value = "",
+        hide_default_value = true
+    )]
+    only: String,
+    /// N agents per case, each behind its own proxy with its own seed: more samples of a rare
+    /// event (a stall) per minute of audio.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    copies: usize,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let seconds: f32 = arg(&args, "--seconds", 60.0)?;
-    let runs: u64 = arg(&args, "--runs", 5)?;
-    let seed: u64 = arg(&args, "--seed", 1)?;
-    if !radio_tests::have("mkfifo") {
+    let Cli {
+        seconds,
+        runs,
+        seed,
+        playout_delay_ms,
+        only,
+        copies,
+    } = Cli::parse();
+    if !radio_tests::tool_runs("mkfifo") {
         bail!("mkfifo is needed for the studio FIFO");
     }
-    // `--case TEXT`: only the cases whose name contains TEXT (a quicker look at one link).
-    let only: String = arg(&args, "--case", String::new())?;
     let chosen: Vec<Case> = CASES
         .iter()
         .filter(|c| c.name.contains(&only))
         .copied()
         .collect();
-    // `--copies N`: N agents per case, each behind its own proxy with its own seed: more
-    // samples of a rare event (a stall) per minute of audio.
-    let copies: usize = arg(&args, "--copies", 1)?;
     let cases: Vec<Case> = (0..copies).flat_map(|_| chosen.clone()).collect();
     if cases.len() > District::binh_son().stations.len() {
         bail!("more agents than stations");
     }
-    let playout_delay_ms: Option<u32> = match args.iter().any(|a| a == "--playout-delay-ms") {
-        true => Some(arg(&args, "--playout-delay-ms", 200)?),
-        false => None,
-    };
     let mut all: Vec<Vec<Outcome>> = vec![Vec::new(); chosen.len()];
     for run in 0..runs {
         let outcomes = one_run(seconds, seed + run, &cases, playout_delay_ms)?;
@@ -384,4 +410,32 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_commands_parse() {
+        // BENCHMARKS.md, "Loss resilience".
+        let cli = Cli::try_parse_from(["loss_resilience", "--runs", "5", "--seconds", "60"])
+            .expect("parses");
+        assert_eq!(
+            (cli.runs, cli.seconds, cli.playout_delay_ms),
+            (5, 60.0, None)
+        );
+        assert_eq!((cli.seed, cli.copies, cli.only.as_str()), (1, 1, ""));
+        let cli = Cli::try_parse_from([
+            "loss_resilience",
+            "--runs",
+            "5",
+            "--seconds",
+            "60",
+            "--playout-delay-ms",
+            "200",
+        ])
+        .expect("parses");
+        assert_eq!(cli.playout_delay_ms, Some(200));
+    }
 }

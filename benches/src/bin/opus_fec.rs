@@ -15,7 +15,8 @@
 //! against the same stream decoded without loss (what concealment or FEC costs on the frames
 //! they replace), and against the original (what the listener gets overall).
 
-use radio_benches::summary::{arg, median};
+use clap::Parser;
+use radio_benches::summary::median;
 use std::path::Path;
 use std::process::Command;
 
@@ -218,10 +219,20 @@ fn burst_loss(n: usize, rng: &mut StdRng) -> Vec<bool> {
         .collect()
 }
 
+/// Opus in-band FEC against packet-loss concealment, offline, on real speech (needs ffmpeg and
+/// espeak-ng).
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Seed of the losses.
+    #[arg(long, value_name = "X", default_value_t = 1)]
+    seed: u64,
+    /// Runs.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    runs: u64,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let seed: u64 = arg(&args, "--seed", 1)?;
-    let runs: u64 = arg(&args, "--runs", 5)?;
+    let Cli { seed, runs } = Cli::parse();
     let original = speech()?;
     let frames = original.len() / FRAME;
     let plain = encode(&original, false)?;
@@ -315,4 +326,16 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_command_parses() {
+        // BENCHMARKS.md, "Opus in-band FEC instead".
+        let cli = Cli::try_parse_from(["opus_fec", "--runs", "5"]).expect("parses");
+        assert_eq!((cli.seed, cli.runs), (1, 5));
+    }
 }

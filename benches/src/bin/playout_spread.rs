@@ -154,15 +154,37 @@ fn run_once(run: usize, agents: usize, seconds: f32, direct: bool) -> anyhow::Re
     })
 }
 
+/// Playout spread: how far apart real relay-agents play the same frame, most of them behind
+/// impairment proxies.
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    /// Runs.
+    #[arg(default_value_t = 5)]
+    runs: usize,
+    /// Agents, 2 to the communes there are.
+    #[arg(default_value_t = 4)]
+    agents: usize,
+    /// Seconds of programme per run.
+    #[arg(default_value_t = 20.0)]
+    seconds: f32,
+    /// `mixed`: most agents behind the proxy with different delays and jitter; `direct`: none,
+    /// which separates the machine's timing noise from the clock estimate's error.
+    #[arg(value_enum, default_value_t = Links::Mixed)]
+    links: Links,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Links {
+    Mixed,
+    Direct,
+}
+
 fn main() -> anyhow::Result<()> {
-    let arg = |i: usize| std::env::args().nth(i);
-    let runs: usize = arg(1).and_then(|a| a.parse().ok()).unwrap_or(5);
-    let agents: usize = arg(2)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(4)
-        .clamp(2, COMMUNES.len());
-    let seconds: f32 = arg(3).and_then(|a| a.parse().ok()).unwrap_or(20.0);
-    let direct = arg(4).is_some_and(|a| a == "direct");
+    let cli = <Cli as clap::Parser>::parse();
+    let runs = cli.runs;
+    let agents = cli.agents.clamp(2, COMMUNES.len());
+    let seconds = cli.seconds;
+    let direct = cli.links == Links::Direct;
     for (i, commune) in COMMUNES.iter().enumerate().take(agents) {
         match link(i, direct) {
             None => println!("agent {i} ({commune}): direct"),
@@ -186,4 +208,21 @@ fn main() -> anyhow::Result<()> {
         p99 <= 500.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn the_documented_commands_parse() {
+        // BENCHMARKS.md, "Playout spread".
+        let cli = Cli::try_parse_from(["playout_spread", "5", "4", "60"]).expect("parses");
+        assert_eq!((cli.runs, cli.agents, cli.seconds), (5, 4, 60.0));
+        assert_eq!(cli.links, Links::Mixed);
+        let cli =
+            Cli::try_parse_from(["playout_spread", "5", "4", "20", "direct"]).expect("parses");
+        assert_eq!(cli.links, Links::Direct);
+    }
 }

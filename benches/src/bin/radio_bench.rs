@@ -26,9 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use radio_benches::load_district::{self, LoadDistrict};
 use radio_benches::simulated_agent::{run_until_stopped, LoadStats};
-use radio_benches::summary::{arg, median};
+use radio_benches::summary::median;
 use radio_tests::{proc_sample, release_binary, ProcSample, Process};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
@@ -50,19 +51,57 @@ struct Options {
     wrap: Option<String>,
 }
 
+/// The load harness: the real server (release build) on a generated district of N stations, N
+/// simulated agents (real QUIC, mutual TLS, the real protocol) and one real relay-agent; reports
+/// as JSON what arrived and what it cost.
+#[derive(Debug, Parser)]
+#[command(name = "radio-bench")]
+struct Cli {
+    /// Simulated agents (stations).
+    #[arg(long, value_name = "N", default_value_t = 10_599)]
+    agents: usize,
+    /// Runs.
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    runs: usize,
+    /// Seconds of programme before the measurement window.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    warmup: u64,
+    /// Seconds measured.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    window: u64,
+    /// A frame arriving more than this after its stamp is late (default: the agents' default
+    /// playout delay).
+    #[arg(long, value_name = "MS", default_value_t = f64::from(radio_config::DEFAULT_PLAYOUT_DELAY_MS))]
+    late_ms: f64,
+    /// Handshakes in flight at once while the agents connect.
+    #[arg(long, value_name = "K", default_value_t = 64)]
+    handshakes: usize,
+    /// The server's `quic_sockets`.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    quic_sockets: u32,
+    /// Seconds of the programme played.
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    programme_secs: f32,
+    /// Where to write the server's log (it is otherwise only summarised).
+    #[arg(long, value_name = "FILE")]
+    server_log: Option<String>,
+    /// A profiler to start the server under (`--wrap "heaptrack"`, `--wrap "perf record -g --"`).
+    #[arg(long, value_name = "PROFILER ARGS")]
+    wrap: Option<String>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = Cli::parse();
     let opts = Options {
-        agents: arg(&args, "--agents", 10_599)?,
-        runs: arg(&args, "--runs", 1)?,
-        warmup: Duration::from_secs(arg(&args, "--warmup", 10)?),
-        window: Duration::from_secs(arg(&args, "--window", 30)?),
-        late_ms: arg(&args, "--late-ms", 300.0)?,
-        handshakes: arg(&args, "--handshakes", 64)?,
-        quic_sockets: arg(&args, "--quic-sockets", 1)?,
-        server_log: arg(&args, "--server-log", String::new())
-            .map(|w| Some(w).filter(|w| !w.is_empty()))?,
-        wrap: arg(&args, "--wrap", String::new()).map(|w| Some(w).filter(|w| !w.is_empty()))?,
+        agents: cli.agents,
+        runs: cli.runs,
+        warmup: Duration::from_secs(cli.warmup),
+        window: Duration::from_secs(cli.window),
+        late_ms: cli.late_ms,
+        handshakes: cli.handshakes,
+        quic_sockets: cli.quic_sockets,
+        server_log: cli.server_log.filter(|w| !w.is_empty()),
+        wrap: cli.wrap.filter(|w| !w.is_empty()),
     };
     let server_bin = release_binary("radio-server");
     let agent_bin = release_binary("relay-agent");
@@ -79,7 +118,7 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let programme = dir.path().join("programme.wav");
-    let programme_secs: f32 = arg(&args, "--programme-secs", 60.0)?;
+    let programme_secs = cli.programme_secs;
     radio_tests::write_wav(
         &programme,
         &radio_tests::test_signal(programme_secs),
@@ -478,4 +517,32 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_commands_parse() {
+        // BENCHMARKS.md, "Load".
+        let cli = Cli::try_parse_from(
+            "radio-bench --agents 10599 --runs 5 --warmup 10 --window 20 --programme-secs 1500 \
+             --quic-sockets 4"
+                .split_whitespace(),
+        )
+        .expect("parses");
+        assert_eq!(
+            (cli.agents, cli.runs, cli.warmup, cli.window),
+            (10_599, 5, 10, 20)
+        );
+        assert_eq!((cli.programme_secs, cli.quic_sockets), (1500.0, 4));
+        let cli = Cli::try_parse_from(["radio-bench", "--agents", "1000", "--wrap", "heaptrack"])
+            .expect("parses");
+        assert_eq!(cli.wrap.as_deref(), Some("heaptrack"));
+        assert_eq!(
+            cli.late_ms,
+            f64::from(radio_config::DEFAULT_PLAYOUT_DELAY_MS)
+        );
+    }
 }

@@ -25,7 +25,8 @@
 //! from `/proc/self/stat`; ffmpeg's from the children's fields of the same file once it is
 //! reaped), the medians, and server / ffmpeg.
 
-use radio_benches::summary::{arg, median};
+use clap::Parser;
+use radio_benches::summary::median;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -160,13 +161,20 @@ fn ffmpeg(input: &Path, output: &Path) -> anyhow::Result<Timing> {
     })
 }
 
+/// Transcoding a programme file to Opus: the server's own pipeline against ffmpeg with libopus,
+/// the same file, the same encoder settings (needs ffmpeg and espeak-ng).
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Runs.
+    #[arg(default_value_t = 5)]
+    runs: usize,
+    /// Minutes of speech in the input.
+    #[arg(long, value_name = "M", default_value_t = 10)]
+    minutes: u32,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let runs: usize = match args.first() {
-        Some(a) if !a.starts_with("--") => a.parse().context("RUNS")?,
-        _ => 5,
-    };
-    let minutes: u32 = arg(&args, "--minutes", 10)?;
+    let Cli { runs, minutes } = Cli::parse();
     let dir = tempfile::tempdir()?;
     eprintln!(
         "making {minutes} min of 44.1 kHz stereo speech in {}",
@@ -236,4 +244,18 @@ fn main() -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_command_parses() {
+        // BENCHMARKS.md, "Transcoding".
+        let cli = Cli::try_parse_from(["transcode_compare", "5"]).expect("parses");
+        assert_eq!((cli.runs, cli.minutes), (5, 10));
+        let cli = Cli::try_parse_from(["transcode_compare", "--minutes", "2"]).expect("parses");
+        assert_eq!((cli.runs, cli.minutes), (5, 2));
+    }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use clap::Args as _;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -25,6 +26,98 @@ server_name = \"radio.binhson.gov.vn\"
 bitrate = 24000
 log = \"debug\"
 ";
+
+// --- help texts ---
+
+/// `(flag id, stated default)` for every flag of `args` whose help states a default, in
+/// declaration order.
+fn stated_defaults<A: clap::Args>() -> Vec<(String, String)> {
+    let cmd = A::augment_args(clap::Command::new("help"));
+    cmd.get_arguments()
+        .filter_map(|arg| {
+            let help = arg.get_help()?.to_string();
+            let (_, stated) = help.split_once("[default: ")?;
+            let stated = stated.strip_suffix(']').unwrap_or_else(|| {
+                panic!("--{}: text after the stated default: {help}", arg.get_id())
+            });
+            Some((arg.get_id().to_string(), stated.to_owned()))
+        })
+        .collect()
+}
+
+fn pairs(expected: &[(&str, String)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(id, default)| ((*id).to_owned(), default.clone()))
+        .collect()
+}
+
+#[test]
+fn agent_flags_state_the_defaults_the_agent_has() {
+    let d = AgentConfig::default();
+    assert_eq!(
+        stated_defaults::<AgentOverrides>(),
+        pairs(&[
+            ("bundle", d.bundle.display().to_string()),
+            ("state_dir", d.state_dir.display().to_string()),
+            ("playout_delay_ms", d.playout_delay_ms.to_string()),
+            ("log", d.log),
+        ]),
+        "a flag whose help states a default must state the one the agent has"
+    );
+}
+
+#[test]
+fn server_flags_state_the_defaults_the_server_has() {
+    let d = ServerConfig::default();
+    assert_eq!(d.public_address, None);
+    assert_eq!(d.district_file, None);
+    assert_eq!(
+        stated_defaults::<ServerOverrides>(),
+        pairs(&[
+            ("listen", d.listen.to_string()),
+            ("public_address", "derived from --listen".into()),
+            ("server_name", d.server_name),
+            ("data_dir", d.data_dir.display().to_string()),
+            ("bitrate", d.bitrate.to_string()),
+            ("district_file", "embedded Bình Sơn district".into()),
+            ("log", d.log),
+            ("admin_listen", d.admin_listen.to_string()),
+        ]),
+        "a flag whose help states a default must state the one the server has"
+    );
+}
+
+#[test]
+fn flags_state_the_ranges_the_rules_enforce() {
+    let help = |cmd: clap::Command, id: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_id() == id)
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    };
+    let agent = AgentOverrides::augment_args(clap::Command::new("help"));
+    let (min, max) = PLAYOUT_DELAY_MS_RANGE;
+    let mut cfg = AgentConfig {
+        sinks: vec!["wav:/tmp/x.wav".parse().expect("sink")],
+        ..AgentConfig::default()
+    };
+    for (delay, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+        cfg.playout_delay_ms = delay;
+        cfg.jitter_capacity_frames = delay / 20 + 10;
+        assert_eq!(cfg.validate().is_ok(), valid, "playout_delay_ms {delay}");
+    }
+    assert!(help(agent, "playout_delay_ms").contains(&format!("{min}-{max}")));
+    let server = ServerOverrides::augment_args(clap::Command::new("help"));
+    let (min, max) = BITRATE_RANGE;
+    let mut cfg = ServerConfig::default();
+    for (bitrate, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+        cfg.bitrate = bitrate;
+        assert_eq!(cfg.validate().is_ok(), valid, "bitrate {bitrate}");
+    }
+    assert!(help(server, "bitrate").contains(&format!("{min}-{max}")));
+}
 
 // --- defaults ---
 
@@ -137,6 +230,10 @@ fn every_server_field_has_an_env_var() {
         ("RADIO_SERVER_LOG", "trace"),
         ("RADIO_SERVER_ADMIN_LISTEN", "0.0.0.0:4481"),
         ("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "true"),
+        (
+            "RADIO_SERVER_PROVINCIAL_STREAM",
+            "http://radio.quangngai.example:8000/qng.mp3",
+        ),
     ]);
     let cfg = merge_server(None, &e, &ServerOverrides::default()).expect("valid");
     let expected = ServerConfig {
@@ -156,6 +253,7 @@ fn every_server_field_has_an_env_var() {
         log: "trace".into(),
         admin_listen: "0.0.0.0:4481".parse().expect("addr"),
         admin_allow_remote: true,
+        provincial_stream: "http://radio.quangngai.example:8000/qng.mp3".into(),
         ..ServerConfig::default()
     };
     assert_eq!(cfg, expected);
@@ -497,6 +595,126 @@ fn bad_env_value_names_the_variable() {
     let err = merge_agent(None, &e, &AgentOverrides::default()).expect_err("bad sink");
     assert_eq!(err.key.as_deref(), Some("RELAY_AGENT_SINKS"));
     assert!(err.message.starts_with("sink 2 `mp3:/b`"), "{err}");
+}
+
+/// The variables named in `text` that start with `prefix` (`RADIO_SERVER_*` and
+/// `RADIO_SERVER_…`, which stand for them all, are not names).
+fn variables_named(text: &str, prefix: &str) -> std::collections::BTreeSet<String> {
+    let is_name_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+    let mut found = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices(prefix) {
+        if text[..i].chars().next_back().is_some_and(is_name_char) {
+            continue;
+        }
+        let rest = &text[i..];
+        let end = rest.find(|c| !is_name_char(c)).unwrap_or(rest.len());
+        let name = rest[..end].trim_end_matches('_');
+        if name.len() > prefix.trim_end_matches('_').len() {
+            found.insert(name.to_owned());
+        }
+    }
+    found
+}
+
+/// The variables the environment layer reads for `fields`, and the config file's.
+fn variables_read(
+    prefix: &str,
+    config_var: &str,
+    fields: &[&str],
+) -> std::collections::BTreeSet<String> {
+    fields
+        .iter()
+        .map(|f| format!("{prefix}{}", f.to_ascii_uppercase()))
+        .chain([config_var.to_owned()])
+        .collect()
+}
+
+#[test]
+fn the_readme_names_exactly_the_variables_the_environment_layer_reads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    for (prefix, config_var, fields) in [
+        (SERVER_ENV_PREFIX, SERVER_CONFIG_ENV, &SERVER_FIELDS[..]),
+        (AGENT_ENV_PREFIX, AGENT_CONFIG_ENV, &AGENT_FIELDS[..]),
+    ] {
+        let read = variables_read(prefix, config_var, fields);
+        let named = variables_named(&readme, prefix);
+        let unread: Vec<&String> = named.difference(&read).collect();
+        let unnamed: Vec<&String> = read.difference(&named).collect();
+        assert!(
+            unread.is_empty(),
+            "README.md names {unread:?}, which the environment layer does not read"
+        );
+        assert!(
+            unnamed.is_empty(),
+            "the environment layer reads {unnamed:?}, which README.md does not name"
+        );
+        // The other documents may name fewer, but none that does not exist.
+        for doc in std::fs::read_dir(root.join("docs")).expect("docs/") {
+            let path = doc.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read a document");
+            let unread: Vec<String> = variables_named(&text, prefix)
+                .into_iter()
+                .filter(|v| !read.contains(v))
+                .collect();
+            assert!(
+                unread.is_empty(),
+                "{} names {unread:?}, which the environment layer does not read",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn variables_are_found_as_whole_names() {
+    let text = "`RADIO_SERVER_LOG`, RADIO_SERVER_* and RADIO_SERVER_…; \
+                XRADIO_SERVER_NOT; RADIO_SERVER_BITRATE=32000, RELAY_AGENT_SINKS.";
+    let names: Vec<String> = variables_named(text, SERVER_ENV_PREFIX)
+        .into_iter()
+        .collect();
+    assert_eq!(names, ["RADIO_SERVER_BITRATE", "RADIO_SERVER_LOG"]);
+    assert_eq!(
+        variables_named(text, AGENT_ENV_PREFIX)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["RELAY_AGENT_SINKS"]
+    );
+}
+
+#[test]
+fn provincial_stream_from_file_or_environment_is_checked_where_it_was_set() {
+    let text = "bitrate = 24000\nprovincial_stream = \"radio.quangngai.example/qng.mp3\"\n";
+    let err = merge_server(
+        Some((text, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("no scheme");
+    assert_eq!(err.line, Some(2), "{err}");
+    assert_eq!(err.key.as_deref(), Some("provincial_stream"), "{err}");
+
+    let e = env(&[("RADIO_SERVER_PROVINCIAL_STREAM", "ftp://radio.example/qng")]);
+    let err = merge_server(Some((text, "server.toml")), &e, &ServerOverrides::default())
+        .expect_err("not http");
+    assert_eq!(
+        err.key.as_deref(),
+        Some("RADIO_SERVER_PROVINCIAL_STREAM"),
+        "{err}"
+    );
+
+    let e = env(&[(
+        "RADIO_SERVER_PROVINCIAL_STREAM",
+        "http://radio.quangngai.example:8000/qng.mp3",
+    )]);
+    let cfg = merge_server(Some((text, "server.toml")), &e, &ServerOverrides::default())
+        .expect("the environment wins over the file");
+    assert_eq!(
+        cfg.provincial_stream,
+        "http://radio.quangngai.example:8000/qng.mp3"
+    );
 }
 
 #[test]

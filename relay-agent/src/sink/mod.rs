@@ -55,9 +55,18 @@ pub enum SinkError {
     /// `play` was called after `finish`.
     #[error("{sink}: already finished")]
     Closed { sink: String },
+    /// The sink can take no slot ever again: the thread that feeds its output died. Only a
+    /// restart of the agent brings the output back.
+    #[error("{sink}: {reason}")]
+    Dead { sink: String, reason: String },
 }
 
 impl SinkError {
+    /// Whether the sink is gone for good ([`SinkError::Dead`]), rather than failing one slot.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, SinkError::Dead { .. })
+    }
+
     pub(crate) fn io(sink: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         SinkError::Io {
             sink: sink.into(),

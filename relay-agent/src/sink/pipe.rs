@@ -99,6 +99,8 @@ impl PipeSink {
             command: command.to_owned(),
             options: options.clone(),
             shared: Arc::clone(&shared),
+            #[cfg(debug_assertions)]
+            panic_after: crate::test_panic::armed("pipe-sink"),
         };
         let handle = std::thread::Builder::new()
             .name("pipe-sink".into())
@@ -127,6 +129,26 @@ impl PipeSink {
     /// How many times the command was started again after dying.
     pub fn restarts(&self) -> u64 {
         self.shared.spawns.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// How the writer thread ended, which it does only by panicking while the sink is open
+    /// (its queue is gone). Its panic message goes into the error that ends the agent.
+    fn writer_death(&mut self) -> String {
+        let Some(handle) = self.writer.take() else {
+            return "writer thread is gone".into();
+        };
+        // The queue closes as the thread unwinds, a moment before it has ended.
+        if !wait_finished(&handle, Duration::from_millis(500)) {
+            self.writer = Some(handle);
+            return "writer thread is gone".into();
+        }
+        match handle.join() {
+            Ok(()) => "writer thread ended".into(),
+            Err(payload) => format!(
+                "writer thread panicked: {}",
+                crate::supervise::panic_message(payload.as_ref())
+            ),
+        }
     }
 }
 
@@ -164,7 +186,10 @@ impl Sink for PipeSink {
             Err(TrySendError::Disconnected(_)) => {
                 self.dropped += 1;
                 self.errors += 1;
-                Err(SinkError::io(self.describe(), "writer thread is gone"))
+                Err(SinkError::Dead {
+                    sink: self.describe(),
+                    reason: self.writer_death(),
+                })
             }
         }
     }
@@ -282,6 +307,8 @@ struct Writer {
     command: String,
     options: PipeOptions,
     shared: Arc<Shared>,
+    #[cfg(debug_assertions)]
+    panic_after: Option<u64>,
 }
 
 impl Writer {
@@ -315,7 +342,10 @@ impl Writer {
                     } else {
                         match stdin.write_all(&bytes) {
                             Ok(()) => {
-                                self.shared.written.fetch_add(1, Ordering::Relaxed);
+                                let _written =
+                                    self.shared.written.fetch_add(1, Ordering::Relaxed) + 1;
+                                #[cfg(debug_assertions)]
+                                crate::test_panic::check("pipe-sink", self.panic_after, _written);
                                 State::Running { stdin, since }
                             }
                             Err(e) => {

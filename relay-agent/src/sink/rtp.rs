@@ -396,8 +396,8 @@ fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use radio_test_tools::FfmpegReceiver;
     use rtp_rs::RtpReader;
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     /// How long a test waits for a datagram or an error that is bound to come: far longer than
@@ -557,7 +557,7 @@ mod tests {
     #[test]
     fn ipv6_destination() {
         let Ok(rx) = UdpSocket::bind("[::1]:0") else {
-            println!("skipping: no IPv6 loopback");
+            radio_test_tools::skip("no IPv6 loopback");
             return;
         };
         rx.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -589,12 +589,6 @@ mod tests {
         s.local_addr().expect("addr").port()
     }
 
-    fn on_path(program: &str) -> bool {
-        std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-            .unwrap_or(false)
-    }
-
     /// Correlation of `x` with the best-phase 440 Hz sine, i.e. the maximum over all lags of
     /// the normalised correlation, computed by projecting onto sine and cosine.
     fn sine_correlation(x: &[f64], freq: f64) -> f64 {
@@ -623,36 +617,18 @@ mod tests {
 
     #[test]
     fn ffmpeg_decodes_the_stream_from_the_sdp() {
-        if !on_path("ffmpeg") {
-            println!("skipping ffmpeg interop: ffmpeg is not on PATH");
+        if !radio_test_tools::require_tool("ffmpeg") {
             return;
         }
+        // Generous: on a loaded machine with a cold page cache ffmpeg takes seconds to start.
+        const PEER: Duration = Duration::from_secs(120);
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_udp_port();
         let dest: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
         let sdp_path = dir.path().join("stream.sdp");
         let out_path = dir.path().join("out.raw");
         let mut sink = RtpSink::open(dest, &sdp_path, "Đài truyền thanh").expect("open");
-
-        let mut ffmpeg = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-            .args(["-protocol_whitelist", "file,udp,rtp", "-i"])
-            .arg(&sdp_path)
-            .args(["-t", "3", "-ac", "1", "-ar", "48000", "-f", "s16le"])
-            .arg(&out_path)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn ffmpeg");
-
-        // Wait until ffmpeg owns the port (our own bind then fails), then a little more.
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(1000));
+        let mut ffmpeg = FfmpegReceiver::start(&sdp_path, &out_path).expect("start ffmpeg");
 
         let mut encoder =
             opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Audio)
@@ -664,13 +640,43 @@ mod tests {
             })
             .collect();
         let mut packet = [0u8; 1500];
+        // Like the playout's, the silence packet comes from a fresh encoder: one cut from the
+        // running tone encoder carries its state and decodes to a buzz when repeated.
+        let zeros = [0i16; FRAME_SAMPLES];
+        let mut fresh = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+            .expect("encoder");
+        let n = fresh.encode(&zeros, &mut packet).expect("encode");
+        let silence = packet[..n].to_vec();
         let mut tick = Instant::now();
+        // Sleeps that pace the stream: one 20 ms frame per slot, as the playout sends them.
         let pace = |tick: &mut Instant| {
             *tick += Duration::from_millis(20);
             if let Some(wait) = tick.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
         };
+        let send_silence = |sink: &mut RtpSink, tick: &mut Instant| {
+            sink.play(&Slot {
+                opus: Some(&silence),
+                pcm: &zeros,
+                silent: true,
+            })
+            .expect("play");
+            pace(tick);
+        };
+
+        // Silence, as an idle agent sends it, until ffmpeg shows that it decodes the stream:
+        // the tone then cannot start before ffmpeg listens, however slowly it started.
+        let started = Instant::now();
+        while ffmpeg.decoded().is_zero() {
+            assert!(
+                started.elapsed() < PEER,
+                "ffmpeg decoded nothing in {PEER:?}"
+            );
+            send_silence(&mut sink, &mut tick);
+        }
+        // Sent before ffmpeg opened its port, some were refused; none may fail from now on.
+        let refused_before = sink.stats().errors;
         for frame in sine.chunks(FRAME_SAMPLES) {
             let n = encoder.encode(frame, &mut packet).expect("encode");
             sink.play(&Slot {
@@ -681,38 +687,30 @@ mod tests {
             .expect("play");
             pace(&mut tick);
         }
-        // Keep the stream alive with silence until ffmpeg has its 3 s and stops.
-        let zeros = [0i16; FRAME_SAMPLES];
-        // Like the playout's, the silence packet comes from a fresh encoder: one cut from the
-        // running tone encoder carries its state and decodes to a buzz when repeated.
-        let mut fresh = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
-            .expect("encoder");
-        let n = fresh.encode(&zeros, &mut packet).expect("encode");
-        let silence = packet[..n].to_vec();
-        let mut status = None;
-        for _ in 0..250 {
-            sink.play(&Slot {
-                opus: Some(&silence),
-                pcm: &zeros,
-                silent: true,
-            })
-            .expect("play");
-            pace(&mut tick);
-            if let Some(s) = ffmpeg.try_wait().expect("try_wait") {
-                status = Some(s);
-                break;
-            }
+        // Silence until ffmpeg's output has moved on by a second past the tone's end: it has
+        // decoded the whole tone.
+        let sent = ffmpeg.decoded();
+        let started = Instant::now();
+        while ffmpeg.decoded() <= sent + Duration::from_secs(1) {
+            assert!(
+                started.elapsed() < PEER,
+                "ffmpeg decoded only {:?} in {PEER:?}",
+                ffmpeg.decoded()
+            );
+            send_silence(&mut sink, &mut tick);
         }
-        let status = match status {
-            Some(s) => s,
-            None => {
-                let _ = ffmpeg.kill();
-                ffmpeg.wait().expect("wait")
+        // It reads `q` between packets: the stream goes on until it has gone.
+        ffmpeg.quit().unwrap_or_else(|e| panic!("{e}"));
+        let status = loop {
+            if let Some(status) = ffmpeg.exited() {
+                break status;
             }
+            assert!(started.elapsed() < PEER, "ffmpeg did not stop");
+            send_silence(&mut sink, &mut tick);
         };
         assert!(status.success(), "ffmpeg failed: {status}");
         sink.finish().expect("finish");
-        assert_eq!(sink.stats().errors, 0);
+        assert_eq!(sink.stats().errors, refused_before);
 
         let raw = fs::read(&out_path).expect("ffmpeg output");
         if let Some(keep) = std::env::var_os("SINK_TEST_KEEP") {

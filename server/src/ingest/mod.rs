@@ -1,6 +1,7 @@
 //! Ingest: audio that arrives from outside in real time — the district studio (live RTP, or PCM
-//! from a local mixer's pipe), upstream stations (HTTP/Icecast streams, `relay.rs`) and
-//! upstream radio servers over QUIC (`upstream.rs`).
+//! from a local mixer's pipe), upstream stations (HTTP/Icecast streams, `relay.rs`; the
+//! schedule's streams are checked ahead of their slots by `relay_probe.rs`) and upstream radio
+//! servers over QUIC (`upstream.rs`).
 //!
 //! Every ingest delivers the same unit, a [`PcmFrame`] of 20 ms at 48 kHz mono, on a bounded
 //! channel; the source runner (`crate::source`) paces, encodes once and fans out. Files are not
@@ -14,6 +15,7 @@ pub type PcmFrame = [f32; FRAME_SAMPLES];
 pub mod live_rtp;
 pub mod pcm_pipe;
 pub mod relay;
+pub mod relay_probe;
 pub mod srtp;
 pub mod stream_url;
 pub mod upstream;

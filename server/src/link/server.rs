@@ -43,6 +43,9 @@ pub struct AgentRecord {
     last_heartbeat_at: Option<std::time::Instant>,
     /// When the current session was established.
     session_since: Option<std::time::Instant>,
+    /// When the link last went up or down (the server's wall clock), for operators who read
+    /// clocks rather than ages.
+    link_changed: Option<jiff::Timestamp>,
     /// The loudspeaker clusters its agent watches, as its journal last said.
     pub clusters: WatchedClusters,
     /// The connection currently serving it, to close it when a newer one replaces it or its
@@ -71,6 +74,8 @@ pub struct AgentSnapshot {
     pub last_heartbeat_age: Option<Duration>,
     /// How long the current session has lasted (none while not connected).
     pub session_age: Option<Duration>,
+    /// When the link last changed this server run: since when it is up, or down.
+    pub link_since: Option<jiff::Timestamp>,
     /// The latest state of each cluster its agent watches, by id within the station (`c01`).
     pub clusters: BTreeMap<String, ClusterSeen>,
 }
@@ -208,6 +213,7 @@ impl Server {
                     last_heartbeat: r.last_heartbeat.clone(),
                     last_heartbeat_age: r.last_heartbeat_at.map(|t| t.elapsed()),
                     session_age: r.session_since.filter(|_| r.connected).map(|t| t.elapsed()),
+                    link_since: r.link_changed,
                     clusters: r.clusters.clusters().clone(),
                 }
             })
@@ -631,6 +637,7 @@ async fn handle_incoming(
                     record.connection = None;
                     record.serial = None;
                     record.session_since = None;
+                    record.link_changed = Some(jiff::Timestamp::now());
                 }
             }
             server.count_connected(&agents);
@@ -1033,6 +1040,7 @@ fn register(server: &Server, commune: &str, conn: &quinn::Connection, serial: Op
     record.connected = true;
     record.sessions += 1;
     record.session_since = Some(std::time::Instant::now());
+    record.link_changed = Some(jiff::Timestamp::now());
     server.count_connected(&agents);
 }
 

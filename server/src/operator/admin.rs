@@ -15,7 +15,7 @@
 //!
 //! | route | body | who | does |
 //! |---|---|---|---|
-//! | `GET /api/v1/status` | – | all | what every station airs and the emergencies running ([`OnAirStatus`]) |
+//! | `GET /api/v1/status` | – | all | what every station airs, its agent's link, the emergencies running and the relay streams' last probes ([`StatusView`]) |
 //! | `GET /api/v1/stations` | – | all | every station, its agent's link and its clusters ([`StationView`]) |
 //! | `POST /api/v1/live/start` | [`LiveStart`] | admin | the live input on air |
 //! | `POST /api/v1/live/stop` | [`StopRequest`] | admin | takes it off |
@@ -88,7 +88,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{broadcast, Mutex};
 
-use crate::broadcast::on_air::{CommandError, OnAir, OnAirEvent, OnAirStatus};
+use crate::broadcast::on_air::{
+    CommandError, EmergencyStatus, OnAir, OnAirEvent, OnAirStatus, StationStatus,
+};
+use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::pipeline::ProgrammeEncoder;
@@ -106,6 +109,9 @@ use crate::schedule::{
 /// the operator ever naming it.
 pub const DEFAULT_LIVE_ID: &str = "studio";
 
+/// How many times an emergency plays its recording when the request does not say.
+pub const DEFAULT_EMERGENCY_REPEAT: u32 = 1;
+
 /// Only decoding is checked before an emergency goes on air; the bitrate is irrelevant to that.
 const CHECK_BITRATE: u32 = 32_000;
 
@@ -117,6 +123,12 @@ const LIVE_OPEN_WAIT: Duration = Duration::from_millis(500);
 /// Most audit records in one answer: years of a district's changes, a few megabytes of JSON
 /// (under the 10 MB an answer may have for the operator commands).
 const MAX_AUDIT_RECORDS: usize = 10_000;
+
+/// How to get a token, after every 401. The `radio-server` operator commands read the district
+/// token from the data directory themselves; anyone else needs one made for them.
+pub const TOKEN_HELP: &str = "ask the server's administrator for a token (`radio-server token` \
+     makes one with a role); on the server machine the operator commands (`radio-server status`, \
+     `emergency`, `live`, `schedule`, `report`...) read it themselves";
 
 /// What the admin endpoint works on.
 #[derive(Debug)]
@@ -131,6 +143,8 @@ pub struct AdminState {
     upstreams: Vec<String>,
     /// The QUIC server, for what its agents report (stations, metrics).
     server: Option<Arc<crate::link::server::Server>>,
+    /// The schedule's relay streams, as last probed.
+    relay_probes: Option<RelayProbes>,
     /// Tokens with roles from the config, with their SHA-256 decoded.
     tokens: Vec<(AdminTokenSettings, [u8; 32])>,
     /// Failed authentications per source address. A plain mutex: held for a table lookup,
@@ -324,8 +338,61 @@ impl AdminState {
             schedule: Arc::new(Mutex::new(schedule)),
             upstreams: Vec::new(),
             server: None,
+            relay_probes: None,
             tokens: Vec::new(),
             limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
+        }
+    }
+
+    /// Shows the relay streams' probes in the status.
+    #[must_use]
+    pub fn with_relay_probes(mut self, probes: RelayProbes) -> Self {
+        self.relay_probes = Some(probes);
+        self
+    }
+
+    /// The status as the API answers it: what airs, with each station's link.
+    fn status_view(&self, on_air: OnAirStatus) -> StatusView {
+        let agents: std::collections::BTreeMap<String, crate::link::server::AgentSnapshot> = self
+            .server
+            .as_ref()
+            .map(|s| {
+                s.agents()
+                    .into_iter()
+                    .map(|a| (a.commune.clone(), a))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stations: Vec<StationRow> = on_air
+            .stations
+            .into_iter()
+            .map(|station| {
+                let agent = agents.get(&station.station);
+                let link = match agent {
+                    Some(a) if a.connected => Link::Up,
+                    Some(a) if a.sessions > 0 => Link::Down,
+                    _ => Link::Never,
+                };
+                StationRow {
+                    link_since: agent.and_then(|a| a.link_since),
+                    link,
+                    station,
+                }
+            })
+            .collect();
+        StatusView {
+            heard: stations
+                .iter()
+                .filter(|r| r.station.item.is_some() && r.link == Link::Up)
+                .count(),
+            without_agent: stations.iter().filter(|r| r.link != Link::Up).count(),
+            stations,
+            emergencies: on_air.emergencies,
+            relay_streams: self
+                .relay_probes
+                .as_ref()
+                .map(RelayProbes::snapshot)
+                .unwrap_or_default(),
         }
     }
 
@@ -615,6 +682,56 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         .into_response()
 }
 
+/// `GET /api/v1/status`: what every station airs ([`OnAirStatus`], whose fields it keeps, so
+/// older clients still read it), each station's link, the counts an operator reads first, and
+/// the schedule's relay streams as last probed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub stations: Vec<StationRow>,
+    pub emergencies: Vec<EmergencyStatus>,
+    /// Stations heard: something on air and their agent connected. A station on air without
+    /// an agent airs to nobody.
+    pub heard: usize,
+    /// Stations whose agent is not connected.
+    pub without_agent: usize,
+    /// The streams the schedule relays; empty when there is none (or no prober runs).
+    #[serde(default)]
+    pub relay_streams: Vec<RelayStreamStatus>,
+}
+
+/// One station in [`StatusView`]: its [`StationStatus`] fields, and its agent's link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StationRow {
+    #[serde(flatten)]
+    pub station: StationStatus,
+    pub link: Link,
+    /// Since when the link is up, or down (this server run); `None` if never up.
+    #[serde(default)]
+    pub link_since: Option<Timestamp>,
+}
+
+/// A station's agent link as this server run saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// A session is established.
+    Up,
+    /// There was one; it ended.
+    Down,
+    /// No session since the server started.
+    Never,
+}
+
+impl Link {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Link::Up => "up",
+            Link::Down => "down",
+            Link::Never => "never",
+        }
+    }
+}
+
 /// One station for the dashboard: who it is and how its agent is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StationView {
@@ -823,10 +940,9 @@ async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -
             );
         }
     }
-    let message = format!(
-        "{problem}; the token is in {} on the server",
-        state.store.token_path().display()
-    );
+    // Whoever asks without a token may be anyone who reaches the port: tell them what to do,
+    // not where the server keeps its files.
+    let message = format!("{problem}; {TOKEN_HELP}");
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
     response
         .headers_mut()
@@ -863,8 +979,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<OnAirStatus>, ApiError> {
-    Ok(Json(state.on_air.status().await?))
+async fn status(State(state): State<Arc<AdminState>>) -> Result<Json<StatusView>, ApiError> {
+    let on_air = state.on_air.status().await?;
+    Ok(Json(state.status_view(on_air)))
 }
 
 async fn live_start(
@@ -979,7 +1096,7 @@ async fn start_emergency(
             ))
         }
     };
-    let repeat = request.repeat.unwrap_or(1);
+    let repeat = request.repeat.unwrap_or(DEFAULT_EMERGENCY_REPEAT);
     if repeat == 0 {
         return Err(ApiError::bad_request(
             "field `repeat` must be at least 1 (the number of times the recording is played)",

@@ -5,7 +5,6 @@
 //! running server); they read the token from `data_dir/admin.token` and ask the server at
 //! `admin_listen`. Every failure becomes one line an operator can act on.
 
-use crate::broadcast::on_air::OnAirStatus;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::operator::admin::{
-    AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, LiveStart, ScheduleChanged,
-    StopRequest,
+    AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, Link, LiveStart,
+    ScheduleChanged, StatusView, StopRequest,
 };
 use crate::operator::audit_log::AuditListing;
 use crate::records::store::TOKEN_FILE;
@@ -113,8 +112,8 @@ impl AdminClient {
         self.addr
     }
 
-    /// What every station airs, and the emergencies running.
-    pub fn status(&self) -> Result<OnAirStatus, ClientError> {
+    /// What every station airs and its link, the emergencies running and the relay streams.
+    pub fn status(&self) -> Result<StatusView, ClientError> {
         self.get("/api/v1/status")
     }
 
@@ -442,14 +441,16 @@ fn local_time(at: &str, tz: &TimeZone) -> String {
     }
 }
 
-/// `radio-server status`: what each station airs, then the emergencies running with the id
-/// that stops each; times in `tz`.
-pub fn render_status(status: &OnAirStatus, tz: &TimeZone) -> String {
+/// `radio-server status`: what each station airs and its agent's link, how many are heard,
+/// the emergencies running with the id that stops each, and the relay streams of the schedule
+/// as last probed; times in `tz`.
+pub fn render_status(status: &StatusView, tz: &TimeZone) -> String {
     let rows = &status.stations;
-    let header = ["station", "level", "on air", "since"];
-    let body: Vec<[String; 4]> = rows
+    let header = ["station", "link", "level", "on air", "since"];
+    let body: Vec<[String; 5]> = rows
         .iter()
-        .map(|r| {
+        .map(|row| {
+            let r = &row.station;
             let since = r
                 .since
                 .as_deref()
@@ -460,48 +461,104 @@ pub fn render_status(status: &OnAirStatus, tz: &TimeZone) -> String {
                 (None, Some(item)) => short_item(item).to_owned(),
                 _ => "–".to_owned(),
             };
+            let link = match (row.link, row.link_since) {
+                (Link::Down, Some(at)) => format!("down since {}", local_timestamp(at, tz)),
+                (link, _) => link.as_str().to_owned(),
+            };
             [
                 r.station.clone(),
+                link,
                 r.level.clone().unwrap_or_else(|| "–".to_owned()),
                 on_air,
                 since,
             ]
         })
         .collect();
-    let airing = rows.iter().filter(|r| r.item.is_some()).count();
-    let mut out = format!(
-        "{}{airing} of {} stations on air\n",
-        table(&header, &body),
-        rows.len()
-    );
-    if status.emergencies.is_empty() {
-        out.push_str("no emergency running\n");
-        return out;
-    }
-    let header = ["emergency", "name", "started", "targets"];
-    let body: Vec<[String; 4]> = status
-        .emergencies
-        .iter()
-        .map(|e| {
-            [
-                e.id.clone(),
-                e.name.clone(),
-                local_time(&e.started, tz),
-                format!(
-                    "{} ({})",
-                    targets(&e.targets),
-                    count(e.stations.len(), "station")
-                ),
-            ]
-        })
-        .collect();
+    let mut out = table(&header, &body);
     let _ = write!(
         out,
-        "\n{}{} running; stop one with `radio-server emergency --stop ID`\n",
-        table(&header, &body),
-        count(status.emergencies.len(), "emergency")
+        "{} of {} heard (on air, agent connected); ",
+        status.heard,
+        count(rows.len(), "station")
     );
+    if status.without_agent == 0 {
+        out.push_str(
+            "every agent connected
+",
+        );
+    } else {
+        let _ = writeln!(out, "{} without an agent", status.without_agent);
+    }
+    if status.emergencies.is_empty() {
+        out.push_str(
+            "no emergency running
+",
+        );
+    } else {
+        let header = ["emergency", "name", "started", "targets"];
+        let body: Vec<[String; 4]> = status
+            .emergencies
+            .iter()
+            .map(|e| {
+                [
+                    e.id.clone(),
+                    e.name.clone(),
+                    local_time(&e.started, tz),
+                    format!(
+                        "{} ({})",
+                        targets(&e.targets),
+                        count(e.stations.len(), "station")
+                    ),
+                ]
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "\n{}{} running; stop one with `radio-server emergency --stop ID`\n",
+            table(&header, &body),
+            count(status.emergencies.len(), "emergency")
+        );
+    }
+    if !status.relay_streams.is_empty() {
+        let header = ["relay stream", "reachable", "checked", "used by", "error"];
+        let body: Vec<[String; 5]> = status
+            .relay_streams
+            .iter()
+            .map(|r| {
+                [
+                    r.url.clone(),
+                    match r.reachable {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "not yet checked",
+                    }
+                    .to_owned(),
+                    r.checked
+                        .map(|t| local_timestamp(t, tz))
+                        .unwrap_or_default(),
+                    r.slots.join(", "),
+                    r.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let _ = write!(out, "\nrelay streams\n{}", table(&header, &body));
+        if status
+            .relay_streams
+            .iter()
+            .any(|r| r.reachable == Some(false))
+        {
+            out.push_str(
+                "a stream that cannot be reached airs the fallback in its slots; the server's \
+                 log says how to set the real one\n",
+            );
+        }
+    }
     out
+}
+
+/// A timestamp in `tz`, as operators read clocks.
+fn local_timestamp(at: Timestamp, tz: &TimeZone) -> String {
+    tz.to_datetime(at).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `radio-server audit`: one row per change, oldest first, in local time and UTC; or the
@@ -587,7 +644,8 @@ fn short_item(item: &str) -> &str {
     item.split_once('@').map_or(item, |(head, _)| head)
 }
 
-fn days(recurrence: &Recurrence) -> String {
+/// When an entry recurs: `daily`, `Mon,Wed` or a date.
+pub(crate) fn days(recurrence: &Recurrence) -> String {
     match recurrence {
         Recurrence::Daily => "daily".to_owned(),
         Recurrence::Weekly { days } => days
@@ -607,7 +665,8 @@ fn hm(t: jiff::civil::Time) -> String {
     }
 }
 
-fn slot(entry: &ScheduleEntry) -> String {
+/// An entry's time of day, e.g. `05:00–07:00`.
+pub(crate) fn slot(entry: &ScheduleEntry) -> String {
     let start = entry.start;
     match entry.end {
         EntryEnd::At(end) => {
@@ -682,6 +741,8 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 mod tests {
     use super::*;
     use crate::broadcast::on_air::{EmergencyStatus, StationStatus};
+    use crate::ingest::relay_probe::RelayStreamStatus;
+    use crate::operator::admin::StationRow;
     use crate::schedule::Level;
     use jiff::civil;
 
@@ -735,31 +796,46 @@ mod tests {
     #[test]
     fn status_table_converts_since_to_local_time() {
         let stations = vec![
-            StationStatus {
-                station: "binh-trung".into(),
-                item: Some("emergency:bao".into()),
-                name: Some("Bão số 5".into()),
-                level: Some("khẩn cấp".into()),
-                since: Some("2025-09-23T07:00:00Z".into()),
+            StationRow {
+                station: StationStatus {
+                    station: "binh-trung".into(),
+                    item: Some("emergency:bao".into()),
+                    name: Some("Bão số 5".into()),
+                    level: Some("khẩn cấp".into()),
+                    since: Some("2025-09-23T07:00:00Z".into()),
+                },
+                link: Link::Up,
+                link_since: Some("2025-09-23T06:00:00Z".parse().unwrap()),
             },
-            StationStatus {
-                station: "binh-hai".into(),
-                item: None,
-                name: None,
-                level: None,
-                since: None,
+            StationRow {
+                station: StationStatus {
+                    station: "binh-hai".into(),
+                    item: None,
+                    name: None,
+                    level: None,
+                    since: None,
+                },
+                link: Link::Down,
+                link_since: Some("2025-09-23T06:30:00Z".parse().unwrap()),
             },
         ];
         let tz = crate::schedule::load_timezone("Asia/Ho_Chi_Minh").unwrap();
-        let mut status = OnAirStatus {
+        let mut status = StatusView {
             stations,
             emergencies: Vec::new(),
+            heard: 1,
+            without_agent: 1,
+            relay_streams: Vec::new(),
         };
         let text = render_status(&status, &tz);
         assert!(text.contains("2025-09-23 14:00:00"), "{text}");
         assert!(text.contains("Bão số 5 [emergency:bao]"), "{text}");
+        assert!(text.contains("down since 2025-09-23 13:30:00"), "{text}");
         assert!(
-            text.ends_with("1 of 2 stations on air\nno emergency running\n"),
+            text.ends_with(
+                "1 of 2 stations heard (on air, agent connected); 1 without an agent\n\
+                 no emergency running\n"
+            ),
             "{text}"
         );
         status.emergencies = vec![EmergencyStatus {
@@ -783,6 +859,26 @@ mod tests {
             ),
             "{text}"
         );
+        status.relay_streams = vec![RelayStreamStatus {
+            url: "http://127.0.0.1:8000/qng.mp3".into(),
+            slots: vec!["tiep-song-sang (daily 05:00–07:00)".into()],
+            reachable: Some(false),
+            checked: Some("2025-09-23T07:00:05Z".parse().unwrap()),
+            error: Some("cannot connect: Connection refused".into()),
+        }];
+        let text = render_status(&status, &tz);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("http://127.0.0.1:8000/qng.mp3"))
+            .unwrap_or_else(|| panic!("no relay stream row: {text}"));
+        for needle in [
+            "NO",
+            "2025-09-23 14:00:05",
+            "tiep-song-sang (daily 05:00–07:00)",
+            "Connection refused",
+        ] {
+            assert!(row.contains(needle), "{needle}: {row}");
+        }
     }
 
     #[test]

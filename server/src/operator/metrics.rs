@@ -213,6 +213,7 @@ mod tests {
                     }),
                     last_heartbeat_age: Some(std::time::Duration::from_millis(1500)),
                     session_age: Some(std::time::Duration::from_secs(3600)),
+                    link_since: None,
                     clusters: [("c01", ClusterState::Up), ("c02", ClusterState::Down)]
                         .into_iter()
                         .map(|(id, state)| {

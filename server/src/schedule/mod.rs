@@ -387,12 +387,19 @@ impl Default for Schedule {
 }
 
 impl Schedule {
-    /// Placeholder URL of the provincial station's stream; the operator replaces it.
-    pub const PROVINCIAL_RELAY_URL: &'static str = "http://127.0.0.1:8000/qng.mp3";
+    /// Placeholder URL of the provincial station's stream; the operator replaces it with the
+    /// config's `provincial_stream`.
+    pub const PROVINCIAL_RELAY_URL: &'static str = radio_config::DEFAULT_PROVINCIAL_STREAM;
+
+    /// Bình Sơn's standing schedule with the placeholder stream: see
+    /// [`Schedule::binh_son_relaying`].
+    pub fn binh_son_default() -> Schedule {
+        Self::binh_son_relaying(Self::PROVINCIAL_RELAY_URL)
+    }
 
     /// Bình Sơn's standing schedule: every commune station relays the provincial radio
-    /// (Đài PT-TH Quảng Ngãi) 05:00–07:00 and 17:00–19:00.
-    pub fn binh_son_default() -> Schedule {
+    /// (Đài PT-TH Quảng Ngãi), whose stream is `url`, 05:00–07:00 and 17:00–19:00.
+    pub fn binh_son_relaying(url: &str) -> Schedule {
         let relay = |id: &str, start: civil::Time, end: civil::Time| ScheduleEntry {
             id: id.to_owned(),
             name: "Tiếp sóng Đài PT-TH Quảng Ngãi".to_owned(),
@@ -400,7 +407,7 @@ impl Schedule {
             start,
             end: EntryEnd::At(end),
             source: SourceSpec::Relay {
-                url: Self::PROVINCIAL_RELAY_URL.to_owned(),
+                url: url.to_owned(),
             },
             targets: Targets::All,
             level: Level::Normal,

@@ -1,0 +1,151 @@
+//! A thread the agent cannot play without dies: the real `relay-agent` must end at once, with a
+//! non-zero status and one clear line, so that its service manager restarts it, instead of
+//! living on with a link that sends heartbeats and loudspeakers that hear nothing. Its next
+//! start journals that the run did not end cleanly.
+//!
+//! The panic is injected by the debug build's test hook (`RADIO_TEST_PANIC`,
+//! `relay-agent/src/test_panic.rs`) into the playout thread, holding the playout state, and into
+//! a pipe sink's writer thread.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use radio_tests::{
+    enroll, journal_dump, start_agent, start_agent_with_env, start_server, test_signal, write_wav,
+};
+
+/// The one line the agent gives when it ends for a dead thread.
+const EXIT_LINE: &str = "exiting so the service manager restarts the agent";
+
+/// The issue asks for 1 s; a loaded machine (two cores shared by parallel tests) gets more.
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// Starts a server with a programme and an agent whose `thread` panics after `after` frames;
+/// checks the exit, its line and its timing, then the journal. `sink` is the agent's sink in
+/// `dir`; `died` is how the exit line must name the death.
+fn a_dead_thread_ends_the_agent(
+    commune: &str,
+    thread: &str,
+    after: u32,
+    sink: impl Fn(&Path) -> String,
+    died: &str,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let bundle = dir.path().join(format!("{commune}.toml"));
+    enroll(&data, commune, &bundle);
+    let programme = dir.path().join("programme.wav");
+    write_wav(&programme, &test_signal(6.0), 48_000);
+    let (server, addr) = start_server(&data, "127.0.0.1:0", Some(&programme), 1);
+    let state = dir.path().join("agent");
+    let after = after.to_string();
+    let mut agent = start_agent_with_env(
+        commune,
+        &bundle,
+        &addr,
+        &state,
+        &[sink(dir.path())],
+        &[
+            ("RADIO_TEST_PANIC", thread),
+            ("RADIO_TEST_PANIC_AFTER_FRAMES", &after),
+        ],
+    );
+    let panic_line = agent.wait_for(
+        &format!("RADIO_TEST_PANIC={thread}: injected panic"),
+        Duration::from_secs(60),
+    );
+    let panicked = Instant::now();
+    assert!(
+        panic_line.contains(&format!("thread '{thread}' panicked at")),
+        "the panic is reported with its thread and place: {panic_line}"
+    );
+    // Without supervision the agent lives on: this fails after PROMPT instead of hanging.
+    let (status, output) = agent.finish(PROMPT);
+    let exited = panicked.elapsed();
+    println!(
+        "{thread}: the agent exited {} ms after the panic line",
+        exited.as_millis()
+    );
+    assert!(exited <= PROMPT, "exit took {exited:?}");
+    assert_eq!(
+        status.code(),
+        Some(70),
+        "exit status {status}, expected 70 (EX_SOFTWARE):\n{}",
+        output.join("\n")
+    );
+    let exit_lines: Vec<&String> = output.iter().filter(|l| l.contains(EXIT_LINE)).collect();
+    assert_eq!(
+        exit_lines.len(),
+        1,
+        "one exit line, not {}:\n{}",
+        exit_lines.len(),
+        output.join("\n")
+    );
+    assert!(
+        exit_lines[0].contains(died)
+            && exit_lines[0].contains(&format!("RADIO_TEST_PANIC={thread}")),
+        "the exit line says what died and how: {}",
+        exit_lines[0]
+    );
+    assert!(
+        !output.iter().any(|l| l.contains("stopped cleanly")),
+        "a crash is no clean stop:\n{}",
+        output.join("\n")
+    );
+
+    // The next start finds the run unclosed, as after any crash, and journals it.
+    let mut again = start_agent(commune, &bundle, &addr, &state, &[sink(dir.path())]);
+    again.wait_for(
+        "the previous run did not stop cleanly",
+        Duration::from_secs(20),
+    );
+    again.wait_for("link up", Duration::from_secs(20));
+    let (status, _) = again.terminate();
+    assert!(
+        status.success(),
+        "the restarted agent's exit status {status}"
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success(), "server exit status {status}");
+    let journal = journal_dump::whole_journal(
+        &journal_dump::stored(&data, commune),
+        &journal_dump::pending(&state),
+    );
+    let process: Vec<&str> = journal
+        .values()
+        .filter(|e| e.starts_with("Process"))
+        .map(|e| e.split(',').next().unwrap_or(e))
+        .collect();
+    assert_eq!(
+        process,
+        [
+            "ProcessStart { clean_previous: true",
+            "ProcessStart { clean_previous: false",
+            "ProcessStop"
+        ],
+        "the crashed run has no stop, and the next start says so: {journal:#?}"
+    );
+}
+
+#[test]
+fn a_panic_in_the_playout_thread_ends_the_agent() {
+    a_dead_thread_ends_the_agent(
+        "binh-trung",
+        "playout",
+        25,
+        |dir| format!("wav:{}", dir.join("out.wav").display()),
+        "playout thread panicked: ",
+    );
+}
+
+#[test]
+fn a_panic_in_a_pipe_sink_writer_ends_the_agent() {
+    a_dead_thread_ends_the_agent(
+        "binh-duong",
+        "pipe-sink",
+        25,
+        // The writer thread is the agent's; the command only has to read.
+        |_| "pipe:cat > /dev/null".to_owned(),
+        "sink pipe:cat > /dev/null: writer thread panicked: ",
+    );
+}

@@ -20,8 +20,8 @@ use crate::agent::{
 use crate::error::{ConfigError, Invalid};
 use crate::location::{error_at_path, parse_toml, toml_error};
 use crate::server::{
-    ServerConfig, BITRATE_RANGE, DEFAULT_ADMIN_LISTEN, DEFAULT_BITRATE, DEFAULT_DATA_DIR,
-    DEFAULT_LISTEN, DEFAULT_SERVER_NAME,
+    ServerConfig, BITRATE_RANGE, DEFAULT_ADMIN_LISTEN, DEFAULT_BITRATE, DEFAULT_CONSOLE_LISTEN,
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SERVER_NAME,
 };
 
 /// Environment variables of the server are `RADIO_SERVER_<FIELD>`, e.g. `RADIO_SERVER_BITRATE`.
@@ -34,7 +34,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 17] = [
+const SERVER_FIELDS: [&str; 21] = [
     "listen",
     "public_address",
     "server_name",
@@ -51,6 +51,10 @@ const SERVER_FIELDS: [&str; 17] = [
     "log",
     "admin_listen",
     "admin_allow_remote",
+    "console_listen",
+    "console_names",
+    "console_cert",
+    "console_key",
     "provincial_stream",
 ];
 const AGENT_FIELDS: [&str; 13] = [
@@ -117,6 +121,12 @@ pub struct ServerOverrides {
         DEFAULT_ADMIN_LISTEN,
     ))]
     pub admin_listen: Option<SocketAddr>,
+    /// Console (HTTPS) address: browsers, phones, remote scripts.
+    #[arg(long, help = stating_default(
+        "Console (HTTPS) address: browsers, phones, remote scripts",
+        DEFAULT_CONSOLE_LISTEN,
+    ))]
+    pub console_listen: Option<SocketAddr>,
 }
 
 /// Command-line flags of `relay-agent` that override its configuration.
@@ -204,6 +214,19 @@ pub fn merge_server(
             "admin_allow_remote" => {
                 cfg.admin_allow_remote = env_parse(var, value, "true or false")?
             }
+            "console_listen" => {
+                cfg.console_listen = env_parse(var, value, "an IP:PORT socket address")?
+            }
+            "console_names" => {
+                cfg.console_names = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "console_cert" => cfg.console_cert = env_optional(value).map(PathBuf::from),
+            "console_key" => cfg.console_key = env_optional(value).map(PathBuf::from),
             "provincial_stream" => cfg.provincial_stream = value.trim().to_owned(),
             _ => return Err(unhandled(var)),
         }
@@ -241,6 +264,10 @@ pub fn merge_server(
     if let Some(v) = cli.admin_listen {
         cfg.admin_listen = v;
         layers.set("admin_listen", Origin::Cli("--admin-listen"));
+    }
+    if let Some(v) = cli.console_listen {
+        cfg.console_listen = v;
+        layers.set("console_listen", Origin::Cli("--console-listen"));
     }
 
     cfg.check().map_err(|invalid| layers.blame(invalid))?;

@@ -29,6 +29,12 @@ pub const BITRATE_RANGE: (u32, u32) = (6_000, 510_000);
 /// Default of [`ServerConfig::admin_listen`].
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4480);
 
+/// Default of [`ServerConfig::console_listen`]: every address, since phones and office PCs reach
+/// the console over the district's network; 8443 because 443 needs privileges a service
+/// should not hold.
+pub const DEFAULT_CONSOLE_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8443);
+
 /// Placeholder of `provincial_stream`: where a trial Icecast server on the machine itself
 /// would serve the provincial programme.
 pub const DEFAULT_PROVINCIAL_STREAM: &str = "http://127.0.0.1:8000/qng.mp3";
@@ -73,8 +79,24 @@ pub struct ServerConfig {
     /// TCP address of the admin endpoint (HTTP, bearer token). Loopback unless
     /// `admin_allow_remote`: it can put anything on air, and it has no TLS of its own.
     pub admin_listen: SocketAddr,
-    /// Lets `admin_listen` be a non-loopback address (behind a TLS proxy or a VPN).
+    /// Lets `admin_listen` be a non-loopback address. Plain HTTP still answers only callers
+    /// on the machine itself (a TLS proxy there); other machines use the console's HTTPS.
     pub admin_allow_remote: bool,
+    /// TCP address of the console and the admin API over HTTPS: what browsers, phones and
+    /// remote scripts use.
+    pub console_listen: SocketAddr,
+    /// Names and addresses the console's certificate (issued by the district CA) holds
+    /// besides `server_name`, `localhost` and `console_listen`'s address: the ones people
+    /// type into a browser, e.g. `["radio.binhson.gov.vn", "10.0.0.2"]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub console_names: Vec<String>,
+    /// The console's own certificate chain (PEM) instead of one from the district CA, e.g.
+    /// from a public CA; needs `console_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_cert: Option<PathBuf>,
+    /// The private key (PEM) of `console_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_key: Option<PathBuf>,
     /// The provincial station's stream (HTTP/Icecast), which the embedded schedule relays
     /// 05:00–07:00 and 17:00–19:00. The default is a placeholder nothing serves: the server
     /// warns at start that it cannot be reached.
@@ -111,6 +133,10 @@ impl Default for ServerConfig {
             log: crate::agent::DEFAULT_LOG.to_owned(),
             admin_listen: DEFAULT_ADMIN_LISTEN,
             admin_allow_remote: false,
+            console_listen: DEFAULT_CONSOLE_LISTEN,
+            console_names: Vec::new(),
+            console_cert: None,
+            console_key: None,
             provincial_stream: DEFAULT_PROVINCIAL_STREAM.to_owned(),
             live: LiveSettings::default(),
             relay: RelaySettings::default(),
@@ -223,6 +249,24 @@ impl ServerConfig {
                      proxy or VPN",
                     self.admin_listen
                 ),
+            ));
+        }
+        for (i, name) in self.console_names.iter().enumerate() {
+            if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
+                return Err(Invalid::new(
+                    "console_names",
+                    format!(
+                        "entry {} (`{name}`) must be a DNS name or an IP address, without spaces",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+        if self.console_cert.is_some() != self.console_key.is_some() {
+            return Err(Invalid::between(
+                &["console_cert", "console_key"],
+                "give both the console's certificate and its key, or neither (the district CA \
+                 then issues the certificate)",
             ));
         }
         check_stream_url(&self.provincial_stream)

@@ -16,6 +16,7 @@ use radio_server::operator::admin::{
     self, AdminState, BulletinRequest, EmergencyRequest, LiveStart,
 };
 use radio_server::operator::admin_client::{render_schedule, render_status, AdminClient};
+use radio_server::operator::https;
 use radio_server::records::store::Store;
 use radio_server::report::{Format, Granularity, ReportKind, ReportQuery, ReportRequest};
 use radio_server::schedule::ladder::{Ladder, LadderConfig};
@@ -1136,6 +1137,25 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             )
         })?;
     let admin_addr = admin_listener.local_addr()?;
+    let console_listener = tokio::net::TcpListener::bind(config.console_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on console_listen {} (is another radio-server running, or does \
+                 another program use the port? set --console-listen)",
+                config.console_listen
+            )
+        })?;
+    let console_addr = console_listener.local_addr()?;
+    let console_tls = match (&config.console_cert, &config.console_key) {
+        (Some(cert), Some(key)) => {
+            https::server_config(https::CertificateSource::Files { cert, key })
+        }
+        _ => https::server_config(https::CertificateSource::District {
+            ca: &ca,
+            names: https::console_names(&config.server_name, console_addr, &config.console_names),
+        }),
+    }?;
     let endpoint = server::bind(&config, &ca)?;
     let addr = endpoint.local_addr()?;
     tracing::info!(
@@ -1146,7 +1166,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     // Tests bind port 0 and read the ports from here. A server whose standard output went
     // away keeps serving: these lines are a courtesy.
     let _ = write_out(format_args!(
-        "admin endpoint on {admin_addr}\nlistening on {addr}\n"
+        "admin endpoint on {admin_addr}\nconsole on https://{console_addr}/\nlistening on {addr}\n"
     ));
     let bitrate = config.bitrate;
     let ladder = Ladder::new(
@@ -1219,11 +1239,20 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         .with_upstreams(upstream_names)
         .with_server(server.clone())
         .with_relay_probes(relay_probes)
-        .with_tokens(&admin_tokens);
+        .with_tokens(&admin_tokens)
+        .with_console_port(console_addr.port());
+    let app = admin::router(Arc::new(admin_state));
     let admin_stop = stopped(stop_rx.clone());
+    let admin_app = app.clone();
     let admin_task = tokio::spawn(async move {
-        if let Err(e) = admin::serve(admin_listener, admin_state, admin_stop).await {
+        if let Err(e) = admin::serve(admin_listener, admin_app, admin_stop).await {
             tracing::error!("admin endpoint stopped: {e}");
+        }
+    });
+    let console_stop = stopped(stop_rx.clone());
+    let console_task = tokio::spawn(async move {
+        if let Err(e) = https::serve(console_listener, console_tls, app, console_stop).await {
+            tracing::error!("console stopped: {e}");
         }
     });
     let controller = on_air.clone();
@@ -1264,11 +1293,13 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         }
     }
     // Requests in flight finish; a client that hangs on does not hold the shutdown up.
-    if tokio::time::timeout(Duration::from_secs(5), admin_task)
-        .await
-        .is_err()
+    if tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tokio::join!(admin_task, console_task);
+    })
+    .await
+    .is_err()
     {
-        tracing::warn!("admin endpoint: requests still open at shutdown, dropped");
+        tracing::warn!("admin endpoint or console: requests still open at shutdown, dropped");
     }
     Ok(())
 }

@@ -23,6 +23,8 @@ fn a_panicking_on_air_controller_ends_the_server() {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--console-listen",
+            "127.0.0.1:0",
             "--no-schedule",
             "--data-dir",
             data_dir,

@@ -28,6 +28,8 @@ fn run_server(name: &str, data_dir: &Path, extra: &[&str]) -> (Process, String) 
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
+        "--console-listen",
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
     let mut server = Process::start(name, Path::new(BINARY), &args);

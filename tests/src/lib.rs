@@ -245,6 +245,15 @@ impl Process {
             .expect("address after `admin endpoint on`")
     }
 
+    /// The console a `radio-server run` announced (`console on https://ADDR/`): its `ADDR`.
+    pub fn console_address(&mut self) -> String {
+        self.wait_for("console on https://", Duration::from_secs(10))
+            .rsplit("https://")
+            .next()
+            .map(|a| a.trim().trim_end_matches('/').to_owned())
+            .expect("address after `console on https://`")
+    }
+
     /// Waits until `n` output lines in all (those already seen included) contain `needle`;
     /// returns the `n`-th.
     pub fn wait_for_nth(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
@@ -500,8 +509,10 @@ pub fn start_server_with(data_dir: &Path, listen: &str, extra: &[&str]) -> (Proc
         data_dir.to_str().expect("utf8 path"),
         "--listen",
         listen,
-        // Several servers may run at once (tests, a real one): no fixed admin port.
+        // Several servers may run at once (tests, a real one): no fixed admin or console port.
         "--admin-listen",
+        "127.0.0.1:0",
+        "--console-listen",
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);

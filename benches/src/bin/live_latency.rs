@@ -283,6 +283,8 @@ fn run_once(run: usize, s: &Settings) -> anyhow::Result<RunResult> {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--console-listen",
+            "127.0.0.1:0",
             "--no-schedule",
         ],
     );

@@ -184,6 +184,8 @@ async fn one_run(
         &listen.to_string(),
         "--admin-listen",
         "127.0.0.1:0",
+        "--console-listen",
+        "127.0.0.1:0",
         "--no-schedule",
         "--programme",
         path_str(programme)?,

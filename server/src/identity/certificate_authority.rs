@@ -166,6 +166,27 @@ impl CertificateAuthority {
         self.sign(params)
     }
 
+    /// Issues the console's HTTPS certificate for `names` (DNS names and IP addresses; the
+    /// first is the common name). Browsers require every name people type in the subject
+    /// alternative names, which rcgen fills from the list.
+    pub fn issue_console_cert(&self, names: &[String]) -> Result<IssuedCert, CaError> {
+        let mut params = CertificateParams::new(names.to_vec())?;
+        if let Some(first) = names.first() {
+            params.distinguished_name.push(DnType::CommonName, first);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        // Browsers refuse server certificates valid for more than 398 days; the server issues
+        // a fresh one at every start.
+        params.not_after = now + Duration::days(365);
+        self.sign(params)
+    }
+
     /// Issues an agent certificate whose common name is the commune id.
     pub fn issue_agent_cert(&self, commune: &str) -> Result<(IssuedCert, u64), CaError> {
         let mut params = CertificateParams::default();

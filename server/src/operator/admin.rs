@@ -94,6 +94,7 @@ use crate::broadcast::on_air::{
 use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
+use crate::operator::https::{plain_http_allowed, Transport};
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
@@ -150,6 +151,8 @@ pub struct AdminState {
     /// Failed authentications per source address. A plain mutex: held for a table lookup,
     /// never across an await.
     limiter: std::sync::Mutex<AuthLimiter>,
+    /// The console's HTTPS port, if it listens.
+    console_port: Option<u16>,
 }
 
 /// Who made a request, as its token says.
@@ -341,6 +344,7 @@ impl AdminState {
             relay_probes: None,
             tokens: Vec::new(),
             limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
+            console_port: None,
         }
     }
 
@@ -492,6 +496,13 @@ impl AdminState {
         self
     }
 
+    /// The console's HTTPS port, which a refusal of plain HTTP points to.
+    #[must_use]
+    pub fn with_console_port(mut self, port: u16) -> Self {
+        self.console_port = Some(port);
+        self
+    }
+
     /// The names of the server's `[[upstream]]`s, which schedule entries may air.
     #[must_use]
     pub fn with_upstreams(mut self, names: Vec<String>) -> Self {
@@ -588,13 +599,12 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes.
+/// Serves `app` (the [`router`]) over plain HTTP on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AdminState,
+    app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let app = router(Arc::new(state));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -617,7 +627,51 @@ pub fn router(state: Arc<AdminState>) -> Router {
         // Added after the token layer: these hold no data.
         .merge(crate::operator::dashboard::routes())
         .route("/health", get(health))
+        // Outermost: a password, cookie or token sent in clear text from another machine has
+        // already crossed the network, but it is not answered, so the client learns to use
+        // HTTPS before anything else goes wrong.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_remote_plain_http,
+        ))
         .with_state(state)
+}
+
+/// Plain HTTP is for the operator commands on the machine itself; everyone else comes over
+/// the console's HTTPS listener, which marks its requests [`Transport::Tls`].
+async fn refuse_remote_plain_http(
+    State(state): State<Arc<AdminState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let over_tls = req.extensions().get::<Transport>() == Some(&Transport::Tls);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    match peer {
+        Some(peer) if !over_tls && !plain_http_allowed(peer.ip()) => {
+            tracing::warn!(
+                %peer,
+                method = %req.method(),
+                path = %req.uri().path(),
+                "admin: plain HTTP from another machine refused"
+            );
+            let console = state.console_port.map_or_else(
+                || "the console's HTTPS address".to_owned(),
+                |port| format!("https://<this server>:{port}/"),
+            );
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "plain HTTP is only for the server's own machine; use {console} \
+                     (HTTPS dùng cho mọi máy khác)"
+                ),
+            )
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// What the token check works with: the state, and who may call each route.

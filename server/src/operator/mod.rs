@@ -8,6 +8,8 @@
 //!   how their answers are printed.
 //! - `auth_limiter.rs` — failed authentications per source address; too many lock it out (429).
 //! - `audit_log.rs` — who asked for which on-air change, when, from where, and how it ended.
+//! - `https.rs` — the console's HTTPS listener and its certificate; plain HTTP only from the
+//!   machine itself.
 //! - `dashboard.rs` — the web dashboard (`server/assets/`) served at `/`.
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
 
@@ -16,4 +18,5 @@ pub mod admin_client;
 pub mod audit_log;
 pub mod auth_limiter;
 pub(crate) mod dashboard;
+pub mod https;
 pub(crate) mod metrics;

@@ -3,6 +3,8 @@
 //! web dashboard and `/metrics`.
 //!
 //! # Layout
+//! - `accounts.rs` — [`accounts::Accounts`]: the console's accounts (argon2id password hashes)
+//!   and sign-in sessions.
 //! - `admin.rs` — [`admin::serve`]: every route with the roles that may call it.
 //! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it, and
 //!   how their answers are printed.
@@ -13,6 +15,7 @@
 //! - `dashboard.rs` — the web dashboard (`server/assets/`) served at `/`.
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
 
+pub mod accounts;
 pub mod admin;
 pub mod admin_client;
 pub mod audit_log;

@@ -86,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         action: BulletinCommand,
     },
+    /// Console accounts: add, list, disable, enable, new password (asks the running server).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
     /// Put the live input on air, or take it off (asks the running server).
     Live {
         #[command(subcommand)]
@@ -313,6 +318,52 @@ enum TokenRole {
     Operator,
     /// Read only.
     Viewer,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum UserCommand {
+    /// Create a console account. The password is asked for (twice) on a terminal, or read
+    /// from the first line of standard input with --password-stdin.
+    Add {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// The name to sign in with: lowercase letters, digits, `.`, `-`, `_`.
+        name: String,
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// A commune an operator runs (repeat for several).
+        #[arg(long = "commune", required_if_eq("role", "operator"))]
+        communes: Vec<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the accounts.
+    List {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+    },
+    /// Sign an account out everywhere and keep it out.
+    Disable {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        name: String,
+    },
+    /// Let a disabled account sign in again.
+    Enable {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        name: String,
+    },
+    /// Set a new password (signs the account out everywhere).
+    Password {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -756,6 +807,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             emergency(args)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::User { action } => {
+            user_command(action)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Bulletin { action } => {
             bulletin_command(action)?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -790,6 +845,43 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// On the first start (no console account yet), creates `admin` with a random password and
+/// prints it once: the console must be usable before anyone has a shell habit.
+fn first_admin(store: &Store) -> anyhow::Result<()> {
+    use radio_server::operator::accounts::NewAccount;
+    let accounts = store.accounts();
+    if !accounts.is_empty()? {
+        return Ok(());
+    }
+    // No 0/O, 1/l/I: read off a screen and typed on a phone.
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    let password: String = (0..16)
+        .map(|i| {
+            let c = ALPHABET[rand::Rng::gen_range(&mut rng, 0..ALPHABET.len())] as char;
+            if i > 0 && i % 4 == 0 {
+                format!("-{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    accounts.create(
+        NewAccount {
+            name: "admin".to_owned(),
+            role: radio_config::Role::Admin,
+            communes: Vec::new(),
+            password: password.clone(),
+        },
+        jiff::Timestamp::now(),
+    )?;
+    let _ = write_out(format_args!(
+        "console admin account \"admin\", password {password} (shown once: change it in the \
+         console, page Tài khoản)\n"
+    ));
+    Ok(())
 }
 
 /// The admin client for the server the overrides (and config file, environment) describe.
@@ -836,6 +928,111 @@ fn emergency(args: EmergencyArgs) -> anyhow::Result<()> {
     // The id alone on stdout, for scripts; the rest for the operator.
     outln!("{id}");
     note!("emergency `{id}` on air at {shown}; stop it with: radio-server emergency --stop {id}");
+    Ok(())
+}
+
+/// The password for `user add` / `user password`: stdin's first line, or asked twice on the
+/// terminal without echo.
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("no terminal to ask the password on: give --password-stdin and pipe it in");
+    }
+    let first = rpassword::prompt_password("Password (at least 10 characters): ")
+        .context("cannot read the password")?;
+    let second = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+    if first != second {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(first)
+}
+
+fn user_command(action: UserCommand) -> anyhow::Result<()> {
+    use radio_server::operator::account_routes::{NewAccountRequest, PasswordRequest};
+    use radio_server::operator::accounts::Account;
+    let show = |a: &Account| {
+        let role = match a.role {
+            radio_config::Role::Admin => "admin",
+            radio_config::Role::Operator => "operator",
+            radio_config::Role::Viewer => "viewer",
+        };
+        let communes = if a.communes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", a.communes.join(", "))
+        };
+        let state = if a.disabled { "  disabled" } else { "" };
+        format!("{:<24} {role}{communes}{state}", a.name)
+    };
+    match action {
+        UserCommand::Add {
+            overrides,
+            name,
+            role,
+            communes,
+            password_stdin,
+        } => {
+            let client = client(&overrides)?;
+            let password = read_password(password_stdin)?;
+            let role = match role {
+                TokenRole::Admin => radio_config::Role::Admin,
+                TokenRole::Operator => radio_config::Role::Operator,
+                TokenRole::Viewer => radio_config::Role::Viewer,
+            };
+            let account: Account = client.post(
+                "/api/v1/users",
+                &NewAccountRequest {
+                    name,
+                    role,
+                    communes,
+                    password,
+                },
+            )?;
+            outln!("created {}", show(&account));
+        }
+        UserCommand::List { overrides } => {
+            let accounts: Vec<Account> = client(&overrides)?.get("/api/v1/users")?;
+            for account in &accounts {
+                outln!("{}", show(account));
+            }
+        }
+        UserCommand::Disable { overrides, name } => {
+            let account: Account = client(&overrides)?.post(
+                &format!("/api/v1/users/{name}/disable"),
+                &serde_json::json!({}),
+            )?;
+            outln!("disabled {}", show(&account));
+        }
+        UserCommand::Enable { overrides, name } => {
+            let account: Account = client(&overrides)?.post(
+                &format!("/api/v1/users/{name}/enable"),
+                &serde_json::json!({}),
+            )?;
+            outln!("enabled {}", show(&account));
+        }
+        UserCommand::Password {
+            overrides,
+            name,
+            password_stdin,
+        } => {
+            let client = client(&overrides)?;
+            let password = read_password(password_stdin)?;
+            let account: Account = client.post(
+                &format!("/api/v1/users/{name}/password"),
+                &PasswordRequest { password },
+            )?;
+            outln!(
+                "new password for {} (signed out everywhere)",
+                show(&account)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -1123,6 +1320,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         tracing::info!("schedule: {}", admin::describe_overlap(overlap));
     }
     store.admin_token()?;
+    first_admin(&store)?;
     tracing::info!(
         "admin token in {} (the operator commands read it)",
         store.token_path().display()
@@ -1245,7 +1443,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let admin_stop = stopped(stop_rx.clone());
     let admin_app = app.clone();
     let admin_task = tokio::spawn(async move {
-        if let Err(e) = admin::serve(admin_listener, admin_app, admin_stop).await {
+        if let Err(e) = admin::serve_router(admin_listener, admin_app, admin_stop).await {
             tracing::error!("admin endpoint stopped: {e}");
         }
     });

@@ -92,6 +92,7 @@ use crate::broadcast::on_air::{
     CommandError, EmergencyStatus, OnAir, OnAirEvent, OnAirStatus, StationStatus,
 };
 use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
+use crate::operator::account_routes;
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::operator::https::{plain_http_allowed, Transport};
@@ -161,8 +162,8 @@ pub struct Caller {
     /// `district` for the district's own token, else the config's name.
     pub name: String,
     pub role: Role,
-    /// A commune operator's station.
-    pub station: Option<String>,
+    /// A commune operator's stations.
+    pub stations: Vec<String>,
 }
 
 impl Caller {
@@ -181,11 +182,11 @@ impl Caller {
     fn refuses_station(&self, station: &str) -> Option<String> {
         match self.role {
             Role::Admin => None,
-            Role::Operator if self.station.as_deref() == Some(station) => None,
+            Role::Operator if self.stations.iter().any(|s| s == station) => None,
             Role::Operator => Some(format!(
                 "`{}` is the operator of {}, not of {station}",
                 self.name,
-                self.station.as_deref().unwrap_or("another station"),
+                self.operated(),
             )),
             Role::Viewer => Some(self.limits()),
         }
@@ -200,8 +201,17 @@ impl Caller {
                 "`{}` is the operator of {}: it may read the status, schedule and reports and \
                  accept bulletins for its station, nothing else",
                 self.name,
-                self.station.as_deref().unwrap_or("a station")
+                self.operated()
             ),
+        }
+    }
+
+    /// An operator's stations, as a refusal names them.
+    fn operated(&self) -> String {
+        if self.stations.is_empty() {
+            "no station".to_owned()
+        } else {
+            self.stations.join(", ")
         }
     }
 }
@@ -314,6 +324,34 @@ fn routes() -> Routes {
     .add(Get, "/api/v1/reports/uptime", Everyone, uptime_report)
     .add(Get, "/api/v1/reports/plays", Everyone, plays_report)
     .add(Get, "/api/v1/audit", Oversight, audit_log)
+    .add(Get, "/api/v1/session", Everyone, account_routes::session)
+    .add(Post, "/api/v1/sign-out", Everyone, account_routes::sign_out)
+    .add(Get, "/api/v1/users", Admin, account_routes::list)
+    .add(Post, "/api/v1/users", Admin, account_routes::create)
+    .add(
+        Post,
+        "/api/v1/users/{name}/disable",
+        Admin,
+        account_routes::disable,
+    )
+    .add(
+        Post,
+        "/api/v1/users/{name}/enable",
+        Admin,
+        account_routes::enable,
+    )
+    .add(
+        Post,
+        "/api/v1/users/{name}/password",
+        Admin,
+        account_routes::password,
+    )
+    .add(
+        Post,
+        "/api/v1/users/{name}/role",
+        Admin,
+        account_routes::role,
+    )
     .add(Get, "/metrics", Everyone, metrics)
 }
 
@@ -325,10 +363,12 @@ pub fn route_table() -> Vec<RoutePolicy> {
 
 /// Who made a request and from where: what the audit log records of it.
 #[derive(Debug, Clone)]
-struct Actor {
-    caller: Caller,
+pub(crate) struct Actor {
+    pub(crate) caller: Caller,
     /// The peer's address and port.
-    source: String,
+    pub(crate) source: String,
+    /// The CSRF token of the console session the request came with, if it came with one.
+    pub(crate) csrf: Option<String>,
 }
 
 impl AdminState {
@@ -346,6 +386,16 @@ impl AdminState {
             limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
             console_port: None,
         }
+    }
+
+    /// The server's store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The district the server serves.
+    pub(crate) fn district(&self) -> &District {
+        &self.district
     }
 
     /// Shows the relay streams' probes in the status.
@@ -420,7 +470,7 @@ impl AdminState {
     /// answer goes out (and logs it, see [`AuditLog::append`](crate::operator::audit_log::AuditLog::append));
     /// `result` is passed through. A record that cannot be stored is logged
     /// as an error, and the answer still tells the truth about the air.
-    async fn audit<T>(
+    pub(crate) async fn audit<T>(
         &self,
         actor: &Actor,
         action: AuditAction,
@@ -472,7 +522,7 @@ impl AdminState {
             return Some(Caller {
                 name: "district".to_owned(),
                 role: Role::Admin,
-                station: None,
+                stations: Vec::new(),
             });
         }
         let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -482,7 +532,7 @@ impl AdminState {
                 found = Some(Caller {
                     name: settings.name.clone(),
                     role: settings.role,
-                    station: settings.station.clone(),
+                    stations: settings.station.iter().cloned().collect(),
                 });
             }
         }
@@ -599,8 +649,18 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// Serves `app` (the [`router`]) over plain HTTP on `listener` until `shutdown` completes.
+/// Serves the admin API on `listener` until `shutdown` completes.
 pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_router(listener, router(Arc::new(state)), shutdown).await
+}
+
+/// Serves `app` (the [`router`], shared with the console's HTTPS listener) over plain HTTP on
+/// `listener` until `shutdown` completes.
+pub async fn serve_router(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -627,6 +687,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         // Added after the token layer: these hold no data.
         .merge(crate::operator::dashboard::routes())
         .route("/health", get(health))
+        // How a person gets a session: it checks the lock-out and counts failures itself.
+        .route(
+            "/api/v1/sign-in",
+            axum::routing::post(account_routes::sign_in),
+        )
         // Outermost: a password, cookie or token sent in clear text from another machine has
         // already crossed the network, but it is not answered, so the client learns to use
         // HTTPS before anything else goes wrong.
@@ -844,24 +909,24 @@ async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>
 
 /// An error answer: status and one line.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 }
@@ -895,7 +960,7 @@ impl From<CommandError> for ApiError {
 /// A JSON body; an empty one reads as `{}` so that commands whose fields are all optional can
 /// be sent bare (`curl -X POST …/live/start`). Errors are JSON like every other answer, where
 /// axum's own `Json` would answer in plain text.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where
@@ -919,8 +984,81 @@ where
     }
 }
 
-/// Authenticates, then checks the role against the route's; counts failures per source and
-/// answers 429 to a source locked out, before looking at its token.
+/// The session cookie's name. `__Host-` makes browsers refuse it unless it is Secure, has
+/// `Path=/` and no `Domain`: no other host or plain-HTTP page can set or overwrite it.
+pub const SESSION_COOKIE: &str = "__Host-radio_session";
+
+/// The header a console page sends its session's CSRF token in, with every change.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session id in the request's `Cookie` header, if any.
+pub(crate) fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// How a request proved who it is.
+enum Credentials {
+    Caller(Caller, Option<String>),
+    /// A bearer token or an `Authorization` header that is wrong: counts as a failed
+    /// authentication.
+    Refused(&'static str),
+    /// A session cookie the store does not know (expired, signed out, the account changed):
+    /// not counted, since every page of a browser left open overnight would add to its
+    /// office's lock-out, and session ids are far beyond guessing.
+    SessionEnded,
+}
+
+impl AdminState {
+    fn credentials(&self, req: &Request) -> Credentials {
+        let header = req.headers().get(header::AUTHORIZATION);
+        let token = header
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        match (token, header) {
+            (Some(token), _) => match self.caller(token) {
+                Some(caller) => Credentials::Caller(caller, None),
+                None => Credentials::Refused("invalid admin token"),
+            },
+            (None, Some(_)) => {
+                Credentials::Refused("the Authorization header must be `Bearer <token>`")
+            }
+            (None, None) => match session_cookie(req.headers()) {
+                None => Credentials::Refused(
+                    "missing `Authorization: Bearer <token>` header or session cookie",
+                ),
+                Some(id) => match self.store.accounts().session(&id, Timestamp::now()) {
+                    Ok(Some((session, account))) => Credentials::Caller(
+                        Caller {
+                            name: account.name,
+                            role: account.role,
+                            stations: account.communes,
+                        },
+                        Some(session.csrf),
+                    ),
+                    Ok(None) => Credentials::SessionEnded,
+                    Err(e) => {
+                        tracing::error!("admin: sessions cannot be read: {e}");
+                        Credentials::SessionEnded
+                    }
+                },
+            },
+        }
+    }
+}
+
+/// Authenticates (a bearer token, or a console session with its CSRF token for changes), then
+/// checks the role against the route's; counts failures per source and answers 429 to a
+/// source locked out, before looking at its credentials.
 async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let state = &gate.state;
     let peer = req
@@ -937,14 +1075,35 @@ async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -
             return locked_out(peer, retry_after);
         }
     }
-    let header = req.headers().get(header::AUTHORIZATION);
-    let token = header
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let problem = match (token.and_then(|t| state.caller(t)), header, token) {
-        (Some(caller), _, _) => {
+    let problem = match state.credentials(&req) {
+        Credentials::Caller(caller, csrf) => {
+            // A browser sends the cookie with any request a hostile page makes it send; only
+            // the console's own script knows the session's CSRF token. Reads change nothing.
+            let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
+            if let (Some(csrf), true) = (&csrf, changes) {
+                let given = req
+                    .headers()
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !bool::from(given.as_bytes().ct_eq(csrf.as_bytes())) {
+                    tracing::warn!(
+                        caller = %caller.name,
+                        peer = %shown_peer,
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        "admin: forbidden: missing or wrong CSRF token"
+                    );
+                    return ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "missing or wrong CSRF token (header {CSRF_HEADER}): reload the \
+                             console page and try again"
+                        ),
+                    )
+                    .into_response();
+                }
+            }
             let path = req
                 .extensions()
                 .get::<MatchedPath>()
@@ -962,12 +1121,19 @@ async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -
             req.extensions_mut().insert(Actor {
                 caller,
                 source: shown_peer,
+                csrf,
             });
             return next.run(req).await;
         }
-        (None, _, Some(_)) => "invalid admin token",
-        (None, Some(_), None) => "the Authorization header must be `Bearer <token>`",
-        (None, None, None) => "missing `Authorization: Bearer <token>` header",
+        Credentials::SessionEnded => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "your session has ended (signed out, expired or the account changed): sign in \
+                 again",
+            )
+            .into_response();
+        }
+        Credentials::Refused(problem) => problem,
     };
     tracing::warn!(
         peer = %shown_peer,
@@ -976,8 +1142,23 @@ async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -
         "admin: refused: {problem}"
     );
     if let Some(peer) = peer {
+        state.count_failure(peer);
+    }
+    // Whoever asks without a token may be anyone who reaches the port: tell them what to do,
+    // not where the server keeps its files.
+    let message = format!("{problem}; {TOKEN_HELP}");
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+impl AdminState {
+    /// Counts a failed authentication from `peer`; logs when it starts a lock-out.
+    pub(crate) fn count_failure(&self, peer: SocketAddr) {
         let started = {
-            let mut limiter = state.limiter();
+            let mut limiter = self.limiter();
             let limits = limiter.limits();
             limiter
                 .failed(peer.ip(), Instant::now())
@@ -994,14 +1175,14 @@ async fn require_token(State(gate): State<Gate>, mut req: Request, next: Next) -
             );
         }
     }
-    // Whoever asks without a token may be anyone who reaches the port: tell them what to do,
-    // not where the server keeps its files.
-    let message = format!("{problem}; {TOKEN_HELP}");
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+
+    /// The lock-out answer for `peer`, if it is locked out.
+    pub(crate) fn refuse_locked_out(&self, peer: SocketAddr) -> Option<Response> {
+        match self.limiter().check(peer.ip(), Instant::now()) {
+            Verdict::LockedOut { retry_after } => Some(locked_out(peer, retry_after)),
+            _ => None,
+        }
+    }
 }
 
 /// 429 with the whole seconds until the lock-out ends (rounded up: a client that waits that

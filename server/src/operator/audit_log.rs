@@ -60,6 +60,14 @@ pub enum AuditAction {
     BulletinSubmit,
     BulletinAccept,
     BulletinCancel,
+    /// A console sign-in (failed ones go to the tracing log only, like every refused request).
+    SignIn,
+    SignOut,
+    AccountCreate,
+    AccountDisable,
+    AccountEnable,
+    AccountPassword,
+    AccountRole,
 }
 
 impl AuditAction {
@@ -75,6 +83,13 @@ impl AuditAction {
             AuditAction::BulletinSubmit => "bulletin-submit",
             AuditAction::BulletinAccept => "bulletin-accept",
             AuditAction::BulletinCancel => "bulletin-cancel",
+            AuditAction::SignIn => "sign-in",
+            AuditAction::SignOut => "sign-out",
+            AuditAction::AccountCreate => "account-create",
+            AuditAction::AccountDisable => "account-disable",
+            AuditAction::AccountEnable => "account-enable",
+            AuditAction::AccountPassword => "account-password",
+            AuditAction::AccountRole => "account-role",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! # Layout
 //! - `accounts.rs` — [`accounts::Accounts`]: the console's accounts (argon2id password hashes)
 //!   and sign-in sessions.
+//! - `account_routes.rs` — sign-in, sign-out, the session, and the accounts an admin manages.
 //! - `admin.rs` — [`admin::serve`]: every route with the roles that may call it.
 //! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it, and
 //!   how their answers are printed.
@@ -15,6 +16,7 @@
 //! - `dashboard.rs` — the web dashboard (`server/assets/`) served at `/`.
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
 
+pub mod account_routes;
 pub mod accounts;
 pub mod admin;
 pub mod admin_client;

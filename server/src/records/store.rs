@@ -1,6 +1,7 @@
 //! The server's durable state in `data_dir/store` (sled): the schedule as the operators last
-//! changed it, the hash of the admin token, the uptime records (`uptime_journal.rs`) and the
-//! audit log of on-air changes (`audit_log.rs`).
+//! changed it, the hash of the admin token, the uptime records (`uptime_journal.rs`), the
+//! audit log of on-air changes (`audit_log.rs`) and the console's accounts and sessions
+//! (`operator/accounts.rs`).
 //!
 //! Every write is flushed before it returns: a district server sits on a mains socket in a
 //! commune office, and a schedule change the operator was told succeeded must survive a power
@@ -17,6 +18,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::operator::accounts::{AccountError, Accounts};
 use crate::operator::audit_log::AuditLog;
 use crate::records::uptime_journal::UptimeJournal;
 use crate::schedule::Schedule;
@@ -67,6 +69,7 @@ pub struct Store {
     token_path: PathBuf,
     uptime: UptimeJournal,
     audit: AuditLog,
+    accounts: Accounts,
 }
 
 impl Store {
@@ -94,12 +97,20 @@ impl Store {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        let accounts = Accounts::open(&db, path.clone()).map_err(|e| match e {
+            AccountError::Db { path, reason } => StoreError::Db { path, reason },
+            other => StoreError::Db {
+                path: path.clone(),
+                reason: other.to_string(),
+            },
+        })?;
         Ok(Store {
             db,
             path,
             token_path: data_dir.join(TOKEN_FILE),
             uptime,
             audit,
+            accounts,
         })
     }
 
@@ -111,6 +122,11 @@ impl Store {
     /// The audit log of on-air changes.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The console's accounts and their sessions.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// Where the token file is.

@@ -1228,7 +1228,10 @@ async fn every_route_checks_the_role_of_every_caller() {
     let stations = |s: &str| serde_json::json!({ "stations": [s] });
     let mut audited = 0;
     for route in route_table() {
-        let path = route.path.replace("{id}", "kiem-tra");
+        let path = route
+            .path
+            .replace("{id}", "kiem-tra")
+            .replace("{name}", "kiem-tra");
         // A body that would change the air if the caller were allowed (so that a refusal that
         // let it through would show), naming `station` wherever the request names stations.
         let body = |station: &str| -> Option<String> {
@@ -1259,6 +1262,20 @@ async fn every_route_checks_the_role_of_every_caller() {
                 (Verb::Post, "/api/v1/bulletins/{id}/accept") => {
                     serde_json::json!({ "station": station })
                 }
+                // Without a session cookie it ends nothing: it is not a change.
+                (Verb::Post, "/api/v1/sign-out") => serde_json::json!({}),
+                (Verb::Post, "/api/v1/users") => serde_json::json!({
+                    "name": "kiem-tra", "role": "viewer", "password": "mật khẩu kiểm tra"
+                }),
+                (Verb::Post, "/api/v1/users/{name}/disable" | "/api/v1/users/{name}/enable") => {
+                    serde_json::json!({})
+                }
+                (Verb::Post, "/api/v1/users/{name}/password") => {
+                    serde_json::json!({ "password": "mật khẩu mới kiểm tra" })
+                }
+                (Verb::Post, "/api/v1/users/{name}/role") => serde_json::json!({
+                    "role": "operator", "communes": ["binh-trung"]
+                }),
                 (verb, path) => panic!("no test case for {verb:?} {path}: add one"),
             };
             Some(json.to_string())
@@ -1316,7 +1333,10 @@ async fn every_route_checks_the_role_of_every_caller() {
                 None => {
                     assert!(![401, 403, 429].contains(&status), "{call}");
                     let store = h.store.clone().expect("store");
-                    if route.verb != Verb::Get {
+                    if route.path == "/api/v1/sign-out" {
+                        assert_eq!(status, 204, "{call}");
+                        assert_eq!(store.audit().len(), audited, "{call}");
+                    } else if route.verb != Verb::Get {
                         // Every change that reaches its handler is audited, whatever its outcome.
                         audited += 1;
                         let (records, _) = store.audit().range(0, i64::MAX, 10_000).expect("audit");
@@ -1371,6 +1391,11 @@ async fn every_route_checks_the_role_of_every_caller() {
             // Accepting again where it was accepted changes nothing, and is no error.
             (AuditAction::BulletinAccept, "district"),
             (AuditAction::BulletinCancel, "district"),
+            (AuditAction::AccountCreate, "district"),
+            (AuditAction::AccountDisable, "district"),
+            (AuditAction::AccountEnable, "district"),
+            (AuditAction::AccountPassword, "district"),
+            (AuditAction::AccountRole, "district"),
         ],
         "{records:#?}"
     );

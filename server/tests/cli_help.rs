@@ -29,6 +29,7 @@ fn expected(subcommand: &[&str], flag: &str) -> Option<String> {
         "--district-file" => "embedded Bình Sơn district".into(),
         "--log" => d.log,
         "--admin-listen" => d.admin_listen.to_string(),
+        "--console-listen" => d.console_listen.to_string(),
         "--id" if subcommand == ["emergency"] => "generated from the time, and printed".into(),
         "--id" => radio_server::operator::admin::DEFAULT_LIVE_ID.into(),
         "--targets" => "all stations".into(),

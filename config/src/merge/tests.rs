@@ -83,6 +83,7 @@ fn server_flags_state_the_defaults_the_server_has() {
             ("district_file", "embedded Bình Sơn district".into()),
             ("log", d.log),
             ("admin_listen", d.admin_listen.to_string()),
+            ("console_listen", d.console_listen.to_string()),
         ]),
         "a flag whose help states a default must state the one the server has"
     );
@@ -230,6 +231,10 @@ fn every_server_field_has_an_env_var() {
         ("RADIO_SERVER_LOG", "trace"),
         ("RADIO_SERVER_ADMIN_LISTEN", "0.0.0.0:4481"),
         ("RADIO_SERVER_ADMIN_ALLOW_REMOTE", "true"),
+        ("RADIO_SERVER_CONSOLE_LISTEN", "10.0.0.1:9443"),
+        ("RADIO_SERVER_CONSOLE_NAMES", "radio.example, 10.0.0.1"),
+        ("RADIO_SERVER_CONSOLE_CERT", "/d/console.crt"),
+        ("RADIO_SERVER_CONSOLE_KEY", "/d/console.key"),
         (
             "RADIO_SERVER_PROVINCIAL_STREAM",
             "http://radio.quangngai.example:8000/qng.mp3",
@@ -253,6 +258,10 @@ fn every_server_field_has_an_env_var() {
         log: "trace".into(),
         admin_listen: "0.0.0.0:4481".parse().expect("addr"),
         admin_allow_remote: true,
+        console_listen: "10.0.0.1:9443".parse().expect("addr"),
+        console_names: vec!["radio.example".into(), "10.0.0.1".into()],
+        console_cert: Some("/d/console.crt".into()),
+        console_key: Some("/d/console.key".into()),
         provincial_stream: "http://radio.quangngai.example:8000/qng.mp3".into(),
         ..ServerConfig::default()
     };
@@ -268,6 +277,28 @@ fn every_server_field_has_an_env_var() {
     let mut fields = SERVER_FIELDS.to_vec();
     fields.sort_unstable();
     assert_eq!(keys, fields);
+}
+
+#[test]
+fn the_console_certificate_needs_its_key_and_names_need_no_spaces() {
+    let half = merge_server(
+        Some(("console_cert = \"/etc/radio/console.crt\"\n", "server.toml")),
+        &env(&[]),
+        &ServerOverrides::default(),
+    )
+    .expect_err("a certificate without its key");
+    assert_eq!(half.key.as_deref(), Some("console_cert"));
+    assert_eq!(half.line, Some(1), "{half}");
+    let spaced = merge_server(
+        None,
+        &env(&[("RADIO_SERVER_CONSOLE_NAMES", "radio example")]),
+        &ServerOverrides::default(),
+    )
+    .expect_err("a name with a space");
+    assert!(
+        spaced.to_string().contains("RADIO_SERVER_CONSOLE_NAMES"),
+        "{spaced}"
+    );
 }
 
 #[test]

@@ -1,12 +1,30 @@
 // The district's dashboard: stations and their state (link, what airs, loudspeaker clusters),
-// uptime per station, the programme log, and the live and emergency buttons. Vietnamese by default; the token stays in this tab only.
+// uptime per station, the programme log, the live and emergency buttons and, for admins, the
+// accounts. Vietnamese by default. A person signs in with a name and password: the session is
+// an HttpOnly cookie this script never sees, and every change carries the session's CSRF token.
+// A wall screen may still open `/#token=…` with a bearer token.
 "use strict";
 
 const TEXT = {
   vi: {
     title: "Truyền thanh thông minh", login: "Đăng nhập",
-    "login-help": "Dán mã quản trị (tệp admin.token trên máy chủ).", "login-button": "Vào",
-    "login-failed": "Mã không đúng hoặc máy chủ không trả lời.",
+    "login-button": "Vào", "user-name": "Tên đăng nhập", password: "Mật khẩu",
+    "login-failed": "Sai tên đăng nhập hoặc mật khẩu. Kiểm tra lại, hoặc hỏi quản trị viên của huyện.",
+    "login-disabled": "Tài khoản này đã bị khoá. Hãy hỏi quản trị viên của huyện.",
+    "login-locked": "Đăng nhập sai quá nhiều lần. Hãy đợi {s} giây rồi thử lại.",
+    "login-down": "Máy chủ không trả lời. Kiểm tra mạng rồi thử lại.",
+    "session-ended": "Phiên làm việc đã hết. Hãy đăng nhập lại.",
+    "sign-out": "Đăng xuất", accounts: "Tài khoản", role: "Vai trò", communes: "Xã",
+    "new-account": "Tạo tài khoản", "new-password": "Mật khẩu (ít nhất 10 ký tự)", create: "Tạo",
+    "role-admin": "Quản trị", "role-operator": "Người vận hành xã", "role-viewer": "Người xem",
+    disable: "Khoá", enable: "Mở khoá", "reset-password": "Đặt lại mật khẩu", disabled: "đã khoá",
+    "ask-password": "Mật khẩu mới cho {name} (ít nhất 10 ký tự):",
+    "confirm-disable": "Khoá tài khoản {name}? Người này bị đăng xuất ngay.",
+    "created": "Đã tạo tài khoản {name}.", "need-commune": "Người vận hành xã cần ít nhất một xã.",
+    "short-password": "Mật khẩu cần ít nhất 10 ký tự.",
+    "bad-name": "Tên đăng nhập chỉ gồm chữ thường không dấu, chữ số, dấu chấm, gạch ngang, gạch dưới.",
+    "name-taken": "Tên đăng nhập này đã có. Hãy chọn tên khác.",
+    "forbidden": "Tài khoản của bạn không được làm việc này.",
     controls: "Phát trực tiếp và khẩn cấp", "live-start": "Phát trực tiếp", "live-stop": "Dừng trực tiếp",
     "emergency-file": "Tệp bản tin khẩn cấp (trên máy chủ)", "emergency-start": "Phát khẩn cấp",
     "emergency-stop": "Dừng", emergencies: "Bản tin khẩn cấp đang phát",
@@ -30,8 +48,23 @@ const TEXT = {
   },
   en: {
     title: "Smart radio broadcast", login: "Sign in",
-    "login-help": "Paste the admin token (the admin.token file on the server).", "login-button": "Enter",
-    "login-failed": "Wrong token, or the server does not answer.",
+    "login-button": "Sign in", "user-name": "User name", password: "Password",
+    "login-failed": "Wrong user name or password. Check them, or ask the district's administrator.",
+    "login-disabled": "This account is disabled. Ask the district's administrator.",
+    "login-locked": "Too many failed sign-ins. Wait {s} seconds and try again.",
+    "login-down": "The server does not answer. Check the network and try again.",
+    "session-ended": "Your session has ended. Sign in again.",
+    "sign-out": "Sign out", accounts: "Accounts", role: "Role", communes: "Communes",
+    "new-account": "New account", "new-password": "Password (10 characters or more)", create: "Create",
+    "role-admin": "Administrator", "role-operator": "Commune operator", "role-viewer": "Viewer",
+    disable: "Disable", enable: "Enable", "reset-password": "Reset password", disabled: "disabled",
+    "ask-password": "New password for {name} (10 characters or more):",
+    "confirm-disable": "Disable {name}? They are signed out at once.",
+    "created": "Account {name} created.", "need-commune": "A commune operator needs one commune at least.",
+    "short-password": "The password needs 10 characters or more.",
+    "bad-name": "User names are lowercase letters without accents, digits, dots, dashes and underscores.",
+    "name-taken": "That user name is taken. Choose another.",
+    "forbidden": "Your account may not do this.",
     controls: "Live and emergency", "live-start": "Go live", "live-stop": "Stop live",
     "emergency-file": "Emergency recording (on the server)", "emergency-start": "Broadcast emergency",
     "emergency-stop": "Stop", emergencies: "Emergencies on air",
@@ -56,7 +89,10 @@ const TEXT = {
 };
 
 let lang = localStorage.getItem("radio-lang") || "vi";
-let token = sessionStorage.getItem("radio-token") || "";
+// A bearer token only for a wall screen opened with `/#token=…`; people have a session cookie.
+let token = "";
+let csrf = "";
+let me = null;
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[lang][key] ?? key;
 
@@ -66,19 +102,41 @@ function applyLanguage() {
   $("lang").textContent = t("lang");
 }
 
+class ApiError extends Error {
+  constructor(status, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
 async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
   const response = await fetch(path, {
     method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    headers,
+    credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
   if (!response.ok) {
     let message = text;
     try { message = JSON.parse(text).error ?? text; } catch (_) { /* plain text */ }
-    throw new Error(`${response.status}: ${message}`);
+    if (response.status === 401 && me) signedOut(t("session-ended"));
+    throw new ApiError(response.status, `${response.status}: ${message}`, response.headers.get("Retry-After"));
   }
   return text ? JSON.parse(text) : null;
+}
+
+// What a refusal means to the person who clicked, in their language; the server's own words
+// (English) follow for whoever has to look into it.
+function explain(e) {
+  if (!(e instanceof ApiError)) return t("login-down");
+  if (e.status === 403) return `${t("forbidden")} (${e.message})`;
+  if (e.status === 409) return t("name-taken");
+  return e.message;
 }
 
 function cell(row, text, className) {
@@ -241,6 +299,82 @@ async function refreshReports() {
   }
 }
 
+function signedOut(why) {
+  me = null;
+  csrf = "";
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("sign-out").hidden = true;
+  $("who").textContent = "";
+  $("login-error").textContent = why ?? "";
+}
+
+// What a role sees: a viewer and a commune operator see no control they may not use.
+function showRole() {
+  const role = me?.role ?? "viewer";
+  for (const el of document.querySelectorAll("[data-needs]")) el.hidden = el.dataset.needs !== role;
+  $("who").textContent = me ? `${me.name} · ${t(`role-${role}`)}` : "";
+  $("sign-out").hidden = !csrf;
+}
+
+async function refreshUsers() {
+  if (me?.role !== "admin") return;
+  const [users, stations] = await Promise.all([api("GET", "/api/v1/users"), api("GET", "/api/v1/stations")]);
+  const names = new Map(stations.map((s) => [s.id, s.name]));
+  const select = $("new-communes");
+  if (select.options.length === 0) {
+    for (const s of stations) select.add(new Option(s.name, s.id));
+  }
+  const body = $("users").tBodies[0];
+  body.replaceChildren();
+  for (const u of users) {
+    const row = body.insertRow();
+    row.dataset.user = u.name;
+    cell(row, u.disabled ? `${u.name} (${t("disabled")})` : u.name, u.disabled ? "bad" : "");
+    cell(row, t(`role-${u.role}`));
+    cell(row, u.communes.map((c) => names.get(c) ?? c).join(", "));
+    const actions = row.insertCell();
+    if (u.name === me.name) continue;
+    const button = (key, className, handler) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = className;
+      b.dataset.action = key;
+      b.textContent = t(key);
+      b.addEventListener("click", handler);
+      actions.appendChild(b);
+    };
+    if (u.disabled) {
+      button("enable", "live", () => userAct(null, () => api("POST", `/api/v1/users/${u.name}/enable`, {})));
+    } else {
+      button("disable", "stop", () => userAct(t("confirm-disable").replace("{name}", u.name),
+        () => api("POST", `/api/v1/users/${u.name}/disable`, {})));
+    }
+    button("reset-password", "stop", () => {
+      const password = window.prompt(t("ask-password").replace("{name}", u.name));
+      if (password === null) return;
+      if ([...password].length < 10) { userMessage(t("short-password"), false); return; }
+      userAct(null, () => api("POST", `/api/v1/users/${u.name}/password`, { password }));
+    });
+  }
+}
+
+function userMessage(text, ok) {
+  $("accounts-message").textContent = text;
+  $("accounts-message").className = ok ? "ok" : "bad";
+}
+
+async function userAct(question, action, doneText) {
+  if (question && !window.confirm(question)) return;
+  try {
+    await action();
+    userMessage(doneText ?? t("done"), true);
+    await refreshUsers();
+  } catch (e) {
+    userMessage(explain(e), false);
+  }
+}
+
 async function act(question, action) {
   if (question && !window.confirm(question)) return;
   try {
@@ -249,32 +383,90 @@ async function act(question, action) {
     $("message").className = "ok";
     await refreshStations();
   } catch (e) {
-    $("message").textContent = e.message;
+    $("message").textContent = explain(e);
     $("message").className = "bad";
   }
 }
 
+let refresher = null;
+
+// After a sign-in, or on a page load with a live session (or a wall screen's token).
 async function start() {
   try {
+    me = await api("GET", "/api/v1/session");
+    csrf = me.csrf ?? "";
     await refreshStations();
   } catch (e) {
-    $("login-error").textContent = t("login-failed");
+    me = null;
+    if (token) $("login-error").textContent = t("login-failed");
     return;
   }
-  sessionStorage.setItem("radio-token", token);
   $("login").hidden = true;
   $("app").hidden = false;
-  refreshReports().catch((e) => { $("message").textContent = e.message; });
-  setInterval(() => refreshStations().catch(() => {}), 5000);
+  showRole();
+  refreshReports().catch((e) => { $("message").textContent = explain(e); });
+  refreshUsers().catch((e) => userMessage(explain(e), false));
+  if (refresher === null) refresher = setInterval(() => { if (me) refreshStations().catch(() => {}); }, 5000);
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  $("login-error").textContent = "";
+  let response;
+  try {
+    response = await fetch("/api/v1/sign-in", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify({ name: $("name").value.trim(), password: $("password").value }),
+    });
+  } catch (_) {
+    $("login-error").textContent = t("login-down");
+    return;
+  }
+  if (!response.ok) {
+    let error = "";
+    try { error = (await response.json()).error ?? ""; } catch (_) { /* not JSON */ }
+    const key = response.status === 429 ? "login-locked" : error.includes("disabled") ? "login-disabled" : "login-failed";
+    $("login-error").textContent = t(key).replace("{s}", response.headers.get("Retry-After") ?? "60");
+    return;
+  }
+  $("password").value = "";
+  await start();
+}
+
+async function createUser(event) {
+  event.preventDefault();
+  const name = $("new-name").value.trim();
+  const role = $("new-role").value;
+  const communes = [...$("new-communes").selectedOptions].map((o) => o.value);
+  const password = $("new-password").value;
+  if (!/^[a-z0-9][a-z0-9._-]{0,31}$/.test(name)) { userMessage(t("bad-name"), false); return; }
+  if (role === "operator" && communes.length === 0) { userMessage(t("need-commune"), false); return; }
+  if ([...password].length < 10) { userMessage(t("short-password"), false); return; }
+  await userAct(null, () => api("POST", "/api/v1/users",
+    { name, role, communes: role === "operator" ? communes : [], password }),
+  t("created").replace("{name}", name));
+  if ($("accounts-message").className === "ok") $("new-user").reset();
 }
 
 $("lang").addEventListener("click", () => {
   lang = lang === "vi" ? "en" : "vi";
   localStorage.setItem("radio-lang", lang);
   applyLanguage();
-  if (!$("app").hidden) refreshStations().catch(() => {});
+  if (!$("app").hidden) {
+    showRole();
+    refreshStations().catch(() => {});
+    refreshUsers().catch(() => {});
+  }
 });
-$("login-button").addEventListener("click", () => { token = $("token").value.trim(); start(); });
+$("login-form").addEventListener("submit", signIn);
+$("new-user").addEventListener("submit", createUser);
+$("new-role").addEventListener("change", () => { $("new-communes-label").hidden = $("new-role").value !== "operator"; });
+$("sign-out").addEventListener("click", async () => {
+  try { await api("POST", "/api/v1/sign-out", {}); } catch (_) { /* signed out all the same */ }
+  signedOut("");
+});
 $("by").addEventListener("change", () => refreshReports().catch((e) => { $("message").textContent = e.message; }));
 $("live-start").addEventListener("click", () => act(t("confirm-live"), () => api("POST", "/api/v1/live/start", {})));
 $("live-stop").addEventListener("click", () => act(null, () => api("POST", "/api/v1/live/stop", {})));
@@ -293,4 +485,4 @@ if (location.hash.startsWith("#token=")) {
 const wanted = new URLSearchParams(location.search).get("lang");
 if (wanted === "vi" || wanted === "en") lang = wanted;
 applyLanguage();
-if (token) start();
+start();

@@ -1,8 +1,14 @@
-//! The web dashboard in Debian's headless Chromium, driven over WebDriver (chromedriver) like
-//! an operator would use it: sign in with the admin token, see all 22 stations with their
-//! Vietnamese names, a loudspeaker cluster the agent sees down, and the uptime chart, switch
-//! to English, and a screenshot is saved as `target/dashboard.png`; start two emergencies and
-//! stop them one at a time, each by its own button.
+//! The web console in Debian's headless Chromium, driven over WebDriver (chromedriver) like
+//! an operator would use it, over the server's HTTPS: sign in with the first admin's name and
+//! password, see all 22 stations with their Vietnamese names, a loudspeaker cluster the agent
+//! sees down, and the uptime chart, switch to English, and a screenshot is saved as
+//! `target/dashboard.png`; start two emergencies and stop them one at a time, each by its own
+//! button; create a commune operator in the console, who signs in on a phone-sized window and
+//! sees no control their role may not use (screenshots under `target/console/`).
+//!
+//! Chromium is told to accept the console's certificate (`acceptInsecureCerts`): the chain to
+//! the district CA is what `server/tests/console.rs` checks, with a client that trusts only
+//! that CA.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,6 +71,7 @@ impl Driver {
             "/session",
             json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
+                "acceptInsecureCerts": true,
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -174,6 +181,32 @@ impl Driver {
         }
     }
 
+    /// Opens the console of `server` and signs in as `name`; waits until the stations show.
+    fn sign_in(&self, console: &str, name: &str, password: &str) {
+        self.open(&format!("https://{console}/"));
+        self.wait_for("return !document.querySelector('#login').hidden;", |v| {
+            v == true
+        });
+        self.clear("#name");
+        self.type_into("#name", name);
+        self.clear("#password");
+        self.type_into("#password", password);
+        self.click("#login-button");
+        self.wait_for(
+            "return document.querySelectorAll('#stations tbody tr').length;",
+            |v| v == 22,
+        );
+    }
+
+    /// Resizes the browser window (the viewport follows).
+    fn window_size(&self, width: u32, height: u32) {
+        self.session(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        );
+    }
+
     fn screenshot(&self) -> Vec<u8> {
         let data = self.session("GET", "/screenshot", Value::Null);
         base64::engine::general_purpose::STANDARD
@@ -194,6 +227,36 @@ impl Drop for Driver {
         let _ = self.child.wait();
     }
 }
+
+/// The console's address and the first admin's password, as `radio-server run` printed them.
+fn console_of(server: &mut radio_tests::Process) -> (String, String) {
+    let console = server.console_address();
+    let line = server.wait_for("console admin account", Duration::from_secs(30));
+    let password = line
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the first admin's password")
+        .to_owned();
+    (console, password)
+}
+
+/// Saves a PNG under `target/console/`.
+fn save_screenshot(driver: &Driver, name: &str) {
+    let png = driver.screenshot();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("console");
+    std::fs::create_dir_all(&target).expect("target dir");
+    let path = target.join(format!("{name}.png"));
+    std::fs::write(&path, png).expect("write screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// Elements wider than the window, outside a scrolling table wrapper: `[tag#id.class, right]`.
+const OVERFLOWING: &str = "const w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('body *')).filter(e => e.offsetParent !== null && !e.closest('.table-wrap') && e.getBoundingClientRect().right > w + 1).map(e => `${e.tagName}#${e.id}.${e.className}: ${Math.round(e.getBoundingClientRect().right)}`).concat(document.documentElement.scrollWidth > w ? [`page ${document.documentElement.scrollWidth} > ${w}`] : []);";
 
 #[test]
 fn the_dashboard_shows_every_station_and_switches_language() {
@@ -220,12 +283,11 @@ fn the_dashboard_shows_every_station_and_switches_language() {
     );
     agent.wait_for("link up", Duration::from_secs(20));
     agent.wait_for("cluster c01 down", Duration::from_secs(10));
-    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let _ = admin;
+    let (console, password) = console_of(&mut server);
 
-    // Sign in as an operator does: paste the token, press the button.
-    driver.open(&format!("http://{admin}/"));
-    driver.type_into("#token", token.trim());
-    driver.click("#login-button");
+    // Sign in as a person does: name, password, the button.
+    driver.sign_in(&console, "admin", &password);
     let rows = driver.wait_for(
         "return Array.from(document.querySelectorAll('#stations tbody tr')).map(r => [r.dataset.station, r.cells[0].textContent, r.cells[1].textContent]);",
         |v| v.as_array().is_some_and(|rows| rows.len() == 22),
@@ -325,14 +387,8 @@ fn running_emergencies_are_listed_and_each_is_stopped_by_its_own_button() {
     for path in [&storm, &fire] {
         write_wav(path, &test_signal(60.0), 48_000);
     }
-    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    driver.open(&format!("http://{admin}/"));
-    driver.type_into("#token", token.trim());
-    driver.click("#login-button");
-    driver.wait_for(
-        "return document.querySelectorAll('#stations tbody tr').length;",
-        |v| v == 22,
-    );
+    let (console, password) = console_of(&mut server);
+    driver.sign_in(&console, "admin", &password);
     assert_eq!(
         driver.script("return [document.querySelector('#emergencies').hidden, document.querySelector('#no-emergency').hidden, document.querySelector('#no-emergency').textContent];"),
         json!([true, false, "Không có bản tin khẩn cấp nào đang phát."])
@@ -415,4 +471,85 @@ fn status_command(data: &std::path::Path, admin: &str) -> String {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
     text
+}
+
+#[test]
+fn an_admin_makes_a_commune_operator_who_sees_only_what_the_role_allows() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (mut server, _) = start_server_with(&data, "127.0.0.1:0", &["--no-schedule"]);
+    let (console, password) = console_of(&mut server);
+
+    // A wrong password says so, in Vietnamese, and lets nobody in.
+    driver.open(&format!("https://{console}/"));
+    driver.type_into("#name", "admin");
+    driver.type_into("#password", "không phải mật khẩu");
+    driver.click("#login-button");
+    let error = driver.wait_for(
+        "return document.querySelector('#login-error').textContent;",
+        |v| v.as_str().is_some_and(|t| !t.is_empty()),
+    );
+    assert!(
+        error
+            .as_str()
+            .is_some_and(|t| t.starts_with("Sai tên đăng nhập hoặc mật khẩu")),
+        "{error}"
+    );
+    assert_eq!(
+        driver.script("return document.querySelector('#app').hidden;"),
+        true
+    );
+
+    driver.sign_in(&console, "admin", &password);
+    assert_eq!(
+        driver.script("return [document.querySelector('#controls').hidden, document.querySelector('#accounts').hidden];"),
+        json!([false, false]),
+        "an admin sees the controls and the accounts"
+    );
+    driver.wait_for(
+        "return document.querySelectorAll('#new-communes option').length;",
+        |v| v == 22,
+    );
+
+    // The new account, made in the console: the server keeps running.
+    driver.type_into("#new-name", "can-bo-binh-trung");
+    driver.script(
+        "const role = document.querySelector('#new-role'); role.value = 'operator'; role.dispatchEvent(new Event('change')); document.querySelector('#new-communes option[value=\"binh-trung\"]').selected = true; return null;",
+    );
+    driver.type_into("#new-password", "Bình Trung 2026");
+    driver.click("#create-user");
+    let message = driver.wait_for(
+        "return document.querySelector('#accounts-message').textContent;",
+        |v| v.as_str().is_some_and(|t| !t.is_empty()),
+    );
+    assert_eq!(message, "Đã tạo tài khoản can-bo-binh-trung.");
+    let row = driver.wait_for(
+        "const r = document.querySelector('#users tr[data-user=\"can-bo-binh-trung\"]'); return r ? [r.cells[1].textContent, r.cells[2].textContent] : null;",
+        |v| !v.is_null(),
+    );
+    assert_eq!(row, json!(["Người vận hành xã", "Bình Trung"]));
+    save_screenshot(&driver, "accounts-desktop");
+
+    driver.click("#sign-out");
+    driver.wait_for("return !document.querySelector('#login').hidden;", |v| {
+        v == true
+    });
+
+    // The operator, on a phone.
+    driver.window_size(360, 740);
+    save_screenshot(&driver, "sign-in-phone");
+    driver.sign_in(&console, "can-bo-binh-trung", "Bình Trung 2026");
+    assert_eq!(
+        driver.script("return [document.querySelector('#controls').hidden, document.querySelector('#accounts').hidden, document.querySelector('#who').textContent];"),
+        json!([true, true, "can-bo-binh-trung · Người vận hành xã"]),
+        "a commune operator sees neither the district's controls nor the accounts"
+    );
+    let overflowing = driver.script(OVERFLOWING);
+    assert_eq!(overflowing, json!([]), "wider than a 360 px phone");
+    save_screenshot(&driver, "operator-phone");
+    let (status, _) = server.terminate();
+    assert!(status.success(), "server exit {status}");
 }

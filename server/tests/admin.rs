@@ -1604,3 +1604,88 @@ async fn a_stream_password_in_the_schedule_is_for_admins_only() {
     }
     h.stop().await;
 }
+
+/// Plain HTTP from another machine is refused before anything else, whatever it carries (a
+/// right token, a password): only the console's TLS listener, which marks its requests, may
+/// answer other machines. Driven through the router itself, with the peer address a real
+/// listener would give: the tests keep to 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_answers_only_the_machine_itself() {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use radio_server::operator::admin::router;
+    use radio_server::operator::https::Transport;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let district = District::binh_son();
+    let outputs: Vec<Arc<StationOutput>> = district
+        .stations
+        .iter()
+        .map(|s| Arc::new(StationOutput::new(&s.id, 250)))
+        .collect();
+    let schedule = Schedule::default();
+    let scheduler = Scheduler::new(schedule.clone(), &district).expect("scheduler");
+    let ladder = Ladder::new(scheduler, &district, LadderConfig::default());
+    let on_air = OnAir::spawn(outputs, ladder, OnAirConfig::default());
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let token = store.admin_token().expect("token");
+    let app = router(Arc::new(
+        AdminState::new(on_air, store.clone(), district, schedule).with_console_port(8443),
+    ));
+    let ask = |peer: &str, path: &str, method: &str, tls: bool| {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .body(Body::from(if method == "POST" {
+                r#"{"name":"admin","password":"a guess of ten"}"#
+            } else {
+                ""
+            }))
+            .expect("request");
+        let peer: SocketAddr = peer.parse().expect("peer");
+        request.extensions_mut().insert(ConnectInfo(peer));
+        if tls {
+            request.extensions_mut().insert(Transport::Tls);
+        }
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.expect("answer");
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    for peer in [
+        "10.0.0.2:50000",
+        "192.168.1.9:50000",
+        "[::ffff:10.0.0.2]:50000",
+    ] {
+        for (method, path) in [
+            ("GET", "/api/v1/status"),
+            ("POST", "/api/v1/sign-in"),
+            ("GET", "/"),
+            ("GET", "/health"),
+        ] {
+            let (status, body) = ask(peer, path, method, false).await;
+            assert_eq!(status, 403, "{method} {path} from {peer}: {body}");
+            assert!(body.contains("https://<this server>:8443/"), "{body}");
+        }
+        // The same caller over the console's TLS is answered.
+        let (status, body) = ask(peer, "/api/v1/status", "GET", true).await;
+        assert_eq!(status, 200, "over TLS from {peer}: {body}");
+    }
+    for peer in ["127.0.0.1:50000", "[::1]:50000"] {
+        let (status, body) = ask(peer, "/api/v1/status", "GET", false).await;
+        assert_eq!(status, 200, "plain HTTP from {peer}: {body}");
+    }
+    assert_eq!(
+        store.audit().len(),
+        0,
+        "nothing refused was recorded as a change"
+    );
+}

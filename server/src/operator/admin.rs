@@ -699,7 +699,23 @@ pub fn router(state: Arc<AdminState>) -> Router {
             state.clone(),
             refuse_remote_plain_http,
         ))
+        .layer(middleware::from_fn(close_after_refusal))
         .with_state(state)
+}
+
+/// A refusal (401, 403, 429) is answered before the request's body is read, and hyper then
+/// closes the connection; without `Connection: close` a client that keeps connections would
+/// send its next request down the closed one and fail.
+async fn close_after_refusal(req: Request, next: Next) -> Response {
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
+    let mut response = next.run(req).await;
+    let refused = matches!(response.status().as_u16(), 401 | 403 | 429);
+    if http1 && refused {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Plain HTTP is for the operator commands on the machine itself; everyone else comes over

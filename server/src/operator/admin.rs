@@ -1,11 +1,13 @@
-//! The local admin endpoint: HTTP with JSON bodies, for the operator commands
-//! (`radio-server live|emergency|schedule|status`, see `admin_client.rs`) and later a dashboard.
+//! The admin API: HTTP with JSON bodies, for the operator commands
+//! (`radio-server live|emergency|schedule|status|user`, see `admin_client.rs`) and the console.
 //!
-//! Every route needs `Authorization: Bearer <token>`, the token `radio-server run` writes to
-//! `data_dir/admin.token` (mode 0600): whoever can read that file is the district operator.
-//! The endpoint speaks plain HTTP and listens on loopback unless the configuration says
-//! otherwise (`admin_allow_remote`), so the token never crosses a network in clear text by
-//! accident.
+//! A caller is a bearer token (`Authorization: Bearer <token>`: the district's own in
+//! `data_dir/admin.token`, mode 0600, or a `[[admin_token]]` of the config) or a person's
+//! console session (the `__Host-radio_session` cookie from `POST /api/v1/sign-in`, with its CSRF
+//! token in `X-CSRF-Token` on every change; `account_routes.rs`). The same router is served
+//! over plain HTTP on `admin_listen`, which answers only the machine itself, and over HTTPS on
+//! `console_listen` (`https.rs`), so that no password, cookie or token crosses a network in
+//! clear text.
 //!
 //! Routes (v1), each with the roles that may call it (`who`: **all** = admin, commune operator
 //! and viewer; **oversight** = admin and viewer; **station** = admin, and a commune operator
@@ -30,10 +32,13 @@
 //! | `GET /api/v1/reports/uptime?from=&to=&by=&format=` | – | all | the uptime report (`report/`) |
 //! | `GET /api/v1/reports/plays?from=&to=&by=&format=` | – | all | the programmes played |
 //! | `GET /api/v1/audit?from=&to=` | – | oversight | the audit log ([`AuditListing`]) |
+//! | `GET /api/v1/session` | – | all | who the caller is (`account_routes.rs`) |
+//! | `POST /api/v1/sign-out` | – | all | ends the cookie's session |
+//! | `GET /api/v1/users`, `POST /api/v1/users`, `POST /api/v1/users/{name}/disable`, `…/enable`, `…/password`, `…/role` | see `account_routes.rs` | admin | the console's accounts |
 //! | `GET /metrics` | – | all | Prometheus text (`metrics.rs`) |
 //!
-//! `/health` and the dashboard's files (`/`, `/dashboard.js`, …) answer without a token: they
-//! hold no data.
+//! `/health` and the console's files (`/`, `/dashboard.js`, …) answer without a token: they
+//! hold no data. `POST /api/v1/sign-in` takes a name and password instead.
 //!
 //! Reports take `from` and `to` (local dates, both included), `by` (`day`, `month`, `year`;
 //! default `year`) and `format` (`json` by default, `csv` — UTF-8 with a BOM — or `table`);

@@ -25,6 +25,12 @@ const TEXT = {
     "bad-name": "Tên đăng nhập chỉ gồm chữ thường không dấu, chữ số, dấu chấm, gạch ngang, gạch dưới.",
     "name-taken": "Tên đăng nhập này đã có. Hãy chọn tên khác.",
     "forbidden": "Tài khoản của bạn không được làm việc này.",
+    "own-password": "Đổi mật khẩu", "current-password": "Mật khẩu hiện tại",
+    "again-password": "Nhập lại mật khẩu mới", save: "Lưu",
+    "own-new-password": "Mật khẩu mới (ít nhất 10 ký tự)",
+    "passwords-differ": "Hai lần nhập mật khẩu mới không giống nhau.",
+    "wrong-current": "Mật khẩu hiện tại không đúng. Không có gì thay đổi.",
+    "password-changed": "Đã đổi mật khẩu. Các nơi khác đang đăng nhập bằng tài khoản này đã bị đăng xuất.",
     controls: "Phát trực tiếp và khẩn cấp", "live-start": "Phát trực tiếp", "live-stop": "Dừng trực tiếp",
     "emergency-file": "Tệp bản tin khẩn cấp (trên máy chủ)", "emergency-start": "Phát khẩn cấp",
     "emergency-stop": "Dừng", emergencies: "Bản tin khẩn cấp đang phát",
@@ -65,6 +71,12 @@ const TEXT = {
     "bad-name": "User names are lowercase letters without accents, digits, dots, dashes and underscores.",
     "name-taken": "That user name is taken. Choose another.",
     "forbidden": "Your account may not do this.",
+    "own-password": "Change password", "current-password": "Current password",
+    "again-password": "New password again", save: "Save",
+    "own-new-password": "New password (10 characters or more)",
+    "passwords-differ": "The two new passwords differ.",
+    "wrong-current": "The current password is wrong. Nothing was changed.",
+    "password-changed": "Password changed. Everywhere else this account was signed in, it is signed out.",
     controls: "Live and emergency", "live-start": "Go live", "live-stop": "Stop live",
     "emergency-file": "Emergency recording (on the server)", "emergency-start": "Broadcast emergency",
     "emergency-stop": "Stop", emergencies: "Emergencies on air",
@@ -274,15 +286,28 @@ function drawUptime(report) {
   chart.appendChild(svg);
 }
 
+// The district's own time zone (the schedule's), which report dates are in: a browser on UTC
+// or abroad would otherwise ask for yesterday between 17:00 and 24:00 UTC.
+let districtZone = "Asia/Ho_Chi_Minh";
+
 function range(by) {
-  const today = new Date();
-  const to = today.toISOString().slice(0, 10);
-  const from = by === "year" ? `${today.getFullYear() - 4}-01-01` : `${today.getFullYear()}-01-01`;
+  let to;
+  try {
+    to = new Intl.DateTimeFormat("en-CA", { timeZone: districtZone, year: "numeric", month: "2-digit", day: "2-digit" })
+      .format(new Date());
+  } catch (_) {
+    to = new Date().toISOString().slice(0, 10);
+  }
+  const year = Number(to.slice(0, 4));
+  const from = by === "year" ? `${year - 4}-01-01` : `${year}-01-01`;
   return `from=${from}&to=${to}&by=${by}&format=json`;
 }
 
 async function refreshReports() {
   const by = $("by").value;
+  try {
+    districtZone = (await api("GET", "/api/v1/schedule")).timezone || districtZone;
+  } catch (_) { /* the default zone */ }
   drawUptime(await api("GET", `/api/v1/reports/uptime?${range(by)}`));
   const plays = await api("GET", `/api/v1/reports/plays?${range(by)}`);
   const body = $("plays").tBodies[0];
@@ -315,6 +340,28 @@ function showRole() {
   for (const el of document.querySelectorAll("[data-needs]")) el.hidden = el.dataset.needs !== role;
   $("who").textContent = me ? `${me.name} · ${t(`role-${role}`)}` : "";
   $("sign-out").hidden = !csrf;
+  $("own-password-button").hidden = !csrf;
+}
+
+async function changeOwnPassword(event) {
+  event.preventDefault();
+  const say = (text, ok) => {
+    $("own-password-message").textContent = text;
+    $("own-password-message").className = ok ? "ok" : "bad";
+  };
+  const current = $("current-password").value;
+  const fresh = $("own-new-password").value;
+  if ([...fresh].length < 10) { say(t("short-password"), false); return; }
+  if (fresh !== $("own-again-password").value) { say(t("passwords-differ"), false); return; }
+  try {
+    const session = await api("POST", "/api/v1/session/password", { current, new: fresh });
+    // The server ended every session of the account and started this one afresh.
+    csrf = session.csrf ?? "";
+    $("own-password-form").reset();
+    say(t("password-changed"), true);
+  } catch (e) {
+    say(e instanceof ApiError && e.message.includes("current password is wrong") ? t("wrong-current") : explain(e), false);
+  }
 }
 
 async function refreshUsers() {
@@ -461,6 +508,11 @@ $("lang").addEventListener("click", () => {
   }
 });
 $("login-form").addEventListener("submit", signIn);
+$("own-password-form").addEventListener("submit", changeOwnPassword);
+$("own-password-button").addEventListener("click", () => {
+  $("own-password").hidden = !$("own-password").hidden;
+  if (!$("own-password").hidden) $("current-password").focus();
+});
 $("new-user").addEventListener("submit", createUser);
 $("new-role").addEventListener("change", () => { $("new-communes-label").hidden = $("new-role").value !== "operator"; });
 $("sign-out").addEventListener("click", async () => {

@@ -86,7 +86,8 @@ enum Command {
         #[command(subcommand)]
         action: BulletinCommand,
     },
-    /// Console accounts: add, list, disable, enable, new password (asks the running server).
+    /// Console accounts: add, list, disable, enable, role, new password (asks the running
+    /// server).
     User {
         #[command(subcommand)]
         action: UserCommand,
@@ -354,6 +355,17 @@ enum UserCommand {
         #[command(flatten)]
         overrides: ServerOverrides,
         name: String,
+    },
+    /// Give an account another role (signs it out everywhere).
+    Role {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        name: String,
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// A commune an operator runs (repeat for several).
+        #[arg(long = "commune", required_if_eq("role", "operator"))]
+        communes: Vec<String>,
     },
     /// Set a new password (signs the account out everywhere).
     Password {
@@ -879,7 +891,7 @@ fn first_admin(store: &Store) -> anyhow::Result<()> {
     )?;
     let _ = write_out(format_args!(
         "console admin account \"admin\", password {password} (shown once: change it in the \
-         console, page Tài khoản)\n"
+         console, button Đổi mật khẩu, or with `radio-server user password admin`)\n"
     ));
     Ok(())
 }
@@ -953,6 +965,14 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(first)
 }
 
+fn role_of(role: TokenRole) -> radio_config::Role {
+    match role {
+        TokenRole::Admin => radio_config::Role::Admin,
+        TokenRole::Operator => radio_config::Role::Operator,
+        TokenRole::Viewer => radio_config::Role::Viewer,
+    }
+}
+
 fn user_command(action: UserCommand) -> anyhow::Result<()> {
     use radio_server::operator::account_routes::{NewAccountRequest, PasswordRequest};
     use radio_server::operator::accounts::Account;
@@ -980,11 +1000,7 @@ fn user_command(action: UserCommand) -> anyhow::Result<()> {
         } => {
             let client = client(&overrides)?;
             let password = read_password(password_stdin)?;
-            let role = match role {
-                TokenRole::Admin => radio_config::Role::Admin,
-                TokenRole::Operator => radio_config::Role::Operator,
-                TokenRole::Viewer => radio_config::Role::Viewer,
-            };
+            let role = role_of(role);
             let account: Account = client.post(
                 "/api/v1/users",
                 &NewAccountRequest {
@@ -1015,6 +1031,21 @@ fn user_command(action: UserCommand) -> anyhow::Result<()> {
                 &serde_json::json!({}),
             )?;
             outln!("enabled {}", show(&account));
+        }
+        UserCommand::Role {
+            overrides,
+            name,
+            role,
+            communes,
+        } => {
+            let account: Account = client(&overrides)?.post(
+                &format!("/api/v1/users/{name}/role"),
+                &radio_server::operator::account_routes::RoleRequest {
+                    role: role_of(role),
+                    communes,
+                },
+            )?;
+            outln!("new role for {} (signed out everywhere)", show(&account));
         }
         UserCommand::Password {
             overrides,
@@ -1433,6 +1464,24 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // A session nobody comes back to is never looked up again, so nothing else removes it.
+    let accounts = store.accounts().clone();
+    tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            let accounts = accounts.clone();
+            let purged =
+                tokio::task::spawn_blocking(move || accounts.purge_expired(jiff::Timestamp::now()))
+                    .await;
+            match purged {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!("console: {n} ended sessions removed"),
+                Ok(Err(e)) => tracing::warn!("console: ended sessions not removed: {e}"),
+                Err(e) => tracing::warn!("console: session purge failed: {e}"),
+            }
+        }
+    });
     let admin_state = AdminState::new(on_air.clone(), store, district, schedule)
         .with_upstreams(upstream_names)
         .with_server(server.clone())

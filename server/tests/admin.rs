@@ -1264,6 +1264,10 @@ async fn every_route_checks_the_role_of_every_caller() {
                 }
                 // Without a session cookie it ends nothing: it is not a change.
                 (Verb::Post, "/api/v1/sign-out") => serde_json::json!({}),
+                // A token has no password: refused (400) for every caller, nothing changes.
+                (Verb::Post, "/api/v1/session/password") => {
+                    serde_json::json!({ "current": "mật khẩu kiểm tra", "new": "mật khẩu mới kiểm tra" })
+                }
                 (Verb::Post, "/api/v1/users") => serde_json::json!({
                     "name": "kiem-tra", "role": "viewer", "password": "mật khẩu kiểm tra"
                 }),
@@ -1335,6 +1339,9 @@ async fn every_route_checks_the_role_of_every_caller() {
                     let store = h.store.clone().expect("store");
                     if route.path == "/api/v1/sign-out" {
                         assert_eq!(status, 204, "{call}");
+                        assert_eq!(store.audit().len(), audited, "{call}");
+                    } else if route.path == "/api/v1/session/password" {
+                        assert_eq!(status, 400, "{call}");
                         assert_eq!(store.audit().len(), audited, "{call}");
                     } else if route.verb != Verb::Get {
                         // Every change that reaches its handler is audited, whatever its outcome.

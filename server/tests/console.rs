@@ -316,6 +316,38 @@ fn people_sign_in_over_https_with_their_roles() {
     );
     assert_eq!(again.status, 401, "{}", again.body);
 
+    // A person changes their own password: the current one is asked again; the session goes
+    // on under a new cookie, any other one ends.
+    let wrong = console.call(
+        "POST",
+        "/api/v1/session/password",
+        Some(json!({"current": "not it at all", "new": "Bình Trung 2027"})),
+        Some(&op_cookie),
+        Some(&op_csrf),
+    );
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    let changed = console.call(
+        "POST",
+        "/api/v1/session/password",
+        Some(json!({"current": "Bình Trung 2026", "new": "Bình Trung 2027"})),
+        Some(&op_cookie),
+        Some(&op_csrf),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let old_session = console.call("GET", "/api/v1/session", None, Some(&op_cookie), None);
+    assert_eq!(old_session.status, 401, "the old cookie ended");
+    let op_cookie = changed
+        .set_cookie
+        .expect("a new cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    let op_csrf = changed.body["csrf"].as_str().expect("csrf").to_owned();
+    let me = console.call("GET", "/api/v1/session", None, Some(&op_cookie), None);
+    assert_eq!(me.body["name"], "op-binh-trung");
+    let _ = console.sign_in("op-binh-trung", "Bình Trung 2027");
+
     // Signing out ends the session on the server, not only in the browser.
     let out = console.call(
         "POST",
@@ -337,7 +369,12 @@ fn people_sign_in_over_https_with_their_roles() {
             "no {action} in the audit log: {text}"
         );
     }
-    for secret in [&first_password, "mật khẩu người xem", "Bình Trung 2026"] {
+    for secret in [
+        first_password.as_str(),
+        "mật khẩu người xem",
+        "Bình Trung 2026",
+        "Bình Trung 2027",
+    ] {
         assert!(!text.contains(secret), "a password in the audit log");
     }
 

@@ -550,6 +550,30 @@ fn an_admin_makes_a_commune_operator_who_sees_only_what_the_role_allows() {
     let overflowing = driver.script(OVERFLOWING);
     assert_eq!(overflowing, json!([]), "wider than a 360 px phone");
     save_screenshot(&driver, "operator-phone");
+
+    // Their own password, from the phone: the page goes on working under the new session.
+    driver.click("#own-password-button");
+    driver.type_into("#current-password", "Bình Trung 2026");
+    driver.type_into("#own-new-password", "Bình Trung 2027");
+    driver.type_into("#own-again-password", "Bình Trung 2027");
+    driver.click("#own-password-save");
+    let said = driver.wait_for(
+        "return document.querySelector('#own-password-message').textContent;",
+        |v| v.as_str().is_some_and(|t| !t.is_empty()),
+    );
+    assert!(
+        said.as_str()
+            .is_some_and(|t| t.starts_with("Đã đổi mật khẩu")),
+        "{said}"
+    );
+    assert_eq!(
+        driver.script(OVERFLOWING),
+        json!([]),
+        "wider than a 360 px phone"
+    );
+    save_screenshot(&driver, "own-password-phone");
+    driver.click("#sign-out");
+    driver.sign_in(&console, "can-bo-binh-trung", "Bình Trung 2027");
     let (status, _) = server.terminate();
     assert!(status.success(), "server exit {status}");
 }

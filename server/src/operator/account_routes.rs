@@ -6,6 +6,7 @@
 //! | `POST /api/v1/sign-in` | [`SignIn`] | anyone | checks name and password, sets the session cookie, answers [`SessionView`] |
 //! | `GET /api/v1/session` | – | all | who the caller is, and the CSRF token a console page sends with changes |
 //! | `POST /api/v1/sign-out` | – | all | ends the cookie's session |
+//! | `POST /api/v1/session/password` | [`OwnPasswordRequest`] | all, with a session | a person changes their own password; their other sessions end, this one goes on under a new cookie |
 //! | `GET /api/v1/users` | – | admin | every account ([`Account`]) |
 //! | `POST /api/v1/users` | [`NewAccountRequest`] | admin | creates one |
 //! | `POST /api/v1/users/{name}/disable` | – | admin | signs it out everywhere and keeps it out |
@@ -68,6 +69,14 @@ pub struct NewAccountRequest {
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
     pub password: String,
+}
+
+/// `POST /api/v1/session/password`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnPasswordRequest {
+    pub current: String,
+    pub new: String,
 }
 
 /// `POST /api/v1/users/{name}/role`.
@@ -158,11 +167,6 @@ pub(crate) async fn sign_in(State(state): State<Arc<AdminState>>, request: Reque
     let _ = state
         .audit(&actor, AuditAction::SignIn, &account.name, None, Ok(()))
         .await;
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        session.id,
-        SESSION_MAX.as_secs()
-    );
     let view = SessionView {
         name: account.name,
         role: account.role,
@@ -170,7 +174,7 @@ pub(crate) async fn sign_in(State(state): State<Arc<AdminState>>, request: Reque
         csrf: Some(session.csrf),
     };
     let mut response = Json(view).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    if let Some(value) = session_cookie_header(&session.id) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
@@ -209,6 +213,70 @@ pub(crate) async fn sign_out(
     let expired =
         format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// The `Set-Cookie` value of a new session.
+fn session_cookie_header(id: &str) -> Option<HeaderValue> {
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_MAX.as_secs()
+    );
+    HeaderValue::from_str(&cookie).ok()
+}
+
+/// `POST /api/v1/session/password`: the current password again, so that a session left open
+/// on a shared PC cannot lock its owner out; a wrong one counts as a failed authentication.
+pub(crate) async fn own_password(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Body(request): Body<OwnPasswordRequest>,
+) -> Result<Response, ApiError> {
+    // Not audited: a token asks for no change it could make, like a body that is not JSON.
+    if actor.csrf.is_none() {
+        return Err(ApiError::bad_request(
+            "a token has no password: sign in to the console, or use `radio-server user \
+             password NAME` on the server",
+        ));
+    }
+    let name = actor.caller.name.clone();
+    let accounts = state.store().accounts().clone();
+    let who = name.clone();
+    let current = request.current;
+    let verified = tokio::task::spawn_blocking(move || accounts.verify(&who, &current))
+        .await
+        .map_err(|e| ApiError::internal(format!("password task failed: {e}")))?;
+    match verified {
+        Ok(_) => {}
+        Err(LoginError::Store(e)) => return Err(e.into()),
+        Err(_) => {
+            state.count_failure(peer);
+            return Err(ApiError::bad_request(
+                "the current password is wrong; nothing was changed",
+            ));
+        }
+    }
+    let accounts = state.store().accounts().clone();
+    let who = name.clone();
+    let result = blocking(move || {
+        accounts.set_password(&who, &request.new, Timestamp::now())?;
+        accounts.start_session(&who, Timestamp::now())
+    })
+    .await;
+    let session = state
+        .audit(&actor, AuditAction::AccountPassword, &name, None, result)
+        .await?;
+    let view = SessionView {
+        name,
+        role: actor.caller.role,
+        communes: actor.caller.stations,
+        csrf: Some(session.csrf),
+    };
+    let mut response = Json(view).into_response();
+    if let Some(value) = session_cookie_header(&session.id) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)

@@ -34,6 +34,7 @@
 //! | `GET /api/v1/audit?from=&to=` | – | oversight | the audit log ([`AuditListing`]) |
 //! | `GET /api/v1/session` | – | all | who the caller is (`account_routes.rs`) |
 //! | `POST /api/v1/sign-out` | – | all | ends the cookie's session |
+//! | `POST /api/v1/session/password` | `{current, new}` | all, with a session | changes the caller's own password |
 //! | `GET /api/v1/users`, `POST /api/v1/users`, `POST /api/v1/users/{name}/disable`, `…/enable`, `…/password`, `…/role` | see `account_routes.rs` | admin | the console's accounts |
 //! | `GET /metrics` | – | all | Prometheus text (`metrics.rs`) |
 //!
@@ -331,6 +332,12 @@ fn routes() -> Routes {
     .add(Get, "/api/v1/audit", Oversight, audit_log)
     .add(Get, "/api/v1/session", Everyone, account_routes::session)
     .add(Post, "/api/v1/sign-out", Everyone, account_routes::sign_out)
+    .add(
+        Post,
+        "/api/v1/session/password",
+        Everyone,
+        account_routes::own_password,
+    )
     .add(Get, "/api/v1/users", Admin, account_routes::list)
     .add(Post, "/api/v1/users", Admin, account_routes::create)
     .add(

@@ -2,8 +2,8 @@
 //! browsers, phones and scripts on other machines.
 //!
 //! The certificate is the operator's own PEM pair (`console_cert`, `console_key`) or, by
-//! default, one the district CA issues at every start for `server_name`, `localhost`, the
-//! listen address and `console_names`: a browser that trusts the district CA (README, "The
+//! default, one the district CA issues at every start for `server_name`, `localhost`,
+//! 127.0.0.1, the listen address and `console_names`: a browser that trusts the district CA (README, "The
 //! console") trusts the console without a warning, and nothing has to be renewed by hand.
 //!
 //! Requests that came over TLS carry [`Transport::Tls`] in their extensions; the admin router

@@ -1376,6 +1376,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             )
         })?;
     let console_addr = console_listener.local_addr()?;
+    let server_name_for_console = config.server_name.clone();
     let console_tls = match (&config.console_cert, &config.console_key) {
         (Some(cert), Some(key)) => {
             https::server_config(https::CertificateSource::Files { cert, key })
@@ -1394,6 +1395,14 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     );
     // Tests bind port 0 and read the ports from here. A server whose standard output went
     // away keeps serving: these lines are a courtesy.
+    if console_addr.ip().is_unspecified() {
+        // 0.0.0.0 cannot be typed into a browser; say what can.
+        tracing::info!(
+            "console: from other machines open https://{}:{}/ (or an address in console_names)",
+            server_name_for_console,
+            console_addr.port()
+        );
+    }
     let _ = write_out(format_args!(
         "admin endpoint on {admin_addr}\nconsole on https://{console_addr}/\nlistening on {addr}\n"
     ));

@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh Debian machine:
 #   make demo   build and run the demo on the embedded Bình Sơn district
+#   make demo-console   the same demo, then the district stays up with its web console (Ctrl-C stops it)
 #   make test   build and run every test
 #   make fuzz   run every cargo-fuzz target FUZZ_RUNS times (fuzz/README.md; not part of test)
 # System packages: cmake (builds the bundled libopus), pkg-config, ffmpeg (a real RTP sender and
@@ -20,7 +21,7 @@ SKIP_LEDGER := $(or $(CARGO_TARGET_DIR),target)/skipped-tests.log
 DEMO_ARGS ?=
 FUZZ_RUNS ?= 10000000
 
-.PHONY: all deps build demo test fuzz fmt clippy clean
+.PHONY: all deps build demo demo-console test fuzz fmt clippy clean
 
 all: build
 
@@ -46,6 +47,9 @@ build: deps
 
 demo: build
 	$(CARGO) run -q -p radio-server --bin radio-server -- demo $(DEMO_ARGS)
+
+demo-console: build
+	$(CARGO) run -q -p radio-server --bin radio-server -- demo --keep-running $(DEMO_ARGS)
 
 # A skip panics under RADIO_REQUIRE_TOOLS; the ledger also catches one whose panic was lost
 # (in a thread nobody joined).

@@ -5,19 +5,30 @@
 //! Each agent sends RTP to a receiver port on loopback that its SDP names and that the demo
 //! keeps free (`reserve_rtp_ports`): a player opening the SDP (ffplay, ffmpeg, VLC) hears the
 //! station while the demo plays. The table's RTP packets are the agents' own counts.
+//!
+//! With `--keep-running` the district stays up after the table, with the admin endpoint and
+//! the HTTPS console of `radio-server run`, until Ctrl-C or SIGTERM: someone can try the
+//! console on a district whose agents are connected, without setting up 22 machines.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use radio_config::{AgentConfig, District, ServerConfig, SinkSpec};
-use relay_agent::{Agent, AgentReport, Bundle};
+use relay_agent::playout::ProgrammeRecord;
+use relay_agent::{Agent, AgentReport, AgentStatus, Bundle};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::broadcast::on_air::{file_bulletin, play_bulletin};
+use crate::broadcast::on_air::{file_bulletin, play_bulletin, OnAir};
 use crate::identity::certificate_authority::CertificateAuthority;
-use crate::link::server::{self, Server};
+use crate::link::server::{self, AgentSnapshot, Server};
+use crate::operator::accounts::{create_first_admin, first_admin_notice, AccountError};
+use crate::operator::admin::{self, AdminState};
+use crate::operator::https::{self, HttpsError};
 use crate::pipeline::{PipelineError, ProgrammeEncoder};
+use crate::records::store::{Store, StoreError};
 use crate::schedule::ladder::{Ladder, LadderConfig};
 use crate::schedule::scheduler::Scheduler;
 use crate::schedule::Schedule;
@@ -48,7 +59,26 @@ pub struct DemoOptions {
     pub live_rtp: Option<std::net::SocketAddr>,
     /// Relay this HTTP/Icecast stream as the programme instead of a file.
     pub relay: Option<String>,
+    /// After the programme and its table, keep the district up with its console until Ctrl-C
+    /// or SIGTERM; `None` ends the demo there.
+    pub keep_running: Option<KeepRunning>,
 }
+
+/// Where a demo that keeps running serves its people.
+#[derive(Debug, Clone)]
+pub struct KeepRunning {
+    /// The HTTPS console.
+    pub console_listen: SocketAddr,
+    /// The plain admin endpoint (loopback callers only, as for `radio-server run`).
+    pub admin_listen: SocketAddr,
+}
+
+/// Where a demo that keeps running serves its console: loopback, since the demo's district is
+/// a trial on this machine, not one for the network.
+pub const DEFAULT_CONSOLE_LISTEN: &str = "127.0.0.1:8443";
+/// Where it serves the plain admin endpoint: any free port, as nothing but a person reading
+/// the printed address uses it.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:0";
 
 /// How long a relayed programme plays when `--duration` is not given.
 pub const DEFAULT_RELAY_SECS: u64 = 30;
@@ -84,6 +114,15 @@ pub enum DemoError {
         /// What the OS said.
         error: std::io::Error,
     },
+    /// The store (accounts, sessions, uptime) of a demo that keeps running.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The first console account could not be made.
+    #[error("console account: {0}")]
+    Account(#[from] AccountError),
+    /// The console's certificate or TLS set-up.
+    #[error(transparent)]
+    Https(#[from] HttpsError),
     /// Agents did not connect.
     #[error("only {connected}/{expected} agents connected within {secs} s")]
     NotConnected {
@@ -111,8 +150,9 @@ pub struct DemoRow {
     pub played: u64,
     /// Frames of the programme it did not play.
     pub lost: u64,
-    /// RTP packets its RTP sink sent towards the station's receiver (the port its SDP names).
-    pub rtp_packets: u64,
+    /// RTP packets its RTP sink sent towards the station's receiver (the port its SDP names);
+    /// `None` while the agent runs on (`--keep-running`): a sink counts only when it closes.
+    pub rtp_packets: Option<u64>,
     /// Whether it played the whole programme.
     pub complete: bool,
 }
@@ -142,9 +182,12 @@ impl DemoOutcome {
             "station", "name", "sent", "received", "played", "lost", "rtp pkts"
         ));
         for r in &self.rows {
+            let rtp = r
+                .rtp_packets
+                .map_or_else(|| "-".to_owned(), |n| n.to_string());
             out.push_str(&format!(
                 "{:<18} {:<16} {:>7} {:>8} {:>7} {:>5} {:>8}\n",
-                r.commune, r.name, r.sent, r.received, r.played, r.lost, r.rtp_packets
+                r.commune, r.name, r.sent, r.received, r.played, r.lost, rtp
             ));
         }
         if let Some(live) = &self.live {
@@ -223,13 +266,26 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         ..ServerConfig::default()
     };
     let ca = CertificateAuthority::load_or_create(&data_dir, &district.name)?;
+    // Before anything plays: a console port in use is found now, not after the programme.
+    let console = match &options.keep_running {
+        Some(keep) => Some(ConsoleSetup::prepare(keep, &data_dir, &config, &ca).await?),
+        None => None,
+    };
     let endpoint = server::bind(&config, &ca)?;
     let addr = endpoint.local_addr().map_err(|error| DemoError::Io {
         path: "server socket".into(),
         error,
     })?;
     let stations: Vec<_> = district.stations.iter().take(n).cloned().collect();
-    let server = Server::new(config.clone(), district.clone());
+    // The console's uptime chart reads the agents' uptime journals from the store.
+    let server = match &console {
+        Some(console) => Server::with_uptime(
+            config.clone(),
+            district.clone(),
+            console.store.uptime().clone(),
+        ),
+        None => Server::new(config.clone(), district.clone()),
+    };
     let (stop_server, mut stop_server_rx) = watch::channel(false);
     let server_task = tokio::spawn(server::run(endpoint, server.clone(), async move {
         let _ = stop_server_rx.changed().await;
@@ -369,6 +425,18 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if let Some(console) = console {
+        let running = Running {
+            stations,
+            agents,
+            server,
+            server_task,
+            stop_agents,
+            stop_server,
+            live_input,
+        };
+        return keep_running(running, console, played, on_air, district).await;
+    }
     let _ = stop_agents.send(true);
     let mut reports: Vec<(String, Option<AgentReport>)> = Vec::new();
     for (station, _, task) in agents {
@@ -396,17 +464,70 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         return Err(DemoError::Options(e.clone()));
     }
 
-    let rows = stations
+    let heard = reports
+        .into_iter()
+        .map(|(_, report)| {
+            report.map(|r| Heard {
+                frames_received: r.stats.frames_received,
+                // The agent's own count: the demo does not listen on the receiver's port,
+                // which is left to a player.
+                rtp_packets: Some(
+                    r.sinks
+                        .iter()
+                        .find(|(name, _)| name.starts_with("rtp:"))
+                        .map_or(0, |(_, stats)| stats.packets_sent),
+                ),
+                programmes: r.programmes,
+            })
+        })
+        .collect();
+    let rows = table_rows(&stations, heard, &snapshots, &summary);
+    let live = match live_input {
+        Some(input) => Some(input.stop().await),
+        None => None,
+    };
+    Ok(DemoOutcome {
+        programme_frames: summary.frames,
+        rows,
+        live,
+    })
+}
+
+/// What the demo knows of one agent's playout: from its final report, or (`--keep-running`)
+/// from its status while it runs on.
+struct Heard {
+    frames_received: u64,
+    programmes: Vec<ProgrammeRecord>,
+    rtp_packets: Option<u64>,
+}
+
+impl Heard {
+    fn live(status: &AgentStatus) -> Heard {
+        Heard {
+            frames_received: status.stats().frames_received,
+            programmes: status.programmes(),
+            rtp_packets: None,
+        }
+    }
+}
+
+fn table_rows(
+    stations: &[radio_config::Station],
+    heard: Vec<Option<Heard>>,
+    snapshots: &[AgentSnapshot],
+    summary: &crate::broadcast::on_air::PlaybackSummary,
+) -> Vec<DemoRow> {
+    stations
         .iter()
-        .zip(reports)
-        .map(|(station, (_, report))| {
+        .zip(heard)
+        .map(|(station, heard)| {
             let sent = snapshots
                 .iter()
                 .find(|s| s.commune == station.id)
                 .map(|s| s.frames_sent)
                 .unwrap_or(0);
-            let record = report.as_ref().and_then(|r| {
-                r.programmes
+            let record = heard.as_ref().and_then(|h| {
+                h.programmes
                     .iter()
                     .find(|p| p.programme_id == summary.programme_id)
                     .cloned()
@@ -419,31 +540,255 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
                 commune: station.id.clone(),
                 name: station.name.clone(),
                 sent,
-                received: report
-                    .as_ref()
-                    .map(|r| r.stats.frames_received)
-                    .unwrap_or(0),
+                received: heard.as_ref().map_or(0, |h| h.frames_received),
                 played,
                 lost: summary.frames.saturating_sub(played),
-                // The agent's own count: the demo does not listen on the receiver's port, which
-                // is left to a player.
-                rtp_packets: report
-                    .as_ref()
-                    .and_then(|r| r.sinks.iter().find(|(name, _)| name.starts_with("rtp:")))
-                    .map_or(0, |(_, stats)| stats.packets_sent),
+                rtp_packets: heard.as_ref().map_or(Some(0), |h| h.rtp_packets),
                 complete: record.is_some_and(|p| p.complete() && p.frames + 2 >= summary.frames),
             }
         })
-        .collect();
-    let live = match live_input {
-        Some(input) => Some(input.stop().await),
-        None => None,
+        .collect()
+}
+
+/// The console of a demo that keeps running, bound before the programme plays.
+struct ConsoleSetup {
+    store: Arc<Store>,
+    admin_listener: tokio::net::TcpListener,
+    console_listener: tokio::net::TcpListener,
+    tls: rustls::ServerConfig,
+    ca_cert: PathBuf,
+}
+
+impl ConsoleSetup {
+    async fn prepare(
+        keep: &KeepRunning,
+        data_dir: &Path,
+        config: &ServerConfig,
+        ca: &CertificateAuthority,
+    ) -> Result<ConsoleSetup, DemoError> {
+        let store = Arc::new(Store::open(data_dir)?);
+        // The operator commands (`radio-server status --data-dir ...`) read it.
+        store.admin_token()?;
+        let bind = |what: &'static str, flag: &'static str, addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|error| DemoError::Io {
+                    path: format!(
+                        "{what} on {addr} (does another program use the port? set {flag})"
+                    ),
+                    error,
+                })
+        };
+        let admin_listener = bind("admin endpoint", "--admin-listen", keep.admin_listen).await?;
+        let console_listener = bind("console", "--console-listen", keep.console_listen).await?;
+        let console_addr = console_listener
+            .local_addr()
+            .map_err(|error| DemoError::Io {
+                path: "console socket".into(),
+                error,
+            })?;
+        let tls = https::server_config(https::CertificateSource::District {
+            ca,
+            names: https::console_names(&config.server_name, console_addr, &[]),
+        })?;
+        Ok(ConsoleSetup {
+            store,
+            admin_listener,
+            console_listener,
+            tls,
+            ca_cert: ca.dir().join("ca.crt"),
+        })
+    }
+}
+
+/// One demo agent: its station, a handle to watch it, and its task.
+type RunningAgent = (
+    radio_config::Station,
+    AgentStatus,
+    JoinHandle<Result<AgentReport, relay_agent::AgentError>>,
+);
+
+/// The district as the programme left it: every agent and the server still running.
+struct Running {
+    stations: Vec<radio_config::Station>,
+    agents: Vec<RunningAgent>,
+    server: Arc<Server>,
+    server_task: JoinHandle<()>,
+    stop_agents: watch::Sender<bool>,
+    stop_server: watch::Sender<bool>,
+    live_input: Option<crate::broadcast::live_input::LiveInput>,
+}
+
+impl Running {
+    /// Agents first, then the server, as the demo always ends: the agents say goodbye to a
+    /// server that is still there, instead of waiting out a dead link.
+    async fn stop(self) {
+        let _ = self.stop_agents.send(true);
+        for (station, _, task) in self.agents {
+            match task.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => complain(format_args!("demo: agent {} failed: {e}\n", station.id)),
+                Err(e) => complain(format_args!(
+                    "demo: agent {} task failed: {e}\n",
+                    station.id
+                )),
+            }
+        }
+        let _ = self.stop_server.send(true);
+        let _ = self.server_task.await;
+        if let Some(input) = self.live_input {
+            input.stop().await;
+        }
+    }
+}
+
+/// After the programme: prints the table from the agents' live counters, serves the console
+/// and the admin endpoint, and stops everything on Ctrl-C or SIGTERM.
+async fn keep_running(
+    running: Running,
+    console: ConsoleSetup,
+    played: Result<
+        crate::broadcast::on_air::PlaybackSummary,
+        crate::broadcast::on_air::CommandError,
+    >,
+    on_air: OnAir,
+    district: District,
+) -> Result<DemoOutcome, DemoError> {
+    let summary = match played {
+        Ok(summary) if summary.error.is_none() => summary,
+        Ok(summary) => {
+            running.stop().await;
+            return Err(DemoError::Options(summary.error.unwrap_or_default()));
+        }
+        Err(e) => {
+            running.stop().await;
+            return Err(DemoError::Options(e.to_string()));
+        }
     };
-    Ok(DemoOutcome {
+    let heard = running
+        .agents
+        .iter()
+        .map(|(_, status, _)| Some(Heard::live(status)))
+        .collect();
+    let rows = table_rows(&running.stations, heard, &running.server.agents(), &summary);
+    let outcome = DemoOutcome {
         programme_frames: summary.frames,
         rows,
-        live,
+        live: running.live_input.as_ref().map(|input| input.stats()),
+    };
+    say(format_args!("{}", outcome.render()));
+
+    // Registered before `Ctrl-C to stop` is printed, so that a signal sent on reading it is
+    // never the default one that kills the process mid-way.
+    let signals = Signals::register().map_err(|error| DemoError::Io {
+        path: "signal handlers".into(),
+        error,
+    })?;
+    let ConsoleSetup {
+        store,
+        admin_listener,
+        console_listener,
+        tls,
+        ca_cert,
+    } = console;
+    let addr = |listener: &tokio::net::TcpListener, what: &str| {
+        listener.local_addr().map_err(|error| DemoError::Io {
+            path: what.to_owned(),
+            error,
+        })
+    };
+    let admin_addr = addr(&admin_listener, "admin socket")?;
+    let console_addr = addr(&console_listener, "console socket")?;
+    let first_store = store.clone();
+    let password = tokio::task::spawn_blocking(move || create_first_admin(first_store.accounts()))
+        .await
+        .map_err(|e| DemoError::Options(format!("console account: {e}")))??;
+    let state = AdminState::new(on_air, store, district, Schedule::default())
+        .with_server(running.server.clone())
+        .with_console_port(console_addr.port());
+    let app = admin::router(Arc::new(state));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin_app = app.clone();
+    let admin_stop = stopped(stop_rx.clone());
+    let admin_task = tokio::spawn(async move {
+        if let Err(e) = admin::serve_router(admin_listener, admin_app, admin_stop).await {
+            tracing::error!("admin endpoint stopped: {e}");
+        }
+    });
+    let console_stop = stopped(stop_rx);
+    let console_task = tokio::spawn(async move {
+        if let Err(e) = https::serve(console_listener, tls, app, console_stop).await {
+            tracing::error!("console stopped: {e}");
+        }
+    });
+
+    say(format_args!(
+        "admin endpoint on {admin_addr}\nconsole on https://{console_addr}/\n"
+    ));
+    match password {
+        Some(password) => say(format_args!("{}\n", first_admin_notice(&password))),
+        None => say(format_args!(
+            "demo: the console's accounts are those already in {}: sign in with one of them\n",
+            store_dir(&ca_cert)
+        )),
+    }
+    say(format_args!(
+        "demo: the browser warns about the console's certificate unless it trusts the district \
+         CA, {}\ndemo: the district stays up; Ctrl-C to stop\n",
+        ca_cert.display()
+    ));
+
+    signals.wait().await;
+    let _ = stop_tx.send(true);
+    running.stop().await;
+    // Requests in flight finish; a browser that holds a connection open does not hold the stop
+    // up.
+    if tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tokio::join!(admin_task, console_task);
     })
+    .await
+    .is_err()
+    {
+        tracing::warn!("admin endpoint or console: requests still open at shutdown, dropped");
+    }
+    Ok(outcome)
+}
+
+/// The data directory a CA certificate at `<data dir>/ca/ca.crt` belongs to, for messages.
+fn store_dir(ca_cert: &Path) -> String {
+    ca_cert
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(ca_cert)
+        .display()
+        .to_string()
+}
+
+/// Ctrl-C and SIGTERM, listened for from the moment this is made (unlike
+/// `relay_agent::process::shutdown_signal`, which registers only once polled).
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// A progress line on standard output. One the reader went away before (`radio-server demo |

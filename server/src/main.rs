@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use radio_config::ServerOverrides;
 use radio_server::broadcast::on_air::{file_bulletin, play_bulletin};
-use radio_server::demo::{run_demo, DemoOptions};
+use radio_server::demo::{run_demo, DemoOptions, KeepRunning};
 use radio_server::identity::certificate_authority::CertificateAuthority;
 use radio_server::ingest::relay_probe::{self, RelayProbes, StreamOrigin};
 use radio_server::link::server::{self, Server};
@@ -215,6 +215,23 @@ enum Command {
             radio_server::demo::DEFAULT_RELAY_SECS
         ))]
         relay: Option<String>,
+        /// After the programme and its table, keep the server and every agent running, with
+        /// the web console and the admin endpoint, until Ctrl-C: a working district to try the
+        /// console on. The first admin's password is printed once.
+        #[arg(long)]
+        keep_running: bool,
+        /// With --keep-running: where the HTTPS console listens (certificate from the district
+        /// CA, for localhost and 127.0.0.1).
+        #[arg(long, value_name = "ADDR:PORT", default_value = radio_server::demo::DEFAULT_CONSOLE_LISTEN)]
+        console_listen: std::net::SocketAddr,
+        /// With --keep-running: where the plain admin endpoint listens (the operator commands'
+        /// side; callers on this machine only).
+        #[arg(long, value_name = "ADDR:PORT", default_value = radio_server::demo::DEFAULT_ADMIN_LISTEN)]
+        admin_listen: std::net::SocketAddr,
+        /// Server data directory (district CA, bundles, and with --keep-running the console's
+        /// accounts); by default a temporary one, removed at the end.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -774,6 +791,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             log,
             live_rtp,
             relay,
+            keep_running,
+            console_listen,
+            admin_listen,
+            data_dir,
         } => {
             init_tracing(&log);
             let outcome = runtime()?.block_on(run_demo(DemoOptions {
@@ -781,11 +802,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 agents,
                 programme,
                 out,
-                data_dir: None,
+                data_dir,
                 bitrate,
                 live_rtp,
                 relay,
+                keep_running: keep_running.then_some(KeepRunning {
+                    console_listen,
+                    admin_listen,
+                }),
             }))?;
+            if keep_running {
+                // The table was printed before the district went on serving; what matters now
+                // is that it stopped cleanly.
+                outln!("demo stopped");
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
             out!("{}", outcome.render());
             Ok(if outcome.played() == outcome.rows.len() {
                 std::process::ExitCode::SUCCESS
@@ -862,37 +893,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 /// On the first start (no console account yet), creates `admin` with a random password and
 /// prints it once: the console must be usable before anyone has a shell habit.
 fn first_admin(store: &Store) -> anyhow::Result<()> {
-    use radio_server::operator::accounts::NewAccount;
-    let accounts = store.accounts();
-    if !accounts.is_empty()? {
-        return Ok(());
+    use radio_server::operator::accounts::{create_first_admin, first_admin_notice};
+    if let Some(password) = create_first_admin(store.accounts())? {
+        let _ = write_out(format_args!("{}\n", first_admin_notice(&password)));
     }
-    // No 0/O, 1/l/I: read off a screen and typed on a phone.
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rngs::OsRng;
-    let password: String = (0..16)
-        .map(|i| {
-            let c = ALPHABET[rand::Rng::gen_range(&mut rng, 0..ALPHABET.len())] as char;
-            if i > 0 && i % 4 == 0 {
-                format!("-{c}")
-            } else {
-                c.to_string()
-            }
-        })
-        .collect();
-    accounts.create(
-        NewAccount {
-            name: "admin".to_owned(),
-            role: radio_config::Role::Admin,
-            communes: Vec::new(),
-            password: password.clone(),
-        },
-        jiff::Timestamp::now(),
-    )?;
-    let _ = write_out(format_args!(
-        "console admin account \"admin\", password {password} (shown once: change it in the \
-         console, button Đổi mật khẩu, or with `radio-server user password admin`)\n"
-    ));
     Ok(())
 }
 

@@ -17,6 +17,8 @@ fn expected(subcommand: &[&str], flag: &str) -> Option<String> {
             "--agents" => "22".into(),
             "--out" => "demo-out".into(),
             "--log" => "warn,relay_agent::sink::rtp=error".into(),
+            "--console-listen" => radio_server::demo::DEFAULT_CONSOLE_LISTEN.into(),
+            "--admin-listen" => radio_server::demo::DEFAULT_ADMIN_LISTEN.into(),
             _ => return None,
         });
     }

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use radio_tests::{binary, require_tool, Process};
 
@@ -319,4 +320,139 @@ fn a_player_hears_a_station_while_the_demo_plays() {
     // The agent's own count: every packet while the player listened; while nothing did, the
     // kernel refuses every other send (the receiver's ICMP error comes back on the next one).
     assert!(rtp_packets > 0, "{row}");
+}
+
+/// An HTTPS client that trusts the district CA in `data_dir` and nothing else, so a console
+/// certificate not issued by the demo's own CA fails the test.
+fn https_client(data_dir: &Path) -> ureq::Agent {
+    let ca = std::fs::read(data_dir.join("ca").join("ca.crt")).expect("district CA certificate");
+    let root = ureq::tls::Certificate::from_pem(&ca).expect("CA PEM");
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![
+            root.to_owned()
+        ])))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// `demo --keep-running`: after its table the district stays up with the console, an admin
+/// signs in over HTTPS with the password the demo printed and sees the demo's agents connected,
+/// and SIGTERM stops it all cleanly.
+#[test]
+fn the_demo_keeps_running_with_the_console() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let mut demo = Process::start(
+        "demo",
+        &binary("radio-server"),
+        &[
+            "demo",
+            "--keep-running",
+            "--agents",
+            "3",
+            "--duration",
+            "3",
+            "--console-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+    );
+    // The programme plays first (3 s, after the agents connect), then the console comes up.
+    let up = Duration::from_secs(120);
+    demo.wait_for("demo: 3/3 agents played the programme", up);
+    let console = demo
+        .wait_for("console on https://", up)
+        .rsplit("https://")
+        .next()
+        .map(|a| a.trim().trim_end_matches('/').to_owned())
+        .expect("address after `console on https://`");
+    let password = demo
+        .wait_for("console admin account \"admin\", password ", up)
+        .split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the first admin's password")
+        .to_owned();
+    let warning = demo.wait_for("unless it trusts the district CA", up);
+    assert!(
+        warning.contains(data.join("ca").join("ca.crt").to_str().expect("utf-8 path")),
+        "the warning names the CA file to trust: {warning}"
+    );
+    demo.wait_for("Ctrl-C to stop", up);
+
+    let agent = https_client(&data);
+    let base = format!("https://{console}");
+    let signed_in = agent
+        .post(&format!("{base}/api/v1/sign-in"))
+        .header("Content-Type", "application/json")
+        .send(serde_json::json!({"name": "admin", "password": password}).to_string())
+        .expect("sign-in over HTTPS");
+    assert_eq!(signed_in.status().as_u16(), 200, "sign-in as admin");
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+
+    // The agents stay connected after the programme; polled in case one is reconnecting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let connected = loop {
+        let response = agent
+            .get(&format!("{base}/api/v1/stations"))
+            .header("Cookie", &cookie)
+            .call()
+            .expect("GET /api/v1/stations");
+        assert_eq!(response.status().as_u16(), 200, "stations as admin");
+        let text = response
+            .into_body()
+            .read_to_string()
+            .expect("stations body");
+        let stations: serde_json::Value = serde_json::from_str(&text).expect("stations JSON");
+        let stations = stations.as_array().expect("a list of stations");
+        assert_eq!(stations.len(), 22, "every Bình Sơn station is listed");
+        let mut connected: Vec<String> = stations
+            .iter()
+            .filter(|s| s["connected"] == true)
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect();
+        connected.sort();
+        if connected.len() == 3 || Instant::now() > deadline {
+            break connected;
+        }
+    };
+    assert_eq!(
+        connected,
+        // The first three stations of the district, sorted.
+        ["binh-duong", "binh-trung", "thi-tran-chau-o"]
+            .map(str::to_owned)
+            .to_vec(),
+        "the demo's three agents are connected"
+    );
+
+    let (status, lines) = demo.terminate();
+    assert!(
+        status.success(),
+        "demo exit: {status}\n{}",
+        lines.join("\n")
+    );
+    // stdout and stderr are read apart, so a late log line may come after it.
+    assert!(
+        lines.iter().any(|l| l == "demo stopped"),
+        "no `demo stopped` line:\n{}",
+        lines.join("\n")
+    );
 }

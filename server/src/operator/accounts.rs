@@ -224,6 +224,50 @@ pub struct Accounts {
     path: PathBuf,
 }
 
+/// The name of the account [`create_first_admin`] creates.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// On a store with no account yet, creates [`FIRST_ADMIN`] with a random password and returns
+/// the password, which nothing keeps: the caller shows it once. `None` when there are accounts
+/// already, so that a restart never resets a password someone chose. Blocking (argon2).
+pub fn create_first_admin(accounts: &Accounts) -> Result<Option<String>, AccountError> {
+    if !accounts.is_empty()? {
+        return Ok(None);
+    }
+    // No 0/O, 1/l/I: read off a screen and typed on a phone.
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    let password: String = (0..16)
+        .map(|i| {
+            let c = ALPHABET[rand::Rng::gen_range(&mut rng, 0..ALPHABET.len())] as char;
+            if i > 0 && i % 4 == 0 {
+                format!("-{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    accounts.create(
+        NewAccount {
+            name: FIRST_ADMIN.to_owned(),
+            role: Role::Admin,
+            communes: Vec::new(),
+            password: password.clone(),
+        },
+        Timestamp::now(),
+    )?;
+    Ok(Some(password))
+}
+
+/// The line that shows the first admin's password, the same wherever the server starts (tests
+/// and people's notes look for it).
+pub fn first_admin_notice(password: &str) -> String {
+    format!(
+        "console admin account \"{FIRST_ADMIN}\", password {password} (shown once: change it in \
+         the console, button Đổi mật khẩu, or with `radio-server user password {FIRST_ADMIN}`)"
+    )
+}
+
 impl Accounts {
     /// Opens the two trees of `db`; `path` is where `db` is, for messages.
     pub fn open(db: &sled::Db, path: PathBuf) -> Result<Accounts, AccountError> {

@@ -107,7 +107,9 @@ use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
 use crate::schedule::ladder::ItemRef;
 use crate::schedule::scheduler::Scheduler;
-use crate::schedule::validate::{check_upstreams, validate, validate_bulletin, Overlap};
+use crate::schedule::validate::{
+    check_not_past, check_upstreams, validate, validate_bulletin, Overlap,
+};
 use crate::schedule::{
     load_timezone, Bulletin, Level, Schedule, ScheduleEntry, ScheduleError, SourceSpec, Targets,
     DEFAULT_TIMEZONE,
@@ -459,6 +461,7 @@ impl AdminState {
                 .as_ref()
                 .map(RelayProbes::snapshot)
                 .unwrap_or_default(),
+            upstreams: self.upstreams.clone(),
         }
     }
 
@@ -844,6 +847,9 @@ pub struct StatusView {
     /// The streams the schedule relays; empty when there is none (or no prober runs).
     #[serde(default)]
     pub relay_streams: Vec<RelayStreamStatus>,
+    /// The names of the server's `[[upstream]]`s, which the schedule and bulletins may air.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
 }
 
 /// One station in [`StatusView`]: its [`StationStatus`] fields, and its agent's link.
@@ -1475,6 +1481,9 @@ async fn add(state: &AdminState, entry: ScheduleEntry) -> Result<Vec<String>, Ap
             ),
         ));
     }
+    let tz = load_timezone(&current.timezone).map_err(|e| ApiError::internal(e.to_string()))?;
+    check_not_past(current.entries.len(), &entry, &tz, Timestamp::now())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Only the new entry's files are checked: a file of an older entry that has gone missing
     // must not block every other change (including removing that entry).
     let fresh: BTreeSet<PathBuf> = source_paths(&entry.source).into_iter().collect();

@@ -654,6 +654,16 @@ pub(crate) fn days(recurrence: &Recurrence) -> String {
             .collect::<Vec<_>>()
             .join(","),
         Recurrence::Once { date } => date.to_string(),
+        Recurrence::Period { from, until, days } if days.is_empty() => {
+            format!("{from}..{until}")
+        }
+        Recurrence::Period { from, until, days } => format!(
+            "{from}..{until} {}",
+            days.iter()
+                .map(|d| &crate::schedule::weekday_english(*d)[..3])
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     }
 }
 
@@ -826,6 +836,7 @@ mod tests {
             heard: 1,
             without_agent: 1,
             relay_streams: Vec::new(),
+            upstreams: Vec::new(),
         };
         let text = render_status(&status, &tz);
         assert!(text.contains("2025-09-23 14:00:00"), "{text}");

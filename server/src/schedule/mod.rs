@@ -301,7 +301,9 @@ impl SourceSpec {
 /// How often an entry airs.
 ///
 /// TOML: `recurrence = "daily"`, `recurrence = { weekly = { days = ["monday", "thu"] } }`,
-/// `recurrence = { once = { date = "2025-09-02" } }`.
+/// `recurrence = { once = { date = "2025-09-02" } }`,
+/// `recurrence = { period = { from = "2026-12-01", until = "2026-12-20", days = ["mon"] } }`
+/// (`days` left out or empty: every day of the period).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Recurrence {
@@ -314,6 +316,16 @@ pub enum Recurrence {
         #[serde(deserialize_with = "civil_text::date")]
         date: civil::Date,
     },
+    /// A campaign: every day (or the given weekdays) from one date to another, both included,
+    /// e.g. a vaccination drive's announcement for two weeks.
+    Period {
+        #[serde(deserialize_with = "civil_text::date")]
+        from: civil::Date,
+        #[serde(deserialize_with = "civil_text::date")]
+        until: civil::Date,
+        #[serde(default, with = "weekday_names")]
+        days: Vec<Weekday>,
+    },
 }
 
 impl Recurrence {
@@ -323,6 +335,11 @@ impl Recurrence {
             Recurrence::Daily => true,
             Recurrence::Weekly { days } => days.contains(&date.weekday()),
             Recurrence::Once { date: once } => *once == date,
+            Recurrence::Period { from, until, days } => {
+                *from <= date
+                    && date <= *until
+                    && (days.is_empty() || days.contains(&date.weekday()))
+            }
         }
     }
 }
@@ -576,6 +593,25 @@ pub enum ScheduleError {
     EmptySlot { owner: Owner, start: civil::Time },
     #[error("{owner}: field `recurrence.weekly.days` is empty: the entry would never air")]
     NoWeekdays { owner: Owner },
+    #[error(
+        "{owner}: field `recurrence.period.until`: {until} is before `from` {from}: the entry \
+         would never air"
+    )]
+    EmptyPeriod {
+        owner: Owner,
+        from: civil::Date,
+        until: civil::Date,
+    },
+    #[error(
+        "{owner}: field `{field}`: {when} is already past (now {now}); choose a later time \
+         (thời điểm này đã qua, hãy chọn giờ muộn hơn)"
+    )]
+    InThePast {
+        owner: Owner,
+        field: String,
+        when: String,
+        now: String,
+    },
     #[error(
         "{owner}: field `level`: emergency (khẩn cấp) items are started by hand and interrupt \
          at once; they cannot be {context}"

@@ -238,6 +238,15 @@ fn check_entry(
             });
         }
     }
+    if let Recurrence::Period { from, until, .. } = &entry.recurrence {
+        if until < from {
+            return Err(ScheduleError::EmptyPeriod {
+                owner: owner.clone(),
+                from: *from,
+                until: *until,
+            });
+        }
+    }
     match entry.end {
         EntryEnd::At(end) if end == entry.start => {
             return Err(ScheduleError::EmptySlot {
@@ -429,7 +438,15 @@ fn place(entry: &ScheduleEntry) -> Placement {
                 .map(at)
                 .collect(),
         ),
-        Recurrence::Weekly { days } => {
+        // A period is laid on the week like the weekdays it airs on: an overlap check that
+        // ignores the dates can only warn too often, never miss one.
+        Recurrence::Period { days, .. } if days.is_empty() => Placement::Periodic(
+            (0..7)
+                .filter_map(|i| Weekday::from_monday_zero_offset(i).ok())
+                .map(at)
+                .collect(),
+        ),
+        Recurrence::Weekly { days } | Recurrence::Period { days, .. } => {
             let unique: BTreeSet<i8> = days.iter().map(|d| d.to_monday_zero_offset()).collect();
             Placement::Periodic(
                 unique
@@ -528,6 +545,62 @@ fn shared_spans(a: &Placement, b: &Placement) -> Vec<LocalSpan> {
     spans
 }
 
+/// Refuses a new entry that could never air again: a one-off whose start, or a period whose last
+/// day's start, is before `now`. (Stored entries are not checked: yesterday's one-off is history,
+/// not a mistake.)
+pub fn check_not_past(
+    index: usize,
+    entry: &ScheduleEntry,
+    tz: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
+) -> Result<(), ScheduleError> {
+    let (field, last) = match &entry.recurrence {
+        Recurrence::Once { date } => ("start", *date),
+        Recurrence::Period { until, .. } => ("recurrence.period.until", *until),
+        Recurrence::Daily | Recurrence::Weekly { .. } => return Ok(()),
+    };
+    let start = last.to_datetime(entry.start);
+    // A start in a spring-forward gap has no instant; the scheduler skips it anyway.
+    let Ok(at) = tz.to_timestamp(start) else {
+        return Ok(());
+    };
+    if at >= now {
+        return Ok(());
+    }
+    let local_now = tz.to_datetime(now);
+    Err(ScheduleError::InThePast {
+        owner: Owner::Entry {
+            index,
+            id: entry.id.clone(),
+        },
+        field: field.to_owned(),
+        when: start.strftime("%Y-%m-%d %H:%M").to_string(),
+        now: local_now.strftime("%Y-%m-%d %H:%M").to_string(),
+    })
+}
+
+/// The local dates an entry may air on, both included, widened by a day for slots that cross
+/// midnight; `None` for entries that recur without end.
+fn date_range(recurrence: &Recurrence) -> Option<(civil::Date, civil::Date)> {
+    let next = |d: civil::Date| d.tomorrow().unwrap_or(d);
+    match recurrence {
+        Recurrence::Daily | Recurrence::Weekly { .. } => None,
+        Recurrence::Once { date } => Some((*date, next(*date))),
+        Recurrence::Period { from, until, .. } => Some((*from, next(*until))),
+    }
+}
+
+/// Whether two entries' date ranges share a day: campaigns in different weeks never overlap,
+/// whatever their weekly times.
+fn dates_meet(a: &Recurrence, b: &Recurrence) -> bool {
+    match (date_range(a), date_range(b)) {
+        (Some((a_from, a_until)), Some((b_from, b_until))) => {
+            a_from <= b_until && b_from <= a_until
+        }
+        _ => true,
+    }
+}
+
 fn check_overlaps(
     entries: &[ScheduleEntry],
     stations: &[BTreeSet<String>],
@@ -541,6 +614,9 @@ fn check_overlaps(
             let Some(station) = common.first().cloned() else {
                 continue;
             };
+            if !dates_meet(&entries[i].recurrence, &entries[j].recurrence) {
+                continue;
+            }
             let spans = shared_spans(&placed[i], &placed[j]);
             let Some(first_span) = spans.first().copied() else {
                 continue;

@@ -428,3 +428,136 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_period_airs_on_its_days_between_its_dates_and_meets_only_what_shares_them() {
+    let period = |from, until, days: Vec<Weekday>| Recurrence::Period { from, until, days };
+    let every_day = period(date(2026, 12, 7), date(2026, 12, 20), vec![]);
+    assert!(!every_day.matches(date(2026, 12, 6)));
+    assert!(every_day.matches(date(2026, 12, 7)));
+    assert!(every_day.matches(date(2026, 12, 20)));
+    assert!(!every_day.matches(date(2026, 12, 21)));
+    // 2026-12-07 is a Monday.
+    let mondays = period(date(2026, 12, 7), date(2026, 12, 20), vec![Weekday::Monday]);
+    assert!(mondays.matches(date(2026, 12, 14)));
+    assert!(!mondays.matches(date(2026, 12, 15)));
+
+    let backwards = entry(
+        "nguoc",
+        period(date(2026, 12, 20), date(2026, 12, 7), vec![]),
+        (8, 0),
+        at(8, 30),
+    );
+    let err = check(&schedule(vec![backwards])).expect_err("until before from");
+    assert!(err.to_string().contains("recurrence.period.until"), "{err}");
+
+    // Same level, same time: two campaigns in different weeks do not overlap, a daily entry
+    // meets either, and a one-off inside the period meets it.
+    let first = entry("dot-1", every_day.clone(), (8, 0), at(8, 30));
+    let later = entry(
+        "dot-2",
+        period(date(2027, 1, 4), date(2027, 1, 10), vec![]),
+        (8, 0),
+        at(8, 30),
+    );
+    assert!(check(&schedule(vec![first.clone(), later.clone()])).is_ok());
+    let daily = entry("hang-ngay", Recurrence::Daily, (8, 15), at(8, 45));
+    let err = check(&schedule(vec![first.clone(), daily])).expect_err("daily meets it");
+    assert!(
+        matches!(err, ScheduleError::SameLevelOverlap { .. }),
+        "{err}"
+    );
+    let inside = entry(
+        "mot-lan",
+        Recurrence::Once {
+            date: date(2026, 12, 10),
+        },
+        (8, 10),
+        at(8, 20),
+    );
+    assert!(check(&schedule(vec![first.clone(), inside.clone()])).is_err());
+    let outside = entry(
+        "mot-lan",
+        Recurrence::Once {
+            date: date(2026, 12, 22),
+        },
+        (8, 10),
+        at(8, 20),
+    );
+    assert!(check(&schedule(vec![first, outside])).is_ok());
+}
+
+#[test]
+fn a_new_entry_that_could_never_air_again_is_refused_as_past() {
+    let tz = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").unwrap();
+    // 2026-12-07 09:00 in Vietnam.
+    let now: jiff::Timestamp = "2026-12-07T02:00:00Z".parse().unwrap();
+    let once = |d, h| {
+        entry(
+            "mot-lan",
+            Recurrence::Once { date: d },
+            (h, 0),
+            at(h + 1, 0),
+        )
+    };
+    let err = check_not_past(3, &once(date(2026, 12, 7), 8), &tz, now).expect_err("08:00 passed");
+    let text = err.to_string();
+    assert!(
+        text.contains("entries[3]") && text.contains("`start`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2026-12-07 08:00") && text.contains("now 2026-12-07 09:00"),
+        "{text}"
+    );
+    assert!(check_not_past(0, &once(date(2026, 12, 7), 10), &tz, now).is_ok());
+    assert!(check_not_past(0, &once(date(2026, 12, 8), 5), &tz, now).is_ok());
+
+    let period = |until| {
+        entry(
+            "dot",
+            Recurrence::Period {
+                from: date(2026, 12, 1),
+                until,
+                days: vec![],
+            },
+            (8, 0),
+            at(8, 30),
+        )
+    };
+    let err = check_not_past(0, &period(date(2026, 12, 7)), &tz, now).expect_err("last day aired");
+    assert!(err.to_string().contains("recurrence.period.until"), "{err}");
+    assert!(check_not_past(0, &period(date(2026, 12, 8)), &tz, now).is_ok());
+    assert!(check_not_past(
+        0,
+        &entry("d", Recurrence::Daily, (8, 0), at(9, 0)),
+        &tz,
+        now
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_period_reads_from_toml_with_or_without_days() {
+    let text = r#"
+        id = "tiem-chung"
+        name = "Tiêm chủng"
+        recurrence = { period = { from = "2026-12-07", until = "2026-12-20", days = ["t2", "thu"] } }
+        start = "08:00"
+        end = { duration = "10m" }
+        source = { kind = "relay", url = "http://127.0.0.1:8000/a.mp3" }
+        targets = "all"
+    "#;
+    let e: ScheduleEntry = toml::from_str(text).expect("period entry");
+    assert_eq!(
+        e.recurrence,
+        Recurrence::Period {
+            from: date(2026, 12, 7),
+            until: date(2026, 12, 20),
+            days: vec![Weekday::Monday, Weekday::Thursday],
+        }
+    );
+    let plain: ScheduleEntry = toml::from_str(&text.replace(r#", days = ["t2", "thu"]"#, ""))
+        .expect("period without days");
+    assert!(matches!(plain.recurrence, Recurrence::Period { ref days, .. } if days.is_empty()));
+}

@@ -1696,3 +1696,118 @@ async fn plain_http_answers_only_the_machine_itself() {
         "nothing refused was recorded as a change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_lays_the_week_out_per_station_for_whoever_may_see_it() {
+    let (mut h, operator_token, _) = start_with_roles(false).await;
+    let admin_token = district_token(&h);
+    // Twice a day for two weeks, at one station; a one-off beyond the week asked for.
+    let campaign = entry(
+        "tiem-chung",
+        r#"
+        recurrence = { period = { from = "2099-03-02", until = "2099-03-15" } }
+        start = "05:00"
+        end = { at = "05:30" }
+        source = { kind = "relay", url = "http://127.0.0.1:9/tc.mp3" }
+        targets = { stations = ["binh-trung"] }
+        "#,
+    );
+    h.call(move |c| c.add_entry(&campaign))
+        .await
+        .expect("period entry");
+    let evening = entry(
+        "toi",
+        r#"
+        recurrence = { weekly = { days = ["monday"] } }
+        start = "17:00"
+        end = { at = "18:00" }
+        source = { kind = "relay", url = "http://127.0.0.1:9/toi.mp3" }
+        targets = "all"
+        "#,
+    );
+    h.call(move |c| c.add_entry(&evening))
+        .await
+        .expect("weekly entry");
+
+    let addr = h.client.addr();
+    let get = |path: &str, token: &str| {
+        let (status, _, body) = tokio::task::block_in_place(|| get_with_headers(addr, path, token));
+        (status, body)
+    };
+    // 2099-03-09 is a Monday.
+    let (status, body) = get("/api/v1/timeline?from=2099-03-09&days=7", &admin_token);
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(view["from"], "2099-03-09");
+    assert_eq!(view["until"], "2099-03-16");
+    let stations = view["stations"].as_array().expect("stations");
+    assert_eq!(stations.len(), District::binh_son().stations.len());
+    let planned = |id: &str| -> Vec<(String, String)> {
+        stations.iter().find(|s| s["id"] == id).expect("station")["planned"]
+            .as_array()
+            .expect("planned")
+            .iter()
+            .map(|p| {
+                (
+                    p["entry_id"].as_str().unwrap().to_owned(),
+                    p["start"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let trung = planned("binh-trung");
+    // Seven mornings of the campaign (Monday 9th to Sunday 15th) and one Monday evening, in
+    // UTC (Vietnam is UTC+7).
+    assert_eq!(
+        trung.iter().filter(|(id, _)| id == "tiem-chung").count(),
+        7,
+        "{trung:?}"
+    );
+    assert!(
+        trung.contains(&("tiem-chung".into(), "2099-03-08T22:00:00Z".into())),
+        "{trung:?}"
+    );
+    assert!(
+        trung.contains(&("toi".into(), "2099-03-09T10:00:00Z".into())),
+        "{trung:?}"
+    );
+    assert_eq!(
+        planned("binh-duong"),
+        vec![("toi".into(), "2099-03-09T10:00:00Z".into())]
+    );
+    // The week after the campaign has only the evening.
+    let (_, body) = get("/api/v1/timeline?from=2099-03-16&days=7", &admin_token);
+    let later: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let first = &later["stations"].as_array().unwrap()[0]["planned"];
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["entry_id"] == "toi"),
+        "{first}"
+    );
+
+    // A commune operator sees its own station only.
+    let (status, body) = get("/api/v1/timeline?from=2099-03-09&days=7", &operator_token);
+    assert_eq!(status, 200, "{body}");
+    let own: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let ids: Vec<&str> = own["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["binh-trung"]);
+
+    for bad in [
+        "?days=0",
+        "?days=32",
+        "?from=9-3-2099",
+        "?station=binh-trung",
+    ] {
+        let (status, body) = get(&format!("/api/v1/timeline{bad}"), &admin_token);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    h.stop().await;
+}

@@ -98,10 +98,10 @@ use crate::broadcast::on_air::{
     CommandError, EmergencyStatus, OnAir, OnAirEvent, OnAirStatus, StationStatus,
 };
 use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
-use crate::operator::account_routes;
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::operator::https::{plain_http_allowed, Transport};
+use crate::operator::{account_routes, timeline_routes};
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
@@ -319,6 +319,7 @@ fn routes() -> Routes {
     .add(Post, "/api/v1/emergency", Admin, emergency)
     .add(Post, "/api/v1/emergency/stop", Admin, emergency_stop)
     .add(Get, "/api/v1/schedule", Everyone, schedule)
+    .add(Get, "/api/v1/timeline", Everyone, timeline_routes::timeline)
     .add(Post, "/api/v1/schedule/entries", Admin, add_entry)
     .add(Delete, "/api/v1/schedule/entries/{id}", Admin, remove_entry)
     .add(Post, "/api/v1/bulletins", Admin, submit_bulletin)
@@ -410,6 +411,16 @@ impl AdminState {
     /// The district the server serves.
     pub(crate) fn district(&self) -> &District {
         &self.district
+    }
+
+    /// The store, for work moved off the async threads.
+    pub(crate) fn store_handle(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// The schedule as it is now.
+    pub(crate) async fn schedule_snapshot(&self) -> Schedule {
+        self.schedule.lock().await.clone()
     }
 
     /// Shows the relay streams' probes in the status.
@@ -1748,7 +1759,12 @@ impl From<ReportError> for ApiError {
 }
 
 /// The query string of a report, as name–value pairs.
-type ReportParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
+/// The schedule's time zone, or a 500: a stored schedule's zone was checked when it was stored.
+pub(crate) fn load_timezone_for(name: &str) -> Result<jiff::tz::TimeZone, ApiError> {
+    load_timezone(name).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+pub(crate) type ReportParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 async fn uptime_report(
     State(state): State<Arc<AdminState>>,

@@ -14,6 +14,7 @@
 //! - `https.rs` — the console's HTTPS listener and its certificate; plain HTTP only from the
 //!   machine itself.
 //! - `dashboard.rs` — the web dashboard (`server/assets/`) served at `/`.
+//! - `timeline_routes.rs` — planned beside aired, per station and day: the week grid's data.
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
 
 pub mod account_routes;
@@ -25,3 +26,4 @@ pub mod auth_limiter;
 pub(crate) mod dashboard;
 pub mod https;
 pub(crate) mod metrics;
+pub(crate) mod timeline_routes;

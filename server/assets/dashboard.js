@@ -1,6 +1,7 @@
-// The district's dashboard: stations and their state (link, what airs, loudspeaker clusters),
-// uptime per station, the programme log, the live and emergency buttons and, for admins, the
-// accounts. Vietnamese by default. A person signs in with a name and password: the session is
+// The district's console, core: sign-in, the pages and their tabs, the overview (stations and
+// their state: link, what airs, loudspeaker clusters; the live and emergency buttons) and, for
+// admins, the accounts. Each other page is its own script under /console/ (send, week, library,
+// inbox, reports), which adds its words to TEXT and its refresh to PAGES. Vietnamese by default. A person signs in with a name and password: the session is
 // an HttpOnly cookie this script never sees, and every change carries the session's CSRF token.
 // A wall screen may still open `/#token=…` with a bearer token.
 "use strict";
@@ -32,7 +33,10 @@ const TEXT = {
     "wrong-current": "Mật khẩu hiện tại không đúng. Không có gì thay đổi.",
     "password-changed": "Đã đổi mật khẩu. Các nơi khác đang đăng nhập bằng tài khoản này đã bị đăng xuất.",
     controls: "Phát trực tiếp và khẩn cấp", "live-start": "Phát trực tiếp", "live-stop": "Dừng trực tiếp",
-    "emergency-file": "Tệp bản tin khẩn cấp (trên máy chủ)", "emergency-start": "Phát khẩn cấp",
+    "emergency-new": "Phát khẩn cấp…",
+    "page-overview": "Tổng quan", "page-send": "Phát bản tin", "page-week": "Lịch tuần",
+    "page-library": "Thư viện", "page-inbox": "Bản tin cho xã", "page-reports": "Báo cáo",
+    "page-accounts": "Tài khoản",
     "emergency-stop": "Dừng", emergencies: "Bản tin khẩn cấp đang phát",
     "no-emergency": "Không có bản tin khẩn cấp nào đang phát.", "emergency-name": "Bản tin",
     started: "Bắt đầu lúc", where: "Phát tới", "all-stations": "Tất cả các đài",
@@ -43,9 +47,8 @@ const TEXT = {
     plays: "Nhật ký chương trình", programme: "Chương trình", count: "Số lần",
     seconds: "Thời lượng (giây)", connected: "có", disconnected: "mất", never: "chưa có",
     "seconds-ago": "giây trước", nothing: "—", lang: "English",
-    "confirm-emergency": "Phát bản tin khẩn cấp này tới tất cả các đài?",
     "confirm-live": "Phát trực tiếp tới tất cả các đài?", done: "Đã thực hiện.",
-    "no-file": "Hãy nhập đường dẫn tệp trên máy chủ.", availability: "Sẵn sàng (%)",
+    availability: "Sẵn sàng (%)",
     "clusters-count": "{n} cụm", "clusters-up": "{n} tốt", "clusters-down": "{n} hỏng",
     "clusters-follow": "{n} theo đài", "cluster-up": "tốt", "cluster-down": "hỏng",
     "cluster-since": "từ {time}",
@@ -78,7 +81,10 @@ const TEXT = {
     "wrong-current": "The current password is wrong. Nothing was changed.",
     "password-changed": "Password changed. Everywhere else this account was signed in, it is signed out.",
     controls: "Live and emergency", "live-start": "Go live", "live-stop": "Stop live",
-    "emergency-file": "Emergency recording (on the server)", "emergency-start": "Broadcast emergency",
+    "emergency-new": "Emergency…",
+    "page-overview": "Overview", "page-send": "Broadcast", "page-week": "Week",
+    "page-library": "Library", "page-inbox": "Commune inbox", "page-reports": "Reports",
+    "page-accounts": "Accounts",
     "emergency-stop": "Stop", emergencies: "Emergencies on air",
     "no-emergency": "No emergency is running.", "emergency-name": "Bulletin",
     started: "Started", where: "Where", "all-stations": "All stations",
@@ -89,9 +95,8 @@ const TEXT = {
     plays: "Programme log", programme: "Programme", count: "Plays",
     seconds: "Seconds aired", connected: "up", disconnected: "down", never: "never",
     "seconds-ago": "s ago", nothing: "—", lang: "Tiếng Việt",
-    "confirm-emergency": "Broadcast this emergency to every station?",
     "confirm-live": "Go live on every station?", done: "Done.",
-    "no-file": "Enter the path of a file on the server.", availability: "Availability (%)",
+    availability: "Availability (%)",
     "clusters-count": "{n} clusters", "clusters-up": "{n} up", "clusters-down": "{n} down",
     "clusters-follow": "{n} follow the station", "cluster-up": "up", "cluster-down": "down",
     "cluster-since": "since {time}",
@@ -107,6 +112,22 @@ let csrf = "";
 let me = null;
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[lang][key] ?? key;
+// `t` with `{name}` placeholders filled in.
+const tf = (key, values) => Object.entries(values)
+  .reduce((text, [name, value]) => text.split(`{${name}}`).join(String(value)), t(key));
+
+// A page script's words, in both languages.
+function addText(words) {
+  Object.assign(TEXT.vi, words.vi);
+  Object.assign(TEXT.en, words.en);
+}
+
+// Each page's refresh, called when the page is shown (and after a language change).
+const PAGES = {
+  overview: { refresh: () => refreshStations() },
+  accounts: { refresh: () => refreshUsers() },
+};
+let page = "overview";
 
 function applyLanguage() {
   document.documentElement.lang = lang;
@@ -135,9 +156,17 @@ async function api(method, path, body) {
   const text = await response.text();
   if (!response.ok) {
     let message = text;
-    try { message = JSON.parse(text).error ?? text; } catch (_) { /* plain text */ }
+    let vi = null;
+    try {
+      const answer = JSON.parse(text);
+      message = answer.error ?? text;
+      vi = answer.message_vi ?? null;
+    } catch (_) { /* plain text */ }
     if (response.status === 401 && me) signedOut(t("session-ended"));
-    throw new ApiError(response.status, `${response.status}: ${message}`, response.headers.get("Retry-After"));
+    const error = new ApiError(response.status, `${response.status}: ${message}`, response.headers.get("Retry-After"));
+    // The server's own Vietnamese, where it has one (the library's upload check).
+    error.vi = vi;
+    throw error;
   }
   return text ? JSON.parse(text) : null;
 }
@@ -147,7 +176,7 @@ async function api(method, path, body) {
 function explain(e) {
   if (!(e instanceof ApiError)) return t("login-down");
   if (e.status === 403) return `${t("forbidden")} (${e.message})`;
-  if (e.status === 409) return t("name-taken");
+  if (lang === "vi" && e.vi) return e.vi;
   return e.message;
 }
 
@@ -242,92 +271,35 @@ function showEmergencies(emergencies, names) {
   }
 }
 
-// One bar chart per period: a row per station, the bar its availability.
-function drawUptime(report) {
-  const chart = $("chart");
-  chart.replaceChildren();
-  const periods = report.periods ?? [];
-  const stations = report.stations ?? [];
-  const ns = "http://www.w3.org/2000/svg";
-  const rowHeight = 16, labelWidth = 170, barWidth = 90, gap = 10;
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", String(labelWidth + periods.length * (barWidth + gap) + 10));
-  svg.setAttribute("height", String((stations.length + 2) * rowHeight));
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", t("availability"));
-  const text = (x, y, value, anchor) => {
-    const el = document.createElementNS(ns, "text");
-    el.setAttribute("x", String(x));
-    el.setAttribute("y", String(y));
-    if (anchor) el.setAttribute("text-anchor", anchor);
-    el.textContent = value;
-    svg.appendChild(el);
-  };
-  periods.forEach((p, i) => text(labelWidth + i * (barWidth + gap), rowHeight - 4, p.label ?? String(p)));
-  stations.forEach((s, row) => {
-    const y = (row + 1) * rowHeight;
-    text(0, y + rowHeight - 4, s.name);
-    (s.periods ?? []).forEach((p, i) => {
-      const x = labelWidth + i * (barWidth + gap);
-      const value = p?.availability_pct;
-      if (value == null) { text(x, y + rowHeight - 4, "—"); return; }
-      const bar = document.createElementNS(ns, "rect");
-      bar.setAttribute("x", String(x));
-      bar.setAttribute("y", String(y + 2));
-      bar.setAttribute("width", String(Math.max(1, (barWidth * value) / 100)));
-      bar.setAttribute("height", String(rowHeight - 4));
-      bar.setAttribute("fill", value >= 99 ? "#17803d" : value >= 95 ? "#c98a00" : "#b42318");
-      const title = document.createElementNS(ns, "title");
-      title.textContent = `${s.name}: ${value.toFixed(2)} %`;
-      bar.appendChild(title);
-      svg.appendChild(bar);
-    });
-  });
-  chart.appendChild(svg);
-}
-
 // The district's own time zone (the schedule's), which report dates are in: a browser on UTC
 // or abroad would otherwise ask for yesterday between 17:00 and 24:00 UTC.
 let districtZone = "Asia/Ho_Chi_Minh";
 
-function range(by) {
-  let to;
+// Today in the district's zone, as YYYY-MM-DD.
+function districtToday() {
   try {
-    to = new Intl.DateTimeFormat("en-CA", { timeZone: districtZone, year: "numeric", month: "2-digit", day: "2-digit" })
+    return new Intl.DateTimeFormat("en-CA", { timeZone: districtZone, year: "numeric", month: "2-digit", day: "2-digit" })
       .format(new Date());
   } catch (_) {
-    to = new Date().toISOString().slice(0, 10);
+    return new Date().toISOString().slice(0, 10);
   }
-  const year = Number(to.slice(0, 4));
-  const from = by === "year" ? `${year - 4}-01-01` : `${year}-01-01`;
-  return `from=${from}&to=${to}&by=${by}&format=json`;
 }
 
-async function refreshReports() {
-  const by = $("by").value;
+// The schedule's zone, read once per page load.
+let zoneLoaded = false;
+async function loadZone() {
+  if (zoneLoaded) return;
   try {
     districtZone = (await api("GET", "/api/v1/schedule")).timezone || districtZone;
+    zoneLoaded = true;
   } catch (_) { /* the default zone */ }
-  drawUptime(await api("GET", `/api/v1/reports/uptime?${range(by)}`));
-  const plays = await api("GET", `/api/v1/reports/plays?${range(by)}`);
-  const body = $("plays").tBodies[0];
-  body.replaceChildren();
-  for (const s of plays.stations ?? []) {
-    for (const p of s.programmes ?? []) {
-      if (!p.all) continue;
-      const row = body.insertRow();
-      cell(row, s.name);
-      cell(row, p.name);
-      cell(row, String(p.all.plays));
-      cell(row, String(Math.round(p.all.aired_s)));
-    }
-  }
 }
 
 function signedOut(why) {
   me = null;
   csrf = "";
   $("app").hidden = true;
+  $("nav").hidden = true;
   $("login").hidden = false;
   $("sign-out").hidden = true;
   $("who").textContent = "";
@@ -335,12 +307,49 @@ function signedOut(why) {
 }
 
 // What a role sees: a viewer and a commune operator see no control they may not use.
+function allowed(el, role) {
+  return !el.dataset.needs || el.dataset.needs.split(" ").includes(role);
+}
+
 function showRole() {
   const role = me?.role ?? "viewer";
-  for (const el of document.querySelectorAll("[data-needs]")) el.hidden = el.dataset.needs !== role;
+  for (const el of document.querySelectorAll("[data-needs]")) {
+    if (!el.classList.contains("page")) el.hidden = !allowed(el, role);
+  }
+  for (const el of document.querySelectorAll("section.page")) {
+    el.hidden = el.dataset.page !== page || !allowed(el, role);
+  }
+  for (const b of document.querySelectorAll("#nav button")) {
+    if (b.dataset.page === page) b.setAttribute("aria-current", "page");
+    else b.removeAttribute("aria-current");
+  }
   $("who").textContent = me ? `${me.name} · ${t(`role-${role}`)}` : "";
   $("sign-out").hidden = !csrf;
   $("own-password-button").hidden = !csrf;
+}
+
+// The page named in the address (`#/week`), or the overview; a page the role may not open falls
+// back to the overview, so a link sent to a colleague never shows a dead page.
+function pageFromAddress() {
+  const wanted = location.hash.startsWith("#/") ? location.hash.slice(2) : "overview";
+  const button = document.querySelector(`#nav button[data-page="${CSS.escape(wanted)}"]`);
+  return button && allowed(button, me?.role ?? "viewer") ? wanted : "overview";
+}
+
+function showPage(name) {
+  page = name;
+  showRole();
+  const refresh = PAGES[name]?.refresh;
+  const status = name === "overview" ? "message" : `${name}-message`;
+  if (refresh) refresh().catch((e) => say(status, explain(e), false));
+}
+
+// A status line: the message and whether it is good news.
+function say(id, text, ok) {
+  const el = $(id);
+  if (!el) return;
+  el.textContent = text;
+  el.className = ok ? "ok" : "bad";
 }
 
 async function changeOwnPassword(event) {
@@ -418,7 +427,7 @@ async function userAct(question, action, doneText) {
     userMessage(doneText ?? t("done"), true);
     await refreshUsers();
   } catch (e) {
-    userMessage(explain(e), false);
+    userMessage(e instanceof ApiError && e.status === 409 ? t("name-taken") : explain(e), false);
   }
 }
 
@@ -450,10 +459,14 @@ async function start() {
   }
   $("login").hidden = true;
   $("app").hidden = false;
-  showRole();
-  refreshReports().catch((e) => { $("message").textContent = explain(e); });
-  refreshUsers().catch((e) => userMessage(explain(e), false));
-  if (refresher === null) refresher = setInterval(() => { if (me) refreshStations().catch(() => {}); }, 5000);
+  $("nav").hidden = false;
+  showPage(pageFromAddress());
+  if (refresher === null) {
+    refresher = setInterval(() => {
+      if (me && page === "overview") refreshStations().catch(() => {});
+      if (me && PAGES[page]?.tick) PAGES[page].tick().catch(() => {});
+    }, 5000);
+  }
 }
 
 async function signIn(event) {
@@ -501,12 +514,12 @@ $("lang").addEventListener("click", () => {
   lang = lang === "vi" ? "en" : "vi";
   localStorage.setItem("radio-lang", lang);
   applyLanguage();
-  if (!$("app").hidden) {
-    showRole();
-    refreshStations().catch(() => {});
-    refreshUsers().catch(() => {});
-  }
+  if (!$("app").hidden) showPage(page);
 });
+for (const b of document.querySelectorAll("#nav button")) {
+  b.addEventListener("click", () => { location.hash = `#/${b.dataset.page}`; });
+}
+window.addEventListener("hashchange", () => { if (me) showPage(pageFromAddress()); });
 $("login-form").addEventListener("submit", signIn);
 $("own-password-form").addEventListener("submit", changeOwnPassword);
 $("own-password-button").addEventListener("click", () => {
@@ -519,22 +532,24 @@ $("sign-out").addEventListener("click", async () => {
   try { await api("POST", "/api/v1/sign-out", {}); } catch (_) { /* signed out all the same */ }
   signedOut("");
 });
-$("by").addEventListener("change", () => refreshReports().catch((e) => { $("message").textContent = e.message; }));
 $("live-start").addEventListener("click", () => act(t("confirm-live"), () => api("POST", "/api/v1/live/start", {})));
 $("live-stop").addEventListener("click", () => act(null, () => api("POST", "/api/v1/live/stop", {})));
-$("emergency-start").addEventListener("click", () => {
-  const file = $("emergency-file").value.trim();
-  if (!file) { $("message").textContent = t("no-file"); $("message").className = "bad"; return; }
-  act(t("confirm-emergency"), () => api("POST", "/api/v1/emergency", { file }));
+// The emergency form is the send page with the level set: one form for everything that airs.
+$("emergency-new").addEventListener("click", () => {
+  if (typeof prepareEmergency === "function") prepareEmergency();
+  location.hash = "#/send";
 });
 
-// A wall screen can open `/#token=…` and stay signed in; the hash never reaches the server,
-// and it is taken out of the address bar at once.
-if (location.hash.startsWith("#token=")) {
-  token = decodeURIComponent(location.hash.slice("#token=".length));
-  history.replaceState(null, "", location.pathname + location.search);
-}
-const wanted = new URLSearchParams(location.search).get("lang");
-if (wanted === "vi" || wanted === "en") lang = wanted;
-applyLanguage();
-start();
+// After every page script has added its words and its page.
+window.addEventListener("load", () => {
+  // A wall screen can open `/#token=…` and stay signed in; the hash never reaches the server,
+  // and it is taken out of the address bar at once.
+  if (location.hash.startsWith("#token=")) {
+    token = decodeURIComponent(location.hash.slice("#token=".length));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const wanted = new URLSearchParams(location.search).get("lang");
+  if (wanted === "vi" || wanted === "en") lang = wanted;
+  applyLanguage();
+  start();
+});

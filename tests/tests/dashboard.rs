@@ -198,6 +198,15 @@ impl Driver {
         );
     }
 
+    /// Opens a page of the console by its tab, as a person does; waits until it shows.
+    fn go(&self, page: &str) {
+        self.click(&format!("#nav button[data-page=\"{page}\"]"));
+        self.wait_for(
+            "return Array.from(document.querySelectorAll('section.page')).filter(s => !s.hidden).map(s => s.dataset.page);",
+            |v| v.as_array().is_some_and(|shown| !shown.is_empty() && shown.iter().all(|p| p == page)),
+        );
+    }
+
     /// Resizes the browser window (the viewport follows).
     fn window_size(&self, width: u32, height: u32) {
         self.session(
@@ -317,7 +326,9 @@ fn the_dashboard_shows_every_station_and_switches_language() {
         "return document.querySelector('#stations tbody tr[data-station=\"binh-duong\"]').cells[5].textContent;",
     );
     assert_eq!(others, "22 cụm: 22 theo đài");
-    // The uptime chart: one line per station, and a bar where there is data (binh-trung).
+    // The uptime chart, on the reports page: one line per station, and a bar where there is
+    // data (binh-trung).
+    driver.go("reports");
     let chart = driver.wait_for(
         "const svg = document.querySelector('#chart svg'); return svg ? [svg.querySelectorAll('rect').length, svg.textContent] : null;",
         |v| v[0].as_u64().is_some_and(|bars| bars >= 1),
@@ -331,6 +342,7 @@ fn the_dashboard_shows_every_station_and_switches_language() {
         "Truyền thanh thông minh"
     );
 
+    driver.go("overview");
     driver.click("#lang");
     assert_eq!(
         driver.script("return document.querySelector('h1').textContent;"),
@@ -394,13 +406,32 @@ fn running_emergencies_are_listed_and_each_is_stopped_by_its_own_button() {
         json!([true, false, "Không có bản tin khẩn cấp nào đang phát."])
     );
 
-    // Two emergencies from this page, one after the other.
+    // Two emergencies, one after the other: the overview's button opens the one send form set
+    // for an emergency now; the recording here is a file already on the server.
     for path in [&storm, &fire] {
-        driver.clear("#emergency-file");
-        driver.type_into("#emergency-file", path.to_str().expect("utf8"));
-        driver.click("#emergency-start");
+        driver.click("#emergency-new");
+        driver.wait_for(
+            "return !document.querySelector('#send').hidden && document.querySelector('input[name=\"send-level\"]:checked').value;",
+            |v| v == "emergency",
+        );
+        driver.script(
+            "const k = document.querySelector('#send-kind'); k.value = 'file'; k.dispatchEvent(new Event('change')); return null;",
+        );
+        driver.clear("#send-file");
+        driver.type_into("#send-file", path.to_str().expect("utf8"));
+        driver.click("#send-submit");
         let question = driver.accept_confirmation();
-        assert!(question.contains("tất cả các đài"), "{question}");
+        assert!(question.contains("Tất cả các đài"), "{question}");
+        let said = driver.wait_for(
+            "return document.querySelector('#send-message').textContent;",
+            |v| v.as_str().is_some_and(|t| !t.is_empty()),
+        );
+        assert!(
+            said.as_str()
+                .is_some_and(|t| t.starts_with("Đang phát khẩn cấp")),
+            "{said}"
+        );
+        driver.go("overview");
     }
     let rows = driver.wait_for(EMERGENCY_ROWS, row_count(2));
     let rows = rows.as_array().expect("rows");
@@ -505,10 +536,11 @@ fn an_admin_makes_a_commune_operator_who_sees_only_what_the_role_allows() {
 
     driver.sign_in(&console, "admin", &password);
     assert_eq!(
-        driver.script("return [document.querySelector('#controls').hidden, document.querySelector('#accounts').hidden];"),
-        json!([false, false]),
-        "an admin sees the controls and the accounts"
+        driver.script("return [document.querySelector('#controls').hidden, document.querySelector('#nav button[data-page=\"accounts\"]').hidden, document.querySelector('#nav button[data-page=\"send\"]').hidden];"),
+        json!([false, false, false]),
+        "an admin sees the controls, the accounts and the send form"
     );
+    driver.go("accounts");
     driver.wait_for(
         "return document.querySelectorAll('#new-communes option').length;",
         |v| v == 22,
@@ -543,9 +575,15 @@ fn an_admin_makes_a_commune_operator_who_sees_only_what_the_role_allows() {
     save_screenshot(&driver, "sign-in-phone");
     driver.sign_in(&console, "can-bo-binh-trung", "Bình Trung 2026");
     assert_eq!(
-        driver.script("return [document.querySelector('#controls').hidden, document.querySelector('#accounts').hidden, document.querySelector('#who').textContent];"),
-        json!([true, true, "can-bo-binh-trung · Người vận hành xã"]),
-        "a commune operator sees neither the district's controls nor the accounts"
+        driver.script("return [document.querySelector('#controls').hidden, document.querySelector('#nav button[data-page=\"accounts\"]').hidden, document.querySelector('#nav button[data-page=\"send\"]').hidden, document.querySelector('#who').textContent];"),
+        json!([true, true, true, "can-bo-binh-trung · Người vận hành xã"]),
+        "a commune operator sees neither the district's controls, nor the accounts, nor the send form"
+    );
+    // A link to a page the role may not open shows the overview, not the page.
+    driver.script("location.hash = '#/accounts'; return null;");
+    driver.wait_for(
+        "return [document.querySelector('#accounts').hidden, document.querySelector('#stations').closest('section').hidden];",
+        |v| v == &json!([true, false]),
     );
     let overflowing = driver.script(OVERFLOWING);
     assert_eq!(overflowing, json!([]), "wider than a 360 px phone");

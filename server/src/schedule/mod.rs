@@ -603,8 +603,8 @@ pub enum ScheduleError {
         until: civil::Date,
     },
     #[error(
-        "{owner}: field `{field}`: {when} is already past (now {now}); choose a later time \
-         (thời điểm này đã qua, hãy chọn giờ muộn hơn)"
+        "{owner}: field `{field}`: the slot starting {when} is already over (now {now}); choose \
+         a later time (thời điểm này đã qua, hãy chọn giờ muộn hơn)"
     )]
     InThePast {
         owner: Owner,

@@ -545,9 +545,10 @@ fn shared_spans(a: &Placement, b: &Placement) -> Vec<LocalSpan> {
     spans
 }
 
-/// Refuses a new entry that could never air again: a one-off whose start, or a period whose last
-/// day's start, is before `now`. (Stored entries are not checked: yesterday's one-off is history,
-/// not a mistake.)
+/// Refuses a new entry that could never air again: a one-off whose slot, or a period whose last
+/// day's slot, has ended by `now`. A slot under way is accepted: it joins in progress, as the
+/// schedule does after a restart. (Stored entries are not checked: yesterday's one-off is
+/// history, not a mistake.)
 pub fn check_not_past(
     index: usize,
     entry: &ScheduleEntry,
@@ -561,10 +562,21 @@ pub fn check_not_past(
     };
     let start = last.to_datetime(entry.start);
     // A start in a spring-forward gap has no instant; the scheduler skips it anyway.
-    let Ok(at) = tz.to_timestamp(start) else {
+    let Ok(begins) = tz.to_timestamp(start) else {
         return Ok(());
     };
-    if at >= now {
+    let ends = match entry.end {
+        EntryEnd::Duration(d) => begins.checked_add(d).ok(),
+        EntryEnd::At(end) => {
+            let day = if end > entry.start {
+                Some(last)
+            } else {
+                last.tomorrow().ok()
+            };
+            day.and_then(|d| tz.to_timestamp(d.to_datetime(end)).ok())
+        }
+    };
+    if ends.is_none_or(|ends| ends > now) {
         return Ok(());
     }
     let local_now = tz.to_datetime(now);

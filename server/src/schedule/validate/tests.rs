@@ -500,16 +500,22 @@ fn a_new_entry_that_could_never_air_again_is_refused_as_past() {
             at(h + 1, 0),
         )
     };
-    let err = check_not_past(3, &once(date(2026, 12, 7), 8), &tz, now).expect_err("08:00 passed");
+    let err = check_not_past(3, &once(date(2026, 12, 7), 7), &tz, now).expect_err("07–08 is over");
     let text = err.to_string();
     assert!(
         text.contains("entries[3]") && text.contains("`start`"),
         "{text}"
     );
     assert!(
-        text.contains("2026-12-07 08:00") && text.contains("now 2026-12-07 09:00"),
+        text.contains("2026-12-07 07:00") && text.contains("now 2026-12-07 09:00"),
         "{text}"
     );
+    // 08:00–09:00 ends at 09:00: over. 08:30 for an hour is under way: it joins in progress.
+    assert!(check_not_past(0, &once(date(2026, 12, 7), 8), &tz, now).is_err());
+    let mut under_way = once(date(2026, 12, 7), 8);
+    under_way.start = time(8, 30, 0, 0);
+    under_way.end = EntryEnd::Duration(jiff::SignedDuration::from_hours(1));
+    assert!(check_not_past(0, &under_way, &tz, now).is_ok());
     assert!(check_not_past(0, &once(date(2026, 12, 7), 10), &tz, now).is_ok());
     assert!(check_not_past(0, &once(date(2026, 12, 8), 5), &tz, now).is_ok());
 
@@ -525,7 +531,8 @@ fn a_new_entry_that_could_never_air_again_is_refused_as_past() {
             at(8, 30),
         )
     };
-    let err = check_not_past(0, &period(date(2026, 12, 7)), &tz, now).expect_err("last day aired");
+    let err = check_not_past(0, &period(date(2026, 12, 7)), &tz, now)
+        .expect_err("last day's 08:00–08:30 is over");
     assert!(err.to_string().contains("recurrence.period.until"), "{err}");
     assert!(check_not_past(0, &period(date(2026, 12, 8)), &tz, now).is_ok());
     assert!(check_not_past(

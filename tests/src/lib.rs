@@ -17,6 +17,8 @@
 //! - `flapping.rs` — a seeded thunderstorm day of outages applied through the proxy in
 //!   accelerated time, with the reconnects, the stored journal and the agent's resources checked
 //!   (`tests/flapping_link.rs`, and the `flapping` benchmark).
+//! - `browser.rs` — the console in headless Chromium over WebDriver ([`browser::Driver`]), and
+//!   the console's address and first admin password as the server printed them.
 //! - `tests/*.rs` — one file per end-to-end scenario.
 //!
 //! # Waiting
@@ -35,6 +37,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod flapping;
 pub mod icecast;
 pub mod impairment_proxy;

@@ -20,7 +20,6 @@ use radio_tests::{
     enroll, free_udp_port, start_agent, start_server_with, test_signal, workspace_root, write_wav,
 };
 
-
 /// Elements wider than the window, outside a scrolling table wrapper: `[tag#id.class, right]`.
 const OVERFLOWING: &str = "const w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('body *')).filter(e => e.offsetParent !== null && !e.closest('.table-wrap') && e.getBoundingClientRect().right > w + 1).map(e => `${e.tagName}#${e.id}.${e.className}: ${Math.round(e.getBoundingClientRect().right)}`).concat(document.documentElement.scrollWidth > w ? [`page ${document.documentElement.scrollWidth} > ${w}`] : []);";
 

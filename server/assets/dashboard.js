@@ -18,6 +18,7 @@ const TEXT = {
     "sign-out": "Đăng xuất", accounts: "Tài khoản", role: "Vai trò", communes: "Xã",
     "new-account": "Tạo tài khoản", "new-password": "Mật khẩu (ít nhất 10 ký tự)", create: "Tạo",
     "role-admin": "Quản trị", "role-operator": "Người vận hành xã", "role-viewer": "Người xem",
+    "change-role": "Đổi vai trò", "confirm-role": "Đổi vai trò của {name}? Người này bị đăng xuất và đăng nhập lại với vai trò mới.",
     disable: "Khoá", enable: "Mở khoá", "reset-password": "Đặt lại mật khẩu", disabled: "đã khoá",
     "ask-password": "Mật khẩu mới cho {name} (ít nhất 10 ký tự):",
     "confirm-disable": "Khoá tài khoản {name}? Người này bị đăng xuất ngay.",
@@ -66,6 +67,7 @@ const TEXT = {
     "sign-out": "Sign out", accounts: "Accounts", role: "Role", communes: "Communes",
     "new-account": "New account", "new-password": "Password (10 characters or more)", create: "Create",
     "role-admin": "Administrator", "role-operator": "Commune operator", "role-viewer": "Viewer",
+    "change-role": "Change role", "confirm-role": "Change the role of {name}? They are signed out and sign in again with the new role.",
     disable: "Disable", enable: "Enable", "reset-password": "Reset password", disabled: "disabled",
     "ask-password": "New password for {name} (10 characters or more):",
     "confirm-disable": "Disable {name}? They are signed out at once.",
@@ -406,6 +408,7 @@ async function refreshUsers() {
       button("disable", "stop", () => userAct(t("confirm-disable").replace("{name}", u.name),
         () => api("POST", `/api/v1/users/${u.name}/disable`, {})));
     }
+    button("change-role", "stop", () => roleEditor(actions, u, stations));
     button("reset-password", "stop", () => {
       const password = window.prompt(t("ask-password").replace("{name}", u.name));
       if (password === null) return;
@@ -413,6 +416,43 @@ async function refreshUsers() {
       userAct(null, () => api("POST", `/api/v1/users/${u.name}/password`, { password }));
     });
   }
+}
+
+// An account's role and communes, changed in its own row: the person is signed out everywhere
+// and signs in again with the new role.
+function roleEditor(where, user, stations) {
+  where.querySelector(".role-editor")?.remove();
+  const box = document.createElement("div");
+  box.className = "role-editor form";
+  const role = document.createElement("select");
+  role.dataset.role = "role";
+  for (const r of ["operator", "viewer", "admin"]) role.add(new Option(t(`role-${r}`), r));
+  role.value = user.role;
+  const communes = document.createElement("select");
+  communes.multiple = true;
+  communes.size = 4;
+  communes.dataset.role = "communes";
+  for (const s of stations) {
+    const option = new Option(s.name, s.id);
+    option.selected = user.communes.includes(s.id);
+    communes.add(option);
+  }
+  const show = () => { communes.hidden = role.value !== "operator"; };
+  role.addEventListener("change", show);
+  show();
+  const save = document.createElement("button");
+  save.type = "button";
+  save.className = "live";
+  save.dataset.action = "save-role";
+  save.textContent = t("save");
+  save.addEventListener("click", () => {
+    const chosen = [...communes.selectedOptions].map((o) => o.value);
+    if (role.value === "operator" && chosen.length === 0) { userMessage(t("need-commune"), false); return; }
+    userAct(tf("confirm-role", { name: user.name }), () => api("POST", `/api/v1/users/${user.name}/role`,
+      { role: role.value, communes: role.value === "operator" ? chosen : [] }));
+  });
+  box.append(role, communes, save);
+  where.appendChild(box);
 }
 
 function userMessage(text, ok) {

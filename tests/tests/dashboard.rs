@@ -319,6 +319,20 @@ fn an_admin_makes_a_commune_operator_who_sees_only_what_the_role_allows() {
         |v| !v.is_null(),
     );
     assert_eq!(row, json!(["Người vận hành xã", "Bình Trung"]));
+
+    // A role changed in the console: the operator of Bình Trung also runs Bình Dương.
+    driver.click("#users tr[data-user=\"can-bo-binh-trung\"] button[data-action=\"change-role\"]");
+    driver.script(
+        "const box = document.querySelector('#users tr[data-user=\"can-bo-binh-trung\"] .role-editor'); for (const o of box.querySelector('[data-role=\"communes\"]').options) o.selected = ['binh-trung', 'binh-duong'].includes(o.value); return null;",
+    );
+    driver.click("#users tr[data-user=\"can-bo-binh-trung\"] button[data-action=\"save-role\"]");
+    let question = driver.accept_confirmation();
+    assert!(question.contains("can-bo-binh-trung"), "{question}");
+    let row = driver.wait_for(
+        "const r = document.querySelector('#users tr[data-user=\"can-bo-binh-trung\"]'); return r ? [r.cells[1].textContent, r.cells[2].textContent] : null;",
+        |v| v[1] != "Bình Trung",
+    );
+    assert_eq!(row, json!(["Người vận hành xã", "Bình Trung, Bình Dương"]));
     save_screenshot(&driver, "accounts-desktop");
 
     driver.click("#sign-out");

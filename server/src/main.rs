@@ -181,6 +181,9 @@ enum Command {
         #[command(flatten)]
         overrides: ServerOverrides,
     },
+    /// Print the admin API's OpenAPI 3.1 description (JSON), generated from the routes and
+    /// their roles; a running server serves the same at /api/v1/openapi.json.
+    Openapi,
     /// Run the server and one agent per Bình Sơn station on this machine and play a programme.
     Demo {
         /// Play at most this many seconds of the programme.
@@ -758,6 +761,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 note!("station = \"{station}\"");
             }
             note!("sha256 = \"{hash}\"");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            let document = radio_server::operator::openapi::document();
+            outln!("{}", serde_json::to_string_pretty(&document)?);
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Stations { overrides } => {

@@ -101,7 +101,7 @@ use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::operator::https::{plain_http_allowed, Transport};
-use crate::operator::{account_routes, timeline_routes};
+use crate::operator::{account_routes, openapi, timeline_routes};
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
@@ -367,6 +367,7 @@ fn routes() -> Routes {
         Admin,
         account_routes::role,
     )
+    .add(Get, "/api/v1/openapi.json", Everyone, openapi::openapi)
     .add(Get, "/metrics", Everyone, metrics)
 }
 

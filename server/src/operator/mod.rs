@@ -14,6 +14,7 @@
 //! - `https.rs` — the console's HTTPS listener and its certificate; plain HTTP only from the
 //!   machine itself.
 //! - `dashboard.rs` — the web dashboard (`server/assets/`) served at `/`.
+//! - `openapi.rs` — the API's OpenAPI description, generated from the route table.
 //! - `timeline_routes.rs` — planned beside aired, per station and day: the week grid's data.
 //! - `metrics.rs` — `/metrics` in the Prometheus text format.
 
@@ -26,4 +27,5 @@ pub mod auth_limiter;
 pub(crate) mod dashboard;
 pub mod https;
 pub(crate) mod metrics;
+pub mod openapi;
 pub(crate) mod timeline_routes;

@@ -59,6 +59,8 @@ pub enum AuditAction {
     ScheduleReplace,
     BulletinSubmit,
     BulletinAccept,
+    /// A commune operator's refusal of a normal bulletin for its station.
+    BulletinDecline,
     BulletinCancel,
     /// A console sign-in (failed ones go to the tracing log only, like every refused request).
     SignIn,
@@ -82,6 +84,7 @@ impl AuditAction {
             AuditAction::ScheduleReplace => "schedule-replace",
             AuditAction::BulletinSubmit => "bulletin-submit",
             AuditAction::BulletinAccept => "bulletin-accept",
+            AuditAction::BulletinDecline => "bulletin-decline",
             AuditAction::BulletinCancel => "bulletin-cancel",
             AuditAction::SignIn => "sign-in",
             AuditAction::SignOut => "sign-out",
@@ -128,10 +131,15 @@ pub struct AuditRecord {
     pub action: AuditAction,
     /// The live broadcast, emergency, schedule entry or bulletin acted on.
     pub id: String,
-    /// The stations (or groups) the request named; for an acceptance, the accepting station.
+    /// The stations (or groups) the request named; for an acceptance or a refusal, the
+    /// station answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Targets>,
     pub outcome: Outcome,
+    /// What else the request said that the record would otherwise lose: the air time of an
+    /// acceptance, the reason of a refusal. Absent in records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl AuditRecord {
@@ -147,6 +155,7 @@ impl AuditRecord {
             id: file.display().to_string(),
             targets: None,
             outcome: Outcome::Done,
+            detail: None,
         }
     }
 
@@ -247,6 +256,18 @@ impl AuditLog {
         to_ms: i64,
         limit: usize,
     ) -> Result<(Vec<AuditRecord>, bool), AuditError> {
+        self.range_matching(from_ms, to_ms, limit, |_| true)
+    }
+
+    /// Like [`AuditLog::range`], only the records `keep` takes; the limit counts those, so a
+    /// narrow filter reaches back over the whole range.
+    pub fn range_matching(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        keep: impl Fn(&AuditRecord) -> bool,
+    ) -> Result<(Vec<AuditRecord>, bool), AuditError> {
         let mut records = Vec::new();
         if from_ms > to_ms {
             return Ok((records, false));
@@ -264,7 +285,10 @@ impl AuditLog {
             if k.len() != KEY_LEN {
                 return Err(corrupt(format!("a key of {} bytes", k.len())));
             }
-            records.push(AuditRecord::decode(&v).map_err(corrupt)?);
+            let record = AuditRecord::decode(&v).map_err(corrupt)?;
+            if keep(&record) {
+                records.push(record);
+            }
         }
         Ok((records, false))
     }
@@ -315,6 +339,7 @@ mod tests {
                 status: 400,
                 error: "bulletin `x` does not target binh-hai".into(),
             },
+            detail: None,
         }
     }
 

@@ -210,7 +210,7 @@ impl Caller {
             Role::Viewer => format!("`{}` has a viewer's token: read only", self.name),
             Role::Operator => format!(
                 "`{}` is the operator of {}: it may read the status, schedule and reports and \
-                 accept bulletins for its station, nothing else",
+                 list, accept and decline bulletins for its station, nothing else",
                 self.name,
                 self.operated()
             ),

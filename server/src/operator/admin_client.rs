@@ -1072,6 +1072,82 @@ mod tests {
     }
 
     #[test]
+    fn audit_queries_name_each_filter_given_once_encoded() {
+        assert_eq!(AuditQuery::default().to_query_string(), "");
+        let query = AuditQuery {
+            from: Some("2026-11-01".parse().unwrap()),
+            to: None,
+            actor: Some("cán bộ&x".into()),
+            action: Some("bulletin-decline".into()),
+            station: Some("binh-trung".into()),
+            outcome: Some("refused".into()),
+        };
+        assert_eq!(
+            query.to_query_string(),
+            "from=2026-11-01&actor=c%C3%A1n%20b%E1%BB%99%26x&action=bulletin-decline\
+             &station=binh-trung&outcome=refused"
+        );
+    }
+
+    #[test]
+    fn bulletin_listing_renders_one_row_per_station_with_its_state() {
+        use crate::operator::admin::{BulletinStationView, BulletinView};
+        let station = |id: &str, name: &str, state| BulletinStationView {
+            station: id.into(),
+            name: name.into(),
+            state,
+            at: None,
+            at_local: None,
+            reason: None,
+            since: None,
+            since_local: None,
+        };
+        let mut accepted = station("binh-duong", "Bình Dương", BulletinStateName::Accepted);
+        accepted.at_local = Some("2026-12-08 15:30:00".into());
+        let mut declined = station("binh-hai", "Bình Hải", BulletinStateName::Declined);
+        declined.reason = Some("trùng lịch".into());
+        let listing = BulletinListing {
+            timezone: "Asia/Ho_Chi_Minh".into(),
+            bulletins: vec![BulletinView {
+                id: "tin".into(),
+                name: "Tin sáng".into(),
+                level: crate::schedule::Level::Normal,
+                level_name: "thường".into(),
+                source: SourceSpec::File {
+                    path: "/srv/tin.mp3".into(),
+                },
+                targets: Targets::All,
+                submitted: "2026-12-08T01:00:00Z".parse().unwrap(),
+                submitted_local: "2026-12-08 08:00:00".into(),
+                duration: None,
+                duration_seconds: None,
+                stations: vec![
+                    station("binh-trung", "Bình Trung", BulletinStateName::Awaiting),
+                    accepted,
+                    declined,
+                ],
+            }],
+        };
+        let text = render_bulletins(&listing);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[2].ends_with("binh-trung (Bình Trung)  awaiting"),
+            "{text}"
+        );
+        assert!(
+            lines[3].ends_with("accepted, from 2026-12-08 15:30:00"),
+            "{text}"
+        );
+        assert!(lines[4].ends_with("declined: trùng lịch"), "{text}");
+        assert!(lines[5].contains("bulletin decline ID"), "{text}");
+        let empty = BulletinListing {
+            timezone: "Asia/Ho_Chi_Minh".into(),
+            bulletins: Vec::new(),
+        };
+        assert!(render_bulletins(&empty).contains("no bulletin queued"));
+    }
+
+    #[test]
     fn path_segments_are_encoded() {
         assert_eq!(encode_segment("tiep-song-sang"), "tiep-song-sang");
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");

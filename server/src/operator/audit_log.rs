@@ -274,9 +274,6 @@ impl AuditLog {
         }
         for item in self.tree.range(key(from_ms, 0)..=key(to_ms, u64::MAX)) {
             let (k, v) = item.map_err(|e| self.db_error(e))?;
-            if records.len() == limit {
-                return Ok((records, true));
-            }
             let corrupt = |reason: String| AuditError::Corrupt {
                 path: self.path.clone(),
                 key: hex(&k),
@@ -287,6 +284,11 @@ impl AuditLog {
             }
             let record = AuditRecord::decode(&v).map_err(corrupt)?;
             if keep(&record) {
+                // Counted among the kept only: records the filter drops after the last kept
+                // one leave nothing out.
+                if records.len() == limit {
+                    return Ok((records, true));
+                }
                 records.push(record);
             }
         }
@@ -369,6 +371,26 @@ mod tests {
         let (exact, truncated) = log.range(0, 10_000, 4).unwrap();
         assert_eq!((exact.len(), truncated), (4, false));
         assert!(log.range(5, 4, 10).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn a_filter_keeps_its_limit_for_the_records_it_takes() {
+        let (_dir, log) = open();
+        for (ms, id) in [
+            (1_000, "a"),
+            (2_000, "b"),
+            (3_000, "a"),
+            (4_000, "a"),
+            (5_000, "b"),
+        ] {
+            log.append(&record(ms, id)).unwrap();
+        }
+        let only_a = |r: &AuditRecord| r.id == "a";
+        let (kept, truncated) = log.range_matching(0, 10_000, 2, only_a).unwrap();
+        let times: Vec<i64> = kept.iter().map(|r| r.unix_ms).collect();
+        assert_eq!((times, truncated), (vec![1_000, 3_000], true));
+        let (kept, truncated) = log.range_matching(0, 10_000, 3, only_a).unwrap();
+        assert_eq!((kept.len(), truncated), (3, false));
     }
 
     #[test]

@@ -912,6 +912,9 @@ enum Cmd {
     StopLive(u8),
     Submit(u8, bool, Vec<usize>, bool, Option<i64>),
     Accept(usize, u8),
+    /// Accept from this many seconds on.
+    AcceptFrom(usize, u8, i64),
+    Decline(usize, u8),
     Finish(usize),
     Cancel(u8),
 }
@@ -932,6 +935,8 @@ fn arb_cmd() -> impl Strategy<Value = Cmd> {
         3 => (0u8..6, any::<bool>(), arb_stations(), any::<bool>(), proptest::option::of(10i64..900))
             .prop_map(|(i, p, s, f, d)| Cmd::Submit(i, p, s, f, d)),
         3 => (0..STATIONS.len(), 0u8..6).prop_map(|(s, i)| Cmd::Accept(s, i)),
+        2 => (0..STATIONS.len(), 0u8..6, 1i64..1800).prop_map(|(s, i, d)| Cmd::AcceptFrom(s, i, d)),
+        1 => (0..STATIONS.len(), 0u8..6).prop_map(|(s, i)| Cmd::Decline(s, i)),
         2 => (0..STATIONS.len()).prop_map(Cmd::Finish),
         1 => (0u8..6).prop_map(Cmd::Cancel),
     ]
@@ -944,7 +949,8 @@ struct Model {
     emergencies: BTreeMap<String, (BTreeSet<String>, u64)>,
     lives: BTreeMap<String, (BTreeSet<String>, u64)>,
     bulletins: BTreeMap<String, (Level, BTreeSet<String>, bool)>,
-    accepted: BTreeSet<(String, String)>,
+    /// (station, bulletin id) → the time it may air from there.
+    accepted: BTreeMap<(String, String), Option<Timestamp>>,
     done: BTreeSet<(String, ItemRef)>,
     /// Per (station, item): played time and, if on air, since when and from which offset.
     played: BTreeMap<(String, ItemRef), SignedDuration>,
@@ -1016,7 +1022,10 @@ fn check_invariants(rig: &Rig, model: &Model) -> Result<(), TestCaseError> {
             if targets.contains(st)
                 && !model.done.contains(&(st.to_owned(), item.clone()))
                 && (*level == Level::Priority
-                    || model.accepted.contains(&(st.to_owned(), id.clone())))
+                    || model
+                        .accepted
+                        .get(&(st.to_owned(), id.clone()))
+                        .is_some_and(|from| from.is_none_or(|from| from <= rig.now)))
             {
                 cands.push((item, Tier::from(*level), true, 0));
             }
@@ -1222,13 +1231,39 @@ proptest! {
                         let item = b(&id);
                         model.done.retain(|(_, it)| *it != item);
                         model.played.retain(|(_, it), _| *it != item);
-                        model.accepted.retain(|(_, bid)| *bid != id);
+                        model.accepted.retain(|(_, bid), _| *bid != id);
                     }
                 }
                 Cmd::Accept(k, i) => {
                     let id = format!("b{i}");
-                    if rig.ladder.accept_bulletin(now, STATIONS[k], &id).is_ok() {
-                        model.accepted.insert((STATIONS[k].to_owned(), id));
+                    let item = b(&id);
+                    let started = model.played.contains_key(&(STATIONS[k].to_owned(), item.clone()))
+                        || model.on_air.get(STATIONS[k]).is_some_and(|(on, _, _)| *on == item);
+                    if rig.ladder.accept_bulletin(now, STATIONS[k], &id).is_ok() && !started {
+                        // At once, replacing a time given before; where it already started, its
+                        // (reached) time stays as it was.
+                        model.accepted.insert((STATIONS[k].to_owned(), id), None);
+                    }
+                }
+                Cmd::AcceptFrom(k, i, d) => {
+                    let id = format!("b{i}");
+                    let from = now.checked_add(secs(d)).expect("time");
+                    if rig.ladder.accept_bulletin_from(now, STATIONS[k], &id, Some(from)).is_ok() {
+                        model.accepted.insert((STATIONS[k].to_owned(), id), Some(from));
+                    }
+                }
+                Cmd::Decline(k, i) => {
+                    let id = format!("b{i}");
+                    let key = (STATIONS[k].to_owned(), b(&id));
+                    let declinable = model.bulletins.get(&id).is_some_and(|(level, targets, _)| {
+                        *level == Level::Normal && targets.contains(STATIONS[k])
+                    }) && !model.done.contains(&key);
+                    let ok = rig.ladder.decline_bulletin(now, STATIONS[k], &id, None).is_ok();
+                    prop_assert_eq!(ok, declinable, "decline {} at {}", id, STATIONS[k]);
+                    if ok {
+                        model.accepted.remove(&(STATIONS[k].to_owned(), id));
+                        // It does not resume there: stopped with Cancelled, if it was on air.
+                        model.played.remove(&key);
                     }
                 }
                 Cmd::Finish(k) => {

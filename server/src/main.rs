@@ -278,6 +278,18 @@ struct AuditArgs {
     /// Last day, included (a local date, YYYY-MM-DD) [default: the last record].
     #[arg(long, value_name = "DATE")]
     to: Option<jiff::civil::Date>,
+    /// Only the changes asked by this caller (its exact name, e.g. `district`).
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
+    /// Only this action, as the log writes it, e.g. `bulletin-decline`.
+    #[arg(long, value_name = "ACTION")]
+    action: Option<String>,
+    /// Only the changes whose targets include this station.
+    #[arg(long, value_name = "STATION")]
+    station: Option<String>,
+    /// Only the changes done, or only those refused.
+    #[arg(long, value_name = "done|refused")]
+    outcome: Option<String>,
     /// `table`, `csv` (UTF-8 with a byte order mark, for Excel) or `json`.
     #[arg(long, value_name = "table|csv|json", default_value = "table")]
     format: Format,
@@ -419,6 +431,35 @@ enum BulletinCommand {
         /// The station that accepts it.
         #[arg(long)]
         station: String,
+        /// Not before this time: HH:MM today (the schedule's time zone) or an RFC 3339
+        /// timestamp [default: at once].
+        #[arg(long, value_name = "HH:MM")]
+        at: Option<String>,
+    },
+    /// Decline a normal bulletin at a station: it never airs there (priority ones cannot be).
+    Decline {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Id of the bulletin.
+        id: String,
+        /// The station that declines it.
+        #[arg(long)]
+        station: String,
+        /// Why, for the district.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The bulletins queued and where each stands at its stations: awaiting an answer,
+    /// accepted, declined, airing, done, or queued (priority).
+    List {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// Only this station.
+        #[arg(long)]
+        station: Option<String>,
+        /// Print the server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -875,7 +916,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Audit(args) => {
-            let listing = client(&args.overrides)?.audit(args.from, args.to)?;
+            let query = radio_server::operator::admin_client::AuditQuery {
+                from: args.from,
+                to: args.to,
+                actor: args.actor,
+                action: args.action,
+                station: args.station,
+                outcome: args.outcome,
+            };
+            let listing = client(&args.overrides)?.audit_matching(&query)?;
             let text = radio_server::operator::admin_client::render_audit(&listing, args.format);
             out!("{text}");
             Ok(std::process::ExitCode::SUCCESS)
@@ -1134,9 +1183,37 @@ fn bulletin_command(action: BulletinCommand) -> anyhow::Result<()> {
             overrides,
             id,
             station,
+            at,
         } => {
-            let id = client(&overrides)?.accept_bulletin(&id, &station)?;
-            outln!("bulletin `{id}` accepted at {station}");
+            let id = client(&overrides)?.accept_bulletin_at(&id, &station, at.as_deref())?;
+            match at {
+                Some(at) => outln!("bulletin `{id}` accepted at {station}, from {at}"),
+                None => outln!("bulletin `{id}` accepted at {station}"),
+            }
+        }
+        BulletinCommand::Decline {
+            overrides,
+            id,
+            station,
+            reason,
+        } => {
+            let id = client(&overrides)?.decline_bulletin(&id, &station, reason.as_deref())?;
+            outln!("bulletin `{id}` declined at {station}");
+        }
+        BulletinCommand::List {
+            overrides,
+            station,
+            json,
+        } => {
+            let listing = client(&overrides)?.bulletins(station.as_deref())?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&listing)?);
+            } else {
+                out!(
+                    "{}",
+                    radio_server::operator::admin_client::render_bulletins(&listing)
+                );
+            }
         }
     }
     Ok(())

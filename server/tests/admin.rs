@@ -1259,7 +1259,10 @@ async fn every_route_checks_the_role_of_every_caller() {
                     // binh-duong.
                     "targets": { "stations": ["binh-trung", "binh-duong"] }
                 }),
-                (Verb::Post, "/api/v1/bulletins/{id}/accept") => {
+                (
+                    Verb::Post,
+                    "/api/v1/bulletins/{id}/accept" | "/api/v1/bulletins/{id}/decline",
+                ) => {
                     serde_json::json!({ "station": station })
                 }
                 // Without a session cookie it ends nothing: it is not a change.
@@ -1397,6 +1400,9 @@ async fn every_route_checks_the_role_of_every_caller() {
             (AuditAction::BulletinAccept, "can-bo-binh-trung"),
             // Accepting again where it was accepted changes nothing, and is no error.
             (AuditAction::BulletinAccept, "district"),
+            // Declining after accepting changes the answer; declining twice is no error.
+            (AuditAction::BulletinDecline, "can-bo-binh-trung"),
+            (AuditAction::BulletinDecline, "district"),
             (AuditAction::BulletinCancel, "district"),
             (AuditAction::AccountCreate, "district"),
             (AuditAction::AccountDisable, "district"),

@@ -26,7 +26,7 @@ use crate::ingest::live_rtp::ReleaseTimes;
 use crate::ingest::relay::{spawn_relay, Fallback, RelayConfig, RelayHandle};
 use crate::ingest::upstream::{Upstream, UpstreamHandle};
 use crate::ingest::PcmFrame;
-use crate::schedule::ladder::{Change, ItemRef, Ladder, StopReason};
+use crate::schedule::ladder::{BulletinSnapshot, Change, ItemRef, Ladder, StopReason};
 use crate::schedule::scheduler::Scheduler;
 use crate::schedule::{Bulletin, Level, ScheduleError, SourceSpec, Targets};
 use radio_proto::ProgrammeLevel;
@@ -155,7 +155,17 @@ enum Command {
     Accept {
         station: String,
         id: String,
+        from: Option<Timestamp>,
         reply: Reply,
+    },
+    Decline {
+        station: String,
+        id: String,
+        reason: Option<String>,
+        reply: Reply,
+    },
+    Bulletins {
+        reply: oneshot::Sender<Vec<BulletinSnapshot>>,
     },
     CancelBulletin {
         id: String,
@@ -395,14 +405,52 @@ impl OnAir {
             .await
     }
 
-    /// A station accepts a normal bulletin.
+    /// A station accepts a normal bulletin, to air at once.
     pub async fn accept(&self, station: &str, id: &str) -> Result<(), CommandError> {
+        self.accept_from(station, id, None).await
+    }
+
+    /// A station accepts a normal bulletin, to air at the first opportunity at or after
+    /// `from` (`None`: at once).
+    pub async fn accept_from(
+        &self,
+        station: &str,
+        id: &str,
+        from: Option<Timestamp>,
+    ) -> Result<(), CommandError> {
         self.call(|reply| Command::Accept {
             station: station.into(),
             id: id.into(),
+            from,
             reply,
         })
         .await
+    }
+
+    /// A station declines a normal bulletin: it never airs there.
+    pub async fn decline(
+        &self,
+        station: &str,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<(), CommandError> {
+        self.call(|reply| Command::Decline {
+            station: station.into(),
+            id: id.into(),
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// The queued bulletins, oldest first, with their state at each station they target.
+    pub async fn bulletins(&self) -> Result<Vec<BulletinSnapshot>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Bulletins { reply })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
     }
 
     /// Withdraws a bulletin everywhere; where it airs, what it interrupted resumes.
@@ -726,8 +774,27 @@ impl Controller {
                 }
                 (result, reply)
             }
-            Command::Accept { station, id, reply } => {
-                (self.ladder.accept_bulletin(now, &station, &id), reply)
+            Command::Accept {
+                station,
+                id,
+                from,
+                reply,
+            } => (
+                self.ladder.accept_bulletin_from(now, &station, &id, from),
+                reply,
+            ),
+            Command::Decline {
+                station,
+                id,
+                reason,
+                reply,
+            } => (
+                self.ladder.decline_bulletin(now, &station, &id, reason),
+                reply,
+            ),
+            Command::Bulletins { reply } => {
+                let _ = reply.send(self.ladder.bulletins());
+                return;
             }
             Command::CancelBulletin { id, reply } => (self.ladder.cancel_bulletin(now, &id), reply),
             Command::Schedule { scheduler, reply } => {

@@ -26,12 +26,14 @@
 //! | `GET /api/v1/schedule` | – | all | the schedule ([`Schedule`]) |
 //! | `POST /api/v1/schedule/entries` | [`ScheduleEntry`] | admin | adds a timed entry |
 //! | `DELETE /api/v1/schedule/entries/{id}` | – | admin | removes one |
+//! | `GET /api/v1/bulletins?station=` | – | all | the queued bulletins and their state at each station ([`BulletinListing`]); an operator sees its own stations only |
 //! | `POST /api/v1/bulletins` | [`BulletinRequest`] | admin | queues a bulletin |
-//! | `POST /api/v1/bulletins/{id}/accept` | [`AcceptRequest`] | station | a station accepts it |
+//! | `POST /api/v1/bulletins/{id}/accept` | [`AcceptRequest`] | station | a station accepts it, at once or from a time |
+//! | `POST /api/v1/bulletins/{id}/decline` | [`DeclineRequest`] | station | a station declines it |
 //! | `DELETE /api/v1/bulletins/{id}` | – | admin | withdraws it everywhere |
 //! | `GET /api/v1/reports/uptime?from=&to=&by=&format=` | – | all | the uptime report (`report/`) |
 //! | `GET /api/v1/reports/plays?from=&to=&by=&format=` | – | all | the programmes played |
-//! | `GET /api/v1/audit?from=&to=` | – | oversight | the audit log ([`AuditListing`]) |
+//! | `GET /api/v1/audit?from=&to=&actor=&action=&station=&outcome=` | – | oversight | the audit log ([`AuditListing`]) |
 //! | `GET /api/v1/session` | – | all | who the caller is (`account_routes.rs`) |
 //! | `POST /api/v1/sign-out` | – | all | ends the cookie's session |
 //! | `POST /api/v1/session/password` | `{current, new}` | all, with a session | changes the caller's own password |
@@ -44,7 +46,10 @@
 //! Reports take `from` and `to` (local dates, both included), `by` (`day`, `month`, `year`;
 //! default `year`) and `format` (`json` by default, `csv` — UTF-8 with a BOM — or `table`);
 //! they answer in that format rather than in JSON, and a bad parameter gets a 400 naming it.
-//! The audit log takes `from` and `to` the same way, both optional (default: all of it).
+//! The audit log takes `from` and `to` the same way, both optional (default: all of it), and
+//! filters, each repeatable (a record matches one of the values given): `actor` (the caller's
+//! name, exact), `action` (as the log writes it, e.g. `bulletin-accept`), `station` (records
+//! whose targets include the station) and `outcome` (`done` or `refused`).
 //!
 //! Commune operators read what every role reads, district-wide: what airs at the neighbouring
 //! communes (an emergency there, say) is theirs to know, and the reports' district rows only
@@ -105,14 +110,14 @@ use crate::operator::{account_routes, openapi, timeline_routes};
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
-use crate::schedule::ladder::ItemRef;
+use crate::schedule::ladder::{BulletinState, ItemRef};
 use crate::schedule::scheduler::Scheduler;
 use crate::schedule::validate::{
     check_not_past, check_upstreams, validate, validate_bulletin, Overlap,
 };
 use crate::schedule::{
-    load_timezone, Bulletin, Level, Schedule, ScheduleEntry, ScheduleError, SourceSpec, Targets,
-    DEFAULT_TIMEZONE,
+    load_timezone, Bulletin, Groups, Level, Schedule, ScheduleEntry, ScheduleError, SourceSpec,
+    Targets, DEFAULT_TIMEZONE,
 };
 
 /// Live broadcasts without an id use this one, so `live start` / `live stop` pair up without
@@ -207,7 +212,7 @@ impl Caller {
             Role::Viewer => format!("`{}` has a viewer's token: read only", self.name),
             Role::Operator => format!(
                 "`{}` is the operator of {}: it may read the status, schedule and reports and \
-                 accept bulletins for its station, nothing else",
+                 list, accept and decline bulletins for its station, nothing else",
                 self.name,
                 self.operated()
             ),
@@ -322,12 +327,19 @@ fn routes() -> Routes {
     .add(Get, "/api/v1/timeline", Everyone, timeline_routes::timeline)
     .add(Post, "/api/v1/schedule/entries", Admin, add_entry)
     .add(Delete, "/api/v1/schedule/entries/{id}", Admin, remove_entry)
+    .add(Get, "/api/v1/bulletins", Everyone, list_bulletins)
     .add(Post, "/api/v1/bulletins", Admin, submit_bulletin)
     .add(
         Post,
         "/api/v1/bulletins/{id}/accept",
         OwnStation,
         accept_bulletin,
+    )
+    .add(
+        Post,
+        "/api/v1/bulletins/{id}/decline",
+        OwnStation,
+        decline_bulletin,
     )
     .add(Delete, "/api/v1/bulletins/{id}", Admin, cancel_bulletin)
     .add(Get, "/api/v1/reports/uptime", Everyone, uptime_report)
@@ -505,6 +517,20 @@ impl AdminState {
         targets: Option<Targets>,
         result: Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.audit_with(actor, action, id, targets, None, result)
+            .await
+    }
+
+    /// [`AdminState::audit`] with the record's `detail`.
+    pub(crate) async fn audit_with<T>(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        id: &str,
+        targets: Option<Targets>,
+        detail: Option<String>,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let outcome = match &result {
             Ok(_) => Outcome::Done,
             Err(e) => Outcome::Refused {
@@ -521,6 +547,7 @@ impl AdminState {
             id: id.to_owned(),
             targets,
             outcome,
+            detail,
         };
         let log = self.store.audit().clone();
         match tokio::task::spawn_blocking(move || log.append(&record)).await {
@@ -652,6 +679,110 @@ pub struct BulletinRequest {
 #[serde(deny_unknown_fields)]
 pub struct AcceptRequest {
     pub station: String,
+    /// Not before this time: `"HH:MM"` (today, in the schedule's time zone) or an RFC 3339
+    /// timestamp. It airs at the first opportunity from then on. Default: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+/// `POST /api/v1/bulletins/{id}/decline`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclineRequest {
+    pub station: String,
+    /// Why, for the district (at most [`MAX_REASON_CHARS`] characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Longest reason a refusal may give: a sentence or two for the district, not a document.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// `GET /api/v1/bulletins`: the queued bulletins, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulletinListing {
+    /// The zone of the `*_local` times (the schedule's).
+    pub timezone: String,
+    pub bulletins: Vec<BulletinView>,
+}
+
+/// One queued bulletin in [`BulletinListing`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulletinView {
+    pub id: String,
+    pub name: String,
+    /// `normal` or `priority`.
+    pub level: Level,
+    /// The level's TT39 name: `thường`, `ưu tiên`.
+    pub level_name: String,
+    /// A stream's credentials are masked for all but admins.
+    pub source: SourceSpec,
+    /// As submitted.
+    pub targets: Targets,
+    /// RFC 3339.
+    pub submitted: Timestamp,
+    /// `YYYY-MM-DD HH:MM:SS` in `timezone`.
+    pub submitted_local: String,
+    /// Its known length, as submitted (`PT1M`), and in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<SignedDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
+    /// The stations it targets in the district's order (an operator's own only).
+    pub stations: Vec<BulletinStationView>,
+}
+
+/// Where a bulletin stands at one station.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulletinStationView {
+    pub station: String,
+    /// The station's Vietnamese name from the district.
+    pub name: String,
+    pub state: BulletinStateName,
+    /// `accepted` with a time: it airs at the first opportunity from then on (RFC 3339, and
+    /// local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_local: Option<String>,
+    /// `declined`: the reason given, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `airing`: since when (RFC 3339, and local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_local: Option<String>,
+}
+
+/// The states of [`BulletinState`], as the listing names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BulletinStateName {
+    /// Normal, not answered yet: the commune operator may accept or decline it.
+    Awaiting,
+    /// Normal, accepted: it airs at the first opportunity (from `at`, if given).
+    Accepted,
+    /// Normal, declined: it never airs there.
+    Declined,
+    Airing,
+    /// Aired to its end there.
+    Done,
+    /// Priority: it airs at the next item boundary, without acceptance.
+    Queued,
+}
+
+impl BulletinStateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulletinStateName::Awaiting => "awaiting",
+            BulletinStateName::Accepted => "accepted",
+            BulletinStateName::Declined => "declined",
+            BulletinStateName::Airing => "airing",
+            BulletinStateName::Done => "done",
+            BulletinStateName::Queued => "queued",
+        }
+    }
 }
 
 /// The answer to a command: the id it acted on.
@@ -995,9 +1126,12 @@ impl From<CommandError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the on-air controller has stopped (the server is shutting down)",
             ),
-            CommandError::Schedule(e @ ScheduleError::AlreadyActive { .. }) => {
-                ApiError::new(StatusCode::CONFLICT, e.to_string())
-            }
+            CommandError::Schedule(
+                e @ (ScheduleError::AlreadyActive { .. }
+                | ScheduleError::NotOffered { .. }
+                | ScheduleError::AlreadyAired { .. }
+                | ScheduleError::AlreadyStarted { .. }),
+            ) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             CommandError::Schedule(e) => ApiError::bad_request(e.to_string()),
         }
     }
@@ -1670,50 +1804,351 @@ async fn accept_bulletin(
     Body(request): Body<AcceptRequest>,
 ) -> Result<Json<Done>, ApiError> {
     let station = request.station;
-    // Beyond the caller's role, like the token check's 403s: refused before anything is
-    // done, so not an on-air change to audit.
-    if let Some(why) = actor.caller.refuses_station(&station) {
-        tracing::warn!(
-            caller = %actor.caller.name,
-            peer = %actor.source,
-            "admin: forbidden: {why}"
-        );
-        return Err(ApiError::new(StatusCode::FORBIDDEN, why));
-    }
-    let result = state
-        .on_air
-        .accept(&station, &id)
-        .await
-        .map_err(ApiError::from);
+    refuse_other_station(&actor, &station)?;
+    let detail = request.at.as_ref().map(|at| format!("at {at}"));
+    let result = accept(&state, &station, &id, request.at.as_deref()).await;
     let targets = Targets::Stations(vec![station]);
     state
-        .audit(
+        .audit_with(
             &actor,
             AuditAction::BulletinAccept,
             &id,
             Some(targets),
+            detail,
             result,
         )
         .await?;
     Ok(Json(Done { id }))
 }
 
-/// `GET /api/v1/audit?from=&to=`: the records of those local days (both included; default all),
-/// times shown in the schedule's zone.
+async fn accept(
+    state: &AdminState,
+    station: &str,
+    id: &str,
+    at: Option<&str>,
+) -> Result<(), ApiError> {
+    let from = match at {
+        Some(at) => {
+            let tz = state.timezone().await?;
+            Some(air_time(at, &tz, Timestamp::now())?)
+        }
+        None => None,
+    };
+    Ok(state.on_air.accept_from(station, id, from).await?)
+}
+
+/// Beyond the caller's role, like the token check's 403s: refused before anything is done,
+/// so not an on-air change to audit.
+fn refuse_other_station(actor: &Actor, station: &str) -> Result<(), ApiError> {
+    match actor.caller.refuses_station(station) {
+        Some(why) => {
+            tracing::warn!(
+                caller = %actor.caller.name,
+                peer = %actor.source,
+                "admin: forbidden: {why}"
+            );
+            Err(ApiError::new(StatusCode::FORBIDDEN, why))
+        }
+        None => Ok(()),
+    }
+}
+
+async fn decline_bulletin(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    UrlPath(id): UrlPath<String>,
+    Body(request): Body<DeclineRequest>,
+) -> Result<Json<Done>, ApiError> {
+    let station = request.station;
+    refuse_other_station(&actor, &station)?;
+    let reason = request
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    let result = match &reason {
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(ApiError::bad_request(format!(
+            "field `reason`: lý do quá dài — at most {MAX_REASON_CHARS} characters"
+        ))),
+        _ => state
+            .on_air
+            .decline(&station, &id, reason.clone())
+            .await
+            .map_err(ApiError::from),
+    };
+    let targets = Targets::Stations(vec![station]);
+    state
+        .audit_with(
+            &actor,
+            AuditAction::BulletinDecline,
+            &id,
+            Some(targets),
+            reason,
+            result,
+        )
+        .await?;
+    Ok(Json(Done { id }))
+}
+
+/// When an accepted bulletin may air from: `HH:MM` (or `HH:MM:SS`) today in `tz`, or an RFC
+/// 3339 timestamp. A time before the current minute is refused, in Vietnamese and English,
+/// naming the current local time; the current minute itself means at once.
+pub(crate) fn air_time(
+    text: &str,
+    tz: &jiff::tz::TimeZone,
+    now: Timestamp,
+) -> Result<Timestamp, ApiError> {
+    let text = text.trim();
+    let malformed = || {
+        ApiError::bad_request(format!(
+            "field `at`: giờ phát `{text}` không hợp lệ — hãy ghi HH:MM (giờ hôm nay) hoặc \
+             RFC 3339 (`{text}` is not an air time: write HH:MM, today in local time, or an \
+             RFC 3339 timestamp such as 2025-09-23T14:30:00+07:00)"
+        ))
+    };
+    let at = if let Ok(at) = text.parse::<Timestamp>() {
+        at
+    } else {
+        // Only a bare time of day: a civil datetime without an offset would be ambiguous.
+        let time: jiff::civil::Time = match text.len() {
+            5 | 8 => text.parse().map_err(|_| malformed())?,
+            _ => return Err(malformed()),
+        };
+        now.to_zoned_datetime(tz.clone())
+            .date()
+            .to_datetime(time)
+            .to_zoned_datetime(tz.clone())
+            .map_err(|_| malformed())?
+            .timestamp()
+    };
+    let local_now = now.to_zoned_datetime(tz.clone());
+    let minute_start = local_now
+        .datetime()
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .ok()
+        .and_then(|dt| dt.to_zoned_datetime(tz.clone()).ok())
+        .map_or(now, |z| z.timestamp());
+    if at < minute_start {
+        let shown = local_now.strftime("%H:%M");
+        return Err(ApiError::bad_request(format!(
+            "field `at`: Giờ phát đã qua — hãy chọn giờ sau {shown} (the air time {} has \
+             passed; choose a time after {shown})",
+            at.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M")
+        )));
+    }
+    Ok(at)
+}
+
+/// `GET /api/v1/bulletins?station=`: the queued bulletins and where each stands at the
+/// stations it targets. A commune operator sees only those for its stations, and only its
+/// stations' states: the inbox of its commune.
+async fn list_bulletins(
+    State(state): State<Arc<AdminState>>,
+    Extension(actor): Extension<Actor>,
+    params: ReportParams,
+) -> Result<Json<BulletinListing>, ApiError> {
+    let Query(params) = params
+        .map_err(|e| ApiError::bad_request(format!("the query string: {}", e.body_text())))?;
+    let mut only: Option<String> = None;
+    for (name, value) in params {
+        if name != "station" {
+            return Err(ApiError::bad_request(format!(
+                "parameter `{name}`: unknown parameter (the bulletins take `station`)"
+            )));
+        }
+        if state.district.station(&value).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "parameter `station`: no station `{value}` in the district"
+            )));
+        }
+        only = Some(value);
+    }
+    let timezone = state.schedule.lock().await.timezone.clone();
+    let tz = load_timezone(&timezone).map_err(|e| ApiError::internal(e.to_string()))?;
+    let local = |t: Timestamp| tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string();
+    let caller = &actor.caller;
+    let shown = |station: &str| {
+        only.as_deref().is_none_or(|o| o == station)
+            && (caller.role != Role::Operator || caller.stations.iter().any(|s| s == station))
+    };
+    let mut bulletins = Vec::new();
+    for snapshot in state.on_air.bulletins().await? {
+        let stations: Vec<BulletinStationView> = snapshot
+            .stations
+            .into_iter()
+            .filter(|(station, _)| shown(station))
+            .map(|(station, ladder_state)| {
+                let mut view = BulletinStationView {
+                    name: state
+                        .district
+                        .station(&station)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                    station,
+                    state: BulletinStateName::Awaiting,
+                    at: None,
+                    at_local: None,
+                    reason: None,
+                    since: None,
+                    since_local: None,
+                };
+                view.state = match ladder_state {
+                    BulletinState::Awaiting => BulletinStateName::Awaiting,
+                    BulletinState::Accepted { from } => {
+                        view.at = from;
+                        view.at_local = from.map(local);
+                        BulletinStateName::Accepted
+                    }
+                    BulletinState::Declined { reason } => {
+                        view.reason = reason;
+                        BulletinStateName::Declined
+                    }
+                    BulletinState::Airing { since } => {
+                        view.since = Some(since);
+                        view.since_local = Some(local(since));
+                        BulletinStateName::Airing
+                    }
+                    BulletinState::Done => BulletinStateName::Done,
+                    BulletinState::Queued => BulletinStateName::Queued,
+                };
+                view
+            })
+            .collect();
+        if stations.is_empty() {
+            continue;
+        }
+        let b = snapshot.bulletin;
+        let mut source = b.source;
+        // A stream's credentials are the admins', as in the schedule.
+        if caller.role != Role::Admin {
+            if let SourceSpec::Relay { url } = &mut source {
+                *url = crate::ingest::stream_url::mask(url).into_owned();
+            }
+        }
+        bulletins.push(BulletinView {
+            id: b.id,
+            name: b.name,
+            level: b.level,
+            level_name: b.level.vietnamese().to_owned(),
+            source,
+            targets: b.targets,
+            submitted_local: local(b.submitted),
+            submitted: b.submitted,
+            duration: b.duration,
+            duration_seconds: b.duration.map(|d| d.as_secs()),
+            stations,
+        });
+    }
+    Ok(Json(BulletinListing {
+        timezone,
+        bulletins,
+    }))
+}
+
+impl AdminState {
+    /// The schedule's time zone, which local times are read and shown in.
+    async fn timezone(&self) -> Result<jiff::tz::TimeZone, ApiError> {
+        let timezone = self.schedule.lock().await.timezone.clone();
+        load_timezone(&timezone).map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+/// What `GET /api/v1/audit` keeps besides the days: each filter given matches one of its
+/// values.
+#[derive(Debug, Default)]
+struct AuditFilter {
+    actors: Vec<String>,
+    actions: Vec<AuditAction>,
+    stations: Vec<String>,
+    /// `true` for done, `false` for refused.
+    outcomes: Vec<bool>,
+}
+
+impl AuditFilter {
+    fn keeps(&self, record: &AuditRecord, district: &District, groups: &Groups) -> bool {
+        (self.actors.is_empty() || self.actors.contains(&record.caller))
+            && (self.actions.is_empty() || self.actions.contains(&record.action))
+            && (self.outcomes.is_empty()
+                || self
+                    .outcomes
+                    .contains(&matches!(record.outcome, Outcome::Done)))
+            && (self.stations.is_empty()
+                || record.targets.as_ref().is_some_and(|targets| {
+                    // Groups as they are now: a group changed since is read with its members
+                    // of today, the best the log can do without a copy of every schedule.
+                    let named = match targets {
+                        Targets::Stations(ids) => ids.iter().cloned().collect(),
+                        _ => targets.resolve(district, groups).unwrap_or_default(),
+                    };
+                    self.stations.iter().any(|s| named.contains(s))
+                }))
+    }
+}
+
+/// `GET /api/v1/audit?from=&to=&actor=&action=&station=&outcome=`: the records of those local
+/// days (both included; default all) that match the filters, times shown in the schedule's
+/// zone.
 async fn audit_log(
     State(state): State<Arc<AdminState>>,
     params: ReportParams,
 ) -> Result<Json<AuditListing>, ApiError> {
     let Query(params) = params
         .map_err(|e| ApiError::bad_request(format!("the query string: {}", e.body_text())))?;
-    let timezone = state.schedule.lock().await.timezone.clone();
+    let (timezone, groups) = {
+        let schedule = state.schedule.lock().await;
+        (schedule.timezone.clone(), schedule.groups.clone())
+    };
     let tz = load_timezone(&timezone).map_err(|e| ApiError::internal(e.to_string()))?;
     let (mut from_ms, mut to_ms) = (i64::MIN, i64::MAX);
+    let mut filter = AuditFilter::default();
     for (name, value) in &params {
-        if name != "from" && name != "to" {
-            return Err(ApiError::bad_request(format!(
-                "parameter `{name}`: unknown parameter (the audit log takes `from` and `to`)"
-            )));
+        match name.as_str() {
+            "from" | "to" => {}
+            "actor" => {
+                filter.actors.push(value.clone());
+                continue;
+            }
+            "action" => {
+                let action = serde_json::from_value(serde_json::Value::String(value.clone()))
+                    .map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "parameter `action`: `{value}` is not an action of the audit log \
+                             (as its `action` column shows them, e.g. bulletin-accept)"
+                        ))
+                    })?;
+                filter.actions.push(action);
+                continue;
+            }
+            "station" => {
+                if state.district.station(value).is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "parameter `station`: no station `{value}` in the district"
+                    )));
+                }
+                filter.stations.push(value.clone());
+                continue;
+            }
+            "outcome" => {
+                let done = match value.as_str() {
+                    "done" => true,
+                    "refused" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "parameter `outcome`: `{value}` is neither `done` nor `refused`"
+                        )))
+                    }
+                };
+                filter.outcomes.push(done);
+                continue;
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "parameter `{name}`: unknown parameter (the audit log takes `from`, `to`, \
+                     `actor`, `action`, `station` and `outcome`)"
+                )))
+            }
         }
         let date: jiff::civil::Date = value.parse().map_err(|_| {
             ApiError::bad_request(format!(
@@ -1736,11 +2171,15 @@ async fn audit_log(
         }
     }
     let log = state.store.audit().clone();
-    let (records, truncated) =
-        tokio::task::spawn_blocking(move || log.range(from_ms, to_ms, MAX_AUDIT_RECORDS))
-            .await
-            .map_err(|e| ApiError::internal(format!("reading the audit log failed: {e}")))?
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let district = state.district.clone();
+    let (records, truncated) = tokio::task::spawn_blocking(move || {
+        log.range_matching(from_ms, to_ms, MAX_AUDIT_RECORDS, |r| {
+            filter.keeps(r, &district, &groups)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("reading the audit log failed: {e}")))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(AuditListing {
         timezone,
         records: records.into_iter().map(|r| r.view(&tz)).collect(),
@@ -1875,6 +2314,80 @@ mod tests {
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
         let stopped = ApiError::from(CommandError::Stopped);
         assert_eq!(stopped.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn air_times_are_read_in_the_schedules_zone_and_past_ones_refused() {
+        let tz = load_timezone("Asia/Ho_Chi_Minh").expect("tz");
+        let ts = |s: &str| s.parse::<Timestamp>().expect("timestamp");
+        // 14:00:30 in Vietnam.
+        let now = ts("2025-09-23T07:00:30Z");
+        let read = |text: &str| air_time(text, &tz, now);
+        assert_eq!(
+            read("15:30").expect("later today"),
+            ts("2025-09-23T08:30:00Z")
+        );
+        assert_eq!(
+            read("23:59:30").expect("seconds"),
+            ts("2025-09-23T16:59:30Z")
+        );
+        // The current minute means at once, not "already past".
+        assert_eq!(
+            read(" 14:00 ").expect("this minute"),
+            ts("2025-09-23T07:00:00Z")
+        );
+        assert_eq!(
+            read("2025-09-24T06:00:00+07:00").expect("RFC 3339"),
+            ts("2025-09-23T23:00:00Z")
+        );
+        for past in ["13:59", "00:00", "2025-09-23T06:59:00Z"] {
+            let err = read(past).expect_err(past);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{past}");
+            assert!(
+                err.message
+                    .contains("Giờ phát đã qua — hãy chọn giờ sau 14:00"),
+                "{past}: {}",
+                err.message
+            );
+            assert!(
+                err.message.contains("has passed"),
+                "{past}: {}",
+                err.message
+            );
+        }
+        for bad in ["25:00", "1430", "14h30", "", "2025-09-23 15:00", "14:60"] {
+            let err = read(bad).expect_err(bad);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(
+                err.message.contains("không hợp lệ"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn listed_states_and_the_inbox_requests_read_as_documented() {
+        let accept: AcceptRequest =
+            serde_json::from_str(r#"{"station": "binh-trung", "at": "15:30"}"#).expect("accept");
+        assert_eq!(accept.at.as_deref(), Some("15:30"));
+        let decline: DeclineRequest =
+            serde_json::from_str(r#"{"station": "binh-trung"}"#).expect("decline");
+        assert_eq!(decline.reason, None);
+        assert!(serde_json::from_str::<DeclineRequest>(r#"{"station": "x", "why": "y"}"#).is_err());
+        for state in [
+            BulletinStateName::Awaiting,
+            BulletinStateName::Accepted,
+            BulletinStateName::Declined,
+            BulletinStateName::Airing,
+            BulletinStateName::Done,
+            BulletinStateName::Queued,
+        ] {
+            assert_eq!(
+                serde_json::to_value(state).expect("json"),
+                serde_json::Value::String(state.as_str().to_owned())
+            );
+        }
     }
 
     #[test]

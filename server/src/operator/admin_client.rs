@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::operator::admin::{
-    AcceptRequest, BulletinRequest, Done, EmergencyRequest, ErrorBody, Link, LiveStart,
-    ScheduleChanged, StatusView, StopRequest,
+    AcceptRequest, BulletinListing, BulletinRequest, BulletinStateName, DeclineRequest, Done,
+    EmergencyRequest, ErrorBody, Link, LiveStart, ScheduleChanged, StatusView, StopRequest,
 };
 use crate::operator::audit_log::AuditListing;
 use crate::records::store::TOKEN_FILE;
@@ -168,14 +168,54 @@ impl AdminClient {
     }
 
     pub fn accept_bulletin(&self, id: &str, station: &str) -> Result<String, ClientError> {
+        self.accept_bulletin_at(id, station, None)
+    }
+
+    /// Accepts a bulletin at `station`, to air from `at` (`HH:MM` today, or RFC 3339) or at
+    /// once.
+    pub fn accept_bulletin_at(
+        &self,
+        id: &str,
+        station: &str,
+        at: Option<&str>,
+    ) -> Result<String, ClientError> {
         let request = AcceptRequest {
             station: station.to_owned(),
+            at: at.map(str::to_owned),
         };
         self.post::<_, Done>(
             &format!("/api/v1/bulletins/{}/accept", encode_segment(id)),
             &request,
         )
         .map(|d| d.id)
+    }
+
+    pub fn decline_bulletin(
+        &self,
+        id: &str,
+        station: &str,
+        reason: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let request = DeclineRequest {
+            station: station.to_owned(),
+            reason: reason.map(str::to_owned),
+        };
+        self.post::<_, Done>(
+            &format!("/api/v1/bulletins/{}/decline", encode_segment(id)),
+            &request,
+        )
+        .map(|d| d.id)
+    }
+
+    /// The queued bulletins and their state at each station (at `station` only, if given).
+    pub fn bulletins(&self, station: Option<&str>) -> Result<BulletinListing, ClientError> {
+        match station {
+            Some(station) => self.get(&format!(
+                "/api/v1/bulletins?station={}",
+                encode_segment(station)
+            )),
+            None => self.get("/api/v1/bulletins"),
+        }
     }
 
     /// `radio-server report uptime`: the report as the server wrote it (table, CSV or JSON).
@@ -236,14 +276,20 @@ impl AdminClient {
         from: Option<jiff::civil::Date>,
         to: Option<jiff::civil::Date>,
     ) -> Result<AuditListing, ClientError> {
-        let query: Vec<String> = [("from", from), ("to", to)]
-            .into_iter()
-            .filter_map(|(name, date)| date.map(|d| format!("{name}={d}")))
-            .collect();
+        self.audit_matching(&AuditQuery {
+            from,
+            to,
+            ..AuditQuery::default()
+        })
+    }
+
+    /// `radio-server audit` with filters: the changes of those days that match them all.
+    pub fn audit_matching(&self, query: &AuditQuery) -> Result<AuditListing, ClientError> {
+        let query = query.to_query_string();
         if query.is_empty() {
             self.get("/api/v1/audit")
         } else {
-            self.get(&format!("/api/v1/audit?{}", query.join("&")))
+            self.get(&format!("/api/v1/audit?{query}"))
         }
     }
 
@@ -372,6 +418,44 @@ impl AdminClient {
                 reason: other.to_string().replace(['\n', '\r'], " "),
             },
         }
+    }
+}
+
+/// What `GET /api/v1/audit` is asked for: local days (both included) and filters, each
+/// left out when `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub from: Option<jiff::civil::Date>,
+    pub to: Option<jiff::civil::Date>,
+    /// The caller's name, exact.
+    pub actor: Option<String>,
+    /// As the log writes it, e.g. `bulletin-accept`.
+    pub action: Option<String>,
+    /// Records whose targets include this station.
+    pub station: Option<String>,
+    /// `done` or `refused`.
+    pub outcome: Option<String>,
+}
+
+impl AuditQuery {
+    /// `from=…&actor=…`, values percent-encoded; empty without any.
+    pub fn to_query_string(&self) -> String {
+        let dates = [("from", self.from), ("to", self.to)]
+            .into_iter()
+            .filter_map(|(name, date)| date.map(|d| format!("{name}={d}")));
+        let texts = [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("station", &self.station),
+            ("outcome", &self.outcome),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            value
+                .as_ref()
+                .map(|v| format!("{name}={}", encode_segment(v)))
+        });
+        dates.chain(texts).collect::<Vec<_>>().join("&")
     }
 }
 
@@ -561,6 +645,56 @@ fn local_timestamp(at: Timestamp, tz: &TimeZone) -> String {
     tz.to_datetime(at).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// `radio-server bulletin list`: one row per bulletin and station, oldest bulletin first,
+/// times in the listing's zone.
+pub fn render_bulletins(listing: &BulletinListing) -> String {
+    let header = ["id", "name", "level", "submitted", "station", "state"];
+    let rows: Vec<[String; 6]> = listing
+        .bulletins
+        .iter()
+        .flat_map(|b| {
+            b.stations.iter().map(move |s| {
+                let state = match (s.state, &s.at_local, &s.reason, &s.since_local) {
+                    (BulletinStateName::Accepted, Some(at), _, _) => format!("accepted, from {at}"),
+                    (BulletinStateName::Declined, _, Some(reason), _) => {
+                        format!("declined: {reason}")
+                    }
+                    (BulletinStateName::Airing, _, _, Some(since)) => {
+                        format!("airing since {since}")
+                    }
+                    (state, ..) => state.as_str().to_owned(),
+                };
+                [
+                    b.id.clone(),
+                    b.name.clone(),
+                    b.level.to_string(),
+                    b.submitted_local.clone(),
+                    format!("{} ({})", s.station, s.name),
+                    state,
+                ]
+            })
+        })
+        .collect();
+    let mut out = format!("bulletins (local time: {})\n", listing.timezone);
+    if rows.is_empty() {
+        out.push_str("no bulletin queued\n");
+        return out;
+    }
+    out.push_str(&table(&header, &rows));
+    if listing
+        .bulletins
+        .iter()
+        .flat_map(|b| &b.stations)
+        .any(|s| s.state == BulletinStateName::Awaiting)
+    {
+        out.push_str(
+            "answer an awaiting one with `radio-server bulletin accept ID --station S [--at HH:MM]` \
+             or `radio-server bulletin decline ID --station S [--reason R]`\n",
+        );
+    }
+    out
+}
+
 /// `radio-server audit`: one row per change, oldest first, in local time and UTC; or the
 /// listing as JSON, or CSV (UTF-8 with a BOM, like the reports).
 pub fn render_audit(listing: &AuditListing, format: Format) -> String {
@@ -589,7 +723,10 @@ pub fn render_audit(listing: &AuditListing, format: Format) -> String {
                 r.action.as_str().to_owned(),
                 r.id.clone(),
                 r.targets.as_ref().map(targets).unwrap_or_default(),
-                r.outcome.describe(),
+                match &r.detail {
+                    Some(detail) => format!("{} ({detail})", r.outcome.describe()),
+                    None => r.outcome.describe(),
+                },
             ]
         })
         .collect();
@@ -911,6 +1048,7 @@ mod tests {
                 status: 409,
                 error: "=already, on air".into(),
             },
+            detail: None,
         };
         let mut listing = AuditListing {
             timezone: "Asia/Ho_Chi_Minh".into(),
@@ -942,6 +1080,82 @@ mod tests {
         let text = render_audit(&listing, Format::Table);
         assert!(text.contains("no on-air changes recorded"), "{text}");
         assert!(text.contains("note: more changes"), "{text}");
+    }
+
+    #[test]
+    fn audit_queries_name_each_filter_given_once_encoded() {
+        assert_eq!(AuditQuery::default().to_query_string(), "");
+        let query = AuditQuery {
+            from: Some("2026-11-01".parse().unwrap()),
+            to: None,
+            actor: Some("cán bộ&x".into()),
+            action: Some("bulletin-decline".into()),
+            station: Some("binh-trung".into()),
+            outcome: Some("refused".into()),
+        };
+        assert_eq!(
+            query.to_query_string(),
+            "from=2026-11-01&actor=c%C3%A1n%20b%E1%BB%99%26x&action=bulletin-decline\
+             &station=binh-trung&outcome=refused"
+        );
+    }
+
+    #[test]
+    fn bulletin_listing_renders_one_row_per_station_with_its_state() {
+        use crate::operator::admin::{BulletinStationView, BulletinView};
+        let station = |id: &str, name: &str, state| BulletinStationView {
+            station: id.into(),
+            name: name.into(),
+            state,
+            at: None,
+            at_local: None,
+            reason: None,
+            since: None,
+            since_local: None,
+        };
+        let mut accepted = station("binh-duong", "Bình Dương", BulletinStateName::Accepted);
+        accepted.at_local = Some("2026-12-08 15:30:00".into());
+        let mut declined = station("binh-hai", "Bình Hải", BulletinStateName::Declined);
+        declined.reason = Some("trùng lịch".into());
+        let listing = BulletinListing {
+            timezone: "Asia/Ho_Chi_Minh".into(),
+            bulletins: vec![BulletinView {
+                id: "tin".into(),
+                name: "Tin sáng".into(),
+                level: crate::schedule::Level::Normal,
+                level_name: "thường".into(),
+                source: SourceSpec::File {
+                    path: "/srv/tin.mp3".into(),
+                },
+                targets: Targets::All,
+                submitted: "2026-12-08T01:00:00Z".parse().unwrap(),
+                submitted_local: "2026-12-08 08:00:00".into(),
+                duration: None,
+                duration_seconds: None,
+                stations: vec![
+                    station("binh-trung", "Bình Trung", BulletinStateName::Awaiting),
+                    accepted,
+                    declined,
+                ],
+            }],
+        };
+        let text = render_bulletins(&listing);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[2].ends_with("binh-trung (Bình Trung)  awaiting"),
+            "{text}"
+        );
+        assert!(
+            lines[3].ends_with("accepted, from 2026-12-08 15:30:00"),
+            "{text}"
+        );
+        assert!(lines[4].ends_with("declined: trùng lịch"), "{text}");
+        assert!(lines[5].contains("bulletin decline ID"), "{text}");
+        let empty = BulletinListing {
+            timezone: "Asia/Ho_Chi_Minh".into(),
+            bulletins: Vec::new(),
+        };
+        assert!(render_bulletins(&empty).contains("no bulletin queued"));
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub enum AuditAction {
     ScheduleReplace,
     BulletinSubmit,
     BulletinAccept,
+    /// A commune operator's refusal of a normal bulletin for its station.
+    BulletinDecline,
     BulletinCancel,
     /// A console sign-in (failed ones go to the tracing log only, like every refused request).
     SignIn,
@@ -82,6 +84,7 @@ impl AuditAction {
             AuditAction::ScheduleReplace => "schedule-replace",
             AuditAction::BulletinSubmit => "bulletin-submit",
             AuditAction::BulletinAccept => "bulletin-accept",
+            AuditAction::BulletinDecline => "bulletin-decline",
             AuditAction::BulletinCancel => "bulletin-cancel",
             AuditAction::SignIn => "sign-in",
             AuditAction::SignOut => "sign-out",
@@ -128,10 +131,15 @@ pub struct AuditRecord {
     pub action: AuditAction,
     /// The live broadcast, emergency, schedule entry or bulletin acted on.
     pub id: String,
-    /// The stations (or groups) the request named; for an acceptance, the accepting station.
+    /// The stations (or groups) the request named; for an acceptance or a refusal, the
+    /// station answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Targets>,
     pub outcome: Outcome,
+    /// What else the request said that the record would otherwise lose: the air time of an
+    /// acceptance, the reason of a refusal. Absent in records from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl AuditRecord {
@@ -147,6 +155,7 @@ impl AuditRecord {
             id: file.display().to_string(),
             targets: None,
             outcome: Outcome::Done,
+            detail: None,
         }
     }
 
@@ -247,15 +256,24 @@ impl AuditLog {
         to_ms: i64,
         limit: usize,
     ) -> Result<(Vec<AuditRecord>, bool), AuditError> {
+        self.range_matching(from_ms, to_ms, limit, |_| true)
+    }
+
+    /// Like [`AuditLog::range`], only the records `keep` takes; the limit counts those, so a
+    /// narrow filter reaches back over the whole range.
+    pub fn range_matching(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        keep: impl Fn(&AuditRecord) -> bool,
+    ) -> Result<(Vec<AuditRecord>, bool), AuditError> {
         let mut records = Vec::new();
         if from_ms > to_ms {
             return Ok((records, false));
         }
         for item in self.tree.range(key(from_ms, 0)..=key(to_ms, u64::MAX)) {
             let (k, v) = item.map_err(|e| self.db_error(e))?;
-            if records.len() == limit {
-                return Ok((records, true));
-            }
             let corrupt = |reason: String| AuditError::Corrupt {
                 path: self.path.clone(),
                 key: hex(&k),
@@ -264,7 +282,15 @@ impl AuditLog {
             if k.len() != KEY_LEN {
                 return Err(corrupt(format!("a key of {} bytes", k.len())));
             }
-            records.push(AuditRecord::decode(&v).map_err(corrupt)?);
+            let record = AuditRecord::decode(&v).map_err(corrupt)?;
+            if keep(&record) {
+                // Counted among the kept only: records the filter drops after the last kept
+                // one leave nothing out.
+                if records.len() == limit {
+                    return Ok((records, true));
+                }
+                records.push(record);
+            }
         }
         Ok((records, false))
     }
@@ -315,6 +341,7 @@ mod tests {
                 status: 400,
                 error: "bulletin `x` does not target binh-hai".into(),
             },
+            detail: None,
         }
     }
 
@@ -344,6 +371,26 @@ mod tests {
         let (exact, truncated) = log.range(0, 10_000, 4).unwrap();
         assert_eq!((exact.len(), truncated), (4, false));
         assert!(log.range(5, 4, 10).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn a_filter_keeps_its_limit_for_the_records_it_takes() {
+        let (_dir, log) = open();
+        for (ms, id) in [
+            (1_000, "a"),
+            (2_000, "b"),
+            (3_000, "a"),
+            (4_000, "a"),
+            (5_000, "b"),
+        ] {
+            log.append(&record(ms, id)).unwrap();
+        }
+        let only_a = |r: &AuditRecord| r.id == "a";
+        let (kept, truncated) = log.range_matching(0, 10_000, 2, only_a).unwrap();
+        let times: Vec<i64> = kept.iter().map(|r| r.unix_ms).collect();
+        assert_eq!((times, truncated), (vec![1_000, 3_000], true));
+        let (kept, truncated) = log.range_matching(0, 10_000, 3, only_a).unwrap();
+        assert_eq!((kept.len(), truncated), (3, false));
     }
 
     #[test]

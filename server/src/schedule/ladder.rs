@@ -212,19 +212,55 @@ struct Manual {
 struct Queued {
     bulletin: Bulletin,
     stations: BTreeSet<String>,
-    /// Stations whose operator accepted a normal bulletin; priority ones need no acceptance.
-    accepted: BTreeSet<String>,
+    /// Stations whose operator accepted a normal bulletin, each with the instant it may air
+    /// there from (`None`: at once); priority ones need no acceptance.
+    accepted: BTreeMap<String, Option<Timestamp>>,
+    /// Stations whose operator declined a normal bulletin, with the reason given. Never also
+    /// in `accepted`: the last answer counts.
+    declined: BTreeMap<String, Option<String>>,
     /// Stations where it has aired to the end.
     done: BTreeSet<String>,
     seq: u64,
 }
 
 impl Queued {
-    fn wanted_at(&self, station: &str) -> bool {
+    fn wanted_at(&self, station: &str, now: Timestamp) -> bool {
         self.stations.contains(station)
             && !self.done.contains(station)
-            && (self.bulletin.level == Level::Priority || self.accepted.contains(station))
+            && match self.bulletin.level {
+                Level::Normal => self
+                    .accepted
+                    .get(station)
+                    .is_some_and(|from| from.is_none_or(|from| from <= now)),
+                Level::Priority | Level::Emergency => true,
+            }
     }
+}
+
+/// Where a queued bulletin stands at one station, as [`Ladder::bulletins`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulletinState {
+    /// A normal bulletin the station's operator has not answered yet.
+    Awaiting,
+    /// A normal bulletin accepted there; it airs at the first opportunity at or after `from`
+    /// (`None`: at once). Also one that started and was interrupted: it resumes there.
+    Accepted { from: Option<Timestamp> },
+    /// A normal bulletin the station's operator declined; it never airs there.
+    Declined { reason: Option<String> },
+    /// On air there (since it last started or resumed).
+    Airing { since: Timestamp },
+    /// Aired to its end there.
+    Done,
+    /// A priority bulletin: it airs there at the next item boundary, without acceptance.
+    Queued,
+}
+
+/// A queued bulletin and where it stands at each station it targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulletinSnapshot {
+    pub bulletin: Bulletin,
+    /// Every station it targets, in the district's order.
+    pub stations: Vec<(String, BulletinState)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -335,7 +371,8 @@ impl Ladder {
         self.stations.get(station)?.on_air.as_ref()
     }
 
-    /// Normal bulletins targeting `station` that its operator has not accepted yet, oldest first.
+    /// Normal bulletins targeting `station` that its operator has neither accepted nor
+    /// declined yet, oldest first.
     pub fn awaiting_acceptance(&self, station: &str) -> Vec<&Bulletin> {
         let mut waiting: Vec<&Queued> = self
             .bulletins
@@ -343,11 +380,56 @@ impl Ladder {
             .filter(|q| {
                 q.bulletin.level == Level::Normal
                     && q.stations.contains(station)
-                    && !q.accepted.contains(station)
+                    && !q.accepted.contains_key(station)
+                    && !q.declined.contains_key(station)
             })
             .collect();
         waiting.sort_by_key(|q| (q.bulletin.submitted, q.seq));
         waiting.into_iter().map(|q| &q.bulletin).collect()
+    }
+
+    /// Every queued bulletin, oldest first, with its state at each station it targets. A
+    /// bulletin leaves the queue once it has aired to its end at all of them, or is cancelled.
+    pub fn bulletins(&self) -> Vec<BulletinSnapshot> {
+        let mut queued: Vec<(&String, &Queued)> = self.bulletins.iter().collect();
+        queued.sort_by_key(|(_, q)| (q.bulletin.submitted, q.seq));
+        queued
+            .into_iter()
+            .map(|(id, q)| {
+                let item = ItemRef::Bulletin { id: id.clone() };
+                let stations = self
+                    .district
+                    .stations
+                    .iter()
+                    .filter(|s| q.stations.contains(&s.id))
+                    .map(|s| {
+                        let on_air = self.on_air(&s.id).filter(|o| o.item == item);
+                        let state = if q.done.contains(&s.id) {
+                            BulletinState::Done
+                        } else if let Some(on_air) = on_air {
+                            BulletinState::Airing {
+                                since: on_air.since,
+                            }
+                        } else if q.bulletin.level != Level::Normal {
+                            BulletinState::Queued
+                        } else if let Some(from) = q.accepted.get(&s.id) {
+                            BulletinState::Accepted { from: *from }
+                        } else if let Some(reason) = q.declined.get(&s.id) {
+                            BulletinState::Declined {
+                                reason: reason.clone(),
+                            }
+                        } else {
+                            BulletinState::Awaiting
+                        };
+                        (s.id.clone(), state)
+                    })
+                    .collect();
+                BulletinSnapshot {
+                    bulletin: q.bulletin.clone(),
+                    stations,
+                }
+            })
+            .collect()
     }
 
     /// Starts an emergency on its target stations at the next `advance`; it interrupts
@@ -486,7 +568,8 @@ impl Ladder {
             Queued {
                 bulletin,
                 stations: resolved.stations,
-                accepted: BTreeSet::new(),
+                accepted: BTreeMap::new(),
+                declined: BTreeMap::new(),
                 done: BTreeSet::new(),
                 seq,
             },
@@ -494,33 +577,130 @@ impl Ladder {
         Ok(())
     }
 
-    /// A station's operator accepts a normal bulletin into the station's programme. Accepting
-    /// a priority bulletin, or accepting twice, changes nothing.
+    /// A station's operator accepts a normal bulletin into the station's programme, to air at
+    /// once. Accepting a priority bulletin, or accepting twice, changes nothing.
     pub fn accept_bulletin(
         &mut self,
         now: Timestamp,
         station: &str,
         bulletin_id: &str,
     ) -> Result<(), ScheduleError> {
+        self.accept_bulletin_from(now, station, bulletin_id, None)
+    }
+
+    /// Accepts a normal bulletin at `station` to air at the first opportunity at or after
+    /// `from` (`None`, or an instant already past: at once), by the same rules as any accepted
+    /// bulletin. Accepting again replaces the time; accepting after declining changes the
+    /// answer. A bulletin that has already started there keeps its place: only a time is
+    /// refused then, since it cannot be moved back. A priority bulletin needs no acceptance:
+    /// accepting it changes nothing, and a time for it is refused.
+    pub fn accept_bulletin_from(
+        &mut self,
+        now: Timestamp,
+        station: &str,
+        bulletin_id: &str,
+        from: Option<Timestamp>,
+    ) -> Result<(), ScheduleError> {
+        let now = self.observe(now);
+        self.known_station(station)?;
+        let owner = Owner::Bulletin(bulletin_id.to_owned());
+        let item = ItemRef::Bulletin {
+            id: bulletin_id.to_owned(),
+        };
+        let started = self.stations.get(station).is_some_and(|s| {
+            s.played.contains_key(&item) || s.on_air.as_ref().is_some_and(|o| o.item == item)
+        });
+        let queued = self.targeted(bulletin_id, station)?;
+        if queued.bulletin.level != Level::Normal {
+            return match from {
+                None => Ok(()),
+                Some(_) => Err(ScheduleError::NotOffered {
+                    owner,
+                    level: queued.bulletin.level,
+                    vi: "hẹn giờ",
+                    en: "given an air time",
+                }),
+            };
+        }
+        if queued.done.contains(station) {
+            return Ok(());
+        }
+        let from = from.filter(|from| *from > now);
+        if started {
+            return match from {
+                None => Ok(()),
+                Some(_) => Err(ScheduleError::AlreadyStarted {
+                    owner,
+                    station: station.to_owned(),
+                }),
+            };
+        }
+        queued.declined.remove(station);
+        queued.accepted.insert(station.to_owned(), from);
+        Ok(())
+    }
+
+    /// A station's operator declines a normal bulletin: it no longer awaits an answer there
+    /// and never airs there (where it is on air, it stops with `Cancelled`). Declining twice
+    /// changes nothing but the reason; accepting afterwards changes the answer. A priority
+    /// bulletin cannot be declined, nor one that has aired to its end there.
+    pub fn decline_bulletin(
+        &mut self,
+        now: Timestamp,
+        station: &str,
+        bulletin_id: &str,
+        reason: Option<String>,
+    ) -> Result<(), ScheduleError> {
         self.observe(now);
         self.known_station(station)?;
         let owner = Owner::Bulletin(bulletin_id.to_owned());
+        let queued = self.targeted(bulletin_id, station)?;
+        if queued.bulletin.level != Level::Normal {
+            return Err(ScheduleError::NotOffered {
+                owner,
+                level: queued.bulletin.level,
+                vi: "từ chối",
+                en: "declined",
+            });
+        }
+        if queued.done.contains(station) {
+            return Err(ScheduleError::AlreadyAired {
+                owner,
+                station: station.to_owned(),
+            });
+        }
+        queued.accepted.remove(station);
+        let kept = queued.declined.remove(station).flatten();
+        queued.declined.insert(station.to_owned(), reason.or(kept));
+        let item = ItemRef::Bulletin {
+            id: bulletin_id.to_owned(),
+        };
+        if let Some(state) = self.stations.get_mut(station) {
+            // The operator changed their mind after it started: it does not resume either.
+            state.played.remove(&item);
+            if state.on_air.as_ref().is_some_and(|o| o.item == item) {
+                state.ending = Some((item, StopReason::Cancelled));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queued bulletin `bulletin_id`, if it targets `station`.
+    fn targeted(&mut self, bulletin_id: &str, station: &str) -> Result<&mut Queued, ScheduleError> {
+        let owner = || Owner::Bulletin(bulletin_id.to_owned());
         let Some(queued) = self.bulletins.get_mut(bulletin_id) else {
             return Err(ScheduleError::NotActive {
-                owner,
+                owner: owner(),
                 what: "queued bulletin".to_owned(),
             });
         };
         if !queued.stations.contains(station) {
             return Err(ScheduleError::NotTargeted {
-                owner,
+                owner: owner(),
                 station: station.to_owned(),
             });
         }
-        if queued.bulletin.level == Level::Normal {
-            queued.accepted.insert(station.to_owned());
-        }
-        Ok(())
+        Ok(queued)
     }
 
     /// Withdraws a bulletin everywhere; stations airing it stop with `Cancelled`.
@@ -616,11 +796,25 @@ impl Ladder {
         changes
     }
 
-    /// When to call [`Ladder::advance`] next: the next slot boundary or the end of a bulletin
-    /// of known duration. `None`: nothing will change until the next command.
+    /// When to call [`Ladder::advance`] next: the next slot boundary, the end of a bulletin
+    /// of known duration, or the time an accepted bulletin may air from. `None`: nothing will
+    /// change until the next command.
     pub fn next_wakeup(&self, now: Timestamp) -> Option<Timestamp> {
         let now = self.clock.map_or(now, |c| c.max(now));
         let mut next = self.scheduler.next_boundary(now);
+        // Only future times: one already reached was acted on by the last advance, and
+        // returning it would wake the runtime over and over.
+        let accepted_from = self.bulletins.values().flat_map(|q| {
+            q.accepted
+                .iter()
+                .filter(|(station, _)| !q.done.contains(*station))
+                .filter_map(|(_, from)| *from)
+        });
+        for from in accepted_from.filter(|from| *from > now) {
+            if next.is_none_or(|n| from < n) {
+                next = Some(from);
+            }
+        }
         for state in self.stations.values() {
             if let Some(OnAir {
                 item: ItemRef::Bulletin { .. },
@@ -711,7 +905,7 @@ impl Ladder {
         active: &[Occurrence],
         changes: &mut Vec<Change>,
     ) {
-        let candidates = self.candidates(station, active);
+        let candidates = self.candidates(now, station, active);
         let best = candidates.iter().max_by_key(|c| c.key).cloned();
         let started = self.started;
         let Some(state) = self.stations.get_mut(station) else {
@@ -785,7 +979,7 @@ impl Ladder {
     }
 
     /// Everything that may air on `station` now, unordered.
-    fn candidates(&self, station: &str, active: &[Occurrence]) -> Vec<Candidate> {
+    fn candidates(&self, now: Timestamp, station: &str, active: &[Occurrence]) -> Vec<Candidate> {
         let Some(state) = self.stations.get(station) else {
             return Vec::new();
         };
@@ -848,7 +1042,7 @@ impl Ladder {
             });
         }
         for (id, queued) in &self.bulletins {
-            if !queued.wanted_at(station) {
+            if !queued.wanted_at(station, now) {
                 continue;
             }
             let item = ItemRef::Bulletin { id: id.clone() };

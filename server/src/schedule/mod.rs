@@ -28,7 +28,9 @@ use jiff::{SignedDuration, Timestamp};
 use radio_config::District;
 use serde::{Deserialize, Serialize};
 
-pub use ladder::{Change, ItemRef, Ladder, LadderConfig, OnAir, StopReason, Tier};
+pub use ladder::{
+    BulletinSnapshot, BulletinState, Change, ItemRef, Ladder, LadderConfig, OnAir, StopReason, Tier,
+};
 pub use scheduler::{Occurrence, Scheduler};
 pub use validate::{check_upstreams, validate, validate_bulletin, LocalSpan, Overlap};
 
@@ -636,6 +638,25 @@ pub enum ScheduleError {
     AlreadyActive { owner: Owner },
     #[error("{owner}: station `{station}` is not among its targets")]
     NotTargeted { owner: Owner, station: String },
+    #[error(
+        "{owner}: bản tin ưu tiên/khẩn cấp không thể {vi} — a {level} bulletin airs at every \
+         station it targets without acceptance; it cannot be {en}"
+    )]
+    NotOffered {
+        owner: Owner,
+        level: Level,
+        vi: &'static str,
+        en: &'static str,
+    },
+    #[error(
+        "{owner}: đã phát xong tại `{station}` — it has already aired to its end at `{station}`"
+    )]
+    AlreadyAired { owner: Owner, station: String },
+    #[error(
+        "{owner}: đã bắt đầu phát tại `{station}` — it has already started at `{station}`; a \
+         new air time cannot move it"
+    )]
+    AlreadyStarted { owner: Owner, station: String },
     #[error("station `{station}`: {item} is not on air there")]
     NotOnAir { station: String, item: ItemRef },
     #[error("station `{station}`: {item} has no end; stop it with stop_live / stop_emergency")]

@@ -912,6 +912,9 @@ enum Cmd {
     StopLive(u8),
     Submit(u8, bool, Vec<usize>, bool, Option<i64>),
     Accept(usize, u8),
+    /// Accept from this many seconds on.
+    AcceptFrom(usize, u8, i64),
+    Decline(usize, u8),
     Finish(usize),
     Cancel(u8),
 }
@@ -932,6 +935,8 @@ fn arb_cmd() -> impl Strategy<Value = Cmd> {
         3 => (0u8..6, any::<bool>(), arb_stations(), any::<bool>(), proptest::option::of(10i64..900))
             .prop_map(|(i, p, s, f, d)| Cmd::Submit(i, p, s, f, d)),
         3 => (0..STATIONS.len(), 0u8..6).prop_map(|(s, i)| Cmd::Accept(s, i)),
+        2 => (0..STATIONS.len(), 0u8..6, 1i64..1800).prop_map(|(s, i, d)| Cmd::AcceptFrom(s, i, d)),
+        1 => (0..STATIONS.len(), 0u8..6).prop_map(|(s, i)| Cmd::Decline(s, i)),
         2 => (0..STATIONS.len()).prop_map(Cmd::Finish),
         1 => (0u8..6).prop_map(Cmd::Cancel),
     ]
@@ -944,7 +949,8 @@ struct Model {
     emergencies: BTreeMap<String, (BTreeSet<String>, u64)>,
     lives: BTreeMap<String, (BTreeSet<String>, u64)>,
     bulletins: BTreeMap<String, (Level, BTreeSet<String>, bool)>,
-    accepted: BTreeSet<(String, String)>,
+    /// (station, bulletin id) → the time it may air from there.
+    accepted: BTreeMap<(String, String), Option<Timestamp>>,
     done: BTreeSet<(String, ItemRef)>,
     /// Per (station, item): played time and, if on air, since when and from which offset.
     played: BTreeMap<(String, ItemRef), SignedDuration>,
@@ -1016,7 +1022,10 @@ fn check_invariants(rig: &Rig, model: &Model) -> Result<(), TestCaseError> {
             if targets.contains(st)
                 && !model.done.contains(&(st.to_owned(), item.clone()))
                 && (*level == Level::Priority
-                    || model.accepted.contains(&(st.to_owned(), id.clone())))
+                    || model
+                        .accepted
+                        .get(&(st.to_owned(), id.clone()))
+                        .is_some_and(|from| from.is_none_or(|from| from <= rig.now)))
             {
                 cands.push((item, Tier::from(*level), true, 0));
             }
@@ -1222,13 +1231,39 @@ proptest! {
                         let item = b(&id);
                         model.done.retain(|(_, it)| *it != item);
                         model.played.retain(|(_, it), _| *it != item);
-                        model.accepted.retain(|(_, bid)| *bid != id);
+                        model.accepted.retain(|(_, bid), _| *bid != id);
                     }
                 }
                 Cmd::Accept(k, i) => {
                     let id = format!("b{i}");
-                    if rig.ladder.accept_bulletin(now, STATIONS[k], &id).is_ok() {
-                        model.accepted.insert((STATIONS[k].to_owned(), id));
+                    let item = b(&id);
+                    let started = model.played.contains_key(&(STATIONS[k].to_owned(), item.clone()))
+                        || model.on_air.get(STATIONS[k]).is_some_and(|(on, _, _)| *on == item);
+                    if rig.ladder.accept_bulletin(now, STATIONS[k], &id).is_ok() && !started {
+                        // At once, replacing a time given before; where it already started, its
+                        // (reached) time stays as it was.
+                        model.accepted.insert((STATIONS[k].to_owned(), id), None);
+                    }
+                }
+                Cmd::AcceptFrom(k, i, d) => {
+                    let id = format!("b{i}");
+                    let from = now.checked_add(secs(d)).expect("time");
+                    if rig.ladder.accept_bulletin_from(now, STATIONS[k], &id, Some(from)).is_ok() {
+                        model.accepted.insert((STATIONS[k].to_owned(), id), Some(from));
+                    }
+                }
+                Cmd::Decline(k, i) => {
+                    let id = format!("b{i}");
+                    let key = (STATIONS[k].to_owned(), b(&id));
+                    let declinable = model.bulletins.get(&id).is_some_and(|(level, targets, _)| {
+                        *level == Level::Normal && targets.contains(STATIONS[k])
+                    }) && !model.done.contains(&key);
+                    let ok = rig.ladder.decline_bulletin(now, STATIONS[k], &id, None).is_ok();
+                    prop_assert_eq!(ok, declinable, "decline {} at {}", id, STATIONS[k]);
+                    if ok {
+                        model.accepted.remove(&(STATIONS[k].to_owned(), id));
+                        // It does not resume there: stopped with Cancelled, if it was on air.
+                        model.played.remove(&key);
                     }
                 }
                 Cmd::Finish(k) => {
@@ -1257,4 +1292,284 @@ proptest! {
             });
         }
     }
+}
+
+/// The state of bulletin `id` at `station`, as the listing reports it.
+fn state_at(ladder: &Ladder, id: &str, station: &str) -> Option<BulletinState> {
+    ladder
+        .bulletins()
+        .into_iter()
+        .find(|s| s.bulletin.id == id)?
+        .stations
+        .into_iter()
+        .find(|(s, _)| s == station)
+        .map(|(_, state)| state)
+}
+
+#[test]
+fn accepted_with_a_time_airs_from_that_time_and_declined_never_airs() {
+    let mut rig = Rig::new(vec![], LadderConfig::default(), "2025-06-01T03:00:00Z");
+    let hop = bulletin(
+        "hop",
+        Level::Normal,
+        stations(&["binh-trung", "binh-duong", "binh-tri"]),
+        file("/srv/hop.mp3"),
+    );
+    rig.ladder.submit_bulletin(rig.now, hop).expect("submit");
+    let from = ts("2025-06-01T03:10:00Z");
+    rig.ladder
+        .accept_bulletin_from(rig.now, "binh-trung", "hop", Some(from))
+        .expect("accept with a time");
+    rig.ladder
+        .decline_bulletin(rig.now, "binh-duong", "hop", Some("trùng giờ họp".into()))
+        .expect("decline");
+    rig.ladder
+        .accept_bulletin(rig.now, "binh-tri", "hop")
+        .expect("accept at once");
+    assert!(rig.ladder.awaiting_acceptance("binh-duong").is_empty());
+    // Only the station that accepted without a time airs it now.
+    assert_eq!(
+        rig.advance(),
+        vec![start("binh-tri", b("hop"), SignedDuration::ZERO)]
+    );
+    assert_eq!(
+        state_at(&rig.ladder, "hop", "binh-trung"),
+        Some(BulletinState::Accepted { from: Some(from) })
+    );
+    assert_eq!(
+        state_at(&rig.ladder, "hop", "binh-duong"),
+        Some(BulletinState::Declined {
+            reason: Some("trùng giờ họp".into())
+        })
+    );
+    assert_eq!(
+        state_at(&rig.ladder, "hop", "binh-tri"),
+        Some(BulletinState::Airing { since: rig.now })
+    );
+    rig.run_until("2025-06-01T03:09:00Z");
+    assert_eq!(rig.item("binh-trung"), None, "not before its time");
+    assert_eq!(
+        state_at(&rig.ladder, "hop", "binh-tri"),
+        Some(BulletinState::Done)
+    );
+    // The runtime is woken for the time, not left to find it at the next slot boundary.
+    assert_eq!(rig.ladder.next_wakeup(rig.now), Some(from));
+    rig.run_until("2025-06-01T03:10:00Z");
+    assert_eq!(rig.item("binh-trung"), Some(b("hop")));
+    assert_eq!(rig.item("binh-duong"), None);
+    rig.run_until("2025-06-01T05:00:00Z");
+    assert!(
+        rig.log
+            .iter()
+            .all(|c| !matches!(c, Change::Start { station, .. } if station == "binh-duong")),
+        "{:?}",
+        rig.log
+    );
+    // Untargeted stations never saw it.
+    assert!(rig.log.iter().all(|c| match c {
+        Change::Start { station, .. } | Change::Stop { station, .. } =>
+            station == "binh-trung" || station == "binh-tri",
+    }));
+    // Done at two stations, declined at the third: it stays listed until withdrawn, so the
+    // district sees the answer and the commune may still change its mind.
+    assert_eq!(
+        state_at(&rig.ladder, "hop", "binh-trung"),
+        Some(BulletinState::Done)
+    );
+    rig.ladder
+        .accept_bulletin(rig.now, "binh-duong", "hop")
+        .expect("changes its mind");
+    assert_eq!(
+        rig.advance(),
+        vec![start("binh-duong", b("hop"), SignedDuration::ZERO)]
+    );
+}
+
+#[test]
+fn a_time_already_past_airs_at_once_and_a_new_answer_replaces_the_old() {
+    let mut rig = Rig::new(vec![], LadderConfig::default(), "2025-06-01T03:00:00Z");
+    let hop = bulletin("hop", Level::Normal, stations(&["binh-trung"]), relay());
+    rig.ladder.submit_bulletin(rig.now, hop).expect("submit");
+    rig.ladder
+        .accept_bulletin_from(
+            rig.now,
+            "binh-trung",
+            "hop",
+            Some(ts("2025-06-01T04:00:00Z")),
+        )
+        .expect("accept at 04:00");
+    rig.advance();
+    assert_eq!(rig.item("binh-trung"), None);
+    // Accepting again with an earlier time moves it.
+    rig.ladder
+        .accept_bulletin_from(
+            rig.now,
+            "binh-trung",
+            "hop",
+            Some(ts("2025-06-01T03:30:00Z")),
+        )
+        .expect("accept at 03:30");
+    assert_eq!(
+        rig.ladder.next_wakeup(rig.now),
+        Some(ts("2025-06-01T03:30:00Z"))
+    );
+    // Declining clears the time: nothing to wake for.
+    rig.ladder
+        .decline_bulletin(rig.now, "binh-trung", "hop", None)
+        .expect("decline");
+    assert_eq!(rig.ladder.next_wakeup(rig.now), None);
+    rig.run_until("2025-06-01T04:30:00Z");
+    assert_eq!(rig.item("binh-trung"), None);
+    // A time the clock has passed means at once.
+    rig.ladder
+        .accept_bulletin_from(
+            rig.now,
+            "binh-trung",
+            "hop",
+            Some(ts("2025-06-01T04:00:00Z")),
+        )
+        .expect("accept, time past");
+    assert_eq!(
+        rig.advance(),
+        vec![start("binh-trung", b("hop"), SignedDuration::ZERO)]
+    );
+    // Started: a new time cannot move it back, accepting without one changes nothing.
+    let err = rig
+        .ladder
+        .accept_bulletin_from(
+            rig.now,
+            "binh-trung",
+            "hop",
+            Some(ts("2025-06-01T05:00:00Z")),
+        )
+        .expect_err("started");
+    assert!(matches!(err, ScheduleError::AlreadyStarted { .. }), "{err}");
+    rig.ladder
+        .accept_bulletin(rig.now, "binh-trung", "hop")
+        .expect("accept again");
+    assert!(rig.advance().is_empty());
+}
+
+#[test]
+fn declining_where_it_airs_stops_it_and_it_does_not_resume() {
+    let st = "binh-trung";
+    let mut rig = Rig::new(vec![], LadderConfig::default(), "2025-06-01T03:00:00Z");
+    let hop = bulletin("hop", Level::Normal, stations(&[st]), file("/srv/hop.mp3"));
+    rig.ladder.submit_bulletin(rig.now, hop).expect("submit");
+    rig.ladder
+        .accept_bulletin(rig.now, st, "hop")
+        .expect("accept");
+    rig.advance();
+    rig.at("2025-06-01T03:00:20Z");
+    rig.ladder
+        .decline_bulletin(rig.now, st, "hop", None)
+        .expect("decline");
+    assert_eq!(
+        rig.advance(),
+        vec![stop(st, b("hop"), StopReason::Cancelled)]
+    );
+    // Twice is no error and changes nothing; the first reason is kept when none is given.
+    rig.ladder
+        .decline_bulletin(rig.now, st, "hop", Some("không phù hợp".into()))
+        .expect("decline with a reason");
+    rig.ladder
+        .decline_bulletin(rig.now, st, "hop", None)
+        .expect("decline again");
+    assert!(rig.advance().is_empty());
+    assert_eq!(
+        state_at(&rig.ladder, "hop", st),
+        Some(BulletinState::Declined {
+            reason: Some("không phù hợp".into())
+        })
+    );
+    // Accepting again starts it from the beginning: the declined airing left no resume point.
+    rig.ladder
+        .accept_bulletin(rig.now, st, "hop")
+        .expect("accept");
+    assert_eq!(
+        rig.advance(),
+        vec![start(st, b("hop"), SignedDuration::ZERO)]
+    );
+    rig.run_until("2025-06-01T03:01:30Z");
+    // Aired to its end everywhere: gone from the queue, nothing left to decline.
+    assert!(rig.ladder.bulletins().is_empty());
+    let err = rig
+        .ladder
+        .decline_bulletin(rig.now, st, "hop", None)
+        .expect_err("gone");
+    assert!(matches!(err, ScheduleError::NotActive { .. }), "{err}");
+}
+
+#[test]
+fn priority_bulletins_are_queued_and_cannot_be_declined_or_timed() {
+    let mut rig = Rig::new(vec![], LadderConfig::default(), "2025-06-01T03:00:00Z");
+    let p = bulletin(
+        "bao",
+        Level::Priority,
+        stations(&["binh-trung", "binh-duong"]),
+        file("/srv/bao.mp3"),
+    );
+    rig.ladder.submit_bulletin(rig.now, p).expect("submit");
+    assert_eq!(
+        state_at(&rig.ladder, "bao", "binh-trung"),
+        Some(BulletinState::Queued)
+    );
+    let err = rig
+        .ladder
+        .decline_bulletin(rig.now, "binh-trung", "bao", None)
+        .expect_err("priority");
+    assert!(matches!(err, ScheduleError::NotOffered { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("bản tin ưu tiên/khẩn cấp không thể từ chối"),
+        "{err}"
+    );
+    let err = rig
+        .ladder
+        .accept_bulletin_from(
+            rig.now,
+            "binh-trung",
+            "bao",
+            Some(ts("2025-06-01T04:00:00Z")),
+        )
+        .expect_err("priority with a time");
+    assert!(matches!(err, ScheduleError::NotOffered { .. }), "{err}");
+    rig.advance();
+    assert_eq!(rig.item("binh-trung"), Some(b("bao")));
+    assert_eq!(rig.item("binh-duong"), Some(b("bao")));
+    let err = rig
+        .ladder
+        .decline_bulletin(rig.now, "binh-hai", "bao", None)
+        .expect_err("not targeted");
+    assert!(matches!(err, ScheduleError::NotTargeted { .. }), "{err}");
+}
+
+#[test]
+fn a_bulletin_aired_to_its_end_cannot_be_declined_there() {
+    let mut rig = Rig::new(vec![], LadderConfig::default(), "2025-06-01T03:00:00Z");
+    let hop = bulletin(
+        "hop",
+        Level::Normal,
+        stations(&["binh-trung", "binh-duong"]),
+        file("/srv/hop.mp3"),
+    );
+    rig.ladder.submit_bulletin(rig.now, hop).expect("submit");
+    rig.ladder
+        .accept_bulletin(rig.now, "binh-trung", "hop")
+        .expect("accept");
+    rig.advance();
+    rig.run_until("2025-06-01T03:05:00Z");
+    assert_eq!(
+        state_at(&rig.ladder, "hop", "binh-trung"),
+        Some(BulletinState::Done)
+    );
+    assert_eq!(
+        state_at(&rig.ladder, "hop", "binh-duong"),
+        Some(BulletinState::Awaiting)
+    );
+    let err = rig
+        .ladder
+        .decline_bulletin(rig.now, "binh-trung", "hop", None)
+        .expect_err("done");
+    assert!(matches!(err, ScheduleError::AlreadyAired { .. }), "{err}");
 }

@@ -121,7 +121,11 @@ async function inboxAct(action, doneText) {
     await action();
     say("inbox-message", doneText, true);
   } catch (e) {
-    say("inbox-message", e instanceof ApiError && e.status === 400 && /past/.test(e.message) ? t("err-past") : explain(e), false);
+    // The server words an air time's refusal in Vietnamese first (“Giờ phát đã qua — hãy chọn
+    // giờ sau 14:00 …”); a 409 says why the answer cannot change (priority, already aired).
+    const text = e instanceof ApiError && (e.status === 400 || e.status === 409)
+      ? e.message.replace(/^\d+: /, "").replace(/^.*field `at`: /, "") : explain(e);
+    say("inbox-message", text, false);
   }
   await refreshInbox().catch(() => {});
 }

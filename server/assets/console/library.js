@@ -43,7 +43,7 @@ async function refreshLibrary() {
     row.dataset.item = item.id;
     const name = cell(row, item.name);
     name.title = item.original_name ?? "";
-    cell(row, clock(item.duration_s));
+    cell(row, clock(item.duration_secs));
     const level = item.peak_dbfs == null ? "" : `${item.peak_dbfs.toFixed(1)} dBFS`;
     cell(row, item.peak_dbfs != null && item.peak_dbfs < -30 ? `${level} (${t("quiet")})` : level,
       item.peak_dbfs != null && item.peak_dbfs < -30 ? "bad" : "");
@@ -121,7 +121,7 @@ async function upload(file) {
       return;
     }
     const item = answer?.item ?? answer;
-    say("library-message", tf("uploaded", { name: item.name, d: clock(item.duration_s), p: item.peak_dbfs?.toFixed(1) ?? "?" }), true);
+    say("library-message", tf("uploaded", { name: item.name, d: clock(item.duration_secs), p: item.peak_dbfs?.toFixed(1) ?? "?" }), true);
     $("upload-form").reset();
     await refreshLibrary();
   } catch (_) {

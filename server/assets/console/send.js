@@ -134,7 +134,7 @@ async function refreshSend() {
   libraryItems = new Map(items.map((i) => [i.id, i]));
   const select = $("send-item");
   const chosen = select.value;
-  select.replaceChildren(...items.map((i) => new Option(`${i.name} (${clock(i.duration_s)})`, i.id)));
+  select.replaceChildren(...items.map((i) => new Option(`${i.name} (${clock(i.duration_secs)})`, i.id)));
   if (libraryItems.has(chosen)) select.value = chosen;
   $("send-no-items").hidden = items.length > 0;
   const upstream = $("send-upstream");
@@ -240,7 +240,7 @@ function readSendForm() {
   if (kind === "library") {
     const item = libraryItems.get($("send-item").value);
     if (!item) errors.what = t("need-item");
-    else { path = item.path; seconds = item.duration_s * times; }
+    else { path = item.path; seconds = item.duration_secs * times; }
   } else if (kind === "file") {
     path = $("send-file").value.trim();
     if (!path) errors.what = t("need-file");

@@ -656,7 +656,7 @@ fn the_district_runs_its_day_from_the_console() {
     driver.sign_in(&console, "can-bo-binh-duong", "Bình Dương 2026");
     driver.go("inbox");
     let rows = driver.wait_for(
-        "return Array.from(document.querySelectorAll('#bulletins tbody tr')).map(r => [r.dataset.station, r.cells[0].textContent]);",
+        "return Array.from(document.querySelectorAll('#bulletins .offer')).map(o => [o.dataset.station, o.querySelector('h3').textContent]);",
         |v| v.as_array().is_some_and(|r| !r.is_empty()),
     );
     assert!(
@@ -666,7 +666,7 @@ fn the_district_runs_its_day_from_the_console() {
             .all(|r| r[0] == "binh-duong"),
         "an operator sees another commune's bulletins: {rows}"
     );
-    driver.click("#bulletins tbody tr[data-station=\"binh-duong\"] button[data-action=\"accept\"]");
+    driver.click("#bulletins .offer[data-station=\"binh-duong\"] button[data-action=\"accept\"]");
     wait_on_air(
         &driver,
         &[

@@ -38,71 +38,87 @@ function stateText(s) {
   return t(`state-${s.state}`);
 }
 
+// One card per bulletin and station: on a phone, a table has no room for a time and two buttons.
+function offerCard(b, s) {
+  const card = document.createElement("div");
+  card.className = `offer ${b.level}`;
+  card.dataset.bulletin = b.id;
+  card.dataset.station = s.station;
+  const title = document.createElement("h3");
+  title.textContent = b.name;
+  const line = document.createElement("div");
+  line.textContent = `${s.name ?? s.station} · ${levelWord(b.level)} · `;
+  const state = document.createElement("span");
+  state.className = s.state === "declined" ? "bad" : s.state === "awaiting" ? "" : "ok";
+  state.dataset.state = s.state;
+  state.textContent = stateText(s);
+  line.appendChild(state);
+  card.append(title, line);
+  const mayAnswer = me?.role === "admin" || (me?.role === "operator" && (me.communes ?? []).includes(s.station));
+  if (b.level === "normal" && mayAnswer && ["awaiting", "declined"].includes(s.state)) {
+    const answer = document.createElement("div");
+    answer.className = "answer";
+    const label = document.createElement("label");
+    const caption = document.createElement("span");
+    caption.textContent = t("accept-at");
+    const at = document.createElement("input");
+    at.type = "time";
+    at.dataset.role = "accept-at";
+    label.append(caption, at);
+    const accept = document.createElement("button");
+    accept.type = "button";
+    accept.className = "live";
+    accept.dataset.action = "accept";
+    accept.textContent = t("accept");
+    accept.addEventListener("click", () => inboxAct(
+      () => api("POST", `/api/v1/bulletins/${encodeURIComponent(b.id)}/accept`, at.value ? { station: s.station, at: at.value } : { station: s.station }),
+      tf("accepted", { name: b.name, station: s.name ?? s.station })));
+    answer.append(label, accept);
+    if (s.state === "awaiting") {
+      const decline = document.createElement("button");
+      decline.type = "button";
+      decline.className = "stop";
+      decline.dataset.action = "decline";
+      decline.textContent = t("decline");
+      decline.addEventListener("click", () => {
+        if (!window.confirm(tf("confirm-decline", { name: b.name, station: s.name ?? s.station }))) return;
+        inboxAct(() => api("POST", `/api/v1/bulletins/${encodeURIComponent(b.id)}/decline`, { station: s.station }),
+          tf("declined", { name: b.name, station: s.name ?? s.station }));
+      });
+      answer.appendChild(decline);
+    }
+    card.appendChild(answer);
+  }
+  return card;
+}
+
 async function refreshInbox() {
   await loadZone();
   const [listing, today] = await Promise.all([api("GET", "/api/v1/bulletins"), api("GET", "/api/v1/timeline")]);
-  const bulletins = Array.isArray(listing) ? listing : listing.bulletins ?? [];
-  const body = $("bulletins").tBodies[0];
-  body.replaceChildren();
-  let rows = 0;
-  for (const b of bulletins) {
-    for (const s of b.stations ?? []) {
-      const row = body.insertRow();
-      rows += 1;
-      row.dataset.bulletin = b.id;
-      row.dataset.station = s.station;
-      cell(row, b.name);
-      cell(row, levelWord(b.level), b.level === "emergency" ? "level-khan" : "");
-      cell(row, s.name ?? s.station);
-      cell(row, stateText(s), s.state === "declined" ? "bad" : s.state === "awaiting" ? "" : "ok");
-      const actions = row.insertCell();
-      const mayAnswer = me?.role === "admin" || (me?.role === "operator" && (me.communes ?? me.stations ?? []).includes(s.station));
-      if (b.level === "normal" && mayAnswer && ["awaiting", "declined"].includes(s.state)) {
-        const at = document.createElement("input");
-        at.type = "time";
-        at.title = t("accept-at");
-        at.setAttribute("aria-label", t("accept-at"));
-        at.dataset.role = "accept-at";
-        const accept = document.createElement("button");
-        accept.type = "button";
-        accept.className = "live";
-        accept.dataset.action = "accept";
-        accept.textContent = t("accept");
-        accept.addEventListener("click", () => inboxAct(
-          () => api("POST", `/api/v1/bulletins/${encodeURIComponent(b.id)}/accept`, at.value ? { station: s.station, at: at.value } : { station: s.station }),
-          tf("accepted", { name: b.name, station: s.name ?? s.station })));
-        actions.append(at, " ", accept);
-        if (s.state === "awaiting") {
-          const decline = document.createElement("button");
-          decline.type = "button";
-          decline.className = "stop";
-          decline.dataset.action = "decline";
-          decline.textContent = t("decline");
-          decline.addEventListener("click", () => {
-            if (!window.confirm(tf("confirm-decline", { name: b.name, station: s.name ?? s.station }))) return;
-            inboxAct(() => api("POST", `/api/v1/bulletins/${encodeURIComponent(b.id)}/decline`, { station: s.station }),
-              tf("declined", { name: b.name, station: s.name ?? s.station }));
-          });
-          actions.append(" ", decline);
-        }
-      }
-    }
-    if (me?.role === "admin" && body.rows.length > 0) {
-      const last = body.rows[body.rows.length - 1];
+  const box = $("bulletins");
+  box.replaceChildren();
+  for (const b of listing.bulletins ?? []) {
+    for (const s of b.stations ?? []) box.appendChild(offerCard(b, s));
+    if (me?.role === "admin" && (b.stations ?? []).length > 0) {
       const withdraw = document.createElement("button");
       withdraw.type = "button";
       withdraw.className = "emergency";
       withdraw.dataset.action = "withdraw";
-      withdraw.textContent = t("withdraw");
+      withdraw.dataset.bulletin = b.id;
+      withdraw.textContent = `${t("withdraw")}: ${b.name}`;
       withdraw.addEventListener("click", () => {
         if (!window.confirm(tf("confirm-withdraw", { name: b.name }))) return;
         inboxAct(() => api("DELETE", `/api/v1/bulletins/${encodeURIComponent(b.id)}`), t("done"));
       });
-      last.cells[4].append(" ", withdraw);
+      const last = box.lastElementChild;
+      const row = document.createElement("div");
+      row.className = "answer";
+      row.appendChild(withdraw);
+      last.appendChild(row);
     }
   }
-  $("bulletins").hidden = rows === 0;
-  $("no-bulletins").hidden = rows > 0;
+  box.hidden = box.childElementCount === 0;
+  $("no-bulletins").hidden = box.childElementCount > 0;
   const todayBody = $("today").tBodies[0];
   todayBody.replaceChildren();
   for (const s of today.stations) {

@@ -326,6 +326,62 @@ fn recordings_from_phones_and_browsers_are_taken_and_bad_ones_refused() {
     assert!(!items[0].path.exists());
     assert_eq!(server.list(), current[1..]);
 
+    // Nor while an emergency airs it or a bulletin waits to.
+    let path = &items[1].path;
+    let uses = [
+        (
+            "/api/v1/emergency",
+            serde_json::json!({
+                "id": "khan-cap-thu", "name": "Khẩn cấp thử", "file": path,
+                "targets": { "stations": ["binh-trung"] }, "repeat": 1000
+            }),
+            "đang phát khẩn cấp: Khẩn cấp thử (khan-cap-thu)",
+            (
+                "POST",
+                "/api/v1/emergency/stop",
+                Some(r#"{"id": "khan-cap-thu"}"#),
+            ),
+        ),
+        (
+            "/api/v1/bulletins",
+            serde_json::json!({
+                "id": "ban-tin-thu", "name": "Bản tin thử",
+                "source": { "kind": "file", "path": path },
+                "targets": { "stations": ["binh-trung"] }
+            }),
+            "đang có bản tin: Bản tin thử (ban-tin-thu)",
+            ("DELETE", "/api/v1/bulletins/ban-tin-thu", None),
+        ),
+    ];
+    for (route, request, named, (method, undo, undo_body)) in uses {
+        let (status, answer) = server
+            .client
+            .raw("POST", route, Some(request.to_string()))
+            .expect("answer");
+        assert!((200..300).contains(&status), "{route}: {answer}");
+        let (status, answer) = server
+            .client
+            .raw("DELETE", &format!("/api/v1/library/{}", items[1].id), None)
+            .expect("answer");
+        assert_eq!(status, 409, "{route}: {answer}");
+        let body: ErrorBody = serde_json::from_str(&answer).expect("error JSON");
+        let vi = body.message_vi.unwrap_or_default();
+        assert!(vi.contains(named), "{route}: {vi}");
+        assert!(path.exists(), "{route}");
+        let (status, answer) = server
+            .client
+            .raw(method, undo, undo_body.map(str::to_owned))
+            .expect("answer");
+        assert_eq!(status, 200, "{undo}: {answer}");
+    }
+    let deleted = server
+        .client
+        .library_delete(&items[1].id)
+        .expect("deleted once nothing plays it");
+    assert_eq!(deleted.name, "Thông báo — họp dân thôn 3");
+    assert!(!path.exists());
+    assert_eq!(server.list(), current[2..]);
+
     // The command line does the same through the admin endpoint.
     let data = dir.path().to_str().expect("utf-8");
     let admin = server.admin.to_string();

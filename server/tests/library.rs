@@ -113,6 +113,47 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Asks to upload 100 MB with `Expect: 100-continue` and sends none of it: the status and
+    /// body of the answer, which must come without the body.
+    fn declared_over_the_limit(&self) -> (u16, String) {
+        use std::io::{Read, Write};
+        let token = std::fs::read_to_string(self.data_dir.join("admin.token")).expect("token");
+        let mut stream = std::net::TcpStream::connect(self.admin).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let request = format!(
+            "POST /api/v1/library?name=lon HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: audio/mpeg\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            self.admin,
+            token.trim(),
+            100 << 20
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the headers and the JSON body's end have come (the server may keep the
+        // connection open).
+        while !answer.ends_with(b"}") {
+            let n = stream
+                .read(&mut buf)
+                .expect("an answer without the body being sent");
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    }
+}
+
 /// Renders the 440 Hz tone with ffmpeg into `name`; `extra` picks the codec and muxer.
 fn tone(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
@@ -272,6 +313,13 @@ fn recordings_from_phones_and_browsers_are_taken_and_bad_ones_refused() {
         assert_eq!(server.list(), items, "{file_name} changed the list");
         assert_eq!(server.files(), stored, "{file_name} left a file");
     }
+
+    // A client that waits for `100 Continue` is refused before it sends the file.
+    let (status, answer) = server.declared_over_the_limit();
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("Tệp quá lớn"), "{answer}");
+    assert_eq!(server.list(), items);
+    assert_eq!(server.files(), stored);
 
     // Renamed, in Vietnamese.
     let renamed = server

@@ -287,3 +287,81 @@ pub fn valid_name(name: &str) -> Option<String> {
     ((1..=NAME_MAX).contains(&chars) && !trimmed.chars().any(char::is_control))
         .then(|| trimmed.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str) -> LibraryItem {
+        LibraryItem {
+            id: String::new(),
+            name: name.to_owned(),
+            original_name: "ghi-am.mp3".to_owned(),
+            format: "mp3".to_owned(),
+            codec: "mp3".to_owned(),
+            duration_secs: 3.0,
+            peak_dbfs: -18.0,
+            rms_dbfs: -21.0,
+            size_bytes: 5,
+            uploaded_at: Timestamp::now(),
+            uploaded_by: "district".to_owned(),
+            path: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn items_are_added_renamed_and_removed_with_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let library = Library::open(&db, dir.path().join("store"), dir.path()).unwrap();
+        let (part, _) = library.new_part().unwrap();
+        std::fs::write(&part, b"audio").unwrap();
+        let added = library.add(&part, item("Bản tin")).unwrap();
+        assert!(!part.exists());
+        assert_eq!(added.id.len(), ID_LEN);
+        assert!(added.id.bytes().all(|b| ID_CHARS.contains(&b)));
+        assert_eq!(
+            added.path,
+            dir.path().join("library").join(added.file_name())
+        );
+        assert_eq!(std::fs::read(&added.path).unwrap(), b"audio");
+        assert_eq!(library.list().unwrap(), vec![added.clone()]);
+
+        let renamed = library.rename(&added.id, "Bản tin chiều").unwrap();
+        assert_eq!(library.get(&added.id).unwrap().name, "Bản tin chiều");
+        assert_eq!(renamed.path, added.path);
+
+        library.remove(&added.id).unwrap();
+        assert!(!added.path.exists());
+        assert!(library.list().unwrap().is_empty());
+        assert!(matches!(
+            library.remove(&added.id),
+            Err(LibraryError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn unfinished_uploads_are_swept_at_open_and_items_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let library = Library::open(&db, dir.path().join("store"), dir.path()).unwrap();
+        let (part, _) = library.new_part().unwrap();
+        std::fs::write(&part, b"audio").unwrap();
+        let kept = library.add(&part, item("Giữ lại")).unwrap();
+        let (left, _) = library.new_part().unwrap();
+        drop(library);
+        let library = Library::open(&db, dir.path().join("store"), dir.path()).unwrap();
+        assert!(!left.exists(), "an unfinished upload survived a restart");
+        assert!(kept.path.exists());
+        assert_eq!(library.list().unwrap(), vec![kept]);
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(valid_name("  Thông báo  ").as_deref(), Some("Thông báo"));
+        assert_eq!(valid_name("   "), None);
+        assert_eq!(valid_name("a\nb"), None);
+        assert!(valid_name(&"ệ".repeat(NAME_MAX)).is_some());
+        assert_eq!(valid_name(&"ệ".repeat(NAME_MAX + 1)), None);
+    }
+}

@@ -107,10 +107,14 @@ impl Library {
             path: store_path.clone(),
             reason: e.to_string(),
         })?;
+        let dir = data_dir.join(LIBRARY_DIR);
+        // Items are aired by their path, and the admin API takes absolute paths only: a data
+        // directory given as a relative path must not make every item unairable.
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         let library = Library {
             tree,
             store_path,
-            dir: data_dir.join(LIBRARY_DIR),
+            dir,
             write: Mutex::new(()),
         };
         library.sweep_parts();

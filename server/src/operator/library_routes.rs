@@ -154,10 +154,11 @@ pub(crate) async fn upload(
             (Ok(name), shown)
         }
         Err(e) => (
-            Err(ApiError::bad_request(format!(
-                "the query string: {}",
-                e.body_text()
-            ))),
+            Err(ApiError::vietnamese(
+                StatusCode::BAD_REQUEST,
+                "Địa chỉ tải lên không hợp lệ — hãy tải lại trang rồi gửi lại tệp.",
+                format!("the query string: {}", e.body_text()),
+            )),
             original.clone(),
         ),
     };

@@ -21,7 +21,8 @@ use crate::error::{ConfigError, Invalid};
 use crate::location::{error_at_path, parse_toml, toml_error};
 use crate::server::{
     ServerConfig, BITRATE_RANGE, DEFAULT_ADMIN_LISTEN, DEFAULT_BITRATE, DEFAULT_CONSOLE_LISTEN,
-    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SERVER_NAME,
+    DEFAULT_DATA_DIR, DEFAULT_LIBRARY_MAX_UPLOAD_MB, DEFAULT_LISTEN, DEFAULT_SERVER_NAME,
+    LIBRARY_MAX_UPLOAD_MB_RANGE,
 };
 
 /// Environment variables of the server are `RADIO_SERVER_<FIELD>`, e.g. `RADIO_SERVER_BITRATE`.
@@ -34,7 +35,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 21] = [
+const SERVER_FIELDS: [&str; 22] = [
     "listen",
     "public_address",
     "server_name",
@@ -55,6 +56,7 @@ const SERVER_FIELDS: [&str; 21] = [
     "console_names",
     "console_cert",
     "console_key",
+    "library_max_upload_mb",
     "provincial_stream",
 ];
 const AGENT_FIELDS: [&str; 13] = [
@@ -127,6 +129,15 @@ pub struct ServerOverrides {
         DEFAULT_CONSOLE_LISTEN,
     ))]
     pub console_listen: Option<SocketAddr>,
+    /// Largest upload to the console's audio library, in MB.
+    #[arg(long, help = stating_default(
+        format!(
+            "Largest upload to the console's audio library, in MB, {}-{}",
+            LIBRARY_MAX_UPLOAD_MB_RANGE.0, LIBRARY_MAX_UPLOAD_MB_RANGE.1
+        ),
+        DEFAULT_LIBRARY_MAX_UPLOAD_MB,
+    ))]
+    pub library_max_upload_mb: Option<u64>,
 }
 
 /// Command-line flags of `relay-agent` that override its configuration.
@@ -227,6 +238,9 @@ pub fn merge_server(
             }
             "console_cert" => cfg.console_cert = env_optional(value).map(PathBuf::from),
             "console_key" => cfg.console_key = env_optional(value).map(PathBuf::from),
+            "library_max_upload_mb" => {
+                cfg.library_max_upload_mb = env_parse(var, value, "megabytes")?
+            }
             "provincial_stream" => cfg.provincial_stream = value.trim().to_owned(),
             _ => return Err(unhandled(var)),
         }
@@ -268,6 +282,13 @@ pub fn merge_server(
     if let Some(v) = cli.console_listen {
         cfg.console_listen = v;
         layers.set("console_listen", Origin::Cli("--console-listen"));
+    }
+    if let Some(v) = cli.library_max_upload_mb {
+        cfg.library_max_upload_mb = v;
+        layers.set(
+            "library_max_upload_mb",
+            Origin::Cli("--library-max-upload-mb"),
+        );
     }
 
     cfg.check().map_err(|invalid| layers.blame(invalid))?;

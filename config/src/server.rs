@@ -35,6 +35,14 @@ pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr
 pub const DEFAULT_CONSOLE_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8443);
 
+/// Default of [`ServerConfig::library_max_upload_mb`]: an hour of speech at 96 kbit/s, or a
+/// few minutes of a phone's uncompressed recording.
+pub const DEFAULT_LIBRARY_MAX_UPLOAD_MB: u64 = 50;
+
+/// The library upload limits the server accepts, in MB: every upload is decoded whole to check
+/// it, so the top bounds the work and the disk one request can take.
+pub const LIBRARY_MAX_UPLOAD_MB_RANGE: (u64, u64) = (1, 2_048);
+
 /// Placeholder of `provincial_stream`: where a trial Icecast server on the machine itself
 /// would serve the provincial programme.
 pub const DEFAULT_PROVINCIAL_STREAM: &str = "http://127.0.0.1:8000/qng.mp3";
@@ -97,6 +105,9 @@ pub struct ServerConfig {
     /// The private key (PEM) of `console_cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console_key: Option<PathBuf>,
+    /// Largest recording the console's audio library takes in one upload, in MB (2^20
+    /// bytes); a larger one is refused (413) before it is stored.
+    pub library_max_upload_mb: u64,
     /// The provincial station's stream (HTTP/Icecast), which the embedded schedule relays
     /// 05:00–07:00 and 17:00–19:00. The default is a placeholder nothing serves: the server
     /// warns at start that it cannot be reached.
@@ -137,6 +148,7 @@ impl Default for ServerConfig {
             console_names: Vec::new(),
             console_cert: None,
             console_key: None,
+            library_max_upload_mb: DEFAULT_LIBRARY_MAX_UPLOAD_MB,
             provincial_stream: DEFAULT_PROVINCIAL_STREAM.to_owned(),
             live: LiveSettings::default(),
             relay: RelaySettings::default(),
@@ -236,6 +248,13 @@ impl ServerConfig {
             self.prefetch_horizon_hours,
             0,
             168,
+        )?;
+        let (min, max) = LIBRARY_MAX_UPLOAD_MB_RANGE;
+        in_range(
+            "library_max_upload_mb",
+            self.library_max_upload_mb,
+            min,
+            max,
         )?;
         not_blank("log", &self.log)?;
         if !self.admin_allow_remote && !self.admin_listen.ip().is_loopback() {

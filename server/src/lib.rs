@@ -6,8 +6,8 @@
 //! # Layout
 //! `ls server/src` draws the architecture (`docs/ARCHITECTURE.md`): one folder per concern, each
 //! with a `mod.rs` that names its files.
-//! - `pipeline/` — file to Opus: decode (symphonia), resample (rubato, to 48 kHz), encode
-//!   (libopus, 20 ms frames) ([`pipeline::ProgrammeEncoder`]).
+//! - `pipeline/` — file to Opus: decode (symphonia; Opus through libopus), resample (rubato,
+//!   to 48 kHz), encode (libopus, 20 ms frames) ([`pipeline::ProgrammeEncoder`]).
 //! - `ingest/` — real-time audio from outside (live studio RTP or pipe, SRTP, relayed streams,
 //!   upstream servers), as PCM.
 //! - `schedule/` — the schedule in local time (jiff), its validation, occurrences, and the TT39
@@ -18,6 +18,8 @@
 //!   session and audio stream; its sockets.
 //! - `prefetch/` — recordings sent to agents ahead of their airtime.
 //! - `identity/` — the district CA, enrolment register, revocation, expiry, TLS, reset key.
+//! - `library/` — the console's audio library: uploaded recordings, checked by decoding them
+//!   to the end, stored with their duration and level.
 //! - `records/` — the durable store, the uptime journals, group commit, the clusters' state.
 //! - `report/` — `radio-server report uptime|plays` from the stored journals (`docs/REPORTS.md`).
 //! - `operator/` — the admin endpoint and its client, authentication limits, audit log,
@@ -31,6 +33,7 @@ pub mod broadcast;
 pub mod demo;
 pub mod identity;
 pub mod ingest;
+pub mod library;
 pub mod link;
 pub mod operator;
 pub mod pipeline;

@@ -92,6 +92,12 @@ enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// The audio library: recordings uploaded to the server, to air by their path (asks the
+    /// running server).
+    Library {
+        #[command(subcommand)]
+        action: LibraryCommand,
+    },
     /// Put the live input on air, or take it off (asks the running server).
     Live {
         #[command(subcommand)]
@@ -407,6 +413,39 @@ enum UserCommand {
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum LibraryCommand {
+    /// Upload a recording (MP3, M4A/AAC, Ogg or WebM Opus, Ogg Vorbis, WAV, FLAC). The server
+    /// decodes all of it first and refuses what is not audio, damaged or cut short.
+    Add {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// The recording.
+        file: PathBuf,
+        /// The name staff see [default: the file's name].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the recordings: id, name, length, level, format and the path to air them by.
+    List {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+    },
+    /// Give a recording another name.
+    Rename {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        id: String,
+        name: String,
+    },
+    /// Delete a recording (refused while the schedule, a bulletin or an emergency plays it).
+    Delete {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        id: String,
     },
 }
 
@@ -903,6 +942,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             user_command(action)?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Library { action } => {
+            library_command(action)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Bulletin { action } => {
             bulletin_command(action)?;
             Ok(std::process::ExitCode::SUCCESS)
@@ -1123,6 +1166,52 @@ fn user_command(action: UserCommand) -> anyhow::Result<()> {
                 "new password for {} (signed out everywhere)",
                 show(&account)
             );
+        }
+    }
+    Ok(())
+}
+
+fn library_command(action: LibraryCommand) -> anyhow::Result<()> {
+    use radio_server::operator::admin_client::render_library;
+    match action {
+        LibraryCommand::Add {
+            overrides,
+            file,
+            name,
+        } => {
+            let client = client(&overrides)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let file_name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let item = client.library_upload(bytes, &file_name, name.as_deref())?;
+            // The id alone on stdout, for scripts; the rest for the operator.
+            outln!("{}", item.id);
+            note!(
+                "added `{}` ({:.1} s, peak {:.1} dBFS); air it by its path: {}",
+                item.name,
+                item.duration_secs,
+                item.peak_dbfs,
+                item.path.display()
+            );
+        }
+        LibraryCommand::List { overrides } => {
+            let items = client(&overrides)?.library()?;
+            out!("{}", render_library(&items));
+        }
+        LibraryCommand::Rename {
+            overrides,
+            id,
+            name,
+        } => {
+            let item = client(&overrides)?.library_rename(&id, &name)?;
+            outln!("`{}` is now called {}", item.id, item.name);
+        }
+        LibraryCommand::Delete { overrides, id } => {
+            let item = client(&overrides)?.library_delete(&id)?;
+            outln!("deleted `{}` ({})", item.id, item.name);
         }
     }
     Ok(())
@@ -1506,6 +1595,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let mut live = config.live.clone();
     let relay = config.relay.clone();
     let admin_tokens = config.admin_tokens.clone();
+    let library_max_upload_mb = config.library_max_upload_mb;
     let server = Server::with_uptime(config, district.clone(), store.uptime().clone());
     // The flags are shortcuts for a trial; they override the `[live]` table.
     if let Some(addr) = live_rtp {
@@ -1585,7 +1675,8 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         .with_server(server.clone())
         .with_relay_probes(relay_probes)
         .with_tokens(&admin_tokens)
-        .with_console_port(console_addr.port());
+        .with_console_port(console_addr.port())
+        .with_library_max_upload_mb(library_max_upload_mb);
     let app = admin::router(Arc::new(admin_state));
     let admin_stop = stopped(stop_rx.clone());
     let admin_app = app.clone();

@@ -1283,12 +1283,18 @@ async fn every_route_checks_the_role_of_every_caller() {
                 (Verb::Post, "/api/v1/users/{name}/role") => serde_json::json!({
                     "role": "operator", "communes": ["binh-trung"]
                 }),
+                // Not audio: refused (400) after it is audited under the name it was given.
+                (Verb::Post, "/api/v1/library") => serde_json::json!({}),
+                (Verb::Post, "/api/v1/library/{id}/rename") => {
+                    serde_json::json!({ "name": "Kiểm tra" })
+                }
                 (verb, path) => panic!("no test case for {verb:?} {path}: add one"),
             };
             Some(json.to_string())
         };
         let query = match route.path {
             "/api/v1/reports/uptime" | "/api/v1/reports/plays" => "?from=2025-01-01&to=2025-01-31",
+            "/api/v1/library" => "?name=kiem-tra",
             _ => "",
         };
         let url = format!("{path}{query}");

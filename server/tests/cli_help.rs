@@ -32,6 +32,7 @@ fn expected(subcommand: &[&str], flag: &str) -> Option<String> {
         "--log" => d.log,
         "--admin-listen" => d.admin_listen.to_string(),
         "--console-listen" => d.console_listen.to_string(),
+        "--library-max-upload-mb" => d.library_max_upload_mb.to_string(),
         "--id" if subcommand == ["emergency"] => "generated from the time, and printed".into(),
         "--id" => radio_server::operator::admin::DEFAULT_LIVE_ID.into(),
         "--targets" => "all stations".into(),
@@ -53,6 +54,7 @@ fn help_states_the_defaults_the_server_has() {
         &["live", "start"],
         &["live", "stop"],
         &["emergency"],
+        &["library", "add"],
         &["demo"],
     ] {
         let out = Command::new(SERVER)

@@ -84,6 +84,7 @@ fn server_flags_state_the_defaults_the_server_has() {
             ("log", d.log),
             ("admin_listen", d.admin_listen.to_string()),
             ("console_listen", d.console_listen.to_string()),
+            ("library_max_upload_mb", d.library_max_upload_mb.to_string()),
         ]),
         "a flag whose help states a default must state the one the server has"
     );
@@ -235,6 +236,7 @@ fn every_server_field_has_an_env_var() {
         ("RADIO_SERVER_CONSOLE_NAMES", "radio.example, 10.0.0.1"),
         ("RADIO_SERVER_CONSOLE_CERT", "/d/console.crt"),
         ("RADIO_SERVER_CONSOLE_KEY", "/d/console.key"),
+        ("RADIO_SERVER_LIBRARY_MAX_UPLOAD_MB", "8"),
         (
             "RADIO_SERVER_PROVINCIAL_STREAM",
             "http://radio.quangngai.example:8000/qng.mp3",
@@ -262,6 +264,7 @@ fn every_server_field_has_an_env_var() {
         console_names: vec!["radio.example".into(), "10.0.0.1".into()],
         console_cert: Some("/d/console.crt".into()),
         console_key: Some("/d/console.key".into()),
+        library_max_upload_mb: 8,
         provincial_stream: "http://radio.quangngai.example:8000/qng.mp3".into(),
         ..ServerConfig::default()
     };
@@ -849,9 +852,20 @@ fn flags_parse_with_clap() {
         "/d.toml",
         "--admin-listen",
         "127.0.0.1:4481",
+        "--library-max-upload-mb",
+        "5",
     ])
     .expect("parses");
     assert_eq!(cli.overrides.bitrate, Some(16_000));
+    assert_eq!(cli.overrides.library_max_upload_mb, Some(5));
+    let merged = merge_server(None, &no_env(), &cli.overrides).expect("valid");
+    assert_eq!(merged.library_max_upload_mb, 5);
+    let zero = ServerOverrides {
+        library_max_upload_mb: Some(0),
+        ..ServerOverrides::default()
+    };
+    let err = merge_server(None, &no_env(), &zero).expect_err("0 MB takes nothing");
+    assert!(err.to_string().contains("--library-max-upload-mb"), "{err}");
     assert_eq!(cli.overrides.public_address.as_deref(), Some("a.example:1"));
     assert_eq!(
         cli.overrides.admin_listen,

@@ -178,6 +178,20 @@ enum Command {
     Status {
         reply: oneshot::Sender<OnAirStatus>,
     },
+    Sources {
+        reply: oneshot::Sender<Vec<SourceInUse>>,
+    },
+}
+
+/// What a running emergency or a bulletin still to air plays: what must not be deleted from
+/// under it (the audio library asks before it deletes a recording).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInUse {
+    /// `emergency` or `bulletin`.
+    pub kind: &'static str,
+    pub id: String,
+    pub name: String,
+    pub source: SourceSpec,
 }
 
 /// What one station airs now, for status pages and the admin API.
@@ -467,6 +481,16 @@ impl OnAir {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Status { reply })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// What the running emergencies and the bulletins still to air play.
+    pub async fn sources_in_use(&self) -> Result<Vec<SourceInUse>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Sources { reply })
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)
@@ -808,6 +832,10 @@ impl Controller {
                 let _ = reply.send(self.status());
                 return;
             }
+            Command::Sources { reply } => {
+                let _ = reply.send(self.sources_in_use());
+                return;
+            }
         };
         let _ = reply.send(result);
     }
@@ -916,6 +944,26 @@ impl Controller {
             stations: self.station_status(),
             emergencies,
         }
+    }
+
+    fn sources_in_use(&self) -> Vec<SourceInUse> {
+        let emergencies = self.ladder.emergencies().into_iter().map(|e| SourceInUse {
+            kind: "emergency",
+            name: self.name_of(&ItemRef::Emergency { id: e.id.clone() }),
+            id: e.id,
+            source: e.source,
+        });
+        let bulletins = self
+            .ladder
+            .pending_bulletins()
+            .into_iter()
+            .map(|b| SourceInUse {
+                kind: "bulletin",
+                id: b.id.clone(),
+                name: b.name.clone(),
+                source: b.source.clone(),
+            });
+        emergencies.chain(bulletins).collect()
     }
 
     fn station_status(&self) -> Vec<StationStatus> {

@@ -38,6 +38,11 @@
 //! | `POST /api/v1/sign-out` | – | all | ends the cookie's session |
 //! | `POST /api/v1/session/password` | `{current, new}` | all, with a session | changes the caller's own password |
 //! | `GET /api/v1/users`, `POST /api/v1/users`, `POST /api/v1/users/{name}/disable`, `…/enable`, `…/password`, `…/role` | see `account_routes.rs` | admin | the console's accounts |
+//! | `GET /api/v1/library` | – | all | the audio library ([`LibraryItem`](crate::library::LibraryItem)s, `library_routes.rs`) |
+//! | `POST /api/v1/library?name=` | the file's bytes; header `x-file-name` | admin | uploads a recording (checked, 201 with the item) |
+//! | `GET /api/v1/library/{id}/audio` | – | all | the recording as uploaded (`Range` honoured) |
+//! | `POST /api/v1/library/{id}/rename` | `{name}` | admin | another display name |
+//! | `DELETE /api/v1/library/{id}` | – | admin | removes it (409 while anything on air or scheduled plays it) |
 //! | `GET /metrics` | – | all | Prometheus text (`metrics.rs`) |
 //!
 //! `/health` and the console's files (`/`, `/dashboard.js`, …) answer without a token: they
@@ -71,6 +76,9 @@
 //! (unknown entry or route), 405 (the route does not take that method), 409 (id already in
 //! use), 429 (too many failed authentications from this address; `Retry-After` says in how
 //! many seconds to try again), 503 (the on-air controller has stopped, or no live input) or 500.
+//! Refusals meant for the console's staff (the library's) also carry `"message_vi"`: the same
+//! in Vietnamese, saying what to do; `error` then starts with it too, so clients that show only
+//! `error` show it (413: an upload over `library_max_upload_mb`).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -106,7 +114,7 @@ use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::operator::https::{plain_http_allowed, Transport};
-use crate::operator::{account_routes, openapi, timeline_routes};
+use crate::operator::{account_routes, library_routes, openapi, timeline_routes};
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
@@ -167,6 +175,8 @@ pub struct AdminState {
     limiter: std::sync::Mutex<AuthLimiter>,
     /// The console's HTTPS port, if it listens.
     console_port: Option<u16>,
+    /// Largest library upload, in bytes (`library_max_upload_mb`).
+    library_max_upload: u64,
 }
 
 /// Who made a request, as its token says.
@@ -380,6 +390,26 @@ fn routes() -> Routes {
         account_routes::role,
     )
     .add(Get, "/api/v1/openapi.json", Everyone, openapi::openapi)
+    .add(Get, "/api/v1/library", Everyone, library_routes::list)
+    .add(Post, "/api/v1/library", Admin, library_routes::upload)
+    .add(
+        Get,
+        "/api/v1/library/{id}/audio",
+        Everyone,
+        library_routes::audio,
+    )
+    .add(
+        Post,
+        "/api/v1/library/{id}/rename",
+        Admin,
+        library_routes::rename,
+    )
+    .add(
+        Delete,
+        "/api/v1/library/{id}",
+        Admin,
+        library_routes::delete,
+    )
     .add(Get, "/metrics", Everyone, metrics)
 }
 
@@ -413,7 +443,30 @@ impl AdminState {
             tokens: Vec::new(),
             limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
             console_port: None,
+            library_max_upload: radio_config::DEFAULT_LIBRARY_MAX_UPLOAD_MB * 1024 * 1024,
         }
+    }
+
+    /// The on-air controller.
+    pub(crate) fn on_air(&self) -> &OnAir {
+        &self.on_air
+    }
+
+    /// The schedule on air, locked across a change (see the field).
+    pub(crate) fn schedule_lock(&self) -> &Mutex<Schedule> {
+        &self.schedule
+    }
+
+    /// Largest library upload, in bytes.
+    pub(crate) fn library_max_upload(&self) -> u64 {
+        self.library_max_upload
+    }
+
+    /// The config's `library_max_upload_mb`.
+    #[must_use]
+    pub fn with_library_max_upload_mb(mut self, mb: u64) -> Self {
+        self.library_max_upload = mb.saturating_mul(1024 * 1024);
+        self
     }
 
     /// The server's store.
@@ -805,6 +858,10 @@ pub struct ScheduleChanged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    /// The refusal in Vietnamese, saying what to do, where it is meant for the console's
+    /// staff (the library's refusals); absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_vi: Option<String>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes.
@@ -1089,6 +1146,7 @@ async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    message_vi: Option<String>,
 }
 
 impl ApiError {
@@ -1096,6 +1154,21 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            message_vi: None,
+        }
+    }
+
+    /// A refusal for the console's staff: `error` is the Vietnamese, then the English.
+    pub(crate) fn vietnamese(
+        status: StatusCode,
+        vietnamese: impl Into<String>,
+        english: impl std::fmt::Display,
+    ) -> Self {
+        let vietnamese = vietnamese.into();
+        ApiError {
+            status,
+            message: format!("{vietnamese} ({english})"),
+            message_vi: Some(vietnamese),
         }
     }
 
@@ -1115,7 +1188,8 @@ impl IntoResponse for ApiError {
         }
         // Clients print the message as their one line of output.
         let error = self.message.replace(['\n', '\r'], " ");
-        (self.status, Json(ErrorBody { error })).into_response()
+        let message_vi = self.message_vi.map(|m| m.replace(['\n', '\r'], " "));
+        (self.status, Json(ErrorBody { error, message_vi })).into_response()
     }
 }
 

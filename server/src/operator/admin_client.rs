@@ -17,11 +17,13 @@ use radio_config::ServerConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::library::LibraryItem;
 use crate::operator::admin::{
     AcceptRequest, BulletinListing, BulletinRequest, BulletinStateName, DeclineRequest, Done,
     EmergencyRequest, ErrorBody, Link, LiveStart, ScheduleChanged, StatusView, StopRequest,
 };
 use crate::operator::audit_log::AuditListing;
+use crate::operator::library_routes::{percent_encode, RenameRequest, FILE_NAME_HEADER};
 use crate::records::store::TOKEN_FILE;
 use crate::report::{Format, ReportKind, ReportQuery};
 use crate::schedule::{EntryEnd, Recurrence, Schedule, ScheduleEntry, SourceSpec, Targets};
@@ -35,6 +37,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest report read: a five-year report by day in JSON is tens of megabytes.
 const REPORT_MAX_BYTES: u64 = 512 * 1024 * 1024;
+/// An upload to the library travels on loopback, then is decoded to its end to check it: an
+/// hour-long recording takes a while on a small server.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Why a command failed, as the one line the command prints.
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +223,64 @@ impl AdminClient {
         }
     }
 
+    /// `radio-server library list`.
+    pub fn library(&self) -> Result<Vec<LibraryItem>, ClientError> {
+        self.get("/api/v1/library")
+    }
+
+    /// `radio-server library add`: uploads `bytes` as `file_name` (the name on this machine)
+    /// under the display name `name` (the server's default: the file name without extension).
+    pub fn library_upload(
+        &self,
+        bytes: Vec<u8>,
+        file_name: &str,
+        name: Option<&str>,
+    ) -> Result<LibraryItem, ClientError> {
+        let query = name
+            .map(|n| format!("?name={}", percent_encode(n)))
+            .unwrap_or_default();
+        let url = format!("http://{}/api/v1/library{query}", self.addr);
+        let too_slow = |e: ureq::Error| match e {
+            ureq::Error::Timeout(t) if t != ureq::Timeout::Connect => ClientError::Transport {
+                addr: self.addr,
+                reason: format!(
+                    "the upload was not answered within {} s",
+                    UPLOAD_TIMEOUT.as_secs()
+                ),
+            },
+            other => self.transport_error(other),
+        };
+        let mut response = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/octet-stream")
+            .header(FILE_NAME_HEADER, &percent_encode(file_name))
+            .config()
+            .timeout_global(Some(UPLOAD_TIMEOUT))
+            .build()
+            .send(&bytes[..])
+            .map_err(too_slow)?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().map_err(too_slow)?;
+        self.decode(status, &text)
+    }
+
+    /// `radio-server library rename`.
+    pub fn library_rename(&self, id: &str, name: &str) -> Result<LibraryItem, ClientError> {
+        self.post(
+            &format!("/api/v1/library/{}/rename", encode_segment(id)),
+            &RenameRequest {
+                name: name.to_owned(),
+            },
+        )
+    }
+
+    /// `radio-server library delete`.
+    pub fn library_delete(&self, id: &str) -> Result<LibraryItem, ClientError> {
+        self.delete(&format!("/api/v1/library/{}", encode_segment(id)))
+    }
+
     /// `radio-server report uptime`: the report as the server wrote it (table, CSV or JSON).
     pub fn report_uptime(&self, query: &ReportQuery) -> Result<String, ClientError> {
         self.report(ReportKind::Uptime, query)
@@ -385,7 +448,7 @@ impl AdminClient {
     /// An error answer: the server's one line, or what came instead.
     fn refusal(&self, status: u16, body: &str) -> ClientError {
         let message = match serde_json::from_str::<ErrorBody>(body) {
-            Ok(ErrorBody { error }) => error,
+            Ok(ErrorBody { error, .. }) => error,
             // Not our server (another program on the port), or a proxy in between.
             Err(_) => format!(
                 "the admin endpoint at {} answered HTTP {status}{}",
@@ -483,6 +546,31 @@ fn encode_segment(text: &str) -> String {
         }
         out
     })
+}
+
+/// `radio-server library list`: one row per item, oldest upload first.
+pub fn render_library(items: &[LibraryItem]) -> String {
+    if items.is_empty() {
+        return "the library is empty (add a recording: radio-server library add FILE)\n"
+            .to_owned();
+    }
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|i| {
+            [
+                i.id.clone(),
+                i.name.clone(),
+                format!("{:.1} s", i.duration_secs),
+                format!("{:.1} / {:.1}", i.peak_dbfs, i.rms_dbfs),
+                format!("{} {}", i.format, i.codec),
+                i.path.display().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "NAME", "LENGTH", "PEAK/RMS dBFS", "FORMAT", "PATH"],
+        &rows,
+    )
 }
 
 /// `radio-server schedule list`: one row per entry, times in the schedule's own zone (the

@@ -70,6 +70,10 @@ pub enum AuditAction {
     AccountEnable,
     AccountPassword,
     AccountRole,
+    /// A recording uploaded to the audio library (refused ones carry the name given).
+    LibraryUpload,
+    LibraryRename,
+    LibraryDelete,
 }
 
 impl AuditAction {
@@ -93,6 +97,9 @@ impl AuditAction {
             AuditAction::AccountEnable => "account-enable",
             AuditAction::AccountPassword => "account-password",
             AuditAction::AccountRole => "account-role",
+            AuditAction::LibraryUpload => "library-upload",
+            AuditAction::LibraryRename => "library-rename",
+            AuditAction::LibraryDelete => "library-delete",
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - `admin.rs` — [`admin::serve`]: every route with the roles that may call it.
 //! - `admin_client.rs` — [`admin_client::AdminClient`]: the operator commands' side of it, and
 //!   how their answers are printed.
+//! - `library_routes.rs` — the audio library's routes: upload (checked by decoding it all),
+//!   list, play, rename, delete (`library/`).
 //! - `auth_limiter.rs` — failed authentications per source address; too many lock it out (429).
 //! - `audit_log.rs` — who asked for which on-air change, when, from where, and how it ended.
 //! - `https.rs` — the console's HTTPS listener and its certificate; plain HTTP only from the
@@ -26,6 +28,7 @@ pub mod audit_log;
 pub mod auth_limiter;
 pub(crate) mod dashboard;
 pub mod https;
+pub mod library_routes;
 pub(crate) mod metrics;
 pub mod openapi;
 pub(crate) mod timeline_routes;

@@ -146,40 +146,46 @@ impl SourceDecoder {
             ..Default::default()
         };
         let mss = MediaSourceStream::new(source, Default::default());
-        let probed = symphonia::default::get_probe()
-            .format(&hint, mss, &format_opts, &MetadataOptions::default())
-            .map_err(|e| match e {
-                SymError::Unsupported(msg) => PipelineError::Unsupported {
-                    path: shown.clone(),
-                    reason: if msg.starts_with("core (probe)") {
-                        "no known audio format found".into()
-                    } else {
-                        one_line(e)
-                    },
+        let probed = unpanicked(|| {
+            symphonia::default::get_probe().format(
+                &hint,
+                mss,
+                &format_opts,
+                &MetadataOptions::default(),
+            )
+        })
+        .map_err(|e| match e {
+            SymError::Unsupported(msg) => PipelineError::Unsupported {
+                path: shown.clone(),
+                reason: if msg.starts_with("core (probe)") {
+                    "no known audio format found".into()
+                } else {
+                    one_line(e)
                 },
-                SymError::IoError(ref io) if io.kind() == ErrorKind::UnexpectedEof => {
-                    PipelineError::Corrupt {
-                        path: shown.clone(),
-                        reason: match origin {
-                            Origin::File => {
-                                "file ends before a complete audio header (truncated, or not audio)"
-                            }
-                            Origin::Stream => {
-                                "stream ends before a complete audio header (cut off, or not audio)"
-                            }
+            },
+            SymError::IoError(ref io) if io.kind() == ErrorKind::UnexpectedEof => {
+                PipelineError::Corrupt {
+                    path: shown.clone(),
+                    reason: match origin {
+                        Origin::File => {
+                            "file ends before a complete audio header (truncated, or not audio)"
                         }
-                        .into(),
+                        Origin::Stream => {
+                            "stream ends before a complete audio header (cut off, or not audio)"
+                        }
                     }
+                    .into(),
                 }
-                SymError::IoError(io) => open_err(one_line(io)),
-                other => PipelineError::Corrupt {
-                    path: shown.clone(),
-                    reason: one_line(other),
-                },
-            })?;
+            }
+            SymError::IoError(io) => open_err(one_line(io)),
+            other => PipelineError::Corrupt {
+                path: shown.clone(),
+                reason: one_line(other),
+            },
+        })?;
         let format = probed.format;
 
-        let codecs = symphonia::default::get_codecs();
+        let codecs = super::opus_decoder::codecs();
         let track = format
             .tracks()
             .iter()
@@ -349,7 +355,15 @@ impl SourceDecoder {
             return Ok(Step::End);
         }
         let packet = loop {
-            match self.format.next_packet() {
+            match unpanicked(|| self.format.next_packet()) {
+                Err(SymError::DecodeError(PANICKED)) => {
+                    // Its state is unknown after a panic: nothing more is read from it.
+                    self.ended = true;
+                    return Err(PipelineError::Corrupt {
+                        path: self.path.clone(),
+                        reason: format!("the demuxer {PANICKED}"),
+                    });
+                }
                 Ok(p) => {
                     self.demux_errors_in_row = 0;
                     if p.track_id() == self.track_id {
@@ -409,7 +423,7 @@ impl SourceDecoder {
     }
 
     fn decode_packet(&mut self, packet: &Packet) -> Result<Step, SymError> {
-        let decoded = self.decoder.decode(packet)?;
+        let decoded = unpanicked(|| self.decoder.decode(packet))?;
         let spec = *decoded.spec();
         let channels = spec.channels.count();
         if decoded.frames() == 0 || channels == 0 {
@@ -435,7 +449,7 @@ impl SourceDecoder {
             .find(|t| t.id == self.track_id)
             .map(|t| t.codec_params.clone())
             .unwrap_or_else(|| self.codec_params.clone());
-        self.decoder = symphonia::default::get_codecs()
+        self.decoder = super::opus_decoder::codecs()
             .make(&params, &DecoderOptions::default())
             .map_err(|e| PipelineError::Unsupported {
                 path: self.path.clone(),
@@ -446,6 +460,18 @@ impl SourceDecoder {
         Ok(())
     }
 }
+
+/// Runs a symphonia call with its panics turned into errors. Its readers assert things of
+/// their input (symphonia-format-mkv 0.5 panics on some WebM files cut short), and a damaged
+/// file must be refused, or end its programme, not take its thread down. The error is a
+/// `DecodeError` of [`PANICKED`]: a decoder skips that packet, a demuxer is not read again.
+fn unpanicked<T>(call: impl FnOnce() -> Result<T, SymError>) -> Result<T, SymError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .unwrap_or(Err(SymError::DecodeError(PANICKED)))
+}
+
+/// What [`unpanicked`] says of a symphonia call that panicked.
+const PANICKED: &str = "failed on damaged data";
 
 /// Averages interleaved channels into one. Averaging (rather than summing)
 /// keeps full-scale stereo at full scale and never clips; non-finite samples

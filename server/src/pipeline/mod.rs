@@ -3,6 +3,7 @@
 
 pub(crate) mod decoder;
 pub(crate) mod encoder;
+pub(crate) mod opus_decoder;
 pub(crate) mod resampler;
 
 use std::path::Path;

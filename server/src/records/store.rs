@@ -1,7 +1,7 @@
 //! The server's durable state in `data_dir/store` (sled): the schedule as the operators last
 //! changed it, the hash of the admin token, the uptime records (`uptime_journal.rs`), the
-//! audit log of on-air changes (`audit_log.rs`) and the console's accounts and sessions
-//! (`operator/accounts.rs`).
+//! audit log of on-air changes (`audit_log.rs`), the console's accounts and sessions
+//! (`operator/accounts.rs`) and the audio library's records (`library/store.rs`).
 //!
 //! Every write is flushed before it returns: a district server sits on a mains socket in a
 //! commune office, and a schedule change the operator was told succeeded must survive a power
@@ -18,6 +18,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::library::{Library, LibraryError};
 use crate::operator::accounts::{AccountError, Accounts};
 use crate::operator::audit_log::AuditLog;
 use crate::records::uptime_journal::UptimeJournal;
@@ -70,6 +71,7 @@ pub struct Store {
     uptime: UptimeJournal,
     audit: AuditLog,
     accounts: Accounts,
+    library: Library,
 }
 
 impl Store {
@@ -104,6 +106,13 @@ impl Store {
                 reason: other.to_string(),
             },
         })?;
+        let library = Library::open(&db, path.clone(), data_dir).map_err(|e| match e {
+            LibraryError::Db { path, reason } => StoreError::Db { path, reason },
+            other => StoreError::Db {
+                path: path.clone(),
+                reason: other.to_string(),
+            },
+        })?;
         Ok(Store {
             db,
             path,
@@ -111,6 +120,7 @@ impl Store {
             uptime,
             audit,
             accounts,
+            library,
         })
     }
 
@@ -127,6 +137,11 @@ impl Store {
     /// The console's accounts and their sessions.
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// The audio library's items and their files.
+    pub fn library(&self) -> &Library {
+        &self.library
     }
 
     /// Where the token file is.

@@ -432,6 +432,18 @@ impl Ladder {
             .collect()
     }
 
+    /// The bulletins that have not aired to the end at every station they target (including
+    /// normal ones still waiting for a station's acceptance), oldest first.
+    pub fn pending_bulletins(&self) -> Vec<&Bulletin> {
+        let mut pending: Vec<&Queued> = self
+            .bulletins
+            .values()
+            .filter(|q| !q.stations.is_subset(&q.done))
+            .collect();
+        pending.sort_by_key(|q| (q.bulletin.submitted, q.seq));
+        pending.into_iter().map(|q| &q.bulletin).collect()
+    }
+
     /// Starts an emergency on its target stations at the next `advance`; it interrupts
     /// everything there (except live, if configured so) until [`Ladder::stop_emergency`].
     pub fn start_emergency(

@@ -145,6 +145,9 @@ class ApiError extends Error {
   }
 }
 
+// The headers of the last answer, for the few pages that read one (the library's upload limit).
+let lastHeaders = null;
+
 async function api(method, path, body) {
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -155,6 +158,7 @@ async function api(method, path, body) {
     credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  lastHeaders = response.headers;
   const text = await response.text();
   if (!response.ok) {
     let message = text;
@@ -557,7 +561,11 @@ $("lang").addEventListener("click", () => {
   if (!$("app").hidden) showPage(page);
 });
 for (const b of document.querySelectorAll("#nav button")) {
-  b.addEventListener("click", () => { location.hash = `#/${b.dataset.page}`; });
+  // The tab already open reloads its data: there is no other way on a phone.
+  b.addEventListener("click", () => {
+    if (b.dataset.page === page) showPage(page);
+    else location.hash = `#/${b.dataset.page}`;
+  });
 }
 window.addEventListener("hashchange", () => { if (me) showPage(pageFromAddress()); });
 $("login-form").addEventListener("submit", signIn);

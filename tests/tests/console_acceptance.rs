@@ -41,6 +41,9 @@ const BACKGROUND_SECONDS: u32 = 40;
 /// first has aired in full.
 const EMERGENCY_SECONDS: f32 = 6.0;
 
+/// RMS above which a 100 ms window is programme, not silence (the tones are at 0.09).
+const LOUD: f32 = 0.03;
+
 const OVERFLOWING: &str = "const w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('body *')).filter(e => e.offsetParent !== null && !e.closest('.table-wrap') && e.getBoundingClientRect().right > w + 1).map(e => `${e.tagName}#${e.id}.${e.className}: ${Math.round(e.getBoundingClientRect().right)}`).concat(document.documentElement.scrollWidth > w ? [`page ${document.documentElement.scrollWidth} > ${w}`] : []);";
 
 const PAGES: [&str; 7] = [
@@ -324,12 +327,12 @@ fn district_in(minutes: i64) -> (String, String) {
     )
 }
 
-/// 100 ms windows of a WAV near `hz` (±8 %) and loud.
+/// 100 ms windows of a WAV near `hz` (±8 %) and well above silence.
 fn windows_at(track: &[(f32, f32)], hz: f32) -> Vec<usize> {
     track
         .iter()
         .enumerate()
-        .filter(|(_, (rms, f))| *rms > 0.05 && (f - hz).abs() < hz * 0.08)
+        .filter(|(_, (rms, f))| *rms > LOUD && (f - hz).abs() < hz * 0.08)
         .map(|(i, _)| i)
         .collect()
 }
@@ -443,6 +446,8 @@ fn the_district_runs_its_day_from_the_console() {
         library_names(&driver)
     );
     let stored = library_files(&data);
+    // The page knows the server's limit (from the listing), and says it.
+    assert_eq!(driver.script("return uploadLimitMb;"), 2);
 
     // (e) Bad uploads: one clear message each, and nothing stored.
     for (file, why) in [
@@ -734,7 +739,7 @@ fn the_district_runs_its_day_from_the_console() {
         let last = *background.last().expect("the background aired");
         // Loud and not the background, between its first and last window: the emergency.
         let other: Vec<usize> = (first..last)
-            .filter(|w| track[*w].0 > 0.05 && !background.contains(w))
+            .filter(|w| track[*w].0 > LOUD && !background.contains(w))
             .collect();
         if i < 2 {
             let start = *other.first().unwrap_or_else(|| {

@@ -35,6 +35,7 @@ function levelWord(level) {
 
 function stateText(s) {
   if (s.state === "accepted" && s.at) return tf("state-accepted-at", { time: districtParts(s.at).time });
+  if (s.state === "declined" && s.reason) return `${t("state-declined")}: ${s.reason}`;
   return t(`state-${s.state}`);
 }
 
@@ -81,8 +82,11 @@ function offerCard(b, s) {
       decline.dataset.action = "decline";
       decline.textContent = t("decline");
       decline.addEventListener("click", () => {
-        if (!window.confirm(tf("confirm-decline", { name: b.name, station: s.name ?? s.station }))) return;
-        inboxAct(() => api("POST", `/api/v1/bulletins/${encodeURIComponent(b.id)}/decline`, { station: s.station }),
+        // One dialog: the question, and room for a reason the district will read.
+        const reason = window.prompt(`${tf("confirm-decline", { name: b.name, station: s.name ?? s.station })}\n${t("ask-reason")}`, "");
+        if (reason === null) return;
+        const body = reason.trim() ? { station: s.station, reason: reason.trim() } : { station: s.station };
+        inboxAct(() => api("POST", `/api/v1/bulletins/${encodeURIComponent(b.id)}/decline`, body),
           tf("declined", { name: b.name, station: s.name ?? s.station }));
       });
       answer.appendChild(decline);

@@ -32,9 +32,10 @@ addText({
 let uploadLimitMb = null;
 
 async function refreshLibrary() {
-  const listing = await api("GET", "/api/v1/library");
-  const items = Array.isArray(listing) ? listing : listing.items ?? [];
-  if (!Array.isArray(listing) && listing.max_upload_mb) uploadLimitMb = listing.max_upload_mb;
+  const items = await api("GET", "/api/v1/library");
+  // The server's limit comes with the listing (x-library-max-upload-mb).
+  const limit = Number(lastHeaders?.get("x-library-max-upload-mb"));
+  if (limit > 0) uploadLimitMb = limit;
   $("upload-limit").textContent = tf("upload-limit", { mb: uploadLimitMb ?? "?" });
   const body = $("library-items").tBodies[0];
   body.replaceChildren();

@@ -14,7 +14,7 @@ addText({
     "send-no-items": "Thư viện chưa có bài nào: hãy tải bài lên ở trang Thư viện.",
     "send-url": "Địa chỉ luồng", "send-upstream": "Kênh", "send-file": "Đường dẫn tệp trên máy chủ",
     "send-name": "Tên bản tin (hiện trong lịch và báo cáo)",
-    "level-normal": "Thường (xã nhận rồi mới phát)", "level-priority": "Ưu tiên (phát ngay sau bài đang phát)",
+    "level-normal": "Thường (gửi ngay thì xã nhận rồi mới phát)", "level-priority": "Ưu tiên (phát ngay sau bài đang phát)",
     "level-emergency": "Khẩn cấp (ngắt mọi chương trình)",
     "where-all": "Tất cả các xã", "where-stations": "Chọn xã", "where-groups": "Chọn nhóm (xã, cụm loa)",
     when: "Khi nào", "when-now": "Ngay bây giờ", "when-once": "Một lần, vào lúc", "when-daily": "Hằng ngày",
@@ -55,7 +55,7 @@ addText({
     "send-no-items": "The library is empty: upload a recording on the Library page.",
     "send-url": "Stream address", "send-upstream": "Channel", "send-file": "Path of the file on the server",
     "send-name": "Name (shown in the schedule and reports)",
-    "level-normal": "Normal (airs where a commune accepts it)", "level-priority": "Priority (airs right after what is playing)",
+    "level-normal": "Normal (sent now, it airs where a commune accepts it)", "level-priority": "Priority (airs right after what is playing)",
     "level-emergency": "Emergency (interrupts everything)",
     "where-all": "Every commune", "where-stations": "Choose communes", "where-groups": "Choose groups (communes, clusters)",
     when: "When", "when-now": "Now", "when-once": "Once, at", "when-daily": "Every day",
@@ -218,7 +218,7 @@ function translate(message) {
   let m;
   if ((m = /unknown station `([^`]+)`/.exec(message))) return tf("err-unknown-station", { x: m[1] });
   if ((m = /unknown group `([^`]+)`/.exec(message))) return tf("err-unknown-group", { x: m[1] });
-  if (/already past/.test(message)) return t("err-past");
+  if (/already over|already past/.test(message)) return t("err-past");
   if (/does not exist|no such file|cannot open/.test(message)) return t("err-no-file");
   if (/overlap/.test(message)) return t("err-overlap");
   if (/relay URL|stream URL|not a usable/.test(message)) return t("err-url");

@@ -121,12 +121,17 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| library_failed(format!("the task failed: {e}")))?
 }
 
+/// The listing's header with the upload limit in MB, so the console can refuse a file that is
+/// too large before a phone spends its data sending it.
+pub const MAX_UPLOAD_HEADER: &str = "x-library-max-upload-mb";
+
 /// `GET /api/v1/library`.
 pub(crate) async fn list(
     State(state): State<Arc<AdminState>>,
-) -> Result<Json<Vec<LibraryItem>>, ApiError> {
+) -> Result<([(&'static str, String); 1], Json<Vec<LibraryItem>>), ApiError> {
+    let limit_mb = (state.library_max_upload() / (1024 * 1024)).to_string();
     let items = blocking(move || state.store().library().list().map_err(from_library)).await?;
-    Ok(Json(items))
+    Ok(([(MAX_UPLOAD_HEADER, limit_mb)], Json(items)))
 }
 
 /// `POST /api/v1/library?name=`.

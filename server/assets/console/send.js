@@ -17,6 +17,7 @@ addText({
     "level-normal": "Thường (gửi ngay thì xã nhận rồi mới phát)", "level-priority": "Ưu tiên (phát ngay sau bài đang phát)",
     "level-emergency": "Khẩn cấp (ngắt mọi chương trình)",
     "where-all": "Tất cả các xã", "where-stations": "Chọn xã", "where-groups": "Chọn nhóm (xã, cụm loa)",
+    "where-clusters": "Chọn cụm loa của một xã", "need-clusters": "Hãy chọn ít nhất một cụm loa.",
     when: "Khi nào", "when-now": "Ngay bây giờ", "when-once": "Một lần, vào lúc", "when-daily": "Hằng ngày",
     "when-weekly": "Các ngày trong tuần", "when-period": "Từ ngày đến ngày", date: "Ngày",
     "from-date": "Từ ngày", "until-date": "Đến ngày", time: "Giờ",
@@ -58,6 +59,7 @@ addText({
     "level-normal": "Normal (sent now, it airs where a commune accepts it)", "level-priority": "Priority (airs right after what is playing)",
     "level-emergency": "Emergency (interrupts everything)",
     "where-all": "Every commune", "where-stations": "Choose communes", "where-groups": "Choose groups (communes, clusters)",
+    "where-clusters": "Choose clusters of one commune", "need-clusters": "Tick one cluster at least.",
     when: "When", "when-now": "Now", "when-once": "Once, at", "when-daily": "Every day",
     "when-weekly": "On weekdays", "when-period": "From one date to another", date: "Date",
     "from-date": "From", "until-date": "Until", time: "Time",
@@ -94,6 +96,8 @@ addText({
 const WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 // The library as last read: id → item.
 let libraryItems = new Map();
+// Each station's loudspeaker clusters (`binh-trung/c03`), from the stations listing.
+let stationClusters = new Map();
 // The schedule entry being edited (replaced on submit), or null.
 let editing = null;
 
@@ -141,7 +145,10 @@ async function refreshSend() {
   upstream.replaceChildren(...(status.upstreams ?? []).map((n) => new Option(n, n)));
   if ($("send-stations").childElementCount === 0) {
     for (const s of stations) checkbox($("send-stations"), s.id, s.name, "send-station");
+    for (const s of stations) $("send-cluster-station").add(new Option(s.name, s.id));
   }
+  stationClusters = new Map(stations.map((s) => [s.id, (s.clusters ?? []).filter((c) => c.configured).map((c) => c.id)]));
+  showClusters();
   const groups = Object.keys(schedule.groups ?? {});
   $("send-groups").replaceChildren();
   for (const g of groups) checkbox($("send-groups"), g, `${g} (${schedule.groups[g].length})`, "send-group");
@@ -154,6 +161,16 @@ async function refreshSend() {
   }
   if (!$("send-date").value) $("send-date").value = districtToday();
   updateSendForm();
+}
+
+// The chosen station's clusters as checkboxes (`c03`), ticked ones kept while it stays chosen.
+function showClusters() {
+  const station = $("send-cluster-station").value;
+  const box = $("send-clusters");
+  if (box.dataset.station === station) return;
+  box.dataset.station = station;
+  box.replaceChildren();
+  for (const id of stationClusters.get(station) ?? []) checkbox(box, id, id.slice(station.length + 1), "send-cluster");
 }
 
 // Minutes and seconds, or hours, for a duration in seconds.
@@ -269,6 +286,10 @@ function readSendForm() {
     const groups = ticked("send-groups");
     if (groups.length === 0) errors.where = t("need-groups");
     targets = { groups };
+  } else if (where === "clusters") {
+    const clusters = ticked("send-clusters");
+    if (clusters.length === 0) errors.where = t("need-clusters");
+    targets = { stations: clusters };
   }
   if (level === "emergency" && when !== "now") errors.when = t("emergency-now-only");
   if (level === "emergency" && kind === "upstream") errors.what = t("emergency-no-upstream");
@@ -396,7 +417,13 @@ function editEntry(entry) {
   $("send-name").dataset.touched = "1";
   for (const r of document.querySelectorAll('input[name="send-level"]')) r.checked = r.value === (entry.level ?? "normal");
   const targets = entry.targets;
-  $("send-where").value = targets === "all" ? "all" : targets.stations ? "stations" : "groups";
+  const clusterTargets = (targets.stations ?? []).filter((id) => id.includes("/"));
+  $("send-where").value = targets === "all" ? "all" : clusterTargets.length > 0 ? "clusters" : targets.stations ? "stations" : "groups";
+  if (clusterTargets.length > 0) {
+    $("send-cluster-station").value = clusterTargets[0].split("/")[0];
+    showClusters();
+    for (const b of $("send-clusters").querySelectorAll("input")) b.checked = clusterTargets.includes(b.value);
+  }
   for (const b of document.querySelectorAll("#send-stations input, #send-groups input")) {
     b.checked = (targets.stations ?? targets.groups ?? []).includes(b.value);
   }
@@ -420,6 +447,7 @@ function prepareEmergency() {
 
 PAGES.send = { refresh: refreshSend };
 for (const id of ["send-kind", "send-when", "send-where", "send-item"]) $(id).addEventListener("change", updateSendForm);
+$("send-cluster-station").addEventListener("change", showClusters);
 for (const r of document.querySelectorAll('input[name="send-level"]')) r.addEventListener("change", updateSendForm);
 $("send-name").addEventListener("input", () => { $("send-name").dataset.touched = "1"; });
 $("send-form").addEventListener("submit", submitSend);

@@ -128,16 +128,34 @@ impl Targets {
             Targets::All => {
                 whole.extend(district.stations.iter().map(|s| s.id.clone()));
             }
+            // A station airs on all its clusters; `station/cNN` on that cluster only (the
+            // console's "choose clusters").
             Targets::Stations(ids) => {
                 for (i, id) in ids.iter().enumerate() {
-                    if district.station(id).is_none() {
-                        return Err(ScheduleError::UnknownStation {
-                            owner,
-                            field: format!("targets.stations[{i}]"),
-                            station: id.clone(),
-                        });
+                    let field = format!("targets.stations[{i}]");
+                    match parse_member(district, id) {
+                        Ok(Member::Station(_)) => {
+                            whole.insert(id.clone());
+                        }
+                        Ok(Member::Cluster(station)) => {
+                            clusters.insert(id.clone(), station.to_owned());
+                        }
+                        Err(MemberProblem::UnknownStation) => {
+                            return Err(ScheduleError::UnknownStation {
+                                owner,
+                                field,
+                                station: id.clone(),
+                            });
+                        }
+                        Err(problem) => {
+                            return Err(ScheduleError::BadTarget {
+                                owner,
+                                field,
+                                member: id.clone(),
+                                problem,
+                            })
+                        }
                     }
-                    whole.insert(id.clone());
                 }
             }
             Targets::Groups(names) => {
@@ -542,6 +560,13 @@ pub enum ScheduleError {
         member: String,
         problem: MemberProblem,
     },
+    #[error("{owner}: field `{field}`: `{member}`: {problem}")]
+    BadTarget {
+        owner: Owner,
+        field: String,
+        member: String,
+        problem: MemberProblem,
+    },
     #[error("{owner}: field `{field}` targets no station")]
     NoTargets { owner: Owner, field: String },
     #[error("{owner}: field `{field}`: file `{}` does not exist", path.display())]
@@ -670,6 +695,7 @@ impl ScheduleError {
             ScheduleError::UnknownStation { owner, .. }
             | ScheduleError::UnknownGroup { owner, .. }
             | ScheduleError::BadGroupMember { owner, .. }
+            | ScheduleError::BadTarget { owner, .. }
             | ScheduleError::NoTargets { owner, .. }
                 if *owner == Owner::Unnamed =>
             {

@@ -1,4 +1,4 @@
-use super::super::{Scheduler, Targets};
+use super::super::{Groups, Scheduler, Targets};
 use super::*;
 use jiff::civil::{date, time};
 use proptest::prelude::*;
@@ -567,4 +567,50 @@ fn a_period_reads_from_toml_with_or_without_days() {
     let plain: ScheduleEntry = toml::from_str(&text.replace(r#", days = ["t2", "thu"]"#, ""))
         .expect("period without days");
     assert!(matches!(plain.recurrence, Recurrence::Period { ref days, .. } if days.is_empty()));
+}
+
+#[test]
+fn a_target_may_name_a_cluster_of_a_station() {
+    let district = District::binh_son();
+    let groups = Groups::default();
+    let targets = Targets::Stations(vec!["binh-trung/c03".into(), "binh-duong".into()]);
+    let resolved = targets.resolve_detailed(&district, &groups).expect("valid");
+    assert_eq!(
+        resolved
+            .stations
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["binh-duong", "binh-trung"]
+    );
+    assert_eq!(
+        resolved
+            .clusters
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["binh-trung/c03"]
+    );
+    // A whole station covers its clusters.
+    let both = Targets::Stations(vec!["binh-trung/c03".into(), "binh-trung".into()]);
+    assert!(both
+        .resolve_detailed(&district, &groups)
+        .expect("valid")
+        .clusters
+        .is_empty());
+    let err = Targets::Stations(vec!["binh-trung".into(), "binh-trung/c99".into()])
+        .resolve_detailed(&district, &groups)
+        .expect_err("no such cluster");
+    let text = err.to_string();
+    assert!(
+        text.contains("targets.stations[1]") && text.contains("binh-trung/c99"),
+        "{text}"
+    );
+    let err = Targets::Stations(vec!["binh-xyz".into()])
+        .resolve_detailed(&district, &groups)
+        .expect_err("no such station");
+    assert!(
+        err.to_string().contains("unknown station `binh-xyz`"),
+        "{err}"
+    );
 }

@@ -448,6 +448,18 @@ fn the_district_runs_its_day_from_the_console() {
     let stored = library_files(&data);
     // The page knows the server's limit (from the listing), and says it.
     assert_eq!(driver.script("return uploadLimitMb;"), 2);
+    // Each item has a player whose source the browser can play: the MP3 itself.
+    let player = driver.script(
+        "const a = document.querySelector('#library-items tbody tr audio'); return fetch(a.src).then(r => r.arrayBuffer().then(b => [r.status, r.headers.get('content-type'), b.byteLength]));",
+    );
+    assert_eq!(
+        player,
+        json!([
+            200,
+            "audio/mpeg",
+            std::fs::metadata(&files.background).expect("mp3").len()
+        ])
+    );
 
     // (e) Bad uploads: one clear message each, and nothing stored.
     for (file, why) in [

@@ -170,8 +170,15 @@ fn running_emergencies_are_listed_and_each_is_stopped_by_its_own_button() {
             "return !document.querySelector('#send').hidden && document.querySelector('input[name=\"send-level\"]:checked').value;",
             |v| v == "emergency",
         );
+        // The clusters of a commune can be chosen too (Bình Trung has 24).
+        let clusters = driver.wait_for(
+            "const w = document.querySelector('#send-where'); w.value = 'clusters'; w.dispatchEvent(new Event('change')); const s = document.querySelector('#send-cluster-station'); s.value = 'binh-trung'; s.dispatchEvent(new Event('change')); return Array.from(document.querySelectorAll('#send-clusters input')).map(b => b.value);",
+            |v| v.as_array().is_some_and(|c| !c.is_empty()),
+        );
+        assert_eq!(clusters.as_array().map(Vec::len), Some(24), "{clusters}");
+        assert_eq!(clusters[2], "binh-trung/c03");
         driver.script(
-            "const k = document.querySelector('#send-kind'); k.value = 'file'; k.dispatchEvent(new Event('change')); return null;",
+            "const w = document.querySelector('#send-where'); w.value = 'all'; w.dispatchEvent(new Event('change')); const k = document.querySelector('#send-kind'); k.value = 'file'; k.dispatchEvent(new Event('change')); return null;",
         );
         driver.clear("#send-file");
         driver.type_into("#send-file", path.to_str().expect("utf8"));

@@ -7,32 +7,13 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
+use radio_tests::console::{first_admin_password, https_client};
 use radio_tests::Process;
 use serde_json::{json, Value};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_radio-server");
-
-/// An HTTPS client that trusts the district CA and nothing else, and never follows
-/// redirects nor keeps cookies by itself (the test passes the cookie as a browser would).
-fn https_client(data_dir: &Path) -> ureq::Agent {
-    let ca = std::fs::read(data_dir.join("ca").join("ca.crt")).expect("district CA certificate");
-    let root = ureq::tls::Certificate::from_pem(&ca).expect("CA PEM");
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![
-            root.to_owned()
-        ])))
-        .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
 
 /// One answer: status, `Set-Cookie` if any, JSON body (or Null).
 struct Answer {
@@ -138,12 +119,7 @@ fn start(data_dir: &Path) -> (Process, Console, String, String) {
     let console = server.console_address();
     let admin = server.admin_address();
     let line = server.wait_for("console admin account", Duration::from_secs(30));
-    let password = line
-        .split("password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the first admin's password")
-        .to_owned();
+    let password = first_admin_password(&line);
     server.wait_for("listening on", Duration::from_secs(30));
     let console = Console {
         agent: https_client(data_dir),

@@ -4,7 +4,6 @@
 //! loopback, and the operator commands' client.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +139,8 @@ impl Harness {
 
     async fn submit(&self, id: &str, level: Level, stations: &[&str], seconds: u32) {
         let wav = self.dir.path().join(format!("{id}.wav"));
-        write_wav(&wav, seconds);
+        // A steady tone (a chirp from 440 Hz to 440 Hz).
+        radio_tests::write_chirp(&wav, 440.0, 440.0, seconds as f32);
         let request = BulletinRequest {
             id: id.into(),
             name: format!("Tin {id}"),
@@ -166,23 +166,6 @@ impl Harness {
                 .expect("serve");
         }
     }
-}
-
-/// A quiet tone, 8 kHz mono 16-bit.
-fn write_wav(path: &Path, seconds: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
-    for i in 0..8_000 * seconds {
-        let t = i as f32 / 8_000.0;
-        let s = (t * 440.0 * std::f32::consts::TAU).sin() * 0.3;
-        w.write_sample((s * 32767.0) as i16).expect("sample");
-    }
-    w.finalize().expect("finalize");
 }
 
 fn bulletin<'a>(listing: &'a BulletinListing, id: &str) -> Option<&'a BulletinView> {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
+pub use crate::console::console_of;
 use crate::{free_udp_port, workspace_root, PATIENCE};
 
 /// The W3C WebDriver element key.
@@ -243,19 +244,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The console's address and the first admin's password, as `radio-server run` printed them.
-pub fn console_of(server: &mut crate::Process) -> (String, String) {
-    let console = server.console_address();
-    let line = server.wait_for("console admin account", Duration::from_secs(30));
-    let password = line
-        .split("password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the first admin's password")
-        .to_owned();
-    (console, password)
 }
 
 /// Saves a PNG under `target/console/`.

@@ -19,6 +19,8 @@
 //!   (`tests/flapping_link.rs`, and the `flapping` benchmark).
 //! - `browser.rs` — the console in headless Chromium over WebDriver ([`browser::Driver`]), and
 //!   the console's address and first admin password as the server printed them.
+//! - `console.rs` — an HTTPS client that trusts only the district CA, and the first admin's
+//!   password as the server printed it.
 //! - `tests/*.rs` — one file per end-to-end scenario.
 //!
 //! # Waiting
@@ -38,6 +40,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod browser;
+pub mod console;
 pub mod flapping;
 pub mod icecast;
 pub mod impairment_proxy;

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use radio_tests::console::{first_admin_password, https_client};
 use radio_tests::{binary, require_tool, Process};
 
 fn demo(args: &[&str], out: &Path) -> (bool, String, String) {
@@ -322,25 +322,6 @@ fn a_player_hears_a_station_while_the_demo_plays() {
     assert!(rtp_packets > 0, "{row}");
 }
 
-/// An HTTPS client that trusts the district CA in `data_dir` and nothing else, so a console
-/// certificate not issued by the demo's own CA fails the test.
-fn https_client(data_dir: &Path) -> ureq::Agent {
-    let ca = std::fs::read(data_dir.join("ca").join("ca.crt")).expect("district CA certificate");
-    let root = ureq::tls::Certificate::from_pem(&ca).expect("CA PEM");
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![
-            root.to_owned()
-        ])))
-        .build();
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
 /// `demo --keep-running`: after its table the district stays up with the console, an admin
 /// signs in over HTTPS with the password the demo printed and sees the demo's agents connected,
 /// and SIGTERM stops it all cleanly.
@@ -378,13 +359,8 @@ fn the_demo_keeps_running_with_the_console() {
         .next()
         .map(|a| a.trim().trim_end_matches('/').to_owned())
         .expect("address after `console on https://`");
-    let password = demo
-        .wait_for("console admin account \"admin\", password ", up)
-        .split("password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the first admin's password")
-        .to_owned();
+    let password =
+        first_admin_password(&demo.wait_for("console admin account \"admin\", password ", up));
     let warning = demo.wait_for("unless it trusts the district CA", up);
     assert!(
         warning.contains(data.join("ca").join("ca.crt").to_str().expect("utf-8 path")),

@@ -1,0 +1,45 @@
+//! The console's side of a running `radio-server`: an HTTPS client that trusts only the
+//! district CA the server made (so a certificate from anywhere else fails the test), and the
+//! first admin's password as the server printed it once.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Process;
+
+/// An HTTPS client that trusts the district CA in `data_dir` (`ca/ca.crt`) and nothing else,
+/// and never follows redirects nor keeps cookies by itself (a test passes the cookie as a
+/// browser would).
+pub fn https_client(data_dir: &Path) -> ureq::Agent {
+    let ca = std::fs::read(data_dir.join("ca").join("ca.crt")).expect("district CA certificate");
+    let root = ureq::tls::Certificate::from_pem(&ca).expect("CA PEM");
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![
+            root.to_owned()
+        ])))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// The password in the server's `console admin account "admin", password … (shown once …)`.
+pub fn first_admin_password(line: &str) -> String {
+    line.split("password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the first admin's password")
+        .to_owned()
+}
+
+/// The console's address and the first admin's password, as `radio-server run` printed them.
+pub fn console_of(server: &mut Process) -> (String, String) {
+    let console = server.console_address();
+    let line = server.wait_for("console admin account", Duration::from_secs(30));
+    (console, first_admin_password(&line))
+}

@@ -198,7 +198,10 @@ async function refreshStations() {
   const airing = new Map(status.stations.map((s) => [s.station, s]));
   const body = $("stations").tBodies[0];
   body.replaceChildren();
-  for (const s of stations) {
+  // A commune operator's overview is their own communes: the district's other 20 are someone
+  // else's work, and on a phone they would bury the one that matters.
+  const own = me?.role === "operator" ? new Set(me.communes ?? []) : null;
+  for (const s of stations.filter((s) => !own || own.has(s.id))) {
     const row = body.insertRow();
     row.dataset.station = s.id;
     cell(row, s.name);

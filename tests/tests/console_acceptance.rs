@@ -671,6 +671,11 @@ fn the_district_runs_its_day_from_the_console() {
     // (c) The operator, on a phone: only their commune; accepts the bulletin.
     driver.window_size(360, 740);
     driver.sign_in(&console, "can-bo-binh-duong", "Bình Dương 2026");
+    assert_eq!(
+        driver.script("return Array.from(document.querySelectorAll('#stations tbody tr')).map(r => r.dataset.station);"),
+        json!(["binh-duong"]),
+        "an operator's overview is their own commune"
+    );
     driver.go("inbox");
     let rows = driver.wait_for(
         "return Array.from(document.querySelectorAll('#bulletins .offer')).map(o => [o.dataset.station, o.querySelector('h3').textContent]);",

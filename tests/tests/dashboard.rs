@@ -362,6 +362,11 @@ fn an_admin_makes_a_commune_operator_who_sees_only_what_the_role_allows() {
         "return [document.querySelector('#accounts').hidden, document.querySelector('#stations').closest('section').hidden];",
         |v| v == &json!([true, false]),
     );
+    assert_eq!(
+        driver.script("return Array.from(document.querySelectorAll('#stations tbody tr')).map(r => r.dataset.station);"),
+        json!(["binh-trung", "binh-duong"]),
+        "an operator's overview is their own communes"
+    );
     let overflowing = driver.script(OVERFLOWING);
     assert_eq!(overflowing, json!([]), "wider than a 360 px phone");
     save_screenshot(&driver, "operator-phone");

@@ -1761,8 +1761,8 @@ async fn the_timeline_lays_the_week_out_per_station_for_whoever_may_see_it() {
             .iter()
             .map(|p| {
                 (
-                    p["entry_id"].as_str().unwrap().to_owned(),
-                    p["start"].as_str().unwrap().to_owned(),
+                    p["entry_id"].as_str().expect("entry id").to_owned(),
+                    p["start"].as_str().expect("start").to_owned(),
                 )
             })
             .collect()
@@ -1790,11 +1790,11 @@ async fn the_timeline_lays_the_week_out_per_station_for_whoever_may_see_it() {
     // The week after the campaign has only the evening.
     let (_, body) = get("/api/v1/timeline?from=2099-03-16&days=7", &admin_token);
     let later: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let first = &later["stations"].as_array().unwrap()[0]["planned"];
+    let first = &later["stations"].as_array().expect("stations")[0]["planned"];
     assert!(
         first
             .as_array()
-            .unwrap()
+            .expect("planned")
             .iter()
             .all(|p| p["entry_id"] == "toi"),
         "{first}"
@@ -1806,9 +1806,9 @@ async fn the_timeline_lays_the_week_out_per_station_for_whoever_may_see_it() {
     let own: serde_json::Value = serde_json::from_str(&body).expect("json");
     let ids: Vec<&str> = own["stations"]
         .as_array()
-        .unwrap()
+        .expect("stations")
         .iter()
-        .map(|s| s["id"].as_str().unwrap())
+        .map(|s| s["id"].as_str().expect("id"))
         .collect();
     assert_eq!(ids, ["binh-trung"]);
 

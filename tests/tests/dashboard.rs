@@ -170,6 +170,21 @@ fn running_emergencies_are_listed_and_each_is_stopped_by_its_own_button() {
             "return !document.querySelector('#send').hidden && document.querySelector('input[name=\"send-level\"]:checked').value;",
             |v| v == "emergency",
         );
+        // Ids made from names are what the server takes: lowercase ASCII words joined by single
+        // hyphens, at most 64 bytes, whatever the name (a cut after a hyphen once made `--`).
+        let ids = driver.script(
+            "return ['Thông báo về việc tiêm chủng mở rộng cho trẻ em dưới năm tuổi', 'Đợt 1 — xã Bình Trung', 'a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t-u', '!!!'].map(slugId);",
+        );
+        for id in ids.as_array().expect("ids") {
+            let id = id.as_str().expect("id");
+            assert!(
+                id.len() <= 64
+                    && id.split('-').all(|p| !p.is_empty()
+                        && p.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())),
+                "not a slug: {id}"
+            );
+        }
         // The clusters of a commune can be chosen too (Bình Trung has 24).
         let clusters = driver.wait_for(
             "const w = document.querySelector('#send-where'); w.value = 'clusters'; w.dispatchEvent(new Event('change')); const s = document.querySelector('#send-cluster-station'); s.value = 'binh-trung'; s.dispatchEvent(new Event('change')); return Array.from(document.querySelectorAll('#send-clusters input')).map(b => b.value);",

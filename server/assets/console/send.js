@@ -104,8 +104,10 @@ let editing = null;
 // An id the API accepts (ASCII slug), readable in logs: the name without diacritics and the
 // local time, so two sends of one recording never collide.
 function slugId(name) {
+  // Cut to 40 bytes before the trailing hyphen is dropped: a cut after a hyphen would leave
+  // `--` once the time is added, which the server refuses.
   const base = name.normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/[đĐ]/g, "d")
-    .toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "ban-tin";
+    .toLowerCase().replace(/[^a-z0-9]+/g, "-").slice(0, 40).replace(/^-+|-+$/g, "") || "ban-tin";
   const now = new Date();
   const pad = (n) => String(n).padStart(2, "0");
   return `${base}-${now.getFullYear()}${pad(now.getMonth() + 1)}${pad(now.getDate())}-${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}`;

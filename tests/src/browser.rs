@@ -27,6 +27,13 @@ impl Driver {
     /// Starts chromedriver and a headless Chromium session; `None` (after [`crate::require_tool`] skipped)
     /// when they are not installed.
     pub fn start() -> Option<Driver> {
+        Driver::start_with(&[])
+    }
+
+    /// [`Driver::start`] with more Chromium arguments: a fake microphone, for instance
+    /// (`--use-fake-device-for-media-stream`, `--use-file-for-fake-audio-capture=FILE`,
+    /// `--use-fake-ui-for-media-stream` to grant it without the permission prompt).
+    pub fn start_with(extra_args: &[&str]) -> Option<Driver> {
         if !["chromedriver", "chromium"]
             .into_iter()
             .all(crate::require_tool)
@@ -58,6 +65,14 @@ impl Driver {
             session: String::new(),
             agent,
         };
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,1700",
+            "--lang=vi",
+        ];
+        args.extend_from_slice(extra_args);
         let created = driver.send(
             "POST",
             "/session",
@@ -66,8 +81,7 @@ impl Driver {
                 "acceptInsecureCerts": true,
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
-                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--window-size=1200,1700", "--lang=vi"]
+                    "args": args
                 }
             }}}),
         );

@@ -394,11 +394,11 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
     )
     .await
     .map_err(|e| DemoError::Options(e.to_string()))?;
+    let console_live = studio.console.clone();
     let live_input = studio.rtp;
-    if let Some(input) = &live_input {
+    if let Some(addr) = live_input.as_ref().and_then(|input| input.addr) {
         say(format_args!(
-            "demo: live studio RTP accepted from 127.0.0.1 on {}\n",
-            input.addr
+            "demo: live studio RTP accepted from 127.0.0.1 on {addr}\n"
         ));
     }
     let mut bulletin = file_bulletin("demo", &name, &programme);
@@ -434,6 +434,7 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
             stop_agents,
             stop_server,
             live_input,
+            console_live,
         };
         return keep_running(running, console, played, on_air, district).await;
     }
@@ -482,8 +483,14 @@ pub async fn run_demo(options: DemoOptions) -> Result<DemoOutcome, DemoError> {
         })
         .collect();
     let rows = table_rows(&stations, heard, &snapshots, &summary);
+    // Without `--live-rtp` the input takes only the console's broadcasts: not the studio's
+    // counters the table reports.
     let live = match live_input {
-        Some(input) => Some(input.stop().await),
+        Some(input) if input.addr.is_some() => Some(input.stop().await),
+        Some(input) => {
+            input.stop().await;
+            None
+        }
         None => None,
     };
     Ok(DemoOutcome {
@@ -617,6 +624,8 @@ struct Running {
     stop_agents: watch::Sender<bool>,
     stop_server: watch::Sender<bool>,
     live_input: Option<crate::broadcast::live_input::LiveInput>,
+    /// Going live from the console, which `--keep-running` serves.
+    console_live: Option<Arc<crate::broadcast::console_live::ConsoleLive>>,
 }
 
 impl Running {
@@ -674,7 +683,11 @@ async fn keep_running(
     let outcome = DemoOutcome {
         programme_frames: summary.frames,
         rows,
-        live: running.live_input.as_ref().map(|input| input.stats()),
+        live: running
+            .live_input
+            .as_ref()
+            .filter(|input| input.addr.is_some())
+            .map(|input| input.stats()),
     };
     say(format_args!("{}", outcome.render()));
 
@@ -705,7 +718,8 @@ async fn keep_running(
         .map_err(|e| DemoError::Options(format!("console account: {e}")))??;
     let state = AdminState::new(on_air, store, district, Schedule::default())
         .with_server(running.server.clone())
-        .with_console_port(console_addr.port());
+        .with_console_port(console_addr.port())
+        .with_console_live(running.console_live.clone());
     let app = admin::router(Arc::new(state));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -1627,7 +1627,6 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     )
     .await?;
     // Kept for the life of the server: dropping it would stop the input.
-    let _studio = studio;
     if server.config().prefetch_horizon_hours > 0 {
         server.set_prefetch(radio_server::prefetch::PrefetchPlanner::spawn(
             on_air.schedule(),
@@ -1676,7 +1675,8 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         .with_relay_probes(relay_probes)
         .with_tokens(&admin_tokens)
         .with_console_port(console_addr.port())
-        .with_library_max_upload_mb(library_max_upload_mb);
+        .with_library_max_upload_mb(library_max_upload_mb)
+        .with_console_live(studio.console.clone());
     let app = admin::router(Arc::new(admin_state));
     let admin_stop = stopped(stop_rx.clone());
     let admin_app = app.clone();

@@ -113,6 +113,19 @@ impl Driver {
         self.send(method, &format!("/session/{}{path}", self.session), body)
     }
 
+    /// Opens a new tab beside the current one (the current one stays in use); its handle.
+    pub fn new_tab(&self) -> String {
+        let made = self.session("POST", "/window/new", json!({"type": "tab"}));
+        made["handle"].as_str().expect("a window handle").to_owned()
+    }
+
+    /// Closes the current tab, as a person closing it does (its page gets no chance to say
+    /// goodbye beyond what the browser does itself), and goes on in the tab `next`.
+    pub fn close_tab_for(&self, next: &str) {
+        self.session("DELETE", "/window", json!({}));
+        self.session("POST", "/window", json!({ "handle": next }));
+    }
+
     pub fn open(&self, url: &str) {
         self.session("POST", "/url", json!({ "url": url }));
     }
@@ -178,6 +191,40 @@ impl Driver {
     /// Types `text` into the prompt the last click opened, and accepts it.
     pub fn answer_prompt(&self, text: &str) {
         self.accept_confirmation_with(Some(text));
+    }
+
+    /// The page's own `fetch` of an API route, with the session cookie (and the page's CSRF
+    /// token when `csrf`): `[status, body as JSON or text]`.
+    pub fn fetch(&self, method: &str, path: &str, body: Option<Value>, csrf: bool) -> Value {
+        let body = body.map_or("undefined".to_owned(), |b| format!("JSON.stringify({b})"));
+        self.script(&format!(
+            "const headers = {{'Content-Type': 'application/json'}}; if ({csrf}) headers['X-CSRF-Token'] = csrf; \
+             return fetch('{path}', {{method: '{method}', headers, credentials: 'same-origin', body: {body}}}) \
+             .then(r => r.text().then(t => {{ let v = t; try {{ v = JSON.parse(t); }} catch (_) {{}} return [r.status, v]; }}));"
+        ))
+    }
+
+    /// Waits until the server's status shows, at each station, the item name given (`None`:
+    /// nothing on air), as the page's own fetch sees it.
+    pub fn wait_on_air(&self, expected: &[(&str, Option<&str>)]) {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let rows = self.fetch("GET", "/api/v1/status", None, false)[1]["stations"].clone();
+            let ok = expected.iter().all(|(station, name)| {
+                rows.as_array()
+                    .and_then(|rows| rows.iter().find(|r| r["station"] == *station))
+                    .is_some_and(|r| r["name"].as_str() == *name)
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never on air as {expected:?}; status {rows}"
+            );
+            // A poll of the server's status, the evidence of what airs.
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     pub fn script(&self, script: &str) -> Value {

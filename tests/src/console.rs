@@ -43,3 +43,28 @@ pub fn console_of(server: &mut Process) -> (String, String) {
     let line = server.wait_for("console admin account", Duration::from_secs(30));
     (console, first_admin_password(&line))
 }
+
+/// Bytes of an agent's WAV output per second of air: 48 kHz mono 16-bit.
+pub const WAV_BYTES_PER_SECOND: u64 = 96_000;
+
+/// The size of a file, 0 while it does not exist.
+pub fn wav_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Waits until the agent's WAV holds `seconds` more of air than it did at `from` bytes (the
+/// sink flushes each second of slots it has played).
+pub fn wait_wav_grown(path: &Path, from: u64, seconds: f32) {
+    let want = from + (seconds * WAV_BYTES_PER_SECOND as f32) as u64;
+    let deadline = std::time::Instant::now() + crate::PATIENCE;
+    while wav_len(path) < want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} stopped growing at {} bytes (want {want})",
+            path.display(),
+            wav_len(path)
+        );
+        // A poll of the file the agent writes.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

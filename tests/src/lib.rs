@@ -663,7 +663,8 @@ fn onset(x: &[f32]) -> usize {
     x.iter().position(|v| v.abs() >= threshold).unwrap_or(0)
 }
 
-fn correlation_at(reference: &[f32], output: &[f32], lag: usize) -> f64 {
+/// Normalised correlation of `reference` with `output` from `lag` on, over their overlap.
+pub fn correlation_at(reference: &[f32], output: &[f32], lag: usize) -> f64 {
     let n = reference.len().min(output.len().saturating_sub(lag));
     let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
     for i in 0..n {

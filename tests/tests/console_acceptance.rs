@@ -27,14 +27,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use radio_tests::browser::{console_of, save_screenshot, Driver};
+use radio_tests::console::{wait_wav_grown, wav_len};
 use radio_tests::{
     compare, enroll, pitch_track, read_wav, require_tool, start_agent, start_server_with,
     test_signal, write_wav, Process, PATIENCE,
 };
 
 const STATIONS: [&str; 3] = ["binh-trung", "binh-duong", "binh-chanh"];
-/// Bytes of WAV per second of air: 48 kHz mono 16-bit.
-const WAV_BYTES_PER_SECOND: u64 = 96_000;
 /// Long enough for the emergency to interrupt it and for it to resume afterwards.
 const BACKGROUND_SECONDS: u32 = 40;
 /// The length of the emergency recording; it is sent three times in a row and stopped after the
@@ -46,8 +45,8 @@ const LOUD: f32 = 0.03;
 
 const OVERFLOWING: &str = "const w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('body *')).filter(e => e.offsetParent !== null && !e.closest('.table-wrap') && e.getBoundingClientRect().right > w + 1).map(e => `${e.tagName}#${e.id}.${e.className}: ${Math.round(e.getBoundingClientRect().right)}`).concat(document.documentElement.scrollWidth > w ? [`page ${document.documentElement.scrollWidth} > ${w}`] : []);";
 
-const PAGES: [&str; 7] = [
-    "overview", "send", "week", "library", "inbox", "reports", "accounts",
+const PAGES: [&str; 8] = [
+    "overview", "live", "send", "week", "library", "inbox", "reports", "accounts",
 ];
 
 fn ffmpeg(args: &[&str]) {
@@ -169,60 +168,11 @@ fn recordings(dir: &Path) -> Recordings {
 /// The page's own `fetch` of an API route, with the session cookie (and the CSRF token when
 /// `csrf`): `[status, body as JSON or text]`.
 fn fetch(driver: &Driver, method: &str, path: &str, body: Option<Value>, csrf: bool) -> Value {
-    let body = body.map_or("undefined".to_owned(), |b| format!("JSON.stringify({b})"));
-    driver.script(&format!(
-        "const headers = {{'Content-Type': 'application/json'}}; if ({csrf}) headers['X-CSRF-Token'] = csrf; \
-         return fetch('{path}', {{method: '{method}', headers, credentials: 'same-origin', body: {body}}}) \
-         .then(r => r.text().then(t => {{ let v = t; try {{ v = JSON.parse(t); }} catch (_) {{}} return [r.status, v]; }}));"
-    ))
+    driver.fetch(method, path, body, csrf)
 }
 
-fn status_rows(driver: &Driver) -> Value {
-    fetch(driver, "GET", "/api/v1/status", None, false)[1]["stations"].clone()
-}
-
-/// Waits until the server's status shows, at each station, the item name given (`None`: nothing
-/// on air), as the page's own fetch sees it.
 fn wait_on_air(driver: &Driver, expected: &[(&str, Option<&str>)]) {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let rows = status_rows(driver);
-        let ok = expected.iter().all(|(station, name)| {
-            rows.as_array()
-                .and_then(|rows| rows.iter().find(|r| r["station"] == *station))
-                .is_some_and(|r| r["name"].as_str() == *name)
-        });
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never on air as {expected:?}; status {rows}"
-        );
-        // A poll of the server's status, the evidence of what airs.
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn wav_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-/// Waits until the agent's WAV holds `seconds` more of air than it did at `from` bytes (the
-/// sink flushes each second of slots it has played).
-fn wait_wav_grown(path: &Path, from: u64, seconds: f32) {
-    let want = from + (seconds * WAV_BYTES_PER_SECOND as f32) as u64;
-    let deadline = Instant::now() + PATIENCE;
-    while wav_len(path) < want {
-        assert!(
-            Instant::now() < deadline,
-            "{} stopped growing at {} bytes (want {want})",
-            path.display(),
-            wav_len(path)
-        );
-        // A poll of the file the agent writes.
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    driver.wait_on_air(expected);
 }
 
 fn upload(driver: &Driver, file: &Path, name: &str) -> String {

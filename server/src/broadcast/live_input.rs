@@ -11,10 +11,11 @@ use std::time::Duration;
 use radio_config::{LiveSettings, RelaySettings};
 use tokio::sync::{mpsc, watch};
 
+use crate::broadcast::console_live::ConsoleLive;
 use crate::broadcast::on_air::{CommandError, OnAir, OnAirConfig};
 use crate::ingest::live_rtp::{
-    run_live_rtp_timed, LiveConfigError, LiveEvent, LiveRtpConfig, LiveRtpReceiver, LiveStats,
-    LiveStatsHandle, ReleaseTimes,
+    run_live_input, ConsolePacket, LiveConfigError, LiveEvent, LiveInputs, LiveRtpConfig,
+    LiveRtpReceiver, LiveSource, LiveStats, LiveStatsHandle, ReleaseTimes,
 };
 use crate::ingest::pcm_pipe::{run_pcm_pipe_with, PcmFormat, PipeConfig};
 use crate::ingest::srtp::MasterKey;
@@ -24,6 +25,10 @@ use crate::schedule::{ScheduleError, Targets};
 
 /// PCM frames of live audio buffered between the ingest and the clock.
 const LIVE_QUEUE: usize = 16;
+
+/// Console packets waiting for the live input's task: a few frames, since a browser whose
+/// packets pile up beyond that is behind anyway (see [`ConsoleLive`]).
+const CONSOLE_QUEUE: usize = 16;
 
 /// The same for the pipe, kept below the playback's live backlog limit (10 frames) so that
 /// no frame is ever trimmed: a pipe has flow control, and a mixer or recording writing ahead
@@ -86,11 +91,12 @@ pub fn pipe_config(live: &LiveSettings) -> PipeConfig {
     }
 }
 
-/// A running live RTP input.
+/// A running live RTP input: the studio's UDP socket and/or the console's broadcasts.
 #[derive(Debug)]
 pub struct LiveInput {
-    /// Where it listens.
-    pub addr: SocketAddr,
+    /// Where it listens for the studio; `None` when only the console feeds it.
+    pub addr: Option<SocketAddr>,
+    console: mpsc::Sender<ConsolePacket>,
     stats: Arc<LiveStatsHandle>,
     release: Arc<ReleaseTimes>,
     stop: watch::Sender<bool>,
@@ -101,8 +107,9 @@ impl LiveInput {
     /// Listens for studio RTP on `addr` from the senders `config.allow`s. Returns the input and
     /// the PCM frames for the on-air controller ([`crate::broadcast::on_air::OnAirConfig::live`]) and its
     /// start/stop events.
+    /// With `addr` `None` it takes only the console's broadcasts ([`LiveInput::console_feed`]).
     pub async fn start(
-        addr: SocketAddr,
+        addr: Option<SocketAddr>,
         config: LiveRtpConfig,
     ) -> Result<
         (
@@ -112,20 +119,31 @@ impl LiveInput {
         ),
         LiveInputError,
     > {
-        let socket = tokio::net::UdpSocket::bind(addr)
-            .await
-            .map_err(|error| LiveInputError::Bind { addr, error })?;
-        let addr = socket
-            .local_addr()
-            .map_err(|error| LiveInputError::Bind { addr, error })?;
+        let (socket, addr) = match addr {
+            Some(addr) => {
+                let socket = tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|error| LiveInputError::Bind { addr, error })?;
+                let addr = socket
+                    .local_addr()
+                    .map_err(|error| LiveInputError::Bind { addr, error })?;
+                (Some(socket), Some(addr))
+            }
+            None => (None, None),
+        };
         let receiver = LiveRtpReceiver::new(config)?;
+        let (console, console_rx) = mpsc::channel(CONSOLE_QUEUE);
         let stats = receiver.stats_handle();
         let (frames_tx, frames_rx) = mpsc::channel(LIVE_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(16);
         let (stop, mut stop_rx) = watch::channel(false);
         let release = Arc::new(ReleaseTimes::default());
-        let task = tokio::spawn(run_live_rtp_timed(
+        let inputs = LiveInputs {
             socket,
+            console: Some(console_rx),
+        };
+        let task = tokio::spawn(run_live_input(
+            inputs,
             receiver,
             frames_tx,
             Some(release.clone()),
@@ -137,6 +155,7 @@ impl LiveInput {
         Ok((
             LiveInput {
                 addr,
+                console,
                 stats,
                 release,
                 stop,
@@ -150,6 +169,11 @@ impl LiveInput {
     /// Counters so far.
     pub fn stats(&self) -> LiveStats {
         self.stats.snapshot()
+    }
+
+    /// Where the console's broadcasts go in.
+    pub fn console_feed(&self) -> mpsc::Sender<ConsolePacket> {
+        self.console.clone()
     }
 
     /// When each frame in the channel was due on the jitter buffer's release grid
@@ -381,8 +405,22 @@ pub async fn follow_studio(
     targets: Targets,
     auto_start: bool,
 ) {
+    // The console's broadcasts come through the same input but are put on and off air by
+    // the console itself ([`ConsoleLive`]): their events are not the studio's.
+    let mut console = false;
     while let Some(event) = events.recv().await {
         let result = match event {
+            LiveEvent::Receiving {
+                from: LiveSource::Console(from),
+            } => {
+                tracing::info!(%from, "the console is sending");
+                console = true;
+                Ok(())
+            }
+            LiveEvent::Ended { reason } if std::mem::take(&mut console) => {
+                tracing::info!(?reason, "the console stopped sending");
+                Ok(())
+            }
             LiveEvent::Receiving { from } if auto_start => {
                 tracing::info!(?from, "studio is sending: live on air");
                 on_air.live(STUDIO, targets.clone()).await
@@ -429,10 +467,13 @@ pub struct OnAirSetup {
 /// be heard: dropping it stops listening.
 #[derive(Debug, Default)]
 pub struct Studio {
-    /// The RTP input.
+    /// The RTP input (also the console's, when the server has no studio input).
     pub rtp: Option<LiveInput>,
     /// The PCM pipe input.
     pub pipe: Option<PipeInput>,
+    /// Broadcasting from the console: `None` when the studio is a pipe, which has no clock
+    /// of its own for a second source to share.
+    pub console: Option<Arc<ConsoleLive>>,
 }
 
 /// Starts the on-air controller and the studio input `setup.live` describes.
@@ -443,9 +484,14 @@ pub async fn spawn_on_air(
 ) -> Result<(OnAir, Studio), LiveInputError> {
     let mut studio = Studio::default();
     let mut live_release = None;
+    let mut console_only = false;
     let (frames, events) = if let Some(addr) = setup.live.rtp {
-        let (input, frames, events) = LiveInput::start(addr, rtp_config(&setup.live)?).await?;
-        tracing::info!("live studio RTP on {}", input.addr);
+        let (input, frames, events) =
+            LiveInput::start(Some(addr), rtp_config(&setup.live)?).await?;
+        tracing::info!(
+            "live studio RTP on {addr}",
+            addr = input.addr.unwrap_or(addr)
+        );
         // Its frames go out as soon as its jitter buffer releases them; a pipe has no clock of
         // its own and is paced by the tick.
         live_release = Some(input.release_times());
@@ -461,7 +507,12 @@ pub async fn spawn_on_air(
         studio.pipe = Some(input);
         (Some(frames), Some(events))
     } else {
-        (None, None)
+        // No studio: the live input takes the console's broadcasts only.
+        let (input, frames, events) = LiveInput::start(None, rtp_config(&setup.live)?).await?;
+        live_release = Some(input.release_times());
+        studio.rtp = Some(input);
+        console_only = true;
+        (Some(frames), Some(events))
     };
     let on_air = OnAir::spawn(
         outputs,
@@ -470,10 +521,18 @@ pub async fn spawn_on_air(
             bitrate: setup.bitrate,
             live: frames,
             live_release,
+            console_only_live: console_only,
             relay: setup.relay,
             upstreams: setup.upstreams,
         },
     );
+    if let Some(input) = &studio.rtp {
+        studio.console = Some(Arc::new(ConsoleLive::new(
+            on_air.clone(),
+            input.console_feed(),
+            Duration::from_millis(setup.live.no_packet_timeout_ms),
+        )));
+    }
     if let Some(events) = events {
         tokio::spawn(follow_studio(
             on_air.clone(),

@@ -141,6 +141,8 @@ enum Command {
     },
     Live {
         id: String,
+        /// What the status and reports call it; `Trực tiếp: ID` when `None`.
+        name: Option<String>,
         targets: Targets,
         reply: Reply,
     },
@@ -242,6 +244,9 @@ pub struct OnAir {
     died: watch::Receiver<Option<Arc<str>>>,
 }
 
+/// The id a broadcast from the console goes on air under ([`crate::broadcast::console_live`]).
+pub const CONSOLE_LIVE_ID: &str = "console";
+
 /// Settings of the controller.
 #[derive(Debug)]
 pub struct OnAirConfig {
@@ -255,6 +260,9 @@ pub struct OnAirConfig {
     /// of waiting up to 20 ms for the next tick. `None` for a pipe, which has no clock of its
     /// own and is paced by the tick.
     pub live_release: Option<Arc<ReleaseTimes>>,
+    /// Set when `live` carries only the console's broadcasts (the server has no studio
+    /// input): any other live item then fails to open, as it would without a live input.
+    pub console_only_live: bool,
     /// How HTTP/Icecast relays fail over and retry.
     pub relay: radio_config::RelaySettings,
     /// Upstream radio servers that `SourceSpec::Upstream` names.
@@ -267,6 +275,7 @@ impl Default for OnAirConfig {
             bitrate: radio_config::ServerConfig::default().bitrate,
             live: None,
             live_release: None,
+            console_only_live: false,
             relay: radio_config::RelaySettings::default(),
             upstreams: Vec::new(),
         }
@@ -398,6 +407,23 @@ impl OnAir {
     pub async fn live(&self, id: &str, targets: Targets) -> Result<(), CommandError> {
         self.call(|reply| Command::Live {
             id: id.into(),
+            name: None,
+            targets,
+            reply,
+        })
+        .await
+    }
+
+    /// [`OnAir::live`] under a name of its own (the status and the plays report show it).
+    pub async fn live_named(
+        &self,
+        id: &str,
+        name: &str,
+        targets: Targets,
+    ) -> Result<(), CommandError> {
+        self.call(|reply| Command::Live {
+            id: id.into(),
+            name: Some(name.into()),
             targets,
             reply,
         })
@@ -567,6 +593,8 @@ struct Controller {
     /// [`OnAirConfig::live_release`]: `live` stays here, and each frame is handed to the live
     /// playback through `live_feed` and routed at once.
     live_release: Option<Arc<ReleaseTimes>>,
+    /// [`OnAirConfig::console_only_live`].
+    console_only_live: bool,
     live_feed: Option<mpsc::Sender<Box<PcmFrame>>>,
     /// The stamp of the last clocked live frame, to keep the next on its 20 ms grid.
     live_last_us: Option<u64>,
@@ -610,6 +638,7 @@ impl Controller {
             emergency_repeats: BTreeMap::new(),
             live: config.live,
             live_release: config.live_release,
+            console_only_live: config.console_only_live,
             live_feed: None,
             live_last_us: None,
             relay: config.relay,
@@ -779,8 +808,24 @@ impl Controller {
                 self.emergency_repeats.remove(&id);
                 (self.ladder.stop_emergency(now, &id), reply)
             }
-            Command::Live { id, targets, reply } => {
-                (self.ladder.start_live(now, &id, &targets), reply)
+            Command::Live {
+                id,
+                name,
+                targets,
+                reply,
+            } => {
+                let result = self.ladder.start_live(now, &id, &targets);
+                let item = ItemRef::Live { id };
+                match name {
+                    Some(name) if result.is_ok() => {
+                        self.names.insert(item, name);
+                    }
+                    _ if result.is_ok() => {
+                        self.names.remove(&item);
+                    }
+                    _ => {}
+                }
+                (result, reply)
             }
             Command::StopLive { id, reply } => (self.ladder.stop_live(now, &id), reply),
             Command::Bulletin { bulletin, reply } => {
@@ -1103,6 +1148,16 @@ impl Controller {
                         .map(|p| (p, Some(StreamHandle::Upstream(handle))))
                         .map_err(|e| e.to_string())
                 });
+                self.opened(Opened { key, result });
+            }
+            SourceSpec::Live
+                if self.console_only_live
+                    && item
+                        != (ItemRef::Live {
+                            id: CONSOLE_LIVE_ID.to_owned(),
+                        }) =>
+            {
+                let result = Err("this server has no live input configured".to_string());
                 self.opened(Opened { key, result });
             }
             SourceSpec::Live if self.live_release.is_some() => {

@@ -230,6 +230,19 @@ pub enum LiveSource {
     Rtp(SocketAddr),
     /// The local mixer's pipe ([`super::pcm_pipe`]).
     Pipe,
+    /// A person speaking from the console in a browser; the browser's address. Its packets
+    /// come through [`LiveRtpReceiver::handle_console_packet`], not the UDP socket.
+    Console(SocketAddr),
+}
+
+/// One packet of a console broadcast: RTP made by the server from an Opus packet the
+/// browser sent ([`crate::broadcast::console_live`]), handed to the live input's task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsolePacket {
+    /// The browser's address.
+    pub from: SocketAddr,
+    /// An RTP packet with an Opus payload.
+    pub rtp: Vec<u8>,
 }
 
 /// Why live audio stopped.
@@ -790,6 +803,8 @@ impl Limits {
 struct Stream {
     ssrc: u32,
     from: SocketAddr,
+    /// Whether it comes from the console ([`LiveSource::Console`]).
+    console: bool,
     last_heard: Instant,
     /// `jitter_delay`, plus the resampler's latency for L16 that is not at 48 kHz.
     delay: Duration,
@@ -822,6 +837,7 @@ impl Stream {
         Stream {
             ssrc,
             from,
+            console: false,
             last_heard: now,
             delay,
             limits: Limits::new(delay, silence),
@@ -1200,6 +1216,24 @@ impl LiveRtpReceiver {
             },
         };
 
+        self.accept(now, from, false, bytes);
+    }
+
+    /// Takes one packet of a console broadcast ([`ConsolePacket`]). It skips the allowlist and
+    /// SRTP, which are for the network: the console's caller has signed in. The console has
+    /// the air to itself: its first packet takes over from a studio stream at once (the
+    /// console refuses to start while the studio is on air, so the studio's stream was not
+    /// being heard), and the studio's packets cannot take over until the console's stream has
+    /// ended ([`LiveRtpConfig::no_packet_timeout`] after its last packet).
+    pub fn handle_console_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        bump(&self.stats.packets);
+        self.stats
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.accept(now, from, true, bytes);
+    }
+
+    fn accept(&mut self, now: Instant, from: SocketAddr, console: bool, bytes: &[u8]) {
         let (packet, ssrc, seq) = match self.parse(bytes) {
             Ok(parsed) => parsed,
             Err(reason) => {
@@ -1216,7 +1250,7 @@ impl LiveRtpReceiver {
 
         let jitter = self.jitter_delay;
         match &mut self.stream {
-            Some(stream) if stream.ssrc == ssrc => {
+            Some(stream) if stream.ssrc == ssrc && stream.console == console => {
                 stream.last_heard = now;
                 match stream.classify(seq) {
                     Slot::Hold(ext) => {
@@ -1227,11 +1261,26 @@ impl LiveRtpReceiver {
                     Slot::Late => bump(&self.stats.late),
                     Slot::Restart => {
                         tracing::info!("live RTP: {from} restarted its sequence numbers");
-                        self.start_stream(now, from, ssrc, seq, packet);
+                        self.start_stream(now, from, console, ssrc, seq, packet);
                     }
                 }
             }
-            Some(stream) if now.saturating_duration_since(stream.last_heard) < jitter => {
+            Some(stream) if console && !stream.console => {
+                tracing::info!(
+                    "live: the console ({from}) takes over from the studio's {}",
+                    stream.from
+                );
+                // The studio's broadcast ends here, so that events keep alternating and the
+                // studio's follower takes it off air.
+                if let Some(event) = self.air.end(EndReason::NoPackets) {
+                    self.events.push_back(event);
+                }
+                self.start_stream(now, from, console, ssrc, seq, packet);
+            }
+            Some(stream)
+                if stream.console != console
+                    || now.saturating_duration_since(stream.last_heard) < jitter =>
+            {
                 bump(&self.stats.foreign_ssrc);
                 if let Some(quiet) = self.warn_foreign.check(now) {
                     tracing::warn!(
@@ -1248,11 +1297,11 @@ impl LiveRtpReceiver {
                     stream.ssrc,
                     stream.from
                 );
-                self.start_stream(now, from, ssrc, seq, packet);
+                self.start_stream(now, from, console, ssrc, seq, packet);
             }
             None => {
                 tracing::info!("live RTP: receiving SSRC {ssrc:#010x} from {from}");
-                self.start_stream(now, from, ssrc, seq, packet);
+                self.start_stream(now, from, console, ssrc, seq, packet);
             }
         }
     }
@@ -1274,13 +1323,27 @@ impl LiveRtpReceiver {
         Ok((packet, rtp.ssrc(), rtp.sequence_number()))
     }
 
-    fn start_stream(&mut self, now: Instant, from: SocketAddr, ssrc: u32, seq: Seq, packet: Held) {
+    fn start_stream(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        console: bool,
+        ssrc: u32,
+        seq: Seq,
+        packet: Held,
+    ) {
         let delay = self.jitter_delay + packet.latency;
         let mut stream = Stream::new(ssrc, from, seq, now, delay, self.air.threshold());
+        stream.console = console;
         stream.hold(stream.next_seq, packet, now);
         self.stream = Some(stream);
         bump(&self.stats.accepted);
-        if let Some(event) = self.air.start(LiveSource::Rtp(from)) {
+        let source = if console {
+            LiveSource::Console(from)
+        } else {
+            LiveSource::Rtp(from)
+        };
+        if let Some(event) = self.air.start(source) {
             self.events.push_back(event);
         }
     }
@@ -1433,6 +1496,31 @@ pub async fn run_live_rtp(
 /// [`run_live_rtp`], noting in `times` when each frame sent on `frames` was due.
 pub async fn run_live_rtp_timed(
     socket: UdpSocket,
+    receiver: LiveRtpReceiver,
+    frames: mpsc::Sender<Box<PcmFrame>>,
+    times: Option<Arc<ReleaseTimes>>,
+    events: mpsc::Sender<LiveEvent>,
+    shutdown: impl Future<Output = ()>,
+) -> LiveStats {
+    let inputs = LiveInputs {
+        socket: Some(socket),
+        console: None,
+    };
+    run_live_input(inputs, receiver, frames, times, events, shutdown).await
+}
+
+/// What [`run_live_input`] reads: the studio's UDP socket, the console's packets, or both.
+#[derive(Debug)]
+pub struct LiveInputs {
+    /// The studio's RTP, if the server has a studio input.
+    pub socket: Option<UdpSocket>,
+    /// Packets of console broadcasts ([`LiveRtpReceiver::handle_console_packet`]).
+    pub console: Option<mpsc::Receiver<ConsolePacket>>,
+}
+
+/// [`run_live_rtp_timed`] over any of the [`LiveInputs`].
+pub async fn run_live_input(
+    inputs: LiveInputs,
     mut receiver: LiveRtpReceiver,
     frames: mpsc::Sender<Box<PcmFrame>>,
     times: Option<Arc<ReleaseTimes>>,
@@ -1440,6 +1528,10 @@ pub async fn run_live_rtp_timed(
     shutdown: impl Future<Output = ()>,
 ) -> LiveStats {
     tokio::pin!(shutdown);
+    let LiveInputs {
+        socket,
+        mut console,
+    } = inputs;
     let stats = receiver.stats_handle();
     let mut buf = vec![0u8; 65_536];
     let mut pending: VecDeque<LiveEvent> = VecDeque::new();
@@ -1460,7 +1552,14 @@ pub async fn run_live_rtp_timed(
                     pending.clear();
                 }
             },
-            received = socket.recv_from(&mut buf) => match received {
+            packet = recv_console(&mut console), if console.is_some() => match packet {
+                Some(packet) => {
+                    receiver.handle_console_packet(Instant::now(), packet.from, &packet.rtp);
+                }
+                // Nobody can start a console broadcast any more; the studio goes on.
+                None => console = None,
+            },
+            received = recv_socket(socket.as_ref(), &mut buf), if socket.is_some() => match received {
                 Ok((n, from)) => receiver.handle_packet(Instant::now(), from, &buf[..n]),
                 Err(e) => {
                     // UDP receive errors are transient (an ICMP error surfacing, a buffer
@@ -1501,6 +1600,25 @@ pub async fn run_live_rtp_timed(
         }
     }
     stats.snapshot()
+}
+
+async fn recv_console(
+    console: &mut Option<mpsc::Receiver<ConsolePacket>>,
+) -> Option<ConsolePacket> {
+    match console {
+        Some(console) => console.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_socket(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

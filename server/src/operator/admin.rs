@@ -114,7 +114,7 @@ use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::operator::https::{plain_http_allowed, Transport};
-use crate::operator::{account_routes, library_routes, openapi, timeline_routes};
+use crate::operator::{account_routes, library_routes, live_routes, openapi, timeline_routes};
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
@@ -177,6 +177,8 @@ pub struct AdminState {
     console_port: Option<u16>,
     /// Largest library upload, in bytes (`library_max_upload_mb`).
     library_max_upload: u64,
+    /// Broadcasting from the console, where the live input allows it.
+    console_live: Option<Arc<crate::broadcast::console_live::ConsoleLive>>,
 }
 
 /// Who made a request, as its token says.
@@ -202,7 +204,7 @@ impl Caller {
 
     /// Whether the caller may act for `station` (on a route of [`Access::OwnStation`]): `None`
     /// if so, else why not.
-    fn refuses_station(&self, station: &str) -> Option<String> {
+    pub(crate) fn refuses_station(&self, station: &str) -> Option<String> {
         match self.role {
             Role::Admin => None,
             Role::Operator if self.stations.iter().any(|s| s == station) => None,
@@ -331,6 +333,12 @@ fn routes() -> Routes {
     .add(Get, "/api/v1/stations", Everyone, stations)
     .add(Post, "/api/v1/live/start", Admin, live_start)
     .add(Post, "/api/v1/live/stop", Admin, live_stop)
+    .add(
+        Get,
+        "/api/v1/live/console",
+        OwnStation,
+        live_routes::console,
+    )
     .add(Post, "/api/v1/emergency", Admin, emergency)
     .add(Post, "/api/v1/emergency/stop", Admin, emergency_stop)
     .add(Get, "/api/v1/schedule", Everyone, schedule)
@@ -444,7 +452,23 @@ impl AdminState {
             limiter: std::sync::Mutex::new(AuthLimiter::new(AuthLimits::default())),
             console_port: None,
             library_max_upload: radio_config::DEFAULT_LIBRARY_MAX_UPLOAD_MB * 1024 * 1024,
+            console_live: None,
         }
+    }
+
+    /// Lets people go live from the console ([`crate::broadcast::live_input::Studio::console`]).
+    #[must_use]
+    pub fn with_console_live(
+        mut self,
+        console_live: Option<Arc<crate::broadcast::console_live::ConsoleLive>>,
+    ) -> Self {
+        self.console_live = console_live;
+        self
+    }
+
+    /// Broadcasting from the console, if this server allows it.
+    pub(crate) fn console_live(&self) -> Option<&Arc<crate::broadcast::console_live::ConsoleLive>> {
+        self.console_live.as_ref()
     }
 
     /// The on-air controller.
@@ -1170,6 +1194,11 @@ impl ApiError {
             message: format!("{vietnamese} ({english})"),
             message_vi: Some(vietnamese),
         }
+    }
+
+    /// What it says, in English.
+    pub(crate) fn message(&self) -> String {
+        self.message.clone()
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {

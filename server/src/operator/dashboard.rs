@@ -16,7 +16,7 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 const SCRIPT: &str = include_str!("../../assets/dashboard.js");
 
 /// The page scripts, each one concern of the console.
-const PAGE_SCRIPTS: [(&str, &str); 5] = [
+const PAGE_SCRIPTS: [(&str, &str); 8] = [
     ("send.js", include_str!("../../assets/console/send.js")),
     ("week.js", include_str!("../../assets/console/week.js")),
     (
@@ -27,6 +27,15 @@ const PAGE_SCRIPTS: [(&str, &str); 5] = [
     (
         "reports.js",
         include_str!("../../assets/console/reports.js"),
+    ),
+    (
+        "microphone.js",
+        include_str!("../../assets/console/microphone.js"),
+    ),
+    ("live.js", include_str!("../../assets/console/live.js")),
+    (
+        "live-worklet.js",
+        include_str!("../../assets/console/live-worklet.js"),
     ),
 ];
 

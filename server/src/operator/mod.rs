@@ -11,6 +11,8 @@
 //!   how their answers are printed.
 //! - `library_routes.rs` — the audio library's routes: upload (checked by decoding it all),
 //!   list, play, rename, delete (`library/`).
+//! - `live_routes.rs` — going live from the console: a WebSocket that carries the browser's
+//!   Opus into the live input (`broadcast/console_live.rs`), and who is live now.
 //! - `auth_limiter.rs` — failed authentications per source address; too many lock it out (429).
 //! - `audit_log.rs` — who asked for which on-air change, when, from where, and how it ended.
 //! - `https.rs` — the console's HTTPS listener and its certificate; plain HTTP only from the
@@ -29,6 +31,7 @@ pub mod auth_limiter;
 pub(crate) mod dashboard;
 pub mod https;
 pub mod library_routes;
+pub(crate) mod live_routes;
 pub(crate) mod metrics;
 pub mod openapi;
 pub(crate) mod timeline_routes;

@@ -21,6 +21,7 @@ pub fn summary(verb: Verb, path: &str) -> Option<&'static str> {
         (Get, "/api/v1/stations") => "Every station with its agent's link, last heartbeat and loudspeaker clusters",
         (Post, "/api/v1/live/start") => "Puts the live studio on air at the targets",
         (Post, "/api/v1/live/stop") => "Takes the live studio off air; what it interrupted resumes",
+        (Get, "/api/v1/live/console") => "Who is live from the console; with a WebSocket upgrade, goes live from the browser: Opus packets in, to the targets (an operator: its own communes)",
         (Post, "/api/v1/emergency") => "Starts an emergency (khẩn cấp) from a file or stream at the targets, at once",
         (Post, "/api/v1/emergency/stop") => "Stops an emergency by id; what it interrupted resumes",
         (Get, "/api/v1/schedule") => "The schedule: time zone, groups and entries",

@@ -1577,3 +1577,91 @@ async fn ffmpeg_srtp_with_a_wrong_key_is_not_heard() {
     assert!(stats.packets > 100, "{stats:?}");
     assert_eq!(stats.not_authenticated, stats.packets, "{stats:?}");
 }
+
+fn console() -> SocketAddr {
+    "192.0.2.7:51000".parse().unwrap()
+}
+
+fn from_console() -> LiveEvent {
+    LiveEvent::Receiving {
+        from: LiveSource::Console(console()),
+    }
+}
+
+#[test]
+fn console_packets_skip_the_allowlist_and_srtp() {
+    // SRTP is required and only the studio is allowed: neither is the console's way in (its
+    // caller signed in to the console), so its plain RTP from anywhere is heard.
+    let mut rx = LiveRtpReceiver::new(srtp_config(7)).unwrap();
+    let t0 = Instant::now();
+    let packets = encode_opus(&multitone(0.2, 48_000), FRAME_SAMPLES);
+    for (k, p) in packets.iter().enumerate() {
+        let at = t0 + ms(20 * k as u64);
+        rx.handle_console_packet(
+            at,
+            console(),
+            &rtp(PT_OPUS, k as u16, (k * 960) as u32, SSRC, p),
+        );
+    }
+    assert_eq!(rx.poll_event(), Some(from_console()));
+    let mut frames = 0;
+    for step in 0..=20 {
+        while rx.poll_frame(t0 + ms(20 * step)).is_some() {
+            frames += 1;
+        }
+    }
+    assert!(frames >= 8, "{frames} frames");
+    let stats = rx.stats();
+    assert_eq!(stats.accepted, packets.len() as u64);
+    assert_eq!(stats.not_authenticated + stats.rejected_source, 0);
+    // The same plain RTP from the network is not authenticated.
+    rx.handle_packet(
+        t0 + ms(500),
+        studio(),
+        &rtp(PT_OPUS, 99, 0, 0xABC, opus_payload()),
+    );
+    assert_eq!(rx.stats().not_authenticated, 1);
+}
+
+#[test]
+fn the_console_takes_over_from_the_studio_and_keeps_the_air_until_it_ends() {
+    let mut rx = LiveRtpReceiver::new(config()).unwrap();
+    let t0 = Instant::now();
+    let p = opus_payload();
+    rx.handle_packet(t0, studio(), &rtp(PT_OPUS, 1, 0, SSRC, p));
+    assert_eq!(rx.poll_event(), Some(receiving()));
+    // The console's first packet takes the input at once: the studio's broadcast ends
+    // (events keep alternating) and the console's begins.
+    rx.handle_console_packet(t0 + ms(20), console(), &rtp(PT_OPUS, 500, 0, 0xC0C, p));
+    assert_eq!(
+        rx.poll_event(),
+        Some(LiveEvent::Ended {
+            reason: EndReason::NoPackets
+        })
+    );
+    assert_eq!(rx.poll_event(), Some(from_console()));
+    // The studio, still sending, cannot take it back while the console is heard, however
+    // long the console's gaps (short of its no-packet time-out).
+    for k in 1..=5u16 {
+        rx.handle_console_packet(
+            t0 + ms(20 + 20 * u64::from(k)),
+            console(),
+            &rtp(PT_OPUS, 500 + k, 0, 0xC0C, p),
+        );
+    }
+    rx.handle_packet(t0 + ms(2_000), studio(), &rtp(PT_OPUS, 2, 960, SSRC, p));
+    rx.handle_packet(t0 + ms(4_000), studio(), &rtp(PT_OPUS, 3, 1920, SSRC, p));
+    assert_eq!(rx.stats().foreign_ssrc, 2);
+    assert_eq!(rx.poll_event(), None);
+    // The console goes quiet: its broadcast ends after the time-out, and the studio is
+    // heard again.
+    rx.handle_timeout(t0 + ms(120 + 5_000));
+    assert_eq!(
+        rx.poll_event(),
+        Some(LiveEvent::Ended {
+            reason: EndReason::NoPackets
+        })
+    );
+    rx.handle_packet(t0 + ms(5_200), studio(), &rtp(PT_OPUS, 4, 2880, SSRC, p));
+    assert_eq!(rx.poll_event(), Some(receiving()));
+}

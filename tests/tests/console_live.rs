@@ -19,13 +19,14 @@ use serde_json::{json, Value};
 use radio_tests::browser::{console_of, save_screenshot, Driver};
 use radio_tests::console::{wait_wav_grown, wav_len};
 use radio_tests::{
-    correlation_at, enroll, read_wav, require_tool, start_agent, start_server_with, Process,
-    PATIENCE,
+    correlation_at, enroll, free_udp_port, read_wav, require_tool, start_agent, start_server_with,
+    Process, PATIENCE,
 };
 
 const STATIONS: [&str; 3] = ["binh-trung", "binh-duong", "binh-chanh"];
 const LIVE_NAME: &str = "Trực tiếp từ bảng điều khiển: admin";
 const BACKGROUND: &str = "Nhạc nền";
+const STUDIO_NAME: &str = "Trực tiếp: studio";
 /// Long enough for two live broadcasts over it and its return after each.
 const BACKGROUND_SECONDS: u32 = 300;
 /// Seconds of live air checked at the agents.
@@ -129,6 +130,15 @@ fn check_speech_aired(speech: &[f32], wav: &Path, from: u64) -> f64 {
     best
 }
 
+/// A WebSocket the page opens by script, as a second person's console would: its first answer.
+fn try_live(driver: &Driver, hello: &str) -> Value {
+    driver.script(&format!(
+        "return new Promise((done) => {{ const s = new WebSocket(`wss://${{location.host}}/api/v1/live/console`); \
+         s.onopen = () => s.send(JSON.stringify({hello})); \
+         s.onmessage = (e) => {{ done(JSON.parse(e.data)); s.close(); }}; s.onerror = () => done('error'); }});"
+    ))
+}
+
 fn live_state(driver: &Driver) -> Value {
     driver.fetch("GET", "/api/v1/live/console", None, false)
 }
@@ -192,8 +202,14 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
     for station in STATIONS {
         enroll(&data, station, &dir.path().join(format!("{station}.toml")));
     }
-    // No studio input: the live input then takes the console's broadcasts only.
-    let (mut server, addr) = start_server_with(&data, "127.0.0.1:0", &["--no-schedule"]);
+    // A studio input too: the console's broadcasts share it, and it must keep working.
+    let studio_port = free_udp_port();
+    let studio_addr = format!("127.0.0.1:{studio_port}");
+    let (mut server, addr) = start_server_with(
+        &data,
+        "127.0.0.1:0",
+        &["--no-schedule", "--live-rtp", &studio_addr],
+    );
     let wav = |station: &str| dir.path().join(format!("{station}.wav"));
     let mut agents: Vec<Process> = STATIONS
         .iter()
@@ -227,6 +243,28 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
     driver.wait_on_air(&STATIONS.map(|s| (s, Some(BACKGROUND))));
     assert_eq!(live_state(&driver)[1]["speaker"], Value::Null);
 
+    // The studio goes on air by itself while it sends; the console may not break in.
+    let mut studio = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&speech_wav)
+        .args(["-t", "6", "-c:a", "libopus", "-b:a", "32k", "-f", "rtp"])
+        .arg(format!("rtp://{studio_addr}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start ffmpeg as the studio's encoder");
+    driver.wait_on_air(&STATIONS.map(|s| (s, Some(STUDIO_NAME))));
+    let refused = try_live(&driver, "{csrf, targets: 'all'}");
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(
+        refused["message_vi"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Phòng thu đang phát trực tiếp")),
+        "{refused}"
+    );
+    assert!(studio.wait().expect("ffmpeg").success());
+    // The studio's no-packet time-out hands the air back.
+    driver.wait_on_air(&STATIONS.map(|s| (s, Some(BACKGROUND))));
+
     // The microphone first: its level shows before anyone is on air.
     driver.go("live");
     driver.click("#live-mic");
@@ -246,11 +284,7 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
     }
 
     // A second try while live: told who is live.
-    let second = driver.script(
-        "return new Promise((done) => { const s = new WebSocket(`wss://${location.host}/api/v1/live/console`); \
-         s.onopen = () => s.send(JSON.stringify({csrf, targets: 'all'})); \
-         s.onmessage = (e) => { done(JSON.parse(e.data)); s.close(); }; s.onerror = () => done('error'); });",
-    );
+    let second = try_live(&driver, "{csrf, targets: 'all'}");
     assert_eq!(second["ok"], false, "{second}");
     assert!(
         second["message_vi"]
@@ -329,6 +363,54 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
         audit.to_string().contains("closed: "),
         "the second broadcast did not end by its tab closing: {audit}"
     );
+
+    // Without the session's CSRF token nothing goes on air.
+    let forged = try_live(&driver, "{csrf: 'not-the-token', targets: 'all'}");
+    assert_eq!(forged["ok"], false, "{forged}");
+    assert!(
+        forged["message_vi"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Phiên làm việc không khớp")),
+        "{forged}"
+    );
+
+    // A commune operator speaks to their own commune only.
+    let made = driver.fetch(
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "can-bo-binh-trung", "role": "operator",
+                    "communes": ["binh-trung"], "password": "Bình Trung 2026"})),
+        true,
+    );
+    assert_eq!(made[0], 201, "{made}");
+    driver.click("#sign-out");
+    driver.wait_for("return !document.querySelector('#login').hidden;", |v| {
+        v == true
+    });
+    driver.sign_in(&console, "can-bo-binh-trung", "Bình Trung 2026");
+    driver.go("live");
+    let offered = driver.wait_for(
+        "return Array.from(document.querySelectorAll('#live-stations input')).map(i => [i.value, i.checked]);",
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    );
+    assert_eq!(offered, json!([["binh-trung", true]]));
+    assert_eq!(
+        driver.script("return document.querySelector('#live-all-label').hidden;"),
+        true
+    );
+    let elsewhere = try_live(&driver, "{csrf, targets: {stations: ['binh-duong']}}");
+    assert_eq!(elsewhere["ok"], false, "{elsewhere}");
+    assert!(
+        elsewhere["message_vi"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Bạn chỉ được phát tới xã mình phụ trách")),
+        "{elsewhere}"
+    );
+    let everywhere = try_live(&driver, "{csrf, targets: 'all'}");
+    assert_eq!(everywhere["ok"], false, "{everywhere}");
+    assert_eq!(live_state(&driver)[1]["speaker"], Value::Null);
+    driver.window_size(360, 740);
+    save_screenshot(&driver, "live-operator-phone");
     drop(agents);
     drop(server);
 }

@@ -4,6 +4,8 @@
 // and sends each packet over a WebSocket to the server's live input, where it gets the studio's
 // jitter buffer, levels and ladder (`server/src/operator/live_routes.rs` says the conversation).
 // Closing the tab or losing the connection ends the broadcast; what it interrupted resumes.
+// A browser without WebCodecs (Firefox for Android, for one) sends its MediaRecorder's live WebM
+// instead, in 100 ms pieces, which the server unpacks into the same Opus packets.
 "use strict";
 
 addText({
@@ -19,7 +21,7 @@ addText({
     "live-busy": "{user} đang phát trực tiếp từ bảng điều khiển tới {where} (từ {time}).",
     "live-you": "Bạn đang phát trực tiếp.",
     "live-unavailable": "Máy chủ này không nhận phát trực tiếp từ trình duyệt (đầu vào trực tiếp là bàn trộn). Hãy phát từ phòng thu.",
-    "live-unsupported": "Trình duyệt này chưa gửi được giọng nói trực tiếp (thiếu WebCodecs). Hãy dùng Chrome, Edge hoặc Firefox bản mới.",
+    "live-unsupported": "Trình duyệt này chưa gửi được giọng nói trực tiếp. Hãy dùng Chrome, Edge hoặc Firefox bản mới.",
     "live-ended": "Đã dừng phát trực tiếp sau {s} giây.",
     "live-ended-admin": "Quản trị viên đã dừng buổi phát trực tiếp của bạn.",
     "live-ended-silent": "Máy chủ không nhận được âm thanh nữa nên đã dừng phát. Kiểm tra mạng rồi thử lại.",
@@ -38,7 +40,7 @@ addText({
     "live-busy": "{user} is live from the console to {where} (since {time}).",
     "live-you": "You are live.",
     "live-unavailable": "This server cannot take live audio from a browser (its live input is a mixer pipe). Broadcast from the studio.",
-    "live-unsupported": "This browser cannot send live audio (no WebCodecs). Use a current Chrome, Edge or Firefox.",
+    "live-unsupported": "This browser cannot send live audio. Use a current Chrome, Edge or Firefox.",
     "live-ended": "Live broadcast stopped after {s} s.",
     "live-ended-admin": "An administrator stopped your live broadcast.",
     "live-ended-silent": "The server stopped receiving audio, so the broadcast ended. Check the network and try again.",
@@ -52,12 +54,21 @@ const LIVE_FRAME_US = 40000;
 // Audio waiting in the socket beyond this (about 3 s at 24 kb/s) is stale: newer packets are
 // dropped rather than queued, so a slow uplink costs words, never a growing delay.
 const LIVE_MAX_BACKLOG = 9000;
+const LIVE_WEBM = "audio/webm;codecs=opus";
+const LIVE_RECORDER_SLICE_MS = 100;
 
 // The page's state: the microphone (`openMicrophone`, microphone.js) and, while live, the rest.
-const live = { mic: null, meterStop: null, socket: null, encoder: null, node: null, started: 0, timer: null, where: "", stations: [] };
+const live = { mic: null, meterStop: null, socket: null, encoder: null, node: null, recorder: null, started: 0, timer: null, where: "", stations: [] };
+
+// How this browser sends: Opus packets from WebCodecs, else a WebM recording, else not at all.
+function liveUplink() {
+  if (typeof AudioEncoder !== "undefined" && typeof AudioData !== "undefined" && typeof AudioWorkletNode !== "undefined") return "opus";
+  if (typeof MediaRecorder !== "undefined" && MediaRecorder.isTypeSupported(LIVE_WEBM)) return "webm";
+  return null;
+}
 
 function liveSupported() {
-  return typeof AudioEncoder !== "undefined" && typeof AudioData !== "undefined" && typeof AudioWorkletNode !== "undefined";
+  return liveUplink() !== null;
 }
 
 async function refreshLive() {
@@ -144,13 +155,14 @@ async function goLive() {
   live.socket = socket;
   live.where = where;
   let welcomed = false;
-  socket.onopen = () => socket.send(JSON.stringify({ csrf, targets }));
+  const format = liveUplink();
+  socket.onopen = () => socket.send(JSON.stringify({ csrf, targets, format }));
   socket.onmessage = (event) => {
     let answer = {};
     try { answer = JSON.parse(event.data); } catch (_) { return; }
     if (!welcomed && answer.ok === true) {
       welcomed = true;
-      startEncoding(socket).catch((e) => endLive(tf("live-encoder-failed", { e: e.message }), false));
+      (format === "webm" ? startRecording(socket) : startEncoding(socket)).catch((e) => endLive(tf("live-encoder-failed", { e: e.message }), false));
     } else if (answer.ok === false) {
       endLive(lang === "vi" && answer.message_vi ? answer.message_vi : answer.error, false);
     } else if (answer.ended) {
@@ -198,6 +210,22 @@ async function startEncoding(socket) {
   live.mic.source.connect(live.node);
   // The worklet writes nothing to its output; being connected keeps it pulled by the graph.
   live.node.connect(context.destination);
+  showOnAir();
+}
+
+// Without WebCodecs: the recorder's WebM, piece by piece. Nothing may be dropped from it (the
+// pieces are one stream), so a slow uplink delays it instead; the server's jitter buffer then
+// skips silent frames to catch up.
+async function startRecording(socket) {
+  live.recorder = new MediaRecorder(live.mic.stream, { mimeType: LIVE_WEBM, audioBitsPerSecond: LIVE_BITRATE });
+  live.recorder.ondataavailable = (event) => {
+    if (event.data.size > 0 && socket.readyState === WebSocket.OPEN) socket.send(event.data);
+  };
+  live.recorder.start(LIVE_RECORDER_SLICE_MS);
+  showOnAir();
+}
+
+function showOnAir() {
   live.started = Date.now();
   $("live-go").hidden = true;
   $("live-end").hidden = false;
@@ -233,6 +261,11 @@ function endLive(message, ok) {
   }
   if (live.encoder && live.encoder.state !== "closed") live.encoder.close();
   live.encoder = null;
+  if (live.recorder) {
+    live.recorder.ondataavailable = null;
+    if (live.recorder.state !== "inactive") live.recorder.stop();
+    live.recorder = null;
+  }
   clearInterval(live.timer);
   $("live-banner").hidden = true;
   $("live-go").hidden = false;

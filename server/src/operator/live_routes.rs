@@ -10,7 +10,9 @@
 //! 2. the server answers `{"ok": true, "name": …, "targets": …}`, or
 //!    `{"ok": false, "error": …, "message_vi": …, "speaker": …}` and closes;
 //! 3. the browser sends one Opus packet per binary message (the console sends 40 ms at
-//!    24 kb/s), and may send the text `stop`;
+//!    24 kb/s) — or, having said `"format": "webm"` in its first message, the pieces of a live
+//!    WebM recording (`MediaRecorder`, where the browser has no WebCodecs) — and may send the
+//!    text `stop`;
 //! 4. the server ends the broadcast when the browser says `stop`, closes the socket, goes
 //!    quiet for the live input's `no_packet_timeout`, or when an admin stops it
 //!    (`radio-server live stop --id console`); its last message is
@@ -35,9 +37,10 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use crate::broadcast::console_live::{
-    BeginError, ConsoleLive, ConsoleSession, Speaker, MAX_PACKET_BYTES,
+    BeginError, ConsoleLive, ConsoleSession, SendError, Speaker, MAX_PACKET_BYTES,
 };
 use crate::broadcast::on_air::{OnAirEvent, CONSOLE_LIVE_ID};
+use crate::ingest::webm_opus::WebmOpusStream;
 use crate::operator::admin::{Actor, AdminState, ApiError};
 use crate::operator::audit_log::AuditAction;
 use crate::schedule::ladder::StopReason;
@@ -60,6 +63,19 @@ struct Hello {
     #[serde(default)]
     csrf: Option<String>,
     targets: Targets,
+    #[serde(default)]
+    format: UplinkFormat,
+}
+
+/// What the browser's binary messages carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UplinkFormat {
+    /// One Opus packet per message (WebCodecs).
+    #[default]
+    Opus,
+    /// Pieces of a live WebM recording (`MediaRecorder`), for browsers without WebCodecs.
+    Webm,
 }
 
 /// Who is live from the console, with the uplink so far.
@@ -191,8 +207,8 @@ async fn broadcast_from(
     live: Arc<ConsoleLive>,
     from: SocketAddr,
 ) {
-    let targets = match hello(&mut socket, &actor, &state).await {
-        Ok(targets) => targets,
+    let (targets, format) = match hello(&mut socket, &actor, &state).await {
+        Ok(hello) => hello,
         Err(refusal) => {
             let _ = state
                 .audit(
@@ -253,6 +269,7 @@ async fn broadcast_from(
         relay_packets(
             &mut socket,
             &mut session,
+            Inbound::new(format),
             &mut events,
             live.no_packet_timeout(),
         )
@@ -316,10 +333,48 @@ fn uplink(session: &ConsoleSession, elapsed: Duration) -> Uplink {
     }
 }
 
+/// How the browser's messages become Opus packets.
+enum Inbound {
+    Opus,
+    Webm(WebmOpusStream, Vec<Vec<u8>>),
+}
+
+impl Inbound {
+    fn new(format: UplinkFormat) -> Self {
+        match format {
+            UplinkFormat::Opus => Inbound::Opus,
+            UplinkFormat::Webm => Inbound::Webm(WebmOpusStream::new(), Vec::new()),
+        }
+    }
+
+    /// Hands what one message carries to the session.
+    fn forward(&mut self, message: &[u8], session: &mut ConsoleSession) -> Result<(), Ended> {
+        let sent = match self {
+            Inbound::Opus => session.send(message),
+            Inbound::Webm(stream, packets) => {
+                if let Err(e) = stream.push(message, packets) {
+                    tracing::warn!("console live: {e}");
+                    return Err(Ended::BadMessage);
+                }
+                packets.drain(..).try_for_each(|p| session.send(&p))
+            }
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(SendError::Closed) => Err(Ended::ServerStopped),
+            Err(e) => {
+                tracing::warn!("console live: {e}");
+                Err(Ended::BadMessage)
+            }
+        }
+    }
+}
+
 /// Packets from the browser into the live input until the broadcast ends.
 async fn relay_packets(
     socket: &mut WebSocket,
     session: &mut ConsoleSession,
+    mut inbound: Inbound,
     events: &mut broadcast::Receiver<OnAirEvent>,
     quiet_limit: Duration,
 ) -> Ended {
@@ -331,16 +386,11 @@ async fn relay_packets(
             message = tokio::time::timeout(quiet_limit, socket.recv()) => match message {
                 Err(_) => return Ended::Silent,
                 Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Ended::Closed,
-                Ok(Some(Ok(Message::Binary(packet)))) => match session.send(&packet) {
-                    Ok(()) => {}
-                    Err(crate::broadcast::console_live::SendError::Closed) => {
-                        return Ended::ServerStopped
+                Ok(Some(Ok(Message::Binary(message)))) => {
+                    if let Err(ended) = inbound.forward(&message, session) {
+                        return ended;
                     }
-                    Err(e) => {
-                        tracing::warn!("console live: {e}");
-                        return Ended::BadMessage;
-                    }
-                },
+                }
                 Ok(Some(Ok(Message::Text(text)))) if text.as_str().trim() == "stop" => {
                     return Ended::Stopped
                 }
@@ -403,7 +453,7 @@ async fn hello(
     socket: &mut WebSocket,
     actor: &Actor,
     state: &AdminState,
-) -> Result<Targets, Refusal> {
+) -> Result<(Targets, UplinkFormat), Refusal> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await;
     let text = match first {
         Ok(Some(Ok(Message::Text(text)))) => text,
@@ -463,7 +513,7 @@ async fn hello(
             actor.caller.refuses_station(station).unwrap_or_default(),
         ));
     }
-    Ok(hello.targets)
+    Ok((hello.targets, hello.format))
 }
 
 fn begin_refusal(e: &BeginError) -> Refusal {

@@ -1,7 +1,7 @@
-//! The web console: one page, its core script and a script per page (send, week, library,
-//! inbox, reports), built into the binary and served by the admin endpoint at `/`. The page
-//! signs a person in and then uses the same JSON API as the operator commands, so it can do
-//! nothing the person's role could not.
+//! The web console: one page, its core script and a script per page (send, week, library and
+//! its recorder with the shared microphone, inbox, reports), built into the binary and served
+//! by the admin endpoint at `/`. The page signs a person in and then uses the same JSON API as
+//! the operator commands, so it can do nothing the person's role could not.
 //!
 //! Vietnamese by default, with an English toggle; plain HTML, CSS and JavaScript with no
 //! external files, so it works on a district office PC with no internet.
@@ -16,13 +16,18 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 const SCRIPT: &str = include_str!("../../assets/dashboard.js");
 
 /// The page scripts, each one concern of the console.
-const PAGE_SCRIPTS: [(&str, &str); 5] = [
+const PAGE_SCRIPTS: [(&str, &str); 7] = [
     ("send.js", include_str!("../../assets/console/send.js")),
     ("week.js", include_str!("../../assets/console/week.js")),
     (
         "library.js",
         include_str!("../../assets/console/library.js"),
     ),
+    (
+        "microphone.js",
+        include_str!("../../assets/console/microphone.js"),
+    ),
+    ("record.js", include_str!("../../assets/console/record.js")),
     ("inbox.js", include_str!("../../assets/console/inbox.js")),
     (
         "reports.js",

@@ -49,8 +49,9 @@ async function openMicrophone() {
     // Some browsers refuse a rate other than the sound card's.
     context = new AudioContext();
   }
-  // A context made outside a click starts suspended in some browsers; the meter needs it running.
-  if (context.state === "suspended") await context.resume().catch(() => {});
+  // A context made outside a click starts suspended in some browsers; the meter needs it
+  // running. Not awaited: where the browser still refuses, the promise never settles.
+  if (context.state === "suspended") context.resume().catch(() => {});
   const source = context.createMediaStreamSource(stream);
   return { stream, context, source };
 }

@@ -242,6 +242,9 @@ $("record-retake").addEventListener("click", () => {
   recordSay(t("record-help"), true);
 });
 $("record-save").addEventListener("click", saveTake);
+// Its text says what a click does (turn on or off), which the page's language switch, run
+// before this, does not know.
+$("lang").addEventListener("click", recordButtons);
 window.addEventListener("beforeunload", (event) => {
   if (recording.take || recording.recorder) event.preventDefault();
 });

@@ -91,8 +91,9 @@ fn ogg(r: &mut Reader) -> Verdict {
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return cut("an Ogg page", start, r.len),
             Err(_) => return None,
         }
-        if &header[..4] != b"OggS" {
-            // Not a page where one should start: damage, not a cut; the decoder resyncs.
+        // Not a page where one should start (version 0, flags in the low 3 bits): damage, not a
+        // cut, which the decoder resyncs past.
+        if &header[..4] != b"OggS" || header[4] != 0 || header[5] > 7 {
             return None;
         }
         let segments = usize::from(header[26]);

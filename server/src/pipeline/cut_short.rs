@@ -13,7 +13,7 @@
 //! decoder then judges the file as before.
 
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
+use std::io::{BufReader, ErrorKind, Read};
 use std::path::Path;
 
 /// How the file was found to be cut, for the one-line error.
@@ -283,7 +283,8 @@ mod tests {
                 *b = (data.len() >> (8 * (size_len - 1 - i))) as u8;
             }
         }
-        size[0] = (size[0] & (0xff >> size_len)) | (0x80 >> (size_len - 1));
+        size[0] = (size[0] & 0xffu8.checked_shr(size_len as u32).unwrap_or(0))
+            | (0x80 >> (size_len - 1));
         out.extend(size);
         out.extend_from_slice(data);
         out

@@ -259,7 +259,7 @@ fn an_announcement_recorded_in_the_browser_airs_in_one_commune() {
         "the player says the take is {duration} s"
     );
     assert_eq!(
-        driver.script("return document.querySelector('#record-start').disabled && !document.querySelector('#record-retake').hidden;"),
+        driver.script("return document.querySelector('#record-start').hidden && !document.querySelector('#record-retake').hidden;"),
         true,
         "a take is saved or recorded again before the next"
     );
@@ -280,6 +280,7 @@ fn an_announcement_recorded_in_the_browser_airs_in_one_commune() {
     );
     save_screenshot(&driver, "record-take");
     driver.window_size(360, 740);
+    driver.script("document.querySelector('#record').scrollIntoView(); return null;");
     assert_eq!(
         driver.script(OVERFLOWING),
         json!([]),

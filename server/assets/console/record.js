@@ -58,8 +58,8 @@ function recordButtons() {
   const taken = recording.take !== null;
   $("mic-on").textContent = t(recording.mic ? "mic-off" : "mic-on");
   $("mic-on").disabled = on;
-  $("record-start").hidden = on;
-  $("record-start").disabled = taken;
+  // One take at a time: it is saved or taken again (which discards it) before the next.
+  $("record-start").hidden = on || taken;
   $("record-stop").hidden = !on;
   $("record-take").hidden = !taken;
   $("record-save-part").hidden = !taken;

@@ -1,10 +1,10 @@
 //! Recording an announcement in the console (issue 17, item 2, acceptance b), in Debian's
 //! headless Chromium with a fake microphone that speaks a Vietnamese WAV: the admin turns the
-//! microphone on (the level meter moves), records 10 s, listens back (the player knows the
-//! take's length, though Chromium writes none into its WebM), saves it to the library (its
-//! length there ≈ 10 s, and the server decodes exactly what ffmpeg decodes of the same bytes),
-//! and sends it now to one commune: that commune's agent airs the speech of the fake
-//! microphone, the other commune's agent airs nothing.
+//! microphone on (the level meter moves), records a take and discards it («Ghi lại»), records
+//! 10 s, listens back (the player knows the take's length, though Chromium writes none into its
+//! WebM), saves it to the library (its length there ≈ 10 s, and the server decodes exactly what
+//! ffmpeg decodes of the same bytes), and sends it now to one commune: that commune's agent airs
+//! the speech of the fake microphone, the other commune's agent airs nothing.
 //!
 //! The take is a real MediaRecorder WebM (unknown-size Segment and Clusters, no Cues, no
 //! duration): the file phone_formats.rs imitates.
@@ -237,6 +237,32 @@ fn an_announcement_recorded_in_the_browser_airs_in_one_commune() {
         "Tắt micro"
     );
 
+    // The panel in English, and back.
+    driver.click("#lang");
+    assert_eq!(
+        driver.script("return [document.querySelector('#record h3').textContent, document.querySelector('#mic-on').textContent];"),
+        json!(["Record an announcement", "Microphone off"])
+    );
+    driver.click("#lang");
+
+    // A first take, discarded: «Ghi lại» leaves no player and brings back «Ghi âm».
+    driver.click("#record-start");
+    driver.wait_for(
+        "return Number(document.querySelector('#record-elapsed').dataset.seconds);",
+        |v| v.as_f64().is_some_and(|s| s >= 1.0),
+    );
+    driver.click("#record-stop");
+    driver.wait_for(
+        "return !document.querySelector('#record-retake').hidden;",
+        |v| v == true,
+    );
+    driver.click("#record-retake");
+    assert_eq!(
+        driver.script("const q = (s) => document.querySelector(s); return [q('#record-take').hidden, q('#record-take').hasAttribute('src'), q('#record-start').hidden, q('#record-elapsed').textContent];"),
+        json!([true, false, false, "0:00"]),
+        "a take taken again is gone"
+    );
+
     driver.click("#record-start");
     driver.wait_for(
         "return Number(document.querySelector('#record-elapsed').dataset.seconds);",
@@ -423,10 +449,9 @@ fn an_announcement_recorded_in_the_browser_airs_in_one_commune() {
         outputs[0].display(),
         offset as f64 / 48_000.0
     );
-    // Opus twice (the browser's 32 kbit/s, then the server's), a resampler in Chromium's fake
-    // capture and the agent's jitter buffer: speech keeps its waveform above this; a take of
-    // the wrong audio, silence or noise scores near 0, and one with gaps or repeats well
-    // under it.
+    // Opus twice (the browser's 32 kbit/s, then the server's) and Chromium's fake capture:
+    // measured 0.94 here. A take of the wrong audio, silence or noise scores near 0, and one
+    // with gaps or repeats well under this bound.
     assert!(
         r >= 0.8,
         "{}: the aired take does not match the microphone's speech (correlation {r:.3})",

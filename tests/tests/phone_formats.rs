@@ -116,9 +116,25 @@ fn recordings(dir: &Path) -> Vec<PathBuf> {
     let speech = dir.join("thong-bao.wav");
     run("espeak-ng", &["-v", "vi", "-w", utf8(&speech), SENTENCES]);
     let ogg = dir.join("thong-bao.ogg");
-    ffmpeg(&["-i", utf8(&speech), "-c:a", "libopus", "-b:a", "32k", utf8(&ogg)]);
+    ffmpeg(&[
+        "-i",
+        utf8(&speech),
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "32k",
+        utf8(&ogg),
+    ]);
     let webm = dir.join("thong-bao.webm");
-    ffmpeg(&["-i", utf8(&speech), "-c:a", "libopus", "-b:a", "32k", utf8(&webm)]);
+    ffmpeg(&[
+        "-i",
+        utf8(&speech),
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "32k",
+        utf8(&webm),
+    ]);
     let live = dir.join("live.webm");
     // Small Clusters, as a browser's (a second or so each).
     ffmpeg(&[
@@ -170,7 +186,12 @@ fn best_near(part: &[f32], signal: &[f32], at: usize, search: usize) -> f64 {
     let from = at.saturating_sub(search);
     let coarse = (from..=at + search)
         .step_by(16)
-        .map(|lag| (lag, correlation(part, signal.get(lag..).unwrap_or_default())))
+        .map(|lag| {
+            (
+                lag,
+                correlation(part, signal.get(lag..).unwrap_or_default()),
+            )
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map_or(at, |(lag, _)| lag);
     (coarse.saturating_sub(16)..=coarse + 16)

@@ -88,7 +88,9 @@ fn ogg(r: &mut Reader) -> Verdict {
         let start = r.pos;
         match r.read_exact(&mut header) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return cut("an Ogg page", start, r.len),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                return cut("an Ogg page", start, r.len)
+            }
             Err(_) => return None,
         }
         // Not a page where one should start (version 0, flags in the low 3 bits): damage, not a
@@ -100,7 +102,9 @@ fn ogg(r: &mut Reader) -> Verdict {
         let mut table = [0u8; 255];
         match r.read_exact(&mut table[..segments]) {
             Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return cut("an Ogg page", start, r.len),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                return cut("an Ogg page", start, r.len)
+            }
             Err(_) => return None,
         }
         let body: u64 = table[..segments].iter().map(|&s| u64::from(s)).sum();
@@ -137,10 +141,18 @@ enum Head {
 fn element(r: &mut Reader) -> Head {
     let start = r.pos;
     let Some(id) = vint(r, 4, true) else {
-        return if r.pos >= r.len { Head::Cut(start) } else { Head::Unknown };
+        return if r.pos >= r.len {
+            Head::Cut(start)
+        } else {
+            Head::Unknown
+        };
     };
     let Some(raw) = vint(r, 8, false) else {
-        return if r.pos >= r.len { Head::Cut(start) } else { Head::Unknown };
+        return if r.pos >= r.len {
+            Head::Cut(start)
+        } else {
+            Head::Unknown
+        };
     };
     Head::Element(Element {
         id: id.value as u32,
@@ -283,15 +295,20 @@ mod tests {
                 *b = (data.len() >> (8 * (size_len - 1 - i))) as u8;
             }
         }
-        size[0] = (size[0] & 0xffu8.checked_shr(size_len as u32).unwrap_or(0))
-            | (0x80 >> (size_len - 1));
+        size[0] =
+            (size[0] & 0xffu8.checked_shr(size_len as u32).unwrap_or(0)) | (0x80 >> (size_len - 1));
         out.extend(size);
         out.extend_from_slice(data);
         out
     }
 
     fn browser_webm() -> Vec<u8> {
-        let mut file = ebml(&[0x1a, 0x45, 0xdf, 0xa3], &ebml(&[0x42, 0x82], b"webm", 1, false), 1, false);
+        let mut file = ebml(
+            &[0x1a, 0x45, 0xdf, 0xa3],
+            &ebml(&[0x42, 0x82], b"webm", 1, false),
+            1,
+            false,
+        );
         let mut segment = ebml(&[0x18, 0x53, 0x80, 0x67], &[], 8, true);
         segment.extend(ebml(&[0x15, 0x49, 0xa9, 0x66], &[0xec, 0x80], 1, false));
         for cluster in 0..3u8 {
@@ -312,7 +329,9 @@ mod tests {
         assert_eq!(cut_short(&write(dir.path(), "a.webm", &whole)), None);
         let verdict = cut_short(&write(dir.path(), "b.webm", &whole[..whole.len() - 3]));
         assert!(
-            verdict.as_deref().is_some_and(|v| v.contains("a block of WebM audio")),
+            verdict
+                .as_deref()
+                .is_some_and(|v| v.contains("a block of WebM audio")),
             "{verdict:?}"
         );
         // Inside the header of the last block.
@@ -339,7 +358,10 @@ mod tests {
     #[test]
     fn other_files_and_garbage_get_no_verdict() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(cut_short(&write(dir.path(), "a.mp3", b"ID3\x04 and more")), None);
+        assert_eq!(
+            cut_short(&write(dir.path(), "a.mp3", b"ID3\x04 and more")),
+            None
+        );
         assert!(cut_short(&write(dir.path(), "b.ogg", b"OggS")).is_some());
         let mut junk = vec![0x1a, 0x45, 0xdf, 0xa3, 0x80];
         junk.extend([0u8; 64]);

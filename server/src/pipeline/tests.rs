@@ -705,7 +705,11 @@ fn truncated_files_end_cleanly() {
                     assert!(n < 10_000);
                 }
                 eprintln!("{}: half file gives {n} frames", case.name);
-                assert!(!case.name.ends_with(".ogg"), "{}: half an Ogg file aired", case.name);
+                assert!(
+                    !case.name.ends_with(".ogg"),
+                    "{}: half an Ogg file aired",
+                    case.name
+                );
                 // Half of 10 s, minus at most one Ogg page / FLAC frame.
                 assert!(
                     (190..=260).contains(&n),

@@ -47,6 +47,8 @@ const recording = {
   timer: null,
   take: null,
   url: null,
+  // Stopped because the take neared the library's size limit.
+  full: false,
 };
 
 function recordSay(text, ok) {
@@ -119,14 +121,15 @@ async function startRecording() {
   recording.recorder = recorder;
   recording.chunks = [];
   recording.bytes = 0;
+  recording.full = false;
   recorder.addEventListener("dataavailable", (event) => {
     if (event.data.size === 0) return;
     recording.chunks.push(event.data);
     recording.bytes += event.data.size;
     // The server refuses a file over its limit, and the whole take would be lost with it.
     if (uploadLimitMb && recording.bytes > uploadLimitMb * 1024 * 1024 * 0.95 && recorder.state === "recording") {
+      recording.full = true;
       recorder.stop();
-      recordSay(tf("record-full", { mb: uploadLimitMb }), false);
     }
   });
   recorder.addEventListener("stop", () => finishTake(recorder));
@@ -173,7 +176,9 @@ function finishTake(recorder) {
     $("record-name").value = tf("record-default-name",
       { time: `${pad(now.getDate())}/${pad(now.getMonth() + 1)} ${pad(now.getHours())}:${pad(now.getMinutes())}` });
   }
-  recordSay(t("record-ready"), true);
+  // Stopped at the size limit: why it stopped matters more than the usual hint.
+  if (recording.full) recordSay(tf("record-full", { mb: uploadLimitMb }), false);
+  else recordSay(t("record-ready"), true);
   recordButtons();
 }
 

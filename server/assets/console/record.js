@@ -103,12 +103,17 @@ function discardTake() {
 
 async function startRecording() {
   if (recording.recorder || recording.take) return;
+  if (typeof MediaRecorder === "undefined") { recordSay(t("mic-unsupported"), false); return; }
   let mic;
+  // A second press while the browser asks for the microphone would start a second recorder.
+  $("record-start").disabled = true;
   try {
     mic = await micOn();
   } catch (e) {
     recordSay(e.message, false);
     return;
+  } finally {
+    $("record-start").disabled = false;
   }
   const mimeType = RECORD_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
   let recorder;

@@ -5,7 +5,9 @@
 //! "Truncated" is decided three ways, because containers fail differently when cut short:
 //! - the file cannot be opened: an M4A cut anywhere (symphonia walks every top-level box at
 //!   open, and the cut `mdat` runs past the end);
-//! - the demuxer fails partway (a WebM cut short);
+//! - the file ends inside an Ogg page or a WebM element, whose own length says more was to
+//!   come (`pipeline::cut_short`, at open; a browser's WebM declares no sizes above its blocks);
+//! - the demuxer fails partway;
 //! - the header declares a duration (WAV, MP3 with a Xing/LAME header) and much less than that
 //!   decodes: the data stops early.
 //!

@@ -1,7 +1,7 @@
-//! The web console: one page, its core script and a script per page (send, week, library,
-//! inbox, reports), built into the binary and served by the admin endpoint at `/`. The page
-//! signs a person in and then uses the same JSON API as the operator commands, so it can do
-//! nothing the person's role could not.
+//! The web console: one page, its core script and a script per page (send, week, library and
+//! its recorder with the shared microphone, inbox, reports), built into the binary and served
+//! by the admin endpoint at `/`. The page signs a person in and then uses the same JSON API as
+//! the operator commands, so it can do nothing the person's role could not.
 //!
 //! Vietnamese by default, with an English toggle; plain HTML, CSS and JavaScript with no
 //! external files, so it works on a district office PC with no internet.
@@ -23,14 +23,15 @@ const PAGE_SCRIPTS: [(&str, &str); 8] = [
         "library.js",
         include_str!("../../assets/console/library.js"),
     ),
+    (
+        "microphone.js",
+        include_str!("../../assets/console/microphone.js"),
+    ),
+    ("record.js", include_str!("../../assets/console/record.js")),
     ("inbox.js", include_str!("../../assets/console/inbox.js")),
     (
         "reports.js",
         include_str!("../../assets/console/reports.js"),
-    ),
-    (
-        "microphone.js",
-        include_str!("../../assets/console/microphone.js"),
     ),
     ("live.js", include_str!("../../assets/console/live.js")),
     (

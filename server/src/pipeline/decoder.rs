@@ -106,6 +106,14 @@ impl SourceDecoder {
         if meta.len() == 0 {
             return Err(PipelineError::Empty { path: shown });
         }
+        // Before the probe: symphonia reads a file that ends inside a frame as one that ends
+        // there, and what came before would air as if it were the whole announcement.
+        if let Some(reason) = super::cut_short::cut_short(path) {
+            return Err(PipelineError::Corrupt {
+                path: shown,
+                reason,
+            });
+        }
         let ext = path.extension().and_then(|e| e.to_str());
         Self::probe(Box::new(file), ext, shown, Origin::File)
     }

@@ -1,6 +1,7 @@
 //! Programme audio pipeline: decode once, downmix to mono, resample to 48 kHz and
 //! encode to 20 ms Opus packets that are fanned out unchanged to every agent.
 
+pub(crate) mod cut_short;
 pub(crate) mod decoder;
 pub(crate) mod encoder;
 pub(crate) mod opus_decoder;

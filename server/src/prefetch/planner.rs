@@ -462,4 +462,36 @@ mod tests {
         assert_eq!(blob.digest, <[u8; 32]>::from(Sha256::digest(&blob.bytes)));
         assert!(encode_blob(&[PathBuf::from("/nonexistent.mp3")], 32_000).is_err());
     }
+
+    /// A scheduled phone or browser recording (Ogg or WebM Opus) is sent ahead whole, and a
+    /// copy cut short is refused here rather than sent ahead as half an announcement.
+    #[test]
+    fn opus_recordings_are_encoded_whole_and_cut_ones_refused() {
+        if !radio_test_tools::require_tool("ffmpeg") {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["ghi-am.ogg", "ghi-am.webm"] {
+            let path = dir.path().join(name);
+            let made = std::process::Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+                .args(["-i", "sine=frequency=440:sample_rate=48000:duration=3"])
+                .args(["-c:a", "libopus", "-b:a", "32k"])
+                .arg(&path)
+                .status()
+                .expect("run ffmpeg");
+            assert!(made.success(), "ffmpeg could not make {name}");
+            let blob = encode_blob(std::slice::from_ref(&path), 32_000).expect("encode");
+            // 3 s of 20 ms frames, and at most one more for the codec's padding.
+            assert!(
+                (150..=151).contains(&blob.frames),
+                "{name}: {}",
+                blob.frames
+            );
+            let bytes = std::fs::read(&path).expect("read");
+            std::fs::write(&path, &bytes[..bytes.len() * 6 / 10]).expect("cut");
+            let err = encode_blob(&[path], 32_000).expect_err("a cut recording is refused");
+            assert!(err.to_string().contains("incomplete"), "{name}: {err}");
+        }
+    }
 }

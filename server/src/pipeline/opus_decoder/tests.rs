@@ -146,10 +146,24 @@ fn a_webm_cut_short_is_an_error_not_a_panic() {
     };
     let bytes = std::fs::read(&webm).expect("read");
     std::fs::write(&webm, &bytes[..bytes.len() * 6 / 10]).expect("write");
-    // symphonia-format-mkv 0.5 panics reading this file; the decoder must say it is damaged.
+    // Refused at open, where the file is seen to end inside a block (`cut_short`).
     let err = decode_file_to_48k_mono(&webm).expect_err("a cut WebM is damaged");
     assert!(
         matches!(err, crate::pipeline::PipelineError::Corrupt { .. }),
         "{err:?}"
+    );
+    // The same bytes past that check (seekable, from memory): symphonia-format-mkv 0.5 panics
+    // reading them, and the decoder must say they are damaged instead.
+    let cut = std::fs::read(&webm).expect("read");
+    let source = std::io::Cursor::new(cut);
+    let outcome = SourceDecoder::from_stream(Box::new(source), Some("webm"), "cut.webm").and_then(
+        |(mut decoder, _)| {
+            while decoder.next_chunk()?.is_some() {}
+            Ok(())
+        },
+    );
+    assert!(
+        matches!(outcome, Err(crate::pipeline::PipelineError::Corrupt { .. })),
+        "{outcome:?}"
     );
 }

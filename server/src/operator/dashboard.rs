@@ -16,7 +16,7 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 const SCRIPT: &str = include_str!("../../assets/dashboard.js");
 
 /// The page scripts, each one concern of the console.
-const PAGE_SCRIPTS: [(&str, &str); 8] = [
+const PAGE_SCRIPTS: [(&str, &str); 9] = [
     ("send.js", include_str!("../../assets/console/send.js")),
     ("week.js", include_str!("../../assets/console/week.js")),
     (

@@ -313,13 +313,19 @@ enum LiveCommand {
         #[command(flatten)]
         targets: TargetArgs,
     },
-    /// Stop a live broadcast; what it interrupted resumes.
+    /// Stop a live broadcast; what it interrupted resumes (`--id console` stops whoever is
+    /// speaking from the console).
     Stop {
         #[command(flatten)]
         overrides: ServerOverrides,
         /// Id of the broadcast.
         #[arg(long, help = format!("Id of the broadcast [default: {}]", admin::DEFAULT_LIVE_ID))]
         id: Option<String>,
+    },
+    /// Who is speaking live from the console now, where, and since when.
+    Who {
+        #[command(flatten)]
+        overrides: ServerOverrides,
     },
 }
 
@@ -930,6 +936,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 LiveCommand::Stop { overrides, id } => {
                     let id = client(&overrides)?.live_stop(id.as_deref())?;
                     outln!("live `{id}` stopped");
+                }
+                LiveCommand::Who { overrides } => {
+                    let state: serde_json::Value =
+                        client(&overrides)?.get("/api/v1/live/console")?;
+                    match (&state["speaker"], state["available"].as_bool()) {
+                        (serde_json::Value::Null, Some(false)) => outln!(
+                            "nobody: this server cannot go live from the console (its studio \
+                             input is a PCM pipe)"
+                        ),
+                        (serde_json::Value::Null, _) => outln!("nobody is live from the console"),
+                        (speaker, _) => outln!(
+                            "{} is live from the console since {}, to {} (stop it: radio-server \
+                             live stop --id console)",
+                            speaker["user"].as_str().unwrap_or("?"),
+                            speaker["since"].as_str().unwrap_or("?"),
+                            speaker["targets"]
+                        ),
+                    }
                 }
             }
             Ok(std::process::ExitCode::SUCCESS)

@@ -68,3 +68,50 @@ pub fn wait_wav_grown(path: &Path, from: u64, seconds: f32) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A district on loopback for the console tests: a real `radio-server run` and a real agent per
+/// station recording what it airs to `DIR/STATION.wav`, every link up.
+#[derive(Debug)]
+pub struct District {
+    pub server: Process,
+    /// The server's QUIC address.
+    pub addr: String,
+    pub agents: Vec<Process>,
+    /// The server's data directory (`DIR/data`).
+    pub data: std::path::PathBuf,
+}
+
+impl District {
+    /// Enrols `stations` in `dir/data`, starts the server with `server_args` and the agents.
+    pub fn start(dir: &Path, stations: &[&str], server_args: &[&str]) -> District {
+        let data = dir.join("data");
+        for station in stations {
+            crate::enroll(&data, station, &dir.join(format!("{station}.toml")));
+        }
+        let (server, addr) = crate::start_server_with(&data, "127.0.0.1:0", server_args);
+        let mut agents: Vec<Process> = stations
+            .iter()
+            .map(|station| {
+                crate::start_agent(
+                    station,
+                    &dir.join(format!("{station}.toml")),
+                    &addr,
+                    &dir.join("agents").join(station),
+                    &[format!(
+                        "wav:{}",
+                        dir.join(format!("{station}.wav")).display()
+                    )],
+                )
+            })
+            .collect();
+        for agent in &mut agents {
+            agent.wait_for("link up", crate::PATIENCE);
+        }
+        District {
+            server,
+            addr,
+            agents,
+            data,
+        }
+    }
+}

@@ -27,11 +27,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use radio_tests::browser::{console_of, save_screenshot, Driver};
-use radio_tests::console::{wait_wav_grown, wav_len};
-use radio_tests::{
-    compare, enroll, pitch_track, read_wav, require_tool, start_agent, start_server_with,
-    test_signal, write_wav, Process, PATIENCE,
-};
+use radio_tests::console::{wait_wav_grown, wav_len, District};
+use radio_tests::{compare, pitch_track, read_wav, require_tool, test_signal, write_wav, PATIENCE};
 
 const STATIONS: [&str; 3] = ["binh-trung", "binh-duong", "binh-chanh"];
 /// Long enough for the emergency to interrupt it and for it to resume afterwards.
@@ -347,31 +344,17 @@ fn the_district_runs_its_day_from_the_console() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let files = recordings(dir.path());
-    let data = dir.path().join("data");
-    for station in STATIONS {
-        enroll(&data, station, &dir.path().join(format!("{station}.toml")));
-    }
-    let (mut server, addr) = start_server_with(
-        &data,
-        "127.0.0.1:0",
+    let District {
+        mut server,
+        agents,
+        data,
+        ..
+    } = District::start(
+        dir.path(),
+        &STATIONS,
         &["--no-schedule", "--library-max-upload-mb", "2"],
     );
     let wav = |station: &str| dir.path().join(format!("{station}.wav"));
-    let mut agents: Vec<Process> = STATIONS
-        .iter()
-        .map(|station| {
-            start_agent(
-                station,
-                &dir.path().join(format!("{station}.toml")),
-                &addr,
-                &dir.path().join("agents").join(station),
-                &[format!("wav:{}", wav(station).display())],
-            )
-        })
-        .collect();
-    for agent in &mut agents {
-        agent.wait_for("link up", PATIENCE);
-    }
     let (console, password) = console_of(&mut server);
 
     // (a) The admin signs in with the password and fills the library.

@@ -17,11 +17,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use radio_tests::browser::{console_of, save_screenshot, Driver};
-use radio_tests::console::{wait_wav_grown, wav_len};
-use radio_tests::{
-    correlation_at, enroll, free_udp_port, read_wav, require_tool, start_agent, start_server_with,
-    Process, PATIENCE,
-};
+use radio_tests::console::{wait_wav_grown, wav_len, District};
+use radio_tests::{binary, correlation_at, free_udp_port, read_wav, require_tool};
 
 const STATIONS: [&str; 3] = ["binh-trung", "binh-duong", "binh-chanh"];
 const LIVE_NAME: &str = "Trực tiếp từ bảng điều khiển: admin";
@@ -198,34 +195,21 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
         "48k",
         background.to_str().expect("utf8"),
     ]);
-    let data = dir.path().join("data");
-    for station in STATIONS {
-        enroll(&data, station, &dir.path().join(format!("{station}.toml")));
-    }
     // A studio input too: the console's broadcasts share it, and it must keep working.
     let studio_port = free_udp_port();
     let studio_addr = format!("127.0.0.1:{studio_port}");
-    let (mut server, addr) = start_server_with(
-        &data,
-        "127.0.0.1:0",
+    let District {
+        mut server,
+        agents,
+        data,
+        ..
+    } = District::start(
+        dir.path(),
+        &STATIONS,
         &["--no-schedule", "--live-rtp", &studio_addr],
     );
     let wav = |station: &str| dir.path().join(format!("{station}.wav"));
-    let mut agents: Vec<Process> = STATIONS
-        .iter()
-        .map(|station| {
-            start_agent(
-                station,
-                &dir.path().join(format!("{station}.toml")),
-                &addr,
-                &dir.path().join("agents").join(station),
-                &[format!("wav:{}", wav(station).display())],
-            )
-        })
-        .collect();
-    for agent in &mut agents {
-        agent.wait_for("link up", PATIENCE);
-    }
+    let admin = server.admin_address();
     let (console, password) = console_of(&mut server);
     driver.sign_in(&console, "admin", &password);
 
@@ -278,6 +262,19 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
     let state = live_state(&driver);
     assert_eq!(state[1]["speaker"]["user"], "admin", "{state}");
     assert_eq!(state[1]["speaker"]["targets"], "all", "{state}");
+    // The command line says the same.
+    let who = Command::new(binary("radio-server"))
+        .args(["live", "who", "--data-dir"])
+        .arg(&data)
+        .args(["--admin-listen", &admin])
+        .output()
+        .expect("radio-server live who");
+    let said = String::from_utf8_lossy(&who.stdout);
+    assert!(
+        who.status.success() && said.starts_with("admin is live from the console since "),
+        "{said}{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
     let starts: Vec<u64> = STATIONS.iter().map(|s| wav_len(&wav(s))).collect();
     for (station, from) in STATIONS.iter().zip(&starts) {
         wait_wav_grown(&wav(station), *from, LIVE_SECONDS + 1.0);

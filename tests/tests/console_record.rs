@@ -17,9 +17,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use radio_tests::browser::{console_of, save_screenshot, Driver};
-use radio_tests::{
-    enroll, read_wav, require_tool, start_agent, start_server_with, Process, PATIENCE,
-};
+use radio_tests::console::District;
+use radio_tests::{read_wav, require_tool};
 
 const STATIONS: [&str; 2] = ["binh-trung", "binh-duong"];
 const NAME: &str = "Thông báo ghi âm";
@@ -197,27 +196,10 @@ fn an_announcement_recorded_in_the_browser_airs_in_one_commune() {
     ]) else {
         return;
     };
-    let data = dir.path().join("data");
-    for station in STATIONS {
-        enroll(&data, station, &dir.path().join(format!("{station}.toml")));
-    }
-    let (mut server, addr) = start_server_with(&data, "127.0.0.1:0", &["--no-schedule"]);
+    let District {
+        mut server, agents, ..
+    } = District::start(dir.path(), &STATIONS, &["--no-schedule"]);
     let wav = |station: &str| dir.path().join(format!("{station}.wav"));
-    let mut agents: Vec<Process> = STATIONS
-        .iter()
-        .map(|station| {
-            start_agent(
-                station,
-                &dir.path().join(format!("{station}.toml")),
-                &addr,
-                &dir.path().join("agents").join(station),
-                &[format!("wav:{}", wav(station).display())],
-            )
-        })
-        .collect();
-    for agent in &mut agents {
-        agent.wait_for("link up", PATIENCE);
-    }
     let (console, password) = console_of(&mut server);
     driver.sign_in(&console, "admin", &password);
     driver.go("library");

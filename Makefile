@@ -6,7 +6,9 @@
 # System packages: cmake (builds the bundled libopus), pkg-config, ffmpeg (a real RTP sender and
 # receiver and format encoder for the interop tests), icecast2 (a real upstream station for the
 # relay tests), chromium and chromium-driver with a font that has Vietnamese (the dashboard's
-# browser test), GStreamer (an RTCP-reporting receiver for the cluster health test), sox (a
+# browser test), firefox-esr and pulseaudio (the console's live page in Firefox, whose Web Audio
+# needs a sound server; its WebDriver server, geckodriver, comes from crates.io with
+# `cargo install`), GStreamer (an RTCP-reporting receiver for the cluster health test), sox (a
 # studio's PCM source for the pipe ingest) and espeak-ng (Vietnamese speech for the live input
 # tests). As root they are installed with apt-get; otherwise the exact command is printed.
 # `make test` runs with RADIO_REQUIRE_TOOLS=1: a test that would skip for want of one of them
@@ -15,13 +17,13 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := cmake pkg-config ffmpeg icecast2 chromium chromium-driver fonts-liberation \
-	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good sox espeak-ng
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good sox espeak-ng firefox-esr pulseaudio pulseaudio-utils
 # Where the test tools (test-tools/) append every skip: the target directory's.
 SKIP_LEDGER := $(or $(CARGO_TARGET_DIR),target)/skipped-tests.log
 DEMO_ARGS ?=
 FUZZ_RUNS ?= 10000000
 
-.PHONY: all deps build demo demo-console test fuzz fmt clippy clean
+.PHONY: all deps build demo demo-console test test-deps fuzz fmt clippy clean
 
 all: build
 
@@ -53,7 +55,13 @@ demo-console: build
 
 # A skip panics under RADIO_REQUIRE_TOOLS; the ledger also catches one whose panic was lost
 # (in a thread nobody joined).
-test: build
+# Firefox's WebDriver server is not packaged by Debian; Mozilla publishes it on crates.io.
+test-deps:
+	@command -v geckodriver >/dev/null || { \
+	  echo "installing geckodriver (Firefox's WebDriver server, for the console's Firefox test)"; \
+	  $(CARGO) install --locked geckodriver; }
+
+test: build test-deps
 	@rm -f $(SKIP_LEDGER)
 	RADIO_REQUIRE_TOOLS=1 RADIO_SKIP_LEDGER=$(abspath $(SKIP_LEDGER)) \
 	  $(CARGO) test --workspace --no-fail-fast; status=$$?; \

@@ -40,31 +40,6 @@ impl Driver {
         {
             return None;
         }
-        let port = free_udp_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let base = format!("http://127.0.0.1:{port}");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let deadline = Instant::now() + PATIENCE;
-        while agent.get(format!("{base}/status")).call().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            // A poll: chromedriver announces nothing but its answers.
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut driver = Driver {
-            child,
-            base,
-            session: String::new(),
-            agent,
-        };
         let mut args = vec![
             "--headless=new",
             "--no-sandbox",
@@ -73,23 +48,88 @@ impl Driver {
             "--lang=vi",
         ];
         args.extend_from_slice(extra_args);
-        let created = driver.send(
-            "POST",
-            "/session",
-            json!({"capabilities": {"alwaysMatch": {
+        Some(Driver::launch(
+            "chromedriver",
+            json!({
                 "browserName": "chrome",
                 "acceptInsecureCerts": true,
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
                     "args": args
                 }
-            }}}),
+            }),
+        ))
+    }
+
+    /// geckodriver and a headless Firefox (Debian's ESR) session whose microphone is Firefox's
+    /// own fake device (`media.navigator.streams.fake`: a steady tone), granted without asking;
+    /// `None` (after [`crate::require_tool`] skipped) when they are not installed.
+    pub fn start_firefox() -> Option<Driver> {
+        if !["geckodriver", "firefox-esr", "pulseaudio", "pactl"]
+            .into_iter()
+            .all(crate::require_tool)
+        {
+            return None;
+        }
+        ensure_sound_server();
+        Some(Driver::launch(
+            "geckodriver",
+            json!({
+                "browserName": "firefox",
+                "acceptInsecureCerts": true,
+                "moz:firefoxOptions": {
+                    "binary": "/usr/bin/firefox-esr",
+                    "args": ["-headless", "--width=1200", "--height=1700"],
+                    "prefs": {
+                        "intl.accept_languages": "vi",
+                        "media.navigator.streams.fake": true,
+                        "media.navigator.permission.disabled": true,
+                        "media.autoplay.default": 0,
+                        "media.autoplay.blocking_policy": 0
+                    }
+                }
+            }),
+        ))
+    }
+
+    /// Starts `program` (a WebDriver server) on a free port and opens a session with
+    /// `capabilities`.
+    fn launch(program: &str, capabilities: Value) -> Driver {
+        let port = free_udp_port();
+        let child = Command::new(program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        let base = format!("http://127.0.0.1:{port}");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let deadline = Instant::now() + PATIENCE;
+        while agent.get(format!("{base}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "{program} did not start");
+            // A poll: a WebDriver server announces nothing but its answers.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut driver = Driver {
+            child,
+            base,
+            session: String::new(),
+            agent,
+        };
+        let created = driver.send(
+            "POST",
+            "/session",
+            json!({"capabilities": {"alwaysMatch": capabilities}}),
         );
         driver.session = created["sessionId"]
             .as_str()
             .expect("a session id")
             .to_owned();
-        Some(driver)
+        driver
     }
 
     pub fn send(&self, method: &str, path: &str, body: Value) -> Value {
@@ -320,4 +360,32 @@ pub fn save_screenshot(driver: &Driver, name: &str) {
     let path = target.join(format!("{name}.png"));
     std::fs::write(&path, png).expect("write screenshot");
     eprintln!("screenshot: {}", path.display());
+}
+
+/// Firefox's Web Audio runs only with a sound server to play to (without one its AudioContext
+/// never advances, so the microphone is never heard): a PulseAudio daemon with its null sink,
+/// started if none runs, is enough. Chromium needs none.
+fn ensure_sound_server() {
+    let answers = || {
+        Command::new("pactl")
+            .arg("info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if answers() {
+        return;
+    }
+    let started = Command::new("pulseaudio")
+        .args(["--daemonize", "--exit-idle-time=-1", "--disallow-exit"])
+        .status()
+        .expect("start pulseaudio");
+    assert!(started.success(), "pulseaudio did not start: {started}");
+    let deadline = Instant::now() + PATIENCE;
+    while !answers() {
+        assert!(Instant::now() < deadline, "pulseaudio does not answer");
+        // A poll: the daemon announces nothing but its answers.
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

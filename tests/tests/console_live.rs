@@ -432,3 +432,66 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
     drop(agents);
     drop(server);
 }
+
+/// The same page in Firefox (Debian's ESR, headless, its own fake microphone: a steady tone):
+/// live to one commune, heard there as that tone, stopped, and the programme back.
+#[test]
+fn firefox_goes_live_too() {
+    let Some(driver) = Driver::start_firefox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let station = STATIONS[0];
+    // The agent is bound (not `..`) so that it lives as long as the test.
+    let District {
+        mut server,
+        agents: _agent,
+        ..
+    } = District::start(dir.path(), &[station], &["--no-schedule"]);
+    let wav = dir.path().join(format!("{station}.wav"));
+    let (console, password) = console_of(&mut server);
+    driver.sign_in(&console, "admin", &password);
+    driver.go("live");
+    driver.wait_for(
+        "return document.querySelectorAll('#live-stations input').length;",
+        |v| v.as_u64().is_some_and(|n| n == 22),
+    );
+    assert_eq!(
+        driver.script("return liveUplink();"),
+        "opus",
+        "Firefox has WebCodecs"
+    );
+    driver.script(&format!(
+        "document.querySelector('input[name=\"live-where\"][value=\"stations\"]').checked = true; \
+         for (const b of document.querySelectorAll('#live-stations input')) b.checked = b.value === '{station}'; return null;"
+    ));
+    driver.click("#live-go");
+    let question = driver.accept_confirmation();
+    assert!(question.contains("Bình Trung"), "{question}");
+    driver.wait_on_air(&[(station, Some(LIVE_NAME))]);
+    let from = wav_len(&wav);
+    wait_wav_grown(&wav, from, 6.0);
+    save_screenshot(&driver, "live-firefox");
+    driver.click("#live-end");
+    driver.wait_on_air(&[(station, None)]);
+    // What aired while live: Firefox's fake microphone, a steady tone, loud in most windows.
+    let (samples, _) = read_wav(&wav);
+    // From 2.5 s in: past the playout delay and the encoder's start.
+    let start = (from.saturating_sub(44) / 2) as usize + 5 * RATE / 2;
+    let aired = &samples[start.min(samples.len())..(start + 3 * RATE).min(samples.len())];
+    let windows: Vec<f32> = aired
+        .chunks(RATE / 10)
+        .map(|w| (w.iter().map(|s| s * s).sum::<f32>() / w.len() as f32).sqrt())
+        .collect();
+    assert!(windows.len() >= 25, "only {} windows aired", windows.len());
+    let loud = windows.iter().filter(|rms| **rms > 0.01).count();
+    eprintln!(
+        "firefox: {loud} of {} windows loud; {windows:?}",
+        windows.len()
+    );
+    assert!(
+        loud * 10 >= windows.len() * 8,
+        "Firefox's microphone was not heard: {windows:?}"
+    );
+    drop(server);
+}

@@ -382,6 +382,18 @@ fn an_operator_speaks_live_from_the_browser_to_every_commune() {
     let audit = driver.fetch("GET", "/api/v1/audit?action=live-stop", None, false);
     eprintln!("uplinks: {audit}");
 
+    // A browser whose audio stops while its connection stays open (a phone that lost its
+    // uplink without the socket noticing): the server ends the broadcast after the live input's
+    // no-packet time-out, and the programme resumes.
+    let quiet = driver.script(
+        "return new Promise((done) => { const s = new WebSocket(`wss://${location.host}/api/v1/live/console`); const got = []; \
+         s.onopen = () => s.send(JSON.stringify({csrf, targets: 'all'})); \
+         s.onmessage = (e) => { got.push(JSON.parse(e.data)); if (got.length === 2) done(got); }; s.onerror = () => done('error'); });",
+    );
+    assert_eq!(quiet[0]["ok"], true, "{quiet}");
+    assert_eq!(quiet[1]["ended"], "no-audio", "{quiet}");
+    driver.wait_on_air(&STATIONS.map(|s| (s, Some(BACKGROUND))));
+
     // Without the session's CSRF token nothing goes on air.
     let forged = try_live(&driver, "{csrf: 'not-the-token', targets: 'all'}");
     assert_eq!(forged["ok"], false, "{forged}");

@@ -1,5 +1,5 @@
-//! The web console: one page, its core script and a script per page (send, week, library,
-//! inbox, reports), built into the binary and served by the admin endpoint at `/`. The page
+//! The web console: one page, its core script and a script per page (send, week, library and
+//! its text-to-speech panel, inbox, reports), built into the binary and served by the admin endpoint at `/`. The page
 //! signs a person in and then uses the same JSON API as the operator commands, so it can do
 //! nothing the person's role could not.
 //!
@@ -16,13 +16,14 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 const SCRIPT: &str = include_str!("../../assets/dashboard.js");
 
 /// The page scripts, each one concern of the console.
-const PAGE_SCRIPTS: [(&str, &str); 5] = [
+const PAGE_SCRIPTS: [(&str, &str); 6] = [
     ("send.js", include_str!("../../assets/console/send.js")),
     ("week.js", include_str!("../../assets/console/week.js")),
     (
         "library.js",
         include_str!("../../assets/console/library.js"),
     ),
+    ("tts.js", include_str!("../../assets/console/tts.js")),
     ("inbox.js", include_str!("../../assets/console/inbox.js")),
     (
         "reports.js",

@@ -11,6 +11,8 @@
 //!   how their answers are printed.
 //! - `library_routes.rs` — the audio library's routes: upload (checked by decoding it all),
 //!   list, play, rename, delete (`library/`).
+//! - `tts_routes.rs` — text-to-speech: a typed announcement previewed, or kept as a library
+//!   item (`library/tts.rs`).
 //! - `auth_limiter.rs` — failed authentications per source address; too many lock it out (429).
 //! - `audit_log.rs` — who asked for which on-air change, when, from where, and how it ended.
 //! - `https.rs` — the console's HTTPS listener and its certificate; plain HTTP only from the
@@ -32,3 +34,4 @@ pub mod library_routes;
 pub(crate) mod metrics;
 pub mod openapi;
 pub(crate) mod timeline_routes;
+pub mod tts_routes;

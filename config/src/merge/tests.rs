@@ -1025,8 +1025,10 @@ fn the_speech_engine_is_an_argv_from_every_layer() {
     }
     let (min, max) = TTS_MAX_CHARS_RANGE;
     for (chars, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
-        let mut cfg = ServerConfig::default();
-        cfg.tts_max_chars = chars;
+        let cfg = ServerConfig {
+            tts_max_chars: chars,
+            ..ServerConfig::default()
+        };
         assert_eq!(cfg.validate().is_ok(), valid, "tts_max_chars {chars}");
     }
     let err = merge_server(

@@ -196,6 +196,7 @@ pub async fn synthesize(
 ) -> Result<Vec<u8>, TtsError> {
     let (text, speed) = check_request(settings, text, speed)?;
     let program = settings.engine().to_owned();
+    let chars = text.chars().count();
     let mut command = match settings.command.split_first() {
         None => {
             let mut c = Command::new(ESPEAK);
@@ -268,8 +269,7 @@ pub async fn synthesize(
     let mut audio = stdout;
     seal_wav(&mut audio);
     tracing::info!(
-        "tts: `{program}` spoke {} characters at {speed} wpm in {} ms: {} bytes",
-        text.chars().count(),
+        "tts: `{program}` spoke {chars} characters at {speed} wpm in {} ms: {} bytes",
         started.elapsed().as_millis(),
         audio.len()
     );

@@ -93,10 +93,11 @@ fn operation(route: &RoutePolicy) -> Value {
         }
         _ => "200",
     };
-    responses.insert(
-        ok.to_owned(),
-        json!({ "description": "Done; the answer is JSON." }),
-    );
+    let answer = match route.path {
+        "/api/v1/tts/preview" => "Done; the answer is the audio (audio/wav from espeak-ng).",
+        _ => "Done; the answer is JSON.",
+    };
+    responses.insert(ok.to_owned(), json!({ "description": answer }));
     responses.insert(
         "401".to_owned(),
         json!({ "description": "No valid token or session.", "content": error_content() }),

@@ -274,9 +274,8 @@ pub fn merge_server(
                 cfg.library_max_upload_mb = env_parse(var, value, "megabytes")?
             }
             "tts_command" => {
-                cfg.tts_command = argv(value).map_err(|m| {
-                    ConfigError::new("environment", m).with_key(var)
-                })?
+                cfg.tts_command =
+                    argv(value).map_err(|m| ConfigError::new("environment", m).with_key(var))?
             }
             "tts_timeout_secs" => cfg.tts_timeout_secs = env_parse(var, value, "seconds")?,
             "tts_max_chars" => cfg.tts_max_chars = env_parse(var, value, "a character count")?,
@@ -330,9 +329,8 @@ pub fn merge_server(
         );
     }
     if let Some(v) = &cli.tts_command {
-        cfg.tts_command = argv(v).map_err(|m| {
-            ConfigError::new("command line", m).with_key("--tts-command")
-        })?;
+        cfg.tts_command =
+            argv(v).map_err(|m| ConfigError::new("command line", m).with_key("--tts-command"))?;
         layers.set("tts_command", Origin::Cli("--tts-command"));
     }
     if let Some(v) = cli.tts_timeout_secs {
@@ -577,9 +575,14 @@ fn argv(value: &str) -> Result<Vec<String>, String> {
         return Ok(Vec::new());
     }
     let wrapped = format!("argv = {value}");
-    let how = "write it as a TOML array of strings, e.g. [\"piper\", \"--model\", \"/opt/vi.onnx\"]";
-    let table: toml::Table = toml::from_str(&wrapped)
-        .map_err(|e| format!("cannot read `{value}` as a command: {how} ({})", e.message()))?;
+    let how =
+        "write it as a TOML array of strings, e.g. [\"piper\", \"--model\", \"/opt/vi.onnx\"]";
+    let table: toml::Table = toml::from_str(&wrapped).map_err(|e| {
+        format!(
+            "cannot read `{value}` as a command: {how} ({})",
+            e.message()
+        )
+    })?;
     match table.get("argv") {
         Some(toml::Value::Array(items)) if table.len() == 1 => items
             .iter()

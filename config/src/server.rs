@@ -294,7 +294,11 @@ impl ServerConfig {
                 ),
             ));
         }
-        if self.tts_command.first().is_some_and(|p| p.trim().is_empty()) {
+        if self
+            .tts_command
+            .first()
+            .is_some_and(|p| p.trim().is_empty())
+        {
             return Err(Invalid::new("tts_command", "the program must not be blank"));
         }
         let (min, max) = TTS_TIMEOUT_SECS_RANGE;

@@ -153,7 +153,10 @@ fn text_is_previewed_kept_spoken_from_the_shell_and_refused_with_vietnamese_mess
     assert_eq!(content_type, "audio/wav");
     let seconds = wav_seconds(&wav);
     assert!((3.0..20.0).contains(&seconds), "{seconds} s");
-    assert!(client.library().expect("list").is_empty(), "a preview is not kept");
+    assert!(
+        client.library().expect("list").is_empty(),
+        "a preview is not kept"
+    );
 
     // Kept: an item like an upload's, measured, in the listing, playable.
     let (status, _, bytes) = call(
@@ -232,11 +235,18 @@ fn text_is_previewed_kept_spoken_from_the_shell_and_refused_with_vietnamese_mess
         assert!(vi.contains(words), "{path}: {vi:?} lacks {words:?}");
         assert!(body.error.starts_with(&vi), "{:?}", body.error);
     }
-    assert_eq!(client.library().expect("list").len(), 1, "nothing refused is kept");
+    assert_eq!(
+        client.library().expect("list").len(),
+        1,
+        "nothing refused is kept"
+    );
 
     // A viewer may read the limits, not speak.
     for (path, body) in [
-        ("/api/v1/tts/preview", serde_json::json!({ "text": SENTENCE })),
+        (
+            "/api/v1/tts/preview",
+            serde_json::json!({ "text": SENTENCE }),
+        ),
         (
             "/api/v1/library/tts",
             serde_json::json!({ "name": "x", "text": SENTENCE }),

@@ -281,7 +281,9 @@ fn an_announcement_typed_in_the_console_airs_everywhere_at_the_minute() {
     let over = "ả".repeat(MAX_CHARS + 1);
     paste(&driver, &over);
     assert_eq!(
-        driver.script("const c = document.querySelector('#tts-count'); return [c.textContent, c.className];"),
+        driver.script(
+            "const c = document.querySelector('#tts-count'); return [c.textContent, c.className];"
+        ),
         json!([format!("{}/{MAX_CHARS} ký tự", MAX_CHARS + 1), "bad"])
     );
     let too_long = format!(
@@ -459,12 +461,13 @@ fn an_announcement_typed_in_the_console_airs_everywhere_at_the_minute() {
         );
         let from = onset.saturating_sub(reference_onset + 9_600);
         let s = compare(&reference, &samples[from..], 48_000);
-        // Opus at the server's 32 kbit/s keeps speech's sound, not its waveform (about 0.55
-        // here): its loudness, syllable by syllable, is what must match.
+        // Opus at the server's 32 kbit/s keeps speech's sound better than its waveform (the
+        // waveform correlation was 0.53 to 0.95 from run to run here, the envelope's 0.99):
+        // the loudness, syllable by syllable, is what must match.
         let envelope = envelope_correlation(&reference, &samples[from + s.lag..]);
         println!("{station}: {s:?}, envelope correlation {envelope:.3}");
         assert!(
-            envelope >= 0.85,
+            envelope >= 0.9,
             "{station}: what aired is not the stored speech (envelope {envelope:.3}, {s:?})"
         );
         // All of it aired, at its length: loud windows to the end, then silence.

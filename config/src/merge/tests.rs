@@ -965,7 +965,10 @@ fn the_speech_engine_is_an_argv_from_every_layer() {
         &ServerOverrides::default(),
     )
     .expect("a file's engine");
-    assert_eq!(cfg.tts_command, ["espeak-ng", "-v", "vi-vn-x-central", "--stdout"]);
+    assert_eq!(
+        cfg.tts_command,
+        ["espeak-ng", "-v", "vi-vn-x-central", "--stdout"]
+    );
     assert_eq!(cfg.tts_timeout_secs, 12);
     assert_eq!(cfg.tts_max_chars, DEFAULT_TTS_MAX_CHARS);
 
@@ -1007,7 +1010,10 @@ fn the_speech_engine_is_an_argv_from_every_layer() {
         &cli,
     )
     .expect("flags win");
-    assert_eq!(cfg.tts_command, ["sh", "-c", "cat >/dev/null; cat /opt/a.wav"]);
+    assert_eq!(
+        cfg.tts_command,
+        ["sh", "-c", "cat >/dev/null; cat /opt/a.wav"]
+    );
     assert_eq!(cfg.tts_timeout_secs, 3);
     assert_eq!(cfg.tts_max_chars, 100);
 

@@ -290,7 +290,9 @@ async fn talk(
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err(io_err(std::io::Error::other("the child's pipes are missing")));
+        return Err(io_err(std::io::Error::other(
+            "the child's pipes are missing",
+        )));
     };
     let feed = async move {
         // An engine may exit without reading all of it (a fixed announcement, a failure):
@@ -403,7 +405,9 @@ pub fn audio_content_type(bytes: &[u8]) -> &'static str {
         "audio/wav"
     } else if bytes.starts_with(b"OggS") {
         "audio/ogg"
-    } else if bytes.starts_with(b"ID3") || (bytes.len() > 1 && bytes[0] == 0xff && bytes[1] & 0xe0 == 0xe0) {
+    } else if bytes.starts_with(b"ID3")
+        || (bytes.len() > 1 && bytes[0] == 0xff && bytes[1] & 0xe0 == 0xe0)
+    {
         "audio/mpeg"
     } else if bytes.starts_with(b"fLaC") {
         "audio/flac"

@@ -71,7 +71,11 @@ async fn a_text_starting_with_a_dash_is_spoken_not_taken_as_an_option() {
         .await
         .expect("a dash is text");
     // `--help` as an option would print usage to stdout (text, no RIFF header).
-    assert!(audio.starts_with(b"RIFF"), "{:?}", &audio[..audio.len().min(40)]);
+    assert!(
+        audio.starts_with(b"RIFF"),
+        "{:?}",
+        &audio[..audio.len().min(40)]
+    );
     let check = checked(&audio);
     assert!(check.duration_secs > 1.0, "{check:?}");
     let only_dash = synthesize(&settings(), "-", None).await;
@@ -95,7 +99,9 @@ async fn empty_and_over_long_texts_and_wrong_speeds_are_refused_before_anything_
     let ten = "Đường ướt!";
     assert_eq!(ten.chars().count(), 10);
     assert!(ten.len() > 10);
-    let e = synthesize(&limited, ten, None).await.expect_err("no engine");
+    let e = synthesize(&limited, ten, None)
+        .await
+        .expect_err("no engine");
     assert!(matches!(e, TtsError::NotStarted { .. }), "{e:?}");
     let e = synthesize(&limited, "Đường ướt!!", None)
         .await
@@ -123,10 +129,7 @@ async fn an_engine_past_its_time_out_is_killed_and_the_error_says_so() {
         .await
         .expect_err("too slow");
     let took = started.elapsed();
-    assert!(
-        matches!(e, TtsError::TimedOut { secs: 1, .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, TtsError::TimedOut { secs: 1, .. }), "{e:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(e.vietnamese().contains("1 giây"), "{}", e.vietnamese());
     // The child is gone: no `sleep 30` is left of this test (its own group was killed).
@@ -204,7 +207,11 @@ async fn an_engine_that_fails_gives_the_first_line_of_its_stderr() {
     }
     assert!(e.to_string().contains("model vi.onnx not found"), "{e}");
     assert!(!e.is_request_fault());
-    assert!(e.vietnamese().contains("báo quản trị viên"), "{}", e.vietnamese());
+    assert!(
+        e.vietnamese().contains("báo quản trị viên"),
+        "{}",
+        e.vietnamese()
+    );
 
     let silent = command(&["sh", "-c", "cat >/dev/null"], 10);
     let e = synthesize(&silent, "xin chào", None)
@@ -258,8 +265,8 @@ fn a_piped_wav_gets_true_sizes_and_other_audio_is_left_alone() {
 
 #[test]
 fn control_characters_become_spaces_and_line_breaks_stay() {
-    let (text, speed) = check_request(&settings(), "Dòng 1\nDòng\u{0}2\u{1b}[31m", None)
-        .expect("valid");
+    let (text, speed) =
+        check_request(&settings(), "Dòng 1\nDòng\u{0}2\u{1b}[31m", None).expect("valid");
     assert_eq!(text, "Dòng 1\nDòng 2 [31m");
     assert_eq!(speed, DEFAULT_SPEED);
 }

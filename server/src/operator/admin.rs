@@ -79,9 +79,10 @@
 //! (unknown entry or route), 405 (the route does not take that method), 409 (id already in
 //! use), 429 (too many failed authentications from this address; `Retry-After` says in how
 //! many seconds to try again), 503 (the on-air controller has stopped, or no live input) or 500.
-//! Refusals meant for the console's staff (the library's) also carry `"message_vi"`: the same
-//! in Vietnamese, saying what to do; `error` then starts with it too, so clients that show only
-//! `error` show it (413: an upload over `library_max_upload_mb`).
+//! Refusals meant for the console's staff (the library's and text-to-speech's) also carry
+//! `"message_vi"`: the same in Vietnamese, saying what to do; `error` then starts with it too, so
+//! clients that show only `error` show it (413: an upload over `library_max_upload_mb`; 504: the
+//! speech engine past `tts_timeout_secs`).
 
 use std::collections::BTreeSet;
 use std::future::Future;

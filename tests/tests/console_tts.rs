@@ -54,7 +54,7 @@ fn now_secs() -> f64 {
 /// Where each agent's WAV is on the wall clock: the sink records every 20 ms slot, silence
 /// included, as it airs and flushes each second, so `now - seconds written` is at least the
 /// wall time of the WAV's first sample, and equal to it just after a flush. The least of many
-/// readings is that time (within the polling interval).
+/// readings is that time, to a few hundred milliseconds (the playout slews its clock).
 struct Timeline {
     paths: Vec<PathBuf>,
     /// Per WAV: the wall time (Unix seconds) of its first sample, as far as seen.

@@ -10,7 +10,7 @@
 # needs a sound server; its WebDriver server, geckodriver, comes from crates.io with
 # `cargo install`), GStreamer (an RTCP-reporting receiver for the cluster health test), sox (a
 # studio's PCM source for the pipe ingest) and espeak-ng (Vietnamese speech for the live input
-# tests). As root they are installed with apt-get; otherwise the exact command is printed.
+# tests, and the console's text-to-speech engine on a real server). As root they are installed with apt-get; otherwise the exact command is printed.
 # `make test` runs with RADIO_REQUIRE_TOOLS=1: a test that would skip for want of one of them
 # fails instead, and any skip recorded in the ledger (SKIP_LEDGER) fails the run.
 

@@ -22,7 +22,8 @@ use crate::location::{error_at_path, parse_toml, toml_error};
 use crate::server::{
     ServerConfig, BITRATE_RANGE, DEFAULT_ADMIN_LISTEN, DEFAULT_BITRATE, DEFAULT_CONSOLE_LISTEN,
     DEFAULT_DATA_DIR, DEFAULT_LIBRARY_MAX_UPLOAD_MB, DEFAULT_LISTEN, DEFAULT_SERVER_NAME,
-    LIBRARY_MAX_UPLOAD_MB_RANGE,
+    DEFAULT_TTS_MAX_CHARS, DEFAULT_TTS_TIMEOUT_SECS, LIBRARY_MAX_UPLOAD_MB_RANGE,
+    TTS_MAX_CHARS_RANGE, TTS_TIMEOUT_SECS_RANGE,
 };
 
 /// Environment variables of the server are `RADIO_SERVER_<FIELD>`, e.g. `RADIO_SERVER_BITRATE`.
@@ -35,7 +36,7 @@ pub const AGENT_ENV_PREFIX: &str = "RELAY_AGENT_";
 pub const AGENT_CONFIG_ENV: &str = "RELAY_AGENT_CONFIG";
 
 /// Fields settable through the environment; kept in step with the structs by a test.
-const SERVER_FIELDS: [&str; 22] = [
+const SERVER_FIELDS: [&str; 25] = [
     "listen",
     "public_address",
     "server_name",
@@ -57,6 +58,9 @@ const SERVER_FIELDS: [&str; 22] = [
     "console_cert",
     "console_key",
     "library_max_upload_mb",
+    "tts_command",
+    "tts_timeout_secs",
+    "tts_max_chars",
     "provincial_stream",
 ];
 const AGENT_FIELDS: [&str; 13] = [
@@ -138,6 +142,34 @@ pub struct ServerOverrides {
         DEFAULT_LIBRARY_MAX_UPLOAD_MB,
     ))]
     pub library_max_upload_mb: Option<u64>,
+    /// The text-to-speech engine's argv as a TOML array.
+    #[arg(
+        long,
+        value_name = "ARGV",
+        help = "The console's text-to-speech engine as a TOML array of program and arguments, \
+                e.g. '[\"piper\", \"--model\", \"/opt/vi.onnx\", \"--output_file\", \"-\"]': \
+                it reads the text on stdin and writes audio to stdout, speed in RADIO_TTS_SPEED \
+                (empty: espeak-ng's Vietnamese voice)"
+    )]
+    pub tts_command: Option<String>,
+    /// Seconds the speech engine may take for one text.
+    #[arg(long, help = stating_default(
+        format!(
+            "Seconds the text-to-speech engine may take for one text before it is killed, {}-{}",
+            TTS_TIMEOUT_SECS_RANGE.0, TTS_TIMEOUT_SECS_RANGE.1
+        ),
+        DEFAULT_TTS_TIMEOUT_SECS,
+    ))]
+    pub tts_timeout_secs: Option<u64>,
+    /// Longest text to speak, in characters.
+    #[arg(long, help = stating_default(
+        format!(
+            "Longest text the console speaks, in characters, {}-{}",
+            TTS_MAX_CHARS_RANGE.0, TTS_MAX_CHARS_RANGE.1
+        ),
+        DEFAULT_TTS_MAX_CHARS,
+    ))]
+    pub tts_max_chars: Option<usize>,
 }
 
 /// Command-line flags of `relay-agent` that override its configuration.
@@ -241,6 +273,12 @@ pub fn merge_server(
             "library_max_upload_mb" => {
                 cfg.library_max_upload_mb = env_parse(var, value, "megabytes")?
             }
+            "tts_command" => {
+                cfg.tts_command =
+                    argv(value).map_err(|m| ConfigError::new("environment", m).with_key(var))?
+            }
+            "tts_timeout_secs" => cfg.tts_timeout_secs = env_parse(var, value, "seconds")?,
+            "tts_max_chars" => cfg.tts_max_chars = env_parse(var, value, "a character count")?,
             "provincial_stream" => cfg.provincial_stream = value.trim().to_owned(),
             _ => return Err(unhandled(var)),
         }
@@ -289,6 +327,19 @@ pub fn merge_server(
             "library_max_upload_mb",
             Origin::Cli("--library-max-upload-mb"),
         );
+    }
+    if let Some(v) = &cli.tts_command {
+        cfg.tts_command =
+            argv(v).map_err(|m| ConfigError::new("command line", m).with_key("--tts-command"))?;
+        layers.set("tts_command", Origin::Cli("--tts-command"));
+    }
+    if let Some(v) = cli.tts_timeout_secs {
+        cfg.tts_timeout_secs = v;
+        layers.set("tts_timeout_secs", Origin::Cli("--tts-timeout-secs"));
+    }
+    if let Some(v) = cli.tts_max_chars {
+        cfg.tts_max_chars = v;
+        layers.set("tts_max_chars", Origin::Cli("--tts-max-chars"));
     }
 
     cfg.check().map_err(|invalid| layers.blame(invalid))?;
@@ -514,6 +565,34 @@ where
 /// Empty means unset, the usual reading of `VAR=` in service files; it clears a file value.
 fn env_optional(value: &str) -> Option<String> {
     (!value.trim().is_empty()).then(|| value.to_owned())
+}
+
+/// A command's argv from the environment or a flag: a TOML array of strings, as in the file
+/// (`["piper", "--model", "/opt/vi.onnx"]`), since arguments may hold spaces and commas; empty
+/// means unset.
+fn argv(value: &str) -> Result<Vec<String>, String> {
+    if value.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let wrapped = format!("argv = {value}");
+    let how =
+        "write it as a TOML array of strings, e.g. [\"piper\", \"--model\", \"/opt/vi.onnx\"]";
+    let table: toml::Table = toml::from_str(&wrapped).map_err(|e| {
+        format!(
+            "cannot read `{value}` as a command: {how} ({})",
+            e.message()
+        )
+    })?;
+    match table.get("argv") {
+        Some(toml::Value::Array(items)) if table.len() == 1 => items
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                other => Err(format!("`{other}` in `{value}` is not a string: {how}")),
+            })
+            .collect(),
+        _ => Err(format!("cannot read `{value}` as a command: {how}")),
+    }
 }
 
 /// `;`-separated because sink specs themselves contain `,` (`rtp:…,sdp=…`).

@@ -43,6 +43,20 @@ pub const DEFAULT_LIBRARY_MAX_UPLOAD_MB: u64 = 50;
 /// it, so the top bounds the work and the disk one request can take.
 pub const LIBRARY_MAX_UPLOAD_MB_RANGE: (u64, u64) = (1, 2_048);
 
+/// Default of [`ServerConfig::tts_timeout_secs`]: espeak-ng speaks a 2000-character
+/// announcement in well under a second; a neural engine on a small server takes some seconds.
+pub const DEFAULT_TTS_TIMEOUT_SECS: u64 = 30;
+
+/// The speech engine time-outs the server accepts, in seconds.
+pub const TTS_TIMEOUT_SECS_RANGE: (u64, u64) = (1, 600);
+
+/// Default of [`ServerConfig::tts_max_chars`]: a long announcement (two to three minutes read
+/// aloud), short enough that staff preview it before it airs.
+pub const DEFAULT_TTS_MAX_CHARS: usize = 2_000;
+
+/// The text lengths the server accepts as `tts_max_chars`, in characters.
+pub const TTS_MAX_CHARS_RANGE: (usize, usize) = (1, 100_000);
+
 /// Placeholder of `provincial_stream`: where a trial Icecast server on the machine itself
 /// would serve the provincial programme.
 pub const DEFAULT_PROVINCIAL_STREAM: &str = "http://127.0.0.1:8000/qng.mp3";
@@ -108,6 +122,16 @@ pub struct ServerConfig {
     /// Largest recording the console's audio library takes in one upload, in MB (2^20
     /// bytes); a larger one is refused (413) before it is stored.
     pub library_max_upload_mb: u64,
+    /// The console's text-to-speech engine: a program and its arguments (an argv, run without
+    /// a shell) that reads the text on stdin and writes audio the library decodes (WAV, MP3,
+    /// Ogg...) to stdout, with the speed in words per minute in `RADIO_TTS_SPEED`. Empty:
+    /// espeak-ng's Vietnamese voice.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tts_command: Vec<String>,
+    /// Seconds the speech engine may take for one text before it is killed.
+    pub tts_timeout_secs: u64,
+    /// Longest text the console speaks, in characters (not bytes).
+    pub tts_max_chars: usize,
     /// The provincial station's stream (HTTP/Icecast), which the embedded schedule relays
     /// 05:00–07:00 and 17:00–19:00. The default is a placeholder nothing serves: the server
     /// warns at start that it cannot be reached.
@@ -149,6 +173,9 @@ impl Default for ServerConfig {
             console_cert: None,
             console_key: None,
             library_max_upload_mb: DEFAULT_LIBRARY_MAX_UPLOAD_MB,
+            tts_command: Vec::new(),
+            tts_timeout_secs: DEFAULT_TTS_TIMEOUT_SECS,
+            tts_max_chars: DEFAULT_TTS_MAX_CHARS,
             provincial_stream: DEFAULT_PROVINCIAL_STREAM.to_owned(),
             live: LiveSettings::default(),
             relay: RelaySettings::default(),
@@ -256,6 +283,28 @@ impl ServerConfig {
             min,
             max,
         )?;
+        if let Some(i) = self.tts_command.iter().position(|a| a.is_empty()) {
+            return Err(Invalid::new(
+                "tts_command",
+                format!(
+                    "argument {} is empty: give the program and its arguments, e.g. \
+                     [\"piper\", \"--model\", \"/opt/vi.onnx\", \"--output_file\", \"-\"], or \
+                     leave it unset for espeak-ng",
+                    i + 1
+                ),
+            ));
+        }
+        if self
+            .tts_command
+            .first()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err(Invalid::new("tts_command", "the program must not be blank"));
+        }
+        let (min, max) = TTS_TIMEOUT_SECS_RANGE;
+        in_range("tts_timeout_secs", self.tts_timeout_secs, min, max)?;
+        let (min, max) = TTS_MAX_CHARS_RANGE;
+        in_range("tts_max_chars", self.tts_max_chars, min, max)?;
         not_blank("log", &self.log)?;
         if !self.admin_allow_remote && !self.admin_listen.ip().is_loopback() {
             // The token travels in clear text over plain HTTP; off loopback that needs a

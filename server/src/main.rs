@@ -453,6 +453,26 @@ enum LibraryCommand {
         overrides: ServerOverrides,
         id: String,
     },
+    /// Speak a Vietnamese text (espeak-ng, or the config's tts_command) and keep it as a
+    /// recording. The text is read aloud as it is, even if it starts with `-`.
+    Say {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// The name staff see.
+        #[arg(long)]
+        name: String,
+        /// Words per minute.
+        #[arg(long, help = format!(
+            "Words per minute, {}-{} [default: {}]",
+            radio_server::library::tts::SPEED_RANGE.0,
+            radio_server::library::tts::SPEED_RANGE.1,
+            radio_server::library::tts::DEFAULT_SPEED,
+        ))]
+        speed: Option<u32>,
+        /// The text; read from stdin when absent or `-` (put `--` before a text that starts
+        /// with `-`).
+        text: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -1237,6 +1257,32 @@ fn library_command(action: LibraryCommand) -> anyhow::Result<()> {
             let item = client(&overrides)?.library_delete(&id)?;
             outln!("deleted `{}` ({})", item.id, item.name);
         }
+        LibraryCommand::Say {
+            overrides,
+            name,
+            speed,
+            text,
+        } => {
+            let client = client(&overrides)?;
+            let text = match text {
+                Some(text) if text != "-" => text,
+                _ => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                        .context("cannot read the text from stdin")?;
+                    text
+                }
+            };
+            let item = client.library_say(&name, &text, speed)?;
+            outln!("{}", item.id);
+            note!(
+                "spoke `{}` ({:.1} s, peak {:.1} dBFS); air it by its path: {}",
+                item.name,
+                item.duration_secs,
+                item.peak_dbfs,
+                item.path.display()
+            );
+        }
     }
     Ok(())
 }
@@ -1620,6 +1666,12 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let relay = config.relay.clone();
     let admin_tokens = config.admin_tokens.clone();
     let library_max_upload_mb = config.library_max_upload_mb;
+    let tts = radio_server::library::TtsSettings {
+        command: config.tts_command.clone(),
+        timeout: Duration::from_secs(config.tts_timeout_secs),
+        max_chars: config.tts_max_chars,
+        ..radio_server::library::TtsSettings::default()
+    };
     let server = Server::with_uptime(config, district.clone(), store.uptime().clone());
     // The flags are shortcuts for a trial; they override the `[live]` table.
     if let Some(addr) = live_rtp {
@@ -1700,7 +1752,8 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         .with_tokens(&admin_tokens)
         .with_console_port(console_addr.port())
         .with_library_max_upload_mb(library_max_upload_mb)
-        .with_console_live(studio.console.clone());
+        .with_console_live(studio.console.clone())
+        .with_tts(tts);
     let app = admin::router(Arc::new(admin_state));
     let admin_stop = stopped(stop_rx.clone());
     let admin_app = app.clone();

@@ -1288,6 +1288,12 @@ async fn every_route_checks_the_role_of_every_caller() {
                 (Verb::Post, "/api/v1/library/{id}/rename") => {
                     serde_json::json!({ "name": "Kiểm tra" })
                 }
+                // Empty text: refused (400) after it is audited under the name it was given.
+                (Verb::Post, "/api/v1/library/tts") => {
+                    serde_json::json!({ "name": "kiem-tra", "text": "" })
+                }
+                // A preview stores nothing: refused (400), and no change to audit.
+                (Verb::Post, "/api/v1/tts/preview") => serde_json::json!({ "text": "" }),
                 (verb, path) => panic!("no test case for {verb:?} {path}: add one"),
             };
             Some(json.to_string())
@@ -1348,6 +1354,10 @@ async fn every_route_checks_the_role_of_every_caller() {
                     let store = h.store.clone().expect("store");
                     if route.path == "/api/v1/sign-out" {
                         assert_eq!(status, 204, "{call}");
+                        assert_eq!(store.audit().len(), audited, "{call}");
+                    } else if route.path == "/api/v1/tts/preview" {
+                        // Speaking a text to listen to it changes nothing.
+                        assert_eq!(status, 400, "{call}");
                         assert_eq!(store.audit().len(), audited, "{call}");
                     } else if route.path == "/api/v1/session/password" {
                         assert_eq!(status, 400, "{call}");

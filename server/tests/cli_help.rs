@@ -33,6 +33,11 @@ fn expected(subcommand: &[&str], flag: &str) -> Option<String> {
         "--admin-listen" => d.admin_listen.to_string(),
         "--console-listen" => d.console_listen.to_string(),
         "--library-max-upload-mb" => d.library_max_upload_mb.to_string(),
+        "--tts-timeout-secs" => d.tts_timeout_secs.to_string(),
+        "--tts-max-chars" => d.tts_max_chars.to_string(),
+        "--speed" if subcommand == ["library", "say"] => {
+            radio_server::library::tts::DEFAULT_SPEED.to_string()
+        }
         "--id" if subcommand == ["emergency"] => "generated from the time, and printed".into(),
         "--id" => radio_server::operator::admin::DEFAULT_LIVE_ID.into(),
         "--targets" => "all stations".into(),
@@ -55,6 +60,7 @@ fn help_states_the_defaults_the_server_has() {
         &["live", "stop"],
         &["emergency"],
         &["library", "add"],
+        &["library", "say"],
         &["demo"],
     ] {
         let out = Command::new(SERVER)

@@ -85,6 +85,8 @@ fn server_flags_state_the_defaults_the_server_has() {
             ("admin_listen", d.admin_listen.to_string()),
             ("console_listen", d.console_listen.to_string()),
             ("library_max_upload_mb", d.library_max_upload_mb.to_string()),
+            ("tts_timeout_secs", d.tts_timeout_secs.to_string()),
+            ("tts_max_chars", d.tts_max_chars.to_string()),
         ]),
         "a flag whose help states a default must state the one the server has"
     );
@@ -238,6 +240,12 @@ fn every_server_field_has_an_env_var() {
         ("RADIO_SERVER_CONSOLE_KEY", "/d/console.key"),
         ("RADIO_SERVER_LIBRARY_MAX_UPLOAD_MB", "8"),
         (
+            "RADIO_SERVER_TTS_COMMAND",
+            r#"["piper", "--model", "/opt/vi, giọng nam.onnx", "--output_file", "-"]"#,
+        ),
+        ("RADIO_SERVER_TTS_TIMEOUT_SECS", "9"),
+        ("RADIO_SERVER_TTS_MAX_CHARS", "500"),
+        (
             "RADIO_SERVER_PROVINCIAL_STREAM",
             "http://radio.quangngai.example:8000/qng.mp3",
         ),
@@ -265,6 +273,15 @@ fn every_server_field_has_an_env_var() {
         console_cert: Some("/d/console.crt".into()),
         console_key: Some("/d/console.key".into()),
         library_max_upload_mb: 8,
+        tts_command: vec![
+            "piper".into(),
+            "--model".into(),
+            "/opt/vi, giọng nam.onnx".into(),
+            "--output_file".into(),
+            "-".into(),
+        ],
+        tts_timeout_secs: 9,
+        tts_max_chars: 500,
         provincial_stream: "http://radio.quangngai.example:8000/qng.mp3".into(),
         ..ServerConfig::default()
     };
@@ -936,4 +953,96 @@ fn config_file_falls_back_to_the_env_var() {
         read_config(Some(&flag), &e, AGENT_CONFIG_ENV).expect_err("flag wins, and is missing");
     assert_eq!(err.source_name, flag.display().to_string());
     assert_eq!(read_config(None, &no_env(), AGENT_CONFIG_ENV), Ok(None));
+}
+
+#[test]
+fn the_speech_engine_is_an_argv_from_every_layer() {
+    let file = "tts_command = [\"espeak-ng\", \"-v\", \"vi-vn-x-central\", \"--stdout\"]\n\
+                tts_timeout_secs = 12\n";
+    let cfg = merge_server(
+        Some((file, "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect("a file's engine");
+    assert_eq!(
+        cfg.tts_command,
+        ["espeak-ng", "-v", "vi-vn-x-central", "--stdout"]
+    );
+    assert_eq!(cfg.tts_timeout_secs, 12);
+    assert_eq!(cfg.tts_max_chars, DEFAULT_TTS_MAX_CHARS);
+
+    // An empty variable unsets the file's engine: espeak-ng again.
+    let cfg = merge_server(
+        Some((file, "server.toml")),
+        &env(&[("RADIO_SERVER_TTS_COMMAND", " ")]),
+        &ServerOverrides::default(),
+    )
+    .expect("unset");
+    assert!(cfg.tts_command.is_empty());
+
+    // A shell line is not an argv: refused, naming the variable and the form to use.
+    let err = merge_server(
+        None,
+        &env(&[("RADIO_SERVER_TTS_COMMAND", "piper --model x")]),
+        &ServerOverrides::default(),
+    )
+    .expect_err("a shell line");
+    assert_eq!(err.key.as_deref(), Some("RADIO_SERVER_TTS_COMMAND"));
+    assert!(err.to_string().contains("TOML array"), "{err}");
+    let err = merge_server(
+        None,
+        &env(&[("RADIO_SERVER_TTS_COMMAND", "[\"piper\", 3]")]),
+        &ServerOverrides::default(),
+    )
+    .expect_err("a number");
+    assert!(err.to_string().contains("not a string"), "{err}");
+
+    let cli = ServerOverrides {
+        tts_command: Some("[\"sh\", \"-c\", \"cat >/dev/null; cat /opt/a.wav\"]".into()),
+        tts_timeout_secs: Some(3),
+        tts_max_chars: Some(100),
+        ..ServerOverrides::default()
+    };
+    let cfg = merge_server(
+        Some((file, "server.toml")),
+        &env(&[("RADIO_SERVER_TTS_TIMEOUT_SECS", "20")]),
+        &cli,
+    )
+    .expect("flags win");
+    assert_eq!(
+        cfg.tts_command,
+        ["sh", "-c", "cat >/dev/null; cat /opt/a.wav"]
+    );
+    assert_eq!(cfg.tts_timeout_secs, 3);
+    assert_eq!(cfg.tts_max_chars, 100);
+
+    let (min, max) = TTS_TIMEOUT_SECS_RANGE;
+    for (secs, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+        let cli = ServerOverrides {
+            tts_timeout_secs: Some(secs),
+            ..ServerOverrides::default()
+        };
+        let merged = merge_server(None, &no_env(), &cli);
+        assert_eq!(merged.is_ok(), valid, "tts_timeout_secs {secs}");
+        if let Err(e) = merged {
+            assert!(e.to_string().contains("--tts-timeout-secs"), "{e}");
+        }
+    }
+    let (min, max) = TTS_MAX_CHARS_RANGE;
+    for (chars, valid) in [(min, true), (min - 1, false), (max, true), (max + 1, false)] {
+        let cfg = ServerConfig {
+            tts_max_chars: chars,
+            ..ServerConfig::default()
+        };
+        assert_eq!(cfg.validate().is_ok(), valid, "tts_max_chars {chars}");
+    }
+    let err = merge_server(
+        Some(("tts_command = [\"piper\", \"\"]\n", "server.toml")),
+        &no_env(),
+        &ServerOverrides::default(),
+    )
+    .expect_err("an empty argument");
+    assert_eq!(err.key.as_deref(), Some("tts_command"));
+    assert_eq!(err.line, Some(1), "{err}");
 }

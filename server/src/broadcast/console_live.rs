@@ -1,5 +1,5 @@
 //! Broadcasting from the console: a district or commune operator speaks into a PC or phone
-//! microphone. The browser encodes Opus (WebCodecs, 20 ms packets at 32 kb/s: a 4G uplink
+//! microphone. The browser encodes Opus (WebCodecs, 40 ms packets at 24 kb/s: a 4G uplink
 //! carries it) and sends each packet over a WebSocket ([`crate::operator::live_routes`]);
 //! here each one becomes an RTP packet for the live input ([`ConsolePacket`]). The console
 //! therefore gets exactly what the studio gets — the jitter buffer, the no-packet time-out,
@@ -23,11 +23,12 @@ use crate::schedule::Targets;
 /// The RTP payload type the console's Opus goes in as (in the default Opus range).
 const OPUS_PAYLOAD_TYPE: u8 = 111;
 
-/// Samples of one 20 ms Opus packet on the RTP clock (48 kHz).
+/// Samples of a 20 ms Opus packet on the RTP clock (48 kHz): the timestamp's step for a packet
+/// whose own length cannot be read (the live input then counts it malformed anyway).
 const SAMPLES_PER_PACKET: u32 = 960;
 
 /// The largest Opus packet accepted from a browser: 120 ms at 510 kb/s is under 8 kB, and
-/// the console sends 20 ms at 32 kb/s (80 bytes).
+/// the console sends 40 ms at 24 kb/s (120 bytes).
 pub const MAX_PACKET_BYTES: usize = 4_000;
 
 /// Who is speaking from the console now.
@@ -203,10 +204,11 @@ pub struct ConsoleSession {
 }
 
 impl ConsoleSession {
-    /// Hands one 20 ms Opus packet to the live input. A packet the input has no room for is
+    /// Hands one Opus packet (of any length: 40 ms from WebCodecs, 20 or 60 ms from a
+    /// recorder's WebM) to the live input. A packet the input has no room for is
     /// dropped (live audio never waits; the jitter buffer conceals it) and still `Ok`.
-    pub fn send(&mut self, opus: &[u8]) -> Result<(), SendError> {
-        if opus.is_empty() || opus.len() > MAX_PACKET_BYTES {
+    pub fn send(&mut self, packet: &[u8]) -> Result<(), SendError> {
+        if packet.is_empty() || packet.len() > MAX_PACKET_BYTES {
             return Err(SendError::Size);
         }
         let rtp = rtp_rs::RtpPacketBuilder::new()
@@ -214,13 +216,18 @@ impl ConsoleSession {
             .ssrc(self.ssrc)
             .sequence(rtp_rs::Seq::from(self.seq))
             .timestamp(self.timestamp)
-            .payload(opus)
+            .payload(packet)
             .build()
             .map_err(|_| SendError::Size)?;
         self.seq = self.seq.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(SAMPLES_PER_PACKET);
+        // The RTP clock advances by what the packet holds, as a sender's would.
+        let samples = opus::packet::get_nb_samples(packet, 48_000)
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(SAMPLES_PER_PACKET);
+        self.timestamp = self.timestamp.wrapping_add(samples);
         self.packets += 1;
-        self.bytes += opus.len() as u64;
+        self.bytes += packet.len() as u64;
         match self.live.feed.try_send(ConsolePacket {
             from: self.from,
             rtp,

@@ -43,6 +43,9 @@
 //! | `GET /api/v1/library/{id}/audio` | – | all | the recording as uploaded (`Range` honoured) |
 //! | `POST /api/v1/library/{id}/rename` | `{name}` | admin | another display name |
 //! | `DELETE /api/v1/library/{id}` | – | admin | removes it (409 while anything on air or scheduled plays it) |
+//! | `GET /api/v1/tts` | – | all | the text-to-speech engine and its limits (`tts_routes.rs`) |
+//! | `POST /api/v1/tts/preview` | `{text, speed?}` | admin | the text spoken, as audio (`audio/wav`), not stored |
+//! | `POST /api/v1/library/tts` | `{name, text, speed?}` | admin | the text spoken and kept as a library item (checked, 201 with the item) |
 //! | `GET /metrics` | – | all | Prometheus text (`metrics.rs`) |
 //!
 //! `/health` and the console's files (`/`, `/dashboard.js`, …) answer without a token: they
@@ -76,9 +79,10 @@
 //! (unknown entry or route), 405 (the route does not take that method), 409 (id already in
 //! use), 429 (too many failed authentications from this address; `Retry-After` says in how
 //! many seconds to try again), 503 (the on-air controller has stopped, or no live input) or 500.
-//! Refusals meant for the console's staff (the library's) also carry `"message_vi"`: the same
-//! in Vietnamese, saying what to do; `error` then starts with it too, so clients that show only
-//! `error` show it (413: an upload over `library_max_upload_mb`).
+//! Refusals meant for the console's staff (the library's and text-to-speech's) also carry
+//! `"message_vi"`: the same in Vietnamese, saying what to do; `error` then starts with it too, so
+//! clients that show only `error` show it (413: an upload over `library_max_upload_mb`; 504: the
+//! speech engine past `tts_timeout_secs`).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -114,7 +118,9 @@ use crate::ingest::relay_probe::{RelayProbes, RelayStreamStatus};
 use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome};
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::operator::https::{plain_http_allowed, Transport};
-use crate::operator::{account_routes, library_routes, live_routes, openapi, timeline_routes};
+use crate::operator::{
+    account_routes, library_routes, live_routes, openapi, timeline_routes, tts_routes,
+};
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
 use crate::report::{self, Format, ReportError, ReportKind, ReportQuery};
@@ -179,6 +185,8 @@ pub struct AdminState {
     library_max_upload: u64,
     /// Broadcasting from the console, where the live input allows it.
     console_live: Option<Arc<crate::broadcast::console_live::ConsoleLive>>,
+    /// The text-to-speech engine (`tts_command`, `tts_timeout_secs`, `tts_max_chars`).
+    tts: crate::library::TtsSettings,
 }
 
 /// Who made a request, as its token says.
@@ -418,6 +426,9 @@ fn routes() -> Routes {
         Admin,
         library_routes::delete,
     )
+    .add(Post, "/api/v1/library/tts", Admin, tts_routes::save)
+    .add(Get, "/api/v1/tts", Everyone, tts_routes::info)
+    .add(Post, "/api/v1/tts/preview", Admin, tts_routes::preview)
     .add(Get, "/metrics", Everyone, metrics)
 }
 
@@ -453,6 +464,7 @@ impl AdminState {
             console_port: None,
             library_max_upload: radio_config::DEFAULT_LIBRARY_MAX_UPLOAD_MB * 1024 * 1024,
             console_live: None,
+            tts: crate::library::TtsSettings::default(),
         }
     }
 
@@ -491,6 +503,23 @@ impl AdminState {
     pub fn with_library_max_upload_mb(mut self, mb: u64) -> Self {
         self.library_max_upload = mb.saturating_mul(1024 * 1024);
         self
+    }
+
+    /// The config's text-to-speech settings (`tts_command`, `tts_timeout_secs`,
+    /// `tts_max_chars`); the engine's output limit is the library's upload limit whatever
+    /// `settings` says.
+    #[must_use]
+    pub fn with_tts(mut self, settings: crate::library::TtsSettings) -> Self {
+        self.tts = settings;
+        self
+    }
+
+    /// How text is spoken, its output bounded by the upload limit.
+    pub(crate) fn tts_settings(&self) -> crate::library::TtsSettings {
+        crate::library::TtsSettings {
+            max_output_bytes: self.library_max_upload,
+            ..self.tts.clone()
+        }
     }
 
     /// The server's store.

@@ -24,6 +24,7 @@ use crate::operator::admin::{
 };
 use crate::operator::audit_log::AuditListing;
 use crate::operator::library_routes::{percent_encode, RenameRequest, FILE_NAME_HEADER};
+use crate::operator::tts_routes::SayRequest;
 use crate::records::store::TOKEN_FILE;
 use crate::report::{Format, ReportKind, ReportQuery};
 use crate::schedule::{EntryEnd, Recurrence, Schedule, ScheduleEntry, SourceSpec, Targets};
@@ -263,6 +264,42 @@ impl AdminClient {
             .map_err(too_slow)?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().map_err(too_slow)?;
+        self.decode(status, &text)
+    }
+
+    /// `radio-server library say`: `text` spoken by the server's engine and kept as `name`.
+    pub fn library_say(
+        &self,
+        name: &str,
+        text: &str,
+        speed: Option<u32>,
+    ) -> Result<LibraryItem, ClientError> {
+        let body = SayRequest {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            speed,
+        };
+        let json = serde_json::to_string(&body).map_err(|e| ClientError::BadAnswer {
+            addr: self.addr,
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        let url = format!("http://{}/api/v1/library/tts", self.addr);
+        let mut response = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .config()
+            // The engine's own time-out (tts_timeout_secs, at most 600 s) comes first.
+            .timeout_global(Some(UPLOAD_TIMEOUT))
+            .build()
+            .send(json.as_bytes())
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.transport_error(e))?;
         self.decode(status, &text)
     }
 

@@ -1,7 +1,8 @@
-//! The web console: one page, its core script and a script per page (send, week, library and
-//! its recorder with the shared microphone, inbox, reports), built into the binary and served
-//! by the admin endpoint at `/`. The page signs a person in and then uses the same JSON API as
-//! the operator commands, so it can do nothing the person's role could not.
+//! The web console: one page, its core script and a script per page (send, week, library with
+//! its recorder and text-to-speech panel, inbox, reports, speaking live with its capture
+//! worklet; the microphone shared), built into the binary and served by the admin endpoint at
+//! `/`. The page signs a person in and then uses the same JSON API as the operator commands, so
+//! it can do nothing the person's role could not.
 //!
 //! Vietnamese by default, with an English toggle; plain HTML, CSS and JavaScript with no
 //! external files, so it works on a district office PC with no internet.
@@ -16,7 +17,7 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 const SCRIPT: &str = include_str!("../../assets/dashboard.js");
 
 /// The page scripts, each one concern of the console.
-const PAGE_SCRIPTS: [(&str, &str); 9] = [
+const PAGE_SCRIPTS: [(&str, &str); 10] = [
     ("send.js", include_str!("../../assets/console/send.js")),
     ("week.js", include_str!("../../assets/console/week.js")),
     (
@@ -28,6 +29,7 @@ const PAGE_SCRIPTS: [(&str, &str); 9] = [
         include_str!("../../assets/console/microphone.js"),
     ),
     ("record.js", include_str!("../../assets/console/record.js")),
+    ("tts.js", include_str!("../../assets/console/tts.js")),
     ("inbox.js", include_str!("../../assets/console/inbox.js")),
     (
         "reports.js",

@@ -231,6 +231,48 @@ async fn receive(
         .map_err(|e| library_failed(format!("{}: {e}", part.path().display())))?;
     drop(file);
 
+    keep(state, actor, name, original, part, size).await
+}
+
+/// Stores audio made on the server (text-to-speech) as an item, through the same check as an
+/// upload: decoded whole and measured, refused with the same Vietnamese messages.
+pub(crate) async fn store_bytes(
+    state: &Arc<AdminState>,
+    actor: &Actor,
+    name: String,
+    original: String,
+    bytes: Vec<u8>,
+) -> Result<LibraryItem, ApiError> {
+    let max = state.library_max_upload();
+    if bytes.len() as u64 > max {
+        return Err(refused(&Refusal::TooLarge { max_mb: max / MB }));
+    }
+    let worker = state.clone();
+    let (path, file) =
+        blocking(move || worker.store().library().new_part().map_err(library_failed)).await?;
+    let part = Part(Some(path));
+    let size = bytes.len() as u64;
+    let shown = part.path().display().to_string();
+    blocking(move || {
+        use std::io::Write as _;
+        let mut file = file;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| library_failed(format!("{shown}: {e}")))
+    })
+    .await?;
+    keep(state, actor, name, original, part, size).await
+}
+
+/// Checks the complete file at `part` and, when it passes, renames it into the library.
+async fn keep(
+    state: &Arc<AdminState>,
+    actor: &Actor,
+    name: String,
+    original: String,
+    part: Part,
+    size: u64,
+) -> Result<LibraryItem, ApiError> {
     let checked_path = part.path().to_path_buf();
     let check = blocking(move || Ok(check_file(&checked_path))).await?;
     let check = match check {

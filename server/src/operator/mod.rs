@@ -13,6 +13,8 @@
 //!   list, play, rename, delete (`library/`).
 //! - `live_routes.rs` — going live from the console: a WebSocket that carries the browser's
 //!   Opus into the live input (`broadcast/console_live.rs`), and who is live now.
+//! - `tts_routes.rs` — text-to-speech: a typed announcement previewed, or kept as a library
+//!   item (`library/tts.rs`).
 //! - `auth_limiter.rs` — failed authentications per source address; too many lock it out (429).
 //! - `audit_log.rs` — who asked for which on-air change, when, from where, and how it ended.
 //! - `https.rs` — the console's HTTPS listener and its certificate; plain HTTP only from the
@@ -35,3 +37,4 @@ pub(crate) mod live_routes;
 pub(crate) mod metrics;
 pub mod openapi;
 pub(crate) mod timeline_routes;
+pub mod tts_routes;

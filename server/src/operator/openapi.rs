@@ -38,6 +38,9 @@ pub fn summary(verb: Verb, path: &str) -> Option<&'static str> {
         (Get, "/api/v1/library/{id}/audio") => "A recording's original file, for listening in the browser",
         (Post, "/api/v1/library/{id}/rename") => "Renames a recording",
         (Delete, "/api/v1/library/{id}") => "Deletes a recording, unless the schedule or a bulletin uses it",
+        (Post, "/api/v1/library/tts") => "Speaks a Vietnamese text (espeak-ng or tts_command) and keeps it as a recording, checked like an upload",
+        (Get, "/api/v1/tts") => "The text-to-speech engine, its longest text and its speeds",
+        (Post, "/api/v1/tts/preview") => "Speaks a Vietnamese text and answers the audio (audio/wav), without storing it",
         (Get, "/api/v1/reports/uptime") => "Uptime per station (and cluster) for a period, as JSON, CSV or a table",
         (Get, "/api/v1/reports/plays") => "Programmes aired per station for a period, as JSON, CSV or a table",
         (Get, "/api/v1/audit") => "The audit log of every change: who, what, when, from where, how it ended; filterable",
@@ -82,13 +85,20 @@ fn operation(route: &RoutePolicy) -> Value {
         .collect();
     let mut responses = Map::new();
     let ok = match route.verb {
-        Verb::Post if route.path.ends_with("/entries") || route.path == "/api/v1/library" => "201",
+        Verb::Post
+            if route.path.ends_with("/entries")
+                || route.path == "/api/v1/library"
+                || route.path == "/api/v1/library/tts" =>
+        {
+            "201"
+        }
         _ => "200",
     };
-    responses.insert(
-        ok.to_owned(),
-        json!({ "description": "Done; the answer is JSON." }),
-    );
+    let answer = match route.path {
+        "/api/v1/tts/preview" => "Done; the answer is the audio (audio/wav from espeak-ng).",
+        _ => "Done; the answer is JSON.",
+    };
+    responses.insert(ok.to_owned(), json!({ "description": answer }));
     responses.insert(
         "401".to_owned(),
         json!({ "description": "No valid token or session.", "content": error_content() }),

@@ -236,6 +236,18 @@ fn studio_phase(
     )
 }
 
+/// Waits until the element `css` is shown and enabled.
+fn wait_clickable(driver: &Driver, css: &str) {
+    let css = serde_json::to_string(css).expect("a string");
+    driver.wait_for(
+        &format!(
+            "const e = document.querySelector({css}); \
+             return !!e && !e.disabled && e.getClientRects().length > 0;"
+        ),
+        |v| v == true,
+    );
+}
+
 /// The browser's phase: live from the console page for `s.seconds`, then «Dừng phát».
 fn browser_phase(
     run: usize,
@@ -244,6 +256,9 @@ fn browser_phase(
     capture: &Capture,
     debug: bool,
 ) -> anyhow::Result<(RunResult, f64)> {
+    // Once in seven runs a click came before its button could take it ("element not
+    // interactable"): the console shows its tabs and buttons as the session and status load.
+    wait_clickable(driver, "#nav button[data-page=\"live\"]");
     driver.go("live");
     driver.wait_for(
         "return document.querySelectorAll('#live-stations input').length;",
@@ -255,6 +270,7 @@ fn browser_phase(
     );
     capture.take();
     let clock = WallClock::now()?;
+    wait_clickable(driver, "#live-go");
     driver.click("#live-go");
     driver.accept_confirmation();
     let state = driver.wait_for(

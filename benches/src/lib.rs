@@ -10,6 +10,10 @@
 //!   record and applying an acknowledgement, on disk.
 //! - `src/bin/transcode_compare.rs` — the server's pipeline against `ffmpeg -c:a libopus`.
 //! - `src/bin/live_latency.rs` — live studio RTP in at the server to RTP out at a real agent.
+//! - `src/bin/browser_live_latency.rs` — live from the console in headless Chromium: the page's
+//!   microphone to a real agent's output, beside the studio's RTP input in the same run.
+//! - `src/live_latency.rs` — what the two share: the burst signal, onsets, RTP decoding and
+//!   capture, the paced studio sender, pairing.
 //! - `src/summary.rs` — medians, percentiles and `--flag VALUE` arguments for the binaries.
 //! - `src/voice_frame.rs` — the 80-byte Opus frame the benchmarks send.
 //! - `src/bin/radio_bench.rs` (`radio-bench`) — the load harness: the real server, N simulated
@@ -25,6 +29,7 @@
 //! - `src/bin/playout_spread.rs` — how far apart agents play the same frame.
 
 pub mod latency_histogram;
+pub mod live_latency;
 pub mod load_district;
 pub mod simulated_agent;
 pub mod summary;

@@ -6,9 +6,13 @@ use std::io::Read as _;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARIES: [(&str, &str); 9] = [
+const BINARIES: [(&str, &str); 10] = [
     ("radio-bench", env!("CARGO_BIN_EXE_radio-bench")),
     ("live_latency", env!("CARGO_BIN_EXE_live_latency")),
+    (
+        "browser_live_latency",
+        env!("CARGO_BIN_EXE_browser_live_latency"),
+    ),
     ("transcode_compare", env!("CARGO_BIN_EXE_transcode_compare")),
     ("loss_resilience", env!("CARGO_BIN_EXE_loss_resilience")),
     ("playout_spread", env!("CARGO_BIN_EXE_playout_spread")),
@@ -83,6 +87,7 @@ fn a_bad_value_is_an_error() {
     for (name, args) in [
         ("radio-bench", &["--agents", "many"][..]),
         ("live_latency", &["five"][..]),
+        ("browser_live_latency", &["--seconds", "long"][..]),
         ("loss_resilience", &["--runs"][..]),
         ("playout_spread", &["5", "4", "20", "sideways"][..]),
         ("outage_recovery", &["5", "thirty"][..]),

@@ -23,7 +23,7 @@ SKIP_LEDGER := $(or $(CARGO_TARGET_DIR),target)/skipped-tests.log
 DEMO_ARGS ?=
 FUZZ_RUNS ?= 10000000
 
-.PHONY: all deps build demo demo-console test test-deps fuzz fmt clippy clean
+.PHONY: all deps build demo demo-console test test-deps deb deb-deps fuzz fmt clippy clean
 
 all: build
 
@@ -68,6 +68,28 @@ test: build test-deps
 	if [ -s $(SKIP_LEDGER) ]; then \
 	  echo "tests tried to skip (make test runs every one):"; cat $(SKIP_LEDGER); exit 1; \
 	fi; exit $$status
+
+# Debian packages of both programs (packaging/, [package.metadata.deb] in server/ and
+# relay-agent/): release binaries, man pages and completions generated from the CLIs, systemd
+# units. lintian must report no error. The packages land in DEB_DIR.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+DEB_DIR := $(TARGET_DIR)/debian
+DEB_APT_PACKAGES := lintian systemd-container dpkg-dev
+
+deb-deps:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(DEB_APT_PACKAGES)"
+	@command -v cargo-deb >/dev/null || { \
+	  echo "installing cargo-deb (builds the .deb packages)"; \
+	  $(CARGO) install --locked cargo-deb; }
+
+deb: deps deb-deps
+	$(CARGO) build --release --bins -p radio-server -p relay-agent
+	rm -rf $(TARGET_DIR)/release/manual $(DEB_DIR)
+	$(TARGET_DIR)/release/radio-server manual --out $(TARGET_DIR)/release/manual/radio-server
+	$(TARGET_DIR)/release/relay-agent manual --out $(TARGET_DIR)/release/manual/relay-agent
+	$(CARGO) deb --no-build -p radio-server
+	$(CARGO) deb --no-build -p relay-agent
+	lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides.txt $(DEB_DIR)/*.deb
 
 # One target after the other, never in parallel: the targets are listed by fuzz/run.sh --list
 # (the [[bin]] entries of fuzz/Cargo.toml). Needs cargo-fuzz; see fuzz/README.md.

@@ -240,7 +240,9 @@ impl Agent {
         };
         let link_up = Arc::new(AtomicBool::new(false));
         let airing = Arc::new(Mutex::new(CachedAiring::new()));
+        let progress = crate::service_manager::Progress::new();
         let report = PlayoutReport {
+            progress: progress.clone(),
             journal: journal.as_ref().map(|(_, sender, _)| sender.clone()),
             output: Arc::new(AtomicU8::new(OutputState::Silent as u8)),
             cache: self.prefetch.as_ref().map(|_| CacheInput {
@@ -287,6 +289,25 @@ impl Agent {
             link_up,
         };
         let mut link_task = tokio::spawn(link.run(stop_rx));
+        // A hang cannot be unwound like a death: the playout thread may hold the playout state
+        // every task waits on. The watchdog ends the process itself.
+        let watchdog = crate::service_manager::spawn_watchdog(
+            progress,
+            "playout thread",
+            crate::service_manager::stall_limit(),
+            |died| {
+                tracing::error!("{died}; exiting so the service manager restarts the agent");
+                std::process::exit(crate::service_manager::EXIT_HUNG);
+            },
+        )
+        .map_err(|e| AgentError::Io(format!("cannot start the watchdog thread: {e}")))?;
+        // Ready once the journal is open and the playout plays: from here a start is recorded
+        // and every slot reaches the outputs, connected or not.
+        crate::service_manager::notify_ready(&format!(
+            "commune {}: playing to {} output(s)",
+            self.bundle.commune,
+            self.config.sinks.len()
+        ));
         let ended = {
             let writer = journal.as_mut().map(|(_, _, writer)| writer);
             tokio::select! {
@@ -333,6 +354,9 @@ impl Agent {
             return Err(died.into());
         }
         tracing::info!(commune = %self.bundle.commune, "shutting down");
+        crate::service_manager::notify_stopping();
+        // The playout stops advancing while it drains: not a hang.
+        drop(watchdog);
         let _ = stop_link.send(true);
         let _ = link_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;

@@ -8,6 +8,10 @@
 //! - `agent.rs` — [`Agent`]: builds everything from the config and runs until shutdown.
 //! - `cached_airing.rs` — per slot, whether the stream or a prefetched recording airs (sans-IO).
 //! - `bundle.rs` — the enrolment bundle (certificates, key, server address) and private file writes.
+//! - `enroll.rs` — `relay-agent enroll --bundle FILE`: the bundle checked, put in place for the
+//!   service's user only, and the service (re)started.
+//! - `manual.rs` — man pages and shell completions generated from a binary's command line, for
+//!   the packages (shared with the server).
 //! - `tls.rs` — the agent's side of mutual TLS and the QUIC transport settings.
 //! - `connection.rs` — connect, control session, audio streams, reconnect loop.
 //! - `reconnect.rs` — exponential backoff with jitter and the stability threshold.
@@ -31,6 +35,9 @@
 //! - `supervise.rs` — the agent's threads and tasks watched: one that dies ends the agent, so
 //!   the service manager restarts it instead of leaving a station that looks alive and airs
 //!   nothing.
+//! - `service_manager.rs` — systemd told when the daemon is ready and stopping, and a watchdog
+//!   fed by the work's own progress (the playout's slots; the server's on-air tick), so a hang
+//!   is restarted like a crash; shared with the server.
 //! - `test_panic.rs` — debug builds only: a panic injected into a thread for the end-to-end
 //!   test of that supervision.
 //! - `cluster_health.rs` — whether a loudspeaker cluster fed over RTP hears the station, from
@@ -44,8 +51,10 @@ pub mod cached_airing;
 pub mod clock_sync;
 pub mod cluster_health;
 pub mod connection;
+pub mod enroll;
 pub mod jitter_buffer;
 pub mod journal;
+pub mod manual;
 pub mod playout;
 pub mod prefetch_cache;
 pub mod prefetch_loader;
@@ -54,6 +63,7 @@ pub mod process;
 pub mod proof_of_play;
 pub mod reconnect;
 pub mod retime;
+pub mod service_manager;
 pub mod sink;
 pub mod supervise;
 #[cfg(debug_assertions)]

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser, Subcommand};
 use radio_config::AgentOverrides;
 use relay_agent::process::{init_tracing, install_panic_hook, shutdown_signal};
 use relay_agent::{Agent, AgentError, Bundle};
@@ -20,10 +20,37 @@ const EXIT_DIED: i32 = 70;
 struct Cli {
     #[command(flatten)]
     overrides: AgentOverrides,
+    /// Without one, the agent runs.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Print the records waiting in the journal in DIR (`STATE_DIR/journal`) for upload, one
     /// per line (journal id, sequence, Unix ms, event), and exit. The agent must be stopped.
     #[arg(long, value_name = "DIR")]
     print_journal: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install the enrolment bundle the district sent (radio-server enroll) for this station's
+    /// service, readable by its user only, and start the service. Where it goes is the config's
+    /// `bundle` (give --config before `enroll` for another config).
+    Enroll {
+        /// The bundle file as received.
+        #[arg(long, value_name = "FILE")]
+        bundle: std::path::PathBuf,
+        /// The user the service runs as, who must read the bundle.
+        #[arg(long, default_value = relay_agent::enroll::SERVICE_USER)]
+        owner: String,
+        /// Put the bundle in place only; do not enable and start the service.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Write the man pages and shell completions into DIR (for the packages).
+    #[command(hide = true)]
+    Manual {
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +67,19 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(dir) = &cli.print_journal {
         return print_journal(dir);
+    }
+    match cli.command {
+        Some(Command::Manual { out }) => {
+            relay_agent::manual::write(Cli::command(), &out)
+                .with_context(|| format!("cannot write the manual into {}", out.display()))?;
+            return Ok(());
+        }
+        Some(Command::Enroll {
+            bundle,
+            owner,
+            no_start,
+        }) => return enroll(&cli.overrides, bundle, owner, !no_start),
+        None => {}
     }
     let config = radio_config::load_agent(&cli.overrides)?;
     init_tracing(&config.log);
@@ -95,6 +135,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `--print-journal DIR`. A reader that goes away (`| head -1`) ends the output quietly:
 /// `println!` would panic on the broken pipe.
+fn enroll(
+    overrides: &AgentOverrides,
+    from: std::path::PathBuf,
+    owner: String,
+    start: bool,
+) -> anyhow::Result<()> {
+    // Only where the bundle goes matters here; a config that does not validate yet (no sink
+    // chosen) must not stop the bundle from being installed, but is reported.
+    let config = radio_config::load_agent(overrides);
+    let to = match (&config, &overrides.bundle) {
+        (_, Some(path)) => path.clone(),
+        (Ok(config), None) => config.bundle.clone(),
+        (Err(_), None) => radio_config::DEFAULT_AGENT_BUNDLE.into(),
+    };
+    let done = relay_agent::enroll::enrol(&relay_agent::enroll::Enrolment {
+        from,
+        to,
+        owner: Some(owner),
+        start,
+    })?;
+    println!(
+        "Đã cài chứng chỉ cho trạm {} (máy chủ {}) vào {}.\nThe bundle for station {} (server {}) is in {}.",
+        done.commune,
+        done.server,
+        done.path.display(),
+        done.commune,
+        done.server,
+        done.path.display()
+    );
+    if done.started {
+        println!(
+            "Dịch vụ relay-agent đã khởi động. The relay-agent service is started: systemctl status relay-agent"
+        );
+    } else if start {
+        println!(
+            "Máy này không dùng systemd: hãy tự chạy relay-agent. No systemd here: start relay-agent yourself."
+        );
+    }
+    if let Err(e) = config {
+        println!("Cảnh báo / warning: the agent's config does not load yet: {e}");
+    }
+    Ok(())
+}
+
 fn print_journal(dir: &Path) -> anyhow::Result<()> {
     let (journal_id, records) = relay_agent::journal::Journal::read_pending(dir)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

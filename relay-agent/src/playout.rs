@@ -725,6 +725,8 @@ pub struct PlayoutReport {
     pub output: Arc<AtomicU8>,
     /// Prefetched recordings to air when the stream does not (none: the agent keeps no cache).
     pub cache: Option<CacheInput>,
+    /// Advanced once per slot: what feeds the watchdog (`service_manager.rs`).
+    pub progress: crate::service_manager::Progress,
 }
 
 /// What the playout clock needs to air from the prefetch cache.
@@ -752,6 +754,8 @@ pub fn spawn_playout_thread(
     spawn_thread("playout", "playout thread", move || {
         #[cfg(debug_assertions)]
         let panic_after = crate::test_panic::armed("playout");
+        #[cfg(debug_assertions)]
+        let hang_after = crate::test_panic::armed(crate::test_panic::PLAYOUT_HANG);
         let mut voice = match Voice::new() {
             Ok(v) => Some(v),
             Err(e) => {
@@ -788,6 +792,8 @@ pub fn spawn_playout_thread(
                     // poisoned for everyone else.
                     #[cfg(debug_assertions)]
                     crate::test_panic::check("playout", panic_after, p.stats().frames_played);
+                    #[cfg(debug_assertions)]
+                    crate::test_panic::hang_if(hang_after, p.stats().frames_played);
                     // Without the server's clock, a stalled machine plays the missed slots
                     // back to back rather than dropping them, so outputs keep a true
                     // timeline; beyond a second it gives up and re-bases. With it, the true
@@ -874,6 +880,7 @@ pub fn spawn_playout_thread(
                 }
             };
             report.output.store(proof.output() as u8, Ordering::Relaxed);
+            report.progress.advance();
             if let Some(journal) = &report.journal {
                 for event in events.drain(..) {
                     journal.record(event);

@@ -35,3 +35,20 @@ pub fn check(thread: &str, after: Option<u64>, done: u64) {
         panic!("{THREAD_ENV}={thread}: injected panic after {done} frames");
     }
 }
+
+/// `RADIO_TEST_PANIC=playout-hang`: the playout thread stops for good, holding the playout
+/// state, once it has played that many frames: a hang, not a crash, for the watchdog's test
+/// (`service_manager.rs`).
+pub const PLAYOUT_HANG: &str = "playout-hang";
+
+/// Never returns once `done` has reached `after`.
+pub fn hang_if(after: Option<u64>, done: u64) {
+    if after.is_some_and(|after| done >= after) {
+        tracing::warn!(
+            "{THREAD_ENV}={PLAYOUT_HANG}: the playout thread hangs now, after {done} frames"
+        );
+        loop {
+            std::thread::park();
+        }
+    }
+}

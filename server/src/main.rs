@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use radio_config::ServerOverrides;
 use radio_server::broadcast::on_air::{file_bulletin, play_bulletin};
 use radio_server::demo::{run_demo, DemoOptions, KeepRunning};
@@ -190,6 +190,12 @@ enum Command {
     /// Print the admin API's OpenAPI 3.1 description (JSON), generated from the routes and
     /// their roles; a running server serves the same at /api/v1/openapi.json.
     Openapi,
+    /// Write the man pages and shell completions into DIR (for the packages).
+    #[command(hide = true)]
+    Manual {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run the server and one agent per Bình Sơn station on this machine and play a programme.
     Demo {
         /// Play at most this many seconds of the programme.
@@ -894,6 +900,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 district.total_clusters(),
                 district.total_speakers()
             );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Manual { out } => {
+            relay_agent::manual::write(Cli::command(), &out)
+                .with_context(|| format!("cannot write the manual into {}", out.display()))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Demo {
@@ -1722,6 +1733,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
+        relay_agent::service_manager::notify_stopping();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -1745,6 +1757,7 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             }
         }
     });
+    let ready = format!("{} stations; agents on {addr}", district.stations.len());
     let admin_state = AdminState::new(on_air.clone(), store, district, schedule)
         .with_upstreams(upstream_names)
         .with_server(server.clone())
@@ -1793,6 +1806,21 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
             }
         });
     }
+    // Ready: every listener is bound and the on-air controller ticks.
+    relay_agent::service_manager::notify_ready(&ready);
+    let _watchdog = relay_agent::service_manager::spawn_watchdog(
+        controller.progress(),
+        "on-air controller",
+        relay_agent::service_manager::stall_limit(),
+        |died| {
+            tracing::error!(
+                "{died}: no station can air; exiting so that the service manager restarts \
+                 radio-server"
+            );
+            std::process::exit(EXIT_AUDIO_TASK_DIED);
+        },
+    )
+    .context("cannot start the watchdog thread")?;
     tokio::select! {
         () = server::run(endpoint, server, stopped(stop_rx)) => {}
         why = controller.died() => {

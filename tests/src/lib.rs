@@ -21,6 +21,8 @@
 //!   the console's address and first admin password as the server printed them.
 //! - `console.rs` — an HTTPS client that trusts only the district CA, and the first admin's
 //!   password as the server printed it.
+//! - `container.rs` — a throwaway system booted with systemd (nspawn over an overlay of this
+//!   machine's root), where the install test installs, runs and purges the .deb packages.
 //! - `tests/*.rs` — one file per end-to-end scenario.
 //!
 //! # Waiting
@@ -41,6 +43,7 @@ use std::time::{Duration, Instant};
 
 pub mod browser;
 pub mod console;
+pub mod container;
 pub mod flapping;
 pub mod icecast;
 pub mod impairment_proxy;

@@ -149,3 +149,71 @@ fn a_panic_in_a_pipe_sink_writer_ends_the_agent() {
         "sink pipe:cat > /dev/null: writer thread panicked: ",
     );
 }
+
+/// A hang, not a panic: the playout thread stops for good holding the playout state (the debug
+/// build's `RADIO_TEST_PANIC=playout-hang`). Nothing dies, so only the watchdog fed by the
+/// playout's slots can see it; the agent must end with status 70 and its one line. An agent
+/// that plays normally under the same short stall limit must not be taken for hung.
+#[test]
+fn a_hung_playout_thread_ends_the_agent_and_a_working_one_does_not() {
+    let commune = "binh-chau";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("server");
+    let bundle = dir.path().join(format!("{commune}.toml"));
+    enroll(&data, commune, &bundle);
+    let programme = dir.path().join("programme.wav");
+    write_wav(&programme, &test_signal(6.0), 48_000);
+    let (server, addr) = start_server(&data, "127.0.0.1:0", Some(&programme), 1);
+    let state = dir.path().join("agent");
+    let sink = format!("wav:{}", dir.path().join("out.wav").display());
+    // Two seconds: far above the 20 ms between slots, and short for the test.
+    let limit = ("RADIO_STALL_LIMIT_MS", "2000");
+
+    let mut working =
+        start_agent_with_env(commune, &bundle, &addr, &state, &[sink.clone()], &[limit]);
+    // The whole 6 s programme, three times the limit, played with no verdict.
+    working.wait_played_out(1, Duration::from_secs(120));
+    assert_eq!(
+        working.count_seen("no progress"),
+        0,
+        "the watchdog took a working agent for hung"
+    );
+    let (status, output) = working.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        output.join("\n")
+    );
+
+    let mut hung = start_agent_with_env(
+        commune,
+        &bundle,
+        &addr,
+        &state,
+        &[sink],
+        &[
+            limit,
+            ("RADIO_TEST_PANIC", "playout-hang"),
+            // Counted in programme frames, and the programme is over: at once.
+            ("RADIO_TEST_PANIC_AFTER_FRAMES", "0"),
+        ],
+    );
+    hung.wait_for("the playout thread hangs now", Duration::from_secs(60));
+    // Without the watchdog the agent lives on, hung: this fails instead of waiting forever.
+    let (status, output) = hung.finish(Duration::from_secs(60));
+    assert_eq!(
+        status.code(),
+        Some(70),
+        "exit status {status}, expected 70 (EX_SOFTWARE):\n{}",
+        output.join("\n")
+    );
+    let exit_lines: Vec<&String> = output.iter().filter(|l| l.contains(EXIT_LINE)).collect();
+    assert_eq!(exit_lines.len(), 1, "one exit line:\n{}", output.join("\n"));
+    assert!(
+        exit_lines[0].contains("playout thread ended: it made no progress"),
+        "the exit line says what hung: {}",
+        exit_lines[0]
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success(), "server exit status {status}");
+}

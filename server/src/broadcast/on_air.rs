@@ -30,6 +30,7 @@ use crate::schedule::ladder::{BulletinSnapshot, Change, ItemRef, Ladder, StopRea
 use crate::schedule::scheduler::Scheduler;
 use crate::schedule::{Bulletin, Level, ScheduleError, SourceSpec, Targets};
 use radio_proto::ProgrammeLevel;
+use relay_agent::service_manager::Progress;
 
 /// Frames a relay may deliver ahead of the clock; its thread blocks beyond that, so the
 /// upstream is read at real-time pace.
@@ -242,6 +243,9 @@ pub struct OnAir {
     schedule: watch::Receiver<Arc<Scheduler>>,
     /// Set once, with the panic's message, if the controller's task panics.
     died: watch::Receiver<Option<Arc<str>>>,
+    /// Advanced every 20 ms tick: what feeds the watchdog (`relay_agent::service_manager`), so a
+    /// controller that hangs, not only one that panics, gets the server restarted.
+    progress: Progress,
 }
 
 /// The id a broadcast from the console goes on air under ([`crate::broadcast::console_live`]).
@@ -316,6 +320,7 @@ impl OnAir {
         let (schedule_tx, schedule) = watch::channel(Arc::new(ladder.scheduler().clone()));
         let mut controller = Controller::new(Router::new(outputs), ladder, config, events.clone());
         controller.schedule = Some(schedule_tx);
+        let progress = controller.progress.clone();
         let task = tokio::spawn(controller.run(rx));
         // Tokio keeps a panicking task's panic to itself: without this watch, a dead controller
         // leaves a process that answers the admin API, keeps its agents' links up and airs
@@ -333,7 +338,13 @@ impl OnAir {
             events,
             schedule,
             died,
+            progress,
         }
+    }
+
+    /// The controller's ticks, counted: feed a watchdog with it.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
     }
 
     /// Resolves, with the panic's message, if the controller dies: from then on no station
@@ -572,6 +583,7 @@ struct Opened {
 }
 
 struct Controller {
+    progress: Progress,
     router: Router,
     ladder: Ladder,
     bitrate: u32,
@@ -623,6 +635,7 @@ impl Controller {
         let (opened_tx, opened_rx) = mpsc::channel(64);
         let (relay_stop_tx, relay_stop) = watch::channel(false);
         Self {
+            progress: Progress::new(),
             router,
             ladder,
             bitrate: config.bitrate,
@@ -670,6 +683,7 @@ impl Controller {
         loop {
             tokio::select! {
                 tick = clock.tick() => {
+                    self.progress.advance();
                     #[cfg(debug_assertions)]
                     {
                         ticks += 1;

@@ -190,30 +190,25 @@ fn a_gap_longer_than_idle_and_lead_switches_off_between() {
     assert_eq!(offs(&switches).len(), 3, "{switches:?}");
 }
 
+/// An emergency, and a stream that starts now (its frames arrive one playout delay before
+/// they air): both switch on at once, whatever the lead.
 #[test]
-fn an_emergency_switches_on_at_once() {
+fn an_emergency_or_something_learnt_too_late_for_the_lead_switches_on_at_once() {
     let at = T0 + 30_000;
-    let s = Scenario {
-        emergency: vec![(at, at + 20_000)],
-        incoming: vec![(at, at + 20_000)],
-        on_air: vec![(at + 300, at + 20_300)],
-        ..Scenario::default()
-    };
-    let switches = run(&s, at + 100_000);
-    assert_eq!(ons(&switches), vec![(at, Reason::Emergency)]);
-}
-
-#[test]
-fn something_learnt_too_late_for_the_lead_switches_on_at_once() {
-    // A stream that starts now: its frames arrive one playout delay before they air.
-    let at = T0 + 30_000;
-    let s = Scenario {
-        incoming: vec![(at, at + 10_000)],
-        on_air: vec![(at + 300, at + 10_300)],
-        ..Scenario::default()
-    };
-    let switches = run(&s, at + 100_000);
-    assert_eq!(ons(&switches), vec![(at, Reason::Late)]);
+    for (emergency, reason) in [(true, Reason::Emergency), (false, Reason::Late)] {
+        let s = Scenario {
+            emergency: if emergency {
+                vec![(at, at + 20_000)]
+            } else {
+                Vec::new()
+            },
+            incoming: vec![(at, at + 20_000)],
+            on_air: vec![(at + 300, at + 20_300)],
+            ..Scenario::default()
+        };
+        let switches = run(&s, at + 100_000);
+        assert_eq!(ons(&switches), vec![(at, reason)]);
+    }
 }
 
 #[test]

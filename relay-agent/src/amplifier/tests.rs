@@ -31,7 +31,7 @@ struct Scenario {
 }
 
 fn within(spans: &[(u64, u64)], t: u64) -> bool {
-    spans.iter().any(|&(a, b)| t >= a && t < b)
+    spans.iter().any(|&(a, b)| (a..b).contains(&t))
 }
 
 /// Runs the policy from `T0` to `until` every [`STEP`]; the switches with their instants.

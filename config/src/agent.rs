@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::address::check_host_port;
+use crate::amplifier::AmplifierConfig;
 use crate::error::{in_range, not_blank, ConfigError, Invalid};
 
 /// Opus frames are 20 ms throughout the system.
@@ -71,6 +72,9 @@ pub struct AgentConfig {
     pub prefetch_max_mb: u64,
     /// `tracing` filter directive.
     pub log: String,
+    /// Amplifier power switching (`[amplifier]`); none: nothing is switched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amplifier: Option<AmplifierConfig>,
 }
 
 impl Default for AgentConfig {
@@ -90,6 +94,7 @@ impl Default for AgentConfig {
             // About 36 hours of speech at 32 kb/s: a day's recordings and the next ones.
             prefetch_max_mb: 512,
             log: DEFAULT_LOG.to_owned(),
+            amplifier: None,
         }
     }
 }
@@ -173,6 +178,9 @@ impl AgentConfig {
             }
         }
         not_blank("log", &self.log)?;
+        if let Some(amplifier) = &self.amplifier {
+            amplifier.check()?;
+        }
         Ok(())
     }
 }

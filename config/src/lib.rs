@@ -13,6 +13,8 @@
 //! - `server.rs`: [`ServerConfig`], the settings of `radio-server`, and their rules.
 //! - `agent.rs`: [`AgentConfig`], the settings of `relay-agent`, and [`SinkSpec`], where an
 //!   agent plays audio.
+//! - `amplifier.rs`: `[amplifier]` of the agent, how the station's amplifiers are switched
+//!   (a GPIO line or a command pair, for the box or per output) and their lead and idle times.
 //! - `merge.rs`: defaults < file < environment < flags, as the pure [`merge_server`] and
 //!   [`merge_agent`], the [`load_server`]/[`load_agent`] wrappers, and the clap flag structs.
 //! - `admin_token.rs`: `[[admin_token]]`, admin API tokens with a role (admin, commune operator,
@@ -26,6 +28,7 @@
 mod address;
 mod admin_token;
 mod agent;
+mod amplifier;
 mod district;
 mod error;
 mod ingest;
@@ -37,6 +40,11 @@ pub use admin_token::{AdminTokenSettings, Role};
 pub use agent::{
     AgentConfig, SinkSpec, SinkSpecError, DEFAULT_AGENT_BUNDLE, DEFAULT_AGENT_STATE_DIR,
     DEFAULT_LOG, DEFAULT_PLAYOUT_DELAY_MS, PLAYOUT_DELAY_MS_RANGE,
+};
+pub use amplifier::{
+    AmplifierConfig, AmplifierOutput, SwitchSpec, BOX_AMPLIFIER,
+    DEFAULT_AMPLIFIER_COMMAND_TIMEOUT_SECS, DEFAULT_AMPLIFIER_IDLE_SECS,
+    DEFAULT_AMPLIFIER_LEAD_SECS, MAX_AMPLIFIER_NAME,
 };
 pub use district::{is_slug, District, Station, StationKind, MAX_SLUG_BYTES};
 pub use error::ConfigError;

@@ -115,6 +115,14 @@ pub enum JournalEvent {
         state: ClusterState,
         reason: String,
     },
+    /// An amplifier the agent powers was switched on or off; `output` names it within the
+    /// station (`box` for the whole box's), `reason` says which rule switched it (`lead`,
+    /// `late`, `emergency`, `idle`, `start`).
+    Amplifier {
+        output: String,
+        on: bool,
+        reason: String,
+    },
 }
 
 impl JournalEvent {
@@ -122,6 +130,8 @@ impl JournalEvent {
     pub const MAX_TEXT: usize = 256;
     /// Longest cluster id (`c01`; the agent's configuration refuses longer ones).
     pub const MAX_CLUSTER_ID: usize = 32;
+    /// Longest amplifier output name (the agent's configuration refuses longer ones).
+    pub const MAX_OUTPUT_NAME: usize = 32;
 
     fn tag(&self) -> u8 {
         match self {
@@ -134,6 +144,7 @@ impl JournalEvent {
             JournalEvent::ProgrammeEnd { .. } => 7,
             JournalEvent::Heartbeat { .. } => 8,
             JournalEvent::Cluster { .. } => 9,
+            JournalEvent::Amplifier { .. } => 10,
         }
     }
 
@@ -154,7 +165,8 @@ pub struct JournalRecord {
 }
 
 impl JournalRecord {
-    /// Largest encoding of a record: a cluster change with the longest id and reason.
+    /// Largest encoding of a record: a cluster change with the longest id and reason (an
+    /// amplifier switch with the longest name and reason is as long; a test keeps them equal).
     pub const MAX_LEN: usize = 8
         + 8
         + 1
@@ -226,6 +238,11 @@ impl Encode for JournalRecord {
                 buf.put_u8(*state as u8);
                 encode_string(buf, truncate_utf8(reason, JournalEvent::MAX_TEXT));
             }
+            JournalEvent::Amplifier { output, on, reason } => {
+                encode_string(buf, truncate_utf8(output, JournalEvent::MAX_OUTPUT_NAME));
+                buf.put_u8(u8::from(*on));
+                encode_string(buf, truncate_utf8(reason, JournalEvent::MAX_TEXT));
+            }
         }
     }
 
@@ -246,6 +263,11 @@ impl Encode for JournalRecord {
                     cluster, reason, ..
                 } => {
                     prefixed_len(truncate_utf8(cluster, JournalEvent::MAX_CLUSTER_ID).len())
+                        + 1
+                        + text(reason)
+                }
+                JournalEvent::Amplifier { output, reason, .. } => {
+                    prefixed_len(truncate_utf8(output, JournalEvent::MAX_OUTPUT_NAME).len())
                         + 1
                         + text(reason)
                 }
@@ -295,6 +317,11 @@ impl Decode for JournalRecord {
             9 => JournalEvent::Cluster {
                 cluster: decode_string(buf, "cluster", JournalEvent::MAX_CLUSTER_ID)?,
                 state: ClusterState::from_u8(decode_u8(buf)?)?,
+                reason: decode_string(buf, "reason", max)?,
+            },
+            10 => JournalEvent::Amplifier {
+                output: decode_string(buf, "output", JournalEvent::MAX_OUTPUT_NAME)?,
+                on: decode_bool(buf, "on")?,
                 reason: decode_string(buf, "reason", max)?,
             },
             other => {
@@ -456,6 +483,24 @@ mod tests {
         let mut buf = Vec::new();
         cluster.encode(&mut buf);
         assert_eq!(buf.len(), JournalRecord::MAX_LEN);
+        let amplifier = JournalRecord {
+            seq: 1,
+            unix_ms: 2,
+            event: JournalEvent::Amplifier {
+                output: "a".repeat(JournalEvent::MAX_OUTPUT_NAME + 5),
+                on: true,
+                reason: name.clone(),
+            },
+        };
+        assert_eq!(amplifier.encoded_len(), JournalRecord::MAX_LEN);
+        let mut buf = Vec::new();
+        amplifier.encode(&mut buf);
+        assert_eq!(buf.len(), JournalRecord::MAX_LEN);
+        let back = JournalRecord::decode(&mut buf.as_slice()).expect("decodes");
+        assert!(
+            matches!(back.event, JournalEvent::Amplifier { on: true, ref output, .. }
+            if output.len() == JournalEvent::MAX_OUTPUT_NAME)
+        );
         let longest = JournalRecord {
             seq: 1,
             unix_ms: 2,

@@ -207,6 +207,8 @@ fn journal_event() -> impl Strategy<Value = JournalEvent> {
                 state,
                 reason
             }),
+        ("[a-z0-9-]{0,32}", any::<bool>(), text())
+            .prop_map(|(output, on, reason)| JournalEvent::Amplifier { output, on, reason }),
     ]
 }
 

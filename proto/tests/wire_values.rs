@@ -269,6 +269,14 @@ fn journal_numbers_are_pinned() {
             },
             9,
         ),
+        (
+            JournalEvent::Amplifier {
+                output: text(),
+                on: true,
+                reason: text(),
+            },
+            10,
+        ),
     ];
     for (event, tag) in events {
         let mut buf = Vec::new();

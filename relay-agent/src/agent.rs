@@ -10,6 +10,7 @@ use radio_config::{AgentConfig, SinkSpec};
 use radio_proto::{JournalEvent, OutputState};
 use tokio::sync::watch;
 
+use crate::amplifier::{spawn_amplifier_thread, AmplifierInputs, Amplifiers};
 use crate::bundle::Bundle;
 use crate::cached_airing::CachedAiring;
 use crate::connection::{Link, LinkJournal, LinkState};
@@ -44,6 +45,9 @@ pub enum AgentError {
     /// The prefetch cache cannot be opened.
     #[error(transparent)]
     Prefetch(#[from] CacheError),
+    /// `[amplifier]` cannot be used.
+    #[error(transparent)]
+    Amplifier(#[from] radio_config::ConfigError),
     /// A thread or task the agent needs ended while it was running (a panic, a sink that died):
     /// the agent stopped at once, without closing its journal, as a crash would.
     #[error(transparent)]
@@ -112,6 +116,8 @@ pub struct Agent {
     journal: Option<(Arc<Journal>, bool)>,
     /// The prefetch cache; `None` for an embedded agent, which airs only what streams.
     prefetch: Option<Arc<Mutex<PrefetchCache>>>,
+    /// The amplifiers to switch (`[amplifier]`); `None`: nothing is switched.
+    amplifiers: Option<Amplifiers>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -151,7 +157,13 @@ impl Agent {
             prefetch.manifest().items.len(),
             prefetch.used_bytes()
         );
+        let amplifiers = config
+            .amplifier
+            .as_ref()
+            .map(Amplifiers::from_config)
+            .transpose()?;
         let mut agent = Self::with_sinks(config, bundle, sinks)?;
+        agent.amplifiers = amplifiers;
         agent.journal = Some((Arc::new(journal), clean_previous));
         agent.prefetch = Some(Arc::new(Mutex::new(prefetch)));
         Ok(agent)
@@ -180,6 +192,7 @@ impl Agent {
             client_config,
             journal: None,
             prefetch: None,
+            amplifiers: None,
             status: AgentStatus {
                 playout: Arc::new(Mutex::new(playout)),
                 link: Arc::new(Mutex::new(LinkState::default())),
@@ -263,6 +276,23 @@ impl Agent {
             ))
         });
         let stop = Arc::new(AtomicBool::new(false));
+        let mut amplifier_thread = match self.amplifiers {
+            Some(amplifiers) => Some(
+                spawn_amplifier_thread(
+                    amplifiers,
+                    AmplifierInputs {
+                        playout: self.status.playout.clone(),
+                        output: report.output.clone(),
+                        prefetch: self.prefetch.clone(),
+                        playout_delay: Duration::from_millis(self.config.playout_delay_ms.into()),
+                    },
+                    journal.as_ref().map(|(_, sender, _)| sender.clone()),
+                    stop.clone(),
+                )
+                .map_err(|e| AgentError::Io(format!("cannot start amplifier thread: {e}")))?,
+            ),
+            None => None,
+        };
         let mut playout_thread = spawn_playout_thread(
             self.status.playout.clone(),
             self.sinks,
@@ -317,6 +347,10 @@ impl Agent {
                     "journal writer thread",
                     "it stopped while the agent was running",
                 ))),
+                _ = thread_ended(amplifier_thread.as_mut()) => Some(Early::Died(Died::ended(
+                    "amplifier thread",
+                    "it stopped while the agent was running",
+                ))),
                 ended = &mut link_task => Some(Early::Died(Died::task("link task", ended))),
                 ended = task_ended(&mut heartbeat) => {
                     Some(Early::Died(Died::task("journal heartbeat task", ended)))
@@ -364,6 +398,14 @@ impl Agent {
         let sinks = tokio::task::spawn_blocking(move || playout_thread.join())
             .await
             .map_err(|e| AgentError::Io(format!("playout thread: {e}")))???;
+        if let Some(thread) = amplifier_thread {
+            // It holds a journal sender: the writer drains only once it is gone. The
+            // amplifiers are left as they are; the next start switches them to what the
+            // rules want.
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| AgentError::Io(format!("amplifier thread: {e}")))??;
+        }
         for task in heartbeat.into_iter().chain(loader).chain([expiry]) {
             task.abort();
             let _ = task.await;

@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //! - `agent.rs` — [`Agent`]: builds everything from the config and runs until shutdown.
+//! - `amplifier/` — amplifier power: the policy (lead, idle, emergencies; sans-IO), the GPIO
+//!   and command switches, and the thread that drives them and journals each switch.
 //! - `cached_airing.rs` — per slot, whether the stream or a prefetched recording airs (sans-IO).
 //! - `bundle.rs` — the enrolment bundle (certificates, key, server address) and private file writes.
 //! - `enroll.rs` — `relay-agent enroll --bundle FILE`: the bundle checked, put in place for the
@@ -46,6 +48,7 @@
 //!   in, sender reports out), `wav.rs`, `pipe.rs`.
 
 pub mod agent;
+pub mod amplifier;
 pub mod bundle;
 pub mod cached_airing;
 pub mod clock_sync;

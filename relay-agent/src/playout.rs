@@ -704,6 +704,22 @@ impl Playout {
         matches!(self.state, State::Playing { .. })
     }
 
+    /// Whether frames wait in the buffer: they air within the playout delay. For the
+    /// amplifier, the notice of whatever was not known in advance (live, a stream starting).
+    pub fn frames_buffered(&self) -> bool {
+        !self.jitter.is_empty()
+    }
+
+    /// Whether an emergency programme of the current run is open and airing or about to.
+    pub fn emergency_due(&self) -> bool {
+        (self.on_air() || self.frames_buffered())
+            && self.programmes.iter().any(|p| {
+                p.server_run == self.server_run
+                    && p.level == ProgrammeLevel::Emergency
+                    && !p.ended()
+            })
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &PlayoutStats {
         &self.stats

@@ -53,6 +53,7 @@ const TEXT = {
     "clusters-count": "{n} cụm", "clusters-up": "{n} tốt", "clusters-down": "{n} hỏng",
     "clusters-follow": "{n} theo đài", "cluster-up": "tốt", "cluster-down": "hỏng",
     "cluster-since": "từ {time}",
+    amplifier: "Bộ khuếch đại", "amplifier-on": "bật", "amplifier-off": "tắt",
     "cluster-unknown": "không có trong danh sách cụm loa của đài này — kiểm tra cấu hình máy trạm",
     "clusters-help": "Cụm “theo đài” không được theo dõi riêng (loa dây, FM): cụm hoạt động khi đài hoạt động.",
   },
@@ -102,6 +103,7 @@ const TEXT = {
     "clusters-count": "{n} clusters", "clusters-up": "{n} up", "clusters-down": "{n} down",
     "clusters-follow": "{n} follow the station", "cluster-up": "up", "cluster-down": "down",
     "cluster-since": "since {time}",
+    amplifier: "Amplifier", "amplifier-on": "on", "amplifier-off": "off",
     "cluster-unknown": "not a cluster of this station in the district's list — check the agent's configuration",
     "clusters-help": "Clusters that “follow the station” are not watched on their own (wired, FM): they work when the station works.",
   },
@@ -211,6 +213,7 @@ async function refreshStations() {
     cell(row, on?.name ?? t("nothing"));
     cell(row, on?.level ?? t("nothing"), on?.level === "khẩn cấp" ? "level-khan" : "");
     clusterCell(row, s.id, s.clusters ?? []);
+    amplifierLines(row.cells[row.cells.length - 1], s.amplifiers ?? []);
   }
   showEmergencies(status.emergencies, new Map(stations.map((s) => [s.id, s.name])));
 }
@@ -251,6 +254,20 @@ function clusterCell(row, station, clusters) {
     td.appendChild(line);
   }
   if (clusters.some((c) => c.state === "down")) td.classList.add("cluster-down");
+}
+
+// Each amplifier the station switches, under its clusters: «Bộ khuếch đại: bật», with the
+// output's name when the station has one per output, and since when.
+function amplifierLines(td, amplifiers) {
+  for (const a of amplifiers) {
+    const line = document.createElement("div");
+    line.className = "amplifier-line";
+    line.dataset.amplifier = a.output;
+    const name = a.output === "box" ? t("amplifier") : `${t("amplifier")} ${a.output}`;
+    line.textContent = `${name}: ${t(a.on ? "amplifier-on" : "amplifier-off")}`;
+    line.title = `${a.reason} — ${t("cluster-since").replace("{time}", localTime(a.since))}`;
+    td.appendChild(line);
+  }
 }
 
 // Every emergency running, each with its own stop button: several can run at once (a storm

@@ -418,6 +418,7 @@ fn every_agent_field_has_an_env_var() {
         cluster_timeout_secs: 45,
         prefetch_max_mb: 64,
         log: "trace".into(),
+        amplifier: None,
     };
     assert_eq!(cfg, expected);
     let table = toml::Table::try_from(&expected).expect("serialises");

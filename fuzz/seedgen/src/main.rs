@@ -220,6 +220,11 @@ fn records() -> Vec<JournalRecord> {
             state: ClusterState::Down,
             reason: "no RTCP receiver report for 30 s".into(),
         },
+        JournalEvent::Amplifier {
+            output: "box".into(),
+            on: true,
+            reason: "lead".into(),
+        },
         JournalEvent::LinkDown {
             reason: "idle timeout".into(),
         },

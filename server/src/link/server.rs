@@ -27,7 +27,7 @@ use crate::identity::revocation_list::{RevocationError, Revocations, REFRESH_INT
 use crate::identity::tls::{self, PeerCertificate, TlsError};
 use crate::prefetch::sender::{PrefetchStreams, CHUNK_BYTES};
 use crate::prefetch::PrefetchPlanner;
-use crate::records::clusters::{ClusterSeen, WatchedClusters};
+use crate::records::clusters::{AmplifierSeen, ClusterSeen, WatchedClusters};
 use crate::records::uptime_journal::{LinkEvent, RunMarker, UptimeJournal, SERVER_ALIVE_INTERVAL};
 
 /// What the server knows about one agent (station), kept across its reconnects.
@@ -78,6 +78,8 @@ pub struct AgentSnapshot {
     pub link_since: Option<jiff::Timestamp>,
     /// The latest state of each cluster its agent watches, by id within the station (`c01`).
     pub clusters: BTreeMap<String, ClusterSeen>,
+    /// Its amplifiers' latest switches, by output name (`box`, `c01`).
+    pub amplifiers: BTreeMap<String, AmplifierSeen>,
 }
 
 /// Shared server state.
@@ -215,6 +217,7 @@ impl Server {
                     session_age: r.session_since.filter(|_| r.connected).map(|t| t.elapsed()),
                     link_since: r.link_changed,
                     clusters: r.clusters.clusters().clone(),
+                    amplifiers: r.clusters.amplifiers().clone(),
                 }
             })
             .collect()
@@ -863,6 +866,7 @@ fn watch_clusters(server: &Server, commune: &str, batch: &radio_proto::JournalBa
         matches!(
             r.event,
             radio_proto::JournalEvent::Cluster { .. }
+                | radio_proto::JournalEvent::Amplifier { .. }
                 | radio_proto::JournalEvent::ProcessStart { .. }
         )
     });

@@ -1152,6 +1152,39 @@ pub struct StationView {
     pub heartbeat_age_s: Option<f64>,
     /// The agent's last report: it feeds the transmitter.
     pub on_air: Option<bool>,
+    /// The station's amplifiers as their last journaled switch left them; empty where the
+    /// agent switches none.
+    #[serde(default)]
+    pub amplifiers: Vec<AmplifierView>,
+}
+
+/// One amplifier of a station, in `GET /api/v1/stations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmplifierView {
+    /// `box` for the whole box's, else the output's name (`c01`).
+    pub output: String,
+    pub on: bool,
+    /// The rule that switched it (`lead`, `late`, `emergency`, `idle`, `start`).
+    pub reason: String,
+    /// When (the agent's clock), Unix milliseconds.
+    pub since: u64,
+}
+
+/// The amplifiers of an agent's snapshot, for [`StationView`].
+fn amplifier_views(agent: Option<&crate::link::server::AgentSnapshot>) -> Vec<AmplifierView> {
+    agent
+        .map(|a| {
+            a.amplifiers
+                .iter()
+                .map(|(output, seen)| AmplifierView {
+                    output: output.clone(),
+                    on: seen.on,
+                    reason: seen.reason.clone(),
+                    since: seen.unix_ms,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `GET /api/v1/stations`.
@@ -1188,6 +1221,7 @@ async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>
                     on_air: agent
                         .and_then(|a| a.last_heartbeat.as_ref())
                         .map(|h| h.on_air),
+                    amplifiers: amplifier_views(agent),
                 }
             })
             .collect(),

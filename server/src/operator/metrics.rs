@@ -184,7 +184,32 @@ pub fn render(stations: &[StationMetrics]) -> String {
             );
         }
     }
+    render_amplifiers(&mut out, stations);
     out
+}
+
+/// `radio_amplifier_on`: each amplifier's state, from its agent's latest journaled switch.
+fn render_amplifiers(out: &mut String, stations: &[StationMetrics]) {
+    let _ = writeln!(
+        out,
+        "# HELP radio_amplifier_on 1 while the station's amplifier is switched on, 0 while off,          as its agent last journaled (`output` is `box` for the whole box's).
+         # TYPE radio_amplifier_on gauge"
+    );
+    for station in stations {
+        let Some(agent) = &station.agent else {
+            continue;
+        };
+        for (output, seen) in &agent.amplifiers {
+            let _ = writeln!(
+                out,
+                "radio_amplifier_on{{station=\"{}\",name=\"{}\",output=\"{}\"}} {}",
+                escape(&station.id),
+                escape(&station.name),
+                escape(output),
+                u8::from(seen.on)
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +252,16 @@ mod tests {
                             )
                         })
                         .collect(),
+                    amplifiers: [(
+                        "box".to_owned(),
+                        crate::records::clusters::AmplifierSeen {
+                            on: true,
+                            reason: "lead".into(),
+                            unix_ms: 0,
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
                 }),
             },
             StationMetrics {
@@ -294,6 +329,14 @@ mod tests {
             clusters,
             [("binh-trung", "c01", 1.0), ("binh-trung", "c02", 0.0)]
         );
+        let amplifier = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "radio_amplifier_on")
+            .expect("the box's amplifier");
+        assert_eq!(amplifier.labels.get("output"), Some("box"));
+        assert_eq!(amplifier.labels.get("station"), Some("binh-trung"));
+        assert!(matches!(amplifier.value, prometheus_parse::Value::Gauge(v) if v == 1.0));
         let connected = scrape
             .samples
             .iter()

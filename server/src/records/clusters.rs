@@ -8,6 +8,9 @@
 //! does not have (`c99` at a 10-cluster station, `c1` for `c01`) is still shown, after the
 //! configured ones, so the misconfiguration is seen rather than its cluster silently missing.
 //!
+//! The same records give each amplifier's state (the journal's `Amplifier` switches), kept
+//! alongside for `/metrics` and the dashboard.
+//!
 //! The states are kept in memory, updated as journal batches are stored, and saved beside the
 //! records as one small snapshot per agent, read back when the server starts (records
 //! acknowledged in an earlier run are gone from the agent, so it would not send them again;
@@ -24,6 +27,19 @@ use serde::{Deserialize, Serialize};
 /// memory without end.
 pub const MAX_WATCHED_CLUSTERS: usize = 256;
 
+/// Distinct amplifiers kept per agent (a station has one, or one per output).
+pub const MAX_AMPLIFIERS: usize = 64;
+
+/// The latest switch of one amplifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmplifierSeen {
+    pub on: bool,
+    /// The rule that switched it, as the agent wrote it (`lead`, `idle`, …).
+    pub reason: String,
+    /// The record's time (the agent's clock), Unix milliseconds.
+    pub unix_ms: u64,
+}
+
 /// The last record of one watched cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSeen {
@@ -38,6 +54,8 @@ pub struct ClusterSeen {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchedClusters {
     clusters: BTreeMap<String, ClusterSeen>,
+    /// The station's amplifiers, by output name (`box`, `c01`).
+    amplifiers: BTreeMap<String, AmplifierSeen>,
     /// The last record applied, (journal id, sequence): a batch uploaded again after a lost
     /// acknowledgement must not take the states back to older ones.
     last: Option<(u64, u64)>,
@@ -56,7 +74,24 @@ impl WatchedClusters {
         match &record.event {
             // A new run watches what its configuration says now; what the previous run saw
             // may describe clusters it no longer feeds.
-            JournalEvent::ProcessStart { .. } => self.clusters.clear(),
+            JournalEvent::ProcessStart { .. } => {
+                self.clusters.clear();
+                self.amplifiers.clear();
+            }
+            JournalEvent::Amplifier { output, on, reason } => {
+                if self.amplifiers.len() >= MAX_AMPLIFIERS && !self.amplifiers.contains_key(output)
+                {
+                    return false;
+                }
+                self.amplifiers.insert(
+                    output.clone(),
+                    AmplifierSeen {
+                        on: *on,
+                        reason: reason.clone(),
+                        unix_ms: record.unix_ms,
+                    },
+                );
+            }
             JournalEvent::Cluster {
                 cluster,
                 state,
@@ -96,6 +131,16 @@ impl WatchedClusters {
                     unix_ms: seen.unix_ms,
                 })
                 .collect(),
+            amplifiers: self
+                .amplifiers
+                .iter()
+                .map(|(output, seen)| SavedAmplifier {
+                    output: output.clone(),
+                    on: seen.on,
+                    reason: seen.reason.clone(),
+                    unix_ms: seen.unix_ms,
+                })
+                .collect(),
         };
         serde_json::to_vec(&saved).unwrap_or_default()
     }
@@ -125,7 +170,27 @@ impl WatchedClusters {
                     )
                 })
                 .collect(),
+            amplifiers: saved
+                .amplifiers
+                .into_iter()
+                .take(MAX_AMPLIFIERS)
+                .map(|a| {
+                    (
+                        a.output,
+                        AmplifierSeen {
+                            on: a.on,
+                            reason: a.reason,
+                            unix_ms: a.unix_ms,
+                        },
+                    )
+                })
+                .collect(),
         })
+    }
+
+    /// The station's amplifiers, by output name, as last switched.
+    pub fn amplifiers(&self) -> &BTreeMap<String, AmplifierSeen> {
+        &self.amplifiers
     }
 
     /// The watched clusters, by id within the station.
@@ -139,6 +204,17 @@ impl WatchedClusters {
 struct Saved {
     last: Option<(u64, u64)>,
     clusters: Vec<SavedCluster>,
+    /// Absent from snapshots saved before amplifiers were journaled.
+    #[serde(default)]
+    amplifiers: Vec<SavedAmplifier>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedAmplifier {
+    output: String,
+    on: bool,
+    reason: String,
+    unix_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -253,6 +329,39 @@ mod tests {
                 software: "test".into(),
             },
         )
+    }
+
+    #[test]
+    fn amplifier_switches_keep_the_latest_state_and_survive_a_restart() {
+        let mut w = WatchedClusters::default();
+        let switch = |seq, output: &str, on| {
+            record(
+                seq,
+                JournalEvent::Amplifier {
+                    output: output.into(),
+                    on,
+                    reason: "lead".into(),
+                },
+            )
+        };
+        assert!(w.apply(1, &switch(1, "box", true)));
+        assert!(w.apply(1, &switch(2, "box", false)));
+        assert!(!w.amplifiers()["box"].on);
+        // An old batch uploaded again does not take the state back.
+        assert!(w.apply(1, &switch(1, "box", true)));
+        assert!(!w.amplifiers()["box"].on);
+        assert!(w.apply(1, &switch(3, "box", true)));
+        let back = WatchedClusters::from_bytes(&w.to_bytes()).expect("reads back");
+        assert_eq!(back, w);
+        assert_eq!(back.amplifiers()["box"].unix_ms, 3_000);
+        // A snapshot saved before amplifiers were journaled still reads.
+        let old = br#"{"last":[1,2],"clusters":[]}"#;
+        assert!(WatchedClusters::from_bytes(old)
+            .expect("old form")
+            .amplifiers()
+            .is_empty());
+        assert!(w.apply(1, &start(4)));
+        assert!(w.amplifiers().is_empty());
     }
 
     fn states(w: &WatchedClusters) -> Vec<(&str, ClusterState, u64)> {

@@ -372,6 +372,8 @@ pub struct Tally {
     pub aired_ms: i64,
     /// Programmes cut off (no end recorded) in the period.
     pub cut_off: u64,
+    /// Amplifier time switched on, every output's added up.
+    pub amplifier_ms: i64,
 }
 
 impl Tally {
@@ -389,6 +391,7 @@ impl Tally {
         self.programmes += other.programmes;
         self.aired_ms = self.aired_ms.saturating_add(other.aired_ms);
         self.cut_off += other.cut_off;
+        self.amplifier_ms = self.amplifier_ms.saturating_add(other.amplifier_ms);
     }
 
     /// Whether anything is known of this period.
@@ -463,7 +466,18 @@ pub fn tally(timeline: &Timeline, bounds: &[(i64, i64)]) -> Vec<Tally> {
             out[i].cut_off += 1;
         }
     }
+    tally_amplifiers(timeline, bounds, &mut out);
     out
+}
+
+/// The amplifiers' time on in each period (a stretch crossing a boundary counts on both sides,
+/// each its own part).
+fn tally_amplifiers(timeline: &Timeline, bounds: &[(i64, i64)], out: &mut [Tally]) {
+    for on in &timeline.amplifier_on {
+        for (i, len) in overlaps(bounds, on.start_ms, on.end_ms) {
+            out[i].amplifier_ms = out[i].amplifier_ms.saturating_add(len);
+        }
+    }
 }
 
 fn seconds(ms: i64) -> f64 {
@@ -496,6 +510,9 @@ pub struct UptimeFigures {
     pub unreported_s: f64,
     /// In a cluster's row: its receiver was down while the station could air.
     pub cluster_down_s: f64,
+    /// Hours the station's amplifiers were switched on (every output's added up; 0 where
+    /// the agent switches none).
+    pub amplifier_hours: f64,
 }
 
 impl UptimeFigures {
@@ -519,6 +536,7 @@ impl UptimeFigures {
             off_s: seconds(t.off_ms),
             unreported_s: seconds(t.unreported_ms),
             cluster_down_s: seconds(t.cluster_down_ms),
+            amplifier_hours: seconds(t.amplifier_ms) / 3600.0,
         })
     }
 }

@@ -70,7 +70,7 @@ fn hours(seconds: f64) -> String {
 
 type UptimeMetric = (&'static str, fn(&UptimeFigures) -> String);
 
-const UPTIME_METRICS: [UptimeMetric; 13] = [
+const UPTIME_METRICS: [UptimeMetric; 14] = [
     ("Tỷ lệ hoạt động (%) / availability (%)", |f| {
         format!("{:.2}", f.availability_pct)
     }),
@@ -102,6 +102,9 @@ const UPTIME_METRICS: [UptimeMetric; 13] = [
         |f| hours(f.cluster_down_s),
     ),
     ("Số giờ có số liệu / hours with data", |f| hours(f.known_s)),
+    ("Số giờ bật bộ khuếch đại / amplifier hours (switched on)", |f| {
+        hours(f.amplifier_hours * 3600.0)
+    }),
 ];
 
 type PlaysMetric = (&'static str, fn(&PlayFigures) -> String);

@@ -130,6 +130,9 @@ pub struct Timeline {
     /// The clusters the agent watches (`c01`), with the stretches their receiver was down
     /// while the agent ran, in time order. Clusters not here follow the station.
     pub clusters: BTreeMap<String, Vec<Outage>>,
+    /// The stretches each amplifier was switched on (journaled `Amplifier` switches), every
+    /// output's, in the order they ended.
+    pub amplifier_on: Vec<Outage>,
 }
 
 impl Timeline {
@@ -401,6 +404,8 @@ impl Timeline {
             plays: self.plays.clone(),
             cut_off: self.cut_off.clone(),
             clusters: BTreeMap::new(),
+            // The station's row has them.
+            amplifier_on: Vec::new(),
         })
     }
 }
@@ -423,6 +428,8 @@ pub struct TimelineBuilder {
     playing: Option<(String, ProgrammeLevel)>,
     /// Watched clusters, with the start of the stretch each is down in, if it is.
     cluster_down_since: BTreeMap<String, Option<i64>>,
+    /// Amplifiers switched on, by output, since when.
+    amplifier_on_since: BTreeMap<String, i64>,
     timeline: Timeline,
 }
 
@@ -441,6 +448,7 @@ impl TimelineBuilder {
             output: OutputState::Silent,
             playing: None,
             cluster_down_since: BTreeMap::new(),
+            amplifier_on_since: BTreeMap::new(),
             timeline: Timeline::default(),
         }
     }
@@ -452,6 +460,14 @@ impl TimelineBuilder {
             if let Some(start) = since.take() {
                 push_cluster_down(&mut self.timeline, cluster, start, at);
             }
+        }
+    }
+
+    /// Ends every amplifier's on stretch at `at`: past the agent's last record (a crash, the
+    /// end of what is reported) its amplifier is not known to be on.
+    fn close_amplifiers(&mut self, at: i64) {
+        for (_, since) in std::mem::take(&mut self.amplifier_on_since) {
+            push_amplifier_on(&mut self.timeline, since, at);
         }
     }
 
@@ -494,6 +510,7 @@ impl TimelineBuilder {
     /// playing was cut off.
     fn end_run(&mut self) {
         self.close_cluster_downs(self.last_record_ms);
+        self.close_amplifiers(self.last_record_ms);
         if let Some((name, level)) = self.playing.take() {
             self.timeline.cut_off.push(CutOff {
                 at_ms: self.last_record_ms,
@@ -632,6 +649,19 @@ impl TimelineBuilder {
                     _ => {}
                 }
             }
+            JournalEvent::Amplifier { output, on, .. } => {
+                self.ensure_running();
+                match (*on, self.amplifier_on_since.get(output)) {
+                    (true, None) => {
+                        self.amplifier_on_since.insert(output.clone(), at);
+                    }
+                    (false, Some(&since)) => {
+                        self.amplifier_on_since.remove(output);
+                        push_amplifier_on(&mut self.timeline, since, at);
+                    }
+                    _ => {}
+                }
+            }
         }
         self.last_record_ms = at;
     }
@@ -660,6 +690,7 @@ impl TimelineBuilder {
         self.emit(self.now_ms, Condition::Unreported, false);
         // Past the assumed state the station is not available anyway.
         self.close_cluster_downs(assumed_until);
+        self.close_amplifiers(assumed_until);
         let mut timeline = self.timeline;
         timeline.outages = outages(&timeline.spans);
         timeline
@@ -677,6 +708,16 @@ fn push_cluster_down(timeline: &mut Timeline, cluster: &str, start: i64, end: i6
                 start_ms: start,
                 end_ms: end,
             });
+    }
+}
+
+/// Records that an amplifier was on `[start, end)`.
+fn push_amplifier_on(timeline: &mut Timeline, start: i64, end: i64) {
+    if end > start {
+        timeline.amplifier_on.push(Outage {
+            start_ms: start,
+            end_ms: end,
+        });
     }
 }
 

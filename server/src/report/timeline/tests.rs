@@ -414,3 +414,45 @@ fn a_new_station_s_data_starts_at_its_first_connection() {
 fn no_records_no_spans() {
     assert_eq!(Timeline::build(&[], &[], 1_000), Timeline::default());
 }
+
+fn amplifier(on: bool) -> JournalEvent {
+    JournalEvent::Amplifier {
+        output: "box".into(),
+        on,
+        reason: if on { "lead" } else { "idle" }.into(),
+    }
+}
+
+#[test]
+fn amplifier_hours_are_the_switched_on_stretches_split_by_period() {
+    // On 10..40 and 100..130; a crash at 200 after an on at 190 counts until the last record.
+    let records = journal(
+        3,
+        &[
+            (0, start(true)),
+            (1, up()),
+            (10, amplifier(true)),
+            (40, amplifier(false)),
+            (100, amplifier(true)),
+            (110, amplifier(true)),
+            (130, amplifier(false)),
+            (190, amplifier(true)),
+            (200, heartbeat(true, Silent)),
+            (300, start(false)),
+        ],
+    );
+    let t = Timeline::build(&records, &[], 400 * MIN);
+    let stretches: Vec<(i64, i64)> = t
+        .amplifier_on
+        .iter()
+        .map(|o| (o.start_ms / MIN, o.end_ms / MIN))
+        .collect();
+    assert_eq!(stretches, vec![(10, 40), (100, 130), (190, 200)]);
+    // Two periods split at minute 120: the second stretch counts on both sides.
+    let bounds = [(0, 120 * MIN), (120 * MIN, 400 * MIN)];
+    let tallies = crate::report::tally(&t, &bounds);
+    assert_eq!(tallies[0].amplifier_ms, 50 * MIN);
+    assert_eq!(tallies[1].amplifier_ms, 20 * MIN);
+    let figures = crate::report::UptimeFigures::from_tally(&tallies[0]).expect("data");
+    assert!((figures.amplifier_hours - 50.0 / 60.0).abs() < 1e-9);
+}

@@ -247,6 +247,7 @@ impl Agent {
                 airing: airing.clone(),
                 link_up: link_up.clone(),
             }),
+            outputs: Default::default(),
         };
         let mut loader = self
             .prefetch
@@ -260,6 +261,7 @@ impl Agent {
                 Duration::from_secs(self.config.journal_heartbeat_secs),
             ))
         });
+        let (health_outputs, health_output) = (report.outputs.clone(), report.output.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let mut playout_thread = spawn_playout_thread(
             self.status.playout.clone(),
@@ -285,6 +287,12 @@ impl Agent {
             }),
             prefetch: self.prefetch.clone(),
             link_up,
+            health: crate::connection::HealthProbe {
+                roots: crate::box_health::HealthRoots::from_env(),
+                state_dir: self.config.state_dir.clone(),
+                outputs: health_outputs,
+                output: health_output,
+            },
         };
         let mut link_task = tokio::spawn(link.run(stop_rx));
         let ended = {

@@ -36,7 +36,7 @@
 //! - `cluster_health.rs` — whether a loudspeaker cluster fed over RTP hears the station, from
 //!   its RTCP receiver reports and ICMP errors.
 //! - `box_health/` — the box's health for the server (`parse.rs`: the kernel files' text, sans-IO;
-//!   `mod.rs`: reading them, with roots movable for tests by `RELAY_AGENT_HEALTH_ROOT`).
+//!   `mod.rs`: reading them, with roots movable for tests by `RADIO_BOX_HEALTH_ROOT`).
 //! - `sink/` — the outputs: `rtp.rs` (RFC 7587) with `sdp.rs` and `rtcp.rs` (receiver reports
 //!   in, sender reports out), `wav.rs`, `pipe.rs`.
 

@@ -1,5 +1,5 @@
 //! The box's health end to end: a real server with `[health]` thresholds and a real agent whose
-//! `/sys` and `/proc` are a test directory (`RELAY_AGENT_HEALTH_ROOT`). A thermal zone written
+//! `/sys` and `/proc` are a test directory (`RADIO_BOX_HEALTH_ROOT`). A thermal zone written
 //! hot raises the warning in `/metrics`, the stations API (the dashboard's line) and the audit
 //! log, once; written cool, it clears, once. A disk threshold of 100 % is tripped by the real
 //! disk. The uptime report then shows the month's worst temperature and hours over the
@@ -123,7 +123,7 @@ fn a_hot_box_warns_once_clears_once_and_shows_in_the_report() {
         &addr,
         &dir.path().join("state"),
         &[format!("wav:{}", dir.path().join("out.wav").display())],
-        &[("RELAY_AGENT_HEALTH_ROOT", &root_env)],
+        &[("RADIO_BOX_HEALTH_ROOT", &root_env)],
     );
     agent.wait_for("link up", PATIENCE);
 

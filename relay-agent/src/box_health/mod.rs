@@ -4,9 +4,10 @@
 //!
 //! `parse.rs` turns each kernel file's text into a figure (sans-IO, tested on sample
 //! contents); this file is the thin layer that reads them. The roots of `/sys`, `/proc` and
-//! `/run` can be moved with `RELAY_AGENT_HEALTH_ROOT=DIR` (then `DIR/sys`, `DIR/proc`,
+//! `/run` can be moved with `RADIO_BOX_HEALTH_ROOT=DIR` (then `DIR/sys`, `DIR/proc`,
 //! `DIR/run`): for tests and diagnosis only, so a hot or failing box can be played from a
-//! directory of files.
+//! directory of files. (Not `RELAY_AGENT_…`: those name config keys, and the config refuses
+//! any it does not know.)
 
 pub mod parse;
 
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use radio_proto::{BoxHealth, ClusterHealth, OutputHealth, OutputState, SinkHealth};
 
 /// The environment variable that moves the roots (tests and diagnosis only).
-pub const ROOT_ENV: &str = "RELAY_AGENT_HEALTH_ROOT";
+pub const ROOT_ENV: &str = "RADIO_BOX_HEALTH_ROOT";
 
 /// Where the kernel's files are read.
 #[derive(Debug, Clone, PartialEq, Eq)]

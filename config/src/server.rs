@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::address::check_host_port;
 use crate::admin_token::{check_admin_tokens, AdminTokenSettings};
 use crate::district::District;
-use crate::health::HealthSettings;
 use crate::error::{in_range, not_blank, ConfigError, Invalid};
+use crate::health::HealthSettings;
 use crate::ingest::{check_upstreams, LiveSettings, RelaySettings, Upstreams};
 
 /// Default of [`ServerConfig::listen`].

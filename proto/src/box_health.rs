@@ -196,7 +196,11 @@ impl Encode for BoxHealth {
 }
 
 /// A list count checked against its limit before anything is allocated.
-fn decode_count<B: Buf>(buf: &mut B, field: &'static str, max: usize) -> Result<usize, DecodeError> {
+fn decode_count<B: Buf>(
+    buf: &mut B,
+    field: &'static str,
+    max: usize,
+) -> Result<usize, DecodeError> {
     let n = decode_varint(buf)?;
     if n > max as u64 {
         return Err(DecodeError::Invalid {
@@ -352,7 +356,10 @@ mod tests {
         encode_varint(&mut bad, 17);
         assert!(matches!(
             BoxHealth::decode(&mut &bad[..]),
-            Err(DecodeError::Invalid { field: "outputs", .. })
+            Err(DecodeError::Invalid {
+                field: "outputs",
+                ..
+            })
         ));
         // An unknown sink state.
         let mut h = BoxHealth::default();
@@ -369,7 +376,10 @@ mod tests {
         let mut bytes = Vec::new();
         full().encode(&mut bytes);
         for cut in 0..bytes.len() {
-            assert!(BoxHealth::decode(&mut &bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                BoxHealth::decode(&mut &bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

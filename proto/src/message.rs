@@ -4,9 +4,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{decode_u8, decode_varint, encode_varint, varint_len};
 use crate::{
-    AudioFrame, BoxHealth, ClockProbe, ClockReply, Decode, DecodeError, Encode, ErrorMessage, Heartbeat,
-    Hello, JournalAck, JournalBatch, PrefetchChunk, PrefetchManifest, ProgrammeEnd, ProgrammeStart,
-    Welcome,
+    AudioFrame, BoxHealth, ClockProbe, ClockReply, Decode, DecodeError, Encode, ErrorMessage,
+    Heartbeat, Hello, JournalAck, JournalBatch, PrefetchChunk, PrefetchManifest, ProgrammeEnd,
+    ProgrammeStart, Welcome,
 };
 
 /// The type byte at the start of every frame.

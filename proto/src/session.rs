@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::codec::truncate_utf8;
 use crate::{
-    BoxHealth, Capabilities, ClockProbe, ClockReply, ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck,
-    JournalBatch, MediaClock, Message, Welcome, PROTOCOL_VERSION,
+    BoxHealth, Capabilities, ClockProbe, ClockReply, ErrorCode, ErrorMessage, FrameReader,
+    Heartbeat, Hello, JournalAck, JournalBatch, MediaClock, Message, Welcome, PROTOCOL_VERSION,
 };
 
 /// Timing parameters of a session.
@@ -400,8 +400,7 @@ impl Session {
     /// agent's `Hello` announced [`Capabilities::BOX_HEALTH`] (a server that was not told would
     /// close the session).
     pub fn send_box_health(&mut self, health: BoxHealth) {
-        if self.role == Role::Agent && self.state == SessionState::Established && self.box_health
-        {
+        if self.role == Role::Agent && self.state == SessionState::Established && self.box_health {
             self.send(Message::BoxHealth(health));
         }
     }

@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use radio_proto::{
-    AudioFrame, BoxHealth, Capabilities, ClusterHealth, OutputHealth, SinkHealth, ClockProbe, ClockReply, ClusterState, Decode, DecodeError, Encode,
-    ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent,
-    JournalRecord, Message, OutputState, PrefetchChunk, PrefetchItem, PrefetchManifest,
-    ProgrammeEnd, ProgrammeLevel, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
+    AudioFrame, BoxHealth, Capabilities, ClockProbe, ClockReply, ClusterHealth, ClusterState,
+    Decode, DecodeError, Encode, ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello,
+    JournalAck, JournalBatch, JournalEvent, JournalRecord, Message, OutputHealth, OutputState,
+    PrefetchChunk, PrefetchItem, PrefetchManifest, ProgrammeEnd, ProgrammeLevel, ProgrammeStart,
+    SinkHealth, Welcome, MAX_FRAME_SIZE,
 };
 
 /// Strings of up to `max` *bytes*, mixing ASCII with multi-byte characters
@@ -319,8 +320,8 @@ fn box_health() -> impl Strategy<Value = BoxHealth> {
             SinkHealth::Failed,
         ][usize::from(s)],
     });
-    let cluster =
-        (string_upto(BoxHealth::MAX_NAME), any::<bool>()).prop_map(|(id, up)| ClusterHealth { id, up });
+    let cluster = (string_upto(BoxHealth::MAX_NAME), any::<bool>())
+        .prop_map(|(id, up)| ClusterHealth { id, up });
     (
         any::<u64>(),
         any::<Option<i32>>(),
@@ -332,7 +333,16 @@ fn box_health() -> impl Strategy<Value = BoxHealth> {
         proptest::collection::vec(cluster, 0..=8),
     )
         .prop_map(
-            |(unix_ms, temperature_mc, disk, memory_kib, load_centi, (uptime_s, since), outputs, clusters)| {
+            |(
+                unix_ms,
+                temperature_mc,
+                disk,
+                memory_kib,
+                load_centi,
+                (uptime_s, since),
+                outputs,
+                clusters,
+            )| {
                 BoxHealth {
                     unix_ms,
                     temperature_mc,

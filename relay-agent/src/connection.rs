@@ -104,18 +104,8 @@ impl HealthProbe {
             2 => radio_proto::OutputState::Underrun,
             _ => radio_proto::OutputState::Silent,
         };
-        let outputs = self
-            .outputs
-            .lock()
-            .map(|o| o.clone())
-            .unwrap_or_default();
-        crate::box_health::measure(
-            &self.roots,
-            &self.state_dir,
-            &outputs,
-            output,
-            unix_ms(),
-        )
+        let outputs = self.outputs.lock().map(|o| o.clone()).unwrap_or_default();
+        crate::box_health::measure(&self.roots, &self.state_dir, &outputs, output, unix_ms())
     }
 }
 
@@ -374,7 +364,9 @@ impl Link {
                         }
                         clock.on_session(welcome.session_id, Instant::now().into());
                         // The box's health at once, then beside each heartbeat.
-                        let every = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms).max(100));
+                        let every = Duration::from_millis(
+                            u64::from(welcome.heartbeat_interval_ms).max(100),
+                        );
                         health = tokio::time::interval(every);
                         trace.welcomed_at = Some(Instant::now());
                         self.set_connected(true);

@@ -91,7 +91,11 @@ fn a_hot_box_warns_once_clears_once_and_shows_in_the_report() {
     enroll(&data, "binh-trung", &bundle);
     let root = dir.path().join("box");
     write(&root, "sys/class/thermal/thermal_zone0/temp", "45000\n");
-    write(&root, "proc/meminfo", "MemTotal: 1000000 kB\nMemAvailable: 600000 kB\n");
+    write(
+        &root,
+        "proc/meminfo",
+        "MemTotal: 1000000 kB\nMemAvailable: 600000 kB\n",
+    );
     write(&root, "proc/loadavg", "0.50 0.40 0.30 1/100 1\n");
     write(&root, "proc/uptime", "1000.00 10.00\n");
     let config = dir.path().join("server.toml");
@@ -105,11 +109,7 @@ fn a_hot_box_warns_once_clears_once_and_shows_in_the_report() {
     let (mut server, addr) = start_server_with(
         &data,
         "127.0.0.1:0",
-        &[
-            "--no-schedule",
-            "--config",
-            config.to_str().expect("utf8"),
-        ],
+        &["--no-schedule", "--config", config.to_str().expect("utf8")],
     );
     let admin = server.admin_address();
     let token = std::fs::read_to_string(data.join("admin.token"))
@@ -132,13 +132,19 @@ fn a_hot_box_warns_once_clears_once_and_shows_in_the_report() {
         sample(m, "radio_box_temperature_celsius", None) == Some(45.0)
             && sample(m, "radio_box_warning", Some("disk-full")) == Some(1.0)
     });
-    assert_eq!(sample(&metrics, "radio_box_warning", Some("hot")), Some(0.0));
+    assert_eq!(
+        sample(&metrics, "radio_box_warning", Some("hot")),
+        Some(0.0)
+    );
     assert_eq!(
         sample(&metrics, "radio_box_memory_available_percent", None),
         Some(60.0)
     );
     assert_eq!(sample(&metrics, "radio_box_load1", None), Some(0.5));
-    assert_eq!(sample(&metrics, "radio_box_uptime_seconds", None), Some(1000.0));
+    assert_eq!(
+        sample(&metrics, "radio_box_uptime_seconds", None),
+        Some(1000.0)
+    );
     let free = sample(&metrics, "radio_box_disk_free_percent", None).expect("free disk");
     assert!((0.0..100.0).contains(&free), "{free}");
 
@@ -151,7 +157,11 @@ fn a_hot_box_warns_once_clears_once_and_shows_in_the_report() {
     let hot_seen = Instant::now();
     // More reports while hot (each heartbeat; evidence: a changed figure arrives): still one
     // warning, not one per report.
-    write(&root, "proc/meminfo", "MemTotal: 1000000 kB\nMemAvailable: 500000 kB\n");
+    write(
+        &root,
+        "proc/meminfo",
+        "MemTotal: 1000000 kB\nMemAvailable: 500000 kB\n",
+    );
     wait_metrics(&admin, &token, "a later hot report", |m| {
         sample(m, "radio_box_memory_available_percent", None) == Some(50.0)
     });
@@ -178,7 +188,11 @@ fn a_hot_box_warns_once_clears_once_and_shows_in_the_report() {
         .iter()
         .filter(|(id, _)| id == "binh-trung/hot")
         .collect();
-    assert_eq!(hot.len(), 1, "one warning, not one per report: {warnings:?}");
+    assert_eq!(
+        hot.len(),
+        1,
+        "one warning, not one per report: {warnings:?}"
+    );
     assert!(hot[0].1.contains("81.0 °C > 75 °C"), "{hot:?}");
     assert_eq!(
         warnings

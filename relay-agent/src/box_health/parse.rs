@@ -42,7 +42,9 @@ fn centi(s: &str) -> Option<u32> {
     let mut digits = frac.bytes().map(|b| u32::from(b - b'0'));
     let tenths = digits.next().unwrap_or(0);
     let hundredths = digits.next().unwrap_or(0);
-    whole.checked_mul(100)?.checked_add(tenths * 10 + hundredths)
+    whole
+        .checked_mul(100)?
+        .checked_add(tenths * 10 + hundredths)
 }
 
 /// `/proc/uptime`: whole seconds since boot.
@@ -95,7 +97,10 @@ mod tests {
 
     #[test]
     fn load() {
-        assert_eq!(loadavg("0.52 1.07 3.10 2/345 12345\n"), Some([52, 107, 310]));
+        assert_eq!(
+            loadavg("0.52 1.07 3.10 2/345 12345\n"),
+            Some([52, 107, 310])
+        );
         assert_eq!(loadavg("12 1.5 0.05 1/1 1"), Some([1200, 150, 5]));
         assert_eq!(loadavg("0.52 1.07"), None);
         assert_eq!(loadavg("-1.00 1.07 3.10"), None);

@@ -13,7 +13,11 @@ fn a_hot_box_from_a_test_root() {
     write(root, "sys/class/thermal/thermal_zone0/temp", "45000\n");
     write(root, "sys/class/thermal/thermal_zone1/temp", "81000\n");
     write(root, "sys/class/thermal/cooling_device0/temp", "99000\n");
-    write(root, "proc/meminfo", "MemTotal: 1000 kB\nMemAvailable: 250 kB\n");
+    write(
+        root,
+        "proc/meminfo",
+        "MemTotal: 1000 kB\nMemAvailable: 250 kB\n",
+    );
     write(root, "proc/loadavg", "3.50 2.00 1.00 1/100 42\n");
     write(root, "proc/uptime", "7200.5 100.0\n");
     write(root, "run/systemd/timesync/synchronized", "");
@@ -38,7 +42,9 @@ fn a_hot_box_from_a_test_root() {
     assert_eq!(h.load_centi, Some([350, 200, 100]));
     assert_eq!(h.uptime_s, Some(7200));
     assert!(h.since_clock_sync_s.is_some_and(|s| s < 60), "{h:?}");
-    assert!(h.disk.is_some_and(|(free, total)| free <= total && total > 0));
+    assert!(h
+        .disk
+        .is_some_and(|(free, total)| free <= total && total > 0));
     assert_eq!(
         h.outputs,
         vec![

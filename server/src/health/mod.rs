@@ -49,9 +49,19 @@ pub async fn on_report(server: &Arc<Server>, commune: &str, report: BoxHealth) {
     };
     for t in &transitions {
         if t.started {
-            tracing::warn!(station = commune, warning = t.kind.as_str(), "box health: {}", t.detail);
+            tracing::warn!(
+                station = commune,
+                warning = t.kind.as_str(),
+                "box health: {}",
+                t.detail
+            );
         } else {
-            tracing::info!(station = commune, warning = t.kind.as_str(), "box health cleared: {}", t.detail);
+            tracing::info!(
+                station = commune,
+                warning = t.kind.as_str(),
+                "box health cleared: {}",
+                t.detail
+            );
         }
     }
     let Some(records) = server.health_records() else {

@@ -84,7 +84,10 @@ impl HealthSnapshot {
                 ));
             }
             if let Some(m) = r.memory_available_percent() {
-                parts.push(format!("{} {m:.0} %", if vi { "RAM trống" } else { "Memory free" }));
+                parts.push(format!(
+                    "{} {m:.0} %",
+                    if vi { "RAM trống" } else { "Memory free" }
+                ));
             }
             if let Some(l) = r.load1() {
                 parts.push(format!("{} {l:.2}", if vi { "Tải" } else { "Load" }));

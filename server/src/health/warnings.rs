@@ -247,6 +247,9 @@ mod tests {
             warn_failed_outputs: false,
             ..rules
         };
-        assert!(w.observe(&h, &quiet).iter().all(|t| t.kind != WarningKind::OutputFailing));
+        assert!(w
+            .observe(&h, &quiet)
+            .iter()
+            .all(|t| t.kind != WarningKind::OutputFailing));
     }
 }

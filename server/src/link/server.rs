@@ -108,6 +108,8 @@ pub struct Server {
     pending: Mutex<BTreeMap<String, usize>>,
     /// Audio frames per write to each agent, from the number connected ([`frames_per_write`]).
     frames_per_write: std::sync::atomic::AtomicU64,
+    /// Where box health warnings are audited and the months' aggregates kept.
+    health: std::sync::OnceLock<crate::health::HealthRecords>,
 }
 
 impl Server {

@@ -189,7 +189,11 @@ pub fn render(stations: &[StationMetrics]) -> String {
     out
 }
 
-type HealthGauge = (&'static str, &'static str, fn(&radio_proto::BoxHealth) -> Option<f64>);
+type HealthGauge = (
+    &'static str,
+    &'static str,
+    fn(&radio_proto::BoxHealth) -> Option<f64>,
+);
 
 /// The box health gauges, absent while unknown (a VM has no temperature, not 0 °C).
 const HEALTH_GAUGES: [HealthGauge; 6] = [
@@ -386,9 +390,15 @@ mod tests {
             value("radio_box_temperature_celsius", "binh-trung"),
             Some(81.5)
         );
-        assert_eq!(value("radio_box_disk_free_percent", "binh-trung"), Some(5.0));
+        assert_eq!(
+            value("radio_box_disk_free_percent", "binh-trung"),
+            Some(5.0)
+        );
         assert_eq!(value("radio_box_load1", "binh-trung"), None);
-        assert_eq!(value("radio_box_temperature_celsius", "thi-tran-chau-o"), None);
+        assert_eq!(
+            value("radio_box_temperature_celsius", "thi-tran-chau-o"),
+            None
+        );
         let warnings: Vec<(&str, f64)> = scrape
             .samples
             .iter()

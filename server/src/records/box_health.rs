@@ -153,11 +153,35 @@ mod tests {
         let gap = 15_000;
         m.update(None, 0, Some(60_000), gap);
         // The box turns hot at 5 s: the time before does not count.
-        m.update(Some(LastReport { unix_ms: 0, over: false }), 5_000, Some(81_000), gap);
-        m.update(Some(LastReport { unix_ms: 5_000, over: true }), 10_000, Some(82_000), gap);
+        m.update(
+            Some(LastReport {
+                unix_ms: 0,
+                over: false,
+            }),
+            5_000,
+            Some(81_000),
+            gap,
+        );
+        m.update(
+            Some(LastReport {
+                unix_ms: 5_000,
+                over: true,
+            }),
+            10_000,
+            Some(82_000),
+            gap,
+        );
         assert_eq!(m.over_ms, 5_000);
         // An agent silent for an hour after a hot report: only the cap counts.
-        m.update(Some(LastReport { unix_ms: 10_000, over: true }), 3_610_000, None, gap);
+        m.update(
+            Some(LastReport {
+                unix_ms: 10_000,
+                over: true,
+            }),
+            3_610_000,
+            None,
+            gap,
+        );
         assert_eq!(m.over_ms, 20_000);
         assert_eq!(m.worst_temperature_mc, Some(82_000));
         // An unknown temperature never lowers the worst.
@@ -174,12 +198,22 @@ mod tests {
             for t in [70_000, 85_000, 80_000] {
                 months
                     .update("binh-trung", "2026-12", |m| {
-                        m.update(Some(LastReport { unix_ms: 0, over: true }), 1_000, Some(t), 5_000)
+                        m.update(
+                            Some(LastReport {
+                                unix_ms: 0,
+                                over: true,
+                            }),
+                            1_000,
+                            Some(t),
+                            5_000,
+                        )
                     })
                     .expect("update");
             }
             months
-                .update("binh-chau", "2026-11", |m| m.update(None, 0, Some(50_000), 5_000))
+                .update("binh-chau", "2026-11", |m| {
+                    m.update(None, 0, Some(50_000), 5_000)
+                })
                 .expect("update");
             db.flush().expect("flush");
         }

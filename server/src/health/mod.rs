@@ -22,6 +22,10 @@ use crate::records::box_health::{BoxHealthMonths, LastReport};
 pub use station::{HealthSnapshot, StationHealth};
 pub use warnings::{HealthWarnings, Transition, WarningKind};
 
+/// What a report changed: the warnings that start or clear, and the previous report's (server
+/// time in ms, over the temperature threshold).
+pub type Observed = (Vec<Transition>, Option<(u64, bool)>);
+
 /// Where the health warnings and aggregates are kept: without them (the demo, tests that
 /// build a bare server) warnings are only logged and shown.
 #[derive(Debug, Clone)]

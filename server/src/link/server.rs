@@ -178,7 +178,7 @@ impl Server {
         report: radio_proto::BoxHealth,
         rules: &radio_config::HealthSettings,
         now: (u64, bool),
-    ) -> Option<(Vec<crate::health::Transition>, Option<(u64, bool)>)> {
+    ) -> Option<crate::health::Observed> {
         let mut agents = self.agents.lock().ok()?;
         let health = &mut agents.get_mut(commune)?.health;
         let transitions = health.warnings.observe(&report, rules);

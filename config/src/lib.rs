@@ -21,6 +21,7 @@
 //!   viewer), kept as SHA-256.
 //! - `ingest.rs`: the `[live]`, `[relay]` and `[[upstream]]` tables of the server: the
 //!   studio input, how HTTP streams are relayed, and upstream radio servers.
+//! - `health.rs`: `[health]` of the server, the thresholds of the stations' box health warnings.
 //! - `error.rs`: [`ConfigError`] and the shared validation helpers.
 //! - `location.rs`: turning TOML byte spans and key paths into lines, columns and keys.
 //! - `address.rs`: checking `host:port` addresses that may be DNS names.
@@ -31,6 +32,7 @@ mod agent;
 mod amplifier;
 mod district;
 mod error;
+mod health;
 mod ingest;
 mod location;
 mod merge;
@@ -48,6 +50,7 @@ pub use amplifier::{
 };
 pub use district::{is_slug, District, Station, StationKind, MAX_SLUG_BYTES};
 pub use error::ConfigError;
+pub use health::{HealthSettings, DEFAULT_MAX_TEMPERATURE_C, DEFAULT_MIN_FREE_DISK_PERCENT};
 pub use ingest::{
     check_pipe_permissions, read_srtp_key, LiveSettings, RelaySettings, UpstreamSettings,
     Upstreams, SRTP_KEY_LEN,

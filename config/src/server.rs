@@ -9,6 +9,7 @@ use crate::address::check_host_port;
 use crate::admin_token::{check_admin_tokens, AdminTokenSettings};
 use crate::district::District;
 use crate::error::{in_range, not_blank, ConfigError, Invalid};
+use crate::health::HealthSettings;
 use crate::ingest::{check_upstreams, LiveSettings, RelaySettings, Upstreams};
 
 /// Default of [`ServerConfig::listen`].
@@ -146,6 +147,8 @@ pub struct ServerConfig {
     /// Admin API tokens with roles (`[[admin_token]]`), besides the district's own.
     #[serde(rename = "admin_token", skip_serializing_if = "Vec::is_empty")]
     pub admin_tokens: Vec<AdminTokenSettings>,
+    /// When the stations' box health raises warnings (`[health]`).
+    pub health: HealthSettings,
 }
 
 impl Default for ServerConfig {
@@ -181,6 +184,7 @@ impl Default for ServerConfig {
             relay: RelaySettings::default(),
             upstreams: Upstreams::new(),
             admin_tokens: Vec::new(),
+            health: HealthSettings::default(),
         }
     }
 }
@@ -341,6 +345,7 @@ impl ServerConfig {
             .map_err(|m| Invalid::new("provincial_stream", m))?;
         self.live.check()?;
         self.relay.check()?;
+        self.health.check()?;
         check_upstreams(&self.upstreams)?;
         check_admin_tokens(&self.admin_tokens)?;
         Ok(())

@@ -74,6 +74,8 @@ impl Capabilities {
     /// Keeps a prefetch cache: the server may open prefetch streams to it
     /// (`PrefetchManifest`, `PrefetchChunk`).
     pub const PREFETCH: Capabilities = Capabilities(16);
+    /// Sends `BoxHealth` reports: a server only receives them from agents announcing this.
+    pub const BOX_HEALTH: Capabilities = Capabilities(32);
 
     /// True when every bit of `other` is set in `self`.
     pub fn contains(self, other: Capabilities) -> bool {

@@ -24,6 +24,8 @@
 //! - `welcome.rs` — [`Welcome`].
 //! - `audio_frame.rs` — [`AudioFrame`].
 //! - `heartbeat.rs` — [`Heartbeat`].
+//! - `box_health.rs` — [`BoxHealth`]: the agent's box (temperature, disk, memory, load, uptime,
+//!   clock sync, outputs, clusters), sent by agents announcing [`Capabilities::BOX_HEALTH`].
 //! - `clock_probe.rs`, `clock_reply.rs` — [`ClockProbe`] and [`ClockReply`], the NTP-style
 //!   exchange by which agents estimate the server's media clock.
 //! - `media_clock.rs` — [`MediaClock`], the server's time base for frames and clock replies.
@@ -48,6 +50,7 @@
 //! target is `fuzz/fuzz_targets/proto_decode.rs` at the repository root.
 
 mod audio_frame;
+mod box_health;
 mod clock_probe;
 mod clock_reply;
 pub mod codec;
@@ -69,6 +72,7 @@ mod session;
 mod welcome;
 
 pub use audio_frame::AudioFrame;
+pub use box_health::{BoxHealth, ClusterHealth, OutputHealth, SinkHealth};
 pub use clock_probe::ClockProbe;
 pub use clock_reply::ClockReply;
 pub use codec::{Decode, Encode};

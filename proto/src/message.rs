@@ -4,15 +4,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::codec::{decode_u8, decode_varint, encode_varint, varint_len};
 use crate::{
-    AudioFrame, ClockProbe, ClockReply, Decode, DecodeError, Encode, ErrorMessage, Heartbeat,
-    Hello, JournalAck, JournalBatch, PrefetchChunk, PrefetchManifest, ProgrammeEnd, ProgrammeStart,
-    Welcome,
+    AudioFrame, BoxHealth, ClockProbe, ClockReply, Decode, DecodeError, Encode, ErrorMessage,
+    Heartbeat, Hello, JournalAck, JournalBatch, PrefetchChunk, PrefetchManifest, ProgrammeEnd,
+    ProgrammeStart, Welcome,
 };
 
 /// The type byte at the start of every frame.
 ///
 /// Values are grouped by purpose (0x0_ handshake, 0x1_ audio stream,
-/// 0x2_ liveness and clock, 0x3_ errors, 0x4_ the uptime journal, 0x5_ prefetch) and are part of
+/// 0x2_ liveness, clock and the box's health, 0x3_ errors, 0x4_ the uptime journal, 0x5_ prefetch) and are part of
 /// the wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -25,6 +25,7 @@ pub enum MessageType {
     Heartbeat = 0x20,
     ClockProbe = 0x21,
     ClockReply = 0x22,
+    BoxHealth = 0x23,
     Error = 0x30,
     JournalBatch = 0x40,
     JournalAck = 0x41,
@@ -34,7 +35,7 @@ pub enum MessageType {
 
 impl MessageType {
     /// Every message type, in numeric order.
-    pub const ALL: [MessageType; 13] = [
+    pub const ALL: [MessageType; 14] = [
         MessageType::Hello,
         MessageType::Welcome,
         MessageType::AudioFrame,
@@ -43,6 +44,7 @@ impl MessageType {
         MessageType::Heartbeat,
         MessageType::ClockProbe,
         MessageType::ClockReply,
+        MessageType::BoxHealth,
         MessageType::Error,
         MessageType::JournalBatch,
         MessageType::JournalAck,
@@ -69,6 +71,7 @@ impl MessageType {
             MessageType::Heartbeat => Heartbeat::MAX_BODY_LEN,
             MessageType::ClockProbe => ClockProbe::MAX_BODY_LEN,
             MessageType::ClockReply => ClockReply::MAX_BODY_LEN,
+            MessageType::BoxHealth => BoxHealth::MAX_BODY_LEN,
             MessageType::Error => ErrorMessage::MAX_BODY_LEN,
             MessageType::JournalBatch => JournalBatch::MAX_BODY_LEN,
             MessageType::JournalAck => JournalAck::MAX_BODY_LEN,
@@ -104,6 +107,7 @@ pub enum Message {
     Heartbeat(Heartbeat),
     ClockProbe(ClockProbe),
     ClockReply(ClockReply),
+    BoxHealth(BoxHealth),
     ProgrammeStart(ProgrammeStart),
     ProgrammeEnd(ProgrammeEnd),
     Error(ErrorMessage),
@@ -122,6 +126,7 @@ impl Message {
             Message::Heartbeat(_) => MessageType::Heartbeat,
             Message::ClockProbe(_) => MessageType::ClockProbe,
             Message::ClockReply(_) => MessageType::ClockReply,
+            Message::BoxHealth(_) => MessageType::BoxHealth,
             Message::ProgrammeStart(_) => MessageType::ProgrammeStart,
             Message::ProgrammeEnd(_) => MessageType::ProgrammeEnd,
             Message::Error(_) => MessageType::Error,
@@ -147,6 +152,7 @@ impl Message {
             Message::Heartbeat(m) => m.encoded_len(),
             Message::ClockProbe(m) => m.encoded_len(),
             Message::ClockReply(m) => m.encoded_len(),
+            Message::BoxHealth(m) => m.encoded_len(),
             Message::ProgrammeStart(m) => m.encoded_len(),
             Message::ProgrammeEnd(m) => m.encoded_len(),
             Message::Error(m) => m.encoded_len(),
@@ -165,6 +171,7 @@ impl Message {
             Message::Heartbeat(m) => m.encode(buf),
             Message::ClockProbe(m) => m.encode(buf),
             Message::ClockReply(m) => m.encode(buf),
+            Message::BoxHealth(m) => m.encode(buf),
             Message::ProgrammeStart(m) => m.encode(buf),
             Message::ProgrammeEnd(m) => m.encode(buf),
             Message::Error(m) => m.encode(buf),
@@ -188,6 +195,7 @@ pub(crate) fn decode_body(kind: MessageType, mut body: Bytes) -> Result<Message,
         MessageType::Heartbeat => Message::Heartbeat(Heartbeat::decode(body)?),
         MessageType::ClockProbe => Message::ClockProbe(ClockProbe::decode(body)?),
         MessageType::ClockReply => Message::ClockReply(ClockReply::decode(body)?),
+        MessageType::BoxHealth => Message::BoxHealth(BoxHealth::decode(body)?),
         MessageType::ProgrammeStart => Message::ProgrammeStart(ProgrammeStart::decode(body)?),
         MessageType::ProgrammeEnd => Message::ProgrammeEnd(ProgrammeEnd::decode(body)?),
         MessageType::Error => Message::Error(ErrorMessage::decode(body)?),
@@ -262,6 +270,7 @@ impl_from!(
     Heartbeat(Heartbeat),
     ClockProbe(ClockProbe),
     ClockReply(ClockReply),
+    BoxHealth(BoxHealth),
     ProgrammeStart(ProgrammeStart),
     ProgrammeEnd(ProgrammeEnd),
     Error(ErrorMessage),

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::codec::truncate_utf8;
 use crate::{
-    ClockProbe, ClockReply, ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck,
-    JournalBatch, MediaClock, Message, Welcome, PROTOCOL_VERSION,
+    BoxHealth, Capabilities, ClockProbe, ClockReply, ErrorCode, ErrorMessage, FrameReader,
+    Heartbeat, Hello, JournalAck, JournalBatch, MediaClock, Message, Welcome, PROTOCOL_VERSION,
 };
 
 /// Timing parameters of a session.
@@ -61,6 +61,9 @@ pub enum Event {
     /// Agent: the server accepted us; the session is established.
     Welcomed(Welcome),
     Heartbeat(Heartbeat),
+    /// Server: the agent's box health (only from agents announcing
+    /// [`Capabilities::BOX_HEALTH`]).
+    BoxHealth(BoxHealth),
     /// Server: journal records from the agent; store them durably, then
     /// [`Session::send_journal_ack`].
     JournalBatch(JournalBatch),
@@ -119,12 +122,15 @@ pub struct Session {
     unix_ms: u64,
     /// Server: the clock that `ClockReply` times are read on.
     media_clock: MediaClock,
+    /// The agent announced [`Capabilities::BOX_HEALTH`]: only then may `BoxHealth` flow.
+    box_health: bool,
 }
 
 impl Session {
     /// Starts the agent side; the `Hello` is queued for transmit at once.
     pub fn agent(hello: Hello, config: SessionConfig, now: Instant) -> Self {
         let mut s = Self::new(Role::Agent, SessionState::AwaitingWelcome, config, now);
+        s.box_health = hello.capabilities.contains(Capabilities::BOX_HEALTH);
         s.send(Message::Hello(hello));
         s
     }
@@ -153,6 +159,7 @@ impl Session {
             on_air: false,
             unix_ms: 0,
             media_clock: MediaClock::new(now),
+            box_health: false,
         }
     }
 
@@ -186,6 +193,7 @@ impl Session {
                     self.reject(ErrorCode::UnsupportedVersion, &reason);
                 } else {
                     self.state = SessionState::AwaitingAccept;
+                    self.box_health = hello.capabilities.contains(Capabilities::BOX_HEALTH);
                     self.events.push_back(Event::Hello(hello));
                 }
             }
@@ -217,6 +225,11 @@ impl Session {
             }
             (_, SessionState::Established, Message::Heartbeat(hb)) => {
                 self.events.push_back(Event::Heartbeat(hb));
+            }
+            (Role::Server, SessionState::Established, Message::BoxHealth(health))
+                if self.box_health =>
+            {
+                self.events.push_back(Event::BoxHealth(health));
             }
             (Role::Server, SessionState::Established, Message::JournalBatch(batch)) => {
                 self.events.push_back(Event::JournalBatch(batch));
@@ -380,6 +393,15 @@ impl Session {
     pub fn send_journal_batch(&mut self, batch: JournalBatch) {
         if self.role == Role::Agent && self.state == SessionState::Established {
             self.send(Message::JournalBatch(batch));
+        }
+    }
+
+    /// Agent: reports the box's health. Ignored unless the session is established and the
+    /// agent's `Hello` announced [`Capabilities::BOX_HEALTH`] (a server that was not told would
+    /// close the session).
+    pub fn send_box_health(&mut self, health: BoxHealth) {
+        if self.role == Role::Agent && self.state == SessionState::Established && self.box_health {
+            self.send(Message::BoxHealth(health));
         }
     }
 

@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use radio_proto::{
-    AudioFrame, Capabilities, ClockProbe, ClockReply, ClusterState, Decode, DecodeError, Encode,
-    ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello, JournalAck, JournalBatch, JournalEvent,
-    JournalRecord, Message, OutputState, PrefetchChunk, PrefetchItem, PrefetchManifest,
-    ProgrammeEnd, ProgrammeLevel, ProgrammeStart, Welcome, MAX_FRAME_SIZE,
+    AudioFrame, BoxHealth, Capabilities, ClockProbe, ClockReply, ClusterHealth, ClusterState,
+    Decode, DecodeError, Encode, ErrorCode, ErrorMessage, FrameReader, Heartbeat, Hello,
+    JournalAck, JournalBatch, JournalEvent, JournalRecord, Message, OutputHealth, OutputState,
+    PrefetchChunk, PrefetchItem, PrefetchManifest, ProgrammeEnd, ProgrammeLevel, ProgrammeStart,
+    SinkHealth, Welcome, MAX_FRAME_SIZE,
 };
 
 /// Strings of up to `max` *bytes*, mixing ASCII with multi-byte characters
@@ -311,6 +312,54 @@ fn prefetch_chunk() -> impl Strategy<Value = PrefetchChunk> {
         })
 }
 
+fn box_health() -> impl Strategy<Value = BoxHealth> {
+    let output = (string_upto(BoxHealth::MAX_NAME), 0u8..4).prop_map(|(name, s)| OutputHealth {
+        name,
+        state: [
+            SinkHealth::Silent,
+            SinkHealth::OnAir,
+            SinkHealth::Underrun,
+            SinkHealth::Failed,
+        ][usize::from(s)],
+    });
+    let cluster = (string_upto(BoxHealth::MAX_NAME), any::<bool>())
+        .prop_map(|(id, up)| ClusterHealth { id, up });
+    (
+        any::<u64>(),
+        any::<Option<i32>>(),
+        any::<Option<(u64, u64)>>(),
+        any::<Option<(u64, u64)>>(),
+        any::<Option<[u32; 3]>>(),
+        (any::<Option<u64>>(), any::<Option<u64>>()),
+        proptest::collection::vec(output, 0..=BoxHealth::MAX_OUTPUTS),
+        proptest::collection::vec(cluster, 0..=8),
+    )
+        .prop_map(
+            |(
+                unix_ms,
+                temperature_mc,
+                disk,
+                memory_kib,
+                load_centi,
+                (uptime_s, since),
+                outputs,
+                clusters,
+            )| {
+                BoxHealth {
+                    unix_ms,
+                    temperature_mc,
+                    disk,
+                    memory_kib,
+                    load_centi,
+                    uptime_s,
+                    since_clock_sync_s: since,
+                    outputs,
+                    clusters,
+                }
+            },
+        )
+}
+
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         hello().prop_map(Message::Hello),
@@ -319,6 +368,7 @@ fn message() -> impl Strategy<Value = Message> {
         heartbeat().prop_map(Message::Heartbeat),
         clock_probe().prop_map(Message::ClockProbe),
         clock_reply().prop_map(Message::ClockReply),
+        box_health().prop_map(Message::BoxHealth),
         programme_start().prop_map(Message::ProgrammeStart),
         programme_end().prop_map(Message::ProgrammeEnd),
         error_message().prop_map(Message::Error),
@@ -426,6 +476,7 @@ proptest! {
             Message::Heartbeat(m) => check(m)?,
             Message::ClockProbe(m) => check(m)?,
             Message::ClockReply(m) => check(m)?,
+            Message::BoxHealth(m) => check(m)?,
             Message::ProgrammeStart(m) => check(m)?,
             Message::ProgrammeEnd(m) => check(m)?,
             Message::Error(m) => check(m)?,

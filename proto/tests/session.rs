@@ -636,3 +636,45 @@ fn clock_messages_in_the_wrong_direction_or_state_are_protocol_violations() {
         );
     }
 }
+
+#[test]
+fn box_health_flows_only_from_agents_that_announce_it() {
+    use radio_proto::{BoxHealth, Capabilities};
+    let health = BoxHealth {
+        unix_ms: 1_700_000_000_000,
+        temperature_mc: Some(81_000),
+        ..BoxHealth::default()
+    };
+    let received = |pair: &util::Pair| -> Vec<BoxHealth> {
+        pair.events(Side::Server)
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::BoxHealth(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut announcing = hello("xa-phu-tho");
+    announcing.capabilities |= Capabilities::BOX_HEALTH;
+    let mut pair = Pair::new(announcing);
+    // Not before the session is established.
+    pair.agent.send_box_health(health.clone());
+    pair.handshake(welcome(5000));
+    pair.agent.send_box_health(health.clone());
+    pair.drive();
+    assert_eq!(received(&pair), vec![health.clone()]);
+    assert!(!pair.agent.is_closed() && !pair.server.is_closed());
+
+    // An agent that did not announce it does not send it...
+    let mut pair = Pair::new(hello("xa-phu-tho"));
+    pair.handshake(welcome(5000));
+    pair.agent.send_box_health(health.clone());
+    pair.drive();
+    assert!(received(&pair).is_empty());
+    assert!(!pair.server.is_closed());
+    // ...and one that sends it anyway breaks the protocol: the server was not told to expect it.
+    pair.inject(Side::Server, &Message::BoxHealth(health).to_bytes());
+    pair.drive();
+    let (_, code, _, by_peer) = pair.closed(Side::Server);
+    assert_eq!((code, by_peer), (ErrorCode::ProtocolViolation, false));
+}

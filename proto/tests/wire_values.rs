@@ -25,7 +25,7 @@ const ERROR_CODES: [(ErrorCode, u16); 13] = [
     (ErrorCode::Replaced, 13),
 ];
 
-const MESSAGE_TYPES: [(MessageType, u8); 13] = [
+const MESSAGE_TYPES: [(MessageType, u8); 14] = [
     (MessageType::Hello, 0x01),
     (MessageType::Welcome, 0x02),
     (MessageType::AudioFrame, 0x10),
@@ -34,6 +34,7 @@ const MESSAGE_TYPES: [(MessageType, u8); 13] = [
     (MessageType::Heartbeat, 0x20),
     (MessageType::ClockProbe, 0x21),
     (MessageType::ClockReply, 0x22),
+    (MessageType::BoxHealth, 0x23),
     (MessageType::Error, 0x30),
     (MessageType::JournalBatch, 0x40),
     (MessageType::JournalAck, 0x41),
@@ -90,6 +91,7 @@ fn pinned_message_type(t: MessageType) -> u8 {
         MessageType::Heartbeat => 0x20,
         MessageType::ClockProbe => 0x21,
         MessageType::ClockReply => 0x22,
+        MessageType::BoxHealth => 0x23,
         MessageType::Error => 0x30,
         MessageType::JournalBatch => 0x40,
         MessageType::JournalAck => 0x41,
@@ -149,6 +151,7 @@ fn per_type_limits_are_pinned() {
         (MessageType::Heartbeat, 41),
         (MessageType::ClockProbe, 12),
         (MessageType::ClockReply, 28),
+        (MessageType::BoxHealth, 5_436),
         (MessageType::Error, 260),
         (MessageType::JournalBatch, 19_786),
         (MessageType::JournalAck, 24),

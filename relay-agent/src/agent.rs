@@ -262,6 +262,7 @@ impl Agent {
                 airing: airing.clone(),
                 link_up: link_up.clone(),
             }),
+            outputs: Default::default(),
         };
         let mut loader = self
             .prefetch
@@ -275,6 +276,7 @@ impl Agent {
                 Duration::from_secs(self.config.journal_heartbeat_secs),
             ))
         });
+        let (health_outputs, health_output) = (report.outputs.clone(), report.output.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let mut amplifier_thread = match self.amplifiers {
             Some(amplifiers) => Some(
@@ -317,6 +319,12 @@ impl Agent {
             }),
             prefetch: self.prefetch.clone(),
             link_up,
+            health: crate::connection::HealthProbe {
+                roots: crate::box_health::HealthRoots::from_env(),
+                state_dir: self.config.state_dir.clone(),
+                outputs: health_outputs,
+                output: health_output,
+            },
         };
         let mut link_task = tokio::spawn(link.run(stop_rx));
         // A hang cannot be unwound like a death: the playout thread may hold the playout state

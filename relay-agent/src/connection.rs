@@ -81,6 +81,32 @@ pub(crate) struct Link {
     pub prefetch: Option<Arc<Mutex<PrefetchCache>>>,
     /// Set while a session is up, for the playout clock (which airs from the cache otherwise).
     pub link_up: Arc<AtomicBool>,
+    /// What the box's health reports are measured from.
+    pub health: HealthProbe,
+}
+
+/// Where the link measures the box's health (`box_health/`).
+#[derive(Debug, Clone)]
+pub(crate) struct HealthProbe {
+    pub roots: crate::box_health::HealthRoots,
+    pub state_dir: std::path::PathBuf,
+    pub outputs: crate::box_health::SharedOutputs,
+    /// The playout's output state, as `OutputState as u8`.
+    pub output: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl HealthProbe {
+    /// The box now. Reads a few small kernel files and one statvfs: quick enough for the
+    /// link's task, once per heartbeat interval.
+    fn measure(&self) -> radio_proto::BoxHealth {
+        let output = match self.output.load(Ordering::Relaxed) {
+            1 => radio_proto::OutputState::OnAir,
+            2 => radio_proto::OutputState::Underrun,
+            _ => radio_proto::OutputState::Silent,
+        };
+        let outputs = self.outputs.lock().map(|o| o.clone()).unwrap_or_default();
+        crate::box_health::measure(&self.roots, &self.state_dir, &outputs, output, unix_ms())
+    }
 }
 
 /// The link's side of the journal.
@@ -238,7 +264,8 @@ impl Link {
         let mut capabilities = Capabilities::OPUS
             | Capabilities::RTP_SINK
             | Capabilities::WAV_SINK
-            | Capabilities::PIPE_SINK;
+            | Capabilities::PIPE_SINK
+            | Capabilities::BOX_HEALTH;
         if self.prefetch.is_some() {
             capabilities |= Capabilities::PREFETCH;
         }
@@ -259,6 +286,8 @@ impl Link {
         let mut audio = tokio::task::JoinSet::new();
         let mut in_flight: InFlight = None;
         let written = self.journal.as_ref().map(|j| j.written.clone());
+        // Re-armed at the server's heartbeat interval once welcomed.
+        let mut health = tokio::time::interval(Duration::from_secs(3600));
         loop {
             let deadline = session.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -292,6 +321,9 @@ impl Link {
                         trace.last_heard_unix_ms = Some(unix_ms());
                     }
                     trace.rtt = Some(conn.rtt());
+                }
+                _ = health.tick(), if trace.welcomed_at.is_some() => {
+                    session.send_box_health(self.health.measure());
                 }
                 _ = counters.tick() => {
                     if let Ok(p) = self.playout.lock() {
@@ -331,6 +363,11 @@ impl Link {
                             p.on_session(welcome.session_id);
                         }
                         clock.on_session(welcome.session_id, Instant::now().into());
+                        // The box's health at once, then beside each heartbeat.
+                        let every = Duration::from_millis(
+                            u64::from(welcome.heartbeat_interval_ms).max(100),
+                        );
+                        health = tokio::time::interval(every);
                         trace.welcomed_at = Some(Instant::now());
                         self.set_connected(true);
                         if let Some(journal) = &self.journal {
@@ -380,7 +417,10 @@ impl Link {
                             LinkError::Closed { code, reason }
                         });
                     }
-                    Event::Heartbeat(_) | Event::Hello(_) | Event::JournalBatch(_) => {}
+                    Event::Heartbeat(_)
+                    | Event::Hello(_)
+                    | Event::JournalBatch(_)
+                    | Event::BoxHealth(_) => {}
                 }
             }
             flush(&mut session, &mut send).await?;

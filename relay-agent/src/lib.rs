@@ -44,11 +44,14 @@
 //!   test of that supervision.
 //! - `cluster_health.rs` — whether a loudspeaker cluster fed over RTP hears the station, from
 //!   its RTCP receiver reports and ICMP errors.
+//! - `box_health/` — the box's health for the server (`parse.rs`: the kernel files' text, sans-IO;
+//!   `mod.rs`: reading them, with roots movable for tests by `RADIO_BOX_HEALTH_ROOT`).
 //! - `sink/` — the outputs: `rtp.rs` (RFC 7587) with `sdp.rs` and `rtcp.rs` (receiver reports
 //!   in, sender reports out), `wav.rs`, `pipe.rs`.
 
 pub mod agent;
 pub mod amplifier;
+pub mod box_health;
 pub mod bundle;
 pub mod cached_airing;
 pub mod clock_sync;

@@ -731,6 +731,27 @@ impl Playout {
     }
 }
 
+/// Hands the sinks' states to the health report; only on a change, so the 20 ms clock takes
+/// no lock in the common case.
+fn publish_outputs(
+    report: &PlayoutReport,
+    sinks: &[Box<dyn Sink>],
+    failed: &[bool],
+    clusters: Vec<(String, ClusterState)>,
+) {
+    let Ok(mut seen) = report.outputs.lock() else {
+        return;
+    };
+    seen.sinks = sinks
+        .iter()
+        .zip(failed)
+        .map(|(sink, failed)| (sink.describe(), *failed))
+        .collect();
+    for (id, state) in clusters {
+        seen.clusters.insert(id, state == ClusterState::Up);
+    }
+}
+
 /// What the playout clock reports besides audio: journal events (proof of play, output state)
 /// and the output state for the heartbeat.
 #[derive(Debug, Clone, Default)]
@@ -743,6 +764,8 @@ pub struct PlayoutReport {
     pub cache: Option<CacheInput>,
     /// Advanced once per slot: what feeds the watchdog (`service_manager.rs`).
     pub progress: crate::service_manager::Progress,
+    /// Each sink's and watched cluster's state, for the box's health report.
+    pub outputs: crate::box_health::SharedOutputs,
 }
 
 /// What the playout clock needs to air from the prefetch cache.
@@ -792,6 +815,8 @@ pub fn spawn_playout_thread(
         let mut events = Vec::new();
         // The last slot aired from the prefetch cache: the next streamed frame is a switch.
         let mut from_cache = false;
+        let mut failed = vec![false; sinks.len()];
+        publish_outputs(&report, &sinks, &failed, Vec::new());
         while !stop.load(Ordering::Relaxed) {
             // The slot is decided and decoded a little ahead, then released on time: the
             // instant it reaches the sinks must not depend on how long decoding took.
@@ -987,9 +1012,10 @@ pub fn spawn_playout_thread(
             };
             wait_until(due);
             let now = Instant::now();
-            for sink in sinks.iter_mut() {
-                match sink.play(&slot) {
-                    Ok(()) => {}
+            let mut outputs_changed = None;
+            for (i, sink) in sinks.iter_mut().enumerate() {
+                let played = match sink.play(&slot) {
+                    Ok(()) => true,
                     // Its output stays silent until the agent restarts: so restart it.
                     Err(e) if e.is_fatal() => {
                         return Err(Died {
@@ -997,9 +1023,19 @@ pub fn spawn_playout_thread(
                             how: e.to_string(),
                         })
                     }
-                    Err(e) => tracing::warn!("{e}"),
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        false
+                    }
+                };
+                if failed.get(i) == Some(&played) {
+                    failed[i] = !played;
+                    outputs_changed.get_or_insert_with(Vec::new);
                 }
                 if let Some((cluster, change)) = sink.cluster_change(now) {
+                    outputs_changed
+                        .get_or_insert_with(Vec::new)
+                        .push((cluster.clone(), change.state));
                     match change.state {
                         ClusterState::Up => {
                             tracing::info!("cluster {cluster} up: {}", change.reason)
@@ -1016,6 +1052,9 @@ pub fn spawn_playout_thread(
                         });
                     }
                 }
+            }
+            if let Some(clusters) = outputs_changed {
+                publish_outputs(&report, &sinks, &failed, clusters);
             }
         }
         proof.finish(&mut events);

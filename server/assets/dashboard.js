@@ -47,7 +47,7 @@ const TEXT = {
     uptime: "Thời gian hoạt động", by: "Theo", year: "năm", month: "tháng",
     plays: "Nhật ký chương trình", programme: "Chương trình", count: "Số lần",
     seconds: "Thời lượng (giây)", connected: "có", disconnected: "mất", never: "chưa có",
-    "seconds-ago": "giây trước", nothing: "—", lang: "English",
+    "seconds-ago": "giây trước", nothing: "—", lang: "English", "box-health": "Thiết bị",
     "confirm-live": "Phát trực tiếp tới tất cả các đài?", done: "Đã thực hiện.",
     availability: "Sẵn sàng (%)",
     "clusters-count": "{n} cụm", "clusters-up": "{n} tốt", "clusters-down": "{n} hỏng",
@@ -97,7 +97,7 @@ const TEXT = {
     uptime: "Uptime", by: "By", year: "year", month: "month",
     plays: "Programme log", programme: "Programme", count: "Plays",
     seconds: "Seconds aired", connected: "up", disconnected: "down", never: "never",
-    "seconds-ago": "s ago", nothing: "—", lang: "Tiếng Việt",
+    "seconds-ago": "s ago", nothing: "—", lang: "Tiếng Việt", "box-health": "Box",
     "confirm-live": "Go live on every station?", done: "Done.",
     availability: "Availability (%)",
     "clusters-count": "{n} clusters", "clusters-up": "{n} up", "clusters-down": "{n} down",
@@ -214,8 +214,21 @@ async function refreshStations() {
     cell(row, on?.level ?? t("nothing"), on?.level === "khẩn cấp" ? "level-khan" : "");
     clusterCell(row, s.id, s.clusters ?? []);
     amplifierLines(row.cells[row.cells.length - 1], s.amplifiers ?? []);
+    healthCell(row, s.health);
   }
   showEmergencies(status.emergencies, new Map(stations.map((s) => [s.id, s.name])));
+}
+
+// The box's health in one compact line, in the page's language; highlighted while a warning
+// (too hot, disk nearly full, an output failing) is on, each warning's figure in the tooltip.
+function healthCell(row, health) {
+  if (!health) {
+    cell(row, t("nothing"));
+    return;
+  }
+  const warnings = Object.entries(health.warnings ?? {});
+  const td = cell(row, lang === "vi" ? health.line_vi : health.line_en, warnings.length ? "bad health-warning" : "");
+  td.title = warnings.map(([, detail]) => detail).join("\n");
 }
 
 function localTime(unixMs) {

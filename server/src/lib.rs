@@ -16,6 +16,8 @@
 //!   output stream, the live input and the media clock.
 //! - `link/` — the QUIC endpoint: [`link::server::run`] accepts agents, drives each control
 //!   session and audio stream; its sockets.
+//! - `health/` — the stations' box health: warnings from the `[health]` thresholds (log, audit,
+//!   `/metrics`, dashboard) and the months' aggregates for the report.
 //! - `prefetch/` — recordings sent to agents ahead of their airtime.
 //! - `identity/` — the district CA, enrolment register, revocation, expiry, TLS, reset key.
 //! - `library/` — the console's audio library: uploaded recordings, checked by decoding them
@@ -31,6 +33,7 @@
 
 pub mod broadcast;
 pub mod demo;
+pub mod health;
 pub mod identity;
 pub mod ingest;
 pub mod library;

@@ -1684,6 +1684,10 @@ async fn run_server(config: radio_config::ServerConfig, options: RunOptions) -> 
         ..radio_server::library::TtsSettings::default()
     };
     let server = Server::with_uptime(config, district.clone(), store.uptime().clone());
+    server.set_health_records(radio_server::health::HealthRecords {
+        months: store.box_health().clone(),
+        audit: store.audit().clone(),
+    });
     // The flags are shortcuts for a trial; they override the `[live]` table.
     if let Some(addr) = live_rtp {
         live.rtp = Some(addr);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use radio_proto::{
-    Capabilities, ClockProbe, ClockReply, ClusterState, Encode, ErrorCode, ErrorMessage, Heartbeat,
+    BoxHealth, Capabilities, ClockProbe, ClusterHealth, OutputHealth, SinkHealth, ClockReply, ClusterState, Encode, ErrorCode, ErrorMessage, Heartbeat,
     Hello, JournalAck, JournalBatch, JournalEvent, JournalRecord, Message, OutputState,
     PrefetchChunk, PrefetchItem, PrefetchManifest, ProgrammeEnd, ProgrammeLevel, ProgrammeStart,
     Welcome, FRAME_SAMPLES, PROTOCOL_VERSION, SAMPLE_RATE,
@@ -145,6 +145,27 @@ fn messages() -> Vec<(&'static str, Message)> {
                 blob_size: 8,
                 offset: 0,
                 data: Bytes::from_static(b"OpusHead"),
+            }),
+        ),
+        // Last, so the earlier seeds keep their chunk sizes.
+        (
+            "box_health",
+            Message::BoxHealth(BoxHealth {
+                unix_ms: 1_700_000_000_000,
+                temperature_mc: Some(81_000),
+                disk: Some((1 << 30, 8 << 30)),
+                memory_kib: Some((512_000, 2_000_000)),
+                load_centi: Some([150, 80, 20]),
+                uptime_s: Some(86_400),
+                since_clock_sync_s: None,
+                outputs: vec![OutputHealth {
+                    name: "pipe:aplay".into(),
+                    state: SinkHealth::Failed,
+                }],
+                clusters: vec![ClusterHealth {
+                    id: "c01".into(),
+                    up: false,
+                }],
             }),
         ),
     ]

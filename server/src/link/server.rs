@@ -53,6 +53,8 @@ pub struct AgentRecord {
     connection: Option<quinn::Connection>,
     /// That connection's certificate serial.
     serial: Option<u64>,
+    /// Its box health: the last report and the warnings on.
+    health: crate::health::StationHealth,
 }
 
 /// A snapshot of one agent, for reports.
@@ -80,6 +82,8 @@ pub struct AgentSnapshot {
     pub clusters: BTreeMap<String, ClusterSeen>,
     /// Its amplifiers' latest switches, by output name (`box`, `c01`).
     pub amplifiers: BTreeMap<String, AmplifierSeen>,
+    /// Its box health and the warnings on (none before its first report this run).
+    pub health: Option<crate::health::HealthSnapshot>,
 }
 
 /// Shared server state.
@@ -106,6 +110,8 @@ pub struct Server {
     pending: Mutex<BTreeMap<String, usize>>,
     /// Audio frames per write to each agent, from the number connected ([`frames_per_write`]).
     frames_per_write: std::sync::atomic::AtomicU64,
+    /// Where box health warnings are audited and the months' aggregates kept.
+    health: std::sync::OnceLock<crate::health::HealthRecords>,
 }
 
 impl Server {
@@ -153,7 +159,33 @@ impl Server {
             uptime,
             prefetch: std::sync::OnceLock::new(),
             frames_per_write: std::sync::atomic::AtomicU64::new(1),
+            health: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Audits box health warnings and keeps the months' aggregates in `records` from now on.
+    pub fn set_health_records(&self, records: crate::health::HealthRecords) {
+        let _ = self.health.set(records);
+    }
+
+    pub(crate) fn health_records(&self) -> Option<crate::health::HealthRecords> {
+        self.health.get().cloned()
+    }
+
+    /// Keeps `commune`'s report and judges it; returns the warnings that start or clear, and
+    /// the previous report's (time, over the threshold), replaced by `now`.
+    pub(crate) fn observe_health(
+        &self,
+        commune: &str,
+        report: radio_proto::BoxHealth,
+        rules: &radio_config::HealthSettings,
+        now: (u64, bool),
+    ) -> Option<crate::health::Observed> {
+        let mut agents = self.agents.lock().ok()?;
+        let health = &mut agents.get_mut(commune)?.health;
+        let transitions = health.warnings.observe(&report, rules);
+        health.last = Some(report);
+        Some((transitions, health.previous.replace(now)))
     }
 
     /// Sends agents that offer prefetch their stations' plans from now on.
@@ -218,6 +250,7 @@ impl Server {
                     link_since: r.link_changed,
                     clusters: r.clusters.clusters().clone(),
                     amplifiers: r.clusters.amplifiers().clone(),
+                    health: r.health.snapshot(),
                 }
             })
             .collect()
@@ -825,6 +858,7 @@ async fn serve_agent(
                         close(conn, code, &reason);
                     }
                 }
+                Event::BoxHealth(report) => crate::health::on_report(server, commune, report).await,
                 Event::Welcomed(_) | Event::JournalAck(_) | Event::ClockReply { .. } => {}
             }
         }

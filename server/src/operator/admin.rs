@@ -1156,6 +1156,9 @@ pub struct StationView {
     /// agent switches none.
     #[serde(default)]
     pub amplifiers: Vec<AmplifierView>,
+    /// Its box health and warnings (none before its agent's first report this run).
+    #[serde(default)]
+    pub health: Option<crate::health::station::HealthView>,
 }
 
 /// One amplifier of a station, in `GET /api/v1/stations`.
@@ -1222,6 +1225,7 @@ async fn stations(State(state): State<Arc<AdminState>>) -> Json<Vec<StationView>
                         .and_then(|a| a.last_heartbeat.as_ref())
                         .map(|h| h.on_air),
                     amplifiers: amplifier_views(agent),
+                    health: agent.and_then(|a| a.health.as_ref()).map(|h| h.view()),
                 }
             })
             .collect(),
@@ -2404,10 +2408,19 @@ async fn make_report(
             .map_err(|e| ApiError::internal(format!("reading the uptime records: {e}")))?;
         let request = &query.request;
         Ok(match kind {
-            ReportKind::Uptime => report::render::uptime(
-                &report::uptime_report(&district, &timelines, request, now)?,
-                query.format,
-            )?,
+            ReportKind::Uptime => {
+                let mut uptime = report::uptime_report(&district, &timelines, request, now)?;
+                let months = store
+                    .box_health()
+                    .range(
+                        &report::box_health::month_of(request.from),
+                        &report::box_health::month_of(request.to),
+                    )
+                    .map_err(|e| ApiError::internal(format!("reading the box health: {e}")))?;
+                uptime.box_health =
+                    report::box_health::box_health(&district, &months, request.from, request.to);
+                report::render::uptime(&uptime, query.format)?
+            }
             ReportKind::Plays => report::render::plays(
                 &report::plays_report(&district, &timelines, request, now)?,
                 query.format,

@@ -74,6 +74,11 @@ pub enum AuditAction {
     LibraryUpload,
     LibraryRename,
     LibraryDelete,
+    /// A station's box health warning started (too hot, disk nearly full, an output failing):
+    /// raised by the server itself, the id names the station and the warning.
+    HealthWarning,
+    /// That warning cleared.
+    HealthCleared,
 }
 
 impl AuditAction {
@@ -100,6 +105,8 @@ impl AuditAction {
             AuditAction::LibraryUpload => "library-upload",
             AuditAction::LibraryRename => "library-rename",
             AuditAction::LibraryDelete => "library-delete",
+            AuditAction::HealthWarning => "health-warning",
+            AuditAction::HealthCleared => "health-cleared",
         }
     }
 }
@@ -163,6 +170,27 @@ impl AuditRecord {
             targets: None,
             outcome: Outcome::Done,
             detail: None,
+        }
+    }
+
+    /// A station's health warning starting or clearing: raised by the server from its agent's
+    /// report, not asked by anyone.
+    pub fn health(station: &str, kind: &str, started: bool, detail: &str, now: Timestamp) -> Self {
+        AuditRecord {
+            unix_ms: now.as_millisecond(),
+            caller: "server (box health)".to_owned(),
+            role: Role::Admin,
+            source: format!("agent {station}"),
+            action: if started {
+                AuditAction::HealthWarning
+            } else {
+                AuditAction::HealthCleared
+            },
+            id: format!("{station}/{kind}"),
+            // So `?station=` finds it like any change aimed at the station.
+            targets: Some(Targets::Stations(vec![station.to_owned()])),
+            outcome: Outcome::Done,
+            detail: Some(detail.to_owned()),
         }
     }
 

@@ -1,7 +1,8 @@
 //! `/metrics`: the server's state in the Prometheus text exposition format (version 0.0.4),
 //! for the monitoring a province already runs: agents connected, frames sent and dropped per
 //! station, what each agent last reported (played, lost, on air) and how long ago, and the
-//! state of every loudspeaker cluster an agent watches (`radio_cluster_up`).
+//! state of every loudspeaker cluster an agent watches (`radio_cluster_up`), and each station's
+//! box health (`radio_box_*`, with `radio_box_warning` per warning kind).
 //!
 //! Station series carry the station id and its Vietnamese name as labels. The agent-reported
 //! figures are gauges, not counters: they restart from zero when the agent restarts.
@@ -185,6 +186,7 @@ pub fn render(stations: &[StationMetrics]) -> String {
         }
     }
     render_amplifiers(&mut out, stations);
+    render_health(&mut out, stations);
     out
 }
 
@@ -192,7 +194,8 @@ pub fn render(stations: &[StationMetrics]) -> String {
 fn render_amplifiers(out: &mut String, stations: &[StationMetrics]) {
     let _ = writeln!(
         out,
-        "# HELP radio_amplifier_on 1 while the station's amplifier is switched on, 0 while off,          as its agent last journaled (`output` is `box` for the whole box's).
+        "# HELP radio_amplifier_on 1 while the station's amplifier is switched on, 0 while off, \
+         as its agent last journaled (`output` is `box` for the whole box's).\n\
          # TYPE radio_amplifier_on gauge"
     );
     for station in stations {
@@ -207,6 +210,85 @@ fn render_amplifiers(out: &mut String, stations: &[StationMetrics]) {
                 escape(&station.name),
                 escape(output),
                 u8::from(seen.on)
+            );
+        }
+    }
+}
+
+type HealthGauge = (
+    &'static str,
+    &'static str,
+    fn(&radio_proto::BoxHealth) -> Option<f64>,
+);
+
+/// The box health gauges, absent while unknown (a VM has no temperature, not 0 °C).
+const HEALTH_GAUGES: [HealthGauge; 6] = [
+    (
+        "radio_box_temperature_celsius",
+        "The hottest thermal zone of the station's box, as its agent last reported.",
+        |h| h.temperature_c(),
+    ),
+    (
+        "radio_box_disk_free_percent",
+        "Free space on the file system of the agent's state directory, in per cent.",
+        |h| h.disk_free_percent(),
+    ),
+    (
+        "radio_box_memory_available_percent",
+        "Memory available on the station's box, in per cent of the total.",
+        |h| h.memory_available_percent(),
+    ),
+    (
+        "radio_box_load1",
+        "The 1-minute load average of the station's box.",
+        |h| h.load1(),
+    ),
+    (
+        "radio_box_uptime_seconds",
+        "Seconds since the station's box booted.",
+        |h| h.uptime_s.map(|s| s as f64),
+    ),
+    (
+        "radio_box_clock_sync_age_seconds",
+        "Seconds since the box's clock was last known synchronised (systemd-timesyncd).",
+        |h| h.since_clock_sync_s.map(|s| s as f64),
+    ),
+];
+
+/// The box health series: a gauge per figure, and `radio_box_warning` per warning kind (1
+/// while on) for every station that reported its health this server run.
+fn render_health(out: &mut String, stations: &[StationMetrics]) {
+    let reported: Vec<(&StationMetrics, &crate::health::HealthSnapshot)> = stations
+        .iter()
+        .filter_map(|s| Some((s, s.agent.as_ref()?.health.as_ref()?)))
+        .collect();
+    for (name, help, value) in HEALTH_GAUGES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (station, health) in &reported {
+            if let Some(v) = value(&health.report) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{station=\"{}\",name=\"{}\"}} {v}",
+                    escape(&station.id),
+                    escape(&station.name)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP radio_box_warning 1 while the station's box health warning of this kind is on \
+         (hot, disk-full, output-failing; thresholds in [health]).\n# TYPE radio_box_warning gauge"
+    );
+    for (station, health) in &reported {
+        for kind in crate::health::WarningKind::ALL {
+            let _ = writeln!(
+                out,
+                "radio_box_warning{{station=\"{}\",name=\"{}\",kind=\"{}\"}} {}",
+                escape(&station.id),
+                escape(&station.name),
+                kind.as_str(),
+                u8::from(health.warnings.contains_key(&kind))
             );
         }
     }
@@ -262,6 +344,16 @@ mod tests {
                     )]
                     .into_iter()
                     .collect(),
+                    health: Some(crate::health::HealthSnapshot {
+                        report: radio_proto::BoxHealth {
+                            temperature_mc: Some(81_500),
+                            disk: Some((5, 100)),
+                            ..radio_proto::BoxHealth::default()
+                        },
+                        warnings: [(crate::health::WarningKind::Hot, "hot".to_owned())]
+                            .into_iter()
+                            .collect(),
+                    }),
                 }),
             },
             StationMetrics {
@@ -337,6 +429,35 @@ mod tests {
         assert_eq!(amplifier.labels.get("output"), Some("box"));
         assert_eq!(amplifier.labels.get("station"), Some("binh-trung"));
         assert!(matches!(amplifier.value, prometheus_parse::Value::Gauge(v) if v == 1.0));
+        // Box health: the known figures, unknown ones absent, a warning per kind.
+        assert_eq!(
+            value("radio_box_temperature_celsius", "binh-trung"),
+            Some(81.5)
+        );
+        assert_eq!(
+            value("radio_box_disk_free_percent", "binh-trung"),
+            Some(5.0)
+        );
+        assert_eq!(value("radio_box_load1", "binh-trung"), None);
+        assert_eq!(
+            value("radio_box_temperature_celsius", "thi-tran-chau-o"),
+            None
+        );
+        let warnings: Vec<(&str, f64)> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "radio_box_warning")
+            .map(|s| {
+                let prometheus_parse::Value::Gauge(v) = s.value else {
+                    panic!("radio_box_warning is a gauge: {s:?}");
+                };
+                (s.labels.get("kind").unwrap_or_default(), v)
+            })
+            .collect();
+        assert_eq!(
+            warnings,
+            [("hot", 1.0), ("disk-full", 0.0), ("output-failing", 0.0)]
+        );
         let connected = scrape
             .samples
             .iter()

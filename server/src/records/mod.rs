@@ -8,7 +8,10 @@
 //!   before the acknowledgement.
 //! - `group_commit.rs` — concurrent journal writers share one disk flush.
 //! - `clusters.rs` — what each agent's journal last said of the clusters it watches.
+//! - `box_health.rs` — each station's box health per month (worst temperature, time over the
+//!   threshold), for the station report.
 
+pub mod box_health;
 pub mod clusters;
 pub(crate) mod group_commit;
 pub mod store;

@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 use crate::library::{Library, LibraryError};
 use crate::operator::accounts::{AccountError, Accounts};
 use crate::operator::audit_log::AuditLog;
+use crate::records::box_health::BoxHealthMonths;
 use crate::records::uptime_journal::UptimeJournal;
 use crate::schedule::Schedule;
 
@@ -72,6 +73,7 @@ pub struct Store {
     audit: AuditLog,
     accounts: Accounts,
     library: Library,
+    box_health: BoxHealthMonths,
 }
 
 impl Store {
@@ -113,7 +115,9 @@ impl Store {
                 reason: other.to_string(),
             },
         })?;
+        let box_health = BoxHealthMonths::open(&db, path.clone())?;
         Ok(Store {
+            box_health,
             db,
             path,
             token_path: data_dir.join(TOKEN_FILE),
@@ -127,6 +131,11 @@ impl Store {
     /// The agents' uptime journals and the server's view of their connections.
     pub fn uptime(&self) -> &UptimeJournal {
         &self.uptime
+    }
+
+    /// Each station's box health per month.
+    pub fn box_health(&self) -> &BoxHealthMonths {
+        &self.box_health
     }
 
     /// The audit log of on-air changes.

@@ -7,10 +7,13 @@
 //! - `load.rs` — reading every station's timeline from the store (the only I/O here).
 //! - `mod.rs` — the request ([`ReportQuery`]), the periods, and the figures:
 //!   [`uptime_report`] and [`plays_report`], pure functions of the district and the timelines.
+//! - `box_health.rs` — per station and month, the worst temperature and the hours over the
+//!   `[health]` threshold, attached to the uptime report from the months' aggregates.
 //! - `render.rs` — table, CSV (with a UTF-8 BOM for Excel) and JSON.
 //!
 //! Reports are per station: the agent does not journal its loudspeaker clusters' health yet.
 
+pub mod box_health;
 pub mod load;
 pub mod render;
 pub mod timeline;
@@ -602,6 +605,10 @@ pub struct UptimeReport {
     /// Availability weighted by time over the stations with data; counts and times summed;
     /// the longest outage is the longest of any station.
     pub district_total: UptimeRow,
+    /// The stations' box health by month ([`box_health::box_health`]); left out when none
+    /// reported any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub box_health: Vec<box_health::StationBoxHealth>,
 }
 
 /// Tallies of every station (in the district's order) for the periods and the whole range.
@@ -703,6 +710,7 @@ pub fn uptime_report(
         header,
         stations,
         district_total,
+        box_health: Vec::new(),
     })
 }
 

@@ -194,12 +194,51 @@ fn uptime_sheet(report: &UptimeReport) -> Sheet {
             }
         })
         .collect();
-    Sheet {
+    let mut sheet = Sheet {
         title: title(
             header,
             "Hoạt động của các đài truyền thanh cơ sở / station uptime",
         ),
         sections,
+    };
+    if !report.box_health.is_empty() {
+        sheet.sections.push(box_health_section(report));
+    }
+    sheet
+}
+
+/// A row per station and month: the worst temperature and the hours over the threshold.
+fn box_health_section(report: &UptimeReport) -> Section {
+    let rows = report
+        .box_health
+        .iter()
+        .flat_map(|s| {
+            s.months.iter().map(|m| {
+                vec![
+                    s.name.clone(),
+                    s.id.clone(),
+                    m.month.clone(),
+                    m.worst_temperature_c
+                        .map(|t| format!("{t:.1}"))
+                        .unwrap_or_default(),
+                    format!("{:.2}", m.hours_over_threshold),
+                ]
+            })
+        })
+        .collect();
+    Section {
+        title: "Tình trạng thiết bị theo tháng / box health by month".to_owned(),
+        header: [
+            STATION,
+            ID,
+            "Tháng / month",
+            "Nhiệt độ cao nhất (°C) / worst temperature (°C; empty: unknown)",
+            "Số giờ quá nhiệt / hours over the temperature threshold",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        text_columns: 3,
+        rows,
     }
 }
 

@@ -6,7 +6,6 @@
 //! without it the test skips (and so fails under `make test`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use radio_tests::{
     compare, enroll, read_wav, require_tool, skip, start_agent_program, start_server, test_signal,

@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARIES: [(&str, &str); 10] = [
+const BINARIES: [(&str, &str); 11] = [
     ("radio-bench", env!("CARGO_BIN_EXE_radio-bench")),
     ("live_latency", env!("CARGO_BIN_EXE_live_latency")),
     (
@@ -20,6 +20,7 @@ const BINARIES: [(&str, &str); 10] = [
     ("outage_recovery", env!("CARGO_BIN_EXE_outage_recovery")),
     ("flapping", env!("CARGO_BIN_EXE_flapping")),
     ("opus_fec", env!("CARGO_BIN_EXE_opus_fec")),
+    ("arm_agent", env!("CARGO_BIN_EXE_arm_agent")),
 ];
 
 /// Far more than printing a usage takes, even on a loaded machine; far less than any run.
@@ -92,6 +93,7 @@ fn a_bad_value_is_an_error() {
         ("playout_spread", &["5", "4", "20", "sideways"][..]),
         ("outage_recovery", &["5", "thirty"][..]),
         ("flapping", &["--backoff-ms", "100"][..]),
+        ("arm_agent", &["--runs", "many"][..]),
     ] {
         let program = BINARIES
             .iter()

@@ -2,8 +2,9 @@
 //! on loopback, generates test signals, and compares what an agent played with what was sent.
 //!
 //! # Layout
-//! - `lib.rs` — process handling ([`Process`], [`binary`]), signals ([`test_signal`]), WAV I/O and
-//!   the alignment/similarity measures ([`compare`]).
+//! - `lib.rs` — process handling ([`Process`], [`binary`], [`AgentProgram`]: the native agent or
+//!   a cross-built one under qemu-user), signals ([`test_signal`]), WAV I/O and the
+//!   alignment/similarity measures ([`compare`]).
 //! - `icecast.rs` — a real Icecast 2 server fed by ffmpeg, the upstream station of relay tests.
 //! - `impairment_proxy.rs` — a UDP proxy that loses, delays, reorders, duplicates or blackholes
 //!   the datagrams between agents and the server ([`ImpairmentProxy`]).
@@ -555,6 +556,27 @@ pub fn start_agent_with_env(
     sinks: &[String],
     env: &[(&str, &str)],
 ) -> Process {
+    start_agent_program(
+        &AgentProgram::native(),
+        name,
+        bundle,
+        server,
+        state_dir,
+        sinks,
+        env,
+    )
+}
+
+/// [`start_agent_with_env`] with another agent binary, e.g. the aarch64 build under qemu.
+pub fn start_agent_program(
+    program: &AgentProgram,
+    name: &str,
+    bundle: &Path,
+    server: &str,
+    state_dir: &Path,
+    sinks: &[String],
+    env: &[(&str, &str)],
+) -> Process {
     let mut args = vec![
         "--bundle".to_string(),
         bundle.display().to_string(),
@@ -568,7 +590,48 @@ pub fn start_agent_with_env(
         args.push(sink.clone());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Process::start_with_env(name, &binary("relay-agent"), &args, env)
+    program.start(name, &args, env)
+}
+
+/// Which `relay-agent` a test starts: the workspace's own debug build, or another build (a
+/// cross-built ARM binary) run through a wrapper such as qemu-user.
+#[derive(Debug, Clone)]
+pub struct AgentProgram {
+    /// The command and arguments put before the binary, e.g. `qemu-aarch64 -L /usr/…`.
+    wrapper: Vec<String>,
+    path: PathBuf,
+}
+
+impl AgentProgram {
+    /// The workspace's debug build, built on first use.
+    pub fn native() -> AgentProgram {
+        AgentProgram {
+            wrapper: Vec::new(),
+            path: binary("relay-agent"),
+        }
+    }
+
+    /// The binary at `path`, run as `wrapper… path args…`.
+    pub fn wrapped(wrapper: &[&str], path: &Path) -> AgentProgram {
+        AgentProgram {
+            wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn start(&self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let Some((command, wrapper_args)) = self.wrapper.split_first() else {
+            return Process::start_with_env(name, &self.path, args, env);
+        };
+        let path = self.path.to_str().expect("utf8 path");
+        let all: Vec<&str> = wrapper_args
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(path))
+            .chain(args.iter().copied())
+            .collect();
+        Process::start_with_env(name, Path::new(command), &all, env)
+    }
 }
 
 /// A test signal at 48 kHz: tones whose pitch and loudness change every 100 ms, so that any

@@ -23,7 +23,8 @@ addText({
 const AUDIT_ACTIONS = ["live-start", "live-stop", "emergency-start", "emergency-stop", "schedule-add",
   "schedule-remove", "schedule-replace", "bulletin-submit", "bulletin-accept", "bulletin-decline",
   "bulletin-cancel", "library-upload", "library-rename", "library-delete", "sign-in", "sign-out",
-  "account-create", "account-disable", "account-enable", "account-password", "account-role"];
+  "account-create", "account-disable", "account-enable", "account-password", "account-role",
+  "backup"];
 
 // One bar chart per period: a row per station, the bar its availability.
 function drawUptime(report) {

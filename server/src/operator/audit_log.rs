@@ -74,6 +74,8 @@ pub enum AuditAction {
     LibraryUpload,
     LibraryRename,
     LibraryDelete,
+    /// A backup of the data directory (`POST /api/v1/backup`).
+    Backup,
 }
 
 impl AuditAction {
@@ -100,6 +102,7 @@ impl AuditAction {
             AuditAction::LibraryUpload => "library-upload",
             AuditAction::LibraryRename => "library-rename",
             AuditAction::LibraryDelete => "library-delete",
+            AuditAction::Backup => "backup",
         }
     }
 }
@@ -220,6 +223,7 @@ pub struct AuditLog {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
+    gate: crate::records::write_gate::WriteGate,
 }
 
 impl AuditLog {
@@ -228,7 +232,14 @@ impl AuditLog {
             db: db.clone(),
             tree: db.open_tree(TREE)?,
             path,
+            gate: Default::default(),
         })
+    }
+
+    /// Writes pass `gate` (the store's, see `records/write_gate.rs`).
+    pub(crate) fn gated(mut self, gate: crate::records::write_gate::WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Logs `record` at info level with the target `audit` (for log collectors), then stores
@@ -247,10 +258,13 @@ impl AuditLog {
             record.outcome.describe()
         );
         let value = record.encode()?;
-        let seq = self.db.generate_id().map_err(|e| self.db_error(e))?;
-        self.tree
-            .insert(key(record.unix_ms, seq), value)
-            .map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.gate.enter();
+            let seq = self.db.generate_id().map_err(|e| self.db_error(e))?;
+            self.tree
+                .insert(key(record.unix_ms, seq), value)
+                .map_err(|e| self.db_error(e))?;
+        }
         self.tree.flush().map_err(|e| self.db_error(e))?;
         Ok(())
     }

@@ -8,8 +8,11 @@
 //!   before the acknowledgement.
 //! - `group_commit.rs` — concurrent journal writers share one disk flush.
 //! - `clusters.rs` — what each agent's journal last said of the clusters it watches.
+//! - `write_gate.rs` — every store write passes it; a backup closes it to copy the trees at
+//!   one moment (`backup/`).
 
 pub mod clusters;
 pub(crate) mod group_commit;
 pub mod store;
 pub(crate) mod uptime_journal;
+pub mod write_gate;

@@ -22,6 +22,7 @@ use crate::library::{Library, LibraryError};
 use crate::operator::accounts::{AccountError, Accounts};
 use crate::operator::audit_log::AuditLog;
 use crate::records::uptime_journal::UptimeJournal;
+use crate::records::write_gate::WriteGate;
 use crate::schedule::Schedule;
 
 /// Key of the schedule (JSON).
@@ -72,6 +73,8 @@ pub struct Store {
     audit: AuditLog,
     accounts: Accounts,
     library: Library,
+    /// Every write to the trees passes it; a backup closes it (`write_gate.rs`).
+    gate: WriteGate,
 }
 
 impl Store {
@@ -94,25 +97,32 @@ impl Store {
                     reason: other.to_string(),
                 },
             })?;
-        let uptime = UptimeJournal::open(&db, path.clone())?;
-        let audit = AuditLog::open(&db, path.clone()).map_err(|e| StoreError::Db {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let accounts = Accounts::open(&db, path.clone()).map_err(|e| match e {
-            AccountError::Db { path, reason } => StoreError::Db { path, reason },
-            other => StoreError::Db {
+        let gate = WriteGate::default();
+        let uptime = UptimeJournal::open(&db, path.clone())?.gated(gate.clone());
+        let audit = AuditLog::open(&db, path.clone())
+            .map_err(|e| StoreError::Db {
                 path: path.clone(),
-                reason: other.to_string(),
-            },
-        })?;
-        let library = Library::open(&db, path.clone(), data_dir).map_err(|e| match e {
-            LibraryError::Db { path, reason } => StoreError::Db { path, reason },
-            other => StoreError::Db {
-                path: path.clone(),
-                reason: other.to_string(),
-            },
-        })?;
+                reason: e.to_string(),
+            })?
+            .gated(gate.clone());
+        let accounts = Accounts::open(&db, path.clone())
+            .map_err(|e| match e {
+                AccountError::Db { path, reason } => StoreError::Db { path, reason },
+                other => StoreError::Db {
+                    path: path.clone(),
+                    reason: other.to_string(),
+                },
+            })?
+            .gated(gate.clone());
+        let library = Library::open(&db, path.clone(), data_dir)
+            .map_err(|e| match e {
+                LibraryError::Db { path, reason } => StoreError::Db { path, reason },
+                other => StoreError::Db {
+                    path: path.clone(),
+                    reason: other.to_string(),
+                },
+            })?
+            .gated(gate.clone());
         Ok(Store {
             db,
             path,
@@ -121,7 +131,23 @@ impl Store {
             audit,
             accounts,
             library,
+            gate,
         })
+    }
+
+    /// The data directory the store is in.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The sled database, for a backup's dump (`backup/`).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The gate every write passes, closed by a backup (`write_gate.rs`).
+    pub(crate) fn write_gate(&self) -> &WriteGate {
+        &self.gate
     }
 
     /// The agents' uptime journals and the server's view of their connections.
@@ -169,9 +195,12 @@ impl Store {
             path: self.path.clone(),
             reason: format!("cannot encode the schedule: {e}"),
         })?;
-        self.db
-            .insert(SCHEDULE_KEY, bytes)
-            .map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.gate.enter();
+            self.db
+                .insert(SCHEDULE_KEY, bytes)
+                .map_err(|e| self.db_error(e))?;
+        }
         self.flush()
     }
 
@@ -195,9 +224,12 @@ impl Store {
                 path: self.token_path.clone(),
                 source,
             })?;
-        self.db
-            .insert(TOKEN_HASH_KEY, &token_hash(&token)[..])
-            .map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.gate.enter();
+            self.db
+                .insert(TOKEN_HASH_KEY, &token_hash(&token)[..])
+                .map_err(|e| self.db_error(e))?;
+        }
         self.flush()?;
         Ok(token)
     }

@@ -11,7 +11,6 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use radio_proto::{JournalEvent, ProgrammeLevel};
 use radio_tests::{binary, enroll, start_agent, start_server, test_signal, write_wav, PATIENCE};
@@ -158,7 +157,7 @@ fn a_backup_taken_mid_broadcast_restores_the_same_reports_agents_and_revocations
     let state = |s: &str| dir.path().join(format!("state-{s}"));
     let seeded: Vec<u64> = [("binh-trung", "Bản tin sáng"), ("binh-duong", "Thời sự")]
         .iter()
-        .map(|(s, p)| seed_journal(&state(s), first_day, p))
+        .map(|&(s, p)| seed_journal(&state(s), first_day, p))
         .collect();
     let (from, to) = (
         local_date(first_day + DAY_MS),
@@ -187,7 +186,10 @@ fn a_backup_taken_mid_broadcast_restores_the_same_reports_agents_and_revocations
             )],
         )
     };
-    let mut agents = vec![start("binh-trung", &addr), start("binh-duong", &addr)];
+    let mut agents = vec![
+        start("binh-trung", addr.as_str()),
+        start("binh-duong", addr.as_str()),
+    ];
     for (agent, last) in agents.iter_mut().zip(&seeded) {
         agent.wait_acknowledged(*last, PATIENCE);
         agent.wait_journaled("ProgrammeStart", 1, PATIENCE);
@@ -257,12 +259,15 @@ fn a_backup_taken_mid_broadcast_restores_the_same_reports_agents_and_revocations
         "the plays report differs after the restore"
     );
     // The same stations get in with the bundles they have, and play.
-    let mut agents = vec![start("binh-trung", &addr), start("binh-duong", &addr)];
+    let mut agents = vec![
+        start("binh-trung", addr.as_str()),
+        start("binh-duong", addr.as_str()),
+    ];
     for agent in &mut agents {
         agent.wait_journaled("ProgrammeEnd", 1, PATIENCE);
     }
     // The revoked one is still refused.
-    let mut thief = start("binh-chanh", &addr);
+    let mut thief = start("binh-chanh", addr.as_str());
     thief.wait_for("revoked this station's certificate", PATIENCE);
     server.wait_for("refused a revoked certificate", PATIENCE);
     drop(thief);

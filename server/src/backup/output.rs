@@ -40,7 +40,7 @@ pub fn save<E: std::fmt::Display>(
         let path = path.to_owned();
         move |source| SaveError::Io { path, source }
     };
-    let result = (|| {
+    let result = (|| -> Result<Manifest, SaveError> {
         let file = fs::OpenOptions::new()
             .write(true)
             .create(true)

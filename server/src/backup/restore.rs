@@ -29,7 +29,7 @@ pub enum RestoreError {
     NotEmpty { path: PathBuf },
     #[error("{} exists and is not a directory", path.display())]
     NotADirectory { path: PathBuf },
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}; nothing was restored", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("the archive is damaged or not a radio-server backup: {0}; nothing was restored")]
     Damaged(String),
@@ -182,6 +182,9 @@ fn extract(archive: impl Read, dir: &Path) -> Result<(Manifest, u64), RestoreErr
         );
     }
     let manifest = check_against(manifest, written)?;
+    if !manifest.files.iter().any(|f| f.path == STORE_DUMP) {
+        return Err(RestoreError::Damaged(format!("it has no {STORE_DUMP}")));
+    }
     Ok((manifest, store_entries))
 }
 

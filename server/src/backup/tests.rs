@@ -4,6 +4,9 @@ use super::*;
 use crate::records::store::Store;
 use crate::records::uptime_journal::LinkEvent;
 
+/// The test CA key's bytes: found in the archive by them.
+const SECRET: &[u8] = b"SECRET-CA-KEY";
+
 fn now() -> jiff::Timestamp {
     "2026-03-01T02:00:00Z".parse().unwrap()
 }
@@ -30,7 +33,7 @@ fn seeded() -> (tempfile::TempDir, Store) {
     let ca = dir.path().join("ca");
     std::fs::create_dir_all(ca.join("enrolled")).unwrap();
     std::fs::write(ca.join("ca.crt"), "cert").unwrap();
-    relay_agent::bundle::write_private(&ca.join("ca.key"), b"key").unwrap();
+    relay_agent::bundle::write_private(&ca.join("ca.key"), SECRET).unwrap();
     relay_agent::bundle::write_private(&ca.join("enrolled/binh-trung.toml"), b"x").unwrap();
     (dir, store)
 }
@@ -73,7 +76,7 @@ fn a_restored_store_holds_the_same_trees_and_generates_ids_above_the_old_ones() 
     );
     // Files and their modes.
     let key = target.join("ca/ca.key");
-    assert_eq!(std::fs::read(&key).unwrap(), b"key");
+    assert_eq!(std::fs::read(&key).unwrap(), SECRET);
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
@@ -140,8 +143,8 @@ fn a_damaged_or_truncated_archive_restores_nothing() {
     std::fs::create_dir(&parent).unwrap();
     // One byte changed in the CA key's data.
     let at = archive
-        .windows(3)
-        .position(|w| w == b"key")
+        .windows(SECRET.len())
+        .position(|w| w == SECRET)
         .expect("the key's bytes");
     let mut flipped = archive.clone();
     flipped[at] ^= 0x01;

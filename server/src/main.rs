@@ -914,7 +914,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 radio_server::backup::restore(std::io::BufReader::new(input), &config.data_dir)?;
             let m = &restored.manifest;
             outln!(
-                "restored {} into {}: {} files, {} bytes, {} store entries (backup of {},                  radio-server {})",
+                "restored {} into {}: {} files, {} bytes, {} store entries (backup of {}, radio-server {})",
                 file.display(),
                 config.data_dir.display(),
                 m.files.len(),
@@ -924,7 +924,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 m.server_version
             );
             note!(
-                "the files belong to the user who ran this; give them to the server's user                  (e.g. chown -R radio-server: {}) before starting it",
+                "the files belong to the user who ran this; give them to the server's user (e.g. chown -R radio-server: {}) before starting it",
                 config.data_dir.display()
             );
             Ok(std::process::ExitCode::SUCCESS)
@@ -1112,7 +1112,7 @@ fn backup_command(args: BackupArgs) -> anyhow::Result<()> {
     };
     if !config.data_dir.join("store").is_dir() {
         bail!(
-            "{}: no store there, so not a radio-server data directory (give --data-dir or              --config)",
+            "{}: no store there, so not a radio-server data directory (give --data-dir or --config)",
             config.data_dir.display()
         );
     }
@@ -1132,7 +1132,7 @@ fn backup_command(args: BackupArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     outln!(
-        "backup written to {}: {} files, {} bytes (keep it private: it holds the district CA's          key)",
+        "backup written to {}: {} files, {} bytes (keep it private: it holds the district CA's key)",
         target.display(),
         manifest.files.len(),
         manifest.total_bytes()

@@ -13,8 +13,8 @@ use super::rotation::to_prune;
 /// What can go wrong saving an archive.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("{}: the archive written does not check out ({0}); it was not kept", path.display())]
     Check { path: PathBuf, error: RestoreError },
     #[error("{0}")]
@@ -35,10 +35,14 @@ pub fn save<E: std::fmt::Display>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "backup.tar".into());
+    fs::create_dir_all(&dir).map_err(|error| SaveError::Io {
+        path: dir.clone(),
+        error,
+    })?;
     let part = dir.join(format!(".{name}.part"));
     let io_err = |path: &Path| {
         let path = path.to_owned();
-        move |source| SaveError::Io { path, source }
+        move |error| SaveError::Io { path, error }
     };
     let result = (|| -> Result<Manifest, SaveError> {
         let file = fs::OpenOptions::new()

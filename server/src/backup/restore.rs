@@ -29,8 +29,8 @@ pub enum RestoreError {
     NotEmpty { path: PathBuf },
     #[error("{} exists and is not a directory", path.display())]
     NotADirectory { path: PathBuf },
-    #[error("{}: {source}; nothing was restored", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {error}; nothing was restored", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("the archive is damaged or not a radio-server backup: {0}; nothing was restored")]
     Damaged(String),
     #[error("the archive ends before its manifest (cut short?); nothing was restored")]
@@ -47,9 +47,9 @@ pub struct Restored {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RestoreError + '_ {
-    move |source| RestoreError::Io {
+    move |error| RestoreError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -90,7 +90,7 @@ pub fn restore(archive: impl Read, target: &Path) -> Result<Restored, RestoreErr
         let _ = fs::remove_dir_all(&staged);
         return Err(RestoreError::Io {
             path: target,
-            source: e,
+            error: e,
         });
     }
     if let Ok(dir) = fs::File::open(&parent) {

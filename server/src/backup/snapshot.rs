@@ -35,8 +35,8 @@ const WORK_PREFIX: &str = ".backup-";
 /// What can go wrong taking or writing a backup.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error(transparent)]
     Store(#[from] StoreDumpError),
     #[error("the library's records cannot be read: {0}")]
@@ -46,9 +46,9 @@ pub enum SnapshotError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
+    move |error| SnapshotError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -64,7 +64,8 @@ struct Part {
 /// A consistent copy of a data directory, ready to be written as an archive.
 #[derive(Debug)]
 pub struct Snapshot {
-    work: tempfile::TempDir,
+    /// Removed, with the links in it, when the snapshot is dropped.
+    _work: tempfile::TempDir,
     parts: Vec<Part>,
     taken_at: Timestamp,
     store_entries: u64,
@@ -140,7 +141,7 @@ impl Snapshot {
             }
         }
         Ok(Snapshot {
-            work,
+            _work: work,
             parts,
             taken_at: now,
             store_entries,
@@ -176,7 +177,7 @@ impl Snapshot {
             if reader.len != part.size {
                 return Err(SnapshotError::Io {
                     path: part.source.clone(),
-                    source: io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than it was"),
+                    error: io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than it was"),
                 });
             }
             files.push(FileEntry {
@@ -211,7 +212,7 @@ impl Snapshot {
     /// The snapshot's folder (for tests).
     #[cfg(test)]
     pub(crate) fn work_dir(&self) -> &Path {
-        self.work.path()
+        self._work.path()
     }
 }
 
@@ -224,10 +225,10 @@ fn link(source: &Path, target: &Path, archive_path: String) -> Result<Option<Par
         Err(_) => match fs::copy(source, target) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
+            Err(error) => {
                 return Err(SnapshotError::Io {
                     path: target.to_owned(),
-                    source,
+                    error,
                 })
             }
         },

@@ -137,10 +137,8 @@ fn strip_generated(value: &mut serde_json::Value) {
 
 fn local_date(unix_ms: u64) -> String {
     let tz = jiff::tz::TimeZone::get("Asia/Ho_Chi_Minh").expect("tz");
-    jiff::Timestamp::from_millisecond(unix_ms as i64)
-        .expect("time")
-        .to_zoned(tz)
-        .strftime("%Y-%m-%d")
+    tz.to_datetime(jiff::Timestamp::from_millisecond(unix_ms as i64).expect("time"))
+        .date()
         .to_string()
 }
 

@@ -97,10 +97,13 @@ pub(crate) fn load(dir: &Path, input: &mut impl Read) -> Result<u64, StoreDumpEr
         )));
     }
     let next_id = read_u64(input)?;
-    // sled persists its id counter every `interval` ids, and a reopened store starts
-    // `2 * interval` above the last persisted value; with an interval above `next_id`, one
-    // reopen and one generated id leave a persisted counter above `next_id`.
-    let interval = next_id.saturating_add(1);
+    // sled persists its id counter at multiples of its interval, and a reopened store starts
+    // `2 * interval` above the last persisted value; it also requires (it asserts) that the
+    // persisted value is a multiple of the interval the store is opened with. With `interval`
+    // a multiple of the server's and above `next_id`, one reopen and one generated id persist
+    // `2 * interval`: above `next_id`, and a multiple of the server's interval.
+    let server = crate::records::store::IDGEN_PERSIST_INTERVAL;
+    let interval = server.saturating_mul(next_id / server + 1);
     let entries = {
         let db = sled::Config::new()
             .path(dir)

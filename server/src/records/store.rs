@@ -31,6 +31,9 @@ const SCHEDULE_KEY: &[u8] = b"schedule";
 const TOKEN_HASH_KEY: &[u8] = b"admin-token-sha256";
 /// Token file name in the data directory.
 pub const TOKEN_FILE: &str = "admin.token";
+/// How often sled persists its id generator (its default, stated so that a restored store
+/// can be made to continue above the old ids: `backup/store_dump.rs`).
+pub(crate) const IDGEN_PERSIST_INTERVAL: u64 = 1_000_000;
 /// Random bytes in a token: far beyond guessing over HTTP.
 const TOKEN_BYTES: usize = 32;
 
@@ -83,6 +86,7 @@ impl Store {
         let path = data_dir.join("store");
         let db = sled::Config::new()
             .path(&path)
+            .idgen_persist_interval(IDGEN_PERSIST_INTERVAL)
             .open()
             .map_err(|e| match e {
                 // sled reports a held lock only as text in an `Other` I/O error.

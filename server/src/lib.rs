@@ -22,6 +22,8 @@
 //! - `identity/` — the district CA, enrolment register, revocation, expiry, TLS, reset key.
 //! - `library/` — the console's audio library: uploaded recordings, checked by decoding them
 //!   to the end, stored with their duration and level.
+//! - `backup/` — `radio-server backup` and `restore`: a consistent archive of the data
+//!   directory taken while the server runs, restored only into an empty directory.
 //! - `records/` — the durable store, the uptime journals, group commit, the clusters' state.
 //! - `report/` — `radio-server report uptime|plays` from the stored journals (`docs/REPORTS.md`).
 //! - `operator/` — the admin endpoint and its client, authentication limits, audit log,
@@ -31,6 +33,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod backup;
 pub mod broadcast;
 pub mod demo;
 pub mod health;

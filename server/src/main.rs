@@ -182,6 +182,19 @@ enum Command {
         #[arg(long, required_if_eq("role", "operator"))]
         station: Option<String>,
     },
+    /// Back up the data directory (store, district CA and enrolments, revocation list, admin
+    /// token, audio library) into one tar file, checked before it is kept (mode 0600: it holds
+    /// the CA's key). A running server takes the snapshot itself, consistent while it airs;
+    /// when none runs, this command opens the data directory itself.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty or new data directory (the config's, or --data-dir).
+    /// A damaged or cut-short archive is refused and nothing is written.
+    Restore {
+        #[command(flatten)]
+        overrides: ServerOverrides,
+        /// The archive `radio-server backup` wrote.
+        file: PathBuf,
+    },
     /// List the district's stations.
     Stations {
         #[command(flatten)]
@@ -248,6 +261,26 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    overrides: ServerOverrides,
+    /// Write the archive to FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "dir",
+        conflicts_with = "dir"
+    )]
+    out: Option<PathBuf>,
+    /// Write it into DIR as radio-server-YYYYMMDDTHHMMSSZ.tar (UTC), as the nightly timer does.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// With --dir: keep the newest N backups there and delete the older ones.
+    #[arg(long, value_name = "N", requires = "dir", value_parser = clap::value_parser!(u32).range(1..))]
+    keep: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -875,6 +908,33 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             note!("sha256 = \"{hash}\"");
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Backup(args) => {
+            backup_command(args)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Restore { overrides, file } => {
+            let config = radio_config::load_server(&overrides)?;
+            let input =
+                std::fs::File::open(&file).with_context(|| format!("{}", file.display()))?;
+            let restored =
+                radio_server::backup::restore(std::io::BufReader::new(input), &config.data_dir)?;
+            let m = &restored.manifest;
+            outln!(
+                "restored {} into {}: {} files, {} bytes, {} store entries (backup of {}, radio-server {})",
+                file.display(),
+                config.data_dir.display(),
+                m.files.len(),
+                m.total_bytes(),
+                restored.store_entries,
+                m.created_at,
+                m.server_version
+            );
+            note!(
+                "the files belong to the user who ran this; give them to the server's user (e.g. chown -R radio-server: {}) before starting it",
+                config.data_dir.display()
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Openapi => {
             let document = radio_server::operator::openapi::document();
             outln!("{}", serde_json::to_string_pretty(&document)?);
@@ -1043,6 +1103,59 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// `radio-server backup`: asks the running server for the archive (sled lets one process
+/// at a time open the store, so only the server can copy it while it runs), or, when the
+/// store's lock is free, takes the snapshot itself.
+fn backup_command(args: BackupArgs) -> anyhow::Result<()> {
+    use radio_server::backup;
+    use radio_server::records::store::StoreError;
+    let config = radio_config::load_server(&args.overrides)?;
+    let now = jiff::Timestamp::now();
+    let target = match (args.out, &args.dir) {
+        (Some(out), _) => out,
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+            dir.join(backup::file_name(now))
+        }
+        (None, None) => bail!("give --out FILE or --dir DIR"),
+    };
+    if !config.data_dir.join("store").is_dir() {
+        bail!(
+            "{}: no store there, so not a radio-server data directory (give --data-dir or --config)",
+            config.data_dir.display()
+        );
+    }
+    let manifest = match Store::open(&config.data_dir) {
+        Ok(store) => {
+            note!(
+                "no server runs on {}: backing it up directly",
+                config.data_dir.display()
+            );
+            let snapshot = backup::Snapshot::take(&store, now)?;
+            backup::save(&target, |out| snapshot.write_archive(out).map(drop))?
+        }
+        Err(StoreError::Locked { .. }) => {
+            let client = AdminClient::from_config(&config)?;
+            backup::save(&target, |out| client.backup(out).map(drop))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    outln!(
+        "backup written to {}: {} files, {} bytes (keep it private: it holds the district CA's key)",
+        target.display(),
+        manifest.files.len(),
+        manifest.total_bytes()
+    );
+    if let (Some(dir), Some(keep)) = (&args.dir, args.keep) {
+        for name in backup::prune(dir, keep as usize)
+            .with_context(|| format!("cannot delete old backups in {}", dir.display()))?
+        {
+            outln!("deleted the old backup {name}");
+        }
+    }
+    Ok(())
 }
 
 /// On the first start (no console account yet), creates `admin` with a random password and

@@ -24,7 +24,7 @@ const AUDIT_ACTIONS = ["live-start", "live-stop", "emergency-start", "emergency-
   "schedule-remove", "schedule-replace", "bulletin-submit", "bulletin-accept", "bulletin-decline",
   "bulletin-cancel", "library-upload", "library-rename", "library-delete", "sign-in", "sign-out",
   "account-create", "account-disable", "account-enable", "account-password", "account-role",
-  "health-warning", "health-cleared"];
+  "health-warning", "health-cleared", "backup"];
 
 // One bar chart per period: a row per station, the bar its availability.
 function drawUptime(report) {

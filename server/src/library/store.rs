@@ -97,6 +97,8 @@ pub struct Library {
     dir: PathBuf,
     /// Held across a read-modify-write of a record (rename), so two renames cannot lose one.
     write: Mutex<()>,
+    /// The store's write gate (`records/write_gate.rs`).
+    gate: crate::records::write_gate::WriteGate,
 }
 
 impl Library {
@@ -116,9 +118,16 @@ impl Library {
             store_path,
             dir,
             write: Mutex::new(()),
+            gate: Default::default(),
         };
         library.sweep_parts();
         Ok(library)
+    }
+
+    /// Writes pass `gate` (the store's).
+    pub(crate) fn gated(mut self, gate: crate::records::write_gate::WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// The folder of the files.
@@ -225,7 +234,10 @@ impl Library {
         item.path = path.clone();
         let stored = self.put(&item).and_then(|()| self.flush());
         if let Err(e) = stored {
-            let _ = self.tree.remove(item.id.as_bytes());
+            let _ = {
+                let _gate = self.gate.enter();
+                self.tree.remove(item.id.as_bytes())
+            };
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
@@ -246,9 +258,12 @@ impl Library {
     pub fn remove(&self, id: &str) -> Result<LibraryItem, LibraryError> {
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let item = self.get(id)?;
-        self.tree
-            .remove(id.as_bytes())
-            .map_err(|e| self.db_err(e))?;
+        {
+            let _gate = self.gate.enter();
+            self.tree
+                .remove(id.as_bytes())
+                .map_err(|e| self.db_err(e))?;
+        }
         self.flush()?;
         match std::fs::remove_file(&item.path) {
             Ok(()) => {}
@@ -264,6 +279,7 @@ impl Library {
         // Derived from the folder at every read: a data directory moved elsewhere still works.
         stored.path = PathBuf::new();
         let json = serde_json::to_vec(&stored).map_err(|e| self.db_err(e))?;
+        let _gate = self.gate.enter();
         self.tree
             .insert(item.id.as_bytes(), json)
             .map_err(|e| self.db_err(e))?;

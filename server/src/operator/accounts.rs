@@ -222,6 +222,7 @@ pub struct Accounts {
     accounts: sled::Tree,
     sessions: sled::Tree,
     path: PathBuf,
+    gate: crate::records::write_gate::WriteGate,
 }
 
 /// The name of the account [`create_first_admin`] creates.
@@ -285,6 +286,7 @@ impl Accounts {
             accounts,
             sessions,
             path,
+            gate: Default::default(),
         })
     }
 
@@ -309,10 +311,14 @@ impl Accounts {
         let value = self.encode(&stored)?;
         // Compare-and-swap, so two admins creating the same name at once cannot overwrite one
         // another's account.
-        self.accounts
-            .compare_and_swap(stored.account.name.as_bytes(), None::<&[u8]>, Some(value))
-            .map_err(|e| self.db_error(e))?
-            .map_err(|_| AccountError::Exists(stored.account.name.clone()))?;
+        self.write(|| {
+            self.accounts.compare_and_swap(
+                stored.account.name.as_bytes(),
+                None::<&[u8]>,
+                Some(value),
+            )
+        })?
+        .map_err(|_| AccountError::Exists(stored.account.name.clone()))?;
         self.flush()?;
         Ok(stored.account)
     }
@@ -440,9 +446,7 @@ impl Accounts {
             session: session.clone(),
             generation: stored.generation,
         })?;
-        self.sessions
-            .insert(session_key(&id), value)
-            .map_err(|e| self.db_error(e))?;
+        self.write(|| self.sessions.insert(session_key(&id), value))?;
         self.flush()?;
         Ok(NewSession { id, csrf, session })
     }
@@ -461,18 +465,17 @@ impl Accounts {
         };
         let Some((mut stored, account)) = self.live_session(&value, now)? else {
             // Not flushed (see the module's doc): a dead session that comes back is dead again.
-            self.sessions.remove(key).map_err(|e| self.db_error(e))?;
+            self.write(|| self.sessions.remove(key))?;
             return Ok(None);
         };
         if now.duration_since(stored.session.last_seen) >= TOUCH_EVERY {
             stored.session.last_seen = now;
             let touched = self.encode(&stored)?;
             // Compare-and-swap, so a refresh racing a sign-out cannot bring the session back.
-            if let Err(lost) = self
-                .sessions
-                .compare_and_swap(key, Some(&value), Some(touched))
-                .map_err(|e| self.db_error(e))?
-            {
+            if let Err(lost) = self.write(|| {
+                self.sessions
+                    .compare_and_swap(key, Some(&value), Some(touched))
+            })? {
                 if lost.current.is_none() {
                     return Ok(None);
                 }
@@ -483,10 +486,7 @@ impl Accounts {
 
     /// Ends the session of id `id`; whether there was one.
     pub fn end_session(&self, id: &str) -> Result<bool, AccountError> {
-        let removed = self
-            .sessions
-            .remove(session_key(id))
-            .map_err(|e| self.db_error(e))?;
+        let removed = self.write(|| self.sessions.remove(session_key(id)))?;
         self.flush()?;
         Ok(removed.is_some())
     }
@@ -500,7 +500,7 @@ impl Accounts {
             let of_name = serde_json::from_slice::<StoredSession>(&value)
                 .is_ok_and(|stored| stored.session.account == name);
             if of_name {
-                self.sessions.remove(&key).map_err(|e| self.db_error(e))?;
+                self.write(|| self.sessions.remove(&key))?;
                 removed += 1;
             }
         }
@@ -516,10 +516,10 @@ impl Accounts {
             let (key, value) = item.map_err(|e| self.db_error(e))?;
             if self.live_session(&value, now)?.is_none() {
                 // Unless refreshed meanwhile (then it was live after all).
-                let swapped = self
-                    .sessions
-                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)
-                    .map_err(|e| self.db_error(e))?;
+                let swapped = self.write(|| {
+                    self.sessions
+                        .compare_and_swap(&key, Some(&value), None::<&[u8]>)
+                })?;
                 if swapped.is_ok() {
                     removed += 1;
                 }
@@ -578,10 +578,10 @@ impl Accounts {
             let mut stored = self.decode_account(name.as_bytes(), &old)?;
             change(&mut stored);
             let new = self.encode(&stored)?;
-            let swapped = self
-                .accounts
-                .compare_and_swap(name.as_bytes(), Some(&old), Some(new))
-                .map_err(|e| self.db_error(e))?;
+            let swapped = self.write(|| {
+                self.accounts
+                    .compare_and_swap(name.as_bytes(), Some(&old), Some(new))
+            })?;
             if swapped.is_ok() {
                 self.flush()?;
                 return Ok(stored);
@@ -622,6 +622,18 @@ impl Accounts {
             path: self.path.clone(),
             reason: format!("cannot hash the password: {e}"),
         })
+    }
+
+    /// One change to a tree, through the store's write gate (`records/write_gate.rs`).
+    fn write<T>(&self, change: impl FnOnce() -> sled::Result<T>) -> Result<T, AccountError> {
+        let _gate = self.gate.enter();
+        change().map_err(|e| self.db_error(e))
+    }
+
+    /// Writes pass `gate` (the store's).
+    pub(crate) fn gated(mut self, gate: crate::records::write_gate::WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     fn flush(&self) -> Result<(), AccountError> {

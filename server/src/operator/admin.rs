@@ -46,6 +46,7 @@
 //! | `GET /api/v1/tts` | – | all | the text-to-speech engine and its limits (`tts_routes.rs`) |
 //! | `POST /api/v1/tts/preview` | `{text, speed?}` | admin | the text spoken, as audio (`audio/wav`), not stored |
 //! | `POST /api/v1/library/tts` | `{name, text, speed?}` | admin | the text spoken and kept as a library item (checked, 201 with the item) |
+//! | `POST /api/v1/backup` | – | admin | the data directory's archive, streamed (`backup_routes.rs`) |
 //! | `GET /metrics` | – | all | Prometheus text (`metrics.rs`) |
 //!
 //! `/health` and the console's files (`/`, `/dashboard.js`, …) answer without a token: they
@@ -119,7 +120,8 @@ use crate::operator::audit_log::{AuditAction, AuditListing, AuditRecord, Outcome
 use crate::operator::auth_limiter::{AuthLimiter, AuthLimits, Verdict};
 use crate::operator::https::{plain_http_allowed, Transport};
 use crate::operator::{
-    account_routes, library_routes, live_routes, openapi, timeline_routes, tts_routes,
+    account_routes, backup_routes, library_routes, live_routes, openapi, timeline_routes,
+    tts_routes,
 };
 use crate::pipeline::ProgrammeEncoder;
 use crate::records::store::Store;
@@ -429,6 +431,7 @@ fn routes() -> Routes {
     .add(Post, "/api/v1/library/tts", Admin, tts_routes::save)
     .add(Get, "/api/v1/tts", Everyone, tts_routes::info)
     .add(Post, "/api/v1/tts/preview", Admin, tts_routes::preview)
+    .add(Post, "/api/v1/backup", Admin, backup_routes::backup)
     .add(Get, "/metrics", Everyone, metrics)
 }
 

@@ -393,6 +393,35 @@ impl AdminClient {
         }
     }
 
+    /// `radio-server backup`: asks the server for a backup (`POST /api/v1/backup`) and copies
+    /// the archive it streams into `out`; the bytes copied. No overall time-out: a large
+    /// library takes as long as the disk takes.
+    pub fn backup(&self, out: &mut dyn io::Write) -> Result<u64, ClientError> {
+        let url = format!("http://{}/api/v1/backup", self.addr);
+        let mut response = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .config()
+            .timeout_global(None)
+            .build()
+            .send_empty()
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| self.transport_error(e))?;
+            return Err(self.refusal(status, &text));
+        }
+        let mut body = response.body_mut().with_config().reader();
+        io::copy(&mut body, out).map_err(|e| ClientError::Transport {
+            addr: self.addr,
+            reason: format!("the backup stopped arriving: {e}"),
+        })
+    }
+
     /// `GET path`, decoding the answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let (status, body) = self.raw("GET", path, None)?;

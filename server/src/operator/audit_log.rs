@@ -79,6 +79,8 @@ pub enum AuditAction {
     HealthWarning,
     /// That warning cleared.
     HealthCleared,
+    /// A backup of the data directory (`POST /api/v1/backup`).
+    Backup,
 }
 
 impl AuditAction {
@@ -107,6 +109,7 @@ impl AuditAction {
             AuditAction::LibraryDelete => "library-delete",
             AuditAction::HealthWarning => "health-warning",
             AuditAction::HealthCleared => "health-cleared",
+            AuditAction::Backup => "backup",
         }
     }
 }
@@ -248,6 +251,7 @@ pub struct AuditLog {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
+    gate: crate::records::write_gate::WriteGate,
 }
 
 impl AuditLog {
@@ -256,7 +260,14 @@ impl AuditLog {
             db: db.clone(),
             tree: db.open_tree(TREE)?,
             path,
+            gate: Default::default(),
         })
+    }
+
+    /// Writes pass `gate` (the store's, see `records/write_gate.rs`).
+    pub(crate) fn gated(mut self, gate: crate::records::write_gate::WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Logs `record` at info level with the target `audit` (for log collectors), then stores
@@ -275,10 +286,13 @@ impl AuditLog {
             record.outcome.describe()
         );
         let value = record.encode()?;
-        let seq = self.db.generate_id().map_err(|e| self.db_error(e))?;
-        self.tree
-            .insert(key(record.unix_ms, seq), value)
-            .map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.gate.enter();
+            let seq = self.db.generate_id().map_err(|e| self.db_error(e))?;
+            self.tree
+                .insert(key(record.unix_ms, seq), value)
+                .map_err(|e| self.db_error(e))?;
+        }
         self.tree.flush().map_err(|e| self.db_error(e))?;
         Ok(())
     }

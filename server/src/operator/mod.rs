@@ -13,6 +13,8 @@
 //!   list, play, rename, delete (`library/`).
 //! - `live_routes.rs` — going live from the console: a WebSocket that carries the browser's
 //!   Opus into the live input (`broadcast/console_live.rs`), and who is live now.
+//! - `backup_routes.rs` — `POST /api/v1/backup`: the data directory's archive, streamed
+//!   (`backup/`).
 //! - `tts_routes.rs` — text-to-speech: a typed announcement previewed, or kept as a library
 //!   item (`library/tts.rs`).
 //! - `auth_limiter.rs` — failed authentications per source address; too many lock it out (429).
@@ -30,6 +32,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod audit_log;
 pub mod auth_limiter;
+pub(crate) mod backup_routes;
 pub(crate) mod dashboard;
 pub mod https;
 pub mod library_routes;

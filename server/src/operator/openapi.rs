@@ -54,6 +54,7 @@ pub fn summary(verb: Verb, path: &str) -> Option<&'static str> {
         (Post, "/api/v1/users/{name}/password") => "Sets an account's password; its sessions end",
         (Post, "/api/v1/users/{name}/role") => "Changes an account's role and communes; its sessions end",
         (Get, "/api/v1/openapi.json") => "This description",
+        (Post, "/api/v1/backup") => "A consistent backup of the data directory (store, CA, enrolments, revocations, library) as a tar stream",
         (Get, "/metrics") => "Prometheus metrics",
         _ => return None,
     })
@@ -96,6 +97,9 @@ fn operation(route: &RoutePolicy) -> Value {
     };
     let answer = match route.path {
         "/api/v1/tts/preview" => "Done; the answer is the audio (audio/wav from espeak-ng).",
+        "/api/v1/backup" => {
+            "Done; the answer is the archive (application/x-tar), its manifest last."
+        }
         _ => "Done; the answer is JSON.",
     };
     responses.insert(ok.to_owned(), json!({ "description": answer }));

@@ -10,9 +10,12 @@
 //! - `clusters.rs` — what each agent's journal last said of the clusters it watches.
 //! - `box_health.rs` — each station's box health per month (worst temperature, time over the
 //!   threshold), for the station report.
+//! - `write_gate.rs` — every store write passes it; a backup closes it to copy the trees at
+//!   one moment (`backup/`).
 
 pub mod box_health;
 pub mod clusters;
 pub(crate) mod group_commit;
 pub mod store;
 pub(crate) mod uptime_journal;
+pub mod write_gate;

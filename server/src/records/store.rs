@@ -23,6 +23,7 @@ use crate::operator::accounts::{AccountError, Accounts};
 use crate::operator::audit_log::AuditLog;
 use crate::records::box_health::BoxHealthMonths;
 use crate::records::uptime_journal::UptimeJournal;
+use crate::records::write_gate::WriteGate;
 use crate::schedule::Schedule;
 
 /// Key of the schedule (JSON).
@@ -31,6 +32,9 @@ const SCHEDULE_KEY: &[u8] = b"schedule";
 const TOKEN_HASH_KEY: &[u8] = b"admin-token-sha256";
 /// Token file name in the data directory.
 pub const TOKEN_FILE: &str = "admin.token";
+/// How often sled persists its id generator (its default, stated so that a restored store
+/// can be made to continue above the old ids: `backup/store_dump.rs`).
+pub(crate) const IDGEN_PERSIST_INTERVAL: u64 = 1_000_000;
 /// Random bytes in a token: far beyond guessing over HTTP.
 const TOKEN_BYTES: usize = 32;
 
@@ -74,6 +78,8 @@ pub struct Store {
     accounts: Accounts,
     library: Library,
     box_health: BoxHealthMonths,
+    /// Every write to the trees passes it; a backup closes it (`write_gate.rs`).
+    gate: WriteGate,
 }
 
 impl Store {
@@ -82,6 +88,7 @@ impl Store {
         let path = data_dir.join("store");
         let db = sled::Config::new()
             .path(&path)
+            .idgen_persist_interval(IDGEN_PERSIST_INTERVAL)
             .open()
             .map_err(|e| match e {
                 // sled reports a held lock only as text in an `Other` I/O error.
@@ -96,25 +103,32 @@ impl Store {
                     reason: other.to_string(),
                 },
             })?;
-        let uptime = UptimeJournal::open(&db, path.clone())?;
-        let audit = AuditLog::open(&db, path.clone()).map_err(|e| StoreError::Db {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let accounts = Accounts::open(&db, path.clone()).map_err(|e| match e {
-            AccountError::Db { path, reason } => StoreError::Db { path, reason },
-            other => StoreError::Db {
+        let gate = WriteGate::default();
+        let uptime = UptimeJournal::open(&db, path.clone())?.gated(gate.clone());
+        let audit = AuditLog::open(&db, path.clone())
+            .map_err(|e| StoreError::Db {
                 path: path.clone(),
-                reason: other.to_string(),
-            },
-        })?;
-        let library = Library::open(&db, path.clone(), data_dir).map_err(|e| match e {
-            LibraryError::Db { path, reason } => StoreError::Db { path, reason },
-            other => StoreError::Db {
-                path: path.clone(),
-                reason: other.to_string(),
-            },
-        })?;
+                reason: e.to_string(),
+            })?
+            .gated(gate.clone());
+        let accounts = Accounts::open(&db, path.clone())
+            .map_err(|e| match e {
+                AccountError::Db { path, reason } => StoreError::Db { path, reason },
+                other => StoreError::Db {
+                    path: path.clone(),
+                    reason: other.to_string(),
+                },
+            })?
+            .gated(gate.clone());
+        let library = Library::open(&db, path.clone(), data_dir)
+            .map_err(|e| match e {
+                LibraryError::Db { path, reason } => StoreError::Db { path, reason },
+                other => StoreError::Db {
+                    path: path.clone(),
+                    reason: other.to_string(),
+                },
+            })?
+            .gated(gate.clone());
         let box_health = BoxHealthMonths::open(&db, path.clone())?;
         Ok(Store {
             box_health,
@@ -125,7 +139,23 @@ impl Store {
             audit,
             accounts,
             library,
+            gate,
         })
+    }
+
+    /// The data directory the store is in.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The sled database, for a backup's dump (`backup/`).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The gate every write passes, closed by a backup (`write_gate.rs`).
+    pub(crate) fn write_gate(&self) -> &WriteGate {
+        &self.gate
     }
 
     /// The agents' uptime journals and the server's view of their connections.
@@ -178,9 +208,12 @@ impl Store {
             path: self.path.clone(),
             reason: format!("cannot encode the schedule: {e}"),
         })?;
-        self.db
-            .insert(SCHEDULE_KEY, bytes)
-            .map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.gate.enter();
+            self.db
+                .insert(SCHEDULE_KEY, bytes)
+                .map_err(|e| self.db_error(e))?;
+        }
         self.flush()
     }
 
@@ -204,9 +237,12 @@ impl Store {
                 path: self.token_path.clone(),
                 source,
             })?;
-        self.db
-            .insert(TOKEN_HASH_KEY, &token_hash(&token)[..])
-            .map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.gate.enter();
+            self.db
+                .insert(TOKEN_HASH_KEY, &token_hash(&token)[..])
+                .map_err(|e| self.db_error(e))?;
+        }
         self.flush()?;
         Ok(token)
     }

@@ -101,6 +101,7 @@ pub struct UptimeJournal {
     path: PathBuf,
     /// Flushes shared by concurrent writers (`group_commit.rs`).
     group: std::sync::Arc<crate::records::group_commit::GroupCommit>,
+    gate: crate::records::write_gate::WriteGate,
 }
 
 fn agent_prefix(agent: &str) -> Vec<u8> {
@@ -125,7 +126,14 @@ impl UptimeJournal {
             runs: open(RUNS_TREE)?,
             path: path.clone(),
             group: Default::default(),
+            gate: Default::default(),
         })
+    }
+
+    /// Writes pass `gate` (the store's, see `write_gate.rs`).
+    pub(crate) fn gated(mut self, gate: crate::records::write_gate::WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     fn db_error(&self, e: impl std::fmt::Display) -> StoreError {
@@ -150,9 +158,12 @@ impl UptimeJournal {
             record.encode(&mut value);
             writes.insert(key, value);
         }
-        self.records
-            .apply_batch(writes)
-            .map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.gate.enter();
+            self.records
+                .apply_batch(writes)
+                .map_err(|e| self.db_error(e))?;
+        }
         self.flush()?;
         Ok(JournalAck {
             journal_id: batch.journal_id,
@@ -163,6 +174,7 @@ impl UptimeJournal {
 
     /// Records what the server saw of `agent`'s connection, durably. Blocking.
     pub fn record_link(&self, agent: &str, event: &LinkEvent) -> Result<(), StoreError> {
+        let gate = self.gate.enter();
         let id = self.db.generate_id().map_err(|e| self.db_error(e))?;
         let mut key = agent_prefix(agent);
         key.extend_from_slice(&id.to_be_bytes());
@@ -180,6 +192,7 @@ impl UptimeJournal {
         self.links
             .insert(key, value)
             .map_err(|e| self.db_error(e))?;
+        drop(gate);
         self.flush()
     }
 
@@ -258,6 +271,7 @@ impl UptimeJournal {
     /// and a snapshot lost in a crash only shows those clusters as following their station
     /// until they next change).
     pub fn save_clusters(&self, agent: &str, snapshot: &[u8]) -> Result<(), StoreError> {
+        let _gate = self.gate.enter();
         self.clusters
             .insert(agent.as_bytes(), snapshot)
             .map(|_| ())
@@ -305,7 +319,10 @@ impl UptimeJournal {
 
     /// Records the start of this server run, durably, before it accepts any agent. Blocking.
     pub fn start_run(&self, run_id: u64, unix_ms: u64) -> Result<RunMarker, StoreError> {
-        let order = self.db.generate_id().map_err(|e| self.db_error(e))?;
+        let order = {
+            let _gate = self.gate.enter();
+            self.db.generate_id().map_err(|e| self.db_error(e))?
+        };
         let marker = RunMarker {
             order,
             run: ServerRun {
@@ -339,6 +356,7 @@ impl UptimeJournal {
         value.extend_from_slice(&marker.run.run_id.to_be_bytes());
         value.extend_from_slice(&marker.run.started_ms.to_be_bytes());
         value.extend_from_slice(&marker.run.alive_ms.to_be_bytes());
+        let _gate = self.gate.enter();
         self.runs
             .insert(marker.order.to_be_bytes(), value)
             .map_err(|e| self.db_error(e))?;

@@ -97,9 +97,10 @@ deb: deps deb-deps
 	rm -rf $(TARGET_DIR)/release/manual $(DEB_DIR)
 	$(TARGET_DIR)/release/radio-server manual --out $(TARGET_DIR)/release/manual/radio-server
 	$(TARGET_DIR)/release/relay-agent manual --out $(TARGET_DIR)/release/manual/relay-agent
+	gzip -9n $(TARGET_DIR)/release/manual/*/man/man1/*.1
 	$(CARGO) deb --no-build -p radio-server
 	$(CARGO) deb --no-build -p relay-agent
-	lintian --fail-on error --suppress-tags-from-file packaging/lintian-overrides.txt $(DEB_DIR)/*.deb
+	lintian --fail-on error $(DEB_DIR)/*.deb
 
 # ---- Cross-building for ARM boards (`make cross`) ----
 # The agent and the server for the boards a commune cabinet holds, with Debian's cross

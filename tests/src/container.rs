@@ -14,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A booted container; shut down, unmounted and forgotten when dropped.
+#[derive(Debug)]
 pub struct Container {
     base: tempfile::TempDir,
     merged: PathBuf,

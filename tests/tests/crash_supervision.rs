@@ -169,8 +169,14 @@ fn a_hung_playout_thread_ends_the_agent_and_a_working_one_does_not() {
     // Two seconds: far above the 20 ms between slots, and short for the test.
     let limit = ("RADIO_STALL_LIMIT_MS", "2000");
 
-    let mut working =
-        start_agent_with_env(commune, &bundle, &addr, &state, &[sink.clone()], &[limit]);
+    let mut working = start_agent_with_env(
+        commune,
+        &bundle,
+        &addr,
+        &state,
+        std::slice::from_ref(&sink),
+        &[limit],
+    );
     // The whole 6 s programme, three times the limit, played with no verdict.
     working.wait_played_out(1, Duration::from_secs(120));
     assert_eq!(

@@ -1294,6 +1294,8 @@ async fn every_route_checks_the_role_of_every_caller() {
                 }
                 // A preview stores nothing: refused (400), and no change to audit.
                 (Verb::Post, "/api/v1/tts/preview") => serde_json::json!({ "text": "" }),
+                // Takes no body; the admin's call streams the archive back.
+                (Verb::Post, "/api/v1/backup") => serde_json::json!({}),
                 (verb, path) => panic!("no test case for {verb:?} {path}: add one"),
             };
             Some(json.to_string())
@@ -1376,6 +1378,9 @@ async fn every_route_checks_the_role_of_every_caller() {
                         assert_eq!(last.caller, name, "{call}");
                         let id = if route.path.starts_with("/api/v1/live/") {
                             "studio"
+                        } else if route.path == "/api/v1/backup" {
+                            assert_eq!(status, 200, "{call}");
+                            "backup"
                         } else {
                             "kiem-tra"
                         };
@@ -1425,6 +1430,7 @@ async fn every_route_checks_the_role_of_every_caller() {
             (AuditAction::AccountEnable, "district"),
             (AuditAction::AccountPassword, "district"),
             (AuditAction::AccountRole, "district"),
+            (AuditAction::Backup, "district"),
         ],
         "{records:#?}"
     );

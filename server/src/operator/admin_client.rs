@@ -494,11 +494,12 @@ impl AdminClient {
         };
         let mut response = result.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
-        let text = response
+        // As text whatever it is: an archive (`POST /api/v1/backup`) is not UTF-8.
+        let bytes = response
             .body_mut()
-            .read_to_string()
+            .read_to_vec()
             .map_err(|e| self.transport_error(e))?;
-        Ok((status, text))
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     fn decode<T: DeserializeOwned>(&self, status: u16, body: &str) -> Result<T, ClientError> {

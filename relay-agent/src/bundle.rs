@@ -164,7 +164,7 @@ fn warn_if_readable_by_others(path: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn expiring_in(days: i64, now: i64) -> Bundle {
@@ -198,7 +198,8 @@ mod tests {
         );
     }
 
-    fn sample() -> Bundle {
+    /// A bundle whose PEM blocks have the right tags and nothing else (shared with enroll's tests).
+    pub(crate) fn sample() -> Bundle {
         Bundle {
             commune: "binh-trung".into(),
             station_name: "Bình Trung".into(),

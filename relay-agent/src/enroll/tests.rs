@@ -1,18 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-
-fn sample() -> Bundle {
-    Bundle {
-        commune: "binh-trung".into(),
-        station_name: "Bình Trung".into(),
-        server: "127.0.0.1:4433".into(),
-        server_name: "localhost".into(),
-        ca_cert: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
-        cert: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
-        key: "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".into(),
-    }
-}
+use crate::bundle::tests::sample;
 
 fn me() -> String {
     nix::unistd::User::from_uid(nix::unistd::getuid())

@@ -17,6 +17,38 @@ use radio_tests::{
 /// The one line the agent gives when it ends for a dead thread.
 const EXIT_LINE: &str = "exiting so the service manager restarts the agent";
 
+/// A server that plays a 6 s programme once `commune`'s agent is connected, and that agent's
+/// bundle and state directory, all in `dir`.
+struct District {
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    bundle: std::path::PathBuf,
+    server: radio_tests::Process,
+    addr: String,
+    state: std::path::PathBuf,
+}
+
+impl District {
+    fn start(commune: &str) -> District {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("server");
+        let bundle = dir.path().join(format!("{commune}.toml"));
+        enroll(&data, commune, &bundle);
+        let programme = dir.path().join("programme.wav");
+        write_wav(&programme, &test_signal(6.0), 48_000);
+        let (server, addr) = start_server(&data, "127.0.0.1:0", Some(&programme), 1);
+        let state = dir.path().join("agent");
+        District {
+            dir,
+            data,
+            bundle,
+            server,
+            addr,
+            state,
+        }
+    }
+}
+
 /// The issue asks for 1 s; a loaded machine (two cores shared by parallel tests) gets more.
 const PROMPT: Duration = Duration::from_secs(5);
 
@@ -30,14 +62,14 @@ fn a_dead_thread_ends_the_agent(
     sink: impl Fn(&Path) -> String,
     died: &str,
 ) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("server");
-    let bundle = dir.path().join(format!("{commune}.toml"));
-    enroll(&data, commune, &bundle);
-    let programme = dir.path().join("programme.wav");
-    write_wav(&programme, &test_signal(6.0), 48_000);
-    let (server, addr) = start_server(&data, "127.0.0.1:0", Some(&programme), 1);
-    let state = dir.path().join("agent");
+    let District {
+        dir,
+        data,
+        bundle,
+        server,
+        addr,
+        state,
+    } = District::start(commune);
     let after = after.to_string();
     let mut agent = start_agent_with_env(
         commune,
@@ -157,14 +189,14 @@ fn a_panic_in_a_pipe_sink_writer_ends_the_agent() {
 #[test]
 fn a_hung_playout_thread_ends_the_agent_and_a_working_one_does_not() {
     let commune = "binh-chau";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("server");
-    let bundle = dir.path().join(format!("{commune}.toml"));
-    enroll(&data, commune, &bundle);
-    let programme = dir.path().join("programme.wav");
-    write_wav(&programme, &test_signal(6.0), 48_000);
-    let (server, addr) = start_server(&data, "127.0.0.1:0", Some(&programme), 1);
-    let state = dir.path().join("agent");
+    let District {
+        dir,
+        bundle,
+        server,
+        addr,
+        state,
+        ..
+    } = District::start(commune);
     let sink = format!("wav:{}", dir.path().join("out.wav").display());
     // Two seconds: far above the 20 ms between slots, and short for the test.
     let limit = ("RADIO_STALL_LIMIT_MS", "2000");

@@ -634,6 +634,32 @@ impl AgentProgram {
     }
 }
 
+/// qemu-user for an aarch64 binary, with the cross toolchain's loader and libc (Debian's
+/// `qemu-user` and `libc6-dev-arm64-cross`; binfmt is not assumed to be registered).
+pub const QEMU_AARCH64: [&str; 3] = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"];
+
+/// Starts the cross-built aarch64 `relay-agent` at `agent` under qemu-user (named `aarch64`),
+/// with its state in `dir/state` and its air in a WAV file; returns the process and the WAV's
+/// path.
+pub fn start_aarch64_agent(
+    agent: &Path,
+    bundle: &Path,
+    addr: &str,
+    dir: &Path,
+) -> (Process, PathBuf) {
+    let wav = dir.join("arm.wav");
+    let process = start_agent_program(
+        &AgentProgram::wrapped(&QEMU_AARCH64, agent),
+        "aarch64",
+        bundle,
+        addr,
+        &dir.join("state"),
+        &[format!("wav:{}", wav.display())],
+        &[],
+    );
+    (process, wav)
+}
+
 /// A test signal at 48 kHz: tones whose pitch and loudness change every 100 ms, so that any
 /// misalignment, gap or repeated frame lowers the similarity.
 pub fn test_signal(seconds: f32) -> Vec<f32> {

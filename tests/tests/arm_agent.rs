@@ -8,15 +8,12 @@
 use std::path::PathBuf;
 
 use radio_tests::{
-    compare, enroll, read_wav, require_tool, skip, start_agent_program, start_server, test_signal,
-    write_wav, AgentProgram, PATIENCE,
+    compare, enroll, read_wav, require_tool, skip, start_aarch64_agent, start_server, test_signal,
+    write_wav, PATIENCE, QEMU_AARCH64,
 };
 
 /// The variable that names the cross-built aarch64 agent.
 const AGENT_ENV: &str = "RADIO_AARCH64_AGENT";
-
-/// qemu-user finds the aarch64 dynamic loader and libc of Debian's cross packages here.
-const QEMU: [&str; 3] = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"];
 
 fn aarch64_agent() -> Option<PathBuf> {
     let Some(path) = std::env::var_os(AGENT_ENV).filter(|p| !p.is_empty()) else {
@@ -25,7 +22,7 @@ fn aarch64_agent() -> Option<PathBuf> {
         ));
         return None;
     };
-    if !require_tool(QEMU[0]) {
+    if !require_tool(QEMU_AARCH64[0]) {
         return None;
     }
     let path = PathBuf::from(path);
@@ -51,16 +48,7 @@ fn the_aarch64_agent_under_qemu_plays_the_file_faithfully_and_in_time() {
     enroll(&data, "binh-trung", &bundle);
     let (mut server, addr) = start_server(&data, "127.0.0.1:0", Some(&signal_path), 1);
 
-    let wav = dir.path().join("arm.wav");
-    let mut agent = start_agent_program(
-        &AgentProgram::wrapped(&QEMU, &agent_path),
-        "aarch64",
-        &bundle,
-        &addr,
-        &dir.path().join("state"),
-        &[format!("wav:{}", wav.display())],
-        &[],
-    );
+    let (mut agent, wav) = start_aarch64_agent(&agent_path, &bundle, &addr, dir.path());
     // Emulated, the agent's start (TLS, the journal's sled database) is slower than native.
     agent.wait_for("link up", PATIENCE);
     server.wait_for("off air", PATIENCE);

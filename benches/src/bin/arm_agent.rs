@@ -24,11 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use radio_benches::summary::median;
 use radio_tests::{
-    enroll, proc_sample, start_agent_program, start_server, test_signal, write_wav, AgentProgram,
-    ProcSample, PATIENCE,
+    enroll, proc_sample, start_aarch64_agent, start_server, test_signal, write_wav, ProcSample,
+    PATIENCE,
 };
 
-const QEMU: [&str; 3] = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"];
 const SAMPLE_EVERY: Duration = Duration::from_millis(500);
 
 /// The agent on ARM: binary sizes, and the aarch64 agent's RSS and CPU under qemu-user.
@@ -86,16 +85,7 @@ fn run_once(agent: &Path, seconds: f32) -> anyhow::Result<RunResult> {
     let bundle = dir.path().join("arm.toml");
     enroll(&data, "binh-trung", &bundle);
     let (mut server, addr) = start_server(&data, "127.0.0.1:0", Some(&programme), 1);
-    let wav = dir.path().join("arm.wav");
-    let mut process = start_agent_program(
-        &AgentProgram::wrapped(&QEMU, agent),
-        "aarch64",
-        &bundle,
-        &addr,
-        &dir.path().join("state"),
-        &[format!("wav:{}", wav.display())],
-        &[],
-    );
+    let (mut process, _air) = start_aarch64_agent(agent, &bundle, &addr, dir.path());
     process.wait_for("link up", PATIENCE);
     let pid = process.id();
     let stop = Arc::new(AtomicBool::new(false));

@@ -17,6 +17,26 @@ use radio_tests::{
 /// The one line the agent gives when it ends for a dead thread.
 const EXIT_LINE: &str = "exiting so the service manager restarts the agent";
 
+/// Checks the agent ended as a service manager needs, with status 70 (EX_SOFTWARE) and one
+/// exit line, and returns that line.
+fn the_exit_line(status: std::process::ExitStatus, output: &[String]) -> &String {
+    assert_eq!(
+        status.code(),
+        Some(70),
+        "exit status {status}, expected 70 (EX_SOFTWARE):\n{}",
+        output.join("\n")
+    );
+    let exit_lines: Vec<&String> = output.iter().filter(|l| l.contains(EXIT_LINE)).collect();
+    assert_eq!(
+        exit_lines.len(),
+        1,
+        "one exit line, not {}:\n{}",
+        exit_lines.len(),
+        output.join("\n")
+    );
+    exit_lines[0]
+}
+
 /// A server that plays a 6 s programme once `commune`'s agent is connected, and that agent's
 /// bundle and state directory, all in `dir`.
 struct District {
@@ -99,25 +119,11 @@ fn a_dead_thread_ends_the_agent(
         exited.as_millis()
     );
     assert!(exited <= PROMPT, "exit took {exited:?}");
-    assert_eq!(
-        status.code(),
-        Some(70),
-        "exit status {status}, expected 70 (EX_SOFTWARE):\n{}",
-        output.join("\n")
-    );
-    let exit_lines: Vec<&String> = output.iter().filter(|l| l.contains(EXIT_LINE)).collect();
-    assert_eq!(
-        exit_lines.len(),
-        1,
-        "one exit line, not {}:\n{}",
-        exit_lines.len(),
-        output.join("\n")
-    );
+    let exit_line = the_exit_line(status, &output);
     assert!(
-        exit_lines[0].contains(died)
-            && exit_lines[0].contains(&format!("RADIO_TEST_PANIC={thread}")),
+        exit_line.contains(died) && exit_line.contains(&format!("RADIO_TEST_PANIC={thread}")),
         "the exit line says what died and how: {}",
-        exit_lines[0]
+        exit_line
     );
     assert!(
         !output.iter().any(|l| l.contains("stopped cleanly")),
@@ -239,18 +245,11 @@ fn a_hung_playout_thread_ends_the_agent_and_a_working_one_does_not() {
     hung.wait_for("the playout thread hangs now", Duration::from_secs(60));
     // Without the watchdog the agent lives on, hung: this fails instead of waiting forever.
     let (status, output) = hung.finish(Duration::from_secs(60));
-    assert_eq!(
-        status.code(),
-        Some(70),
-        "exit status {status}, expected 70 (EX_SOFTWARE):\n{}",
-        output.join("\n")
-    );
-    let exit_lines: Vec<&String> = output.iter().filter(|l| l.contains(EXIT_LINE)).collect();
-    assert_eq!(exit_lines.len(), 1, "one exit line:\n{}", output.join("\n"));
+    let exit_line = the_exit_line(status, &output);
     assert!(
-        exit_lines[0].contains("playout thread ended: it made no progress"),
+        exit_line.contains("playout thread ended: it made no progress"),
         "the exit line says what hung: {}",
-        exit_lines[0]
+        exit_line
     );
     let (status, _) = server.terminate();
     assert!(status.success(), "server exit status {status}");

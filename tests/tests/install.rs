@@ -103,6 +103,16 @@ fn wav_samples(path: &Path) -> Vec<f32> {
         .collect()
 }
 
+/// The unit is active; its journal says why when it is not.
+fn assert_active(c: &Container, unit: &str) {
+    assert_eq!(
+        c.unit_property(unit, "ActiveState"),
+        "active",
+        "{unit}:\n{}",
+        c.journal(unit.trim_end_matches(".service"))
+    );
+}
+
 #[test]
 fn the_packages_install_run_under_systemd_upgrade_and_purge() {
     let Some((server_deb, agent_deb)) = debs() else {
@@ -177,12 +187,7 @@ fn the_packages_install_run_under_systemd_upgrade_and_purge() {
     c.must(&["systemctl", "restart", "radio-server"]);
 
     // The server: started by the package, active only once it said it is ready.
-    assert_eq!(
-        c.unit_property("radio-server.service", "ActiveState"),
-        "active",
-        "{}",
-        c.journal("radio-server")
-    );
+    assert_active(&c, "radio-server.service");
     assert_eq!(c.unit_property("radio-server.service", "Type"), "notify");
     assert_eq!(
         c.unit_property("radio-server.service", "User"),
@@ -235,12 +240,7 @@ fn the_packages_install_run_under_systemd_upgrade_and_purge() {
     .expect("edit agent.toml");
     let enrolled = c.must(&["relay-agent", "enroll", "--bundle", "/root/binh-trung.toml"]);
     assert!(enrolled.contains("binh-trung"), "{enrolled}");
-    assert_eq!(
-        c.unit_property("relay-agent.service", "ActiveState"),
-        "active",
-        "{}",
-        c.journal("relay-agent")
-    );
+    assert_active(&c, "relay-agent.service");
     assert_eq!(
         c.unit_property("relay-agent.service", "UnitFileState"),
         "enabled"
@@ -343,18 +343,8 @@ fn the_packages_install_run_under_systemd_upgrade_and_purge() {
             "the upgrade lost {kept}:\n{journaled}"
         );
     }
-    assert_eq!(
-        c.unit_property("radio-server.service", "ActiveState"),
-        "active",
-        "{}",
-        c.journal("radio-server")
-    );
-    assert_eq!(
-        c.unit_property("relay-agent.service", "ActiveState"),
-        "active",
-        "{}",
-        c.journal("relay-agent")
-    );
+    assert_active(&c, "radio-server.service");
+    assert_active(&c, "relay-agent.service");
     c.wait_until(
         "the agent back on its link after the upgrade",
         PATIENCE,
